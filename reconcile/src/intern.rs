@@ -1,0 +1,75 @@
+//! String interning: rows hold 4-byte symbols instead of strings, which keeps
+//! ten million rows per side within the memory budget.
+
+use std::collections::HashMap;
+
+/// A symbol: an index into an [`Interner`]. [`Sym::NONE`] means "absent".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Sym(pub u32);
+
+impl Sym {
+    /// The absent value.
+    pub const NONE: Sym = Sym(u32::MAX);
+
+    /// Whether the symbol stands for a value.
+    pub fn is_some(self) -> bool {
+        self != Self::NONE
+    }
+
+    /// The symbol as an index, `None` when absent.
+    pub fn index(self) -> Option<usize> {
+        if self.is_some() {
+            usize::try_from(self.0).ok()
+        } else {
+            None
+        }
+    }
+}
+
+/// Maps strings to dense symbols and back.
+#[derive(Debug, Default, Clone)]
+pub struct Interner {
+    map: HashMap<Box<str>, Sym>,
+    strings: Vec<Box<str>>,
+}
+
+impl Interner {
+    /// The symbol for `s`, adding it if new. The empty string is absent.
+    pub fn intern(&mut self, s: &str) -> Sym {
+        if s.is_empty() {
+            return Sym::NONE;
+        }
+        if let Some(&sym) = self.map.get(s) {
+            return sym;
+        }
+        let sym = Sym(u32::try_from(self.strings.len()).unwrap_or(u32::MAX - 1));
+        self.strings.push(s.into());
+        self.map.insert(s.into(), sym);
+        sym
+    }
+
+    /// The string of a symbol; "" for [`Sym::NONE`].
+    pub fn get(&self, sym: Sym) -> &str {
+        sym.index()
+            .and_then(|i| self.strings.get(i))
+            .map_or("", |s| s)
+    }
+
+    /// Number of distinct strings.
+    pub fn len(&self) -> usize {
+        self.strings.len()
+    }
+
+    /// Whether nothing was interned.
+    pub fn is_empty(&self) -> bool {
+        self.strings.is_empty()
+    }
+
+    /// All strings in symbol order.
+    pub fn iter(&self) -> impl Iterator<Item = (Sym, &str)> {
+        self.strings
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (Sym(u32::try_from(i).unwrap_or(u32::MAX - 1)), &**s))
+    }
+}

@@ -1,0 +1,459 @@
+//! API keys: fingerprints and the key registry.
+//!
+//! A raw key (`sk-...`) is turned into a fingerprint the moment a parser sees
+//! it: the SHA-256 hex of the key (what LiteLLM stores in `api_key` and
+//! OpenRouter exposes as `api_key_hash`) plus its last four characters. The
+//! raw value is never stored, printed or written.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+
+/// Prefix of the interned form of a fingerprinted raw key: `fp:<hex>:<last4>`.
+pub const FP_PREFIX: &str = "fp:";
+
+/// Whether a key value is a raw secret rather than an id, label or hash.
+pub fn is_raw_secret(s: &str) -> bool {
+    (s.starts_with("sk-") || s.starts_with("sk_"))
+        && s.len() >= 20
+        && !s.contains('…')
+        && !s.contains("...")
+}
+
+/// Lowercase SHA-256 hex of a string.
+pub fn sha256_hex(s: &str) -> String {
+    let digest = Sha256::digest(s.as_bytes());
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+const HEX: [u8; 16] = *b"0123456789abcdef";
+
+fn last4(s: &str) -> &str {
+    let n = s.len();
+    s.get(n.saturating_sub(4)..).unwrap_or("")
+}
+
+/// The interned form of a key value: raw secrets become `fp:<sha256>:<last4>`,
+/// everything else is kept as given (trimmed).
+pub fn key_token(s: &str) -> std::borrow::Cow<'_, str> {
+    let t = s.trim();
+    if is_raw_secret(t) {
+        format!("{FP_PREFIX}{}:{}", sha256_hex(t), last4(t)).into()
+    } else {
+        t.into()
+    }
+}
+
+/// Masks raw secrets in free text (reject rows keep the raw line).
+pub fn mask_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("sk-").or_else(|| rest.find("sk_")) {
+        let (before, at) = rest.split_at(pos);
+        out.push_str(before);
+        let len = at
+            .char_indices()
+            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .map_or(at.len(), |(i, _)| i);
+        let token = at.get(..len).unwrap_or("");
+        if is_raw_secret(token) {
+            out.push_str("sk-…");
+            out.push_str(last4(token));
+        } else {
+            out.push_str(token);
+        }
+        rest = at.get(len..).unwrap_or("");
+        if len == 0 {
+            break;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Who a key (or a client row) belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Owner {
+    /// Team.
+    pub team: String,
+    /// Service.
+    pub service: String,
+    /// Environment (prod, staging, ...).
+    pub env: String,
+}
+
+impl Owner {
+    /// `team/service/env`, with `-` for a missing part.
+    pub fn display(&self) -> String {
+        let part = |s: &str| {
+            if s.is_empty() {
+                "-".to_owned()
+            } else {
+                s.to_owned()
+            }
+        };
+        format!(
+            "{}/{}/{}",
+            part(&self.team),
+            part(&self.service),
+            part(&self.env)
+        )
+    }
+
+    /// Whether no label is set.
+    pub fn is_empty(&self) -> bool {
+        self.team.is_empty() && self.service.is_empty() && self.env.is_empty()
+    }
+}
+
+/// One registered key and every way a source may name it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    /// Tally's id for the key (also how reports name it).
+    pub id: String,
+    /// An alias (LiteLLM `key_alias`, a gateway's key name).
+    #[serde(default)]
+    pub alias: Option<String>,
+    /// Labels (OpenRouter `api_key_name`, Anthropic Console key names).
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Last four characters of the secret, for sources that only show those.
+    #[serde(default)]
+    pub last4: Option<String>,
+    /// SHA-256 hex digests of the secret (LiteLLM `api_key`, OpenRouter `api_key_hash`).
+    #[serde(default)]
+    pub sha256: Vec<String>,
+    /// Owning team.
+    #[serde(default)]
+    pub team: String,
+    /// Owning service.
+    #[serde(default)]
+    pub service: String,
+    /// Environment.
+    #[serde(default)]
+    pub env: String,
+    /// Contact email for alerts about this key.
+    #[serde(default)]
+    pub contact: Option<String>,
+}
+
+impl KeyEntry {
+    /// The key's owner.
+    pub fn owner(&self) -> Owner {
+        Owner {
+            team: self.team.clone(),
+            service: self.service.clone(),
+            env: self.env.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistryFile {
+    #[serde(default)]
+    key: Vec<KeyEntry>,
+}
+
+/// How a key value was resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// A registered key (index into [`KeyRegistry::entries`]).
+    Known(usize),
+    /// Not in the registry: its canonical name (a full SHA-256 hex for
+    /// fingerprinted or hashed keys, so a client's raw key and LiteLLM's hash
+    /// of it meet) and the last four characters when known.
+    Unknown {
+        /// Canonical name.
+        canonical: String,
+        /// Last four characters of the secret, when a raw key was seen.
+        last4: Option<String>,
+    },
+}
+
+/// The key registry: registered keys and lookup tables over every name.
+#[derive(Debug, Clone, Default)]
+pub struct KeyRegistry {
+    /// Registered keys, in file order.
+    pub entries: Vec<KeyEntry>,
+    by_name: HashMap<String, usize>,
+    by_last4: HashMap<String, Option<usize>>,
+}
+
+fn is_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl KeyRegistry {
+    /// Builds a registry, refusing a name that points at two keys.
+    pub fn new(entries: Vec<KeyEntry>, file: &str) -> Result<Self, Error> {
+        let mut reg = KeyRegistry::default();
+        for (i, e) in entries.iter().enumerate() {
+            if e.id.trim().is_empty() {
+                return Err(Error::invalid(
+                    file,
+                    format!("key #{}: `id` is empty", i + 1),
+                ));
+            }
+            let mut names: Vec<String> = vec![e.id.clone()];
+            names.extend(e.alias.clone());
+            names.extend(e.labels.iter().cloned());
+            for h in &e.sha256 {
+                if !is_hex64(h) {
+                    return Err(Error::invalid(
+                        file,
+                        format!("key `{}`: sha256 `{h}` is not 64 hex digits", e.id),
+                    ));
+                }
+                names.push(h.to_ascii_lowercase());
+            }
+            for n in names {
+                if let Some(&other) = reg.by_name.get(&n)
+                    && other != i
+                {
+                    let other_id = entries.get(other).map_or("", |o| o.id.as_str());
+                    return Err(Error::invalid(
+                        file,
+                        format!("name `{n}` is used by keys `{other_id}` and `{}`", e.id),
+                    ));
+                }
+                reg.by_name.insert(n, i);
+            }
+            if let Some(l4) = &e.last4 {
+                reg.by_last4
+                    .entry(l4.clone())
+                    .and_modify(|v| *v = None)
+                    .or_insert(Some(i));
+            }
+        }
+        reg.entries = entries;
+        Ok(reg)
+    }
+
+    /// Parses the TOML form (`[[key]]` tables).
+    pub fn from_toml(text: &str, file: &str) -> Result<Self, Error> {
+        let parsed: RegistryFile =
+            toml::from_str(text).map_err(|e| Error::invalid(file, e.to_string()))?;
+        Self::new(parsed.key, file)
+    }
+
+    /// Parses the CSV form: `id,alias,labels,last4,sha256,team,service,env,contact`
+    /// where `labels` and `sha256` may hold several values separated by `;`.
+    pub fn from_csv(r: impl std::io::Read, file: &str) -> Result<Self, Error> {
+        let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(r);
+        let headers = rdr
+            .headers()
+            .map_err(|e| Error::invalid(file, e.to_string()))?
+            .clone();
+        let col = |name: &str| headers.iter().position(|h| h.trim() == name);
+        let id_col = col("id").ok_or_else(|| Error::invalid(file, "no `id` column"))?;
+        let mut entries = Vec::new();
+        for (n, rec) in rdr.records().enumerate() {
+            let rec = rec.map_err(|e| Error::invalid(file, format!("line {}: {e}", n + 2)))?;
+            let get = |name: &str| {
+                col(name)
+                    .and_then(|i| rec.get(i))
+                    .map(str::trim)
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let list = |name: &str| -> Vec<String> {
+                get(name)
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            };
+            let opt = |s: String| (!s.is_empty()).then_some(s);
+            entries.push(KeyEntry {
+                id: rec.get(id_col).unwrap_or("").trim().to_owned(),
+                alias: opt(get("alias")),
+                labels: list("labels"),
+                last4: opt(get("last4")),
+                sha256: list("sha256"),
+                team: get("team"),
+                service: get("service"),
+                env: get("env"),
+                contact: opt(get("contact")),
+            });
+        }
+        Self::new(entries, file)
+    }
+
+    /// Resolves a key value as a source wrote it (after [`key_token`]).
+    pub fn resolve(&self, token: &str) -> Resolved {
+        let mut last4_seen: Option<String> = None;
+        let mut hash: Option<String> = None;
+        if let Some(rest) = token.strip_prefix(FP_PREFIX) {
+            let (h, l4) = rest.split_once(':').unwrap_or((rest, ""));
+            hash = Some(h.to_owned());
+            last4_seen = (!l4.is_empty()).then(|| l4.to_owned());
+        } else if let Some(h) = token.strip_prefix("sha256:") {
+            hash = Some(h.to_ascii_lowercase());
+        } else if is_hex64(token) {
+            hash = Some(token.to_ascii_lowercase());
+        }
+        if let Some(h) = &hash {
+            if let Some(&i) = self.by_name.get(h) {
+                return Resolved::Known(i);
+            }
+            return Resolved::Unknown {
+                canonical: h.clone(),
+                last4: last4_seen,
+            };
+        }
+        if let Some(&i) = self.by_name.get(token) {
+            return Resolved::Known(i);
+        }
+        // Redacted forms: `sk-...abcd`, `sk-…abcd`, `...abcd`, or a bare last-4
+        // when the source is known to give only that (mapped as such).
+        let redacted = token
+            .rsplit_once("...")
+            .or_else(|| token.rsplit_once('…'))
+            .map(|(_, tail)| tail);
+        let tail = redacted.or_else(|| (token.len() == 4).then_some(token));
+        if let Some(t) = tail
+            && let Some(Some(i)) = self.by_last4.get(t)
+        {
+            return Resolved::Known(*i);
+        }
+        Resolved::Unknown {
+            canonical: token.to_owned(),
+            last4: None,
+        }
+    }
+}
+
+/// How reports show an unregistered key: hashes are shortened to a
+/// fingerprint, names are kept.
+pub fn display_unknown(canonical: &str, last4: Option<&str>) -> String {
+    if is_hex64(canonical) {
+        let short = canonical.get(..12).unwrap_or(canonical);
+        match last4 {
+            Some(l4) => format!("sha256:{short}… (…{l4})"),
+            None => format!("sha256:{short}…"),
+        }
+    } else {
+        canonical.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789WXYZ";
+
+    fn registry() -> KeyRegistry {
+        KeyRegistry::from_toml(
+            &format!(
+                r#"
+[[key]]
+id = "k1"
+alias = "support-bot-prod"
+labels = ["Support bot"]
+last4 = "WXYZ"
+sha256 = ["{}"]
+team = "support"
+service = "bot"
+env = "prod"
+contact = "oncall@example.com"
+
+[[key]]
+id = "k2"
+last4 = "1111"
+"#,
+                sha256_hex(SECRET)
+            ),
+            "keys.toml",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn raw_key_is_fingerprinted_and_found_by_hash() {
+        let token = key_token(SECRET);
+        assert!(!token.contains(SECRET));
+        assert!(token.ends_with(":WXYZ"));
+        let reg = registry();
+        assert_eq!(reg.resolve(&token), Resolved::Known(0));
+        // LiteLLM stores the same hash: it meets the client's raw key.
+        assert_eq!(reg.resolve(&sha256_hex(SECRET)), Resolved::Known(0));
+    }
+
+    #[test]
+    fn every_name_resolves() {
+        let reg = registry();
+        for n in [
+            "k1",
+            "support-bot-prod",
+            "Support bot",
+            "sk-...WXYZ",
+            "sk-…WXYZ",
+        ] {
+            assert_eq!(reg.resolve(n), Resolved::Known(0), "{n}");
+        }
+        assert_eq!(reg.resolve("1111"), Resolved::Known(1));
+        assert!(matches!(reg.resolve("nobody"), Resolved::Unknown { .. }));
+    }
+
+    #[test]
+    fn unknown_raw_key_and_its_hash_share_a_canonical_name() {
+        let reg = KeyRegistry::default();
+        let secret = "sk-unregistered-0000000000000000abcd";
+        let a = reg.resolve(&key_token(secret));
+        let b = reg.resolve(&sha256_hex(secret));
+        let (
+            Resolved::Unknown {
+                canonical: ca,
+                last4,
+            },
+            Resolved::Unknown { canonical: cb, .. },
+        ) = (a, b)
+        else {
+            panic!("expected unknown");
+        };
+        assert_eq!(ca, cb);
+        assert_eq!(last4.as_deref(), Some("abcd"));
+        assert!(!display_unknown(&ca, last4.as_deref()).contains(secret));
+    }
+
+    #[test]
+    fn masking_removes_secrets_from_text() {
+        let line = format!(r#"{{"key":"{SECRET}","model":"gpt-4o"}}"#);
+        let masked = mask_secrets(&line);
+        assert!(!masked.contains(SECRET));
+        assert!(masked.contains("sk-…WXYZ"));
+        assert!(masked.contains("gpt-4o"));
+        assert_eq!(mask_secrets("sk-short"), "sk-short");
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let err = KeyRegistry::from_toml(
+            "[[key]]\nid = \"a\"\nalias = \"x\"\n[[key]]\nid = \"b\"\nalias = \"x\"\n",
+            "keys.toml",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`x`"), "{err}");
+    }
+
+    #[test]
+    fn csv_form() {
+        let csv =
+            "id,alias,labels,last4,sha256,team,service,env,contact\nk9,al,L1;L2,9999,,t,s,e,c@x\n";
+        let reg = KeyRegistry::from_csv(csv.as_bytes(), "keys.csv").unwrap();
+        assert_eq!(reg.resolve("L2"), Resolved::Known(0));
+        assert_eq!(reg.entries[0].owner().display(), "t/s/e");
+    }
+}

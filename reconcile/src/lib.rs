@@ -1,0 +1,25 @@
+//! Tally's reconciliation engine.
+//!
+//! Pure values in, values out: parsers take `impl Read` and return rows plus
+//! row errors; matching, costing and classification take rows and return a
+//! report. Nothing here reads a file, the clock or the environment (the
+//! crate's `clippy.toml` enforces it), so every result depends only on the
+//! arguments and is reproducible in tests and benchmarks.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod intern;
+pub mod keys;
+pub mod lines;
+pub mod matching;
+pub mod models;
+pub mod parse;
+pub mod prices;
+pub mod record;
+pub mod report;
+pub mod routes;
+pub mod synth;
+pub mod time;
+
+pub use error::{Error, RowError};
+pub use record::{Row, Side, SideKind, Tokens};

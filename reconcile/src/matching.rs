@@ -1,0 +1,814 @@
+//! One-to-one matching of client rows to gateway rows.
+//!
+//! A cascade of passes, each consuming its pairs before the next runs
+//! (`shared/reference/matching.md`):
+//!
+//! 1. **id**: equal request ids (client `request_id` or `response_id` against
+//!    the gateway id). When an id repeats, rows pair in time order and the
+//!    surplus on a side is a *duplicate* (a retry billed twice, double logging).
+//!    The gateway-minus-client clock offset is learned from these pairs: a
+//!    median per key with at least [`Params::min_key_pairs`] pairs, else the
+//!    global median.
+//! 2. **strict**: same key, model family, route family, input and output
+//!    tokens, and time within the tolerance around the learned offset.
+//! 3. **loose**: same key, model family and route family, time within the
+//!    tolerance. Pairs made here may differ in tokens.
+//!
+//! Within a block the assignment is the optimum of a banded order-preserving
+//! dynamic programme (most pairs, then least total |Δt|), not nearest-row
+//! lookups, so a busy key does not get its rows crossed. Every order in the
+//! computation is fixed by the data (time, then content, then position), so
+//! the same rows in any order give the same pairs up to identical rows.
+
+/// Sentinel for "no partner".
+pub const NONE: u32 = u32::MAX;
+
+/// How a row was settled by matching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pass {
+    /// Not matched.
+    Unmatched = 0,
+    /// Matched by request id.
+    Id = 1,
+    /// Matched by key, model, route, tokens and time.
+    Strict = 2,
+    /// Matched by key, model, route and time.
+    Loose = 3,
+    /// Surplus row with an id already seen on its side.
+    Duplicate = 4,
+}
+
+impl Pass {
+    /// Lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pass::Unmatched => "unmatched",
+            Pass::Id => "id",
+            Pass::Strict => "strict",
+            Pass::Loose => "loose",
+            Pass::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// What matching needs to know about the rows of one side.
+pub trait MatchView: Sync {
+    /// Number of rows.
+    fn len(&self) -> usize;
+    /// Whether there are no rows.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Request start, UTC ms.
+    fn ts(&self, i: usize) -> i64;
+    /// Canonical key id.
+    fn key(&self, i: usize) -> u32;
+    /// Canonical model family id (< 2²⁴).
+    fn model(&self, i: usize) -> u32;
+    /// Route family.
+    fn route(&self, i: usize) -> u8;
+    /// Input and output tokens, when both are reported.
+    fn core_tokens(&self, i: usize) -> Option<(u32, u32)>;
+    /// The row's ids ("" when absent): primary, secondary.
+    fn ids(&self, i: usize) -> (&str, &str);
+}
+
+/// Matching parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    /// Half-width of the time window around the learned offset, in ms.
+    pub tolerance_ms: i64,
+    /// Id pairs a key needs before it gets its own offset.
+    pub min_key_pairs: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            tolerance_ms: 2000,
+            min_key_pairs: 5,
+        }
+    }
+}
+
+/// A learned gateway-minus-client clock offset.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Offset {
+    /// Canonical key id (`None` for the global offset).
+    pub key: Option<u32>,
+    /// Median of gateway time minus client time over id pairs, ms.
+    pub offset_ms: i64,
+    /// Median absolute deviation, ms.
+    pub mad_ms: i64,
+    /// Id pairs it was learned from.
+    pub pairs: usize,
+}
+
+/// The outcome of matching.
+#[derive(Debug, Clone)]
+pub struct Matching {
+    /// For each client row, its gateway partner or [`NONE`].
+    pub client_partner: Vec<u32>,
+    /// For each gateway row, its client partner or [`NONE`].
+    pub gateway_partner: Vec<u32>,
+    /// How each client row was settled.
+    pub client_pass: Vec<Pass>,
+    /// How each gateway row was settled.
+    pub gateway_pass: Vec<Pass>,
+    /// The global offset learned from id pairs.
+    pub global_offset: Offset,
+    /// Per-key offsets (keys with enough id pairs), by key id.
+    pub key_offsets: Vec<Offset>,
+}
+
+impl Matching {
+    /// Offset applied to a key's client rows.
+    pub fn offset_for(&self, key: u32) -> i64 {
+        self.key_offsets
+            .binary_search_by_key(&Some(key), |o| o.key)
+            .ok()
+            .and_then(|i| self.key_offsets.get(i))
+            .map_or(self.global_offset.offset_ms, |o| o.offset_ms)
+    }
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn idx(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(NONE)
+}
+
+fn at(i: u32) -> usize {
+    usize::try_from(i).unwrap_or(usize::MAX)
+}
+
+/// Content tie-breaker: rows equal in time sort by what they contain, not by
+/// where they stood in the file.
+fn content<V: MatchView + ?Sized>(v: &V, i: usize) -> u32 {
+    let (a, b) = v.core_tokens(i).unwrap_or((u32::MAX, u32::MAX));
+    let (id1, id2) = v.ids(i);
+    let h = mix(u64::from(a) << 32 | u64::from(b))
+        ^ fnv(id1.as_bytes())
+        ^ fnv(id2.as_bytes()).rotate_left(17);
+    u32::try_from(h >> 32).unwrap_or(0)
+}
+
+/// Matches client rows to gateway rows.
+pub fn match_rows<C: MatchView, G: MatchView>(client: &C, gateway: &G, params: Params) -> Matching {
+    let mut m = Matching {
+        client_partner: vec![NONE; client.len()],
+        gateway_partner: vec![NONE; gateway.len()],
+        client_pass: vec![Pass::Unmatched; client.len()],
+        gateway_pass: vec![Pass::Unmatched; gateway.len()],
+        global_offset: Offset {
+            key: None,
+            offset_ms: 0,
+            mad_ms: 0,
+            pairs: 0,
+        },
+        key_offsets: Vec::new(),
+    };
+    id_pass(client, gateway, &mut m);
+    learn_offsets(client, gateway, &mut m, params);
+    block_pass(client, gateway, &mut m, params, true);
+    block_pass(client, gateway, &mut m, params, false);
+    m
+}
+
+#[derive(Clone, Copy)]
+struct IdEntry {
+    hash: u64,
+    row: u32,
+    second: bool,
+}
+
+fn id_entries<V: MatchView>(v: &V, both: bool) -> Vec<IdEntry> {
+    let mut out = Vec::new();
+    for i in 0..v.len() {
+        let (a, b) = v.ids(i);
+        if !a.is_empty() {
+            out.push(IdEntry {
+                hash: fnv(a.as_bytes()),
+                row: idx(i),
+                second: false,
+            });
+        }
+        if both && !b.is_empty() {
+            out.push(IdEntry {
+                hash: fnv(b.as_bytes()),
+                row: idx(i),
+                second: true,
+            });
+        }
+    }
+    out
+}
+
+fn id_of<V: MatchView>(v: &V, e: &IdEntry) -> String {
+    let (a, b) = v.ids(at(e.row));
+    if e.second { b.to_owned() } else { a.to_owned() }
+}
+
+fn id_pass<C: MatchView, G: MatchView>(client: &C, gateway: &G, m: &mut Matching) {
+    let (mut ce, mut ge) = std::thread::scope(|s| {
+        let c = s.spawn(|| {
+            let mut e = id_entries(client, true);
+            e.sort_unstable_by_key(|e| e.hash);
+            e
+        });
+        let mut g = id_entries(gateway, false);
+        g.sort_unstable_by_key(|e| e.hash);
+        (c.join().unwrap_or_default(), g)
+    });
+    // Client ids that appear on the gateway are processed per id; ids seen
+    // on one side only still define duplicates on that side.
+    let (mut i, mut j) = (0, 0);
+    while i < ce.len() || j < ge.len() {
+        let hc = ce.get(i).map_or(u64::MAX, |e| e.hash);
+        let hg = ge.get(j).map_or(u64::MAX, |e| e.hash);
+        let h = hc.min(hg);
+        let i_end = i + ce
+            .get(i..)
+            .map_or(0, |s| s.iter().take_while(|e| e.hash == h).count());
+        let j_end = j + ge
+            .get(j..)
+            .map_or(0, |s| s.iter().take_while(|e| e.hash == h).count());
+        if i_end - i + j_end - j > 1 {
+            let cs = ce.get_mut(i..i_end).unwrap_or_default();
+            let gs = ge.get_mut(j..j_end).unwrap_or_default();
+            settle_hash_group(client, gateway, cs, gs, m);
+        }
+        if i_end == i && j_end == j {
+            break;
+        }
+        i = i_end;
+        j = j_end;
+    }
+}
+
+/// One hash bucket: split by the exact id (hash collisions), then settle.
+fn settle_hash_group<C: MatchView, G: MatchView>(
+    client: &C,
+    gateway: &G,
+    cs: &mut [IdEntry],
+    gs: &mut [IdEntry],
+    m: &mut Matching,
+) {
+    let mut cids: Vec<(String, IdEntry)> = cs.iter().map(|e| (id_of(client, e), *e)).collect();
+    let mut gids: Vec<(String, IdEntry)> = gs.iter().map(|e| (id_of(gateway, e), *e)).collect();
+    cids.sort_by(|a, b| a.0.cmp(&b.0));
+    gids.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut ids: Vec<&str> = cids
+        .iter()
+        .chain(gids.iter())
+        .map(|(s, _)| s.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        let c: Vec<usize> = cids
+            .iter()
+            .filter(|(s, _)| s == id)
+            .map(|(_, e)| at(e.row))
+            .collect();
+        let g: Vec<usize> = gids
+            .iter()
+            .filter(|(s, _)| s == id)
+            .map(|(_, e)| at(e.row))
+            .collect();
+        settle_id(client, gateway, c, g, m);
+    }
+}
+
+fn settle_id<C: MatchView, G: MatchView>(
+    client: &C,
+    gateway: &G,
+    mut c: Vec<usize>,
+    mut g: Vec<usize>,
+    m: &mut Matching,
+) {
+    // A client row can be reached through both of its ids; settle it once.
+    c.retain(|&i| m.client_pass.get(i) == Some(&Pass::Unmatched));
+    c.sort_unstable();
+    c.dedup();
+    g.retain(|&j| m.gateway_pass.get(j) == Some(&Pass::Unmatched));
+    c.sort_by_key(|&i| (client.ts(i), content(client, i), i));
+    g.sort_by_key(|&j| (gateway.ts(j), content(gateway, j), j));
+    let pairs = if c.is_empty() || g.is_empty() {
+        Vec::new()
+    } else if c.len() == 1 && g.len() == 1 {
+        vec![(0, 0)]
+    } else {
+        let cts: Vec<i64> = c.iter().map(|&i| client.ts(i)).collect();
+        let gts: Vec<i64> = g.iter().map(|&j| gateway.ts(j)).collect();
+        if c.len().saturating_mul(g.len()) <= 1 << 20 {
+            assign(&cts, &gts, i64::MAX / 4, |_, _| true)
+        } else {
+            // Pathological (one id on thousands of rows): pair in time order.
+            (0..c.len().min(g.len())).map(|k| (k, k)).collect()
+        }
+    };
+    let mut c_paired = vec![false; c.len()];
+    let mut g_paired = vec![false; g.len()];
+    for &(a, b) in &pairs {
+        let (Some(&ci), Some(&gj)) = (c.get(a), g.get(b)) else {
+            continue;
+        };
+        pair(m, ci, gj, Pass::Id);
+        if let Some(p) = c_paired.get_mut(a) {
+            *p = true;
+        }
+        if let Some(p) = g_paired.get_mut(b) {
+            *p = true;
+        }
+    }
+    // Surplus rows are duplicates; with no partner at all, the earliest row of
+    // a side stays in play for the later passes.
+    let keep_first = pairs.is_empty();
+    mark_dups(&c, &c_paired, keep_first, &mut m.client_pass);
+    mark_dups(&g, &g_paired, keep_first, &mut m.gateway_pass);
+}
+
+fn mark_dups(rows: &[usize], paired: &[bool], keep_first: bool, pass: &mut [Pass]) {
+    let mut kept = !keep_first;
+    for (&r, &p) in rows.iter().zip(paired) {
+        if p {
+            continue;
+        }
+        if !kept {
+            kept = true;
+            continue;
+        }
+        if let Some(s) = pass.get_mut(r) {
+            *s = Pass::Duplicate;
+        }
+    }
+}
+
+fn pair(m: &mut Matching, c: usize, g: usize, pass: Pass) {
+    if let Some(p) = m.client_partner.get_mut(c) {
+        *p = idx(g);
+    }
+    if let Some(p) = m.gateway_partner.get_mut(g) {
+        *p = idx(c);
+    }
+    if let Some(p) = m.client_pass.get_mut(c) {
+        *p = pass;
+    }
+    if let Some(p) = m.gateway_pass.get_mut(g) {
+        *p = pass;
+    }
+}
+
+fn median_mad(v: &mut [i64]) -> (i64, i64) {
+    if v.is_empty() {
+        return (0, 0);
+    }
+    let mid = v.len() / 2;
+    let (_, &mut med, _) = v.select_nth_unstable(mid);
+    let mut dev: Vec<i64> = v.iter().map(|x| (x - med).abs()).collect();
+    let (_, &mut mad, _) = dev.select_nth_unstable(mid);
+    (med, mad)
+}
+
+fn learn_offsets<C: MatchView, G: MatchView>(
+    client: &C,
+    gateway: &G,
+    m: &mut Matching,
+    params: Params,
+) {
+    let mut by_key: Vec<(u32, i64)> = m
+        .client_partner
+        .iter()
+        .enumerate()
+        .filter(|&(i, &p)| p != NONE && m.client_pass.get(i) == Some(&Pass::Id))
+        .map(|(i, &p)| (client.key(i), gateway.ts(at(p)) - client.ts(i)))
+        .collect();
+    let mut all: Vec<i64> = by_key.iter().map(|&(_, d)| d).collect();
+    let (med, mad) = median_mad(&mut all);
+    m.global_offset = Offset {
+        key: None,
+        offset_ms: med,
+        mad_ms: mad,
+        pairs: all.len(),
+    };
+    by_key.sort_unstable();
+    for chunk in by_key.chunk_by(|a, b| a.0 == b.0) {
+        if chunk.len() < params.min_key_pairs {
+            continue;
+        }
+        let mut d: Vec<i64> = chunk.iter().map(|&(_, d)| d).collect();
+        let (med, mad) = median_mad(&mut d);
+        let key = chunk.first().map(|&(k, _)| k);
+        m.key_offsets.push(Offset {
+            key,
+            offset_ms: med,
+            mad_ms: mad,
+            pairs: d.len(),
+        });
+    }
+}
+
+#[derive(Clone, Copy)]
+struct BlockEntry {
+    block: u64,
+    ts: i64,
+    tie: u32,
+    row: u32,
+}
+
+fn loose_block<V: MatchView>(v: &V, i: usize) -> u64 {
+    u64::from(v.key(i)) << 32 | u64::from(v.model(i) & 0x00ff_ffff) << 8 | u64::from(v.route(i))
+}
+
+fn strict_block<V: MatchView>(v: &V, i: usize) -> Option<u64> {
+    let (a, b) = v.core_tokens(i)?;
+    Some(mix(
+        loose_block(v, i) ^ mix(u64::from(a) << 32 | u64::from(b))
+    ))
+}
+
+fn entries<V: MatchView>(
+    v: &V,
+    pass: &[Pass],
+    strict: bool,
+    shift: impl Fn(u32) -> i64,
+) -> Vec<BlockEntry> {
+    let mut out: Vec<BlockEntry> = (0..v.len())
+        .filter(|&i| pass.get(i) == Some(&Pass::Unmatched))
+        .filter_map(|i| {
+            let block = if strict {
+                strict_block(v, i)?
+            } else {
+                loose_block(v, i)
+            };
+            Some(BlockEntry {
+                block,
+                ts: v.ts(i) + shift(v.key(i)),
+                tie: content(v, i),
+                row: idx(i),
+            })
+        })
+        .collect();
+    out.sort_unstable_by_key(|e| (e.block, e.ts, e.tie, e.row));
+    out
+}
+
+fn same_block<C: MatchView, G: MatchView>(
+    client: &C,
+    gateway: &G,
+    i: usize,
+    j: usize,
+    strict: bool,
+) -> bool {
+    client.key(i) == gateway.key(j)
+        && client.model(i) == gateway.model(j)
+        && client.route(i) == gateway.route(j)
+        && (!strict || client.core_tokens(i) == gateway.core_tokens(j))
+}
+
+fn block_pass<C: MatchView, G: MatchView>(
+    client: &C,
+    gateway: &G,
+    m: &mut Matching,
+    params: Params,
+    strict: bool,
+) {
+    let offsets = &*m;
+    let (ce, ge) = std::thread::scope(|s| {
+        let c = s.spawn(|| {
+            entries(client, &offsets.client_pass, strict, |k| {
+                offsets.offset_for(k)
+            })
+        });
+        let g = entries(gateway, &offsets.gateway_pass, strict, |_| 0);
+        (c.join().unwrap_or_default(), g)
+    });
+    let pass = if strict { Pass::Strict } else { Pass::Loose };
+    let (mut i, mut j) = (0, 0);
+    let mut found = Vec::new();
+    while i < ce.len() && j < ge.len() {
+        let (Some(c0), Some(g0)) = (ce.get(i), ge.get(j)) else {
+            break;
+        };
+        if c0.block < g0.block {
+            i += ce
+                .get(i..)
+                .map_or(1, |s| s.iter().take_while(|e| e.block == c0.block).count());
+            continue;
+        }
+        if g0.block < c0.block {
+            j += ge
+                .get(j..)
+                .map_or(1, |s| s.iter().take_while(|e| e.block == g0.block).count());
+            continue;
+        }
+        let b = c0.block;
+        let cn = ce
+            .get(i..)
+            .map_or(0, |s| s.iter().take_while(|e| e.block == b).count());
+        let gn = ge
+            .get(j..)
+            .map_or(0, |s| s.iter().take_while(|e| e.block == b).count());
+        let cb = ce.get(i..i + cn).unwrap_or_default();
+        let gb = ge.get(j..j + gn).unwrap_or_default();
+        let cts: Vec<i64> = cb.iter().map(|e| e.ts).collect();
+        let gts: Vec<i64> = gb.iter().map(|e| e.ts).collect();
+        let feasible = |a: usize, bb: usize| match (cb.get(a), gb.get(bb)) {
+            (Some(x), Some(y)) => same_block(client, gateway, at(x.row), at(y.row), strict),
+            _ => false,
+        };
+        for (a, bb) in assign(&cts, &gts, params.tolerance_ms, feasible) {
+            if let (Some(x), Some(y)) = (cb.get(a), gb.get(bb)) {
+                found.push((at(x.row), at(y.row)));
+            }
+        }
+        i += cn;
+        j += gn;
+    }
+    for (c, g) in found {
+        pair(m, c, g, pass);
+    }
+}
+
+const MATCH: u8 = 0;
+const SKIP_CLIENT: u8 = 1;
+const SKIP_GATEWAY: u8 = 2;
+
+/// Optimal order-preserving one-to-one assignment of two time-sorted lists:
+/// client `a` may pair with gateway `b` when `|g[b] - c[a]| <= tol` and
+/// `feasible(a, b)`. Maximises the number of pairs, then minimises the sum
+/// of |Δt|. Banded: time and memory O(n·k), k the window occupancy.
+pub fn assign(
+    c: &[i64],
+    g: &[i64],
+    tol: i64,
+    feasible: impl Fn(usize, usize) -> bool,
+) -> Vec<(usize, usize)> {
+    let n = c.len();
+    let m = g.len();
+    if n == 0 || m == 0 {
+        return Vec::new();
+    }
+    // Window of client a: gateway rows [lo, hi). Both ends only move forward.
+    let mut lo = Vec::with_capacity(n);
+    let mut hi = Vec::with_capacity(n);
+    let (mut a, mut b) = (0usize, 0usize);
+    for &t in c {
+        while g.get(a).is_some_and(|&x| x < t.saturating_sub(tol)) {
+            a += 1;
+        }
+        b = b.max(a);
+        while g.get(b).is_some_and(|&x| x <= t.saturating_add(tol)) {
+            b += 1;
+        }
+        lo.push(a);
+        hi.push(b);
+    }
+    // F_i(j): best value using the first i clients and the first j gateways.
+    // Row i is kept for j in [lo_i, hi_i]; beyond hi_i it is constant.
+    const PAIR: i128 = 1 << 64;
+    let mut offsets = Vec::with_capacity(n + 1);
+    let mut choices: Vec<u8> = Vec::new();
+    let mut prev: Vec<i128> = Vec::new();
+    let (mut plo, mut phi) = (0usize, usize::MAX);
+    let mut cur: Vec<i128> = Vec::new();
+    for i in 0..n {
+        let (l, h) = (
+            lo.get(i).copied().unwrap_or(0),
+            hi.get(i).copied().unwrap_or(0),
+        );
+        let prev_at = |j: usize| -> i128 {
+            if phi == usize::MAX {
+                0
+            } else {
+                prev.get(j.min(phi).saturating_sub(plo))
+                    .copied()
+                    .unwrap_or(0)
+            }
+        };
+        offsets.push(choices.len());
+        cur.clear();
+        cur.push(prev_at(l));
+        choices.push(SKIP_CLIENT);
+        let ci = c.get(i).copied().unwrap_or(0);
+        for j in l + 1..=h {
+            let mut best = i128::MIN;
+            let mut ch = SKIP_CLIENT;
+            if feasible(i, j - 1) {
+                let dt = i128::from((g.get(j - 1).copied().unwrap_or(0) - ci).abs());
+                best = prev_at(j - 1) + PAIR - dt;
+                ch = MATCH;
+            }
+            let v = prev_at(j);
+            if v > best {
+                best = v;
+                ch = SKIP_CLIENT;
+            }
+            let v = cur.last().copied().unwrap_or(i128::MIN);
+            if v > best {
+                best = v;
+                ch = SKIP_GATEWAY;
+            }
+            cur.push(best);
+            choices.push(ch);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+        plo = l;
+        phi = h;
+    }
+    offsets.push(choices.len());
+    // Walk back from (n, m).
+    let mut out = Vec::new();
+    let mut i = n;
+    let mut j = m;
+    while i > 0 {
+        let r = i - 1;
+        let (l, h) = (
+            lo.get(r).copied().unwrap_or(0),
+            hi.get(r).copied().unwrap_or(0),
+        );
+        j = j.min(h);
+        if j <= l {
+            i -= 1;
+            continue;
+        }
+        let ch = offsets
+            .get(r)
+            .and_then(|&o| choices.get(o + (j - l)))
+            .copied()
+            .unwrap_or(SKIP_CLIENT);
+        match ch {
+            MATCH => {
+                out.push((r, j - 1));
+                i -= 1;
+                j -= 1;
+            }
+            SKIP_CLIENT => i -= 1,
+            _ => j -= 1,
+        }
+    }
+    out.reverse();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A plain in-memory side for tests.
+    #[derive(Default, Clone)]
+    pub(crate) struct Rows {
+        pub ts: Vec<i64>,
+        pub key: Vec<u32>,
+        pub model: Vec<u32>,
+        pub tokens: Vec<Option<(u32, u32)>>,
+        pub ids: Vec<(String, String)>,
+    }
+
+    impl Rows {
+        fn push(&mut self, ts: i64, key: u32, tokens: Option<(u32, u32)>, id: &str) {
+            self.ts.push(ts);
+            self.key.push(key);
+            self.model.push(0);
+            self.tokens.push(tokens);
+            self.ids.push((id.to_owned(), String::new()));
+        }
+    }
+
+    impl MatchView for Rows {
+        fn len(&self) -> usize {
+            self.ts.len()
+        }
+        fn ts(&self, i: usize) -> i64 {
+            self.ts[i]
+        }
+        fn key(&self, i: usize) -> u32 {
+            self.key[i]
+        }
+        fn model(&self, i: usize) -> u32 {
+            self.model[i]
+        }
+        fn route(&self, _: usize) -> u8 {
+            0
+        }
+        fn core_tokens(&self, i: usize) -> Option<(u32, u32)> {
+            self.tokens[i]
+        }
+        fn ids(&self, i: usize) -> (&str, &str) {
+            (&self.ids[i].0, &self.ids[i].1)
+        }
+    }
+
+    fn brute(c: &[i64], g: &[i64], tol: i64) -> (usize, i64) {
+        // Exhaustive best (pairs, -cost) over all one-to-one assignments.
+        fn go(i: usize, used: &mut Vec<bool>, c: &[i64], g: &[i64], tol: i64) -> (usize, i64) {
+            if i == c.len() {
+                return (0, 0);
+            }
+            let mut best = go(i + 1, used, c, g, tol);
+            for j in 0..g.len() {
+                if !used[j] && (g[j] - c[i]).abs() <= tol {
+                    used[j] = true;
+                    let (n, cost) = go(i + 1, used, c, g, tol);
+                    used[j] = false;
+                    let cand = (n + 1, cost + (g[j] - c[i]).abs());
+                    if cand.0 > best.0 || (cand.0 == best.0 && cand.1 < best.1) {
+                        best = cand;
+                    }
+                }
+            }
+            best
+        }
+        go(0, &mut vec![false; g.len()], c, g, tol)
+    }
+
+    proptest! {
+        #[test]
+        fn banded_dp_is_optimal(mut c in prop::collection::vec(0i64..60, 0..7), mut g in prop::collection::vec(0i64..60, 0..7), tol in 0i64..15) {
+            c.sort_unstable();
+            g.sort_unstable();
+            let pairs = assign(&c, &g, tol, |_, _| true);
+            let mut seen_c = std::collections::HashSet::new();
+            let mut seen_g = std::collections::HashSet::new();
+            for &(a, b) in &pairs {
+                prop_assert!(seen_c.insert(a) && seen_g.insert(b), "not one-to-one");
+                prop_assert!((g[b] - c[a]).abs() <= tol);
+            }
+            let cost: i64 = pairs.iter().map(|&(a, b)| (g[b] - c[a]).abs()).sum();
+            prop_assert_eq!((pairs.len(), cost), brute(&c, &g, tol));
+        }
+    }
+
+    #[test]
+    fn dp_beats_nearest_lookup() {
+        // Nearest-row lookup gives gateway 105 to both clients; the optimum
+        // pairs 100↔95 and 110↔105.
+        let pairs = assign(&[100, 110], &[95, 105], 10, |_, _| true);
+        assert_eq!(pairs, vec![(0, 0), (1, 1)]);
+    }
+
+    #[test]
+    fn cascade_ids_duplicates_offsets_and_blocks() {
+        let mut c = Rows::default();
+        let mut g = Rows::default();
+        // Five id pairs on key 1, gateway 300 ms late: learns the offset.
+        for k in 0..5 {
+            c.push(k * 10_000, 1, Some((10, 5)), &format!("id{k}"));
+            g.push(k * 10_000 + 300, 1, Some((10, 5)), &format!("id{k}"));
+        }
+        // A retry billed twice: one client row, two gateway rows with its id.
+        c.push(60_000, 1, Some((10, 5)), "retry");
+        g.push(60_300, 1, Some((10, 5)), "retry");
+        g.push(61_900, 1, Some((10, 5)), "retry");
+        // No ids: strict match 2.2 s apart raw, 1.9 s after the offset... within 2 s.
+        c.push(100_000, 1, Some((7, 7)), "");
+        g.push(102_200, 1, Some((7, 7)), "");
+        // Loose: tokens differ.
+        c.push(200_000, 1, Some((7, 7)), "");
+        g.push(200_400, 1, Some((9, 9)), "");
+        // Another key: never paired with key 1.
+        c.push(300_000, 2, Some((1, 1)), "");
+        g.push(300_000, 3, Some((1, 1)), "");
+        let m = match_rows(&c, &g, Params::default());
+        assert_eq!(m.global_offset.offset_ms, 300);
+        assert_eq!(m.offset_for(1), 300);
+        assert_eq!(&m.client_pass[..5], &[Pass::Id; 5]);
+        assert_eq!(m.client_pass[5], Pass::Id);
+        assert_eq!(m.client_partner[5], 5, "retry pairs with the nearer row");
+        assert_eq!(m.gateway_pass[6], Pass::Duplicate);
+        assert_eq!((m.client_pass[6], m.client_partner[6]), (Pass::Strict, 7));
+        assert_eq!((m.client_pass[7], m.client_partner[7]), (Pass::Loose, 8));
+        assert_eq!(m.client_pass[8], Pass::Unmatched);
+        assert_eq!(m.gateway_pass[9], Pass::Unmatched);
+    }
+
+    #[test]
+    fn client_double_logging_with_no_gateway_row_keeps_one() {
+        let mut c = Rows::default();
+        let g = Rows::default();
+        c.push(1000, 1, None, "dup");
+        c.push(1000, 1, None, "dup");
+        let m = match_rows(&c, &g, Params::default());
+        let mut passes = m.client_pass.clone();
+        passes.sort();
+        assert_eq!(passes, vec![Pass::Unmatched, Pass::Duplicate]);
+    }
+}

@@ -1,0 +1,165 @@
+//! Model names: every source's spelling is reduced to one model family.
+//!
+//! `openai/gpt-4o`, `gpt-4o-2024-08-06`, `GPT-4o` and OpenRouter's
+//! `openai/gpt-4o:free` are all the family `gpt-4o`. A user alias table is
+//! consulted first, so deployment names (`azure/prod-eu-4o`) can be mapped.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use crate::error::Error;
+
+/// User model aliases: exact name (case-insensitive) to family.
+#[derive(Debug, Clone, Default)]
+pub struct AliasTable {
+    map: HashMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AliasFile {
+    #[serde(default)]
+    aliases: HashMap<String, String>,
+}
+
+impl AliasTable {
+    /// Parses `[aliases]` `"name" = "family"` from TOML.
+    pub fn from_toml(text: &str, file: &str) -> Result<Self, Error> {
+        let f: AliasFile = toml::from_str(text).map_err(|e| Error::invalid(file, e.to_string()))?;
+        let mut map = HashMap::new();
+        for (k, v) in f.aliases {
+            let v = v.trim().to_ascii_lowercase();
+            if v.is_empty() {
+                return Err(Error::invalid(
+                    file,
+                    format!("alias `{k}` maps to an empty name"),
+                ));
+            }
+            map.insert(k.trim().to_ascii_lowercase(), v);
+        }
+        Ok(Self { map })
+    }
+
+    /// Adds one alias.
+    pub fn insert(&mut self, name: &str, family: &str) {
+        self.map.insert(
+            name.trim().to_ascii_lowercase(),
+            family.trim().to_ascii_lowercase(),
+        );
+    }
+
+    fn get(&self, s: &str) -> Option<&str> {
+        self.map.get(s).map(String::as_str)
+    }
+
+    /// The family of a model name as any source spells it.
+    pub fn family(&self, model: &str) -> String {
+        let m = model.trim().to_ascii_lowercase();
+        if let Some(f) = self.get(&m) {
+            return f.to_owned();
+        }
+        // Fine-tuned models are their own priced family.
+        if m.starts_with("ft:") {
+            return m;
+        }
+        // OpenRouter `:free`/`:online` variants and Bedrock `:0` revisions.
+        let base = match m.rsplit_once(':') {
+            Some((b, _)) if !b.is_empty() => b,
+            _ => m.as_str(),
+        };
+        if let Some(f) = self.get(base) {
+            return f.to_owned();
+        }
+        // Provider or deployment prefix: `openai/`, `azure/`, `bedrock/...`.
+        let base = base.rsplit_once('/').map_or(base, |(_, b)| b);
+        if let Some(f) = self.get(base) {
+            return f.to_owned();
+        }
+        let base = strip_snapshot(base);
+        self.get(base)
+            .map_or_else(|| base.to_owned(), str::to_owned)
+    }
+}
+
+fn all_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Strips a dated snapshot suffix: `-2024-08-06`, `-20240620`, `@20240620`,
+/// `-0613`.
+fn strip_snapshot(m: &str) -> &str {
+    if let Some((head, tail)) = m.rsplit_once('@')
+        && all_digits(tail)
+    {
+        return head;
+    }
+    // -YYYY-MM-DD
+    if m.len() > 11 {
+        let (head, tail) = m.split_at(m.len() - 11);
+        let b = tail.as_bytes();
+        if b.first() == Some(&b'-')
+            && b.get(5) == Some(&b'-')
+            && b.get(8) == Some(&b'-')
+            && all_digits(tail.get(1..5).unwrap_or(""))
+            && all_digits(tail.get(6..8).unwrap_or(""))
+            && all_digits(tail.get(9..11).unwrap_or(""))
+            && !head.is_empty()
+        {
+            return head;
+        }
+    }
+    if let Some((head, tail)) = m.rsplit_once('-') {
+        let dated = (tail.len() == 8 && tail.starts_with("20")) || tail.len() == 4;
+        // A four-digit tail is a snapshot only after a name with letters
+        // (`gpt-4-0613`), never a size or version (`llama-3-8b` has none).
+        if dated && all_digits(tail) && head.bytes().any(|b| b.is_ascii_alphabetic()) {
+            return head;
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families() {
+        let t = AliasTable::default();
+        for (name, fam) in [
+            ("gpt-4o", "gpt-4o"),
+            ("GPT-4o", "gpt-4o"),
+            ("openai/gpt-4o", "gpt-4o"),
+            ("gpt-4o-2024-08-06", "gpt-4o"),
+            ("openai/gpt-4.1-2025-04-14", "gpt-4.1"),
+            ("openai/gpt-oss-120b:free", "gpt-oss-120b"),
+            ("claude-sonnet-4-20250514", "claude-sonnet-4"),
+            ("anthropic/claude-3-5-sonnet@20240620", "claude-3-5-sonnet"),
+            ("gpt-4-0613", "gpt-4"),
+            ("text-embedding-3-small", "text-embedding-3-small"),
+            (
+                "meta-llama/llama-4-scout-17b-16e-instruct",
+                "llama-4-scout-17b-16e-instruct",
+            ),
+            (
+                "ft:gpt-4o-2024-08-06:acme::abc",
+                "ft:gpt-4o-2024-08-06:acme::abc",
+            ),
+        ] {
+            assert_eq!(t.family(name), fam, "{name}");
+        }
+    }
+
+    #[test]
+    fn user_aliases_win() {
+        let t = AliasTable::from_toml(
+            "[aliases]\n\"azure/prod-eu-4o\" = \"gpt-4o\"\n\"fast\" = \"gpt-4o-mini\"\n",
+            "aliases.toml",
+        )
+        .unwrap();
+        assert_eq!(t.family("azure/prod-eu-4o"), "gpt-4o");
+        assert_eq!(t.family("litellm_proxy/fast"), "gpt-4o-mini");
+        assert!(AliasTable::from_toml("[aliases]\nx = \"\"\n", "a.toml").is_err());
+    }
+}

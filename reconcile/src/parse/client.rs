@@ -1,0 +1,549 @@
+//! The client-side usage log: Tally's own format, as JSON Lines or CSV.
+//!
+//! Usage is accepted in the shapes SDKs return it, unchanged: OpenAI Chat
+//! Completions, OpenAI Responses, Anthropic Messages and OpenTelemetry GenAI
+//! attributes. See `schema/client-usage.schema.json` and the README.
+
+use std::borrow::Cow;
+use std::io::{BufRead, BufReader, Read};
+
+use serde_json::{Map, Value};
+
+use super::{Extracted, FileSink, Semantics, Val, csv_header, first_byte, peek};
+use crate::error::Error;
+use crate::record::Side;
+
+/// Encoding of a client log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// CSV with a header naming Tally's columns.
+    Csv,
+}
+
+impl ClientFormat {
+    /// Name shown in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientFormat::Jsonl => "tally-jsonl",
+            ClientFormat::Csv => "tally-csv",
+        }
+    }
+}
+
+/// CSV columns of the client log, in the documented order.
+pub const CSV_COLUMNS: [&str; 20] = [
+    "ts",
+    "ts_end",
+    "key",
+    "model",
+    "response_model",
+    "route",
+    "request_id",
+    "response_id",
+    "team",
+    "service",
+    "env",
+    "tags",
+    "status",
+    "http_status",
+    "stream",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+];
+
+const REQUIRED: [&str; 4] = ["ts", "key", "model", "route"];
+
+/// Reads a client log into `side`. The format is detected when not given.
+pub fn read_client(
+    r: impl Read,
+    file: &str,
+    format: Option<ClientFormat>,
+    side: &mut Side,
+) -> Result<ClientFormat, Error> {
+    let (head, r) = peek(r, file)?;
+    let format = match format {
+        Some(f) => f,
+        None => detect(&head).ok_or_else(|| Error::UnknownFormat {
+            file: file.to_owned(),
+            detail: "neither JSON Lines nor a CSV header with ts,key,model,route".to_owned(),
+        })?,
+    };
+    match format {
+        ClientFormat::Jsonl => read_jsonl(r, file, side)?,
+        ClientFormat::Csv => read_csv(r, file, side)?,
+    }
+    Ok(format)
+}
+
+/// Recognises a client log from its first bytes.
+pub fn detect(head: &[u8]) -> Option<ClientFormat> {
+    match first_byte(head)? {
+        b'{' => Some(ClientFormat::Jsonl),
+        _ => {
+            let h = csv_header(head);
+            REQUIRED
+                .iter()
+                .all(|c| h.iter().any(|x| x == c))
+                .then_some(ClientFormat::Csv)
+        }
+    }
+}
+
+fn read_err(file: &str, e: impl std::fmt::Display) -> Error {
+    Error::Read {
+        file: file.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+fn read_jsonl(r: impl Read, file: &str, side: &mut Side) -> Result<(), Error> {
+    let sem = Semantics::default();
+    let mut sink = FileSink::new(side, file);
+    let mut rdr = BufReader::with_capacity(1 << 20, r);
+    let mut buf = String::new();
+    let mut line: u64 = 0;
+    loop {
+        buf.clear();
+        let n = rdr.read_line(&mut buf).map_err(|e| read_err(file, e))?;
+        if n == 0 {
+            break;
+        }
+        line += 1;
+        let text = buf.trim();
+        if text.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(obj)) => match extract(&obj) {
+                Ok(ex) => sink.row(&ex, &sem, line, || text.to_owned()),
+                Err((field, reason)) => sink.reject(line, &field, &reason, text.to_owned()),
+            },
+            Ok(_) => sink.reject(line, "(row)", "not a JSON object", text.to_owned()),
+            Err(e) => sink.reject(
+                line,
+                "(row)",
+                &format!("invalid JSON: {e}"),
+                text.to_owned(),
+            ),
+        }
+    }
+    sink.finish(ClientFormat::Jsonl.name());
+    Ok(())
+}
+
+fn text_of(v: &Value) -> Option<Cow<'_, str>> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(Cow::Borrowed(s.as_str())),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        other => Some(Cow::Owned(other.to_string())),
+    }
+}
+
+fn field<'a>(obj: &'a Map<String, Value>, name: &'static str) -> Option<Val<'a>> {
+    obj.get(name).and_then(text_of).map(|v| Val {
+        v,
+        name: Cow::Borrowed(name),
+    })
+}
+
+/// A value at a path of nested objects, named by its full path.
+fn nested<'a>(obj: &'a Map<String, Value>, prefix: &str, path: &[&str]) -> Option<Val<'a>> {
+    let (last, parents) = path.split_last()?;
+    let mut cur = obj;
+    for p in parents {
+        cur = cur.get(*p)?.as_object()?;
+    }
+    let v = text_of(cur.get(*last)?)?;
+    let mut name = String::from(prefix);
+    for p in path {
+        if !name.is_empty() {
+            name.push('.');
+        }
+        name.push_str(p);
+    }
+    Some(Val {
+        v,
+        name: Cow::Owned(name),
+    })
+}
+
+fn tags_text(v: &Value) -> Option<Cow<'_, str>> {
+    match v {
+        Value::Array(items) => Some(Cow::Owned(
+            items
+                .iter()
+                .filter_map(text_of)
+                .collect::<Vec<_>>()
+                .join(","),
+        )),
+        Value::Object(m) => {
+            let mut kv: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", text_of(v).unwrap_or_default()))
+                .collect();
+            kv.sort();
+            Some(Cow::Owned(kv.join(",")))
+        }
+        other => text_of(other),
+    }
+}
+
+/// Which SDK shape a `usage` object has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    OpenAiChat,
+    OpenAiResponses,
+    Anthropic,
+}
+
+fn shape_of(usage: &Map<String, Value>, hint: Option<&str>) -> Result<Shape, (String, String)> {
+    match hint {
+        Some("openai_chat" | "chat_completions") => return Ok(Shape::OpenAiChat),
+        Some("openai_responses" | "responses") => return Ok(Shape::OpenAiResponses),
+        Some("anthropic") => return Ok(Shape::Anthropic),
+        Some(other) => {
+            return Err((
+                "usage_format".to_owned(),
+                format!(
+                    "unknown usage_format `{other}` (openai_chat, openai_responses, anthropic)"
+                ),
+            ));
+        }
+        None => {}
+    }
+    let has = |k: &str| usage.contains_key(k);
+    Ok(if has("prompt_tokens") || has("completion_tokens") {
+        Shape::OpenAiChat
+    } else if has("cache_read_input_tokens")
+        || has("cache_creation_input_tokens")
+        || has("cache_creation")
+    {
+        Shape::Anthropic
+    } else {
+        // Bare {input_tokens, output_tokens}: Responses and Anthropic agree
+        // when no cache field is present.
+        Shape::OpenAiResponses
+    })
+}
+
+fn usage_into<'a>(
+    ex: &mut Extracted<'a>,
+    usage: &'a Map<String, Value>,
+    hint: Option<&str>,
+) -> Result<(), (String, String)> {
+    let u = |path: &[&str]| nested(usage, "usage", path);
+    match shape_of(usage, hint)? {
+        Shape::OpenAiChat => {
+            ex.tokens = [
+                u(&["prompt_tokens"]),
+                u(&["prompt_tokens_details", "cached_tokens"]),
+                u(&["prompt_tokens_details", "cache_write_tokens"]),
+                u(&["completion_tokens"]),
+                u(&["completion_tokens_details", "reasoning_tokens"]),
+            ];
+        }
+        Shape::OpenAiResponses => {
+            ex.tokens = [
+                u(&["input_tokens"]),
+                u(&["input_tokens_details", "cached_tokens"]),
+                u(&["input_tokens_details", "cache_write_tokens"]),
+                u(&["output_tokens"]),
+                u(&["output_tokens_details", "reasoning_tokens"]),
+            ];
+        }
+        Shape::Anthropic => {
+            // `input_tokens` excludes cache reads and writes; the 5m/1h split
+            // is summed when the total is absent.
+            let write = u(&["cache_creation_input_tokens"]).or_else(|| {
+                let a = u(&["cache_creation", "ephemeral_5m_input_tokens"]);
+                let b = u(&["cache_creation", "ephemeral_1h_input_tokens"]);
+                match (a, b) {
+                    (None, None) => None,
+                    (a, b) => {
+                        let n = |v: Option<Val<'_>>| {
+                            v.and_then(|v| v.v.trim().parse::<u64>().ok()).unwrap_or(0)
+                        };
+                        Some(Val {
+                            v: Cow::Owned((n(a) + n(b)).to_string()),
+                            name: Cow::Borrowed("usage.cache_creation"),
+                        })
+                    }
+                }
+            });
+            ex.tokens = [
+                u(&["input_tokens"]),
+                u(&["cache_read_input_tokens"]),
+                write,
+                u(&["output_tokens"]),
+                u(&["output_tokens_details", "thinking_tokens"]),
+            ];
+            ex.input_excludes_cached = true;
+            ex.input_excludes_cache_write = true;
+        }
+    }
+    Ok(())
+}
+
+/// OpenTelemetry GenAI attributes, from `attributes` or the top level.
+fn otel<'a>(obj: &'a Map<String, Value>, name: &'static str) -> Option<Val<'a>> {
+    obj.get("attributes")
+        .and_then(Value::as_object)
+        .and_then(|a| a.get(name))
+        .or_else(|| obj.get(name))
+        .and_then(text_of)
+        .map(|v| Val {
+            v,
+            name: Cow::Borrowed(name),
+        })
+}
+
+/// Extracts one JSON Lines row.
+pub fn extract(obj: &Map<String, Value>) -> Result<Extracted<'_>, (String, String)> {
+    let mut ex = Extracted {
+        id: field(obj, "request_id"),
+        id2: field(obj, "response_id").or_else(|| otel(obj, "gen_ai.response.id")),
+        ts: field(obj, "ts"),
+        ts_end: field(obj, "ts_end"),
+        key: field(obj, "key"),
+        model: field(obj, "model").or_else(|| otel(obj, "gen_ai.request.model")),
+        served_model: field(obj, "response_model").or_else(|| otel(obj, "gen_ai.response.model")),
+        route: field(obj, "route").or_else(|| otel(obj, "gen_ai.operation.name")),
+        team: field(obj, "team"),
+        service: field(obj, "service"),
+        env: field(obj, "env"),
+        tags: obj
+            .get("tags")
+            .and_then(tags_text)
+            .map(|v| Val::new(v, "tags")),
+        status: field(obj, "status"),
+        http_status: field(obj, "http_status"),
+        stream: field(obj, "stream").or_else(|| otel(obj, "gen_ai.request.stream")),
+        ..Extracted::default()
+    };
+    let hint = obj.get("usage_format").and_then(Value::as_str);
+    match obj.get("usage") {
+        Some(Value::Object(usage)) => usage_into(&mut ex, usage, hint)?,
+        Some(Value::Null) | None => {
+            let otel_input = otel(obj, "gen_ai.usage.input_tokens")
+                .or_else(|| otel(obj, "gen_ai.usage.prompt_tokens"));
+            if otel_input.is_some() || otel(obj, "gen_ai.usage.output_tokens").is_some() {
+                // OTel: input includes cache reads and writes, output includes reasoning.
+                ex.tokens = [
+                    otel_input,
+                    otel(obj, "gen_ai.usage.cache_read.input_tokens"),
+                    otel(obj, "gen_ai.usage.cache_creation.input_tokens"),
+                    otel(obj, "gen_ai.usage.output_tokens")
+                        .or_else(|| otel(obj, "gen_ai.usage.completion_tokens")),
+                    otel(obj, "gen_ai.usage.reasoning.output_tokens"),
+                ];
+            } else {
+                // Tally's flat columns, as in the CSV form.
+                ex.tokens = [
+                    field(obj, "input_tokens"),
+                    field(obj, "cached_input_tokens"),
+                    field(obj, "cache_write_tokens"),
+                    field(obj, "output_tokens"),
+                    field(obj, "reasoning_tokens"),
+                ];
+            }
+        }
+        Some(_) => return Err(("usage".to_owned(), "is not an object".to_owned())),
+    }
+    Ok(ex)
+}
+
+fn read_csv(r: impl Read, file: &str, side: &mut Side) -> Result<(), Error> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .buffer_capacity(1 << 20)
+        .from_reader(r);
+    let header = rdr.headers().map_err(|e| read_err(file, e))?.clone();
+    let idx: Vec<Option<usize>> = CSV_COLUMNS
+        .iter()
+        .map(|c| {
+            header
+                .iter()
+                .position(|h| h.trim().trim_start_matches('\u{feff}') == *c)
+        })
+        .collect();
+    for (c, i) in CSV_COLUMNS.iter().zip(&idx) {
+        if REQUIRED.contains(c) && i.is_none() {
+            return Err(Error::invalid(
+                file,
+                format!("client CSV header has no `{c}` column"),
+            ));
+        }
+    }
+    let sem = Semantics::default();
+    let mut sink = FileSink::new(side, file);
+    let mut rec = csv::StringRecord::new();
+    loop {
+        match rdr.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                    return Err(read_err(file, e));
+                }
+                sink.reject(line, "(row)", &e.to_string(), String::new());
+                continue;
+            }
+        }
+        let line = rec.position().map_or(0, csv::Position::line);
+        let get = |i: usize| -> Option<Val<'_>> {
+            let col = idx.get(i).copied().flatten()?;
+            let name = CSV_COLUMNS.get(i).copied().unwrap_or("");
+            rec.get(col).map(|v| Val::new(v, name))
+        };
+        let ex = Extracted {
+            ts: get(0),
+            ts_end: get(1),
+            key: get(2),
+            model: get(3),
+            served_model: get(4),
+            route: get(5),
+            id: get(6),
+            id2: get(7),
+            team: get(8),
+            service: get(9),
+            env: get(10),
+            tags: get(11),
+            status: get(12),
+            http_status: get(13),
+            stream: get(14),
+            tokens: [get(15), get(16), get(17), get(18), get(19)],
+            ..Extracted::default()
+        };
+        sink.row(&ex, &sem, line, || record_text(&rec));
+    }
+    sink.finish(ClientFormat::Csv.name());
+    Ok(())
+}
+
+/// A CSV record written back as one CSV line (for rejects).
+pub(crate) fn record_text(rec: &csv::StringRecord) -> String {
+    let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+    if w.write_record(rec).is_err() {
+        return rec.iter().collect::<Vec<_>>().join(",");
+    }
+    let bytes = w.into_inner().unwrap_or_default();
+    String::from_utf8_lossy(&bytes).trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{SideKind, TokenKind};
+
+    fn parse(text: &str) -> Side {
+        let mut side = Side::new(SideKind::Client);
+        read_client(text.as_bytes(), "client.jsonl", None, &mut side).unwrap();
+        side
+    }
+
+    fn tokens(side: &Side, i: usize) -> [Option<u32>; 5] {
+        TokenKind::ALL.map(|k| side.rows[i].tokens.get(k))
+    }
+
+    #[test]
+    fn every_sdk_shape_normalises_to_one_set() {
+        let side = parse(concat!(
+            r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"gpt-4o","route":"/v1/chat/completions","usage":{"prompt_tokens":1000,"completion_tokens":200,"total_tokens":1200,"prompt_tokens_details":{"cached_tokens":400},"completion_tokens_details":{"reasoning_tokens":50}}}"#,
+            "\n",
+            r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"gpt-4o","route":"responses","usage":{"input_tokens":1000,"input_tokens_details":{"cached_tokens":400},"output_tokens":200,"output_tokens_details":{"reasoning_tokens":50},"total_tokens":1200}}"#,
+            "\n",
+            r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"claude-sonnet-4","route":"/v1/messages","usage":{"input_tokens":600,"cache_read_input_tokens":400,"cache_creation_input_tokens":0,"output_tokens":200}}"#,
+            "\n",
+            r#"{"ts":"2026-11-20T10:00:00Z","key":"k","route":"chat","attributes":{"gen_ai.request.model":"gpt-4o","gen_ai.usage.input_tokens":1000,"gen_ai.usage.cache_read.input_tokens":400,"gen_ai.usage.output_tokens":200,"gen_ai.usage.reasoning.output_tokens":50,"gen_ai.response.id":"chatcmpl-9"}}"#,
+            "\n",
+        ));
+        assert!(side.rejects.is_empty(), "{:?}", side.rejects);
+        let want = [Some(1000), Some(400), None, Some(200), Some(50)];
+        assert_eq!(tokens(&side, 0), want);
+        assert_eq!(tokens(&side, 1), want);
+        assert_eq!(
+            tokens(&side, 2),
+            [Some(1000), Some(400), Some(0), Some(200), None]
+        );
+        assert_eq!(tokens(&side, 3), want);
+        assert_eq!(side.ids.get(side.rows[3].ids), ("", "chatcmpl-9"));
+    }
+
+    #[test]
+    fn anthropic_split_cache_creation() {
+        let side = parse(
+            r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"claude","route":"messages","usage":{"input_tokens":10,"cache_read_input_tokens":null,"cache_creation":{"ephemeral_5m_input_tokens":5,"ephemeral_1h_input_tokens":7},"output_tokens":3}}"#,
+        );
+        assert_eq!(tokens(&side, 0), [Some(22), None, Some(12), Some(3), None]);
+    }
+
+    #[test]
+    fn bad_rows_name_line_and_field_and_are_kept() {
+        let text = concat!(
+            r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","route":"chat"}"#,
+            "\n",
+            "\n",
+            r#"{"ts":"yesterday","key":"k","model":"m","route":"chat"}"#,
+            "\n",
+            r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","route":"chat","usage":{"prompt_tokens":-5}}"#,
+            "\n",
+            r#"{"ts":"2026-11-20T10:00:00Z","model":"m","route":"chat"}"#,
+            "\n",
+            r#"{"ts":"2026-11-20T10:00:00Z","key":"sk-live-0123456789abcdefghijQRST","route":"chat"}"#,
+            "\n",
+            "{not json\n",
+        );
+        let side = parse(text);
+        assert_eq!(side.rows.len(), 1);
+        let got: Vec<(u64, &str)> = side
+            .rejects
+            .iter()
+            .map(|r| (r.line, r.field.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (3, "ts"),
+                (4, "usage.prompt_tokens"),
+                (5, "key"),
+                (6, "model"),
+                (7, "(row)")
+            ]
+        );
+        assert!(side.rejects[1].reason.contains("negative"));
+        // The raw key never reaches the rejects.
+        assert!(!side.rejects[3].raw.contains("0123456789abcdefghij"));
+        assert_eq!(side.read(), 6);
+    }
+
+    #[test]
+    fn csv_form_and_missing_column() {
+        let csv = "ts,key,model,route,request_id,team,input_tokens,output_tokens\n2026-11-20T10:00:00+01:00,k,gpt-4o,chat,r1,search,10,5\n2026-11-20T10:00:00Z,k,gpt-4o,chat,r2,search,x,5\n";
+        let mut side = Side::new(SideKind::Client);
+        assert_eq!(
+            read_client(csv.as_bytes(), "c.csv", None, &mut side).unwrap(),
+            ClientFormat::Csv
+        );
+        assert_eq!(side.rows.len(), 1);
+        assert_eq!(
+            side.rows[0].ts_ms,
+            crate::time::parse_iso("2026-11-20T09:00:00Z", None).unwrap()
+        );
+        assert_eq!(
+            (side.rejects[0].line, side.rejects[0].field.as_str()),
+            (3, "input_tokens")
+        );
+        let bad = "ts,key,model\n";
+        let err =
+            read_client(bad.as_bytes(), "c.csv", Some(ClientFormat::Csv), &mut side).unwrap_err();
+        assert!(err.to_string().contains("`route`"), "{err}");
+    }
+}

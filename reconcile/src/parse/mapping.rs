@@ -1,0 +1,852 @@
+//! Gateway exports through mapping profiles.
+//!
+//! A profile (TOML) names the columns or JSON paths of each field, the
+//! timestamp format and zone, the cost unit and the token semantics. The
+//! built-in sources (LiteLLM, OpenRouter, Portkey, Helicone, Cloudflare AI
+//! Gateway, a Flatkey-style router) are profiles embedded from `profiles/`;
+//! users write their own the same way (see the README).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{
+    CostUnit, Extracted, FileSink, Semantics, Val, client::record_text, csv_header, first_byte,
+    peek,
+};
+use crate::error::Error;
+use crate::record::Side;
+use crate::time::{TsFormat, Zone};
+
+/// Profiles shipped with Tally, in detection order.
+pub const BUILTIN: [(&str, &str); 7] = [
+    ("litellm", include_str!("../../../profiles/litellm.toml")),
+    (
+        "litellm-json",
+        include_str!("../../../profiles/litellm-json.toml"),
+    ),
+    (
+        "openrouter",
+        include_str!("../../../profiles/openrouter.toml"),
+    ),
+    ("portkey", include_str!("../../../profiles/portkey.toml")),
+    ("helicone", include_str!("../../../profiles/helicone.toml")),
+    (
+        "cloudflare",
+        include_str!("../../../profiles/cloudflare.toml"),
+    ),
+    ("flatkey", include_str!("../../../profiles/flatkey.toml")),
+];
+
+/// Fields a profile can map, in [`Extracted`] terms.
+pub const FIELDS: [&str; 24] = [
+    "id",
+    "timestamp",
+    "end_timestamp",
+    "duration_ms",
+    "key",
+    "model",
+    "served_model",
+    "variant",
+    "route",
+    "team",
+    "service",
+    "env",
+    "tags",
+    "input_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost",
+    "status",
+    "http_status",
+    "stream",
+    "cache_hit",
+    "cancelled",
+];
+
+/// Encoding of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// CSV with a header.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+    /// One JSON document holding an array of objects.
+    Json,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTimestamp {
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    zone: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCost {
+    #[serde(default)]
+    unit: Option<CostUnit>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokens {
+    #[serde(default = "yes")]
+    input_includes_cached: bool,
+    #[serde(default = "yes")]
+    input_includes_cache_write: bool,
+    #[serde(default = "yes")]
+    output_includes_reasoning: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for RawTokens {
+    fn default() -> Self {
+        Self {
+            input_includes_cached: true,
+            input_includes_cache_write: true,
+            output_includes_reasoning: true,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    name: String,
+    #[serde(default)]
+    description: String,
+    format: Encoding,
+    #[serde(default)]
+    records: String,
+    #[serde(default)]
+    detect: Vec<String>,
+    #[serde(default)]
+    default_route: Option<String>,
+    #[serde(default)]
+    quirks: Vec<String>,
+    fields: HashMap<String, OneOrMany>,
+    #[serde(default)]
+    timestamp: RawTimestamp,
+    #[serde(default)]
+    cost: RawCost,
+    #[serde(default)]
+    tokens: RawTokens,
+}
+
+/// A validated mapping profile.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// Short name (`--source NAME`).
+    pub name: String,
+    /// What export it reads.
+    pub description: String,
+    /// Encoding.
+    pub format: Encoding,
+    /// For `json`: dotted path of the array of records ("" = the document).
+    pub records: Vec<String>,
+    /// Column or key names whose presence identifies the export.
+    pub detect: Vec<String>,
+    /// Per field (in [`FIELDS`] order): alternative dotted paths, first non-empty wins.
+    paths: Vec<Vec<Vec<String>>>,
+    sem: Semantics,
+    excludes: (bool, bool, bool),
+}
+
+fn split_path(p: &str) -> Vec<String> {
+    p.split('.').map(str::to_owned).collect()
+}
+
+impl Profile {
+    /// Parses and validates a profile.
+    pub fn from_toml(text: &str, file: &str) -> Result<Self, Error> {
+        let raw: RawProfile =
+            toml::from_str(text).map_err(|e| Error::invalid(file, e.to_string()))?;
+        let mut paths = vec![Vec::new(); FIELDS.len()];
+        for (name, spec) in &raw.fields {
+            let i = FIELDS.iter().position(|f| f == name).ok_or_else(|| {
+                Error::invalid(
+                    file,
+                    format!(
+                        "[fields]: unknown field `{name}` (known: {})",
+                        FIELDS.join(", ")
+                    ),
+                )
+            })?;
+            let list = match spec {
+                OneOrMany::One(s) => vec![s.clone()],
+                OneOrMany::Many(v) => v.clone(),
+            };
+            if list.iter().any(|s| s.trim().is_empty()) {
+                return Err(Error::invalid(
+                    file,
+                    format!("[fields]: `{name}` names an empty column"),
+                ));
+            }
+            if let Some(slot) = paths.get_mut(i) {
+                *slot = list.iter().map(|s| split_path(s.trim())).collect();
+            }
+        }
+        let has = |f: &str| {
+            FIELDS
+                .iter()
+                .position(|x| *x == f)
+                .and_then(|i| paths.get(i))
+                .is_some_and(|p| !p.is_empty())
+        };
+        for req in ["timestamp", "key"] {
+            if !has(req) {
+                return Err(Error::invalid(
+                    file,
+                    format!("[fields]: `{req}` is required"),
+                ));
+            }
+        }
+        if !has("model") && !has("served_model") {
+            return Err(Error::invalid(
+                file,
+                "[fields]: `model` or `served_model` is required",
+            ));
+        }
+        if !has("route") && raw.default_route.is_none() {
+            return Err(Error::invalid(
+                file,
+                "[fields]: map `route` or set `default_route`",
+            ));
+        }
+        let ts_format = match &raw.timestamp.format {
+            Some(f) => TsFormat::parse(f)
+                .map_err(|e| Error::invalid(file, format!("[timestamp] format: {e}")))?,
+            None => TsFormat::Iso,
+        };
+        let zone = match &raw.timestamp.zone {
+            Some(z) => Some(
+                Zone::parse(z)
+                    .map_err(|e| Error::invalid(file, format!("[timestamp] zone: {e}")))?,
+            ),
+            None => None,
+        };
+        let mut strip = false;
+        for q in &raw.quirks {
+            match q.as_str() {
+                "litellm_cache_hit_suffix" => strip = true,
+                other => {
+                    return Err(Error::invalid(
+                        file,
+                        format!("unknown quirk `{other}` (known: litellm_cache_hit_suffix)"),
+                    ));
+                }
+            }
+        }
+        if raw.format != Encoding::Json && !raw.records.is_empty() {
+            return Err(Error::invalid(
+                file,
+                "`records` applies to format = \"json\" only",
+            ));
+        }
+        Ok(Profile {
+            name: raw.name,
+            description: raw.description,
+            format: raw.format,
+            records: if raw.records.is_empty() {
+                Vec::new()
+            } else {
+                split_path(&raw.records)
+            },
+            detect: raw.detect,
+            paths,
+            sem: Semantics {
+                ts_format,
+                zone,
+                cost_unit: raw.cost.unit.unwrap_or(CostUnit::Usd),
+                default_route: raw.default_route,
+                strip_cache_hit_suffix: strip,
+            },
+            excludes: (
+                !raw.tokens.input_includes_cached,
+                !raw.tokens.input_includes_cache_write,
+                !raw.tokens.output_includes_reasoning,
+            ),
+        })
+    }
+
+    /// The built-in profiles.
+    pub fn builtins() -> Result<Vec<Profile>, Error> {
+        BUILTIN
+            .iter()
+            .map(|(name, text)| Profile::from_toml(text, &format!("built-in profile {name}")))
+            .collect()
+    }
+
+    /// Whether a file's head looks like this export.
+    pub fn matches(&self, head: &[u8]) -> bool {
+        if self.detect.is_empty() {
+            return false;
+        }
+        match (self.format, first_byte(head)) {
+            (Encoding::Csv, Some(b)) if b != b'{' && b != b'[' => {
+                let h = csv_header(head);
+                self.detect.iter().all(|d| h.iter().any(|c| c == d))
+            }
+            (Encoding::Jsonl, Some(b'{')) | (Encoding::Json, Some(b'{' | b'[')) => {
+                // JSON Lines and JSON documents: every detect key appears as
+                // a key in the head. A JSON array needs `records` empty, an
+                // object needs it set.
+                let array = first_byte(head) == Some(b'[');
+                if self.format == Encoding::Json && array != self.records.is_empty() {
+                    return false;
+                }
+                if self.format == Encoding::Jsonl && first_line_is_partial_json(head) {
+                    return false;
+                }
+                let text = String::from_utf8_lossy(head);
+                self.detect
+                    .iter()
+                    .all(|d| text.contains(&format!("\"{d}\"")))
+            }
+            _ => false,
+        }
+    }
+
+    fn field_paths(&self, name: &str) -> &[Vec<String>] {
+        FIELDS
+            .iter()
+            .position(|f| *f == name)
+            .and_then(|i| self.paths.get(i))
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// A JSON Lines file has a whole object on its first line; a pretty-printed
+/// JSON document does not.
+fn first_line_is_partial_json(head: &[u8]) -> bool {
+    let line = head
+        .split(|&b| b == b'\n')
+        .find(|l| l.iter().any(|b| !b.is_ascii_whitespace()));
+    line.is_none_or(|l| serde_json::from_slice::<Value>(l).is_err())
+}
+
+/// Finds the profile for a file: by name when given, else by detection.
+pub fn choose<'p>(profiles: &'p [Profile], head: &[u8], file: &str) -> Result<&'p Profile, Error> {
+    profiles.iter().find(|p| p.matches(head)).ok_or_else(|| {
+        let seen = match first_byte(head) {
+            Some(b'{' | b'[') => "a JSON document with no known keys".to_owned(),
+            Some(_) => format!("CSV header `{}`", csv_header(head).join(",")),
+            None => "an empty file".to_owned(),
+        };
+        Error::UnknownFormat {
+            file: file.to_owned(),
+            detail: format!(
+                "{seen}; known sources: {}",
+                profiles
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    })
+}
+
+/// Reads a gateway export with a profile into `side`.
+pub fn read_gateway(
+    r: impl Read,
+    file: &str,
+    profile: &Profile,
+    side: &mut Side,
+) -> Result<(), Error> {
+    let (_, r) = peek(r, file)?;
+    match profile.format {
+        Encoding::Csv => read_csv(r, file, profile, side),
+        Encoding::Jsonl => read_jsonl(r, file, profile, side),
+        Encoding::Json => read_json(r, file, profile, side),
+    }
+}
+
+fn read_err(file: &str, e: impl std::fmt::Display) -> Error {
+    Error::Read {
+        file: file.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+fn text_of(v: &Value) -> Option<Cow<'_, str>> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(Cow::Borrowed(s.as_str())),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        other => Some(Cow::Owned(other.to_string())),
+    }
+}
+
+/// Walks a dotted path. A key containing dots is tried whole first; a string
+/// holding JSON (LiteLLM `metadata` in CSV, Cloudflare `metadata`) is parsed
+/// when the path goes on into it.
+fn walk<'v>(v: &'v Value, path: &[String]) -> Option<Cow<'v, str>> {
+    let Some((first, rest)) = path.split_first() else {
+        return text_of(v);
+    };
+    match v {
+        Value::Object(m) => {
+            let whole = path.join(".");
+            if let Some(x) = m.get(&whole) {
+                return text_of(x);
+            }
+            walk(m.get(first)?, rest)
+        }
+        Value::String(s) => {
+            let inner: Value = serde_json::from_str(s).ok()?;
+            walk(&inner, path).map(|c| Cow::Owned(c.into_owned()))
+        }
+        Value::Array(items) => {
+            let i: usize = first.parse().ok()?;
+            walk(items.get(i)?, rest)
+        }
+        _ => None,
+    }
+}
+
+fn extract_with<'a>(
+    profile: &Profile,
+    mut f: impl FnMut(&'static str) -> Option<Val<'a>>,
+) -> Extracted<'a> {
+    let (ec, ew, er) = profile.excludes;
+    Extracted {
+        id: f("id"),
+        id2: None,
+        ts: f("timestamp"),
+        ts_end: f("end_timestamp"),
+        duration_ms: f("duration_ms"),
+        key: f("key"),
+        model: f("model"),
+        served_model: f("served_model"),
+        variant: f("variant"),
+        route: f("route"),
+        team: f("team"),
+        service: f("service"),
+        env: f("env"),
+        tags: f("tags"),
+        tokens: [
+            f("input_tokens"),
+            f("cached_tokens"),
+            f("cache_write_tokens"),
+            f("output_tokens"),
+            f("reasoning_tokens"),
+        ],
+        input_excludes_cached: ec,
+        input_excludes_cache_write: ew,
+        output_excludes_reasoning: er,
+        cost: f("cost"),
+        status: f("status"),
+        http_status: f("http_status"),
+        stream: f("stream"),
+        cache_hit: f("cache_hit"),
+        cancelled: f("cancelled"),
+    }
+}
+
+fn json_getter<'a>(
+    profile: &'a Profile,
+    obj: &'a Value,
+) -> impl FnMut(&'static str) -> Option<Val<'a>> {
+    move |field: &'static str| {
+        profile.field_paths(field).iter().find_map(|p| {
+            walk(obj, p).filter(|v| !v.trim().is_empty()).map(|v| Val {
+                v,
+                name: Cow::Owned(p.join(".")),
+            })
+        })
+    }
+}
+
+fn read_jsonl(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Result<(), Error> {
+    let mut sink = FileSink::new(side, file);
+    let mut rdr = BufReader::with_capacity(1 << 20, r);
+    let mut buf = String::new();
+    let mut line = 0u64;
+    loop {
+        buf.clear();
+        if rdr.read_line(&mut buf).map_err(|e| read_err(file, e))? == 0 {
+            break;
+        }
+        line += 1;
+        let text = buf.trim();
+        if text.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Value>(text) {
+            Ok(v @ Value::Object(_)) => {
+                let ex = extract_with(profile, json_getter(profile, &v));
+                sink.row(&ex, &profile.sem, line, || text.to_owned());
+            }
+            Ok(_) => sink.reject(line, "(row)", "not a JSON object", text.to_owned()),
+            Err(e) => sink.reject(
+                line,
+                "(row)",
+                &format!("invalid JSON: {e}"),
+                text.to_owned(),
+            ),
+        }
+    }
+    sink.finish(&profile.name);
+    Ok(())
+}
+
+fn read_json(
+    mut r: impl Read,
+    file: &str,
+    profile: &Profile,
+    side: &mut Side,
+) -> Result<(), Error> {
+    let mut bytes = Vec::new();
+    r.read_to_end(&mut bytes).map_err(|e| read_err(file, e))?;
+    let doc: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::invalid(file, format!("invalid JSON: {e}")))?;
+    let mut cur = &doc;
+    for seg in &profile.records {
+        cur = cur.get(seg).ok_or_else(|| {
+            Error::invalid(
+                file,
+                format!(
+                    "no `{}` in the document (profile {})",
+                    profile.records.join("."),
+                    profile.name
+                ),
+            )
+        })?;
+    }
+    let items = cur.as_array().ok_or_else(|| {
+        Error::invalid(
+            file,
+            format!("expected an array of records (profile {})", profile.name),
+        )
+    })?;
+    let mut sink = FileSink::new(side, file);
+    for (i, item) in items.iter().enumerate() {
+        let n = u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
+        if item.is_object() {
+            let ex = extract_with(profile, json_getter(profile, item));
+            sink.row(&ex, &profile.sem, n, || item.to_string());
+        } else {
+            sink.reject(n, "(row)", "record is not a JSON object", item.to_string());
+        }
+    }
+    sink.finish(&profile.name);
+    Ok(())
+}
+
+/// A field's alternatives resolved against a CSV header.
+struct CsvPath {
+    col: usize,
+    rest: Vec<String>,
+    name: String,
+}
+
+fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Result<(), Error> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .buffer_capacity(1 << 20)
+        .from_reader(r);
+    let header: Vec<String> = rdr
+        .headers()
+        .map_err(|e| read_err(file, e))?
+        .iter()
+        .map(|h| h.trim().trim_start_matches('\u{feff}').to_owned())
+        .collect();
+    // Resolve every path once: the whole dotted name as a column, else its
+    // first segment as a column holding JSON.
+    let resolve = |p: &Vec<String>| -> Option<CsvPath> {
+        let whole = p.join(".");
+        if let Some(col) = header.iter().position(|h| *h == whole) {
+            return Some(CsvPath {
+                col,
+                rest: Vec::new(),
+                name: whole,
+            });
+        }
+        let (first, rest) = p.split_first()?;
+        let col = header.iter().position(|h| h == first)?;
+        Some(CsvPath {
+            col,
+            rest: rest.to_vec(),
+            name: whole,
+        })
+    };
+    let resolved: Vec<Vec<CsvPath>> = FIELDS
+        .iter()
+        .map(|f| profile.field_paths(f).iter().filter_map(resolve).collect())
+        .collect();
+    for req in ["timestamp", "key"] {
+        let i = FIELDS.iter().position(|f| *f == req).unwrap_or(0);
+        if resolved.get(i).is_none_or(Vec::is_empty) {
+            return Err(Error::invalid(
+                file,
+                format!(
+                    "CSV header has no column for `{req}` (profile {} expects {})",
+                    profile.name,
+                    profile
+                        .field_paths(req)
+                        .iter()
+                        .map(|p| p.join("."))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            ));
+        }
+    }
+    let by_name: HashMap<&str, &Vec<CsvPath>> =
+        FIELDS.iter().copied().zip(resolved.iter()).collect();
+    let mut sink = FileSink::new(side, file);
+    let mut rec = csv::StringRecord::new();
+    let mut json_cells: Vec<Option<Option<Value>>> = vec![None; header.len()];
+    loop {
+        match rdr.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                    return Err(read_err(file, e));
+                }
+                sink.reject(
+                    e.position().map_or(0, |p| p.line()),
+                    "(row)",
+                    &e.to_string(),
+                    String::new(),
+                );
+                continue;
+            }
+        }
+        let line = rec.position().map_or(0, csv::Position::line);
+        json_cells.iter_mut().for_each(|c| *c = None);
+        // Parse JSON cells first, so the getter below only borrows.
+        for paths in &resolved {
+            for p in paths.iter().filter(|p| !p.rest.is_empty()) {
+                if let Some(slot) = json_cells.get_mut(p.col)
+                    && slot.is_none()
+                {
+                    let cell = rec.get(p.col).unwrap_or("").trim();
+                    *slot = Some(if cell.starts_with('{') || cell.starts_with('[') {
+                        serde_json::from_str(cell).ok()
+                    } else {
+                        None
+                    });
+                }
+            }
+        }
+        let cells = &json_cells;
+        let rec_ref = &rec;
+        let getter = |field: &'static str| -> Option<Val<'_>> {
+            by_name.get(field)?.iter().find_map(|p| {
+                let v: Cow<'_, str> = if p.rest.is_empty() {
+                    Cow::Borrowed(rec_ref.get(p.col)?)
+                } else {
+                    let doc = cells.get(p.col)?.as_ref()?.as_ref()?;
+                    Cow::Owned(walk(doc, &p.rest)?.into_owned())
+                };
+                (!v.trim().is_empty()).then_some(Val {
+                    v,
+                    name: Cow::Borrowed(p.name.as_str()),
+                })
+            })
+        };
+        let ex = extract_with(profile, getter);
+        sink.row(&ex, &profile.sem, line, || record_text(rec_ref));
+    }
+    sink.finish(&profile.name);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{SideKind, TokenKind, flags};
+
+    fn builtin(name: &str) -> Profile {
+        Profile::builtins()
+            .unwrap()
+            .into_iter()
+            .find(|p| p.name == name)
+            .unwrap()
+    }
+
+    #[test]
+    fn builtins_parse_and_detect_their_own_headers() {
+        let all = Profile::builtins().unwrap();
+        assert_eq!(all.len(), BUILTIN.len());
+        let litellm = b"request_id,call_type,api_key,spend,total_tokens,prompt_tokens,completion_tokens,startTime,endTime,model,model_group,metadata\n";
+        assert_eq!(choose(&all, litellm, "x").unwrap().name, "litellm");
+        let or = b"generation_id,created_at,cost_total,tokens_prompt,tokens_completion,tokens_reasoning,tokens_cached,model_permaslug,variant,api_key_name\n";
+        assert_eq!(choose(&all, or, "x").unwrap().name, "openrouter");
+        let json = br#"[{"request_id":"chatcmpl-1","spend":0.1,"startTime":"2026-11-20T10:00:00Z","api_key":"abc"}]"#;
+        assert_eq!(choose(&all, json, "x").unwrap().name, "litellm-json");
+        let err = choose(&all, b"a,b,c\n1,2,3\n", "mystery.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("mystery.csv") && err.contains("a,b,c"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn litellm_csv_row() {
+        let csv = concat!(
+            "request_id,call_type,api_key,spend,total_tokens,prompt_tokens,completion_tokens,startTime,endTime,model,model_group,metadata,cache_hit,status\n",
+            "chatcmpl-1_cache_hit1763600000.5,acompletion,",
+            "aa",
+            "bb",
+            "cc",
+            "dd",
+            "aa",
+            "bb",
+            "cc",
+            "dd",
+            "aa",
+            "bb",
+            "cc",
+            "dd",
+            "aa",
+            "bb",
+            "cc",
+            "dd",
+            "aa",
+            "bb",
+            "cc",
+            "dd",
+            "aa",
+            "bb",
+            "cc",
+            "dd",
+            "aa",
+            "bb",
+            "cc",
+            "dd",
+            "aa",
+            "bb",
+            "cc",
+            "dd",
+            ",1.2e-05,120,100,20,2026-11-20 10:00:00.250,2026-11-20 10:00:01.750,azure/gpt-4o-eu,gpt-4o,",
+            "\"{\"\"usage_object\"\":{\"\"prompt_tokens_details\"\":{\"\"cached_tokens\"\":64}}}\",True,success\n",
+        );
+        let mut side = Side::new(SideKind::Gateway);
+        read_gateway(csv.as_bytes(), "spend.csv", &builtin("litellm"), &mut side).unwrap();
+        assert!(side.rejects.is_empty(), "{:?}", side.rejects);
+        let r = side.rows[0];
+        assert_eq!(side.ids.get(r.ids).0, "chatcmpl-1");
+        assert!(r.has(flags::CACHE_HIT));
+        assert_eq!(r.tokens.get(TokenKind::CachedInput), Some(64));
+        assert_eq!(r.duration_ms, 1500);
+        assert_eq!(side.strings.get(r.model), "gpt-4o");
+        assert_eq!(side.strings.get(r.served_model), "azure/gpt-4o-eu");
+        assert_eq!(r.reported_cost().unwrap().to_string(), "0.000012");
+    }
+
+    #[test]
+    fn openrouter_variant_and_naive_time() {
+        let csv = "generation_id,created_at,cost_total,tokens_prompt,tokens_completion,tokens_reasoning,tokens_cached,model_permaslug,variant,api_key_name,streamed,cancelled\n\
+                   gen-1,2026-11-20 10:00:00.040,0.001,10,5,0,0,openai/gpt-oss-120b,free,Support bot,true,false\n";
+        let mut side = Side::new(SideKind::Gateway);
+        read_gateway(csv.as_bytes(), "or.csv", &builtin("openrouter"), &mut side).unwrap();
+        let r = side.rows[0];
+        assert_eq!(side.strings.get(r.model), "openai/gpt-oss-120b:free");
+        assert_eq!(
+            r.ts_ms,
+            crate::time::parse_iso("2026-11-20T10:00:00.040Z", None).unwrap()
+        );
+        assert!(r.has(flags::STREAM));
+        assert_eq!(side.strings.get(r.route), "chat");
+    }
+
+    #[test]
+    fn user_mapping_with_units_zone_and_nested_json() {
+        let profile = Profile::from_toml(
+            r#"
+name = "acme"
+format = "json"
+records = "data.rows"
+default_route = "chat"
+[fields]
+id = "rid"
+timestamp = "when"
+key = ["meta.key", "owner"]
+model = "m"
+input_tokens = "in"
+output_tokens = "out"
+cost = "c"
+[timestamp]
+format = "%d/%m/%Y %H:%M:%S"
+zone = "America/New_York"
+[cost]
+unit = "cents"
+[tokens]
+input_includes_cached = false
+"#,
+            "acme.toml",
+        )
+        .unwrap();
+        let doc = r#"{"data":{"rows":[
+            {"rid":"a","when":"20/11/2026 05:00:00","meta":"{\"key\":\"k1\"}","m":"gpt-4o","in":10,"out":2,"c":"1.5"},
+            {"rid":"b","when":"20/11/2026 05:00:00","owner":"k2","m":"gpt-4o","in":-1,"out":2}
+        ]}}"#;
+        let mut side = Side::new(SideKind::Gateway);
+        read_gateway(doc.as_bytes(), "acme.json", &profile, &mut side).unwrap();
+        assert_eq!(side.rows.len(), 1);
+        let r = side.rows[0];
+        assert_eq!(side.strings.get(r.key), "k1");
+        assert_eq!(
+            r.ts_ms,
+            crate::time::parse_iso("2026-11-20T10:00:00Z", None).unwrap()
+        );
+        assert_eq!(r.reported_cost().unwrap().to_string(), "0.015");
+        assert_eq!(
+            (side.rejects[0].line, side.rejects[0].field.as_str()),
+            (2, "in")
+        );
+    }
+
+    #[test]
+    fn bad_profiles_are_refused() {
+        for (text, needle) in [
+            (
+                "name='x'\nformat='csv'\n[fields]\nkey='k'\nmodel='m'\nroute='r'\n",
+                "`timestamp` is required",
+            ),
+            (
+                "name='x'\nformat='csv'\n[fields]\ntimestamp='t'\nkey='k'\nmodel='m'\nroute='r'\nprice='p'\n",
+                "unknown field `price`",
+            ),
+            ("name='x'\nformat='xml'\n[fields]\n", "format"),
+            (
+                "name='x'\nformat='csv'\n[fields]\ntimestamp='t'\nkey='k'\nmodel='m'\n",
+                "default_route",
+            ),
+            (
+                "name='x'\nformat='csv'\n[fields]\ntimestamp='t'\nkey='k'\nmodel='m'\nroute='r'\n[timestamp]\nzone='Mars/Base'\n",
+                "Mars/Base",
+            ),
+        ] {
+            let err = Profile::from_toml(text, "p.toml").unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+    }
+}

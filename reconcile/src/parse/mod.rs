@@ -1,0 +1,592 @@
+//! Parsers: `impl Read` in, rows and row errors out.
+//!
+//! Every source is first *extracted* into [`Extracted`] (strings as the
+//! source wrote them, with the source's field names for error messages), then
+//! one function, [`build_row`], validates and normalises it. The client log
+//! has its own extractor ([`client`]); every gateway export goes through the
+//! mapping engine ([`mapping`]), the built-in LiteLLM and OpenRouter parsers
+//! included, which are embedded mapping profiles.
+
+pub mod client;
+pub mod mapping;
+
+use std::borrow::Cow;
+use std::io::Read;
+
+use rust_decimal::Decimal;
+
+use crate::error::{Error, RowError};
+use crate::keys::{key_token, mask_secrets};
+use crate::record::{IdArena, Row, Side, TokenKind, flags};
+use crate::time::{TsFormat, Zone};
+
+/// How much of a file is read to recognise its format.
+const HEAD_BYTES: usize = 64 * 1024;
+
+/// A value as the source wrote it, with the name of the field it came from.
+#[derive(Debug, Clone)]
+pub struct Val<'a> {
+    /// The text.
+    pub v: Cow<'a, str>,
+    /// The source's field name (for error messages).
+    pub name: Cow<'a, str>,
+}
+
+impl<'a> Val<'a> {
+    /// A value with a static field name.
+    pub fn new(v: impl Into<Cow<'a, str>>, name: &'static str) -> Self {
+        Self {
+            v: v.into(),
+            name: Cow::Borrowed(name),
+        }
+    }
+}
+
+/// Fields extracted from one source row, before validation.
+#[derive(Debug, Default, Clone)]
+pub struct Extracted<'a> {
+    /// Primary id (gateway id; client `request_id`).
+    pub id: Option<Val<'a>>,
+    /// Secondary id (client `response_id`).
+    pub id2: Option<Val<'a>>,
+    /// Request start.
+    pub ts: Option<Val<'a>>,
+    /// Request end.
+    pub ts_end: Option<Val<'a>>,
+    /// Duration in ms (when the source gives a duration, not an end time).
+    pub duration_ms: Option<Val<'a>>,
+    /// Key id, alias, label, hash or raw secret.
+    pub key: Option<Val<'a>>,
+    /// Requested model.
+    pub model: Option<Val<'a>>,
+    /// Served model.
+    pub served_model: Option<Val<'a>>,
+    /// Model variant (OpenRouter `variant`), appended as `:variant`.
+    pub variant: Option<Val<'a>>,
+    /// Route or operation.
+    pub route: Option<Val<'a>>,
+    /// Owner team.
+    pub team: Option<Val<'a>>,
+    /// Owner service.
+    pub service: Option<Val<'a>>,
+    /// Owner environment.
+    pub env: Option<Val<'a>>,
+    /// Free-form tags.
+    pub tags: Option<Val<'a>>,
+    /// Token counts in [`TokenKind`] order, in the source's semantics.
+    pub tokens: [Option<Val<'a>>; 5],
+    /// Whether this row's input count excludes cached reads (Anthropic).
+    pub input_excludes_cached: bool,
+    /// Whether this row's input count excludes cache writes (Anthropic).
+    pub input_excludes_cache_write: bool,
+    /// Whether this row's output count excludes reasoning.
+    pub output_excludes_reasoning: bool,
+    /// Reported cost, in the source's unit.
+    pub cost: Option<Val<'a>>,
+    /// Status: an HTTP code or a word (`success`, `error`, ...).
+    pub status: Option<Val<'a>>,
+    /// HTTP status code.
+    pub http_status: Option<Val<'a>>,
+    /// Whether the call streamed.
+    pub stream: Option<Val<'a>>,
+    /// Whether the gateway answered from its cache.
+    pub cache_hit: Option<Val<'a>>,
+    /// Whether the call was cancelled.
+    pub cancelled: Option<Val<'a>>,
+}
+
+/// Unit of a reported cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CostUnit {
+    /// US dollars.
+    Usd,
+    /// US cents (Portkey, Anthropic cost report).
+    Cents,
+    /// Millionths of a dollar.
+    MicroUsd,
+    /// Billionths of a dollar (Helicone's ClickHouse `cost`).
+    NanoUsd,
+}
+
+impl CostUnit {
+    fn scale(self) -> u32 {
+        match self {
+            CostUnit::Usd => 0,
+            CostUnit::Cents => 2,
+            CostUnit::MicroUsd => 6,
+            CostUnit::NanoUsd => 9,
+        }
+    }
+}
+
+/// Source-wide rules for turning extracted text into a row.
+#[derive(Debug, Clone)]
+pub struct Semantics {
+    /// Timestamp format.
+    pub ts_format: TsFormat,
+    /// Zone of naive timestamps; `None` refuses them.
+    pub zone: Option<Zone>,
+    /// Unit of `cost`.
+    pub cost_unit: CostUnit,
+    /// Route for rows whose source has none; `None` makes route required.
+    pub default_route: Option<String>,
+    /// Strip LiteLLM's `_cache_hit<time>` suffix from ids (and flag the hit).
+    pub strip_cache_hit_suffix: bool,
+}
+
+impl Default for Semantics {
+    fn default() -> Self {
+        Self {
+            ts_format: TsFormat::Iso,
+            zone: None,
+            cost_unit: CostUnit::Usd,
+            default_route: None,
+            strip_cache_hit_suffix: false,
+        }
+    }
+}
+
+type Fault = (String, String);
+
+fn fault(v: &Val<'_>, reason: impl Into<String>) -> Fault {
+    (v.name.to_string(), reason.into())
+}
+
+fn missing(name: &str) -> Fault {
+    (name.to_owned(), "missing".to_owned())
+}
+
+/// Parses a token count: a non-negative integer (`12`, `12.0`).
+fn parse_count(v: &Val<'_>) -> Result<u32, Fault> {
+    let t = v.v.trim();
+    if let Ok(n) = t.parse::<u64>() {
+        return u32::try_from(n)
+            .ok()
+            .filter(|&n| n != u32::MAX)
+            .ok_or_else(|| fault(v, format!("token count {n} is out of range")));
+    }
+    match t.parse::<Decimal>() {
+        Ok(d) if d.is_sign_negative() => Err(fault(v, format!("negative token count `{t}`"))),
+        Ok(d) if d.fract().is_zero() => u32::try_from(d)
+            .ok()
+            .filter(|&n| n != u32::MAX)
+            .ok_or_else(|| fault(v, format!("token count `{t}` is out of range"))),
+        Ok(_) => Err(fault(v, format!("token count `{t}` is not a whole number"))),
+        Err(_) => Err(fault(v, format!("token count `{t}` is not a number"))),
+    }
+}
+
+/// Parses a decimal, accepting the scientific notation floats export as.
+pub fn parse_decimal(t: &str) -> Option<Decimal> {
+    let t = t.trim();
+    if t.contains(['e', 'E']) {
+        Decimal::from_scientific(t).ok()
+    } else {
+        t.parse().ok()
+    }
+}
+
+fn parse_bool(v: &Val<'_>) -> Result<bool, Fault> {
+    match v.v.trim().to_ascii_lowercase().as_str() {
+        // `hit`/`miss`: Portkey's `cache_status` and similar.
+        "true" | "t" | "1" | "yes" | "y" | "hit" | "semantic hit" => Ok(true),
+        "false" | "f" | "0" | "no" | "n" | "" | "none" | "null" | "miss" | "disabled"
+        | "refreshed" => Ok(false),
+        other => Err(fault(v, format!("`{other}` is not true or false"))),
+    }
+}
+
+fn parse_ts(v: &Val<'_>, sem: &Semantics) -> Result<i64, Fault> {
+    match (&sem.ts_format, sem.zone) {
+        (TsFormat::Iso, zone) => crate::time::parse_iso(v.v.trim(), zone),
+        (f, zone) => f.parse_value(&v.v, zone.unwrap_or(Zone::Utc)),
+    }
+    .map_err(|e| fault(v, format!("`{}`: {e}", v.v.trim())))
+}
+
+fn non_empty<'b>(v: &'b Option<Val<'_>>) -> Option<&'b Val<'b>> {
+    v.as_ref().filter(|v| !v.v.trim().is_empty())
+}
+
+/// LiteLLM appends `_cache_hit<unix time>` to the ids of cache hits.
+fn strip_cache_hit(id: &str) -> Option<&str> {
+    let i = id.rfind("_cache_hit")?;
+    let tail = id.get(i + "_cache_hit".len()..)?;
+    tail.bytes()
+        .all(|b| b.is_ascii_digit() || b == b'.')
+        .then(|| id.get(..i))
+        .flatten()
+}
+
+/// Validates and normalises one extracted row into `side`.
+pub fn build_row(
+    ex: &Extracted<'_>,
+    sem: &Semantics,
+    side: &mut Side,
+    line: u32,
+) -> Result<Row, Fault> {
+    let mut row = Row::new(line);
+    let ts = non_empty(&ex.ts).ok_or_else(|| missing("ts"))?;
+    row.ts_ms = parse_ts(ts, sem)?;
+    if let Some(end) = non_empty(&ex.ts_end) {
+        let end_ms = parse_ts(end, sem)?;
+        if end_ms < row.ts_ms {
+            return Err(fault(end, "ends before it starts"));
+        }
+        row.duration_ms = u32::try_from(end_ms - row.ts_ms).unwrap_or(u32::MAX - 1);
+    } else if let Some(d) = non_empty(&ex.duration_ms) {
+        let ms = parse_decimal(&d.v)
+            .filter(|d| !d.is_sign_negative())
+            .ok_or_else(|| {
+                fault(
+                    d,
+                    format!("duration `{}` is not a non-negative number", d.v),
+                )
+            })?;
+        row.duration_ms = u32::try_from(ms.trunc()).unwrap_or(u32::MAX - 1);
+    }
+    let key =
+        non_empty(&ex.key).ok_or_else(|| missing(ex.key.as_ref().map_or("key", |k| &k.name)))?;
+    row.key = side.strings.intern(&key_token(&key.v));
+    let served = non_empty(&ex.served_model);
+    let requested = non_empty(&ex.model);
+    let variant = non_empty(&ex.variant)
+        .map(|v| v.v.trim())
+        .filter(|v| !v.eq_ignore_ascii_case("standard"));
+    match (requested, served) {
+        (None, None) => return Err(missing(ex.model.as_ref().map_or("model", |m| &m.name))),
+        (r, s) => {
+            let model = r.or(s).map_or("", |v| v.v.trim());
+            row.model = side.strings.intern(&with_variant(model, variant));
+            if let Some(s) = s {
+                row.served_model = side.strings.intern(&with_variant(s.v.trim(), variant));
+            }
+        }
+    }
+    match (non_empty(&ex.route), &sem.default_route) {
+        (Some(r), _) => row.route = side.strings.intern(r.v.trim()),
+        (None, Some(d)) => row.route = side.strings.intern(d),
+        (None, None) => return Err(missing(ex.route.as_ref().map_or("route", |r| &r.name))),
+    }
+    // Tokens: parse, then convert to Tally's semantics (input includes cache
+    // reads and writes, output includes reasoning).
+    let mut counts = [None; 5];
+    for (slot, v) in counts.iter_mut().zip(&ex.tokens) {
+        if let Some(v) = non_empty(v) {
+            *slot = Some(parse_count(v)?);
+        }
+    }
+    let [input, cached, write, output, reasoning] = counts;
+    let add = |a: Option<u32>, b: Option<u32>| match (a, b) {
+        (Some(a), Some(b)) => a.checked_add(b),
+        (a, _) => a,
+    };
+    let input = if ex.input_excludes_cached {
+        add(input, cached)
+    } else {
+        input
+    };
+    let input = if ex.input_excludes_cache_write {
+        add(input, write)
+    } else {
+        input
+    };
+    let output = if ex.output_excludes_reasoning {
+        add(output, reasoning)
+    } else {
+        output
+    };
+    if let (Some(i), Some(c)) = (input, cached.map(|c| c.saturating_add(write.unwrap_or(0))))
+        && c > i
+    {
+        let name = ex.tokens[1]
+            .as_ref()
+            .map_or(Cow::Borrowed("cached_tokens"), |v| v.name.clone());
+        return Err((
+            name.into_owned(),
+            format!("cached and cache-write tokens ({c}) exceed input tokens ({i})"),
+        ));
+    }
+    for (kind, v) in TokenKind::ALL
+        .into_iter()
+        .zip([input, cached, write, output, reasoning])
+    {
+        row.tokens.set(kind, v);
+    }
+    if let Some(c) = non_empty(&ex.cost) {
+        let d = parse_decimal(&c.v)
+            .ok_or_else(|| fault(c, format!("cost `{}` is not a number", c.v.trim())))?;
+        if d.is_sign_negative() {
+            return Err(fault(c, format!("negative cost `{}`", c.v.trim())));
+        }
+        let mut usd = d;
+        usd.set_scale(d.scale() + sem.cost_unit.scale())
+            .map_err(|_| fault(c, "cost has too many decimal places"))?;
+        if !row.set_reported_cost(usd) {
+            return Err(fault(c, format!("cost `{}` is out of range", c.v.trim())));
+        }
+    }
+    if let Some(s) = non_empty(&ex.http_status).or(non_empty(&ex.status)) {
+        let t = s.v.trim();
+        match t.parse::<u16>() {
+            Ok(code) => {
+                row.status = code;
+                if code >= 400 {
+                    row.flags |= flags::FAILED;
+                }
+            }
+            Err(_) => {
+                let w = t.to_ascii_lowercase();
+                if matches!(
+                    w.as_str(),
+                    "failure"
+                        | "failed"
+                        | "error"
+                        | "cancelled"
+                        | "canceled"
+                        | "timeout"
+                        | "false"
+                        | "0"
+                ) {
+                    row.flags |= flags::FAILED;
+                }
+            }
+        }
+    }
+    if let Some(s) = non_empty(&ex.stream) {
+        row.flags |= flags::STREAM_KNOWN;
+        if parse_bool(s)? {
+            row.flags |= flags::STREAM;
+        }
+    }
+    if let Some(c) = non_empty(&ex.cancelled)
+        && parse_bool(c)?
+    {
+        row.flags |= flags::FAILED;
+    }
+    if let Some(c) = non_empty(&ex.cache_hit)
+        && parse_bool(c)?
+    {
+        row.flags |= flags::CACHE_HIT;
+    }
+    let mut id = non_empty(&ex.id).map_or("", |v| v.v.trim());
+    if sem.strip_cache_hit_suffix
+        && let Some(stripped) = strip_cache_hit(id)
+    {
+        id = stripped;
+        row.flags |= flags::CACHE_HIT;
+    }
+    let id2 = non_empty(&ex.id2).map_or("", |v| v.v.trim());
+    let id2 = if id2 == id { "" } else { id2 };
+    row.ids = push_ids(&mut side.ids, id, id2).ok_or_else(|| {
+        (
+            "request_id".to_owned(),
+            "id longer than 4095 bytes".to_owned(),
+        )
+    })?;
+    let labels =
+        [&ex.team, &ex.service, &ex.env, &ex.tags].map(|v| non_empty(v).map_or("", |v| v.v.trim()));
+    if labels.iter().any(|l| !l.is_empty()) {
+        row.labels = side.strings.intern(&labels.join("\u{1f}"));
+    }
+    Ok(row)
+}
+
+/// OpenRouter moves the `:variant` the client sent into its own column.
+fn with_variant<'x>(model: &'x str, variant: Option<&str>) -> Cow<'x, str> {
+    match variant {
+        Some(var) if !model.contains(':') => Cow::Owned(format!("{model}:{var}")),
+        _ => Cow::Borrowed(model),
+    }
+}
+
+fn push_ids(arena: &mut IdArena, id: &str, id2: &str) -> Option<crate::record::IdSpan> {
+    arena.push(id, id2)
+}
+
+/// Accumulates one file's rows and rejects into a side.
+pub(crate) struct FileSink<'s> {
+    side: &'s mut Side,
+    file: String,
+    first_row: usize,
+    read: u64,
+    rejected: u64,
+}
+
+impl<'s> FileSink<'s> {
+    pub(crate) fn new(side: &'s mut Side, file: &str) -> Self {
+        let first_row = side.rows.len();
+        Self {
+            side,
+            file: file.to_owned(),
+            first_row,
+            read: 0,
+            rejected: 0,
+        }
+    }
+
+    /// Validates and keeps a row, or keeps the reject.
+    pub(crate) fn row(
+        &mut self,
+        ex: &Extracted<'_>,
+        sem: &Semantics,
+        line: u64,
+        raw: impl FnOnce() -> String,
+    ) {
+        self.read += 1;
+        let l32 = u32::try_from(line).unwrap_or(u32::MAX);
+        match build_row(ex, sem, self.side, l32) {
+            Ok(r) => self.side.rows.push(r),
+            Err((field, reason)) => self.push_reject(line, &field, &reason, raw()),
+        }
+    }
+
+    /// Keeps a row that could not even be extracted.
+    pub(crate) fn reject(&mut self, line: u64, field: &str, reason: &str, raw: String) {
+        self.read += 1;
+        self.push_reject(line, field, reason, raw);
+    }
+
+    fn push_reject(&mut self, line: u64, field: &str, reason: &str, raw: String) {
+        self.rejected += 1;
+        self.side.rejects.push(RowError {
+            file: self.file.clone(),
+            line,
+            field: field.to_owned(),
+            reason: mask_secrets(reason),
+            raw: mask_secrets(&raw),
+        });
+    }
+
+    /// Records the file in the side.
+    pub(crate) fn finish(self, format: &str) {
+        self.side.files.push(crate::record::FileInfo {
+            name: self.file,
+            format: format.to_owned(),
+            first_row: self.first_row,
+            read: self.read,
+            rejected: self.rejected,
+        });
+    }
+}
+
+/// Reads the head of a stream for format detection and gives back a reader
+/// that still yields the whole stream.
+pub fn peek(mut r: impl Read, file: &str) -> Result<(Vec<u8>, impl Read), Error> {
+    let mut head = Vec::with_capacity(HEAD_BYTES);
+    (&mut r)
+        .take(u64::try_from(HEAD_BYTES).unwrap_or(65_536))
+        .read_to_end(&mut head)
+        .map_err(|e| Error::Read {
+            file: file.to_owned(),
+            detail: e.to_string(),
+        })?;
+    Ok((head.clone(), std::io::Cursor::new(head).chain(r)))
+}
+
+/// First non-blank byte of a head (after a UTF-8 BOM).
+pub(crate) fn first_byte(head: &[u8]) -> Option<u8> {
+    let h = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    h.iter().copied().find(|b| !b.is_ascii_whitespace())
+}
+
+/// The CSV header of a head, trimmed, if it looks like one.
+pub(crate) fn csv_header(head: &[u8]) -> Vec<String> {
+    let h = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    let mut rdr = csv::ReaderBuilder::new().has_headers(false).from_reader(h);
+    rdr.records()
+        .next()
+        .and_then(Result::ok)
+        .map(|r| r.iter().map(|s| s.trim().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::SideKind;
+
+    #[test]
+    fn cache_hit_suffix() {
+        assert_eq!(
+            strip_cache_hit("chatcmpl-abc_cache_hit1732000000.123"),
+            Some("chatcmpl-abc")
+        );
+        assert_eq!(strip_cache_hit("chatcmpl-abc"), None);
+        assert_eq!(strip_cache_hit("x_cache_hitme"), None);
+    }
+
+    #[test]
+    fn counts() {
+        let v = |s: &'static str| Val::new(s, "t");
+        assert_eq!(parse_count(&v("12")).unwrap(), 12);
+        assert_eq!(parse_count(&v("12.0")).unwrap(), 12);
+        assert!(parse_count(&v("-1")).unwrap_err().1.contains("negative"));
+        assert!(parse_count(&v("1.5")).unwrap_err().1.contains("whole"));
+        assert!(
+            parse_count(&v("ten"))
+                .unwrap_err()
+                .1
+                .contains("not a number")
+        );
+        assert!(
+            parse_count(&v("99999999999"))
+                .unwrap_err()
+                .1
+                .contains("range")
+        );
+    }
+
+    #[test]
+    fn anthropic_semantics_add_cache_to_input() {
+        let mut side = Side::new(SideKind::Client);
+        let ex = Extracted {
+            ts: Some(Val::new("2026-11-20T10:00:00Z", "ts")),
+            key: Some(Val::new("k", "key")),
+            model: Some(Val::new("claude-sonnet-4", "model")),
+            route: Some(Val::new("/v1/messages", "route")),
+            tokens: [
+                Some(Val::new("100", "usage.input_tokens")),
+                Some(Val::new("1000", "usage.cache_read_input_tokens")),
+                Some(Val::new("50", "usage.cache_creation_input_tokens")),
+                Some(Val::new("20", "usage.output_tokens")),
+                None,
+            ],
+            input_excludes_cached: true,
+            input_excludes_cache_write: true,
+            ..Default::default()
+        };
+        let row = build_row(&ex, &Semantics::default(), &mut side, 1).unwrap();
+        assert_eq!(row.tokens.get(TokenKind::Input), Some(1150));
+        assert_eq!(row.tokens.get(TokenKind::CachedInput), Some(1000));
+    }
+
+    #[test]
+    fn cost_units_are_exact() {
+        let mut side = Side::new(SideKind::Gateway);
+        let mut ex = Extracted {
+            ts: Some(Val::new("2026-11-20T10:00:00Z", "created_at")),
+            key: Some(Val::new("k", "key")),
+            model: Some(Val::new("m", "model")),
+            route: Some(Val::new("chat", "route")),
+            cost: Some(Val::new("12.5", "cost")),
+            ..Default::default()
+        };
+        let sem = Semantics {
+            cost_unit: CostUnit::Cents,
+            ..Semantics::default()
+        };
+        let row = build_row(&ex, &sem, &mut side, 1).unwrap();
+        assert_eq!(
+            row.reported_cost().unwrap(),
+            "0.125".parse::<Decimal>().unwrap()
+        );
+        ex.cost = Some(Val::new("1.2345e-05", "spend"));
+        let row = build_row(&ex, &Semantics::default(), &mut side, 2).unwrap();
+        assert_eq!(
+            row.reported_cost().unwrap(),
+            "0.000012345".parse::<Decimal>().unwrap()
+        );
+    }
+}

@@ -1,0 +1,412 @@
+//! The normalised row both sides are parsed into, and a side's container.
+//!
+//! A row is 80 bytes: strings are interned ([`Sym`]), request ids live in one
+//! byte arena per side, token counts are `u32` with a sentinel for "not
+//! reported", and the gateway's reported cost is an exact decimal kept as a
+//! 64-bit mantissa and a scale.
+
+use rust_decimal::Decimal;
+
+use crate::error::RowError;
+use crate::intern::{Interner, Sym};
+
+/// Which side of the reconciliation a row comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SideKind {
+    /// The application's own usage log.
+    Client,
+    /// The gateway's (or provider's) usage export.
+    Gateway,
+}
+
+/// Normalised token counts. Every count is "not reported" or a value.
+///
+/// Semantics are fixed whatever the source: `input` includes cached reads and
+/// cache writes, `output` includes reasoning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tokens {
+    raw: [u32; 5],
+}
+
+impl Default for Tokens {
+    fn default() -> Self {
+        Self {
+            raw: [Self::ABSENT; 5],
+        }
+    }
+}
+
+/// Which token count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// Total input, cached and cache writes included.
+    Input = 0,
+    /// Input read from the prompt cache.
+    CachedInput = 1,
+    /// Input written to the prompt cache.
+    CacheWrite = 2,
+    /// Total output, reasoning included.
+    Output = 3,
+    /// Reasoning (thinking) output.
+    Reasoning = 4,
+}
+
+impl TokenKind {
+    /// All kinds, in column order.
+    pub const ALL: [TokenKind; 5] = [
+        TokenKind::Input,
+        TokenKind::CachedInput,
+        TokenKind::CacheWrite,
+        TokenKind::Output,
+        TokenKind::Reasoning,
+    ];
+
+    /// Column name used in exports.
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenKind::Input => "input_tokens",
+            TokenKind::CachedInput => "cached_input_tokens",
+            TokenKind::CacheWrite => "cache_write_tokens",
+            TokenKind::Output => "output_tokens",
+            TokenKind::Reasoning => "reasoning_tokens",
+        }
+    }
+}
+
+impl Tokens {
+    const ABSENT: u32 = u32::MAX;
+
+    /// A count, `None` when the source did not report it.
+    pub fn get(&self, kind: TokenKind) -> Option<u32> {
+        let v = self.raw.get(kind as usize).copied().unwrap_or(Self::ABSENT);
+        (v != Self::ABSENT).then_some(v)
+    }
+
+    /// A count, zero when not reported.
+    pub fn or_zero(&self, kind: TokenKind) -> u64 {
+        u64::from(self.get(kind).unwrap_or(0))
+    }
+
+    /// Sets a count. Values of `u32::MAX` and above are refused by parsers
+    /// before they reach here, so the sentinel cannot be forged.
+    pub fn set(&mut self, kind: TokenKind, value: Option<u32>) {
+        if let Some(slot) = self.raw.get_mut(kind as usize) {
+            *slot = value.unwrap_or(Self::ABSENT);
+        }
+    }
+
+    /// Whether any usage was reported at all.
+    pub fn any(&self) -> bool {
+        self.raw.iter().any(|&v| v != Self::ABSENT)
+    }
+
+    /// Whether input and output are both reported.
+    pub fn has_core(&self) -> bool {
+        self.get(TokenKind::Input).is_some() && self.get(TokenKind::Output).is_some()
+    }
+}
+
+/// Packed reference to up to two ids stored back to back in a side's id arena:
+/// 40 bits of offset, 12 bits for each length. 0 means "no ids".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IdSpan(u64);
+
+/// Longest id kept (bytes). Longer ids are refused as row errors.
+pub const MAX_ID_LEN: usize = 4095;
+
+impl IdSpan {
+    fn unpack(self) -> (usize, usize, usize) {
+        let off = usize::try_from(self.0 >> 24).unwrap_or(0);
+        let l1 = usize::try_from((self.0 >> 12) & 0xfff).unwrap_or(0);
+        let l2 = usize::try_from(self.0 & 0xfff).unwrap_or(0);
+        (off, l1, l2)
+    }
+}
+
+/// Byte arena holding every id of one side.
+#[derive(Debug, Default, Clone)]
+pub struct IdArena {
+    bytes: Vec<u8>,
+}
+
+impl IdArena {
+    /// Stores a primary id and an optional secondary id (the client's
+    /// `response_id`). Returns `None` if an id is too long.
+    pub fn push(&mut self, first: &str, second: &str) -> Option<IdSpan> {
+        if first.is_empty() && second.is_empty() {
+            return Some(IdSpan(0));
+        }
+        if first.len() > MAX_ID_LEN || second.len() > MAX_ID_LEN {
+            return None;
+        }
+        let off = u64::try_from(self.bytes.len()).ok()?;
+        if off >= (1 << 40) {
+            return None;
+        }
+        self.bytes.extend_from_slice(first.as_bytes());
+        self.bytes.extend_from_slice(second.as_bytes());
+        let l1 = u64::try_from(first.len()).ok()?;
+        let l2 = u64::try_from(second.len()).ok()?;
+        Some(IdSpan((off << 24) | (l1 << 12) | l2))
+    }
+
+    /// The two ids of a span ("" when absent).
+    pub fn get(&self, span: IdSpan) -> (&str, &str) {
+        let (off, l1, l2) = span.unpack();
+        let first = self.bytes.get(off..off + l1).unwrap_or_default();
+        let second = self.bytes.get(off + l1..off + l1 + l2).unwrap_or_default();
+        // Only whole `&str`s are pushed, so both slices are valid UTF-8.
+        (
+            std::str::from_utf8(first).unwrap_or_default(),
+            std::str::from_utf8(second).unwrap_or_default(),
+        )
+    }
+
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether no id is held.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+/// Row flags.
+pub mod flags {
+    /// The call was streamed.
+    pub const STREAM: u8 = 1;
+    /// Whether the row said if it streamed.
+    pub const STREAM_KNOWN: u8 = 2;
+    /// The gateway served it from its response cache (billed at zero).
+    pub const CACHE_HIT: u8 = 4;
+    /// The gateway reported a cost.
+    pub const HAS_COST: u8 = 8;
+    /// The call was cancelled or failed according to the source.
+    pub const FAILED: u8 = 16;
+}
+
+/// One accepted usage row, of either side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row {
+    /// Request start, UTC, milliseconds since the Unix epoch.
+    pub ts_ms: i64,
+    /// Request duration in ms when known (`u32::MAX` when not).
+    pub duration_ms: u32,
+    /// Key as the source named it (id, alias, label, hash or fingerprint).
+    pub key: Sym,
+    /// Model as requested (client `model`, LiteLLM `model_group`); the served
+    /// model when the source does not say what was requested.
+    pub model: Sym,
+    /// Model that served the call (client `response_model`, gateway `model`).
+    pub served_model: Sym,
+    /// Route or operation as the source named it.
+    pub route: Sym,
+    /// Client owner labels `team\x1fservice\x1fenv\x1ftags`; absent on the gateway.
+    pub labels: Sym,
+    /// Request ids in the side's arena.
+    pub ids: IdSpan,
+    /// Normalised token counts.
+    pub tokens: Tokens,
+    /// Gateway-reported cost in USD: mantissa (see `cost_scale`).
+    pub cost_mantissa: i64,
+    /// Decimal scale of the reported cost.
+    pub cost_scale: u8,
+    /// [`flags`] bits.
+    pub flags: u8,
+    /// HTTP status when known, 0 otherwise.
+    pub status: u16,
+    /// 1-based line (or element index) in the source file.
+    pub line: u32,
+}
+
+impl Row {
+    /// An empty row at `line`, to be filled by a parser.
+    pub fn new(line: u32) -> Self {
+        Self {
+            ts_ms: 0,
+            duration_ms: u32::MAX,
+            key: Sym::NONE,
+            model: Sym::NONE,
+            served_model: Sym::NONE,
+            route: Sym::NONE,
+            labels: Sym::NONE,
+            ids: IdSpan::default(),
+            tokens: Tokens::default(),
+            cost_mantissa: 0,
+            cost_scale: 0,
+            flags: 0,
+            status: 0,
+            line,
+        }
+    }
+
+    /// The gateway-reported cost, if any.
+    pub fn reported_cost(&self) -> Option<Decimal> {
+        (self.flags & flags::HAS_COST != 0)
+            .then(|| Decimal::new(self.cost_mantissa, u32::from(self.cost_scale)))
+    }
+
+    /// Stores a reported cost; `false` if it does not fit the compact form.
+    pub fn set_reported_cost(&mut self, cost: Decimal) -> bool {
+        let cost = cost.normalize();
+        let Ok(m) = i64::try_from(cost.mantissa()) else {
+            return false;
+        };
+        let Ok(scale) = u8::try_from(cost.scale()) else {
+            return false;
+        };
+        self.cost_mantissa = m;
+        self.cost_scale = scale;
+        self.flags |= flags::HAS_COST;
+        true
+    }
+
+    /// Whether a flag is set.
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// Request end, if the duration is known.
+    pub fn end_ms(&self) -> Option<i64> {
+        (self.duration_ms != u32::MAX).then(|| self.ts_ms + i64::from(self.duration_ms))
+    }
+}
+
+/// One input file's place in a side.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileInfo {
+    /// File name as the user gave it.
+    pub name: String,
+    /// Format it was read as.
+    pub format: String,
+    /// Index of its first row in [`Side::rows`].
+    pub first_row: usize,
+    /// Rows read (accepted + rejected).
+    pub read: u64,
+    /// Rows refused.
+    pub rejected: u64,
+}
+
+/// Everything parsed from one side's files.
+#[derive(Debug, Clone)]
+pub struct Side {
+    /// Which side.
+    pub kind: SideKind,
+    /// Accepted rows, in file then line order.
+    pub rows: Vec<Row>,
+    /// Interned strings of the rows.
+    pub strings: Interner,
+    /// Ids of the rows.
+    pub ids: IdArena,
+    /// The input files, in order.
+    pub files: Vec<FileInfo>,
+    /// Refused rows.
+    pub rejects: Vec<RowError>,
+}
+
+impl Side {
+    /// An empty side.
+    pub fn new(kind: SideKind) -> Self {
+        Self {
+            kind,
+            rows: Vec::new(),
+            strings: Interner::default(),
+            ids: IdArena::default(),
+            files: Vec::new(),
+            rejects: Vec::new(),
+        }
+    }
+
+    /// The file a row index came from.
+    pub fn file_of(&self, row: usize) -> &str {
+        let i = self.files.partition_point(|f| f.first_row <= row);
+        self.files
+            .get(i.saturating_sub(1))
+            .map_or("", |f| f.name.as_str())
+    }
+
+    /// Rows read over all files.
+    pub fn read(&self) -> u64 {
+        self.files.iter().map(|f| f.read).sum()
+    }
+
+    /// Appends another side's rows (used to merge per-file parses run in
+    /// parallel). Strings and ids are re-mapped into this side.
+    pub fn append(&mut self, other: Side) {
+        let remap: Vec<Sym> = other
+            .strings
+            .iter()
+            .map(|(_, s)| self.strings.intern(s))
+            .collect();
+        let map = |s: Sym| {
+            s.index()
+                .and_then(|i| remap.get(i).copied())
+                .unwrap_or(Sym::NONE)
+        };
+        let base = self.rows.len();
+        for mut f in other.files {
+            f.first_row += base;
+            self.files.push(f);
+        }
+        self.rows.reserve(other.rows.len());
+        for mut r in other.rows {
+            r.key = map(r.key);
+            r.model = map(r.model);
+            r.served_model = map(r.served_model);
+            r.route = map(r.route);
+            r.labels = map(r.labels);
+            let (a, b) = other.ids.get(r.ids);
+            r.ids = self.ids.push(a, b).unwrap_or_default();
+            self.rows.push(r);
+        }
+        self.rejects.extend(other.rejects);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_stays_compact() {
+        // Memory budget: 10M rows per side must fit well under 1 GB.
+        assert!(
+            std::mem::size_of::<Row>() <= 80,
+            "{}",
+            std::mem::size_of::<Row>()
+        );
+    }
+
+    #[test]
+    fn ids_round_trip() {
+        let mut a = IdArena::default();
+        let s1 = a.push("chatcmpl-1", "req_9").unwrap();
+        let s2 = a.push("", "").unwrap();
+        let s3 = a.push("x", "").unwrap();
+        assert_eq!(a.get(s1), ("chatcmpl-1", "req_9"));
+        assert_eq!(a.get(s2), ("", ""));
+        assert_eq!(a.get(s3), ("x", ""));
+        assert!(a.push(&"y".repeat(MAX_ID_LEN + 1), "").is_none());
+    }
+
+    #[test]
+    fn reported_cost_is_exact() {
+        let mut r = Row::new(1);
+        assert!(r.reported_cost().is_none());
+        let c: Decimal = "0.00012345678901".parse().unwrap();
+        assert!(r.set_reported_cost(c));
+        assert_eq!(r.reported_cost(), Some(c));
+    }
+
+    #[test]
+    fn tokens_absent_vs_zero() {
+        let mut t = Tokens::default();
+        assert!(!t.any());
+        t.set(TokenKind::Input, Some(0));
+        assert_eq!(t.get(TokenKind::Input), Some(0));
+        assert_eq!(t.get(TokenKind::Output), None);
+    }
+}

@@ -1,0 +1,1144 @@
+//! Normalise, match, classify, price and aggregate: the whole reconciliation.
+//!
+//! Every accepted row ends in exactly one [`Class`]; rejected rows are counted
+//! per file. Costs are exact ([`Usd`]) and become decimals only in the
+//! summary and the export lines.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use crate::intern::{Interner, Sym};
+use crate::keys::{KeyRegistry, Owner, Resolved, display_unknown};
+use crate::matching::{self, MatchView, Matching, NONE, Offset, Pass};
+use crate::models::AliasTable;
+use crate::prices::{Price, PriceBook, Usd, price_at};
+use crate::record::{Side, SideKind, TokenKind, Tokens, flags};
+use crate::routes::RouteFamily;
+use crate::time::{format_day, format_ms};
+
+/// Version of the `report.json` schema (bumped on incompatible changes).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Where each accepted row ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    /// Paired, and the pair agrees.
+    Matched,
+    /// Paired, but token counts differ (or the client logged no usage).
+    TokenMismatch,
+    /// Paired, but another model served the call (fallback).
+    ModelMismatch,
+    /// Paired, but the gateway's reported cost differs from Tally's price.
+    CostVariance,
+    /// Client row with no gateway row.
+    MissingUsage,
+    /// Gateway row with no client row.
+    Unattributed,
+    /// Same id again on the same side (retry billed twice, double logging).
+    Duplicate,
+}
+
+impl Class {
+    /// Every class, in report order.
+    pub const ALL: [Class; 7] = [
+        Class::Matched,
+        Class::TokenMismatch,
+        Class::ModelMismatch,
+        Class::CostVariance,
+        Class::MissingUsage,
+        Class::Unattributed,
+        Class::Duplicate,
+    ];
+
+    /// snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Matched => "matched",
+            Class::TokenMismatch => "token_mismatch",
+            Class::ModelMismatch => "model_mismatch",
+            Class::CostVariance => "cost_variance",
+            Class::MissingUsage => "missing_usage",
+            Class::Unattributed => "unattributed",
+            Class::Duplicate => "duplicate",
+        }
+    }
+
+    /// Whether the class is a pair.
+    pub fn is_pair(self) -> bool {
+        matches!(
+            self,
+            Class::Matched | Class::TokenMismatch | Class::ModelMismatch | Class::CostVariance
+        )
+    }
+}
+
+/// Reconciliation settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Matching parameters.
+    pub matching: matching::Params,
+    /// Relative cost tolerance (0.01 = 1 %).
+    pub cost_tolerance_relative: Decimal,
+    /// Absolute cost tolerance in USD.
+    pub cost_tolerance_absolute: Decimal,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            matching: matching::Params::default(),
+            cost_tolerance_relative: Decimal::new(1, 2),
+            cost_tolerance_absolute: Decimal::new(1, 6),
+        }
+    }
+}
+
+/// A canonical key.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    /// How reports name it: the registry id, or a fingerprint or label.
+    pub name: String,
+    /// Whether it is in the key registry.
+    pub registered: bool,
+    /// Registry owner (empty when unregistered).
+    pub owner: Owner,
+    /// Registry contact.
+    pub contact: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct SideNorm {
+    key: Vec<u32>,
+    model: Vec<u32>,
+    served: Vec<u32>,
+    route: Vec<u8>,
+    owner: Vec<u32>,
+}
+
+fn get_u32(v: &[u32], s: Sym) -> u32 {
+    s.index().and_then(|i| v.get(i)).copied().unwrap_or(NONE)
+}
+
+/// A side seen through the canonical tables.
+pub struct View<'a> {
+    side: &'a Side,
+    norm: &'a SideNorm,
+}
+
+impl View<'_> {
+    fn row(&self, i: usize) -> Option<&crate::record::Row> {
+        self.side.rows.get(i)
+    }
+}
+
+impl MatchView for View<'_> {
+    fn len(&self) -> usize {
+        self.side.rows.len()
+    }
+    fn ts(&self, i: usize) -> i64 {
+        self.row(i).map_or(0, |r| r.ts_ms)
+    }
+    fn key(&self, i: usize) -> u32 {
+        self.row(i).map_or(NONE, |r| get_u32(&self.norm.key, r.key))
+    }
+    fn model(&self, i: usize) -> u32 {
+        self.row(i)
+            .map_or(NONE, |r| get_u32(&self.norm.model, r.model))
+    }
+    fn route(&self, i: usize) -> u8 {
+        self.row(i)
+            .and_then(|r| r.route.index())
+            .and_then(|s| self.norm.route.get(s))
+            .copied()
+            .unwrap_or(u8::MAX)
+    }
+    fn core_tokens(&self, i: usize) -> Option<(u32, u32)> {
+        let t = self.row(i)?.tokens;
+        Some((t.get(TokenKind::Input)?, t.get(TokenKind::Output)?))
+    }
+    fn ids(&self, i: usize) -> (&str, &str) {
+        self.row(i).map_or(("", ""), |r| self.side.ids.get(r.ids))
+    }
+}
+
+/// Label for rows of keys that no registry knows and no client labelled.
+pub const UNKNOWN_OWNER: &str = "(unregistered key)";
+
+/// The reconciliation of a client side against a gateway side.
+pub struct Reconciliation<'a> {
+    /// Client rows.
+    pub client: &'a Side,
+    /// Gateway rows.
+    pub gateway: &'a Side,
+    /// Canonical keys.
+    pub keys: Vec<KeyInfo>,
+    /// Canonical model families.
+    pub models: Interner,
+    /// Owners, by id.
+    pub owners: Vec<Owner>,
+    owner_names: Vec<String>,
+    cn: SideNorm,
+    gn: SideNorm,
+    schedules: Vec<Vec<Price>>,
+    /// Pairs and passes.
+    pub matching: Matching,
+    /// Class of each client row.
+    pub client_class: Vec<Class>,
+    /// Class of each gateway row.
+    pub gateway_class: Vec<Class>,
+    settings: Settings,
+}
+
+struct Tables {
+    keys: Vec<KeyInfo>,
+    key_index: HashMap<String, u32>,
+    models: Interner,
+    owners: Vec<Owner>,
+    owner_index: HashMap<Owner, u32>,
+}
+
+impl Tables {
+    fn owner_id(&mut self, o: Owner) -> u32 {
+        if let Some(&i) = self.owner_index.get(&o) {
+            return i;
+        }
+        let i = u32::try_from(self.owners.len()).unwrap_or(NONE);
+        self.owners.push(o.clone());
+        self.owner_index.insert(o, i);
+        i
+    }
+
+    fn key_id(&mut self, token: &str, reg: &KeyRegistry) -> u32 {
+        let (canonical, info) = match reg.resolve(token) {
+            Resolved::Known(i) => {
+                let e = reg.entries.get(i);
+                let id = e.map_or_else(String::new, |e| e.id.clone());
+                (
+                    format!("reg:{id}"),
+                    KeyInfo {
+                        name: id,
+                        registered: true,
+                        owner: e.map(crate::keys::KeyEntry::owner).unwrap_or_default(),
+                        contact: e.and_then(|e| e.contact.clone()),
+                    },
+                )
+            }
+            Resolved::Unknown { canonical, last4 } => {
+                let name = display_unknown(&canonical, last4.as_deref());
+                (
+                    format!("unk:{canonical}"),
+                    KeyInfo {
+                        name,
+                        registered: false,
+                        owner: Owner::default(),
+                        contact: None,
+                    },
+                )
+            }
+        };
+        if let Some(&i) = self.key_index.get(&canonical) {
+            // A fingerprint seen later may carry the last 4 an earlier hash lacked.
+            if let Some(k) = usize::try_from(i).ok().and_then(|i| self.keys.get_mut(i))
+                && !k.registered
+                && info.name.len() > k.name.len()
+            {
+                k.name = info.name;
+            }
+            return i;
+        }
+        let i = u32::try_from(self.keys.len()).unwrap_or(NONE);
+        self.keys.push(info);
+        self.key_index.insert(canonical, i);
+        i
+    }
+}
+
+fn normalise(side: &Side, t: &mut Tables, reg: &KeyRegistry, aliases: &AliasTable) -> SideNorm {
+    let n = side.strings.len();
+    let mut norm = SideNorm {
+        key: vec![NONE; n],
+        model: vec![NONE; n],
+        served: vec![NONE; n],
+        route: vec![u8::MAX; n],
+        owner: vec![NONE; n],
+    };
+    let mut used = vec![0u8; n];
+    for r in &side.rows {
+        for (sym, bit) in [
+            (r.key, 1u8),
+            (r.model, 2),
+            (r.served_model, 2),
+            (r.route, 4),
+            (r.labels, 8),
+        ] {
+            if let Some(u) = sym.index().and_then(|i| used.get_mut(i)) {
+                *u |= bit;
+            }
+        }
+    }
+    for (sym, s) in side.strings.iter() {
+        let Some(i) = sym.index() else { continue };
+        let u = used.get(i).copied().unwrap_or(0);
+        if u & 1 != 0
+            && let Some(slot) = norm.key.get_mut(i)
+        {
+            *slot = t.key_id(s, reg);
+        }
+        if u & 2 != 0 {
+            let fam = t.models.intern(&aliases.family(s));
+            if let Some(slot) = norm.model.get_mut(i) {
+                *slot = fam.0;
+            }
+        }
+        if u & 4 != 0 {
+            let f = RouteFamily::classify(s);
+            let code = RouteFamily::ALL
+                .iter()
+                .position(|x| *x == f)
+                .and_then(|p| u8::try_from(p).ok());
+            if let (Some(slot), Some(code)) = (norm.route.get_mut(i), code) {
+                *slot = code;
+            }
+        }
+        if u & 8 != 0 {
+            let mut parts = s.split('\u{1f}');
+            let mut next = || parts.next().unwrap_or("").to_owned();
+            let o = Owner {
+                team: next(),
+                service: next(),
+                env: next(),
+            };
+            if !o.is_empty()
+                && let Some(slot) = norm.owner.get_mut(i)
+            {
+                *slot = t.owner_id(o);
+            }
+        }
+    }
+    norm.served.clone_from(&norm.model);
+    norm
+}
+
+/// Totals over the whole reconciliation (USD).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+    /// Tally's price of everything the gateway billed (matched, unattributed
+    /// and duplicate gateway rows), priced rows only.
+    pub billed_computed: Decimal,
+    /// What the gateway reported for the same rows.
+    pub billed_reported: Decimal,
+    /// Reported minus computed.
+    pub variance: Decimal,
+    /// Tally's price of client rows with no gateway row (not billed, or
+    /// billed where Tally cannot see).
+    pub missing_usage_computed: Decimal,
+    /// Tally's price of gateway rows with no client row.
+    pub unattributed_computed: Decimal,
+    /// Reported cost of gateway rows with no client row.
+    pub unattributed_reported: Decimal,
+    /// Reported cost of duplicate gateway rows (billed twice).
+    pub duplicate_reported: Decimal,
+    /// Gateway rows that could not be priced (no catalog entry for their
+    /// model at their time). Never priced at zero.
+    pub unpriced_gateway_rows: u64,
+    /// Client rows that could not be priced.
+    pub unpriced_client_rows: u64,
+}
+
+/// Counts for one side. `read = accepted + duplicates + rejected`, where
+/// `accepted` counts the rows that reached a non-duplicate class.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SideCounts {
+    /// Rows read.
+    pub read: u64,
+    /// Rows accepted (excluding duplicates).
+    pub accepted: u64,
+    /// Duplicate rows.
+    pub duplicates: u64,
+    /// Rejected rows.
+    pub rejected: u64,
+}
+
+/// One input file's counts.
+#[derive(Debug, Clone, Serialize)]
+pub struct InputCounts {
+    /// client or gateway.
+    pub side: SideKind,
+    /// File name.
+    pub file: String,
+    /// Format it was read as.
+    pub format: String,
+    /// Counts.
+    #[serde(flatten)]
+    pub counts: SideCounts,
+}
+
+/// Rows of one class, per side.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassCount {
+    /// The class.
+    pub class: Class,
+    /// Client rows in it.
+    pub client_rows: u64,
+    /// Gateway rows in it.
+    pub gateway_rows: u64,
+}
+
+/// Cost attributed to one owner.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OwnerCost {
+    /// `team/service/env`.
+    pub owner: String,
+    /// Team.
+    pub team: String,
+    /// Service.
+    pub service: String,
+    /// Environment.
+    pub env: String,
+    /// Gateway rows billed to the owner.
+    pub billed_rows: u64,
+    /// Tally's price of them.
+    pub computed_cost: Decimal,
+    /// What the gateway reported for them.
+    pub reported_cost: Decimal,
+    /// Reported minus computed.
+    pub variance: Decimal,
+    /// Billed rows Tally could not price.
+    pub unpriced_rows: u64,
+    /// Client rows with no gateway row.
+    pub missing_usage_rows: u64,
+    /// Tally's price of those.
+    pub missing_usage_cost: Decimal,
+    /// Gateway rows of the owner's keys with no client row.
+    pub unattributed_rows: u64,
+    /// Reported cost of those.
+    pub unattributed_reported: Decimal,
+}
+
+/// Unattributed traffic of one key.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct KeyCost {
+    /// Key name (registry id or fingerprint; never a secret).
+    pub key: String,
+    /// Whether the key is registered (unregistered: possibly leaked).
+    pub registered: bool,
+    /// Registry owner, `team/service/env`.
+    pub owner: String,
+    /// Registry contact.
+    pub contact: String,
+    /// Rows.
+    pub rows: u64,
+    /// Tally's price.
+    pub computed_cost: Decimal,
+    /// Reported cost.
+    pub reported_cost: Decimal,
+    /// First row, RFC 3339.
+    pub first_seen: String,
+    /// Last row, RFC 3339.
+    pub last_seen: String,
+}
+
+/// A model family the catalog has no price for.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Unpriced {
+    /// Family.
+    pub model: String,
+    /// Client rows.
+    pub client_rows: u64,
+    /// Gateway rows.
+    pub gateway_rows: u64,
+}
+
+/// An offset with its key named.
+#[derive(Debug, Clone, Serialize)]
+pub struct OffsetLine {
+    /// Key name, or `(global)`.
+    pub key: String,
+    /// Gateway minus client, ms.
+    pub offset_ms: i64,
+    /// Median absolute deviation, ms.
+    pub mad_ms: i64,
+    /// Id pairs learned from.
+    pub pairs: usize,
+}
+
+/// Pairs made by each pass.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PassCounts {
+    /// By request id.
+    pub id: u64,
+    /// By key, model, route, tokens and time.
+    pub strict: u64,
+    /// By key, model, route and time.
+    pub loose: u64,
+}
+
+/// The summary: everything except the row lists.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Schema version of report.json.
+    pub schema_version: u32,
+    /// When the report was made (RFC 3339; injected, not read from a clock).
+    pub generated_at: String,
+    /// Currency of every amount.
+    pub currency: String,
+    /// Earliest and latest accepted row, RFC 3339.
+    pub period: [String; 2],
+    /// Settings used.
+    pub parameters: Parameters,
+    /// Per input file.
+    pub inputs: Vec<InputCounts>,
+    /// Client totals.
+    pub client: SideCounts,
+    /// Gateway totals.
+    pub gateway: SideCounts,
+    /// Rows per class.
+    pub classes: Vec<ClassCount>,
+    /// Pairs per pass.
+    pub passes: PassCounts,
+    /// Learned offsets: global first, then per key.
+    pub offsets: Vec<OffsetLine>,
+    /// Totals.
+    pub totals: Totals,
+    /// Per owner.
+    pub costs_by_owner: Vec<OwnerCost>,
+    /// Unattributed traffic per key, costliest first.
+    pub unattributed_by_key: Vec<KeyCost>,
+    /// Models without a price.
+    pub unpriced_models: Vec<Unpriced>,
+}
+
+/// Settings as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct Parameters {
+    /// Matching tolerance, ms.
+    pub tolerance_ms: i64,
+    /// Id pairs a key needs for its own offset.
+    pub min_key_pairs: usize,
+    /// Relative cost tolerance.
+    pub cost_tolerance_relative: Decimal,
+    /// Absolute cost tolerance, USD.
+    pub cost_tolerance_absolute: Decimal,
+}
+
+/// Reconciles two parsed sides.
+pub fn reconcile<'a>(
+    client: &'a Side,
+    gateway: &'a Side,
+    registry: &KeyRegistry,
+    aliases: &AliasTable,
+    prices: &PriceBook,
+    settings: Settings,
+) -> Reconciliation<'a> {
+    let mut t = Tables {
+        keys: Vec::new(),
+        key_index: HashMap::new(),
+        models: Interner::default(),
+        owners: Vec::new(),
+        owner_index: HashMap::new(),
+    };
+    // Registered keys first, in registry order, so ids are stable.
+    for e in &registry.entries {
+        t.key_id(&e.id, registry);
+    }
+    let cn = normalise(client, &mut t, registry, aliases);
+    let gn = normalise(gateway, &mut t, registry, aliases);
+    let schedules = t
+        .models
+        .iter()
+        .map(|(_, fam)| prices.schedule(fam))
+        .collect();
+    let matching = {
+        let cv = View {
+            side: client,
+            norm: &cn,
+        };
+        let gv = View {
+            side: gateway,
+            norm: &gn,
+        };
+        matching::match_rows(&cv, &gv, settings.matching)
+    };
+    let owner_names = t.owners.iter().map(Owner::display).collect();
+    let mut rec = Reconciliation {
+        client,
+        gateway,
+        keys: t.keys,
+        models: t.models,
+        owners: t.owners,
+        owner_names,
+        cn,
+        gn,
+        schedules,
+        matching,
+        client_class: Vec::new(),
+        gateway_class: Vec::new(),
+        settings,
+    };
+    rec.classify();
+    rec
+}
+
+/// Tolerance check: |reported − computed| within max(absolute, relative × computed).
+fn within(reported: Usd, computed: Usd, s: &Settings) -> bool {
+    let diff = reported.saturating_sub(computed).abs().to_decimal();
+    let rel = computed.to_decimal().abs() * s.cost_tolerance_relative;
+    diff <= rel.max(s.cost_tolerance_absolute)
+}
+
+impl<'a> Reconciliation<'a> {
+    fn classify(&mut self) {
+        let n = self.client.rows.len();
+        let mut cc = vec![Class::MissingUsage; n];
+        let mut gc = vec![Class::Unattributed; self.gateway.rows.len()];
+        for (j, c) in gc.iter_mut().enumerate() {
+            if self.matching.gateway_pass.get(j) == Some(&Pass::Duplicate) {
+                *c = Class::Duplicate;
+            }
+        }
+        for i in 0..n {
+            match self.matching.client_pass.get(i) {
+                Some(Pass::Duplicate) => {
+                    if let Some(c) = cc.get_mut(i) {
+                        *c = Class::Duplicate;
+                    }
+                }
+                Some(Pass::Unmatched) | None => {}
+                Some(_) => {
+                    let j = self.partner_of_client(i);
+                    let class = self.pair_class(i, j);
+                    if let Some(c) = cc.get_mut(i) {
+                        *c = class;
+                    }
+                    if let Some(c) = gc.get_mut(j) {
+                        *c = class;
+                    }
+                }
+            }
+        }
+        self.client_class = cc;
+        self.gateway_class = gc;
+    }
+
+    fn partner_of_client(&self, i: usize) -> usize {
+        self.matching
+            .client_partner
+            .get(i)
+            .and_then(|&p| usize::try_from(p).ok())
+            .unwrap_or(usize::MAX)
+    }
+
+    /// The gateway partner of a client row.
+    pub fn client_partner(&self, i: usize) -> Option<usize> {
+        let p = self.matching.client_partner.get(i).copied()?;
+        (p != NONE).then(|| usize::try_from(p).ok()).flatten()
+    }
+
+    fn pair_class(&self, i: usize, j: usize) -> Class {
+        if self.model_differs(i, j) {
+            Class::ModelMismatch
+        } else if !self.token_diffs(i, j).is_empty() {
+            Class::TokenMismatch
+        } else if self.cost_variance(j).is_some() {
+            Class::CostVariance
+        } else {
+            Class::Matched
+        }
+    }
+
+    fn client_view(&self) -> View<'_> {
+        View {
+            side: self.client,
+            norm: &self.cn,
+        }
+    }
+
+    fn gateway_view(&self) -> View<'_> {
+        View {
+            side: self.gateway,
+            norm: &self.gn,
+        }
+    }
+
+    /// Family the client asked for.
+    fn client_family(&self, i: usize) -> u32 {
+        self.client_view().model(i)
+    }
+
+    /// Family that served a gateway row (its served model when given).
+    fn gateway_served_family(&self, j: usize) -> u32 {
+        self.gateway.rows.get(j).map_or(NONE, |r| {
+            let s = get_u32(&self.gn.served, r.served_model);
+            if s == NONE {
+                get_u32(&self.gn.model, r.model)
+            } else {
+                s
+            }
+        })
+    }
+
+    fn client_priced_family(&self, i: usize) -> u32 {
+        self.client.rows.get(i).map_or(NONE, |r| {
+            let s = get_u32(&self.cn.served, r.served_model);
+            if s == NONE {
+                get_u32(&self.cn.model, r.model)
+            } else {
+                s
+            }
+        })
+    }
+
+    fn model_differs(&self, i: usize, j: usize) -> bool {
+        self.client_family(i) != self.gateway_served_family(j)
+    }
+
+    /// Token kinds that differ between a pair (both reported), plus `usage`
+    /// when the client logged none but the gateway billed tokens.
+    pub fn token_diffs(&self, i: usize, j: usize) -> Vec<&'static str> {
+        let (Some(c), Some(g)) = (self.client.rows.get(i), self.gateway.rows.get(j)) else {
+            return Vec::new();
+        };
+        if !c.tokens.any() {
+            return if g.tokens.any() {
+                vec!["usage"]
+            } else {
+                Vec::new()
+            };
+        }
+        TokenKind::ALL
+            .into_iter()
+            .filter(|&k| matches!((c.tokens.get(k), g.tokens.get(k)), (Some(a), Some(b)) if a != b))
+            .map(TokenKind::name)
+            .collect()
+    }
+
+    fn price(&self, family: u32, ts: i64, tokens: &Tokens) -> Option<Usd> {
+        let sched = usize::try_from(family)
+            .ok()
+            .and_then(|f| self.schedules.get(f))?;
+        price_at(sched, ts).map(|p| p.cost(tokens))
+    }
+
+    /// Tally's price of a gateway row: zero for gateway cache hits, `None`
+    /// when the catalog has no price for its model at its time.
+    pub fn gateway_cost(&self, j: usize) -> Option<Usd> {
+        let r = self.gateway.rows.get(j)?;
+        if r.has(flags::CACHE_HIT) {
+            return Some(Usd::ZERO);
+        }
+        self.price(self.gateway_served_family(j), r.ts_ms, &r.tokens)
+    }
+
+    /// Tally's price of a client row.
+    pub fn client_cost(&self, i: usize) -> Option<Usd> {
+        let r = self.client.rows.get(i)?;
+        self.price(self.client_priced_family(i), r.ts_ms, &r.tokens)
+    }
+
+    /// Reported minus computed, when beyond tolerance.
+    pub fn cost_variance(&self, j: usize) -> Option<Usd> {
+        let reported = self.gateway.rows.get(j)?.reported_cost()?;
+        let reported = Usd::from_decimal(reported.round_dp(18))?;
+        let computed = self.gateway_cost(j)?;
+        (!within(reported, computed, &self.settings)).then(|| reported.saturating_sub(computed))
+    }
+
+    /// Owner id of a client row: its labels, else its key's registry owner.
+    fn client_owner(&self, i: usize) -> Option<u32> {
+        let r = self.client.rows.get(i)?;
+        let o = get_u32(&self.cn.owner, r.labels);
+        (o != NONE).then_some(o)
+    }
+
+    /// Owner name of a client row.
+    pub fn client_owner_name(&self, i: usize) -> &str {
+        match self.client_owner(i) {
+            Some(o) => self.owner_name(o),
+            None => self.key_owner_name(self.client_view().key(i)),
+        }
+    }
+
+    /// Owner name of a gateway row: its client partner's, else its key's.
+    pub fn gateway_owner_name(&self, j: usize) -> &str {
+        let partner = self
+            .matching
+            .gateway_partner
+            .get(j)
+            .copied()
+            .unwrap_or(NONE);
+        if partner != NONE
+            && let Ok(i) = usize::try_from(partner)
+        {
+            return self.client_owner_name(i);
+        }
+        self.key_owner_name(self.gateway_view().key(j))
+    }
+
+    fn owner_name(&self, o: u32) -> &str {
+        usize::try_from(o)
+            .ok()
+            .and_then(|o| self.owner_names.get(o))
+            .map_or(UNKNOWN_OWNER, String::as_str)
+    }
+
+    pub(crate) fn client_key(&self, i: usize) -> u32 {
+        self.client_view().key(i)
+    }
+
+    pub(crate) fn gateway_key(&self, j: usize) -> u32 {
+        self.gateway_view().key(j)
+    }
+
+    pub(crate) fn key_info(&self, k: u32) -> Option<&KeyInfo> {
+        usize::try_from(k).ok().and_then(|k| self.keys.get(k))
+    }
+
+    fn key_owner_name(&self, k: u32) -> &str {
+        match self.key_info(k) {
+            Some(info) if info.registered && !info.owner.is_empty() => {
+                self.owner_names_by_key(info).unwrap_or(UNKNOWN_OWNER)
+            }
+            _ => UNKNOWN_OWNER,
+        }
+    }
+
+    fn owner_names_by_key(&self, info: &KeyInfo) -> Option<&str> {
+        self.owners
+            .iter()
+            .position(|o| *o == info.owner)
+            .and_then(|p| self.owner_names.get(p))
+            .map(String::as_str)
+    }
+
+    /// Name of a client row's key.
+    pub fn client_key_name(&self, i: usize) -> &str {
+        self.key_info(self.client_view().key(i))
+            .map_or("", |k| k.name.as_str())
+    }
+
+    /// Name of a gateway row's key.
+    pub fn gateway_key_name(&self, j: usize) -> &str {
+        self.key_info(self.gateway_view().key(j))
+            .map_or("", |k| k.name.as_str())
+    }
+
+    /// Family name.
+    pub fn family_name(&self, f: u32) -> &str {
+        self.models.get(Sym(f))
+    }
+
+    /// Route family of a row.
+    pub fn route_name(&self, side: SideKind, i: usize) -> &'static str {
+        let code = match side {
+            SideKind::Client => self.client_view().route(i),
+            SideKind::Gateway => self.gateway_view().route(i),
+        };
+        RouteFamily::ALL
+            .get(usize::from(code))
+            .map_or("other", |r| r.name())
+    }
+
+    /// The offset applied to a key's client rows.
+    pub fn offset_of_client(&self, i: usize) -> i64 {
+        self.matching.offset_for(self.client_view().key(i))
+    }
+
+    /// Builds the summary. `now_ms` is when the report is made.
+    pub fn summary(&self, now_ms: i64) -> Summary {
+        let mut totals = Totals::default();
+        let mut billed_c = Usd::ZERO;
+        let mut billed_r = Usd::ZERO;
+        let mut missing = Usd::ZERO;
+        let mut un_c = Usd::ZERO;
+        let mut un_r = Usd::ZERO;
+        let mut dup_r = Usd::ZERO;
+        #[derive(Default)]
+        struct Acc {
+            billed: u64,
+            computed: Usd,
+            reported: Usd,
+            unpriced: u64,
+            missing: u64,
+            missing_cost: Usd,
+            unattributed: u64,
+            unattributed_reported: Usd,
+        }
+        let mut by_owner: BTreeMap<String, Acc> = BTreeMap::new();
+        let mut by_key: BTreeMap<u32, (KeyCost, Usd, Usd, i64, i64)> = BTreeMap::new();
+        let mut unpriced: BTreeMap<u32, Unpriced> = BTreeMap::new();
+        let mut class_counts: HashMap<(SideKind, Class), u64> = HashMap::new();
+        let mut passes = PassCounts::default();
+        let (mut tmin, mut tmax) = (i64::MAX, i64::MIN);
+
+        for (j, r) in self.gateway.rows.iter().enumerate() {
+            tmin = tmin.min(r.ts_ms);
+            tmax = tmax.max(r.ts_ms);
+            let class = self
+                .gateway_class
+                .get(j)
+                .copied()
+                .unwrap_or(Class::Unattributed);
+            *class_counts.entry((SideKind::Gateway, class)).or_default() += 1;
+            let reported = r
+                .reported_cost()
+                .and_then(|d| Usd::from_decimal(d.round_dp(18)))
+                .unwrap_or_default();
+            let computed = self.gateway_cost(j);
+            let acc = by_owner
+                .entry(self.gateway_owner_name(j).to_owned())
+                .or_default();
+            acc.billed += 1;
+            acc.reported = acc.reported.saturating_add(reported);
+            billed_r = billed_r.saturating_add(reported);
+            match computed {
+                Some(c) => {
+                    acc.computed = acc.computed.saturating_add(c);
+                    billed_c = billed_c.saturating_add(c);
+                }
+                None => {
+                    acc.unpriced += 1;
+                    totals.unpriced_gateway_rows += 1;
+                    let f = self.gateway_served_family(j);
+                    unpriced.entry(f).or_default().gateway_rows += 1;
+                }
+            }
+            match class {
+                Class::Unattributed => {
+                    acc.unattributed += 1;
+                    acc.unattributed_reported = acc.unattributed_reported.saturating_add(reported);
+                    un_r = un_r.saturating_add(reported);
+                    un_c = un_c.saturating_add(computed.unwrap_or_default());
+                    let k = self.gateway_view().key(j);
+                    let e = by_key.entry(k).or_insert_with(|| {
+                        let info = self.key_info(k);
+                        (
+                            KeyCost {
+                                key: info.map_or_else(String::new, |i| i.name.clone()),
+                                registered: info.is_some_and(|i| i.registered),
+                                owner: self.key_owner_name(k).to_owned(),
+                                contact: info.and_then(|i| i.contact.clone()).unwrap_or_default(),
+                                ..KeyCost::default()
+                            },
+                            Usd::ZERO,
+                            Usd::ZERO,
+                            i64::MAX,
+                            i64::MIN,
+                        )
+                    });
+                    e.0.rows += 1;
+                    e.1 = e.1.saturating_add(computed.unwrap_or_default());
+                    e.2 = e.2.saturating_add(reported);
+                    e.3 = e.3.min(r.ts_ms);
+                    e.4 = e.4.max(r.ts_ms);
+                }
+                Class::Duplicate => dup_r = dup_r.saturating_add(reported),
+                _ => {}
+            }
+        }
+        for (i, r) in self.client.rows.iter().enumerate() {
+            tmin = tmin.min(r.ts_ms);
+            tmax = tmax.max(r.ts_ms);
+            let class = self
+                .client_class
+                .get(i)
+                .copied()
+                .unwrap_or(Class::MissingUsage);
+            *class_counts.entry((SideKind::Client, class)).or_default() += 1;
+            match self.matching.client_pass.get(i) {
+                Some(Pass::Id) => passes.id += 1,
+                Some(Pass::Strict) => passes.strict += 1,
+                Some(Pass::Loose) => passes.loose += 1,
+                _ => {}
+            }
+            let cost = self.client_cost(i);
+            if cost.is_none() {
+                totals.unpriced_client_rows += 1;
+                unpriced
+                    .entry(self.client_priced_family(i))
+                    .or_default()
+                    .client_rows += 1;
+            }
+            if class == Class::MissingUsage {
+                let acc = by_owner
+                    .entry(self.client_owner_name(i).to_owned())
+                    .or_default();
+                acc.missing += 1;
+                acc.missing_cost = acc.missing_cost.saturating_add(cost.unwrap_or_default());
+                missing = missing.saturating_add(cost.unwrap_or_default());
+            }
+        }
+        totals.billed_computed = billed_c.to_decimal();
+        totals.billed_reported = billed_r.to_decimal();
+        totals.variance = billed_r.saturating_sub(billed_c).to_decimal();
+        totals.missing_usage_computed = missing.to_decimal();
+        totals.unattributed_computed = un_c.to_decimal();
+        totals.unattributed_reported = un_r.to_decimal();
+        totals.duplicate_reported = dup_r.to_decimal();
+
+        let side_counts = |side: &Side, classes: &[Class]| {
+            let dups = u64::try_from(classes.iter().filter(|c| **c == Class::Duplicate).count())
+                .unwrap_or(0);
+            let rejected = u64::try_from(side.rejects.len()).unwrap_or(0);
+            let rows = u64::try_from(side.rows.len()).unwrap_or(0);
+            SideCounts {
+                read: side.read(),
+                accepted: rows - dups,
+                duplicates: dups,
+                rejected,
+            }
+        };
+        let mut inputs = Vec::new();
+        for (side, classes) in [
+            (self.client, &self.client_class),
+            (self.gateway, &self.gateway_class),
+        ] {
+            for (fi, f) in side.files.iter().enumerate() {
+                let end = side
+                    .files
+                    .get(fi + 1)
+                    .map_or(side.rows.len(), |n| n.first_row);
+                let rows = u64::try_from(end.saturating_sub(f.first_row)).unwrap_or(0);
+                let dups = classes
+                    .get(f.first_row..end)
+                    .map_or(0, |s| s.iter().filter(|c| **c == Class::Duplicate).count());
+                let dups = u64::try_from(dups).unwrap_or(0);
+                inputs.push(InputCounts {
+                    side: side.kind,
+                    file: f.name.clone(),
+                    format: f.format.clone(),
+                    counts: SideCounts {
+                        read: f.read,
+                        accepted: rows - dups,
+                        duplicates: dups,
+                        rejected: f.rejected,
+                    },
+                });
+            }
+        }
+        let owner_parts: HashMap<&str, &Owner> = self
+            .owner_names
+            .iter()
+            .map(String::as_str)
+            .zip(self.owners.iter())
+            .collect();
+        let mut costs_by_owner: Vec<OwnerCost> = by_owner
+            .into_iter()
+            .map(|(name, a)| {
+                let parts = owner_parts
+                    .get(name.as_str())
+                    .copied()
+                    .cloned()
+                    .unwrap_or_default();
+                OwnerCost {
+                    team: parts.team,
+                    service: parts.service,
+                    env: parts.env,
+                    billed_rows: a.billed,
+                    computed_cost: a.computed.to_decimal(),
+                    reported_cost: a.reported.to_decimal(),
+                    variance: a.reported.saturating_sub(a.computed).to_decimal(),
+                    unpriced_rows: a.unpriced,
+                    missing_usage_rows: a.missing,
+                    missing_usage_cost: a.missing_cost.to_decimal(),
+                    unattributed_rows: a.unattributed,
+                    unattributed_reported: a.unattributed_reported.to_decimal(),
+                    owner: name,
+                }
+            })
+            .collect();
+        costs_by_owner.sort_by(|a, b| {
+            b.computed_cost
+                .cmp(&a.computed_cost)
+                .then_with(|| a.owner.cmp(&b.owner))
+        });
+        let mut unattributed_by_key: Vec<KeyCost> = by_key
+            .into_values()
+            .map(|(mut k, c, r, first, last)| {
+                k.computed_cost = c.to_decimal();
+                k.reported_cost = r.to_decimal();
+                k.first_seen = format_ms(first);
+                k.last_seen = format_ms(last);
+                k
+            })
+            .collect();
+        unattributed_by_key.sort_by(|a, b| {
+            b.reported_cost
+                .max(b.computed_cost)
+                .cmp(&a.reported_cost.max(a.computed_cost))
+                .then_with(|| a.key.cmp(&b.key))
+        });
+        let unpriced_models = unpriced
+            .into_iter()
+            .map(|(f, mut u)| {
+                u.model = self.family_name(f).to_owned();
+                u
+            })
+            .collect();
+        let mut offsets = vec![self.offset_line(&self.matching.global_offset)];
+        let mut per_key: Vec<OffsetLine> = self
+            .matching
+            .key_offsets
+            .iter()
+            .map(|o| self.offset_line(o))
+            .collect();
+        per_key.sort_by(|a, b| a.key.cmp(&b.key));
+        offsets.extend(per_key);
+        let count = |s, c| class_counts.get(&(s, c)).copied().unwrap_or(0);
+        Summary {
+            schema_version: SCHEMA_VERSION,
+            generated_at: format_ms(now_ms),
+            currency: "USD".to_owned(),
+            period: if tmin <= tmax {
+                [format_ms(tmin), format_ms(tmax)]
+            } else {
+                [String::new(), String::new()]
+            },
+            parameters: Parameters {
+                tolerance_ms: self.settings.matching.tolerance_ms,
+                min_key_pairs: self.settings.matching.min_key_pairs,
+                cost_tolerance_relative: self.settings.cost_tolerance_relative,
+                cost_tolerance_absolute: self.settings.cost_tolerance_absolute,
+            },
+            inputs,
+            client: side_counts(self.client, &self.client_class),
+            gateway: side_counts(self.gateway, &self.gateway_class),
+            classes: Class::ALL
+                .iter()
+                .map(|&c| ClassCount {
+                    class: c,
+                    client_rows: count(SideKind::Client, c),
+                    gateway_rows: count(SideKind::Gateway, c),
+                })
+                .collect(),
+            passes,
+            offsets,
+            totals,
+            costs_by_owner,
+            unattributed_by_key,
+            unpriced_models,
+        }
+    }
+
+    fn offset_line(&self, o: &Offset) -> OffsetLine {
+        OffsetLine {
+            key: o
+                .key
+                .and_then(|k| self.key_info(k))
+                .map_or_else(|| "(global)".to_owned(), |k| k.name.clone()),
+            offset_ms: o.offset_ms,
+            mad_ms: o.mad_ms,
+            pairs: o.pairs,
+        }
+    }
+
+    /// Day (UTC) of a gateway row.
+    pub fn gateway_day(&self, j: usize) -> String {
+        self.gateway
+            .rows
+            .get(j)
+            .map_or_else(String::new, |r| format_day(r.ts_ms))
+    }
+}

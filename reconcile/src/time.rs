@@ -1,0 +1,342 @@
+//! Timestamps: everything becomes UTC milliseconds since the Unix epoch.
+//!
+//! The common shapes (`2026-11-20T10:00:00.123Z`, `2026-11-20 10:00:00.123`,
+//! `...+02:00`, psql's `...+00`) go through a hand-written fast path because
+//! timestamp parsing dominates parse time at ten million rows; anything else
+//! falls back to chrono with an explicit format.
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
+
+/// How to read a timestamp that carries no offset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Zone {
+    /// Naive timestamps are UTC.
+    Utc,
+    /// Naive timestamps are at a fixed offset from UTC (seconds east).
+    Fixed(i32),
+    /// Naive timestamps are local time in an IANA zone.
+    Iana(chrono_tz::Tz),
+}
+
+impl Zone {
+    /// Parses `UTC`, `+05:30`/`-0800`, or an IANA name like `Europe/Paris`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("utc") || t.eq_ignore_ascii_case("z") {
+            return Ok(Zone::Utc);
+        }
+        if let Some(off) = parse_offset(t.as_bytes()) {
+            return Ok(Zone::Fixed(off));
+        }
+        t.parse::<chrono_tz::Tz>()
+            .map(Zone::Iana)
+            .map_err(|_| format!("unknown time zone `{t}` (use UTC, +HH:MM or an IANA name)"))
+    }
+
+    fn to_utc_ms(self, local_ms: i64) -> Result<i64, &'static str> {
+        match self {
+            Zone::Utc => Ok(local_ms),
+            Zone::Fixed(secs) => Ok(local_ms - i64::from(secs) * 1000),
+            Zone::Iana(tz) => {
+                let naive = DateTime::from_timestamp_millis(local_ms)
+                    .ok_or("timestamp out of range")?
+                    .naive_utc();
+                // An ambiguous local time (DST fall-back) takes the earlier
+                // instant; a non-existent one (spring-forward gap) is refused.
+                match tz.from_local_datetime(&naive).earliest() {
+                    Some(dt) => Ok(dt.timestamp_millis()),
+                    None => Err("local time does not exist in that zone (DST gap)"),
+                }
+            }
+        }
+    }
+}
+
+/// How a source writes its timestamps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TsFormat {
+    /// RFC 3339 / ISO 8601 (offset optional; a naive value uses the zone).
+    Iso,
+    /// Unix seconds, integer or fractional.
+    UnixSeconds,
+    /// Unix milliseconds.
+    UnixMillis,
+    /// A chrono `strftime` pattern; with `%z`/`%:z` the offset is read.
+    Pattern(String),
+}
+
+impl TsFormat {
+    /// Parses a format name: `rfc3339`/`iso8601`, `unix_s`, `unix_ms`, or a
+    /// pattern containing `%`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "rfc3339" | "iso8601" | "iso" => Ok(TsFormat::Iso),
+            "unix_s" | "unix" | "epoch_s" => Ok(TsFormat::UnixSeconds),
+            "unix_ms" | "epoch_ms" => Ok(TsFormat::UnixMillis),
+            p if p.contains('%') => Ok(TsFormat::Pattern(p.to_owned())),
+            other => Err(format!(
+                "unknown timestamp format `{other}` (rfc3339, unix_s, unix_ms or a strftime pattern)"
+            )),
+        }
+    }
+
+    /// Parses one value into UTC milliseconds.
+    pub fn parse_value(&self, s: &str, zone: Zone) -> Result<i64, &'static str> {
+        let s = s.trim();
+        match self {
+            TsFormat::Iso => parse_iso(s, Some(zone)),
+            TsFormat::UnixSeconds => {
+                let d: rust_decimal::Decimal = s.parse().map_err(|_| "not a number of seconds")?;
+                let ms = d * rust_decimal::Decimal::from(1000);
+                i64::try_from(ms.floor()).map_err(|_| "timestamp out of range")
+            }
+            TsFormat::UnixMillis => s
+                .parse::<i64>()
+                .map_err(|_| "not an integer of milliseconds"),
+            TsFormat::Pattern(p) => {
+                if let Ok(dt) = DateTime::parse_from_str(s, p) {
+                    return Ok(dt.timestamp_millis());
+                }
+                let naive = NaiveDateTime::parse_from_str(s, p)
+                    .map_err(|_| "does not match the mapping's timestamp pattern")?;
+                zone.to_utc_ms(naive.and_utc().timestamp_millis())
+            }
+        }
+    }
+}
+
+fn digits(b: &[u8], from: usize, n: usize) -> Option<i64> {
+    let mut v: i64 = 0;
+    for i in from..from + n {
+        let c = *b.get(i)?;
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i64::from(c - b'0');
+    }
+    Some(v)
+}
+
+/// `+HH:MM`, `-HHMM`, `+HH` to seconds east of UTC.
+fn parse_offset(b: &[u8]) -> Option<i32> {
+    let sign = match b.first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let h = digits(b, 1, 2)?;
+    let m = match b.len() {
+        3 => 0,
+        5 => digits(b, 3, 2)?,
+        6 if b.get(3) == Some(&b':') => digits(b, 4, 2)?,
+        _ => return None,
+    };
+    if h > 23 || m > 59 {
+        return None;
+    }
+    i32::try_from(sign * (h * 3600 + m * 60)).ok()
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+/// Parses an ISO 8601 / RFC 3339 timestamp to UTC milliseconds. Without an
+/// offset in the text, `naive_zone` decides; `None` refuses naive values.
+/// Fractions beyond milliseconds are truncated toward the past.
+pub fn parse_iso(s: &str, naive_zone: Option<Zone>) -> Result<i64, &'static str> {
+    let b = s.as_bytes();
+    if b.len() < 19 {
+        return Err("not an RFC 3339 timestamp");
+    }
+    let bad = "not an RFC 3339 timestamp";
+    let (y, mo, d) = (
+        digits(b, 0, 4).ok_or(bad)?,
+        digits(b, 5, 2).ok_or(bad)?,
+        digits(b, 8, 2).ok_or(bad)?,
+    );
+    let (h, mi, se) = (
+        digits(b, 11, 2).ok_or(bad)?,
+        digits(b, 14, 2).ok_or(bad)?,
+        digits(b, 17, 2).ok_or(bad)?,
+    );
+    if b.get(4) != Some(&b'-')
+        || b.get(7) != Some(&b'-')
+        || !matches!(b.get(10), Some(b'T' | b't' | b' '))
+        || b.get(13) != Some(&b':')
+        || b.get(16) != Some(&b':')
+    {
+        return Err(bad);
+    }
+    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 59
+    {
+        return Err("date or time out of range");
+    }
+    let mut i = 19;
+    let mut ms = 0;
+    if matches!(b.get(i), Some(b'.' | b',')) {
+        i += 1;
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start {
+            return Err(bad);
+        }
+        let take = (i - start).min(3);
+        ms = digits(b, start, take).ok_or(bad)?;
+        for _ in take..3 {
+            ms *= 10;
+        }
+    }
+    let local = (days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se) * 1000 + ms;
+    let rest = b.get(i..).unwrap_or_default();
+    let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+    match rest {
+        [] => naive_zone
+            .ok_or("no UTC offset (RFC 3339 needs Z or ±HH:MM)")?
+            .to_utc_ms(local),
+        b"Z" | b"z" => Ok(local),
+        b"UTC" => Ok(local),
+        off => {
+            let secs = parse_offset(off).ok_or("bad UTC offset")?;
+            Ok(local - i64::from(secs) * 1000)
+        }
+    }
+}
+
+/// Formats UTC milliseconds as RFC 3339 with milliseconds and `Z`.
+pub fn format_ms(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|d| d.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// Formats UTC milliseconds as a `YYYY-MM-DD` date.
+pub fn format_day(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+/// Parses a duration such as `2s`, `1500ms`, `1m`, `0.5s` into milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60_000)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3_600_000)
+    } else {
+        return Err(format!("duration `{t}` needs a unit: ms, s, m or h"));
+    };
+    let d: rust_decimal::Decimal = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("duration `{t}` is not a number with a unit"))?;
+    if d.is_sign_negative() {
+        return Err(format!("duration `{t}` is negative"));
+    }
+    i64::try_from((d * rust_decimal::Decimal::from(mult)).round())
+        .map_err(|_| format!("duration `{t}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chrono_ms(s: &str) -> i64 {
+        DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis()
+    }
+
+    #[test]
+    fn fast_path_agrees_with_chrono() {
+        for s in [
+            "2026-11-20T10:00:00Z",
+            "2026-11-20T10:00:00.123Z",
+            "2026-11-20T10:00:00.123456+02:00",
+            "2024-02-29T23:59:59.999-08:00",
+            "1969-12-31T23:59:59.5Z",
+            "2000-03-01T00:00:00+05:30",
+        ] {
+            assert_eq!(parse_iso(s, None).unwrap(), chrono_ms(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn naive_uses_zone_or_is_refused() {
+        assert!(parse_iso("2026-11-20 10:00:00.040", None).is_err());
+        assert_eq!(
+            parse_iso("2026-11-20 10:00:00.040", Some(Zone::Utc)).unwrap(),
+            chrono_ms("2026-11-20T10:00:00.040Z")
+        );
+        assert_eq!(
+            parse_iso("2026-11-20 10:00:00+00", None).unwrap(),
+            chrono_ms("2026-11-20T10:00:00Z")
+        );
+        let paris = Zone::parse("Europe/Paris").unwrap();
+        assert_eq!(
+            parse_iso("2026-07-01 12:00:00", Some(paris)).unwrap(),
+            chrono_ms("2026-07-01T10:00:00Z")
+        );
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for s in [
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-11-20T10:00:00+25:00",
+            "",
+        ] {
+            assert!(parse_iso(s, Some(Zone::Utc)).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn unix_and_patterns() {
+        assert_eq!(
+            TsFormat::UnixSeconds.parse_value("1.5", Zone::Utc).unwrap(),
+            1500
+        );
+        assert_eq!(
+            TsFormat::UnixMillis.parse_value("1500", Zone::Utc).unwrap(),
+            1500
+        );
+        let p = TsFormat::parse("%d/%m/%Y %H:%M:%S").unwrap();
+        assert_eq!(
+            p.parse_value("20/11/2026 10:00:00", Zone::Fixed(3600))
+                .unwrap(),
+            chrono_ms("2026-11-20T09:00:00Z")
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("2s").unwrap(), 2000);
+        assert_eq!(parse_duration_ms("1500ms").unwrap(), 1500);
+        assert_eq!(parse_duration_ms("0.5s").unwrap(), 500);
+        assert!(parse_duration_ms("2").is_err());
+        assert!(parse_duration_ms("-1s").is_err());
+    }
+}
