@@ -330,8 +330,10 @@ pub struct Totals {
     pub billed_computed: Decimal,
     /// What the gateway reported for the same rows.
     pub billed_reported: Decimal,
-    /// Reported minus computed.
+    /// Reported minus computed, over the rows Tally could price.
     pub variance: Decimal,
+    /// Reported cost of the gateway rows Tally could not price.
+    pub unpriced_reported: Decimal,
     /// Tally's price of client rows with no gateway row (not billed, or
     /// billed where Tally cannot see).
     pub missing_usage_computed: Decimal,
@@ -404,10 +406,12 @@ pub struct OwnerCost {
     pub computed_cost: Decimal,
     /// What the gateway reported for them.
     pub reported_cost: Decimal,
-    /// Reported minus computed.
+    /// Reported minus computed, over the rows Tally could price.
     pub variance: Decimal,
     /// Billed rows Tally could not price.
     pub unpriced_rows: u64,
+    /// Reported cost of those.
+    pub unpriced_reported: Decimal,
     /// Client rows with no gateway row.
     pub missing_usage_rows: u64,
     /// Tally's price of those.
@@ -855,12 +859,14 @@ impl<'a> Reconciliation<'a> {
         let mut un_c = Usd::ZERO;
         let mut un_r = Usd::ZERO;
         let mut dup_r = Usd::ZERO;
+        let mut unpriced_r = Usd::ZERO;
         #[derive(Default)]
         struct Acc {
             billed: u64,
             computed: Usd,
             reported: Usd,
             unpriced: u64,
+            unpriced_reported: Usd,
             missing: u64,
             missing_cost: Usd,
             unattributed: u64,
@@ -900,6 +906,8 @@ impl<'a> Reconciliation<'a> {
                 }
                 None => {
                     acc.unpriced += 1;
+                    acc.unpriced_reported = acc.unpriced_reported.saturating_add(reported);
+                    unpriced_r = unpriced_r.saturating_add(reported);
                     totals.unpriced_gateway_rows += 1;
                     let f = self.gateway_served_family(j);
                     unpriced.entry(f).or_default().gateway_rows += 1;
@@ -972,7 +980,11 @@ impl<'a> Reconciliation<'a> {
         }
         totals.billed_computed = billed_c.to_decimal();
         totals.billed_reported = billed_r.to_decimal();
-        totals.variance = billed_r.saturating_sub(billed_c).to_decimal();
+        totals.variance = billed_r
+            .saturating_sub(unpriced_r)
+            .saturating_sub(billed_c)
+            .to_decimal();
+        totals.unpriced_reported = unpriced_r.to_decimal();
         totals.missing_usage_computed = missing.to_decimal();
         totals.unattributed_computed = un_c.to_decimal();
         totals.unattributed_reported = un_r.to_decimal();
@@ -1039,8 +1051,13 @@ impl<'a> Reconciliation<'a> {
                     billed_rows: a.billed,
                     computed_cost: a.computed.to_decimal(),
                     reported_cost: a.reported.to_decimal(),
-                    variance: a.reported.saturating_sub(a.computed).to_decimal(),
+                    variance: a
+                        .reported
+                        .saturating_sub(a.unpriced_reported)
+                        .saturating_sub(a.computed)
+                        .to_decimal(),
                     unpriced_rows: a.unpriced,
+                    unpriced_reported: a.unpriced_reported.to_decimal(),
                     missing_usage_rows: a.missing,
                     missing_usage_cost: a.missing_cost.to_decimal(),
                     unattributed_rows: a.unattributed,

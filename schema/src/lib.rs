@@ -1,1 +1,41 @@
+//! Tally's published data shapes.
+//!
+//! For now: the JSON Schema of the client-side usage log (`client-usage.schema.json`).
+//! The database schema joins it when the store lands.
 
+/// JSON Schema (draft 2020-12) of one client usage log record.
+pub const CLIENT_USAGE_SCHEMA: &str = include_str!("../client-usage.schema.json");
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn schema_is_json_and_names_every_csv_column() {
+        let v: serde_json::Value = serde_json::from_str(super::CLIENT_USAGE_SCHEMA).unwrap();
+        let props = v["properties"].as_object().unwrap();
+        // Every documented CSV column is a property of the schema.
+        for col in [
+            "ts",
+            "ts_end",
+            "key",
+            "model",
+            "response_model",
+            "route",
+            "request_id",
+            "response_id",
+            "team",
+            "service",
+            "env",
+            "tags",
+            "status",
+            "http_status",
+            "stream",
+            "input_tokens",
+            "cached_input_tokens",
+            "cache_write_tokens",
+            "output_tokens",
+            "reasoning_tokens",
+        ] {
+            assert!(props.contains_key(col), "{col}");
+        }
+    }
+}

@@ -363,7 +363,7 @@ fn read_csv(r: impl Read, file: &str, side: &mut Side) -> Result<(), Error> {
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .buffer_capacity(1 << 20)
-        .from_reader(r);
+        .from_reader(super::CrlfToLf::new(r));
     let header = rdr.headers().map_err(|e| read_err(file, e))?.clone();
     let idx: Vec<Option<usize>> = CSV_COLUMNS
         .iter()
@@ -526,7 +526,8 @@ mod tests {
 
     #[test]
     fn csv_form_and_missing_column() {
-        let csv = "ts,key,model,route,request_id,team,input_tokens,output_tokens\n2026-11-20T10:00:00+01:00,k,gpt-4o,chat,r1,search,10,5\n2026-11-20T10:00:00Z,k,gpt-4o,chat,r2,search,x,5\n";
+        // CRLF line ends, as Python's csv module writes them.
+        let csv = "ts,key,model,route,request_id,team,input_tokens,output_tokens\r\n2026-11-20T10:00:00+01:00,k,gpt-4o,chat,r1,search,10,5\r\n2026-11-20T10:00:00Z,k,gpt-4o,chat,r2,search,x,5\r\n";
         let mut side = Side::new(SideKind::Client);
         assert_eq!(
             read_client(csv.as_bytes(), "c.csv", None, &mut side).unwrap(),

@@ -566,7 +566,7 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .buffer_capacity(1 << 20)
-        .from_reader(r);
+        .from_reader(super::CrlfToLf::new(r));
     let header: Vec<String> = rdr
         .headers()
         .map_err(|e| read_err(file, e))?

@@ -1,0 +1,54 @@
+//! `tally generate`: write a seeded dataset with ground truth.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+
+use anyhow::{Context, Result};
+use tally_reconcile::synth;
+
+use crate::cli::GenerateArgs;
+
+/// Writes client.csv, gateway.csv, keys.toml, prices.toml and truth.csv.
+pub fn run(args: &GenerateArgs) -> Result<synth::Truth> {
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let open = |name: &str| -> Result<BufWriter<File>> {
+        let p = args.out.join(name);
+        Ok(BufWriter::with_capacity(
+            1 << 20,
+            File::create(&p).with_context(|| format!("creating {}", p.display()))?,
+        ))
+    };
+    let spec = synth::Spec {
+        rows: args.rows,
+        seed: args.seed,
+        keys: args.keys.max(1),
+        ..synth::Spec::default()
+    };
+    let (mut c, mut g, mut t) = (
+        open("client.csv")?,
+        open("gateway.csv")?,
+        open("truth.csv")?,
+    );
+    let truth = synth::generate(&spec, &mut c, &mut g, &mut t).context("writing dataset")?;
+    for w in [&mut c, &mut g, &mut t] {
+        w.flush().context("writing dataset")?;
+    }
+    let mut k = open("keys.toml")?;
+    synth::write_keys(&spec, &mut k).context("writing keys.toml")?;
+    k.flush()?;
+    let mut p = open("prices.toml")?;
+    synth::write_prices(&mut p).context("writing prices.toml")?;
+    p.flush()?;
+    super::reconcile::print(&format!(
+        "generated {} client rows, {} gateway rows: {} true pairs, {} missing on the gateway, {} extra gateway rows, {} token mismatches -> {}\n",
+        truth.client_rows,
+        truth.gateway_rows,
+        truth.pairs,
+        truth.missing,
+        truth.extra,
+        truth.token_mismatches,
+        args.out.display()
+    ))?;
+    Ok(truth)
+}

@@ -1,0 +1,4 @@
+//! Use cases: each one orchestrates I/O around the pure engine.
+
+pub mod generate;
+pub mod reconcile;

@@ -1,0 +1,146 @@
+//! The command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::app;
+
+/// Tally reconciles LLM usage: what your applications logged against what
+/// your gateway billed.
+#[derive(Debug, Parser)]
+#[command(name = "tally", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Reconcile client usage logs against gateway exports and write a report.
+    Reconcile(ReconcileArgs),
+    /// Generate a seeded synthetic dataset with ground truth.
+    Generate(GenerateArgs),
+    /// List the gateway sources Tally reads without a mapping file.
+    Sources,
+}
+
+/// How the summary is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A summary for people.
+    Table,
+    /// The summary as JSON (the `report.json` summary fields).
+    Json,
+}
+
+/// Client log encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClientFormatArg {
+    /// JSON Lines.
+    Jsonl,
+    /// CSV.
+    Csv,
+}
+
+/// `tally reconcile`.
+#[derive(Debug, clap::Args)]
+pub struct ReconcileArgs {
+    /// Client-side usage logs (Tally JSON Lines or CSV).
+    #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+    pub client: Vec<PathBuf>,
+    /// Gateway usage exports.
+    #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+    pub gateway: Vec<PathBuf>,
+    /// Key registry (TOML or CSV).
+    #[arg(long, value_name = "FILE")]
+    pub keys: Option<PathBuf>,
+    /// Price catalog (TOML). Without it every row is unpriced.
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
+    /// Model alias table (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub aliases: Option<PathBuf>,
+    /// Gateway source: a built-in name (see `tally sources`) or a mapping
+    /// file. Detected from each file's header or shape when not given.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub source: Option<String>,
+    /// Client log encoding, detected when not given.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub client_format: Option<ClientFormatArg>,
+    /// Matching window around the learned clock offset (e.g. 2s, 1500ms).
+    #[arg(long, default_value = "2s", value_name = "DURATION")]
+    pub tolerance: String,
+    /// Cost variance tolerance: relative (1%) and absolute (USD), whichever is larger.
+    #[arg(long, default_value = "1%", value_name = "PERCENT")]
+    pub cost_tolerance: String,
+    /// Absolute cost variance tolerance, USD.
+    #[arg(long, default_value = "0.000001", value_name = "USD")]
+    pub cost_tolerance_abs: String,
+    /// Write matches.csv, missing_usage.csv, unattributed.csv,
+    /// discrepancies.csv, costs_by_owner.csv, rejects.csv, report.json and
+    /// report.html into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Summary format on standard output.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    /// Any rejected row is fatal.
+    #[arg(long)]
+    pub strict: bool,
+    /// The report's "generated at" time (RFC 3339), for reproducible reports.
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
+}
+
+/// `tally generate`.
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// Client rows to generate.
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: u64,
+    /// Seed: the same seed gives the same bytes.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Number of keys (Zipf-distributed traffic).
+    #[arg(long, default_value_t = 200)]
+    pub keys: u32,
+    /// Output directory: client.csv, gateway.csv, keys.toml, prices.toml, truth.csv.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Reconcile(args) => app::reconcile::run(&args),
+        Command::Generate(args) => {
+            app::generate::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sources => {
+            let profiles = tally_reconcile::parse::mapping::Profile::builtins()
+                .context("built-in profiles")?;
+            let mut out = String::new();
+            for p in profiles {
+                out.push_str(&format!("{:<14} {}\n", p.name, p.description));
+            }
+            app::reconcile::print(&out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,406 @@
+//! Writing reports: CSV (safe to open in a spreadsheet), JSON, HTML and the
+//! terminal table. Rounding happens here and only here.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::Serialize;
+use tally_reconcile::error::RowError;
+use tally_reconcile::lines::{Cell, DiscrepancyLine, RowLine, Tabular};
+use tally_reconcile::report::{Reconciliation, Summary};
+
+/// The HTML report template.
+const REPORT_TEMPLATE: &str = include_str!("../../templates/report.html");
+
+/// Rows listed in report.html per table; the CSVs hold them all.
+const HTML_ROWS: usize = 500;
+
+/// Neutralises text a spreadsheet would run as a formula (OWASP CSV
+/// injection): a leading `=`, `+`, `-`, `@`, tab or carriage return gets a
+/// leading apostrophe.
+pub fn csv_safe(s: &str) -> Cow<'_, str> {
+    match s.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => Cow::Owned(format!("'{s}")),
+        _ => Cow::Borrowed(s),
+    }
+}
+
+/// Writes lines as CSV with a header. Returns the number of rows.
+pub fn write_csv<'a, T: Tabular + 'a>(
+    w: impl Write,
+    lines: impl IntoIterator<Item = T>,
+) -> Result<u64> {
+    let mut wtr = csv::WriterBuilder::new().from_writer(w);
+    wtr.write_record(T::headers())?;
+    let mut n = 0;
+    for line in lines {
+        let cells = line.cells();
+        wtr.write_record(
+            cells
+                .iter()
+                .map(|c| match c {
+                    Cell::Text(t) => csv_safe(t),
+                    Cell::Plain(p) => Cow::Borrowed(p.as_ref()),
+                })
+                .map(|c| c.into_owned()),
+        )?;
+        n += 1;
+    }
+    wtr.flush()?;
+    Ok(n)
+}
+
+fn create(dir: &Path, name: &str) -> Result<BufWriter<File>> {
+    let p = dir.join(name);
+    let f = File::create(&p).with_context(|| format!("cannot create {}", p.display()))?;
+    Ok(BufWriter::with_capacity(1 << 20, f))
+}
+
+fn rejects<'r>(rec: &'r Reconciliation<'_>) -> impl Iterator<Item = &'r RowError> {
+    rec.client.rejects.iter().chain(&rec.gateway.rejects)
+}
+
+/// report.json: the summary plus every exception row.
+#[derive(Serialize)]
+struct FullReport<'a> {
+    #[serde(flatten)]
+    summary: &'a Summary,
+    missing_usage: Vec<RowLine<'a>>,
+    unattributed: Vec<RowLine<'a>>,
+    discrepancies: Vec<DiscrepancyLine<'a>>,
+    rejects: Vec<&'a RowError>,
+}
+
+/// Writes every report file into `dir`.
+pub fn write_all(dir: &Path, rec: &Reconciliation<'_>, summary: &Summary) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let csv = |name: &str, f: &dyn Fn(BufWriter<File>) -> Result<u64>| -> Result<u64> {
+        f(create(dir, name)?).with_context(|| format!("writing {name}"))
+    };
+    // matches.csv is by far the largest file: write it while the rest is
+    // being assembled.
+    std::thread::scope(|s| -> Result<()> {
+        let big = s.spawn(|| csv("matches.csv", &|w| write_csv(w, rec.matches())));
+        csv("missing_usage.csv", &|w| write_csv(w, rec.missing_usage()))?;
+        csv("unattributed.csv", &|w| write_csv(w, rec.unattributed()))?;
+        csv("discrepancies.csv", &|w| write_csv(w, rec.discrepancies()))?;
+        csv("costs_by_owner.csv", &|w| {
+            write_csv(w, summary.costs_by_owner.iter().cloned())
+        })?;
+        csv("rejects.csv", &|w| write_csv(w, rejects(rec).cloned()))?;
+        let full = FullReport {
+            summary,
+            missing_usage: rec.missing_usage().collect(),
+            unattributed: rec.unattributed().collect(),
+            discrepancies: rec.discrepancies().collect(),
+            rejects: rejects(rec).collect(),
+        };
+        let mut w = create(dir, "report.json")?;
+        serde_json::to_writer_pretty(&mut w, &full).context("writing report.json")?;
+        w.write_all(b"\n")?;
+        w.flush()?;
+        let html = render_html(&full)?;
+        let mut w = create(dir, "report.html")?;
+        w.write_all(html.as_bytes())
+            .context("writing report.html")?;
+        w.flush()?;
+        big.join()
+            .map_err(|_| anyhow::anyhow!("matches.csv writer panicked"))??;
+        Ok(())
+    })
+}
+
+/// Rounds an amount for people: 4 decimal places, half away from zero.
+pub fn money(d: Decimal) -> String {
+    let r = d.round_dp_with_strategy(4, RoundingStrategy::MidpointAwayFromZero);
+    let s = format!("{r:.4}");
+    let (int, frac) = s.split_once('.').unwrap_or((&s, ""));
+    let (sign, digits) = int.strip_prefix('-').map_or(("", int), |d| ("-", d));
+    let mut grouped = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    format!("{sign}${grouped}.{frac}")
+}
+
+fn money_filter(v: minijinja::Value) -> String {
+    let text = v.to_string();
+    text.parse::<Decimal>().map(money).unwrap_or(text)
+}
+
+fn render_html(full: &FullReport<'_>) -> Result<String> {
+    let mut env = minijinja::Environment::new();
+    env.add_filter("usd", money_filter);
+    env.add_template("report.html", REPORT_TEMPLATE)
+        .context("templates/report.html")?;
+    let tmpl = env.get_template("report.html")?;
+    fn take<'x>(v: &[RowLine<'x>]) -> Vec<RowLine<'x>> {
+        v.iter().take(HTML_ROWS).cloned().collect()
+    }
+    let ctx = minijinja::context! {
+        s => full.summary,
+        missing => take(&full.missing_usage),
+        missing_total => full.missing_usage.len(),
+        unattributed => take(&full.unattributed),
+        unattributed_total => full.unattributed.len(),
+        discrepancies => full.discrepancies.iter().take(HTML_ROWS).collect::<Vec<_>>(),
+        discrepancies_total => full.discrepancies.len(),
+        rejects => full.rejects.iter().take(HTML_ROWS).collect::<Vec<_>>(),
+        rejects_total => full.rejects.len(),
+        limit => HTML_ROWS,
+    };
+    Ok(tmpl.render(ctx)?)
+}
+
+fn pad(s: &str, w: usize) -> String {
+    format!("{s:<w$}")
+}
+
+fn rpad(s: &str, w: usize) -> String {
+    format!("{s:>w$}")
+}
+
+/// The summary for a terminal.
+pub fn render_table(s: &Summary) -> String {
+    let mut o = String::new();
+    let line = |o: &mut String, t: String| {
+        o.push_str(&t);
+        o.push('\n');
+    };
+    line(
+        &mut o,
+        format!(
+            "Tally reconciliation  {} .. {}  (generated {})",
+            s.period[0], s.period[1], s.generated_at
+        ),
+    );
+    line(&mut o, String::new());
+    line(&mut o, "Inputs".to_owned());
+    for f in &s.inputs {
+        let side = match f.side {
+            tally_reconcile::SideKind::Client => "client ",
+            tally_reconcile::SideKind::Gateway => "gateway",
+        };
+        line(
+            &mut o,
+            format!(
+                "  {side}  {}  [{}]  read {} = accepted {} + duplicates {} + rejected {}",
+                f.file,
+                f.format,
+                f.counts.read,
+                f.counts.accepted,
+                f.counts.duplicates,
+                f.counts.rejected
+            ),
+        );
+    }
+    for (name, c) in [("client ", &s.client), ("gateway", &s.gateway)] {
+        line(
+            &mut o,
+            format!(
+                "  {name}  total: read {} = accepted {} + duplicates {} + rejected {}",
+                c.read, c.accepted, c.duplicates, c.rejected
+            ),
+        );
+    }
+    line(&mut o, String::new());
+    line(
+        &mut o,
+        format!(
+            "{}{}{}",
+            pad("Rows per class", 24),
+            rpad("client", 12),
+            rpad("gateway", 12)
+        ),
+    );
+    for c in &s.classes {
+        line(
+            &mut o,
+            format!(
+                "  {}{}{}",
+                pad(c.class.name(), 22),
+                rpad(&c.client_rows.to_string(), 12),
+                rpad(&c.gateway_rows.to_string(), 12)
+            ),
+        );
+    }
+    line(
+        &mut o,
+        format!(
+            "  pairs by pass: id {}, strict {}, loose {}",
+            s.passes.id, s.passes.strict, s.passes.loose
+        ),
+    );
+    line(&mut o, String::new());
+    if let Some(g) = s.offsets.first() {
+        line(
+            &mut o,
+            format!(
+                "Clock offset (gateway - client): {:+} ms global (MAD {} ms, {} id pairs)",
+                g.offset_ms, g.mad_ms, g.pairs
+            ),
+        );
+    }
+    for k in s.offsets.iter().skip(1).take(10) {
+        line(
+            &mut o,
+            format!(
+                "  {}{:+} ms (MAD {} ms, {} pairs)",
+                pad(&k.key, 24),
+                k.offset_ms,
+                k.mad_ms,
+                k.pairs
+            ),
+        );
+    }
+    if s.offsets.len() > 11 {
+        line(
+            &mut o,
+            format!("  ... {} more keys in report.json", s.offsets.len() - 11),
+        );
+    }
+    line(&mut o, String::new());
+    let t = &s.totals;
+    line(
+        &mut o,
+        format!("Cost ({}, rounded to 4 places)", s.currency),
+    );
+    line(
+        &mut o,
+        format!(
+            "  billed: computed {}  gateway {}  variance {}",
+            money(t.billed_computed),
+            money(t.billed_reported),
+            money(t.variance)
+        ),
+    );
+    line(
+        &mut o,
+        format!(
+            "  missing usage rows (client only): {} by price",
+            money(t.missing_usage_computed)
+        ),
+    );
+    line(
+        &mut o,
+        format!(
+            "  unattributed (gateway only): {} reported, {} by price",
+            money(t.unattributed_reported),
+            money(t.unattributed_computed)
+        ),
+    );
+    line(
+        &mut o,
+        format!(
+            "  duplicate gateway rows: {} reported",
+            money(t.duplicate_reported)
+        ),
+    );
+    line(
+        &mut o,
+        format!(
+            "  unpriced rows: {} gateway ({} reported, left out of the variance), {} client; never priced at zero",
+            t.unpriced_gateway_rows,
+            money(t.unpriced_reported),
+            t.unpriced_client_rows
+        ),
+    );
+    line(&mut o, String::new());
+    line(
+        &mut o,
+        format!(
+            "{}{}{}{}{}{}{}",
+            pad("Cost per owner", 34),
+            rpad("rows", 8),
+            rpad("computed", 14),
+            rpad("gateway", 14),
+            rpad("variance", 14),
+            rpad("missing", 9),
+            rpad("unattr.", 9)
+        ),
+    );
+    for c in &s.costs_by_owner {
+        line(
+            &mut o,
+            format!(
+                "  {}{}{}{}{}{}{}",
+                pad(&c.owner, 32),
+                rpad(&c.billed_rows.to_string(), 8),
+                rpad(&money(c.computed_cost), 14),
+                rpad(&money(c.reported_cost), 14),
+                rpad(&money(c.variance), 14),
+                rpad(&c.missing_usage_rows.to_string(), 9),
+                rpad(&c.unattributed_rows.to_string(), 9)
+            ),
+        );
+    }
+    if !s.unattributed_by_key.is_empty() {
+        line(&mut o, String::new());
+        line(&mut o, "Unattributed traffic by key".to_owned());
+        for k in s.unattributed_by_key.iter().take(15) {
+            let reg = if k.registered {
+                k.owner.clone()
+            } else {
+                "NOT IN REGISTRY (possibly leaked)".to_owned()
+            };
+            line(
+                &mut o,
+                format!(
+                    "  {}{} rows  {} reported  {}  {} .. {}",
+                    pad(&k.key, 28),
+                    rpad(&k.rows.to_string(), 6),
+                    money(k.reported_cost),
+                    reg,
+                    k.first_seen,
+                    k.last_seen
+                ),
+            );
+        }
+    }
+    if !s.unpriced_models.is_empty() {
+        line(&mut o, String::new());
+        line(
+            &mut o,
+            "Unpriced models (add them to the price catalog)".to_owned(),
+        );
+        for u in &s.unpriced_models {
+            line(
+                &mut o,
+                format!(
+                    "  {}{} gateway rows, {} client rows",
+                    pad(&u.model, 30),
+                    u.gateway_rows,
+                    u.client_rows
+                ),
+            );
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formulas_are_neutralised_but_plain_text_is_not() {
+        assert_eq!(csv_safe("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(csv_safe("+1"), "'+1");
+        assert_eq!(csv_safe("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_safe("gpt-4o"), "gpt-4o");
+    }
+
+    #[test]
+    fn money_rounds_half_away_from_zero_with_grouping() {
+        assert_eq!(money("1234567.00005".parse().unwrap()), "$1,234,567.0001");
+        assert_eq!(money("-0.00015".parse().unwrap()), "-$0.0002");
+        assert_eq!(money(Decimal::ZERO), "$0.0000");
+    }
+}

@@ -1,0 +1,6 @@
+//! The Tally application: command line, use cases and exports.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod export;
