@@ -1087,13 +1087,15 @@ impl<'a> Reconciliation<'a> {
                 .cmp(&a.reported_cost.max(a.computed_cost))
                 .then_with(|| a.key.cmp(&b.key))
         });
-        let unpriced_models = unpriced
+        // By name: family ids follow input order, reports must not.
+        let mut unpriced_models: Vec<Unpriced> = unpriced
             .into_iter()
             .map(|(f, mut u)| {
                 u.model = self.family_name(f).to_owned();
                 u
             })
             .collect();
+        unpriced_models.sort_by(|a, b| a.model.cmp(&b.model));
         let mut offsets = vec![self.offset_line(&self.matching.global_offset)];
         let mut per_key: Vec<OffsetLine> = self
             .matching

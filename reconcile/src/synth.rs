@@ -33,7 +33,7 @@ impl Default for Spec {
             seed: 1,
             keys: 200,
             // 2026-11-20T00:00:00Z
-            start_ms: 1_763_596_800_000,
+            start_ms: 1_795_132_800_000,
             span_ms: 86_400_000,
         }
     }

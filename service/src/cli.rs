@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Reconcile client usage logs against gateway exports and write a report.
-    Reconcile(ReconcileArgs),
+    Reconcile(Box<ReconcileArgs>),
     /// Generate a seeded synthetic dataset with ground truth.
     Generate(GenerateArgs),
     /// List the gateway sources Tally reads without a mapping file.

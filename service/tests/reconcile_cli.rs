@@ -1,0 +1,561 @@
+//! Black-box tests of `tally reconcile`: the real binary on the fixture day.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed unwrap is a failed test"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn tally() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tally"));
+    c.current_dir(root());
+    c
+}
+
+const FIXTURE_ARGS: [&str; 14] = [
+    "reconcile",
+    "--client",
+    "fixtures/client/app.jsonl",
+    "fixtures/client/batch.csv",
+    "--gateway",
+    "fixtures/gateway/litellm_spendlogs.csv",
+    "fixtures/gateway/openrouter.csv",
+    "--keys",
+    "fixtures/keys.toml",
+    "--prices",
+    "fixtures/prices.toml",
+    "--aliases",
+    "fixtures/aliases.toml",
+    "--now=2026-11-21T06:00:00Z",
+];
+
+struct Run {
+    dir: tempfile::TempDir,
+    stdout: String,
+    report: Value,
+}
+
+impl Run {
+    fn csv(&self, name: &str) -> Vec<csv::StringRecord> {
+        let mut r = csv::Reader::from_path(self.dir.path().join(name)).unwrap();
+        r.records().map(Result::unwrap).collect()
+    }
+
+    fn header(&self, name: &str) -> csv::StringRecord {
+        csv::Reader::from_path(self.dir.path().join(name))
+            .unwrap()
+            .headers()
+            .unwrap()
+            .clone()
+    }
+
+    fn col(&self, name: &str, column: &str) -> Vec<String> {
+        let i = self.header(name).iter().position(|h| h == column).unwrap();
+        self.csv(name).iter().map(|r| r[i].to_owned()).collect()
+    }
+}
+
+fn run_fixtures() -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tally()
+        .args(FIXTURE_ARGS)
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    Run {
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        dir,
+        report,
+    }
+}
+
+fn class_counts(report: &Value) -> Vec<(String, u64, u64)> {
+    report["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["class"].as_str().unwrap().to_owned(),
+                c["client_rows"].as_u64().unwrap(),
+                c["gateway_rows"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn fixture_day_finds_exactly_the_planted_faults() {
+    let run = run_fixtures();
+    let r = &run.report;
+    let want: Vec<(String, u64, u64)> = [
+        ("matched", 105, 105),
+        ("token_mismatch", 3, 3),
+        ("model_mismatch", 1, 1),
+        ("cost_variance", 1, 1),
+        ("missing_usage", 2, 0),
+        ("unattributed", 0, 3),
+        ("duplicate", 1, 1),
+    ]
+    .iter()
+    .map(|(c, a, b)| ((*c).to_owned(), *a, *b))
+    .collect();
+    assert_eq!(class_counts(r), want);
+    // read = accepted + duplicates + rejected, per side and per file.
+    for side in ["client", "gateway"] {
+        let s = &r[side];
+        assert_eq!(
+            s["read"],
+            s["accepted"].as_u64().unwrap()
+                + s["duplicates"].as_u64().unwrap()
+                + s["rejected"].as_u64().unwrap()
+        );
+    }
+    assert_eq!(
+        (r["client"]["read"].as_u64(), r["gateway"]["read"].as_u64()),
+        (Some(116), Some(115))
+    );
+    for f in r["inputs"].as_array().unwrap() {
+        assert_eq!(
+            f["read"],
+            f["accepted"].as_u64().unwrap()
+                + f["duplicates"].as_u64().unwrap()
+                + f["rejected"].as_u64().unwrap()
+        );
+    }
+
+    let mut missing = run.col("missing_usage.csv", "id2");
+    missing.sort();
+    assert_eq!(missing, ["chatcmpl-sup007", "chatcmpl-sup019"]);
+
+    let unattributed = run.col("unattributed.csv", "id");
+    assert_eq!(unattributed.len(), 3);
+    assert!(
+        unattributed
+            .iter()
+            .all(|id| id.starts_with("chatcmpl-leak"))
+    );
+    assert!(
+        run.col("unattributed.csv", "key_registered")
+            .iter()
+            .all(|v| v == "false")
+    );
+    let by_key = r["unattributed_by_key"].as_array().unwrap();
+    assert_eq!(by_key.len(), 1);
+    assert_eq!(by_key[0]["rows"], 3);
+    assert_eq!(by_key[0]["registered"], false);
+
+    let kinds = run.col("discrepancies.csv", "kind");
+    let details = run.col("discrepancies.csv", "detail");
+    let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
+    assert_eq!(
+        (
+            count("model_mismatch"),
+            count("token_mismatch"),
+            count("cost_variance"),
+            count("duplicate"),
+            count("unpriced")
+        ),
+        (1, 3, 1, 2, 3)
+    );
+    let detail_of = |k: &str| {
+        kinds
+            .iter()
+            .zip(&details)
+            .filter(|(x, _)| *x == k)
+            .map(|(_, d)| d.clone())
+            .collect::<Vec<_>>()
+    };
+    assert!(detail_of("model_mismatch")[0].contains("claude-sonnet-4"));
+    let tm = detail_of("token_mismatch").join(" | ");
+    assert!(tm.contains("client logged no usage"), "{tm}");
+    assert!(tm.contains("input_tokens: client"), "{tm}");
+    assert!(tm.contains("output_tokens: client"), "{tm}");
+    let dups = detail_of("duplicate").join(" | ");
+    assert!(
+        dups.contains("chatcmpl-sup023") && dups.contains("6f1c2a10-0000-4000-8000-000000000009"),
+        "{dups}"
+    );
+
+    // The search host's clock runs 2.5 s behind the gateway: learned per key.
+    let search = r["offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["key"] == "key_search_prod")
+        .unwrap();
+    let off = search["offset_ms"].as_i64().unwrap();
+    assert!((2400..=2600).contains(&off), "{off}");
+    // The ten search rows without ids were matched by tokens and time anyway.
+    assert_eq!(
+        r["passes"]["strict"].as_u64().unwrap() + r["passes"]["loose"].as_u64().unwrap(),
+        35
+    );
+
+    let unpriced = r["unpriced_models"].as_array().unwrap();
+    assert_eq!(unpriced.len(), 1);
+    assert_eq!(
+        (
+            unpriced[0]["model"].as_str(),
+            unpriced[0]["gateway_rows"].as_u64()
+        ),
+        (Some("mistral-large"), Some(3))
+    );
+    // Variance covers priced rows only: exactly the mispriced cache row.
+    let variance: rust_decimal::Decimal =
+        r["totals"]["variance"].as_str().unwrap().parse().unwrap();
+    let cv = run.csv("discrepancies.csv");
+    let cv_row = cv.iter().find(|x| &x[0] == "cost_variance").unwrap();
+    let (computed, reported): (rust_decimal::Decimal, rust_decimal::Decimal) =
+        (cv_row[10].parse().unwrap(), cv_row[11].parse().unwrap());
+    assert_eq!(variance, reported - computed);
+
+    let rejects: Vec<(String, String, String)> = run
+        .csv("rejects.csv")
+        .iter()
+        .map(|x| (x[0].to_owned(), x[1].to_owned(), x[2].to_owned()))
+        .collect();
+    let gw_bad_line =
+        std::fs::read_to_string(root().join("fixtures/gateway/litellm_spendlogs.csv"))
+            .unwrap()
+            .lines()
+            .position(|l| l.starts_with("chatcmpl-bad"))
+            .unwrap()
+            + 1;
+    assert_eq!(
+        rejects,
+        [
+            (
+                "fixtures/client/app.jsonl".to_owned(),
+                "6".to_owned(),
+                "ts".to_owned()
+            ),
+            (
+                "fixtures/client/app.jsonl".to_owned(),
+                "41".to_owned(),
+                "usage.input_tokens".to_owned()
+            ),
+            (
+                "fixtures/client/app.jsonl".to_owned(),
+                "71".to_owned(),
+                "key".to_owned()
+            ),
+            (
+                "fixtures/gateway/litellm_spendlogs.csv".to_owned(),
+                gw_bad_line.to_string(),
+                "completion_tokens".to_owned()
+            ),
+        ]
+    );
+    assert!(
+        run.stdout
+            .contains("read 116 = accepted 112 + duplicates 1 + rejected 3"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("NOT IN REGISTRY"));
+}
+
+#[test]
+fn a_price_change_mid_day_prices_each_row_by_its_own_time() {
+    let run = run_fixtures();
+    let h = run.header("matches.csv");
+    let i = |c: &str| h.iter().position(|x| x == c).unwrap();
+    let mut before = 0;
+    let mut after = 0;
+    for r in run.csv("matches.csv") {
+        if &r[i("class")] != "matched" || &r[i("requested_model")] != "gpt-4o" {
+            continue;
+        }
+        let n = |c: &str| r[i(c)].parse::<i64>().unwrap_or(0);
+        let (input, cached, output) = (
+            n("gateway_input_tokens"),
+            n("gateway_cached_input_tokens"),
+            n("gateway_output_tokens"),
+        );
+        let noon = &r[i("gateway_ts")] >= "2026-11-20T12:00:00";
+        // USD per million: 2.50/1.25/10 before noon, 2.00/1.00/8 after.
+        let (pi, pc, po) = if noon {
+            (200, 100, 800)
+        } else {
+            (250, 125, 1000)
+        };
+        let want = rust_decimal::Decimal::new((input - cached) * pi + cached * pc + output * po, 8);
+        let got: rust_decimal::Decimal = r[i("computed_cost")].parse().unwrap();
+        assert_eq!(got, want.normalize(), "{:?}", r);
+        if noon { after += 1 } else { before += 1 }
+    }
+    assert!(before > 3 && after > 3, "{before} {after}");
+}
+
+#[test]
+fn raw_keys_never_reach_any_output() {
+    let run = run_fixtures();
+    let secrets: Vec<String> = std::fs::read_to_string(root().join("fixtures/client/app.jsonl"))
+        .unwrap()
+        .split('"')
+        .filter(|s| s.starts_with("sk-proj-"))
+        .map(str::to_owned)
+        .collect();
+    assert!(!secrets.is_empty(), "the fixture logs raw keys on purpose");
+    for entry in std::fs::read_dir(run.dir.path()).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for s in &secrets {
+            assert!(!text.contains(s.as_str()));
+            // Nor a long prefix of one.
+            assert!(!text.contains(&s[..20]));
+        }
+    }
+    assert!(!secrets.iter().any(|s| run.stdout.contains(&s[..20])));
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn exports_are_safe_in_spreadsheets_and_pages_escape_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = write(
+        dir.path(),
+        "c.jsonl",
+        concat!(
+            r#"{"ts":"2026-11-20T10:00:00Z","key":"=HYPERLINK(\"http://x\")","model":"+cmd|' /C calc'!A0","route":"chat","team":"<script>alert(1)</script>","service":"@SUM(1)","env":"-2+3","request_id":"r1","usage":{"prompt_tokens":10,"completion_tokens":5}}"#,
+            "\n"
+        ),
+    );
+    let gateway = write(
+        dir.path(),
+        "g.csv",
+        "request_id,api_key,spend,startTime,model,call_type,prompt_tokens,completion_tokens\nother,k,0.1,2026-11-20 10:00:00,m,acompletion,1,1\n",
+    );
+    let out = dir.path().join("out");
+    let st = tally()
+        .args(["reconcile", "--client"])
+        .arg(&client)
+        .arg("--gateway")
+        .arg(&gateway)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let missing = std::fs::read_to_string(out.join("missing_usage.csv")).unwrap();
+    let mut rdr = csv::Reader::from_reader(missing.as_bytes());
+    let rec = rdr.records().next().unwrap().unwrap();
+    let h = rdr.headers().unwrap().clone();
+    let get = |c: &str| rec[h.iter().position(|x| x == c).unwrap()].to_owned();
+    assert_eq!(get("key"), "'=HYPERLINK(\"http://x\")");
+    assert_eq!(get("model"), "'+cmd|' /C calc'!A0");
+    assert!(
+        get("owner").starts_with("<script>"),
+        "owner cell is not a formula: {}",
+        get("owner")
+    );
+    // No cell of any export starts with a formula character.
+    for name in [
+        "missing_usage.csv",
+        "unattributed.csv",
+        "discrepancies.csv",
+        "costs_by_owner.csv",
+        "matches.csv",
+    ] {
+        let mut r = csv::Reader::from_path(out.join(name)).unwrap();
+        for rec in r.records() {
+            for cell in rec.unwrap().iter() {
+                let numeric = cell.parse::<f64>().is_ok();
+                assert!(
+                    numeric || !cell.starts_with(['=', '+', '-', '@']),
+                    "{name}: {cell}"
+                );
+            }
+        }
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(!html.contains("<script>alert(1)</script>"));
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;")
+            || html.contains("&lt;script&gt;alert(1)&lt;/script&gt;")
+    );
+}
+
+#[test]
+fn bad_inputs_stop_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let good_client = write(
+        dir.path(),
+        "c.jsonl",
+        r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","route":"chat"}"#,
+    );
+    let mystery = write(dir.path(), "mystery.csv", "a,b,c\n1,2,3\n");
+    let bad_map = write(
+        dir.path(),
+        "map.toml",
+        "name = 'x'\nformat = 'csv'\n[fields]\nkey = 'k'\n",
+    );
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "--client".into(),
+                "nope.jsonl".into(),
+                "--gateway".into(),
+                mystery.display().to_string(),
+            ],
+            "nope.jsonl",
+        ),
+        (
+            vec![
+                "--client".into(),
+                good_client.display().to_string(),
+                "--gateway".into(),
+                mystery.display().to_string(),
+            ],
+            "mystery.csv: unrecognised format",
+        ),
+        (
+            vec![
+                "--client".into(),
+                good_client.display().to_string(),
+                "--gateway".into(),
+                mystery.display().to_string(),
+                "--source".into(),
+                bad_map.display().to_string(),
+            ],
+            "`timestamp` is required",
+        ),
+        (
+            vec![
+                "--client".into(),
+                good_client.display().to_string(),
+                "--gateway".into(),
+                mystery.display().to_string(),
+                "--source".into(),
+                "nosuch".into(),
+            ],
+            "unknown source `nosuch`",
+        ),
+        (
+            vec![
+                "--client".into(),
+                good_client.display().to_string(),
+                "--gateway".into(),
+                mystery.display().to_string(),
+                "--tolerance".into(),
+                "2".into(),
+            ],
+            "--tolerance",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = tally().arg("reconcile").args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn strict_makes_any_reject_fatal() {
+    let out = tally().args(FIXTURE_ARGS).arg("--strict").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("4 rejected row(s)")
+            && err.contains("fixtures/client/app.jsonl:6: field `ts`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn json_format_prints_the_summary() {
+    let out = tally()
+        .args(FIXTURE_ARGS)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["generated_at"], "2026-11-21T06:00:00.000Z");
+    assert_eq!(v["currency"], "USD");
+}
+
+#[test]
+fn every_builtin_mapping_profile_reads_its_sample() {
+    // One sample export per shipped profile, each detected from its shape.
+    for (file, source, rows) in [
+        ("fixtures/gateway/samples/portkey.jsonl", "portkey", 2),
+        ("fixtures/gateway/samples/helicone.jsonl", "helicone", 2),
+        ("fixtures/gateway/samples/cloudflare.json", "cloudflare", 2),
+        ("fixtures/gateway/samples/flatkey.csv", "flatkey", 2),
+        (
+            "fixtures/gateway/samples/litellm_spend_logs.json",
+            "litellm-json",
+            2,
+        ),
+    ] {
+        let out = tally()
+            .args([
+                "reconcile",
+                "--client",
+                "fixtures/gateway/samples/client.jsonl",
+                "--gateway",
+                file,
+                "--keys",
+                "fixtures/keys.toml",
+                "--prices",
+                "fixtures/prices.toml",
+                "--format",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let input = &v["inputs"][1];
+        assert_eq!(input["format"], source, "{file}");
+        assert_eq!(input["read"], rows, "{file}");
+        assert_eq!(input["rejected"], 0, "{file}");
+        // Each sample holds one request the client also logged, and one it did not.
+        let classes = class_counts(&v);
+        let matched: u64 = classes
+            .iter()
+            .filter(|c| {
+                [
+                    "matched",
+                    "token_mismatch",
+                    "model_mismatch",
+                    "cost_variance",
+                ]
+                .contains(&c.0.as_str())
+            })
+            .map(|c| c.2)
+            .sum();
+        assert_eq!(matched, 1, "{file}: {classes:?}");
+    }
+}
