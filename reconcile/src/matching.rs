@@ -249,7 +249,16 @@ fn id_pass<C: MatchView, G: MatchView>(client: &C, gateway: &G, m: &mut Matching
         let j_end = j + ge
             .get(j..)
             .map_or(0, |s| s.iter().take_while(|e| e.hash == h).count());
-        if i_end - i + j_end - j > 1 {
+        if i_end - i == 1 && j_end - j == 1 {
+            // The common case: one row per side. Verify the bytes, no copies.
+            if let (Some(c), Some(g)) = (ce.get(i), ge.get(j)) {
+                let (a, b) = client.ids(at(c.row));
+                let cid = if c.second { b } else { a };
+                if cid == gateway.ids(at(g.row)).0 {
+                    settle_id(client, gateway, vec![at(c.row)], vec![at(g.row)], m);
+                }
+            }
+        } else if i_end - i + j_end - j > 1 {
             let cs = ce.get_mut(i..i_end).unwrap_or_default();
             let gs = ge.get_mut(j..j_end).unwrap_or_default();
             settle_hash_group(client, gateway, cs, gs, m);

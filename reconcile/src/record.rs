@@ -305,6 +305,8 @@ pub struct Side {
     pub files: Vec<FileInfo>,
     /// Refused rows.
     pub rejects: Vec<RowError>,
+    /// Reused buffer for building interned keys without a per-row allocation.
+    pub(crate) scratch: String,
 }
 
 impl Side {
@@ -317,6 +319,7 @@ impl Side {
             ids: IdArena::default(),
             files: Vec::new(),
             rejects: Vec::new(),
+            scratch: String::new(),
         }
     }
 

@@ -92,6 +92,9 @@ pub struct ReconcileArgs {
     /// Any rejected row is fatal.
     #[arg(long)]
     pub strict: bool,
+    /// Print how long each phase took to standard error.
+    #[arg(long)]
+    pub timings: bool,
     /// The report's "generated at" time (RFC 3339), for reproducible reports.
     #[arg(long, value_name = "TIME")]
     pub now: Option<String>,

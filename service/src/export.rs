@@ -38,16 +38,13 @@ pub fn write_csv<'a, T: Tabular + 'a>(
     wtr.write_record(T::headers())?;
     let mut n = 0;
     for line in lines {
-        let cells = line.cells();
-        wtr.write_record(
-            cells
-                .iter()
-                .map(|c| match c {
-                    Cell::Text(t) => csv_safe(t),
-                    Cell::Plain(p) => Cow::Borrowed(p.as_ref()),
-                })
-                .map(|c| c.into_owned()),
-        )?;
+        for cell in line.cells() {
+            match cell {
+                Cell::Text(t) => wtr.write_field(csv_safe(&t).as_bytes())?,
+                Cell::Plain(p) => wtr.write_field(p.as_bytes())?,
+            }
+        }
+        wtr.write_record(None::<&[u8]>)?;
         n += 1;
     }
     wtr.flush()?;

@@ -75,6 +75,9 @@ pub fn read_client(
     };
     match format {
         ClientFormat::Jsonl => read_jsonl(r, file, side)?,
+        ClientFormat::Csv if head.windows(2).any(|w| w == b"\r\n") => {
+            read_csv(super::CrlfToLf::new(r), file, side)?;
+        }
         ClientFormat::Csv => read_csv(r, file, side)?,
     }
     Ok(format)
@@ -363,7 +366,7 @@ fn read_csv(r: impl Read, file: &str, side: &mut Side) -> Result<(), Error> {
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .buffer_capacity(1 << 20)
-        .from_reader(super::CrlfToLf::new(r));
+        .from_reader(r);
     let header = rdr.headers().map_err(|e| read_err(file, e))?.clone();
     let idx: Vec<Option<usize>> = CSV_COLUMNS
         .iter()

@@ -426,10 +426,15 @@ fn walk<'v>(v: &'v Value, path: &[String]) -> Option<Cow<'v, str>> {
     }
 }
 
+fn field_index(name: &str) -> usize {
+    FIELDS.iter().position(|f| *f == name).unwrap_or(usize::MAX)
+}
+
 fn extract_with<'a>(
     profile: &Profile,
-    mut f: impl FnMut(&'static str) -> Option<Val<'a>>,
+    mut get: impl FnMut(usize) -> Option<Val<'a>>,
 ) -> Extracted<'a> {
+    let mut f = |name: &str| get(field_index(name));
     let (ec, ew, er) = profile.excludes;
     Extracted {
         id: f("id"),
@@ -465,12 +470,9 @@ fn extract_with<'a>(
     }
 }
 
-fn json_getter<'a>(
-    profile: &'a Profile,
-    obj: &'a Value,
-) -> impl FnMut(&'static str) -> Option<Val<'a>> {
-    move |field: &'static str| {
-        profile.field_paths(field).iter().find_map(|p| {
+fn json_getter<'a>(profile: &'a Profile, obj: &'a Value) -> impl FnMut(usize) -> Option<Val<'a>> {
+    move |field: usize| {
+        profile.paths.get(field)?.iter().find_map(|p| {
             walk(obj, p).filter(|v| !v.trim().is_empty()).map(|v| Val {
                 v,
                 name: Cow::Owned(p.join(".")),
@@ -566,7 +568,7 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .buffer_capacity(1 << 20)
-        .from_reader(super::CrlfToLf::new(r));
+        .from_reader(r);
     let header: Vec<String> = rdr
         .headers()
         .map_err(|e| read_err(file, e))?
@@ -614,8 +616,6 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
             ));
         }
     }
-    let by_name: HashMap<&str, &Vec<CsvPath>> =
-        FIELDS.iter().copied().zip(resolved.iter()).collect();
     let mut sink = FileSink::new(side, file);
     let mut rec = csv::StringRecord::new();
     let mut json_cells: Vec<Option<Option<Value>>> = vec![None; header.len()];
@@ -645,7 +645,9 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
                     && slot.is_none()
                 {
                     let cell = rec.get(p.col).unwrap_or("").trim();
-                    *slot = Some(if cell.starts_with('{') || cell.starts_with('[') {
+                    // Most LiteLLM rows carry `{}`: nothing to look up.
+                    let worth = cell.len() > 2 && (cell.starts_with('{') || cell.starts_with('['));
+                    *slot = Some(if worth {
                         serde_json::from_str(cell).ok()
                     } else {
                         None
@@ -655,8 +657,8 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
         }
         let cells = &json_cells;
         let rec_ref = &rec;
-        let getter = |field: &'static str| -> Option<Val<'_>> {
-            by_name.get(field)?.iter().find_map(|p| {
+        let getter = |field: usize| -> Option<Val<'_>> {
+            resolved.get(field)?.iter().find_map(|p| {
                 let v: Cow<'_, str> = if p.rest.is_empty() {
                     Cow::Borrowed(rec_ref.get(p.col)?)
                 } else {

@@ -388,7 +388,14 @@ pub fn build_row(
     let labels =
         [&ex.team, &ex.service, &ex.env, &ex.tags].map(|v| non_empty(v).map_or("", |v| v.v.trim()));
     if labels.iter().any(|l| !l.is_empty()) {
-        row.labels = side.strings.intern(&labels.join("\u{1f}"));
+        side.scratch.clear();
+        for (i, l) in labels.iter().enumerate() {
+            if i > 0 {
+                side.scratch.push('\u{1f}');
+            }
+            side.scratch.push_str(l);
+        }
+        row.labels = side.strings.intern(&side.scratch);
     }
     Ok(row)
 }

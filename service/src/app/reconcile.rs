@@ -134,8 +134,29 @@ pub fn now_ms() -> Result<i64> {
     Ok(i64::try_from(d.as_millis())?)
 }
 
+/// Phase timer for `--timings` (stderr, so reports on stdout stay clean).
+struct Phases {
+    on: bool,
+    last: std::time::Instant,
+}
+
+impl Phases {
+    fn lap(&mut self, what: &str) {
+        if self.on {
+            let now = std::time::Instant::now();
+            let ms = now.duration_since(self.last).as_millis();
+            let _ = writeln!(std::io::stderr(), "timing {what}: {ms} ms");
+            self.last = now;
+        }
+    }
+}
+
 /// Runs `tally reconcile`.
 pub fn run(args: &ReconcileArgs) -> Result<ExitCode> {
+    let mut phases = Phases {
+        on: args.timings,
+        last: std::time::Instant::now(),
+    };
     let now_ms = match &args.now {
         Some(s) => tally_reconcile::time::parse_iso(s, None)
             .map_err(|e| anyhow::anyhow!("--now `{s}`: {e}"))?,
@@ -176,6 +197,7 @@ pub fn run(args: &ReconcileArgs) -> Result<ExitCode> {
             .map_err(|_| anyhow::anyhow!("client parser panicked"))?;
         anyhow::Ok((c?, g?))
     })?;
+    phases.lap("parse");
     if args.strict {
         let rejects: Vec<String> = client
             .rejects
@@ -194,9 +216,12 @@ pub fn run(args: &ReconcileArgs) -> Result<ExitCode> {
         }
     }
     let rec = reconcile(&client, &gateway, &registry, &aliases, &prices, settings);
+    phases.lap("match+classify");
     let summary = rec.summary(now_ms);
+    phases.lap("summary");
     if let Some(dir) = &args.out {
         export::write_all(dir, &rec, &summary)?;
+        phases.lap("export");
     }
     match args.format {
         OutputFormat::Table => {
