@@ -374,8 +374,12 @@ pub fn read_gateway(
     profile: &Profile,
     side: &mut Side,
 ) -> Result<(), Error> {
-    let (_, r) = peek(r, file)?;
+    let (head, r) = peek(r, file)?;
     match profile.format {
+        // The CRLF filter copies every byte: only files that need it pay.
+        Encoding::Csv if head.windows(2).any(|w| w == b"\r\n") => {
+            read_csv(super::CrlfToLf::new(r), file, profile, side)
+        }
         Encoding::Csv => read_csv(r, file, profile, side),
         Encoding::Jsonl => read_jsonl(r, file, profile, side),
         Encoding::Json => read_json(r, file, profile, side),
