@@ -4,46 +4,195 @@
 //! input file, so the CSV writer can neutralise spreadsheet formulas in
 //! exactly those cells without mangling numbers such as `-0.5`.
 
-use std::borrow::Cow;
-
 use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::matching::Pass;
 use crate::record::{Row, SideKind, TokenKind, flags};
 use crate::report::{Class, Reconciliation};
-use crate::time::format_ms;
 
-/// One CSV cell.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cell<'a> {
-    /// Text that came from an input (ids, names, models): may start with
+/// Receives the cells of one record, in header order.
+pub trait RecordSink {
+    /// Text that came from an input (ids, names, models): it may start with
     /// `=`, `+`, `-`, `@` and must be neutralised for spreadsheets.
-    Text(Cow<'a, str>),
+    fn text(&mut self, s: &str);
     /// Text Tally produced itself (numbers, times, class names).
-    Plain(Cow<'a, str>),
+    fn plain(&mut self, s: &str);
 }
 
 /// A line that can be written as a CSV record.
 pub trait Tabular {
     /// Column names.
     fn headers() -> &'static [&'static str];
-    /// Cells, in header order.
-    fn cells(&self) -> Vec<Cell<'_>>;
+    /// Writes the cells, in header order.
+    fn write(&self, out: &mut dyn RecordSink);
 }
 
-fn t(s: &str) -> Cell<'_> {
-    Cell::Text(Cow::Borrowed(s))
+/// Writes an integer without allocating.
+fn int(out: &mut dyn RecordSink, v: i128) {
+    let mut buf = [0u8; 40];
+    let mut i = buf.len();
+    let neg = v < 0;
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        if let Some(b) = buf.get_mut(i) {
+            *b = b'0' + u8::try_from(n % 10).unwrap_or(0);
+        }
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if neg {
+        i -= 1;
+        if let Some(b) = buf.get_mut(i) {
+            *b = b'-';
+        }
+    }
+    out.plain(std::str::from_utf8(buf.get(i..).unwrap_or_default()).unwrap_or_default());
 }
 
-fn p<'a>(s: impl Into<Cow<'a, str>>) -> Cell<'a> {
-    Cell::Plain(s.into())
+fn opt_int(out: &mut dyn RecordSink, v: Option<impl Into<i128>>) {
+    match v {
+        Some(v) => int(out, v.into()),
+        None => out.plain(""),
+    }
 }
 
-fn num<T: ToString>(v: Option<T>) -> Cell<'static> {
-    Cell::Plain(Cow::Owned(v.map(|v| v.to_string()).unwrap_or_default()))
+/// A timestamp (UTC ms) that serialises as RFC 3339.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ts(pub i64);
+
+impl std::fmt::Display for Ts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = String::with_capacity(24);
+        crate::time::write_ms(self.0, &mut s);
+        f.write_str(&s)
+    }
 }
 
+impl Serialize for Ts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// An exact amount (USD) as mantissa × 10^-scale; prints like a normalised
+/// `Decimal` (`0.0061`, `12.5`, `0`) without going through one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Amount {
+    mantissa: i128,
+    scale: u32,
+}
+
+impl Amount {
+    /// From Tally's exact price.
+    pub fn usd(u: crate::prices::Usd) -> Self {
+        Self {
+            mantissa: u.0,
+            scale: crate::prices::USD_SCALE,
+        }
+    }
+
+    /// From a row's reported cost.
+    pub fn reported(r: &Row) -> Option<Self> {
+        r.has(flags::HAS_COST).then(|| Self {
+            mantissa: i128::from(r.cost_mantissa),
+            scale: u32::from(r.cost_scale),
+        })
+    }
+
+    /// As a decimal (for arithmetic in reports).
+    pub fn to_decimal(self) -> Decimal {
+        Decimal::try_from_i128_with_scale(self.mantissa, self.scale.min(28))
+            .map(|d| d.normalize())
+            .unwrap_or_default()
+    }
+
+    fn write_to(self, buf: &mut [u8; 64]) -> &str {
+        let mut i = buf.len();
+        let neg = self.mantissa < 0;
+        let mut scale = self.scale;
+        // Drop trailing fractional zeros (normalise). u128 division is a
+        // library call; almost every row's cost fits u64 (< $18 in atto).
+        let wide = self.mantissa.unsigned_abs();
+        let mut n = match u64::try_from(wide) {
+            Ok(mut small) => {
+                while scale > 0 && small.is_multiple_of(10) {
+                    small /= 10;
+                    scale -= 1;
+                }
+                u128::from(small)
+            }
+            Err(_) => {
+                let mut big = wide;
+                while scale > 0 && big.is_multiple_of(10) {
+                    big /= 10;
+                    scale -= 1;
+                }
+                big
+            }
+        };
+        let mut digits = 0u32;
+        loop {
+            i -= 1;
+            if let Some(b) = buf.get_mut(i) {
+                *b = b'0' + u8::try_from(n % 10).unwrap_or(0);
+            }
+            n /= 10;
+            digits += 1;
+            if digits == scale {
+                i -= 1;
+                if let Some(b) = buf.get_mut(i) {
+                    *b = b'.';
+                }
+                if n == 0 {
+                    i -= 1;
+                    if let Some(b) = buf.get_mut(i) {
+                        *b = b'0';
+                    }
+                    break;
+                }
+            }
+            if n == 0 && digits >= scale {
+                break;
+            }
+        }
+        if neg {
+            i -= 1;
+            if let Some(b) = buf.get_mut(i) {
+                *b = b'-';
+            }
+        }
+        std::str::from_utf8(buf.get(i..).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for Amount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut buf = [0u8; 64];
+        f.write_str(self.write_to(&mut buf))
+    }
+}
+
+impl Serialize for Amount {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+fn amount(out: &mut dyn RecordSink, a: Option<Amount>) {
+    match a {
+        Some(a) => {
+            let mut buf = [0u8; 64];
+            out.plain(a.write_to(&mut buf));
+        }
+        None => out.plain(""),
+    }
+}
+
+/// Token counts of one row, `None` where not reported.
 /// Token counts of one row, `None` where not reported.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct TokenCounts {
@@ -71,14 +220,16 @@ impl TokenCounts {
         }
     }
 
-    fn cells(&self) -> [Cell<'static>; 5] {
-        [
-            num(self.input),
-            num(self.cached_input),
-            num(self.cache_write),
-            num(self.output),
-            num(self.reasoning),
-        ]
+    fn write(&self, out: &mut dyn RecordSink) {
+        for v in [
+            self.input,
+            self.cached_input,
+            self.cache_write,
+            self.output,
+            self.reasoning,
+        ] {
+            opt_int(out, v);
+        }
     }
 }
 
@@ -105,9 +256,9 @@ pub struct MatchLine<'a> {
     /// Gateway row.
     pub gateway: Source<'a>,
     /// Client request start.
-    pub client_ts: String,
+    pub client_ts: Ts,
     /// Gateway request start.
-    pub gateway_ts: String,
+    pub gateway_ts: Ts,
     /// Key name.
     pub key: &'a str,
     /// Owner.
@@ -129,9 +280,9 @@ pub struct MatchLine<'a> {
     /// Gateway tokens.
     pub gateway_tokens: TokenCounts,
     /// Tally's price of the gateway row.
-    pub computed_cost: Option<Decimal>,
+    pub computed_cost: Option<Amount>,
     /// Gateway-reported cost.
-    pub reported_cost: Option<Decimal>,
+    pub reported_cost: Option<Amount>,
 }
 
 const TOKEN_COLS: [&str; 5] = [
@@ -177,31 +328,32 @@ impl Tabular for MatchLine<'_> {
         ]
     }
 
-    fn cells(&self) -> Vec<Cell<'_>> {
-        let mut v = vec![
-            p(self.class.name()),
-            p(self.pass.name()),
-            p(self.residual_ms.to_string()),
-            t(self.client.file),
-            p(self.client.line.to_string()),
-            t(self.gateway.file),
-            p(self.gateway.line.to_string()),
-            p(self.client_ts.as_str()),
-            p(self.gateway_ts.as_str()),
-            t(self.key),
-            t(self.owner),
-            p(self.route),
-            t(self.requested_model),
-            t(self.served_model),
-            t(self.client_request_id),
-            t(self.client_response_id),
-            t(self.gateway_id),
-        ];
-        v.extend(self.client_tokens.cells());
-        v.extend(self.gateway_tokens.cells());
-        v.push(num(self.computed_cost));
-        v.push(num(self.reported_cost));
-        v
+    fn write(&self, out: &mut dyn RecordSink) {
+        let mut ts = String::with_capacity(24);
+        out.plain(self.class.name());
+        out.plain(self.pass.name());
+        int(out, self.residual_ms.into());
+        out.text(self.client.file);
+        int(out, self.client.line.into());
+        out.text(self.gateway.file);
+        int(out, self.gateway.line.into());
+        crate::time::write_ms(self.client_ts.0, &mut ts);
+        out.plain(&ts);
+        ts.clear();
+        crate::time::write_ms(self.gateway_ts.0, &mut ts);
+        out.plain(&ts);
+        out.text(self.key);
+        out.text(self.owner);
+        out.plain(self.route);
+        out.text(self.requested_model);
+        out.text(self.served_model);
+        out.text(self.client_request_id);
+        out.text(self.client_response_id);
+        out.text(self.gateway_id);
+        self.client_tokens.write(out);
+        self.gateway_tokens.write(out);
+        amount(out, self.computed_cost);
+        amount(out, self.reported_cost);
     }
 }
 
@@ -215,7 +367,7 @@ pub struct RowLine<'a> {
     /// Source.
     pub source: Source<'a>,
     /// Request start.
-    pub ts: String,
+    pub ts: Ts,
     /// Key name.
     pub key: &'a str,
     /// Whether the key is registered.
@@ -235,9 +387,9 @@ pub struct RowLine<'a> {
     /// Tokens.
     pub tokens: TokenCounts,
     /// Tally's price (`None`: unpriced).
-    pub computed_cost: Option<Decimal>,
+    pub computed_cost: Option<Amount>,
     /// Gateway-reported cost (gateway rows).
-    pub reported_cost: Option<Decimal>,
+    pub reported_cost: Option<Amount>,
 }
 
 impl Tabular for RowLine<'_> {
@@ -266,30 +418,30 @@ impl Tabular for RowLine<'_> {
         ]
     }
 
-    fn cells(&self) -> Vec<Cell<'_>> {
-        let side = match self.side {
+    fn write(&self, out: &mut dyn RecordSink) {
+        out.plain(self.class.name());
+        out.plain(match self.side {
             SideKind::Client => "client",
             SideKind::Gateway => "gateway",
-        };
-        let mut v = vec![
-            p(self.class.name()),
-            p(side),
-            t(self.source.file),
-            p(self.source.line.to_string()),
-            p(self.ts.as_str()),
-            t(self.key),
-            p(if self.key_registered { "true" } else { "false" }),
-            t(self.owner),
-            p(self.route),
-            t(self.model),
-            t(self.id),
-            t(self.id2),
-            num(self.stream),
-        ];
-        v.extend(self.tokens.cells());
-        v.push(num(self.computed_cost));
-        v.push(num(self.reported_cost));
-        v
+        });
+        out.text(self.source.file);
+        int(out, self.source.line.into());
+        out.plain(&self.ts.to_string());
+        out.text(self.key);
+        out.plain(if self.key_registered { "true" } else { "false" });
+        out.text(self.owner);
+        out.plain(self.route);
+        out.text(self.model);
+        out.text(self.id);
+        out.text(self.id2);
+        out.plain(match self.stream {
+            Some(true) => "true",
+            Some(false) => "false",
+            None => "",
+        });
+        self.tokens.write(out);
+        amount(out, self.computed_cost);
+        amount(out, self.reported_cost);
     }
 }
 
@@ -305,7 +457,7 @@ pub struct DiscrepancyLine<'a> {
     /// Gateway row, if any.
     pub gateway: Option<Source<'a>>,
     /// Request start.
-    pub ts: String,
+    pub ts: Ts,
     /// Key name.
     pub key: &'a str,
     /// Owner.
@@ -313,9 +465,9 @@ pub struct DiscrepancyLine<'a> {
     /// Model.
     pub model: &'a str,
     /// Tally's price of the gateway row (or client row when alone).
-    pub computed_cost: Option<Decimal>,
+    pub computed_cost: Option<Amount>,
     /// Gateway-reported cost.
-    pub reported_cost: Option<Decimal>,
+    pub reported_cost: Option<Amount>,
 }
 
 impl Tabular for DiscrepancyLine<'_> {
@@ -336,28 +488,27 @@ impl Tabular for DiscrepancyLine<'_> {
         ]
     }
 
-    fn cells(&self) -> Vec<Cell<'_>> {
-        let src = |s: &Option<Source<'_>>| -> (String, String) {
-            s.as_ref().map_or((String::new(), String::new()), |s| {
-                (s.file.to_owned(), s.line.to_string())
-            })
-        };
-        let (cf, cl) = src(&self.client);
-        let (gf, gl) = src(&self.gateway);
-        vec![
-            p(self.kind),
-            Cell::Text(Cow::Borrowed(self.detail.as_str())),
-            Cell::Text(Cow::Owned(cf)),
-            p(cl),
-            Cell::Text(Cow::Owned(gf)),
-            p(gl),
-            p(self.ts.as_str()),
-            t(self.key),
-            t(self.owner),
-            t(self.model),
-            num(self.computed_cost),
-            num(self.reported_cost),
-        ]
+    fn write(&self, out: &mut dyn RecordSink) {
+        out.plain(self.kind);
+        out.text(&self.detail);
+        for src in [&self.client, &self.gateway] {
+            match src {
+                Some(s) => {
+                    out.text(s.file);
+                    int(out, s.line.into());
+                }
+                None => {
+                    out.plain("");
+                    out.plain("");
+                }
+            }
+        }
+        out.plain(&self.ts.to_string());
+        out.text(self.key);
+        out.text(self.owner);
+        out.text(self.model);
+        amount(out, self.computed_cost);
+        amount(out, self.reported_cost);
     }
 }
 
@@ -366,14 +517,12 @@ impl Tabular for crate::error::RowError {
         &["file", "line", "field", "reason", "raw"]
     }
 
-    fn cells(&self) -> Vec<Cell<'_>> {
-        vec![
-            t(&self.file),
-            p(self.line.to_string()),
-            t(&self.field),
-            t(&self.reason),
-            t(&self.raw),
-        ]
+    fn write(&self, out: &mut dyn RecordSink) {
+        out.text(&self.file);
+        int(out, self.line.into());
+        out.text(&self.field);
+        out.text(&self.reason);
+        out.text(&self.raw);
     }
 }
 
@@ -397,23 +546,21 @@ impl Tabular for crate::report::OwnerCost {
         ]
     }
 
-    fn cells(&self) -> Vec<Cell<'_>> {
-        vec![
-            t(&self.owner),
-            t(&self.team),
-            t(&self.service),
-            t(&self.env),
-            p(self.billed_rows.to_string()),
-            p(self.computed_cost.to_string()),
-            p(self.reported_cost.to_string()),
-            p(self.variance.to_string()),
-            p(self.unpriced_rows.to_string()),
-            p(self.unpriced_reported.to_string()),
-            p(self.missing_usage_rows.to_string()),
-            p(self.missing_usage_cost.to_string()),
-            p(self.unattributed_rows.to_string()),
-            p(self.unattributed_reported.to_string()),
-        ]
+    fn write(&self, out: &mut dyn RecordSink) {
+        out.text(&self.owner);
+        out.text(&self.team);
+        out.text(&self.service);
+        out.text(&self.env);
+        int(out, self.billed_rows.into());
+        out.plain(&self.computed_cost.to_string());
+        out.plain(&self.reported_cost.to_string());
+        out.plain(&self.variance.to_string());
+        int(out, self.unpriced_rows.into());
+        out.plain(&self.unpriced_reported.to_string());
+        int(out, self.missing_usage_rows.into());
+        out.plain(&self.missing_usage_cost.to_string());
+        int(out, self.unattributed_rows.into());
+        out.plain(&self.unattributed_reported.to_string());
     }
 }
 
@@ -446,8 +593,8 @@ impl<'a> Reconciliation<'a> {
                 residual_ms: g.ts_ms - c.ts_ms - self.offset_of_client(i),
                 client: self.src(SideKind::Client, i),
                 gateway: self.src(SideKind::Gateway, j),
-                client_ts: format_ms(c.ts_ms),
-                gateway_ts: format_ms(g.ts_ms),
+                client_ts: Ts(c.ts_ms),
+                gateway_ts: Ts(g.ts_ms),
                 key: self.client_key_name(i),
                 owner: self.client_owner_name(i),
                 route: self.route_name(SideKind::Client, i),
@@ -458,8 +605,8 @@ impl<'a> Reconciliation<'a> {
                 gateway_id: self.gateway.ids.get(g.ids).0,
                 client_tokens: TokenCounts::of(c),
                 gateway_tokens: TokenCounts::of(g),
-                computed_cost: self.gateway_cost(j).map(|u| u.to_decimal()),
-                reported_cost: g.reported_cost(),
+                computed_cost: self.gateway_cost(j).map(Amount::usd),
+                reported_cost: Amount::reported(g),
             })
         })
     }
@@ -483,7 +630,7 @@ impl<'a> Reconciliation<'a> {
                 .unwrap_or(Class::MissingUsage),
             side: SideKind::Client,
             source: self.src(SideKind::Client, i),
-            ts: format_ms(r.ts_ms),
+            ts: Ts(r.ts_ms),
             key: self.client_key_name(i),
             key_registered: self.client_key_registered(i),
             owner: self.client_owner_name(i),
@@ -493,7 +640,7 @@ impl<'a> Reconciliation<'a> {
             id2: b,
             stream: r.has(flags::STREAM_KNOWN).then(|| r.has(flags::STREAM)),
             tokens: TokenCounts::of(r),
-            computed_cost: self.client_cost(i).map(|u| u.to_decimal()),
+            computed_cost: self.client_cost(i).map(Amount::usd),
             reported_cost: None,
         })
     }
@@ -508,7 +655,7 @@ impl<'a> Reconciliation<'a> {
                 .unwrap_or(Class::Unattributed),
             side: SideKind::Gateway,
             source: self.src(SideKind::Gateway, j),
-            ts: format_ms(r.ts_ms),
+            ts: Ts(r.ts_ms),
             key: self.gateway_key_name(j),
             key_registered: self.gateway_key_registered(j),
             owner: self.gateway_owner_name(j),
@@ -518,8 +665,8 @@ impl<'a> Reconciliation<'a> {
             id2: "",
             stream: r.has(flags::STREAM_KNOWN).then(|| r.has(flags::STREAM)),
             tokens: TokenCounts::of(r),
-            computed_cost: self.gateway_cost(j).map(|u| u.to_decimal()),
-            reported_cost: r.reported_cost(),
+            computed_cost: self.gateway_cost(j).map(Amount::usd),
+            reported_cost: Amount::reported(r),
         })
     }
 
@@ -560,8 +707,8 @@ impl<'a> Reconciliation<'a> {
                     }
                     Class::TokenMismatch => token_detail(&m),
                     Class::CostVariance => {
-                        let v = m.reported_cost.unwrap_or_default()
-                            - m.computed_cost.unwrap_or_default();
+                        let v = m.reported_cost.map(Amount::to_decimal).unwrap_or_default()
+                            - m.computed_cost.map(Amount::to_decimal).unwrap_or_default();
                         format!(
                             "gateway reported {} vs price {} (variance {})",
                             fmt_opt(m.reported_cost),
@@ -574,7 +721,7 @@ impl<'a> Reconciliation<'a> {
                 DiscrepancyLine {
                     kind: m.class.name(),
                     detail,
-                    ts: m.client_ts.clone(),
+                    ts: m.client_ts,
                     key: m.key,
                     owner: m.owner,
                     model: m.served_model,
@@ -601,7 +748,7 @@ impl<'a> Reconciliation<'a> {
             ),
             client: (d.side == SideKind::Client).then(|| d.source.clone()),
             gateway: (d.side == SideKind::Gateway).then(|| d.source.clone()),
-            ts: d.ts.clone(),
+            ts: d.ts,
             key: d.key,
             owner: d.owner,
             model: d.model,
@@ -619,7 +766,7 @@ impl<'a> Reconciliation<'a> {
                 detail: format!("no price for model `{}` at {}", d.model, d.ts),
                 client: None,
                 gateway: Some(d.source.clone()),
-                ts: d.ts.clone(),
+                ts: d.ts,
                 key: d.key,
                 owner: d.owner,
                 model: d.model,
@@ -640,7 +787,7 @@ impl<'a> Reconciliation<'a> {
     }
 }
 
-fn fmt_opt(d: Option<Decimal>) -> String {
+fn fmt_opt(d: Option<Amount>) -> String {
     d.map_or_else(|| "(unpriced)".to_owned(), |d| d.to_string())
 }
 
@@ -669,4 +816,118 @@ fn token_detail(m: &MatchLine<'_>) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Cells(Vec<String>);
+
+    impl RecordSink for Cells {
+        fn text(&mut self, s: &str) {
+            self.0.push(s.to_owned());
+        }
+        fn plain(&mut self, s: &str) {
+            self.0.push(s.to_owned());
+        }
+    }
+
+    #[test]
+    fn amounts_print_like_normalised_decimals() {
+        for (m, scale) in [
+            (0i128, 18u32),
+            (6_100_000_000_000_000, 18),
+            (125, 1),
+            (-5, 3),
+            (12_345_678_901_234_567, 21),
+            (7, 0),
+            (100, 2),
+            (-1_000, 18),
+        ] {
+            let a = Amount { mantissa: m, scale };
+            let d = Decimal::try_from_i128_with_scale(m, scale)
+                .unwrap()
+                .normalize();
+            assert_eq!(a.to_string(), d.to_string(), "{m}e-{scale}");
+        }
+    }
+
+    #[test]
+    fn every_line_writes_as_many_cells_as_headers() {
+        let src = Source { file: "f", line: 1 };
+        let m = MatchLine {
+            class: Class::Matched,
+            pass: Pass::Id,
+            residual_ms: -3,
+            client: src.clone(),
+            gateway: src.clone(),
+            client_ts: Ts(0),
+            gateway_ts: Ts(0),
+            key: "k",
+            owner: "o",
+            route: "chat",
+            requested_model: "m",
+            served_model: "m",
+            client_request_id: "",
+            client_response_id: "",
+            gateway_id: "",
+            client_tokens: TokenCounts::default(),
+            gateway_tokens: TokenCounts::default(),
+            computed_cost: None,
+            reported_cost: None,
+        };
+        let mut c = Cells::default();
+        m.write(&mut c);
+        assert_eq!(c.0.len(), MatchLine::headers().len());
+        let r = RowLine {
+            class: Class::MissingUsage,
+            side: SideKind::Client,
+            source: src.clone(),
+            ts: Ts(0),
+            key: "k",
+            key_registered: true,
+            owner: "o",
+            route: "chat",
+            model: "m",
+            id: "",
+            id2: "",
+            stream: None,
+            tokens: TokenCounts::default(),
+            computed_cost: None,
+            reported_cost: None,
+        };
+        let mut c = Cells::default();
+        r.write(&mut c);
+        assert_eq!(c.0.len(), RowLine::headers().len());
+        let d = DiscrepancyLine {
+            kind: "duplicate",
+            detail: String::new(),
+            client: None,
+            gateway: Some(src),
+            ts: Ts(0),
+            key: "k",
+            owner: "o",
+            model: "m",
+            computed_cost: None,
+            reported_cost: None,
+        };
+        let mut c = Cells::default();
+        d.write(&mut c);
+        assert_eq!(c.0.len(), DiscrepancyLine::headers().len());
+        let mut c = Cells::default();
+        crate::report::OwnerCost::default().write(&mut c);
+        assert_eq!(c.0.len(), crate::report::OwnerCost::headers().len());
+        let e = crate::error::RowError {
+            file: String::new(),
+            line: 1,
+            field: String::new(),
+            reason: String::new(),
+            raw: String::new(),
+        };
+        let mut c = Cells::default();
+        e.write(&mut c);
+        assert_eq!(c.0.len(), crate::error::RowError::headers().len());
+    }
 }

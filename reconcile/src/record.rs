@@ -336,9 +336,44 @@ impl Side {
         self.files.iter().map(|f| f.read).sum()
     }
 
+    /// Appends the rows of a later chunk of the file this side read last
+    /// (a large file parsed in parts): line numbers are shifted by
+    /// `line_shift`, and the chunk's counts join the file's.
+    pub fn append_continuation(&mut self, mut other: Side, line_shift: u32) {
+        for r in &mut other.rows {
+            r.line = r.line.saturating_add(line_shift);
+        }
+        for e in &mut other.rejects {
+            e.line = e.line.saturating_add(u64::from(line_shift));
+        }
+        let parts = std::mem::take(&mut other.files);
+        self.append(other);
+        if let Some(last) = self.files.last_mut() {
+            for f in parts {
+                last.read += f.read;
+                last.rejected += f.rejected;
+            }
+        }
+    }
+
     /// Appends another side's rows (used to merge per-file parses run in
     /// parallel). Strings and ids are re-mapped into this side.
-    pub fn append(&mut self, other: Side) {
+    pub fn append(&mut self, mut other: Side) {
+        if self.rows.is_empty() && self.strings.is_empty() && self.ids.is_empty() {
+            // Nothing to re-map into: take the other side whole.
+            let mut files = std::mem::take(&mut self.files);
+            files.append(&mut other.files);
+            let mut rejects = std::mem::take(&mut self.rejects);
+            rejects.append(&mut other.rejects);
+            let kind = self.kind;
+            *self = Side {
+                kind,
+                files,
+                rejects,
+                ..other
+            };
+            return;
+        }
         let remap: Vec<Sym> = other
             .strings
             .iter()
@@ -381,6 +416,37 @@ mod tests {
             "{}",
             std::mem::size_of::<Row>()
         );
+    }
+
+    #[test]
+    fn appending_parts_equals_one_parse() {
+        let csv = "ts,key,model,route,request_id,input_tokens,output_tokens\n\
+                   2026-11-20T10:00:00Z,a,m1,chat,r1,1,1\n\
+                   2026-11-20T10:00:01Z,b,m2,chat,r2,2,2\n\
+                   2026-11-20T10:00:02Z,a,m2,chat,r3,x,3\n\
+                   2026-11-20T10:00:03Z,c,m1,chat,r4,4,4\n";
+        let parse = |text: &str| {
+            let mut s = Side::new(SideKind::Client);
+            crate::parse::client::read_client(text.as_bytes(), "c.csv", None, &mut s).unwrap();
+            s
+        };
+        let whole = parse(csv);
+        let lines: Vec<&str> = csv.lines().collect();
+        let first = parse(&(lines[..3].join("\n") + "\n"));
+        let second = parse(&(format!("{}\n{}\n", lines[0], lines[3..].join("\n"))));
+        let mut merged = Side::new(SideKind::Client);
+        merged.append(first);
+        // The second part starts on physical line 4; parsed alone it says 2.
+        merged.append_continuation(second, 2);
+        assert_eq!(merged.rows.len(), whole.rows.len());
+        for (a, b) in merged.rows.iter().zip(&whole.rows) {
+            assert_eq!(a.line, b.line);
+            assert_eq!(merged.strings.get(a.key), whole.strings.get(b.key));
+            assert_eq!(merged.ids.get(a.ids), whole.ids.get(b.ids));
+        }
+        assert_eq!(merged.rejects, whole.rejects);
+        assert_eq!(merged.files.len(), 1);
+        assert_eq!((merged.files[0].read, merged.files[0].rejected), (4, 1));
     }
 
     #[test]

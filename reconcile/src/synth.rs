@@ -138,32 +138,16 @@ pub fn write_prices(w: &mut impl Write) -> io::Result<()> {
     Ok(())
 }
 
-/// Formats UTC ms as `2026-11-20T10:00:00.123Z` (or with a space and no `Z`).
+/// Formats UTC ms as `2026-11-20T10:00:00.123Z`, or LiteLLM's
+/// `2026-11-20 10:00:00.123` (space, no zone) when `iso` is false.
 fn fmt_ts(ms: i64, iso: bool, out: &mut Vec<u8>) {
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
-    // Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let (h, mi, s, ms) = (
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000,
-    );
-    let sep = if iso { 'T' } else { ' ' };
-    let z = if iso { "Z" } else { "" };
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}{sep}{h:02}:{mi:02}:{s:02}.{ms:03}{z}"
-    );
+    let mut s = String::with_capacity(24);
+    crate::time::write_ms(ms, &mut s);
+    if !iso {
+        s.pop();
+        s = s.replacen('T', " ", 1);
+    }
+    out.extend_from_slice(s.as_bytes());
 }
 
 struct Zipf {

@@ -223,9 +223,53 @@ pub fn parse_iso(s: &str, naive_zone: Option<Zone>) -> Result<i64, &'static str>
 
 /// Formats UTC milliseconds as RFC 3339 with milliseconds and `Z`.
 pub fn format_ms(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .map(|d| d.to_rfc3339_opts(SecondsFormat::Millis, true))
-        .unwrap_or_default()
+    let mut s = String::with_capacity(24);
+    write_ms(ms, &mut s);
+    s
+}
+
+/// Appends UTC milliseconds as `2026-11-20T10:00:00.123Z` (years 0..=9999;
+/// exports write tens of millions of these, so no formatter machinery).
+pub fn write_ms(ms: i64, out: &mut String) {
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    // Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    if !(0..=9999).contains(&y) {
+        // Outside what the fast path covers: let chrono format it.
+        if let Some(d) = DateTime::<Utc>::from_timestamp_millis(ms) {
+            out.push_str(&d.to_rfc3339_opts(SecondsFormat::Millis, true));
+        }
+        return;
+    }
+    fn push(out: &mut String, v: i64, width: u32) {
+        for p in (0..width).rev() {
+            let digit = (v / 10i64.pow(p)) % 10;
+            out.push(char::from(b'0' + u8::try_from(digit).unwrap_or(0)));
+        }
+    }
+    push(out, y, 4);
+    out.push('-');
+    push(out, m, 2);
+    out.push('-');
+    push(out, d, 2);
+    out.push('T');
+    push(out, rem / 3_600_000, 2);
+    out.push(':');
+    push(out, rem / 60_000 % 60, 2);
+    out.push(':');
+    push(out, rem / 1000 % 60, 2);
+    out.push('.');
+    push(out, rem % 1000, 3);
+    out.push('Z');
 }
 
 /// Formats UTC milliseconds as a `YYYY-MM-DD` date.
@@ -329,6 +373,24 @@ mod tests {
                 .unwrap(),
             chrono_ms("2026-11-20T09:00:00Z")
         );
+    }
+
+    #[test]
+    fn fast_formatting_agrees_with_chrono() {
+        for ms in [
+            0i64,
+            -1,
+            1_795_132_800_123,
+            951_782_400_000,
+            253_402_300_799_999,
+            -62_135_596_800_000,
+            1_709_251_199_999,
+        ] {
+            let want = DateTime::<Utc>::from_timestamp_millis(ms)
+                .unwrap()
+                .to_rfc3339_opts(SecondsFormat::Millis, true);
+            assert_eq!(format_ms(ms), want, "{ms}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 use tally_reconcile::error::RowError;
-use tally_reconcile::lines::{Cell, DiscrepancyLine, RowLine, Tabular};
+use tally_reconcile::lines::{DiscrepancyLine, RecordSink, RowLine, Tabular};
 use tally_reconcile::report::{Reconciliation, Summary};
 
 /// The HTML report template.
@@ -29,20 +29,41 @@ pub fn csv_safe(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// A CSV record being written: input text is neutralised, Tally's own is not.
+struct CsvSink<'w, W: Write> {
+    wtr: &'w mut csv::Writer<W>,
+    err: Option<csv::Error>,
+}
+
+impl<W: Write> RecordSink for CsvSink<'_, W> {
+    fn text(&mut self, s: &str) {
+        if let Err(e) = self.wtr.write_field(csv_safe(s).as_bytes()) {
+            self.err.get_or_insert(e);
+        }
+    }
+
+    fn plain(&mut self, s: &str) {
+        if let Err(e) = self.wtr.write_field(s.as_bytes()) {
+            self.err.get_or_insert(e);
+        }
+    }
+}
+
 /// Writes lines as CSV with a header. Returns the number of rows.
-pub fn write_csv<'a, T: Tabular + 'a>(
-    w: impl Write,
-    lines: impl IntoIterator<Item = T>,
-) -> Result<u64> {
-    let mut wtr = csv::WriterBuilder::new().from_writer(w);
+pub fn write_csv<T: Tabular>(w: impl Write, lines: impl IntoIterator<Item = T>) -> Result<u64> {
+    let mut wtr = csv::WriterBuilder::new()
+        .buffer_capacity(1 << 16)
+        .from_writer(w);
     wtr.write_record(T::headers())?;
     let mut n = 0;
     for line in lines {
-        for cell in line.cells() {
-            match cell {
-                Cell::Text(t) => wtr.write_field(csv_safe(&t).as_bytes())?,
-                Cell::Plain(p) => wtr.write_field(p.as_bytes())?,
-            }
+        let mut sink = CsvSink {
+            wtr: &mut wtr,
+            err: None,
+        };
+        line.write(&mut sink);
+        if let Some(e) = sink.err {
+            return Err(e.into());
         }
         wtr.write_record(None::<&[u8]>)?;
         n += 1;

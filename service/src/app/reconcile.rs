@@ -7,15 +7,18 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use rust_decimal::Decimal;
+use std::sync::{Arc, Mutex};
 use tally_reconcile::keys::KeyRegistry;
 use tally_reconcile::models::AliasTable;
 use tally_reconcile::parse::client::{ClientFormat, read_client};
-use tally_reconcile::parse::mapping::{Profile, choose, read_gateway};
+
+use tally_reconcile::parse::mapping::{Encoding, Profile, choose, read_gateway};
 use tally_reconcile::parse::peek;
 use tally_reconcile::prices::PriceBook;
 use tally_reconcile::report::{Settings, reconcile};
 use tally_reconcile::{Side, SideKind, matching};
 
+use crate::app::split;
 use crate::cli::{ClientFormatArg, OutputFormat, ReconcileArgs};
 use crate::export;
 
@@ -95,35 +98,185 @@ pub fn profiles_for(source: Option<&str>) -> Result<Vec<Profile>> {
     )
 }
 
-fn read_clients(paths: &[PathBuf], format: Option<ClientFormatArg>) -> Result<Side> {
-    let mut side = Side::new(SideKind::Client);
-    let format = format.map(|f| match f {
-        ClientFormatArg::Jsonl => ClientFormat::Jsonl,
-        ClientFormatArg::Csv => ClientFormat::Csv,
-    });
-    for p in paths {
-        read_client(
-            open(p, "client log")?,
-            &p.display().to_string(),
-            format,
-            &mut side,
-        )?;
+/// What a parse job reads its part as.
+#[derive(Clone)]
+enum Reader {
+    Client(Option<ClientFormat>),
+    Gateway(Profile),
+}
+
+/// One part of one input file.
+struct Job {
+    side: SideKind,
+    file: usize,
+    part: usize,
+    path: PathBuf,
+    header: Arc<Vec<u8>>,
+    range: split::Part,
+    reader: Reader,
+}
+
+/// Plans the parse jobs of one side: CSV files large enough are cut in two.
+fn plan_side(
+    side: SideKind,
+    paths: &[PathBuf],
+    client_format: Option<ClientFormat>,
+    profiles: &[Profile],
+    named: bool,
+) -> Result<Vec<Job>> {
+    let what = match side {
+        SideKind::Client => "client log",
+        SideKind::Gateway => "gateway export",
+    };
+    let mut jobs = Vec::new();
+    for (file, path) in paths.iter().enumerate() {
+        let name = path.display().to_string();
+        let (head, _) = peek(open(path, what)?, &name)?;
+        let (reader, csv) = match side {
+            SideKind::Client => {
+                let f = match client_format {
+                    Some(f) => f,
+                    None => tally_reconcile::parse::client::detect(&head).ok_or_else(|| {
+                        tally_reconcile::Error::UnknownFormat {
+                            file: name.clone(),
+                            detail: "neither JSON Lines nor a CSV header with ts,key,model,route"
+                                .to_owned(),
+                        }
+                    })?,
+                };
+                (Reader::Client(Some(f)), f == ClientFormat::Csv)
+            }
+            SideKind::Gateway => {
+                let profile = match profiles.first() {
+                    Some(only) if named => only.clone(),
+                    _ => choose(profiles, &head, &name)?.clone(),
+                };
+                let csv = profile.format == Encoding::Csv;
+                (Reader::Gateway(profile), csv)
+            }
+        };
+        let (header, parts) = if csv {
+            split::plan(path, 2).with_context(|| format!("cannot read {what} `{name}`"))?
+        } else {
+            let len = std::fs::metadata(path)
+                .with_context(|| format!("cannot read {what} `{name}`"))?
+                .len();
+            (
+                Vec::new(),
+                vec![split::Part {
+                    start: 0,
+                    end: len,
+                    lines_before: 0,
+                }],
+            )
+        };
+        let header = Arc::new(header);
+        for (part, range) in parts.into_iter().enumerate() {
+            jobs.push(Job {
+                side,
+                file,
+                part,
+                path: path.clone(),
+                header: Arc::clone(&header),
+                range,
+                reader: reader.clone(),
+            });
+        }
+    }
+    Ok(jobs)
+}
+
+fn run_job(job: &Job) -> Result<Side> {
+    let name = job.path.display().to_string();
+    let r = split::open_part(&job.path, &job.header, &job.range)
+        .with_context(|| format!("cannot read `{name}`"))?;
+    let mut side = Side::new(job.side);
+    match &job.reader {
+        Reader::Client(f) => {
+            read_client(r, &name, *f, &mut side)?;
+        }
+        Reader::Gateway(p) => read_gateway(r, &name, p, &mut side)?,
     }
     Ok(side)
 }
 
-fn read_gateways(paths: &[PathBuf], profiles: &[Profile], named: bool) -> Result<Side> {
-    let mut side = Side::new(SideKind::Gateway);
-    for p in paths {
-        let name = p.display().to_string();
-        let (head, reader) = peek(open(p, "gateway export")?, &name)?;
-        let profile = match profiles.first() {
-            Some(only) if named => only,
-            _ => choose(profiles, &head, &name)?,
+/// Parses both sides: every file part is a job, run largest first on as
+/// many workers as cores, then merged in file and part order.
+fn read_sides(args: &ReconcileArgs, profiles: &[Profile]) -> Result<(Side, Side)> {
+    let client_format = args.client_format.map(|f| match f {
+        ClientFormatArg::Jsonl => ClientFormat::Jsonl,
+        ClientFormatArg::Csv => ClientFormat::Csv,
+    });
+    let named = args.source.is_some();
+    let (cj, gj) = std::thread::scope(|s| {
+        let c = s.spawn(|| {
+            plan_side(
+                SideKind::Client,
+                &args.client,
+                client_format,
+                profiles,
+                named,
+            )
+        });
+        let g = plan_side(SideKind::Gateway, &args.gateway, None, profiles, named);
+        (
+            c.join().map_err(|_| anyhow::anyhow!("planning panicked")),
+            g,
+        )
+    });
+    let mut jobs: Vec<Job> = cj??.into_iter().chain(gj?).collect();
+    // Largest last, so workers pop the largest first.
+    jobs.sort_by_key(|j| j.range.end - j.range.start);
+    let queue = Mutex::new(jobs);
+    let done: Mutex<Vec<(Job, Result<Side>)>> = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .clamp(1, 8);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let job = match queue.lock() {
+                        Ok(mut q) => q.pop(),
+                        Err(_) => None,
+                    };
+                    let Some(job) = job else { break };
+                    let result = run_job(&job);
+                    if let Ok(mut d) = done.lock() {
+                        d.push((job, result));
+                    }
+                }
+            });
+        }
+    });
+    let mut done = done
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a parser panicked"))?;
+    done.sort_by_key(|(j, _)| (j.side == SideKind::Gateway, j.file, j.part));
+    let mut client = Side::new(SideKind::Client);
+    let mut gateway = Side::new(SideKind::Gateway);
+    for (job, result) in done {
+        let part = result?;
+        let target = match job.side {
+            SideKind::Client => &mut client,
+            SideKind::Gateway => &mut gateway,
         };
-        read_gateway(reader, &name, profile, &mut side)?;
+        if job.part == 0 {
+            target.append(part);
+        } else {
+            // Parsed alone, the part's first row is line 2; it is really
+            // line `lines_before + 1`.
+            let shift = u32::try_from(job.range.lines_before.saturating_sub(1)).unwrap_or(u32::MAX);
+            target.append_continuation(part, shift);
+        }
     }
-    Ok(side)
+    let expected = |paths: &[PathBuf]| paths.len();
+    if client.files.len() != expected(&args.client)
+        || gateway.files.len() != expected(&args.gateway)
+    {
+        bail!("internal error: a file's parts were not all parsed");
+    }
+    Ok((client, gateway))
 }
 
 /// The wall clock, read once per command (the engine never reads it).
@@ -188,15 +341,7 @@ pub fn run(args: &ReconcileArgs) -> Result<ExitCode> {
         None => PriceBook::default(),
     };
     let profiles = profiles_for(args.source.as_deref())?;
-    // The two sides are independent: parse them on two threads.
-    let (client, gateway) = std::thread::scope(|s| {
-        let c = s.spawn(|| read_clients(&args.client, args.client_format));
-        let g = read_gateways(&args.gateway, &profiles, args.source.is_some());
-        let c = c
-            .join()
-            .map_err(|_| anyhow::anyhow!("client parser panicked"))?;
-        anyhow::Ok((c?, g?))
-    })?;
+    let (client, gateway) = read_sides(args, &profiles)?;
     phases.lap("parse");
     if args.strict {
         let rejects: Vec<String> = client
