@@ -13,28 +13,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(super::CLIENT_USAGE_SCHEMA).unwrap();
         let props = v["properties"].as_object().unwrap();
         // Every documented CSV column is a property of the schema.
-        for col in [
-            "ts",
-            "ts_end",
-            "key",
-            "model",
-            "response_model",
-            "route",
-            "request_id",
-            "response_id",
-            "team",
-            "service",
-            "env",
-            "tags",
-            "status",
-            "http_status",
-            "stream",
-            "input_tokens",
-            "cached_input_tokens",
-            "cache_write_tokens",
-            "output_tokens",
-            "reasoning_tokens",
-        ] {
+        for col in tally_reconcile::parse::client::CSV_COLUMNS {
             assert!(props.contains_key(col), "{col}");
         }
     }

@@ -414,61 +414,37 @@ fn bad_inputs_stop_with_a_clear_message() {
         "map.toml",
         "name = 'x'\nformat = 'csv'\n[fields]\nkey = 'k'\n",
     );
-    let cases: Vec<(Vec<String>, &str)> = vec![
+    // Each case: client log, gateway export, extra flags, what the message must say.
+    let (client, gateway) = (
+        good_client.display().to_string(),
+        mystery.display().to_string(),
+    );
+    let map = bad_map.display().to_string();
+    let cases: Vec<(&str, &str, Vec<&str>, &str)> = vec![
+        ("nope.jsonl", &gateway, vec![], "nope.jsonl"),
         (
-            vec![
-                "--client".into(),
-                "nope.jsonl".into(),
-                "--gateway".into(),
-                mystery.display().to_string(),
-            ],
-            "nope.jsonl",
-        ),
-        (
-            vec![
-                "--client".into(),
-                good_client.display().to_string(),
-                "--gateway".into(),
-                mystery.display().to_string(),
-            ],
+            &client,
+            &gateway,
+            vec![],
             "mystery.csv: unrecognised format",
         ),
         (
-            vec![
-                "--client".into(),
-                good_client.display().to_string(),
-                "--gateway".into(),
-                mystery.display().to_string(),
-                "--source".into(),
-                bad_map.display().to_string(),
-            ],
+            &client,
+            &gateway,
+            vec!["--source", &map],
             "`timestamp` is required",
         ),
         (
-            vec![
-                "--client".into(),
-                good_client.display().to_string(),
-                "--gateway".into(),
-                mystery.display().to_string(),
-                "--source".into(),
-                "nosuch".into(),
-            ],
+            &client,
+            &gateway,
+            vec!["--source", "nosuch"],
             "unknown source `nosuch`",
         ),
-        (
-            vec![
-                "--client".into(),
-                good_client.display().to_string(),
-                "--gateway".into(),
-                mystery.display().to_string(),
-                "--tolerance".into(),
-                "2".into(),
-            ],
-            "--tolerance",
-        ),
+        (&client, &gateway, vec!["--tolerance", "2"], "--tolerance"),
     ];
-    for (args, needle) in cases {
-        let out = tally().arg("reconcile").args(&args).output().unwrap();
+    for (c, g, extra, needle) in cases {
+        let args: Vec<&str> = [vec!["reconcile", "--client", c, "--gateway", g], extra].concat();
+        let out = tally().args(&args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
         assert!(err.contains(needle), "{args:?}: {err}");

@@ -68,10 +68,7 @@ pub fn read_client(
     let (head, r) = peek(r, file)?;
     let format = match format {
         Some(f) => f,
-        None => detect(&head).ok_or_else(|| Error::UnknownFormat {
-            file: file.to_owned(),
-            detail: "neither JSON Lines nor a CSV header with ts,key,model,route".to_owned(),
-        })?,
+        None => detect_or_refuse(&head, file)?,
     };
     match format {
         ClientFormat::Jsonl => read_jsonl(r, file, side)?,
@@ -81,6 +78,14 @@ pub fn read_client(
         ClientFormat::Csv => read_csv(r, file, side)?,
     }
     Ok(format)
+}
+
+/// Recognises a client log from its first bytes, or says why not.
+pub fn detect_or_refuse(head: &[u8], file: &str) -> Result<ClientFormat, Error> {
+    detect(head).ok_or_else(|| Error::UnknownFormat {
+        file: file.to_owned(),
+        detail: "neither JSON Lines nor a CSV header with ts,key,model,route".to_owned(),
+    })
 }
 
 /// Recognises a client log from its first bytes.

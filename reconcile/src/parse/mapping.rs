@@ -345,6 +345,15 @@ fn first_line_is_partial_json(head: &[u8]) -> bool {
     line.is_none_or(|l| serde_json::from_slice::<Value>(l).is_err())
 }
 
+/// The names of some profiles, for messages.
+pub fn names(profiles: &[Profile]) -> String {
+    profiles
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Finds the profile for a file: by name when given, else by detection.
 pub fn choose<'p>(profiles: &'p [Profile], head: &[u8], file: &str) -> Result<&'p Profile, Error> {
     profiles.iter().find(|p| p.matches(head)).ok_or_else(|| {
@@ -355,14 +364,7 @@ pub fn choose<'p>(profiles: &'p [Profile], head: &[u8], file: &str) -> Result<&'
         };
         Error::UnknownFormat {
             file: file.to_owned(),
-            detail: format!(
-                "{seen}; known sources: {}",
-                profiles
-                    .iter()
-                    .map(|p| p.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            detail: format!("{seen}; known sources: {}", names(profiles)),
         }
     })
 }

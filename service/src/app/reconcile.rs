@@ -12,7 +12,7 @@ use tally_reconcile::keys::KeyRegistry;
 use tally_reconcile::models::AliasTable;
 use tally_reconcile::parse::client::{ClientFormat, read_client};
 
-use tally_reconcile::parse::mapping::{Encoding, Profile, choose, read_gateway};
+use tally_reconcile::parse::mapping::{Encoding, Profile, choose, names, read_gateway};
 use tally_reconcile::parse::peek;
 use tally_reconcile::prices::PriceBook;
 use tally_reconcile::report::{Settings, reconcile};
@@ -90,11 +90,7 @@ pub fn profiles_for(source: Option<&str>) -> Result<Vec<Profile>> {
     }
     bail!(
         "unknown source `{src}`: not a built-in ({}) and no such mapping file",
-        builtins
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        names(&builtins)
     )
 }
 
@@ -136,13 +132,7 @@ fn plan_side(
             SideKind::Client => {
                 let f = match client_format {
                     Some(f) => f,
-                    None => tally_reconcile::parse::client::detect(&head).ok_or_else(|| {
-                        tally_reconcile::Error::UnknownFormat {
-                            file: name.clone(),
-                            detail: "neither JSON Lines nor a CSV header with ts,key,model,route"
-                                .to_owned(),
-                        }
-                    })?,
+                    None => tally_reconcile::parse::client::detect_or_refuse(&head, &name)?,
                 };
                 (Reader::Client(Some(f)), f == ClientFormat::Csv)
             }
