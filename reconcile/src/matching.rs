@@ -191,71 +191,111 @@ pub fn match_rows<C: MatchView, G: MatchView>(client: &C, gateway: &G, params: P
     m
 }
 
+/// An id to join on: 12 bytes (4-byte aligned), since there is one per id
+/// on both sides (fifteen million at ten million rows).
 #[derive(Clone, Copy)]
 struct IdEntry {
-    hash: u64,
-    row: u32,
-    second: bool,
+    hash: [u32; 2],
+    /// Row index; the top bit says the id is the row's second one.
+    tagged: u32,
 }
 
-fn id_entries<V: MatchView>(v: &V, both: bool) -> Vec<IdEntry> {
+impl IdEntry {
+    fn new(hash: u64, row: usize, second: bool) -> Self {
+        let lo = u32::try_from(hash & 0xffff_ffff).unwrap_or(0);
+        let hi = u32::try_from(hash >> 32).unwrap_or(0);
+        Self {
+            hash: [lo, hi],
+            tagged: (idx(row) & 0x7fff_ffff) | if second { 0x8000_0000 } else { 0 },
+        }
+    }
+
+    fn hash(&self) -> u64 {
+        u64::from(self.hash[1]) << 32 | u64::from(self.hash[0])
+    }
+
+    fn row(&self) -> u32 {
+        self.tagged & 0x7fff_ffff
+    }
+
+    fn second(&self) -> bool {
+        self.tagged & 0x8000_0000 != 0
+    }
+}
+
+/// Passes run partition by partition so that only a fraction of their sort
+/// entries exist at once: at ten million rows a side, whole-table entries
+/// pushed peak memory past 2 GB. Partitions never split a block (they go by
+/// key) or an id (they go by the id's last byte), so results do not change.
+const PARTS: u32 = 4;
+
+fn id_part(id: &str) -> u32 {
+    id.as_bytes().last().map_or(0, |&b| u32::from(b) % PARTS)
+}
+
+fn id_entries<V: MatchView>(v: &V, both: bool, part: u32) -> Vec<IdEntry> {
     let mut out = Vec::new();
     for i in 0..v.len() {
         let (a, b) = v.ids(i);
-        if !a.is_empty() {
-            out.push(IdEntry {
-                hash: fnv(a.as_bytes()),
-                row: idx(i),
-                second: false,
-            });
+        if !a.is_empty() && id_part(a) == part {
+            out.push(IdEntry::new(fnv(a.as_bytes()), i, false));
         }
-        if both && !b.is_empty() {
-            out.push(IdEntry {
-                hash: fnv(b.as_bytes()),
-                row: idx(i),
-                second: true,
-            });
+        if both && !b.is_empty() && id_part(b) == part {
+            out.push(IdEntry::new(fnv(b.as_bytes()), i, true));
         }
     }
     out
 }
 
 fn id_of<V: MatchView>(v: &V, e: &IdEntry) -> String {
-    let (a, b) = v.ids(at(e.row));
-    if e.second { b.to_owned() } else { a.to_owned() }
+    let (a, b) = v.ids(at(e.row()));
+    if e.second() {
+        b.to_owned()
+    } else {
+        a.to_owned()
+    }
 }
 
 fn id_pass<C: MatchView, G: MatchView>(client: &C, gateway: &G, m: &mut Matching) {
+    for part in 0..PARTS {
+        id_pass_part(client, gateway, m, part);
+    }
+}
+
+fn id_pass_part<C: MatchView, G: MatchView>(client: &C, gateway: &G, m: &mut Matching, part: u32) {
     let (mut ce, mut ge) = std::thread::scope(|s| {
         let c = s.spawn(|| {
-            let mut e = id_entries(client, true);
-            e.sort_unstable_by_key(|e| e.hash);
+            let mut e = id_entries(client, true, part);
+            e.sort_unstable_by_key(IdEntry::hash);
             e
         });
-        let mut g = id_entries(gateway, false);
-        g.sort_unstable_by_key(|e| e.hash);
+        let mut g = id_entries(gateway, false, part);
+        g.sort_unstable_by_key(IdEntry::hash);
         (c.join().unwrap_or_default(), g)
     });
     // Client ids that appear on the gateway are processed per id; ids seen
     // on one side only still define duplicates on that side.
     let (mut i, mut j) = (0, 0);
     while i < ce.len() || j < ge.len() {
-        let hc = ce.get(i).map_or(u64::MAX, |e| e.hash);
-        let hg = ge.get(j).map_or(u64::MAX, |e| e.hash);
+        let hc = ce.get(i).map_or(u64::MAX, IdEntry::hash);
+        let hg = ge.get(j).map_or(u64::MAX, IdEntry::hash);
         let h = hc.min(hg);
         let i_end = i + ce
             .get(i..)
-            .map_or(0, |s| s.iter().take_while(|e| e.hash == h).count());
+            .map_or(0, |s| s.iter().take_while(|e| e.hash() == h).count());
         let j_end = j + ge
             .get(j..)
-            .map_or(0, |s| s.iter().take_while(|e| e.hash == h).count());
+            .map_or(0, |s| s.iter().take_while(|e| e.hash() == h).count());
         if i_end - i == 1 && j_end - j == 1 {
             // The common case: one row per side. Verify the bytes, no copies.
             if let (Some(c), Some(g)) = (ce.get(i), ge.get(j)) {
-                let (a, b) = client.ids(at(c.row));
-                let cid = if c.second { b } else { a };
-                if cid == gateway.ids(at(g.row)).0 {
-                    settle_id(client, gateway, vec![at(c.row)], vec![at(g.row)], m);
+                let (a, b) = client.ids(at(c.row()));
+                let cid = if c.second() { b } else { a };
+                let (ci, gj) = (at(c.row()), at(g.row()));
+                let free = m.client_pass.get(ci) == Some(&Pass::Unmatched)
+                    && m.gateway_pass.get(gj) == Some(&Pass::Unmatched);
+                if cid == gateway.ids(gj).0 && free {
+                    pair(m, ci, gj, Pass::Id);
                 }
             }
         } else if i_end - i + j_end - j > 1 {
@@ -294,12 +334,12 @@ fn settle_hash_group<C: MatchView, G: MatchView>(
         let c: Vec<usize> = cids
             .iter()
             .filter(|(s, _)| s == id)
-            .map(|(_, e)| at(e.row))
+            .map(|(_, e)| at(e.row()))
             .collect();
         let g: Vec<usize> = gids
             .iter()
             .filter(|(s, _)| s == id)
-            .map(|(_, e)| at(e.row))
+            .map(|(_, e)| at(e.row()))
             .collect();
         settle_id(client, gateway, c, g, m);
     }
@@ -440,6 +480,9 @@ struct BlockEntry {
     ts: i64,
     tie: u32,
     row: u32,
+    /// The exact block fields, read while the rows are scanned in order:
+    /// reading them again from a block's scattered rows cost a cache miss each.
+    exact: Exact,
 }
 
 fn loose_block<V: MatchView>(v: &V, i: usize) -> u64 {
@@ -457,10 +500,11 @@ fn entries<V: MatchView>(
     v: &V,
     pass: &[Pass],
     strict: bool,
+    part: u32,
     shift: impl Fn(u32) -> i64,
 ) -> Vec<BlockEntry> {
     let mut out: Vec<BlockEntry> = (0..v.len())
-        .filter(|&i| pass.get(i) == Some(&Pass::Unmatched))
+        .filter(|&i| pass.get(i) == Some(&Pass::Unmatched) && v.key(i) % PARTS == part)
         .filter_map(|i| {
             let block = if strict {
                 strict_block(v, i)?
@@ -472,6 +516,7 @@ fn entries<V: MatchView>(
                 ts: v.ts(i) + shift(v.key(i)),
                 tie: content(v, i),
                 row: idx(i),
+                exact: exact(v, i, strict),
             })
         })
         .collect();
@@ -479,17 +524,16 @@ fn entries<V: MatchView>(
     out
 }
 
-fn same_block<C: MatchView, G: MatchView>(
-    client: &C,
-    gateway: &G,
-    i: usize,
-    j: usize,
-    strict: bool,
-) -> bool {
-    client.key(i) == gateway.key(j)
-        && client.model(i) == gateway.model(j)
-        && client.route(i) == gateway.route(j)
-        && (!strict || client.core_tokens(i) == gateway.core_tokens(j))
+/// What must be equal for two rows to share a block.
+type Exact = (u32, u32, u8, Option<(u32, u32)>);
+
+fn exact<V: MatchView>(v: &V, i: usize, strict: bool) -> Exact {
+    (
+        v.key(i),
+        v.model(i),
+        v.route(i),
+        if strict { v.core_tokens(i) } else { None },
+    )
 }
 
 fn block_pass<C: MatchView, G: MatchView>(
@@ -499,14 +543,27 @@ fn block_pass<C: MatchView, G: MatchView>(
     params: Params,
     strict: bool,
 ) {
+    for part in 0..PARTS {
+        block_pass_part(client, gateway, m, params, strict, part);
+    }
+}
+
+fn block_pass_part<C: MatchView, G: MatchView>(
+    client: &C,
+    gateway: &G,
+    m: &mut Matching,
+    params: Params,
+    strict: bool,
+    part: u32,
+) {
     let offsets = &*m;
     let (ce, ge) = std::thread::scope(|s| {
         let c = s.spawn(|| {
-            entries(client, &offsets.client_pass, strict, |k| {
+            entries(client, &offsets.client_pass, strict, part, |k| {
                 offsets.offset_for(k)
             })
         });
-        let g = entries(gateway, &offsets.gateway_pass, strict, |_| 0);
+        let g = entries(gateway, &offsets.gateway_pass, strict, part, |_| 0);
         (c.join().unwrap_or_default(), g)
     });
     let pass = if strict { Pass::Strict } else { Pass::Loose };
@@ -539,10 +596,8 @@ fn block_pass<C: MatchView, G: MatchView>(
         let gb = ge.get(j..j + gn).unwrap_or_default();
         let cts: Vec<i64> = cb.iter().map(|e| e.ts).collect();
         let gts: Vec<i64> = gb.iter().map(|e| e.ts).collect();
-        let feasible = |a: usize, bb: usize| match (cb.get(a), gb.get(bb)) {
-            (Some(x), Some(y)) => same_block(client, gateway, at(x.row), at(y.row), strict),
-            _ => false,
-        };
+        // Block keys are hashes (or truncate the model id): verify the exact fields.
+        let feasible = |a: usize, bb: usize| matches!((cb.get(a), gb.get(bb)), (Some(x), Some(y)) if x.exact == y.exact);
         for (a, bb) in assign(&cts, &gts, params.tolerance_ms, feasible) {
             if let (Some(x), Some(y)) = (cb.get(a), gb.get(bb)) {
                 found.push((at(x.row), at(y.row)));

@@ -1,6 +1,6 @@
 //! The normalised row both sides are parsed into, and a side's container.
 //!
-//! A row is 80 bytes: strings are interned ([`Sym`]), request ids live in one
+//! A row is 72 bytes: strings are interned ([`Sym`]), request ids live in one
 //! byte arena per side, token counts are `u32` with a sentinel for "not
 //! reported", and the gateway's reported cost is an exact decimal kept as a
 //! 64-bit mantissa and a scale.
@@ -116,6 +116,15 @@ pub struct IdSpan(u64);
 pub const MAX_ID_LEN: usize = 4095;
 
 impl IdSpan {
+    /// The same ids after their arena moved `by` bytes further.
+    pub fn shifted(self, by: u64) -> IdSpan {
+        if self.0 == 0 {
+            self
+        } else {
+            IdSpan(self.0 + (by << 24))
+        }
+    }
+
     fn unpack(self) -> (usize, usize, usize) {
         let off = usize::try_from(self.0 >> 24).unwrap_or(0);
         let l1 = usize::try_from((self.0 >> 12) & 0xfff).unwrap_or(0);
@@ -124,10 +133,12 @@ impl IdSpan {
     }
 }
 
-/// Byte arena holding every id of one side.
+/// Arena holding every id of one side. A `String`, so reading an id back
+/// checks two char boundaries instead of re-validating UTF-8 (ids are read
+/// several times each during matching).
 #[derive(Debug, Default, Clone)]
 pub struct IdArena {
-    bytes: Vec<u8>,
+    bytes: String,
 }
 
 impl IdArena {
@@ -144,22 +155,33 @@ impl IdArena {
         if off >= (1 << 40) {
             return None;
         }
-        self.bytes.extend_from_slice(first.as_bytes());
-        self.bytes.extend_from_slice(second.as_bytes());
+        self.bytes.push_str(first);
+        self.bytes.push_str(second);
         let l1 = u64::try_from(first.len()).ok()?;
         let l2 = u64::try_from(second.len()).ok()?;
         Some(IdSpan((off << 24) | (l1 << 12) | l2))
     }
 
+    /// Moves another arena's bytes to the end of this one; returns the
+    /// offset its spans must be shifted by.
+    pub fn append(&mut self, mut other: IdArena) -> u64 {
+        let base = u64::try_from(self.bytes.len()).unwrap_or(0);
+        if self.bytes.is_empty() {
+            self.bytes = other.bytes;
+        } else {
+            self.bytes.push_str(&other.bytes);
+            other.bytes = String::new();
+        }
+        base
+    }
+
     /// The two ids of a span ("" when absent).
     pub fn get(&self, span: IdSpan) -> (&str, &str) {
         let (off, l1, l2) = span.unpack();
-        let first = self.bytes.get(off..off + l1).unwrap_or_default();
-        let second = self.bytes.get(off + l1..off + l1 + l2).unwrap_or_default();
-        // Only whole `&str`s are pushed, so both slices are valid UTF-8.
+        // Only whole `&str`s are pushed, so both ranges are on char boundaries.
         (
-            std::str::from_utf8(first).unwrap_or_default(),
-            std::str::from_utf8(second).unwrap_or_default(),
+            self.bytes.get(off..off + l1).unwrap_or_default(),
+            self.bytes.get(off + l1..off + l1 + l2).unwrap_or_default(),
         )
     }
 
@@ -193,8 +215,6 @@ pub mod flags {
 pub struct Row {
     /// Request start, UTC, milliseconds since the Unix epoch.
     pub ts_ms: i64,
-    /// Request duration in ms when known (`u32::MAX` when not).
-    pub duration_ms: u32,
     /// Key as the source named it (id, alias, label, hash or fingerprint).
     pub key: Sym,
     /// Model as requested (client `model`, LiteLLM `model_group`); the served
@@ -216,8 +236,6 @@ pub struct Row {
     pub cost_scale: u8,
     /// [`flags`] bits.
     pub flags: u8,
-    /// HTTP status when known, 0 otherwise.
-    pub status: u16,
     /// 1-based line (or element index) in the source file.
     pub line: u32,
 }
@@ -227,7 +245,6 @@ impl Row {
     pub fn new(line: u32) -> Self {
         Self {
             ts_ms: 0,
-            duration_ms: u32::MAX,
             key: Sym::NONE,
             model: Sym::NONE,
             served_model: Sym::NONE,
@@ -238,7 +255,6 @@ impl Row {
             cost_mantissa: 0,
             cost_scale: 0,
             flags: 0,
-            status: 0,
             line,
         }
     }
@@ -268,10 +284,87 @@ impl Row {
     pub fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
     }
+}
 
-    /// Request end, if the duration is known.
-    pub fn end_ms(&self) -> Option<i64> {
-        (self.duration_ms != u32::MAX).then(|| self.ts_ms + i64::from(self.duration_ms))
+/// A side's rows, stored as chunks so that parts of a file parsed in
+/// parallel join without copying (at ten million rows a copy is 800 MB).
+#[derive(Debug, Clone, Default)]
+pub struct Rows {
+    chunks: Vec<Vec<Row>>,
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl Rows {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Row `i`.
+    pub fn get(&self, i: usize) -> Option<&Row> {
+        // One chunk is the common case: no search.
+        if let [only] = self.chunks.as_slice() {
+            return only.get(i);
+        }
+        let c = self.starts.partition_point(|&s| s <= i).checked_sub(1)?;
+        self.chunks.get(c)?.get(i - self.starts.get(c)?)
+    }
+
+    /// Appends a row to the last chunk.
+    pub fn push(&mut self, r: Row) {
+        if self.chunks.is_empty() {
+            self.chunks.push(Vec::new());
+            self.starts.push(0);
+        }
+        if let Some(last) = self.chunks.last_mut() {
+            last.push(r);
+            self.len += 1;
+        }
+    }
+
+    /// Every row, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Row> {
+        self.chunks.iter().flatten()
+    }
+
+    /// Every row, mutably.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Row> {
+        self.chunks.iter_mut().flatten()
+    }
+
+    /// Takes another container's chunks (no copy).
+    pub fn adopt(&mut self, other: Rows) {
+        for c in other.chunks.into_iter().filter(|c| !c.is_empty()) {
+            self.starts.push(self.len);
+            self.len += c.len();
+            self.chunks.push(c);
+        }
+    }
+}
+
+impl std::ops::Index<usize> for Rows {
+    type Output = Row;
+
+    fn index(&self, i: usize) -> &Row {
+        match self.get(i) {
+            Some(r) => r,
+            None => panic!("row {i} out of {} rows", self.len),
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Rows {
+    type Item = &'a Row;
+    type IntoIter = std::iter::Flatten<std::slice::Iter<'a, Vec<Row>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.chunks.iter().flatten()
     }
 }
 
@@ -296,7 +389,7 @@ pub struct Side {
     /// Which side.
     pub kind: SideKind,
     /// Accepted rows, in file then line order.
-    pub rows: Vec<Row>,
+    pub rows: Rows,
     /// Interned strings of the rows.
     pub strings: Interner,
     /// Ids of the rows.
@@ -314,7 +407,7 @@ impl Side {
     pub fn new(kind: SideKind) -> Self {
         Self {
             kind,
-            rows: Vec::new(),
+            rows: Rows::default(),
             strings: Interner::default(),
             ids: IdArena::default(),
             files: Vec::new(),
@@ -340,7 +433,7 @@ impl Side {
     /// (a large file parsed in parts): line numbers are shifted by
     /// `line_shift`, and the chunk's counts join the file's.
     pub fn append_continuation(&mut self, mut other: Side, line_shift: u32) {
-        for r in &mut other.rows {
+        for r in other.rows.iter_mut() {
             r.line = r.line.saturating_add(line_shift);
         }
         for e in &mut other.rejects {
@@ -389,17 +482,17 @@ impl Side {
             f.first_row += base;
             self.files.push(f);
         }
-        self.rows.reserve(other.rows.len());
-        for mut r in other.rows {
+        // Re-map in place and take the chunks: no row is copied.
+        let id_base = self.ids.append(other.ids);
+        for r in other.rows.iter_mut() {
             r.key = map(r.key);
             r.model = map(r.model);
             r.served_model = map(r.served_model);
             r.route = map(r.route);
             r.labels = map(r.labels);
-            let (a, b) = other.ids.get(r.ids);
-            r.ids = self.ids.push(a, b).unwrap_or_default();
-            self.rows.push(r);
+            r.ids = r.ids.shifted(id_base);
         }
+        self.rows.adopt(other.rows);
         self.rejects.extend(other.rejects);
     }
 }
@@ -412,7 +505,7 @@ mod tests {
     fn row_stays_compact() {
         // Memory budget: 10M rows per side must fit well under 1 GB.
         assert!(
-            std::mem::size_of::<Row>() <= 80,
+            std::mem::size_of::<Row>() <= 72,
             "{}",
             std::mem::size_of::<Row>()
         );

@@ -234,9 +234,9 @@ pub fn build_row(
         if end_ms < row.ts_ms {
             return Err(fault(end, "ends before it starts"));
         }
-        row.duration_ms = u32::try_from(end_ms - row.ts_ms).unwrap_or(u32::MAX - 1);
     } else if let Some(d) = non_empty(&ex.duration_ms) {
-        let ms = parse_decimal(&d.v)
+        // Validated (a bad value is a bad row), not kept: no report uses it.
+        parse_decimal(&d.v)
             .filter(|d| !d.is_sign_negative())
             .ok_or_else(|| {
                 fault(
@@ -244,7 +244,6 @@ pub fn build_row(
                     format!("duration `{}` is not a non-negative number", d.v),
                 )
             })?;
-        row.duration_ms = u32::try_from(ms.trunc()).unwrap_or(u32::MAX - 1);
     }
     let key =
         non_empty(&ex.key).ok_or_else(|| missing(ex.key.as_ref().map_or("key", |k| &k.name)))?;
@@ -331,7 +330,6 @@ pub fn build_row(
         let t = s.v.trim();
         match t.parse::<u16>() {
             Ok(code) => {
-                row.status = code;
                 if code >= 400 {
                     row.flags |= flags::FAILED;
                 }

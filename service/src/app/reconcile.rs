@@ -288,7 +288,22 @@ impl Phases {
         if self.on {
             let now = std::time::Instant::now();
             let ms = now.duration_since(self.last).as_millis();
-            let _ = writeln!(std::io::stderr(), "timing {what}: {ms} ms");
+            // Peak and current resident memory so far (Linux; blank elsewhere).
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with(name))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<u64>().ok())
+                    .map_or_else(String::new, |kb| format!("{} MB", kb / 1024))
+            };
+            let _ = writeln!(
+                std::io::stderr(),
+                "timing {what}: {ms} ms (peak rss {}, rss {})",
+                field("VmHWM:"),
+                field("VmRSS:")
+            );
             self.last = now;
         }
     }

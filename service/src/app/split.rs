@@ -57,23 +57,26 @@ fn plan_inner(path: &Path, parts: u64) -> io::Result<(Vec<u8>, Vec<Part>)> {
             break;
         }
         let n = buf.len();
-        for &b in buf {
-            pos += 1;
-            match b {
-                b'"' => in_quotes = !in_quotes,
-                b'\n' if !in_quotes => {
-                    lines += 1;
-                    if targets.get(cuts.len()).is_some_and(|&t| pos >= t) {
-                        cuts.push((pos, lines));
-                        if cuts.len() == targets.len() {
-                            break 'scan;
-                        }
-                    }
+        // Jump from quote to newline with memchr: bytes in between only move
+        // the position.
+        let mut at = 0;
+        while let Some(k) = memchr::memchr2(b'"', b'\n', buf.get(at..).unwrap_or_default()) {
+            let i = at + k;
+            at = i + 1;
+            if buf.get(i) == Some(&b'"') {
+                in_quotes = !in_quotes;
+                continue;
+            }
+            lines += 1;
+            let end = pos + u64::try_from(at).unwrap_or(0);
+            if !in_quotes && targets.get(cuts.len()).is_some_and(|&t| end >= t) {
+                cuts.push((end, lines));
+                if cuts.len() == targets.len() {
+                    break 'scan;
                 }
-                b'\n' => lines += 1,
-                _ => {}
             }
         }
+        pos += u64::try_from(n).unwrap_or(0);
         rdr.consume(n);
     }
     let mut out = Vec::with_capacity(cuts.len() + 1);
