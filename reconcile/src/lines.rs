@@ -28,6 +28,16 @@ pub trait Tabular {
     fn write(&self, out: &mut dyn RecordSink);
 }
 
+impl<T: Tabular> Tabular for &T {
+    fn headers() -> &'static [&'static str] {
+        T::headers()
+    }
+
+    fn write(&self, out: &mut dyn RecordSink) {
+        (**self).write(out);
+    }
+}
+
 /// Writes an integer without allocating.
 fn int(out: &mut dyn RecordSink, v: i128) {
     let mut buf = [0u8; 40];
@@ -578,7 +588,12 @@ impl<'a> Reconciliation<'a> {
 
     /// Every pair, in client row order.
     pub fn matches(&self) -> impl Iterator<Item = MatchLine<'_>> {
-        (0..self.client.rows.len()).filter_map(move |i| {
+        self.matches_in(0..self.client.rows.len())
+    }
+
+    /// The pairs of a range of client rows (exports format ranges in parallel).
+    pub fn matches_in(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = MatchLine<'_>> {
+        range.filter_map(move |i| {
             let j = self.client_partner(i)?;
             let (c, g) = (self.client.rows.get(i)?, self.gateway.rows.get(j)?);
             let (crid, cresp) = self.client.ids.get(c.ids);
@@ -697,9 +712,14 @@ impl<'a> Reconciliation<'a> {
 
     /// Pairs that disagree, duplicates, and unpriced rows.
     pub fn discrepancies(&self) -> impl Iterator<Item = DiscrepancyLine<'_>> {
-        let pairs = self
-            .matches()
-            .filter(|m| m.class != Class::Matched)
+        // Filter on the class before building lines: most pairs agree.
+        let disagreeing = (0..self.client.rows.len()).filter(move |&i| {
+            self.client_class
+                .get(i)
+                .is_some_and(|c| c.is_pair() && *c != Class::Matched)
+        });
+        let pairs = disagreeing
+            .flat_map(move |i| self.matches_in(i..i + 1))
             .map(move |m| {
                 let detail = match m.class {
                     Class::ModelMismatch => {

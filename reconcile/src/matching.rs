@@ -120,16 +120,19 @@ pub struct Matching {
     pub global_offset: Offset,
     /// Per-key offsets (keys with enough id pairs), by key id.
     pub key_offsets: Vec<Offset>,
+    /// The same, indexed by key id, for lookups per row.
+    offset_by_key: Vec<Option<i64>>,
 }
 
 impl Matching {
     /// Offset applied to a key's client rows.
     pub fn offset_for(&self, key: u32) -> i64 {
-        self.key_offsets
-            .binary_search_by_key(&Some(key), |o| o.key)
+        usize::try_from(key)
             .ok()
-            .and_then(|i| self.key_offsets.get(i))
-            .map_or(self.global_offset.offset_ms, |o| o.offset_ms)
+            .and_then(|k| self.offset_by_key.get(k))
+            .copied()
+            .flatten()
+            .unwrap_or(self.global_offset.offset_ms)
     }
 }
 
@@ -183,6 +186,7 @@ pub fn match_rows<C: MatchView, G: MatchView>(client: &C, gateway: &G, params: P
             pairs: 0,
         },
         key_offsets: Vec::new(),
+        offset_by_key: Vec::new(),
     };
     id_pass(client, gateway, &mut m);
     learn_offsets(client, gateway, &mut m, params);
@@ -471,6 +475,16 @@ fn learn_offsets<C: MatchView, G: MatchView>(
             mad_ms: mad,
             pairs: d.len(),
         });
+    }
+    for o in &m.key_offsets {
+        if let Some(k) = o.key.and_then(|k| usize::try_from(k).ok()) {
+            if m.offset_by_key.len() <= k {
+                m.offset_by_key.resize(k + 1, None);
+            }
+            if let Some(slot) = m.offset_by_key.get_mut(k) {
+                *slot = Some(o.offset_ms);
+            }
+        }
     }
 }
 

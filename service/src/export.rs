@@ -72,6 +72,71 @@ pub fn write_csv<T: Tabular>(w: impl Write, lines: impl IntoIterator<Item = T>) 
     Ok(n)
 }
 
+/// Writes matches.csv, formatting batches of pairs on every core and
+/// writing them in order: the same bytes as one thread, a fraction of the
+/// time at ten million pairs.
+pub fn write_matches(mut w: impl Write, rec: &Reconciliation<'_>) -> Result<u64> {
+    const BATCH: usize = 1 << 16;
+    let workers = std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .clamp(1, 8);
+    let n = rec.client.rows.len();
+    let mut header = csv::Writer::from_writer(Vec::new());
+    header.write_record(tally_reconcile::lines::MatchLine::headers())?;
+    w.write_all(&header.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
+    let mut written = 0;
+    let mut start = 0;
+    while start < n {
+        let ranges: Vec<std::ops::Range<usize>> = (0..workers)
+            .map(|k| (start + k * BATCH).min(n)..(start + (k + 1) * BATCH).min(n))
+            .collect();
+        let parts: Vec<Result<(Vec<u8>, u64)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = ranges
+                .iter()
+                .cloned()
+                .map(|r| s.spawn(move || format_lines(rec.matches_in(r))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .map_err(|_| anyhow::anyhow!("a formatter panicked"))?
+                })
+                .collect()
+        });
+        for part in parts {
+            let (bytes, lines) = part?;
+            w.write_all(&bytes)?;
+            written += lines;
+        }
+        start += workers * BATCH;
+    }
+    w.flush()?;
+    Ok(written)
+}
+
+/// Lines as CSV records (no header) in memory.
+fn format_lines<T: Tabular>(lines: impl Iterator<Item = T>) -> Result<(Vec<u8>, u64)> {
+    let mut wtr = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::with_capacity(1 << 22));
+    let mut n = 0;
+    for line in lines {
+        let mut sink = CsvSink {
+            wtr: &mut wtr,
+            err: None,
+        };
+        line.write(&mut sink);
+        if let Some(e) = sink.err {
+            return Err(e.into());
+        }
+        wtr.write_record(None::<&[u8]>)?;
+        n += 1;
+    }
+    let bytes = wtr.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((bytes, n))
+}
+
 fn create(dir: &Path, name: &str) -> Result<BufWriter<File>> {
     let p = dir.join(name);
     let f = File::create(&p).with_context(|| format!("cannot create {}", p.display()))?;
@@ -102,14 +167,8 @@ pub fn write_all(dir: &Path, rec: &Reconciliation<'_>, summary: &Summary) -> Res
     // matches.csv is by far the largest file: write it while the rest is
     // being assembled.
     std::thread::scope(|s| -> Result<()> {
-        let big = s.spawn(|| csv("matches.csv", &|w| write_csv(w, rec.matches())));
-        csv("missing_usage.csv", &|w| write_csv(w, rec.missing_usage()))?;
-        csv("unattributed.csv", &|w| write_csv(w, rec.unattributed()))?;
-        csv("discrepancies.csv", &|w| write_csv(w, rec.discrepancies()))?;
-        csv("costs_by_owner.csv", &|w| {
-            write_csv(w, summary.costs_by_owner.iter().cloned())
-        })?;
-        csv("rejects.csv", &|w| write_csv(w, rejects(rec).cloned()))?;
+        let big = s.spawn(|| csv("matches.csv", &|w| write_matches(w, rec)));
+        // Each list is built once and serves its CSV, report.json and the page.
         let full = FullReport {
             summary,
             missing_usage: rec.missing_usage().collect(),
@@ -117,6 +176,21 @@ pub fn write_all(dir: &Path, rec: &Reconciliation<'_>, summary: &Summary) -> Res
             discrepancies: rec.discrepancies().collect(),
             rejects: rejects(rec).collect(),
         };
+        csv("missing_usage.csv", &|w| {
+            write_csv(w, full.missing_usage.iter())
+        })?;
+        csv("unattributed.csv", &|w| {
+            write_csv(w, full.unattributed.iter())
+        })?;
+        csv("discrepancies.csv", &|w| {
+            write_csv(w, full.discrepancies.iter())
+        })?;
+        csv("costs_by_owner.csv", &|w| {
+            write_csv(w, summary.costs_by_owner.iter())
+        })?;
+        csv("rejects.csv", &|w| {
+            write_csv(w, full.rejects.iter().copied())
+        })?;
         let mut w = create(dir, "report.json")?;
         serde_json::to_writer_pretty(&mut w, &full).context("writing report.json")?;
         w.write_all(b"\n")?;
