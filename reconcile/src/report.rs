@@ -528,6 +528,28 @@ pub struct Parameters {
     pub cost_tolerance_absolute: Decimal,
 }
 
+fn side_index(s: SideKind) -> usize {
+    match s {
+        SideKind::Client => 0,
+        SideKind::Gateway => 1,
+    }
+}
+
+fn class_index(c: Class) -> usize {
+    Class::ALL.iter().position(|x| *x == c).unwrap_or(0)
+}
+
+fn bump(counts: &mut [[u64; 7]; 2], s: SideKind, c: Class) {
+    if let Some(n) = counts.get_mut(side_index(s)).and_then(|a| a.get_mut(class_index(c))) {
+        *n += 1;
+    }
+}
+
+/// A row's reported cost as exact atto-dollars (zero when not reported).
+fn reported_usd(r: &crate::record::Row) -> Usd {
+    if r.has(flags::HAS_COST) { Usd::from_parts(r.cost_mantissa, r.cost_scale) } else { Usd::ZERO }
+}
+
 /// Reconciles two parsed sides.
 pub fn reconcile<'a>(
     client: &'a Side,
@@ -744,8 +766,11 @@ impl<'a> Reconciliation<'a> {
 
     /// Reported minus computed, when beyond tolerance.
     pub fn cost_variance(&self, j: usize) -> Option<Usd> {
-        let reported = self.gateway.rows.get(j)?.reported_cost()?;
-        let reported = Usd::from_decimal(reported.round_dp(18))?;
+        let row = self.gateway.rows.get(j)?;
+        if !row.has(flags::HAS_COST) {
+            return None;
+        }
+        let reported = reported_usd(row);
         let computed = self.gateway_cost(j)?;
         (!within(reported, computed, &self.settings)).then(|| reported.saturating_sub(computed))
     }
@@ -872,10 +897,11 @@ impl<'a> Reconciliation<'a> {
             unattributed: u64,
             unattributed_reported: Usd,
         }
-        let mut by_owner: BTreeMap<String, Acc> = BTreeMap::new();
+        let mut by_owner: BTreeMap<&str, Acc> = BTreeMap::new();
         let mut by_key: BTreeMap<u32, (KeyCost, Usd, Usd, i64, i64)> = BTreeMap::new();
         let mut unpriced: BTreeMap<u32, Unpriced> = BTreeMap::new();
-        let mut class_counts: HashMap<(SideKind, Class), u64> = HashMap::new();
+        // Per side (client, gateway), per class in `Class::ALL` order.
+        let mut class_counts = [[0u64; 7]; 2];
         let mut passes = PassCounts::default();
         let (mut tmin, mut tmax) = (i64::MAX, i64::MIN);
 
@@ -887,15 +913,10 @@ impl<'a> Reconciliation<'a> {
                 .get(j)
                 .copied()
                 .unwrap_or(Class::Unattributed);
-            *class_counts.entry((SideKind::Gateway, class)).or_default() += 1;
-            let reported = r
-                .reported_cost()
-                .and_then(|d| Usd::from_decimal(d.round_dp(18)))
-                .unwrap_or_default();
+            bump(&mut class_counts, SideKind::Gateway, class);
+            let reported = reported_usd(r);
             let computed = self.gateway_cost(j);
-            let acc = by_owner
-                .entry(self.gateway_owner_name(j).to_owned())
-                .or_default();
+            let acc = by_owner.entry(self.gateway_owner_name(j)).or_default();
             acc.billed += 1;
             acc.reported = acc.reported.saturating_add(reported);
             billed_r = billed_r.saturating_add(reported);
@@ -954,7 +975,7 @@ impl<'a> Reconciliation<'a> {
                 .get(i)
                 .copied()
                 .unwrap_or(Class::MissingUsage);
-            *class_counts.entry((SideKind::Client, class)).or_default() += 1;
+            bump(&mut class_counts, SideKind::Client, class);
             match self.matching.client_pass.get(i) {
                 Some(Pass::Id) => passes.id += 1,
                 Some(Pass::Strict) => passes.strict += 1,
@@ -970,9 +991,7 @@ impl<'a> Reconciliation<'a> {
                     .client_rows += 1;
             }
             if class == Class::MissingUsage {
-                let acc = by_owner
-                    .entry(self.client_owner_name(i).to_owned())
-                    .or_default();
+                let acc = by_owner.entry(self.client_owner_name(i)).or_default();
                 acc.missing += 1;
                 acc.missing_cost = acc.missing_cost.saturating_add(cost.unwrap_or_default());
                 missing = missing.saturating_add(cost.unwrap_or_default());
@@ -1040,7 +1059,7 @@ impl<'a> Reconciliation<'a> {
             .into_iter()
             .map(|(name, a)| {
                 let parts = owner_parts
-                    .get(name.as_str())
+                    .get(name)
                     .copied()
                     .cloned()
                     .unwrap_or_default();
@@ -1062,7 +1081,7 @@ impl<'a> Reconciliation<'a> {
                     missing_usage_cost: a.missing_cost.to_decimal(),
                     unattributed_rows: a.unattributed,
                     unattributed_reported: a.unattributed_reported.to_decimal(),
-                    owner: name,
+                    owner: name.to_owned(),
                 }
             })
             .collect();
@@ -1105,7 +1124,7 @@ impl<'a> Reconciliation<'a> {
             .collect();
         per_key.sort_by(|a, b| a.key.cmp(&b.key));
         offsets.extend(per_key);
-        let count = |s, c| class_counts.get(&(s, c)).copied().unwrap_or(0);
+        let count = |s: SideKind, c: Class| class_counts.get(side_index(s)).and_then(|a| a.get(class_index(c))).copied().unwrap_or(0);
         Summary {
             schema_version: SCHEMA_VERSION,
             generated_at: format_ms(now_ms),
