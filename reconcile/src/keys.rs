@@ -44,7 +44,7 @@ fn last4(s: &str) -> &str {
 /// The interned form of a key value: raw secrets become `fp:<sha256>:<last4>`,
 /// everything else is kept as given (trimmed).
 pub fn key_token(s: &str) -> std::borrow::Cow<'_, str> {
-    let t = s.trim();
+    let t = s.trim_ascii();
     if is_raw_secret(t) {
         format!("{FP_PREFIX}{}:{}", sha256_hex(t), last4(t)).into()
     } else {

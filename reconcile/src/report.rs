@@ -540,14 +540,21 @@ fn class_index(c: Class) -> usize {
 }
 
 fn bump(counts: &mut [[u64; 7]; 2], s: SideKind, c: Class) {
-    if let Some(n) = counts.get_mut(side_index(s)).and_then(|a| a.get_mut(class_index(c))) {
+    if let Some(n) = counts
+        .get_mut(side_index(s))
+        .and_then(|a| a.get_mut(class_index(c)))
+    {
         *n += 1;
     }
 }
 
 /// A row's reported cost as exact atto-dollars (zero when not reported).
 fn reported_usd(r: &crate::record::Row) -> Usd {
-    if r.has(flags::HAS_COST) { Usd::from_parts(r.cost_mantissa, r.cost_scale) } else { Usd::ZERO }
+    if r.has(flags::HAS_COST) {
+        Usd::from_parts(r.cost_mantissa, r.cost_scale)
+    } else {
+        Usd::ZERO
+    }
 }
 
 /// Reconciles two parsed sides.
@@ -666,7 +673,7 @@ impl<'a> Reconciliation<'a> {
     fn pair_class(&self, i: usize, j: usize) -> Class {
         if self.model_differs(i, j) {
             Class::ModelMismatch
-        } else if !self.token_diffs(i, j).is_empty() {
+        } else if self.tokens_differ(i, j) {
             Class::TokenMismatch
         } else if self.cost_variance(j).is_some() {
             Class::CostVariance
@@ -721,24 +728,19 @@ impl<'a> Reconciliation<'a> {
         self.client_family(i) != self.gateway_served_family(j)
     }
 
-    /// Token kinds that differ between a pair (both reported), plus `usage`
-    /// when the client logged none but the gateway billed tokens.
-    pub fn token_diffs(&self, i: usize, j: usize) -> Vec<&'static str> {
+    /// Whether a pair's tokens differ: a count both sides report differs, or
+    /// the client logged no usage while the gateway billed some. Runs for
+    /// every pair, so it allocates nothing.
+    fn tokens_differ(&self, i: usize, j: usize) -> bool {
         let (Some(c), Some(g)) = (self.client.rows.get(i), self.gateway.rows.get(j)) else {
-            return Vec::new();
+            return false;
         };
         if !c.tokens.any() {
-            return if g.tokens.any() {
-                vec!["usage"]
-            } else {
-                Vec::new()
-            };
+            return g.tokens.any();
         }
         TokenKind::ALL
             .into_iter()
-            .filter(|&k| matches!((c.tokens.get(k), g.tokens.get(k)), (Some(a), Some(b)) if a != b))
-            .map(TokenKind::name)
-            .collect()
+            .any(|k| matches!((c.tokens.get(k), g.tokens.get(k)), (Some(a), Some(b)) if a != b))
     }
 
     fn price(&self, family: u32, ts: i64, tokens: &Tokens) -> Option<Usd> {
@@ -1058,11 +1060,7 @@ impl<'a> Reconciliation<'a> {
         let mut costs_by_owner: Vec<OwnerCost> = by_owner
             .into_iter()
             .map(|(name, a)| {
-                let parts = owner_parts
-                    .get(name)
-                    .copied()
-                    .cloned()
-                    .unwrap_or_default();
+                let parts = owner_parts.get(name).copied().cloned().unwrap_or_default();
                 OwnerCost {
                     team: parts.team,
                     service: parts.service,
@@ -1124,7 +1122,13 @@ impl<'a> Reconciliation<'a> {
             .collect();
         per_key.sort_by(|a, b| a.key.cmp(&b.key));
         offsets.extend(per_key);
-        let count = |s: SideKind, c: Class| class_counts.get(side_index(s)).and_then(|a| a.get(class_index(c))).copied().unwrap_or(0);
+        let count = |s: SideKind, c: Class| {
+            class_counts
+                .get(side_index(s))
+                .and_then(|a| a.get(class_index(c)))
+                .copied()
+                .unwrap_or(0)
+        };
         Summary {
             schema_version: SCHEMA_VERSION,
             generated_at: format_ms(now_ms),

@@ -159,7 +159,7 @@ fn missing(name: &str) -> Fault {
 
 /// Parses a token count: a non-negative integer (`12`, `12.0`).
 fn parse_count(v: &Val<'_>) -> Result<u32, Fault> {
-    let t = v.v.trim();
+    let t = v.v.trim_ascii();
     if let Ok(n) = t.parse::<u64>() {
         return u32::try_from(n)
             .ok()
@@ -179,7 +179,7 @@ fn parse_count(v: &Val<'_>) -> Result<u32, Fault> {
 
 /// Parses a decimal, accepting the scientific notation floats export as.
 pub fn parse_decimal(t: &str) -> Option<Decimal> {
-    let t = t.trim();
+    let t = t.trim_ascii();
     if t.contains(['e', 'E']) {
         Decimal::from_scientific(t).ok()
     } else {
@@ -188,7 +188,7 @@ pub fn parse_decimal(t: &str) -> Option<Decimal> {
 }
 
 fn parse_bool(v: &Val<'_>) -> Result<bool, Fault> {
-    match v.v.trim().to_ascii_lowercase().as_str() {
+    match v.v.trim_ascii().to_ascii_lowercase().as_str() {
         // `hit`/`miss`: Portkey's `cache_status` and similar.
         "true" | "t" | "1" | "yes" | "y" | "hit" | "semantic hit" => Ok(true),
         "false" | "f" | "0" | "no" | "n" | "" | "none" | "null" | "miss" | "disabled"
@@ -199,14 +199,14 @@ fn parse_bool(v: &Val<'_>) -> Result<bool, Fault> {
 
 fn parse_ts(v: &Val<'_>, sem: &Semantics) -> Result<i64, Fault> {
     match (&sem.ts_format, sem.zone) {
-        (TsFormat::Iso, zone) => crate::time::parse_iso(v.v.trim(), zone),
+        (TsFormat::Iso, zone) => crate::time::parse_iso(v.v.trim_ascii(), zone),
         (f, zone) => f.parse_value(&v.v, zone.unwrap_or(Zone::Utc)),
     }
-    .map_err(|e| fault(v, format!("`{}`: {e}", v.v.trim())))
+    .map_err(|e| fault(v, format!("`{}`: {e}", v.v.trim_ascii())))
 }
 
 fn non_empty<'b>(v: &'b Option<Val<'_>>) -> Option<&'b Val<'b>> {
-    v.as_ref().filter(|v| !v.v.trim().is_empty())
+    v.as_ref().filter(|v| !v.v.trim_ascii().is_empty())
 }
 
 /// LiteLLM appends `_cache_hit<unix time>` to the ids of cache hits.
@@ -251,20 +251,22 @@ pub fn build_row(
     let served = non_empty(&ex.served_model);
     let requested = non_empty(&ex.model);
     let variant = non_empty(&ex.variant)
-        .map(|v| v.v.trim())
+        .map(|v| v.v.trim_ascii())
         .filter(|v| !v.eq_ignore_ascii_case("standard"));
     match (requested, served) {
         (None, None) => return Err(missing(ex.model.as_ref().map_or("model", |m| &m.name))),
         (r, s) => {
-            let model = r.or(s).map_or("", |v| v.v.trim());
+            let model = r.or(s).map_or("", |v| v.v.trim_ascii());
             row.model = side.strings.intern(&with_variant(model, variant));
             if let Some(s) = s {
-                row.served_model = side.strings.intern(&with_variant(s.v.trim(), variant));
+                row.served_model = side
+                    .strings
+                    .intern(&with_variant(s.v.trim_ascii(), variant));
             }
         }
     }
     match (non_empty(&ex.route), &sem.default_route) {
-        (Some(r), _) => row.route = side.strings.intern(r.v.trim()),
+        (Some(r), _) => row.route = side.strings.intern(r.v.trim_ascii()),
         (None, Some(d)) => row.route = side.strings.intern(d),
         (None, None) => return Err(missing(ex.route.as_ref().map_or("route", |r| &r.name))),
     }
@@ -315,19 +317,22 @@ pub fn build_row(
     }
     if let Some(c) = non_empty(&ex.cost) {
         let d = parse_decimal(&c.v)
-            .ok_or_else(|| fault(c, format!("cost `{}` is not a number", c.v.trim())))?;
+            .ok_or_else(|| fault(c, format!("cost `{}` is not a number", c.v.trim_ascii())))?;
         if d.is_sign_negative() {
-            return Err(fault(c, format!("negative cost `{}`", c.v.trim())));
+            return Err(fault(c, format!("negative cost `{}`", c.v.trim_ascii())));
         }
         let mut usd = d;
         usd.set_scale(d.scale() + sem.cost_unit.scale())
             .map_err(|_| fault(c, "cost has too many decimal places"))?;
         if !row.set_reported_cost(usd) {
-            return Err(fault(c, format!("cost `{}` is out of range", c.v.trim())));
+            return Err(fault(
+                c,
+                format!("cost `{}` is out of range", c.v.trim_ascii()),
+            ));
         }
     }
     if let Some(s) = non_empty(&ex.http_status).or(non_empty(&ex.status)) {
-        let t = s.v.trim();
+        let t = s.v.trim_ascii();
         match t.parse::<u16>() {
             Ok(code) => {
                 if code >= 400 {
@@ -368,14 +373,14 @@ pub fn build_row(
     {
         row.flags |= flags::CACHE_HIT;
     }
-    let mut id = non_empty(&ex.id).map_or("", |v| v.v.trim());
+    let mut id = non_empty(&ex.id).map_or("", |v| v.v.trim_ascii());
     if sem.strip_cache_hit_suffix
         && let Some(stripped) = strip_cache_hit(id)
     {
         id = stripped;
         row.flags |= flags::CACHE_HIT;
     }
-    let id2 = non_empty(&ex.id2).map_or("", |v| v.v.trim());
+    let id2 = non_empty(&ex.id2).map_or("", |v| v.v.trim_ascii());
     let id2 = if id2 == id { "" } else { id2 };
     row.ids = push_ids(&mut side.ids, id, id2).ok_or_else(|| {
         (
@@ -383,8 +388,8 @@ pub fn build_row(
             "id longer than 4095 bytes".to_owned(),
         )
     })?;
-    let labels =
-        [&ex.team, &ex.service, &ex.env, &ex.tags].map(|v| non_empty(v).map_or("", |v| v.v.trim()));
+    let labels = [&ex.team, &ex.service, &ex.env, &ex.tags]
+        .map(|v| non_empty(v).map_or("", |v| v.v.trim_ascii()));
     if labels.iter().any(|l| !l.is_empty()) {
         side.scratch.clear();
         for (i, l) in labels.iter().enumerate() {
@@ -575,7 +580,7 @@ pub(crate) fn csv_header(head: &[u8]) -> Vec<String> {
     rdr.records()
         .next()
         .and_then(Result::ok)
-        .map(|r| r.iter().map(|s| s.trim().to_owned()).collect())
+        .map(|r| r.iter().map(|s| s.trim_ascii().to_owned()).collect())
         .unwrap_or_default()
 }
 
