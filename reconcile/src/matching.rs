@@ -429,15 +429,16 @@ fn pair(m: &mut Matching, c: usize, g: usize, pass: Pass) {
     }
 }
 
-fn median_mad(v: &mut [i64]) -> (i64, i64) {
+/// Median and median absolute deviation of the deltas of `(key, delta)`
+/// pairs, in place (the slice is reordered): no copy of five million deltas.
+fn median_mad(v: &mut [(u32, i64)]) -> (i64, i64) {
     if v.is_empty() {
         return (0, 0);
     }
     let mid = v.len() / 2;
-    let (_, &mut med, _) = v.select_nth_unstable(mid);
-    let mut dev: Vec<i64> = v.iter().map(|x| (x - med).abs()).collect();
-    let (_, &mut mad, _) = dev.select_nth_unstable(mid);
-    (med, mad)
+    let (_, &mut (_, med), _) = v.select_nth_unstable_by_key(mid, |e| e.1);
+    let (_, &mut (_, at_mad), _) = v.select_nth_unstable_by_key(mid, |e| (e.1 - med).abs());
+    (med, (at_mad - med).abs())
 }
 
 fn learn_offsets<C: MatchView, G: MatchView>(
@@ -453,27 +454,25 @@ fn learn_offsets<C: MatchView, G: MatchView>(
         .filter(|&(i, &p)| p != NONE && m.client_pass.get(i) == Some(&Pass::Id))
         .map(|(i, &p)| (client.key(i), gateway.ts(at(p)) - client.ts(i)))
         .collect();
-    let mut all: Vec<i64> = by_key.iter().map(|&(_, d)| d).collect();
-    let (med, mad) = median_mad(&mut all);
+    let (med, mad) = median_mad(&mut by_key);
     m.global_offset = Offset {
         key: None,
         offset_ms: med,
         mad_ms: mad,
-        pairs: all.len(),
+        pairs: by_key.len(),
     };
     by_key.sort_unstable();
-    for chunk in by_key.chunk_by(|a, b| a.0 == b.0) {
+    for chunk in by_key.chunk_by_mut(|a, b| a.0 == b.0) {
         if chunk.len() < params.min_key_pairs {
             continue;
         }
-        let mut d: Vec<i64> = chunk.iter().map(|&(_, d)| d).collect();
-        let (med, mad) = median_mad(&mut d);
         let key = chunk.first().map(|&(k, _)| k);
+        let (med, mad) = median_mad(chunk);
         m.key_offsets.push(Offset {
             key,
             offset_ms: med,
             mad_ms: mad,
-            pairs: d.len(),
+            pairs: chunk.len(),
         });
     }
     for o in &m.key_offsets {
