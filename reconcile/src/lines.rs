@@ -613,7 +613,7 @@ impl<'a> Reconciliation<'a> {
                 key: self.client_key_name(i),
                 owner: self.client_owner_name(i),
                 route: self.route_name(SideKind::Client, i),
-                requested_model: self.client.strings.get(c.model),
+                requested_model: self.client.models(c).0,
                 served_model: self.gateway_model_text(g),
                 client_request_id: crid,
                 client_response_id: cresp,
@@ -627,10 +627,9 @@ impl<'a> Reconciliation<'a> {
     }
 
     fn gateway_model_text(&self, g: &'a Row) -> &'a str {
-        if g.served_model.is_some() {
-            self.gateway.strings.get(g.served_model)
-        } else {
-            self.gateway.strings.get(g.model)
+        match self.gateway.models(g) {
+            (requested, "") => requested,
+            (_, served) => served,
         }
     }
 
@@ -650,7 +649,7 @@ impl<'a> Reconciliation<'a> {
             key_registered: self.client_key_registered(i),
             owner: self.client_owner_name(i),
             route: self.route_name(SideKind::Client, i),
-            model: self.client.strings.get(r.model),
+            model: self.client.models(r).0,
             id: a,
             id2: b,
             stream: r.has(flags::STREAM_KNOWN).then(|| r.has(flags::STREAM)),

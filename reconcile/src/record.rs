@@ -1,6 +1,6 @@
 //! The normalised row both sides are parsed into, and a side's container.
 //!
-//! A row is 72 bytes: strings are interned ([`Sym`]), request ids live in one
+//! A row is 64 bytes: strings are interned ([`Sym`]), request ids live in one
 //! byte arena per side, token counts are `u32` with a sentinel for "not
 //! reported", and the gateway's reported cost is an exact decimal kept as a
 //! 64-bit mantissa and a scale.
@@ -196,6 +196,14 @@ impl IdArena {
     }
 }
 
+/// Separates the two halves of a paired symbol.
+pub const PAIR_SEP: char = '\u{1e}';
+
+/// Splits a paired symbol's text.
+pub fn split_pair(s: &str) -> (&str, &str) {
+    s.split_once(PAIR_SEP).unwrap_or((s, ""))
+}
+
 /// Row flags.
 pub mod flags {
     /// The call was streamed.
@@ -217,15 +225,15 @@ pub struct Row {
     pub ts_ms: i64,
     /// Key as the source named it (id, alias, label, hash or fingerprint).
     pub key: Sym,
-    /// Model as requested (client `model`, LiteLLM `model_group`); the served
-    /// model when the source does not say what was requested.
+    /// The models, interned as one string `requested\x1eserved` (see
+    /// [`Side::models`]): requested is the client `model` or LiteLLM
+    /// `model_group` (the served model when the source does not say);
+    /// served is the client `response_model` or gateway `model`, or empty.
+    /// One symbol instead of two keeps a row at 64 bytes.
     pub model: Sym,
-    /// Model that served the call (client `response_model`, gateway `model`).
-    pub served_model: Sym,
-    /// Route or operation as the source named it.
+    /// Route and owner labels, interned as one string
+    /// `route\x1eteam\x1fservice\x1fenv\x1ftags` (see [`Side::route_and_labels`]).
     pub route: Sym,
-    /// Client owner labels `team\x1fservice\x1fenv\x1ftags`; absent on the gateway.
-    pub labels: Sym,
     /// Request ids in the side's arena.
     pub ids: IdSpan,
     /// Normalised token counts.
@@ -247,9 +255,7 @@ impl Row {
             ts_ms: 0,
             key: Sym::NONE,
             model: Sym::NONE,
-            served_model: Sym::NONE,
             route: Sym::NONE,
-            labels: Sym::NONE,
             ids: IdSpan::default(),
             tokens: Tokens::default(),
             cost_mantissa: 0,
@@ -416,6 +422,18 @@ impl Side {
         }
     }
 
+    /// A row's requested and served model as the source named them (served
+    /// is "" when the source did not say).
+    pub fn models(&self, r: &Row) -> (&str, &str) {
+        split_pair(self.strings.get(r.model))
+    }
+
+    /// A row's route as the source named it, and its owner labels
+    /// `team\x1fservice\x1fenv\x1ftags` ("" when none).
+    pub fn route_and_labels(&self, r: &Row) -> (&str, &str) {
+        split_pair(self.strings.get(r.route))
+    }
+
     /// The file a row index came from.
     pub fn file_of(&self, row: usize) -> &str {
         let i = self.files.partition_point(|f| f.first_row <= row);
@@ -487,9 +505,7 @@ impl Side {
         for r in other.rows.iter_mut() {
             r.key = map(r.key);
             r.model = map(r.model);
-            r.served_model = map(r.served_model);
             r.route = map(r.route);
-            r.labels = map(r.labels);
             r.ids = r.ids.shifted(id_base);
         }
         self.rows.adopt(other.rows);
@@ -505,7 +521,7 @@ mod tests {
     fn row_stays_compact() {
         // Memory budget: 10M rows per side must fit well under 1 GB.
         assert!(
-            std::mem::size_of::<Row>() <= 72,
+            std::mem::size_of::<Row>() <= 64,
             "{}",
             std::mem::size_of::<Row>()
         );

@@ -14,7 +14,7 @@ use crate::keys::{KeyRegistry, Owner, Resolved, display_unknown};
 use crate::matching::{self, MatchView, Matching, NONE, Offset, Pass};
 use crate::models::AliasTable;
 use crate::prices::{Price, PriceBook, Usd, price_at};
-use crate::record::{Side, SideKind, TokenKind, Tokens, flags};
+use crate::record::{Side, SideKind, TokenKind, Tokens, flags, split_pair};
 use crate::routes::RouteFamily;
 use crate::time::{format_day, format_ms};
 
@@ -267,13 +267,7 @@ fn normalise(side: &Side, t: &mut Tables, reg: &KeyRegistry, aliases: &AliasTabl
     };
     let mut used = vec![0u8; n];
     for r in &side.rows {
-        for (sym, bit) in [
-            (r.key, 1u8),
-            (r.model, 2),
-            (r.served_model, 2),
-            (r.route, 4),
-            (r.labels, 8),
-        ] {
+        for (sym, bit) in [(r.key, 1u8), (r.model, 2), (r.route, 4)] {
             if let Some(u) = sym.index().and_then(|i| used.get_mut(i)) {
                 *u |= bit;
             }
@@ -288,13 +282,23 @@ fn normalise(side: &Side, t: &mut Tables, reg: &KeyRegistry, aliases: &AliasTabl
             *slot = t.key_id(s, reg);
         }
         if u & 2 != 0 {
-            let fam = t.models.intern(&aliases.family(s));
+            // `requested\x1eserved`: each side of the pair gets its family.
+            let (requested, served) = split_pair(s);
+            let fam = t.models.intern(&aliases.family(requested));
             if let Some(slot) = norm.model.get_mut(i) {
                 *slot = fam.0;
             }
+            if !served.is_empty() {
+                let fam = t.models.intern(&aliases.family(served));
+                if let Some(slot) = norm.served.get_mut(i) {
+                    *slot = fam.0;
+                }
+            }
         }
         if u & 4 != 0 {
-            let f = RouteFamily::classify(s);
+            // `route\x1eteam\x1fservice\x1fenv\x1ftags`.
+            let (route, labels) = split_pair(s);
+            let f = RouteFamily::classify(route);
             let code = RouteFamily::ALL
                 .iter()
                 .position(|x| *x == f)
@@ -302,9 +306,7 @@ fn normalise(side: &Side, t: &mut Tables, reg: &KeyRegistry, aliases: &AliasTabl
             if let (Some(slot), Some(code)) = (norm.route.get_mut(i), code) {
                 *slot = code;
             }
-        }
-        if u & 8 != 0 {
-            let mut parts = s.split('\u{1f}');
+            let mut parts = labels.split('\u{1f}');
             let mut next = || parts.next().unwrap_or("").to_owned();
             let o = Owner {
                 team: next(),
@@ -318,7 +320,6 @@ fn normalise(side: &Side, t: &mut Tables, reg: &KeyRegistry, aliases: &AliasTabl
             }
         }
     }
-    norm.served.clone_from(&norm.model);
     norm
 }
 
@@ -704,7 +705,7 @@ impl<'a> Reconciliation<'a> {
     /// Family that served a gateway row (its served model when given).
     fn gateway_served_family(&self, j: usize) -> u32 {
         self.gateway.rows.get(j).map_or(NONE, |r| {
-            let s = get_u32(&self.gn.served, r.served_model);
+            let s = get_u32(&self.gn.served, r.model);
             if s == NONE {
                 get_u32(&self.gn.model, r.model)
             } else {
@@ -715,7 +716,7 @@ impl<'a> Reconciliation<'a> {
 
     fn client_priced_family(&self, i: usize) -> u32 {
         self.client.rows.get(i).map_or(NONE, |r| {
-            let s = get_u32(&self.cn.served, r.served_model);
+            let s = get_u32(&self.cn.served, r.model);
             if s == NONE {
                 get_u32(&self.cn.model, r.model)
             } else {
@@ -780,7 +781,7 @@ impl<'a> Reconciliation<'a> {
     /// Owner id of a client row: its labels, else its key's registry owner.
     fn client_owner(&self, i: usize) -> Option<u32> {
         let r = self.client.rows.get(i)?;
-        let o = get_u32(&self.cn.owner, r.labels);
+        let o = get_u32(&self.cn.owner, r.route);
         (o != NONE).then_some(o)
     }
 

@@ -763,8 +763,7 @@ mod tests {
         assert_eq!(side.ids.get(r.ids).0, "chatcmpl-1");
         assert!(r.has(flags::CACHE_HIT));
         assert_eq!(r.tokens.get(TokenKind::CachedInput), Some(64));
-        assert_eq!(side.strings.get(r.model), "gpt-4o");
-        assert_eq!(side.strings.get(r.served_model), "azure/gpt-4o-eu");
+        assert_eq!(side.models(&r), ("gpt-4o", "azure/gpt-4o-eu"));
         assert_eq!(r.reported_cost().unwrap().to_string(), "0.000012");
     }
 
@@ -775,13 +774,13 @@ mod tests {
         let mut side = Side::new(SideKind::Gateway);
         read_gateway(csv.as_bytes(), "or.csv", &builtin("openrouter"), &mut side).unwrap();
         let r = side.rows[0];
-        assert_eq!(side.strings.get(r.model), "openai/gpt-oss-120b:free");
+        assert_eq!(side.models(&r).0, "openai/gpt-oss-120b:free");
         assert_eq!(
             r.ts_ms,
             crate::time::parse_iso("2026-11-20T10:00:00.040Z", None).unwrap()
         );
         assert!(r.has(flags::STREAM));
-        assert_eq!(side.strings.get(r.route), "chat");
+        assert_eq!(side.route_and_labels(&r).0, "chat");
     }
 
     #[test]

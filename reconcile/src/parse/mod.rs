@@ -17,7 +17,7 @@ use rust_decimal::Decimal;
 
 use crate::error::{Error, RowError};
 use crate::keys::{key_token, mask_secrets};
-use crate::record::{IdArena, Row, Side, TokenKind, flags};
+use crate::record::{IdArena, PAIR_SEP, Row, Side, TokenKind, flags};
 use crate::time::{TsFormat, Zone};
 
 /// How much of a file is read to recognise its format.
@@ -253,23 +253,25 @@ pub fn build_row(
     let variant = non_empty(&ex.variant)
         .map(|v| v.v.trim_ascii())
         .filter(|v| !v.eq_ignore_ascii_case("standard"));
-    match (requested, served) {
+    let (requested, served) = match (requested, served) {
         (None, None) => return Err(missing(ex.model.as_ref().map_or("model", |m| &m.name))),
-        (r, s) => {
-            let model = r.or(s).map_or("", |v| v.v.trim_ascii());
-            row.model = side.strings.intern(&with_variant(model, variant));
-            if let Some(s) = s {
-                row.served_model = side
-                    .strings
-                    .intern(&with_variant(s.v.trim_ascii(), variant));
-            }
-        }
+        (r, s) => (
+            r.or(s).map_or("", |v| v.v.trim_ascii()),
+            s.map_or("", |v| v.v.trim_ascii()),
+        ),
+    };
+    side.scratch.clear();
+    side.scratch.push_str(&with_variant(requested, variant));
+    side.scratch.push(PAIR_SEP);
+    if !served.is_empty() {
+        side.scratch.push_str(&with_variant(served, variant));
     }
-    match (non_empty(&ex.route), &sem.default_route) {
-        (Some(r), _) => row.route = side.strings.intern(r.v.trim_ascii()),
-        (None, Some(d)) => row.route = side.strings.intern(d),
+    row.model = side.strings.intern(&side.scratch);
+    let route = match (non_empty(&ex.route), &sem.default_route) {
+        (Some(r), _) => r.v.trim_ascii(),
+        (None, Some(d)) => d.as_str(),
         (None, None) => return Err(missing(ex.route.as_ref().map_or("route", |r| &r.name))),
-    }
+    };
     // Tokens: parse, then convert to Tally's semantics (input includes cache
     // reads and writes, output includes reasoning).
     let mut counts = [None; 5];
@@ -390,16 +392,18 @@ pub fn build_row(
     })?;
     let labels = [&ex.team, &ex.service, &ex.env, &ex.tags]
         .map(|v| non_empty(v).map_or("", |v| v.v.trim_ascii()));
+    side.scratch.clear();
+    side.scratch.push_str(route);
+    side.scratch.push(PAIR_SEP);
     if labels.iter().any(|l| !l.is_empty()) {
-        side.scratch.clear();
         for (i, l) in labels.iter().enumerate() {
             if i > 0 {
                 side.scratch.push('\u{1f}');
             }
             side.scratch.push_str(l);
         }
-        row.labels = side.strings.intern(&side.scratch);
     }
+    row.route = side.strings.intern(&side.scratch);
     Ok(row)
 }
 
