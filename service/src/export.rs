@@ -49,16 +49,15 @@ impl<W: Write> RecordSink for CsvSink<'_, W> {
     }
 }
 
-/// Writes lines as CSV with a header. Returns the number of rows.
-pub fn write_csv<T: Tabular>(w: impl Write, lines: impl IntoIterator<Item = T>) -> Result<u64> {
-    let mut wtr = csv::WriterBuilder::new()
-        .buffer_capacity(1 << 16)
-        .from_writer(w);
-    wtr.write_record(T::headers())?;
+/// Writes each line as one record. Returns the number of rows.
+fn write_records<W: Write, T: Tabular>(
+    wtr: &mut csv::Writer<W>,
+    lines: impl IntoIterator<Item = T>,
+) -> Result<u64> {
     let mut n = 0;
     for line in lines {
         let mut sink = CsvSink {
-            wtr: &mut wtr,
+            wtr: &mut *wtr,
             err: None,
         };
         line.write(&mut sink);
@@ -68,6 +67,16 @@ pub fn write_csv<T: Tabular>(w: impl Write, lines: impl IntoIterator<Item = T>) 
         wtr.write_record(None::<&[u8]>)?;
         n += 1;
     }
+    Ok(n)
+}
+
+/// Writes lines as CSV with a header. Returns the number of rows.
+pub fn write_csv<T: Tabular>(w: impl Write, lines: impl IntoIterator<Item = T>) -> Result<u64> {
+    let mut wtr = csv::WriterBuilder::new()
+        .buffer_capacity(1 << 16)
+        .from_writer(w);
+    wtr.write_record(T::headers())?;
+    let n = write_records(&mut wtr, lines)?;
     wtr.flush()?;
     Ok(n)
 }
@@ -120,19 +129,7 @@ fn format_lines<T: Tabular>(lines: impl Iterator<Item = T>) -> Result<(Vec<u8>, 
     let mut wtr = csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(Vec::with_capacity(1 << 22));
-    let mut n = 0;
-    for line in lines {
-        let mut sink = CsvSink {
-            wtr: &mut wtr,
-            err: None,
-        };
-        line.write(&mut sink);
-        if let Some(e) = sink.err {
-            return Err(e.into());
-        }
-        wtr.write_record(None::<&[u8]>)?;
-        n += 1;
-    }
+    let n = write_records(&mut wtr, lines)?;
     let bytes = wtr.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok((bytes, n))
 }
