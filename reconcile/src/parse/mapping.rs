@@ -432,54 +432,83 @@ fn walk<'v>(v: &'v Value, path: &[String]) -> Option<Cow<'v, str>> {
     }
 }
 
-fn field_index(name: &str) -> usize {
-    FIELDS.iter().position(|f| *f == name).unwrap_or(usize::MAX)
+/// Index of a field in [`FIELDS`]; `const`, so every lookup in the row
+/// loop folds to a number instead of a string search per field per row.
+const fn field_index(name: &str) -> usize {
+    let mut i = 0;
+    while i < FIELDS.len() {
+        if const_eq(FIELDS[i], name) {
+            return i;
+        }
+        i += 1;
+    }
+    usize::MAX
+}
+
+const fn const_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 fn extract_with<'a>(
     profile: &Profile,
     mut get: impl FnMut(usize) -> Option<Val<'a>>,
 ) -> Extracted<'a> {
-    let mut f = |name: &str| get(field_index(name));
+    macro_rules! f {
+        ($name:literal) => {{
+            const I: usize = field_index($name);
+            get(I)
+        }};
+    }
     let (ec, ew, er) = profile.excludes;
     Extracted {
-        id: f("id"),
+        id: f!("id"),
         id2: None,
-        ts: f("timestamp"),
-        ts_end: f("end_timestamp"),
-        duration_ms: f("duration_ms"),
-        key: f("key"),
-        model: f("model"),
-        served_model: f("served_model"),
-        variant: f("variant"),
-        route: f("route"),
-        team: f("team"),
-        service: f("service"),
-        env: f("env"),
-        tags: f("tags"),
+        ts: f!("timestamp"),
+        ts_end: f!("end_timestamp"),
+        duration_ms: f!("duration_ms"),
+        key: f!("key"),
+        model: f!("model"),
+        served_model: f!("served_model"),
+        variant: f!("variant"),
+        route: f!("route"),
+        team: f!("team"),
+        service: f!("service"),
+        env: f!("env"),
+        tags: f!("tags"),
         tokens: [
-            f("input_tokens"),
-            f("cached_tokens"),
-            f("cache_write_tokens"),
-            f("output_tokens"),
-            f("reasoning_tokens"),
+            f!("input_tokens"),
+            f!("cached_tokens"),
+            f!("cache_write_tokens"),
+            f!("output_tokens"),
+            f!("reasoning_tokens"),
         ],
         input_excludes_cached: ec,
         input_excludes_cache_write: ew,
         output_excludes_reasoning: er,
-        cost: f("cost"),
-        status: f("status"),
-        http_status: f("http_status"),
-        stream: f("stream"),
-        cache_hit: f("cache_hit"),
-        cancelled: f("cancelled"),
+        cost: f!("cost"),
+        status: f!("status"),
+        http_status: f!("http_status"),
+        stream: f!("stream"),
+        cache_hit: f!("cache_hit"),
+        cancelled: f!("cancelled"),
     }
 }
 
 fn json_getter<'a>(profile: &'a Profile, obj: &'a Value) -> impl FnMut(usize) -> Option<Val<'a>> {
     move |field: usize| {
         profile.paths.get(field)?.iter().find_map(|p| {
-            walk(obj, p).filter(|v| !v.trim().is_empty()).map(|v| Val {
+            walk(obj, p).filter(|v| !v.trim_ascii().is_empty()).map(|v| Val {
                 v,
                 name: Cow::Owned(p.join(".")),
             })
@@ -650,7 +679,7 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
                 if let Some(slot) = json_cells.get_mut(p.col)
                     && slot.is_none()
                 {
-                    let cell = rec.get(p.col).unwrap_or("").trim();
+                    let cell = rec.get(p.col).unwrap_or("").trim_ascii();
                     // Most LiteLLM rows carry `{}`: nothing to look up.
                     let worth = cell.len() > 2 && (cell.starts_with('{') || cell.starts_with('['));
                     *slot = Some(if worth {
@@ -671,7 +700,7 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
                     let doc = cells.get(p.col)?.as_ref()?.as_ref()?;
                     Cow::Owned(walk(doc, &p.rest)?.into_owned())
                 };
-                (!v.trim().is_empty()).then_some(Val {
+                (!v.trim_ascii().is_empty()).then_some(Val {
                     v,
                     name: Cow::Borrowed(p.name.as_str()),
                 })
