@@ -11,7 +11,12 @@ use crate::app;
 /// Tally reconciles LLM usage: what your applications logged against what
 /// your gateway billed.
 #[derive(Debug, Parser)]
-#[command(name = "tally", version, about, long_about = None)]
+#[command(
+    name = "tally",
+    version,
+    about = "Tally reconciles LLM usage: what your applications logged against what your gateway billed.",
+    long_about = None
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
