@@ -508,10 +508,12 @@ fn extract_with<'a>(
 fn json_getter<'a>(profile: &'a Profile, obj: &'a Value) -> impl FnMut(usize) -> Option<Val<'a>> {
     move |field: usize| {
         profile.paths.get(field)?.iter().find_map(|p| {
-            walk(obj, p).filter(|v| !v.trim_ascii().is_empty()).map(|v| Val {
-                v,
-                name: Cow::Owned(p.join(".")),
-            })
+            walk(obj, p)
+                .filter(|v| !v.trim_ascii().is_empty())
+                .map(|v| Val {
+                    v,
+                    name: Cow::Owned(p.join(".")),
+                })
         })
     }
 }
