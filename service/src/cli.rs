@@ -100,6 +100,10 @@ pub struct ReconcileArgs {
     /// Print how long each phase took to standard error.
     #[arg(long)]
     pub timings: bool,
+    /// Files at least this large are parsed in parts on every core (tests
+    /// set it low to exercise splitting on small files).
+    #[arg(long, hide = true, default_value_t = crate::app::split::MIN_SPLIT_BYTES)]
+    pub split_min_bytes: u64,
     /// The report's "generated at" time (RFC 3339), for reproducible reports.
     #[arg(long, value_name = "TIME")]
     pub now: Option<String>,

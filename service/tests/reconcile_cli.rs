@@ -535,3 +535,35 @@ fn every_builtin_mapping_profile_reads_its_sample() {
         assert_eq!(matched, 1, "{file}: {classes:?}");
     }
 }
+
+#[test]
+fn parsing_files_in_parts_changes_nothing() {
+    // Force every file (CSV and JSON Lines, with rejects on both sides of
+    // the cut) to be split, and compare every output with a whole-file run.
+    let whole = run_fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let out = tally()
+        .args(FIXTURE_ARGS)
+        .args(["--split-min-bytes", "1", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in [
+        "matches.csv",
+        "missing_usage.csv",
+        "unattributed.csv",
+        "discrepancies.csv",
+        "costs_by_owner.csv",
+        "rejects.csv",
+        "report.json",
+    ] {
+        let a = std::fs::read_to_string(whole.dir.path().join(name)).unwrap();
+        let b = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert_eq!(a, b, "{name} differs when files are parsed in parts");
+    }
+}

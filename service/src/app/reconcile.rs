@@ -119,6 +119,7 @@ fn plan_side(
     client_format: Option<ClientFormat>,
     profiles: &[Profile],
     named: bool,
+    min_bytes: u64,
 ) -> Result<Vec<Job>> {
     let what = match side {
         SideKind::Client => "client log",
@@ -128,37 +129,48 @@ fn plan_side(
     for (file, path) in paths.iter().enumerate() {
         let name = path.display().to_string();
         let (head, _) = peek(open(path, what)?, &name)?;
-        let (reader, csv) = match side {
+        let (reader, layout) = match side {
             SideKind::Client => {
                 let f = match client_format {
                     Some(f) => f,
                     None => tally_reconcile::parse::client::detect_or_refuse(&head, &name)?,
                 };
-                (Reader::Client(Some(f)), f == ClientFormat::Csv)
+                let layout = match f {
+                    ClientFormat::Csv => split::Layout::Csv,
+                    ClientFormat::Jsonl => split::Layout::Lines,
+                };
+                (Reader::Client(Some(f)), Some(layout))
             }
             SideKind::Gateway => {
                 let profile = match profiles.first() {
                     Some(only) if named => only.clone(),
                     _ => choose(profiles, &head, &name)?.clone(),
                 };
-                let csv = profile.format == Encoding::Csv;
-                (Reader::Gateway(profile), csv)
+                let layout = match profile.format {
+                    Encoding::Csv => Some(split::Layout::Csv),
+                    Encoding::Jsonl => Some(split::Layout::Lines),
+                    // One JSON document: read whole.
+                    Encoding::Json => None,
+                };
+                (Reader::Gateway(profile), layout)
             }
         };
-        let (header, parts) = if csv {
-            split::plan(path, 2).with_context(|| format!("cannot read {what} `{name}`"))?
-        } else {
-            let len = std::fs::metadata(path)
-                .with_context(|| format!("cannot read {what} `{name}`"))?
-                .len();
-            (
-                Vec::new(),
-                vec![split::Part {
-                    start: 0,
-                    end: len,
-                    lines_before: 0,
-                }],
-            )
+        let (header, parts) = match layout {
+            Some(layout) => split::plan(path, 2, layout, min_bytes)
+                .with_context(|| format!("cannot read {what} `{name}`"))?,
+            None => {
+                let len = std::fs::metadata(path)
+                    .with_context(|| format!("cannot read {what} `{name}`"))?
+                    .len();
+                (
+                    Vec::new(),
+                    vec![split::Part {
+                        start: 0,
+                        end: len,
+                        lines_before: 0,
+                    }],
+                )
+            }
         };
         let header = Arc::new(header);
         for (part, range) in parts.into_iter().enumerate() {
@@ -198,6 +210,7 @@ fn read_sides(args: &ReconcileArgs, profiles: &[Profile]) -> Result<(Side, Side)
         ClientFormatArg::Csv => ClientFormat::Csv,
     });
     let named = args.source.is_some();
+    let min = args.split_min_bytes;
     let (cj, gj) = std::thread::scope(|s| {
         let c = s.spawn(|| {
             plan_side(
@@ -206,9 +219,10 @@ fn read_sides(args: &ReconcileArgs, profiles: &[Profile]) -> Result<(Side, Side)
                 client_format,
                 profiles,
                 named,
+                min,
             )
         });
-        let g = plan_side(SideKind::Gateway, &args.gateway, None, profiles, named);
+        let g = plan_side(SideKind::Gateway, &args.gateway, None, profiles, named, min);
         (
             c.join().map_err(|_| anyhow::anyhow!("planning panicked")),
             g,
@@ -254,9 +268,12 @@ fn read_sides(args: &ReconcileArgs, profiles: &[Profile]) -> Result<(Side, Side)
         if job.part == 0 {
             target.append(part);
         } else {
-            // Parsed alone, the part's first row is line 2; it is really
-            // line `lines_before + 1`.
-            let shift = u32::try_from(job.range.lines_before.saturating_sub(1)).unwrap_or(u32::MAX);
+            // Parsed alone, the part's first row is line 2 under its copy of
+            // the CSV header (line 1 in JSON Lines); it is really line
+            // `lines_before + 1`.
+            let header_lines = u64::from(!job.header.is_empty());
+            let shift = u32::try_from(job.range.lines_before.saturating_sub(header_lines))
+                .unwrap_or(u32::MAX);
             target.append_continuation(part, shift);
         }
     }

@@ -9,7 +9,8 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
-/// Files smaller than this are parsed whole.
+/// Files smaller than this are parsed whole (the default of
+/// `--split-min-bytes`).
 pub const MIN_SPLIT_BYTES: u64 = 64 << 20;
 
 /// One part of a file.
@@ -23,26 +24,46 @@ pub struct Part {
     pub lines_before: u64,
 }
 
-/// The header line (with its newline) and the parts of a CSV file. A file
-/// that is small, or whose header holds a quote, is one part.
-pub fn plan(path: &Path, parts: u64) -> io::Result<(Vec<u8>, Vec<Part>)> {
-    if std::fs::metadata(path)?.len() < MIN_SPLIT_BYTES {
-        return plan_inner(path, 1);
-    }
-    plan_inner(path, parts)
+/// How a file's records are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// CSV: a header line, and quoted fields that may hold newlines.
+    Csv,
+    /// JSON Lines: no header; a raw newline always ends a record (JSON
+    /// strings escape theirs), and quotes are backslash-escaped, so quote
+    /// parity means nothing.
+    Lines,
 }
 
-fn plan_inner(path: &Path, parts: u64) -> io::Result<(Vec<u8>, Vec<Part>)> {
+/// The header line (with its newline; empty for JSON Lines) and the parts
+/// of a file. A small file, or a CSV file whose header holds a quote, is
+/// one part.
+pub fn plan(
+    path: &Path,
+    parts: u64,
+    layout: Layout,
+    min_bytes: u64,
+) -> io::Result<(Vec<u8>, Vec<Part>)> {
+    if std::fs::metadata(path)?.len() < min_bytes {
+        return plan_inner(path, 1, layout);
+    }
+    plan_inner(path, parts, layout)
+}
+
+fn plan_inner(path: &Path, parts: u64, layout: Layout) -> io::Result<(Vec<u8>, Vec<Part>)> {
     let len = std::fs::metadata(path)?.len();
     let mut rdr = BufReader::with_capacity(1 << 20, File::open(path)?);
     let mut header = Vec::new();
-    rdr.read_until(b'\n', &mut header)?;
+    if layout == Layout::Csv {
+        rdr.read_until(b'\n', &mut header)?;
+    }
     let whole = vec![Part {
         start: 0,
         end: len,
         lines_before: 0,
     }];
-    if parts < 2 || header.contains(&b'"') || !header.ends_with(b"\n") {
+    let bad_header = layout == Layout::Csv && (header.contains(&b'"') || !header.ends_with(b"\n"));
+    if parts < 2 || bad_header {
         return Ok((header, whole));
     }
     let hlen = u64::try_from(header.len()).unwrap_or(u64::MAX);
@@ -50,7 +71,9 @@ fn plan_inner(path: &Path, parts: u64) -> io::Result<(Vec<u8>, Vec<Part>)> {
         .map(|k| hlen + (len - hlen) * k / parts)
         .collect();
     let mut cuts = Vec::new();
-    let (mut pos, mut lines, mut in_quotes) = (hlen, 1u64, false);
+    let header_lines = u64::from(!header.is_empty());
+    let (mut pos, mut lines, mut in_quotes) = (hlen, header_lines, false);
+    let quote = if layout == Layout::Csv { b'"' } else { b'\n' };
     'scan: loop {
         let buf = rdr.fill_buf()?;
         if buf.is_empty() {
@@ -60,10 +83,10 @@ fn plan_inner(path: &Path, parts: u64) -> io::Result<(Vec<u8>, Vec<Part>)> {
         // Jump from quote to newline with memchr: bytes in between only move
         // the position.
         let mut at = 0;
-        while let Some(k) = memchr::memchr2(b'"', b'\n', buf.get(at..).unwrap_or_default()) {
+        while let Some(k) = memchr::memchr2(quote, b'\n', buf.get(at..).unwrap_or_default()) {
             let i = at + k;
             at = i + 1;
-            if buf.get(i) == Some(&b'"') {
+            if layout == Layout::Csv && buf.get(i) == Some(&b'"') {
                 in_quotes = !in_quotes;
                 continue;
             }
@@ -160,8 +183,31 @@ mod tests {
         assert_eq!(joined, text.as_bytes());
     }
 
+    #[test]
+    fn json_lines_cut_at_any_newline_and_count_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.jsonl");
+        let mut text = String::new();
+        for i in 0..30_000 {
+            // Escaped quotes would flip CSV quote parity; here they must not matter.
+            text.push_str(&format!("{{\"n\":{i},\"s\":\"a \\\"quoted\\\" word\"}}\n"));
+        }
+        std::fs::write(&p, &text).unwrap();
+        let (header, parts) = plan_inner(&p, 3, Layout::Lines).unwrap();
+        assert!(header.is_empty());
+        assert_eq!(parts.len(), 3);
+        for w in parts.windows(2) {
+            let at = usize::try_from(w[1].start).unwrap();
+            assert_eq!(&text.as_bytes()[at - 1], &b'\n');
+            assert_eq!(
+                w[1].lines_before,
+                u64::try_from(text[..at].matches('\n').count()).unwrap()
+            );
+        }
+    }
+
     fn plan_with_min(p: &Path, parts: u64, _min: u64) -> (Vec<u8>, Vec<Part>) {
         // `plan` skips files under MIN_SPLIT_BYTES; test the cutting itself.
-        plan_inner(p, parts).unwrap()
+        plan_inner(p, parts, Layout::Csv).unwrap()
     }
 }
