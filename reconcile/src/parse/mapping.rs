@@ -655,7 +655,16 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
     }
     let mut sink = FileSink::new(side, file);
     let mut rec = csv::StringRecord::new();
-    let mut json_cells: Vec<Option<Option<Value>>> = vec![None; header.len()];
+    // Columns that some path reads into as JSON, each once.
+    let mut json_cols: Vec<usize> = resolved
+        .iter()
+        .flatten()
+        .filter(|p| !p.rest.is_empty())
+        .map(|p| p.col)
+        .collect();
+    json_cols.sort_unstable();
+    json_cols.dedup();
+    let mut json_cells: Vec<Option<Value>> = vec![None; header.len()];
     loop {
         match rdr.read_record(&mut rec) {
             Ok(false) => break,
@@ -674,22 +683,17 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
             }
         }
         let line = rec.position().map_or(0, csv::Position::line);
-        json_cells.iter_mut().for_each(|c| *c = None);
-        // Parse JSON cells first, so the getter below only borrows.
-        for paths in &resolved {
-            for p in paths.iter().filter(|p| !p.rest.is_empty()) {
-                if let Some(slot) = json_cells.get_mut(p.col)
-                    && slot.is_none()
-                {
-                    let cell = rec.get(p.col).unwrap_or("").trim_ascii();
-                    // Most LiteLLM rows carry `{}`: nothing to look up.
-                    let worth = cell.len() > 2 && (cell.starts_with('{') || cell.starts_with('['));
-                    *slot = Some(if worth {
-                        serde_json::from_str(cell).ok()
-                    } else {
-                        None
-                    });
-                }
+        // Parse the JSON cells first, so the getter below only borrows.
+        for &col in &json_cols {
+            if let Some(slot) = json_cells.get_mut(col) {
+                let cell = rec.get(col).unwrap_or("").trim_ascii();
+                // Most LiteLLM rows carry `{}`: nothing to look up.
+                let worth = cell.len() > 2 && (cell.starts_with('{') || cell.starts_with('['));
+                *slot = if worth {
+                    serde_json::from_str(cell).ok()
+                } else {
+                    None
+                };
             }
         }
         let cells = &json_cells;
@@ -699,7 +703,7 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
                 let v: Cow<'_, str> = if p.rest.is_empty() {
                     Cow::Borrowed(rec_ref.get(p.col)?)
                 } else {
-                    let doc = cells.get(p.col)?.as_ref()?.as_ref()?;
+                    let doc = cells.get(p.col)?.as_ref()?;
                     Cow::Owned(walk(doc, &p.rest)?.into_owned())
                 };
                 (!v.trim_ascii().is_empty()).then_some(Val {
