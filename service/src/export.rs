@@ -159,15 +159,24 @@ struct FullReport<'a> {
 }
 
 /// Writes every report file into `dir`.
-pub fn write_all(dir: &Path, rec: &Reconciliation<'_>, summary: &Summary) -> Result<()> {
+/// Writes every report file into `dir`. The summary is made by
+/// `make_summary` while matches.csv (which does not need it) is already
+/// being written; it is returned for the terminal.
+pub fn write_all(
+    dir: &Path,
+    rec: &Reconciliation<'_>,
+    make_summary: impl FnOnce() -> Summary,
+) -> Result<Summary> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let csv = |name: &str, f: &dyn Fn(BufWriter<File>) -> Result<u64>| -> Result<u64> {
         f(create(dir, name)?).with_context(|| format!("writing {name}"))
     };
-    // matches.csv is by far the largest file: write it while the rest is
-    // being assembled.
-    std::thread::scope(|s| -> Result<()> {
+    // matches.csv is by far the largest file: write it while the summary
+    // and the rest are being assembled.
+    std::thread::scope(|s| -> Result<Summary> {
         let big = s.spawn(|| csv("matches.csv", &|w| write_matches(w, rec)));
+        let summary = make_summary();
+        let summary = &summary;
         // Each list is built once and serves its CSV, report.json and the page.
         let full = FullReport {
             summary,
@@ -202,7 +211,7 @@ pub fn write_all(dir: &Path, rec: &Reconciliation<'_>, summary: &Summary) -> Res
         w.flush()?;
         big.join()
             .map_err(|_| anyhow::anyhow!("matches.csv writer panicked"))??;
-        Ok(())
+        Ok(summary.clone())
     })
 }
 

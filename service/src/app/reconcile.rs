@@ -384,12 +384,18 @@ pub fn run(args: &ReconcileArgs) -> Result<ExitCode> {
     }
     let rec = reconcile(&client, &gateway, &registry, &aliases, &prices, settings);
     phases.lap("match+classify");
-    let summary = rec.summary(now_ms);
-    phases.lap("summary");
-    if let Some(dir) = &args.out {
-        export::write_all(dir, &rec, &summary)?;
-        phases.lap("export");
-    }
+    let summary = match &args.out {
+        Some(dir) => {
+            let summary = export::write_all(dir, &rec, || rec.summary(now_ms))?;
+            phases.lap("summary+export");
+            summary
+        }
+        None => {
+            let summary = rec.summary(now_ms);
+            phases.lap("summary");
+            summary
+        }
+    };
     match args.format {
         OutputFormat::Table => {
             let mut text = export::render_table(&summary);
