@@ -405,8 +405,8 @@ fn text_of(v: &Value) -> Option<Cow<'_, str>> {
     }
 }
 
-/// Walks a dotted path. A key containing dots is tried whole first; a string
-/// holding JSON (LiteLLM `metadata` in CSV, Cloudflare `metadata`) is parsed
+/// Walks a dotted path. A key containing dots is tried whole when the
+/// segments find nothing; a string holding JSON (LiteLLM `metadata` in CSV, Cloudflare `metadata`) is parsed
 /// when the path goes on into it.
 fn walk<'v>(v: &'v Value, path: &[String]) -> Option<Cow<'v, str>> {
     let Some((first, rest)) = path.split_first() else {
@@ -414,11 +414,16 @@ fn walk<'v>(v: &'v Value, path: &[String]) -> Option<Cow<'v, str>> {
     };
     match v {
         Value::Object(m) => {
-            let whole = path.join(".");
-            if let Some(x) = m.get(&whole) {
-                return text_of(x);
+            // The next segment first; a key that itself contains dots (OTel
+            // attribute names) only when that finds nothing, so the common
+            // case builds no joined string.
+            if let Some(found) = m.get(first).and_then(|x| walk(x, rest)) {
+                return Some(found);
             }
-            walk(m.get(first)?, rest)
+            if rest.is_empty() {
+                return None;
+            }
+            m.get(&path.join(".")).and_then(text_of)
         }
         Value::String(s) => {
             let inner: Value = serde_json::from_str(s).ok()?;

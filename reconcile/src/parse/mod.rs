@@ -187,13 +187,38 @@ pub fn parse_decimal(t: &str) -> Option<Decimal> {
     }
 }
 
+/// Words read as true or false (`hit`/`miss`: Portkey's `cache_status`).
+const TRUE_WORDS: [&str; 7] = ["true", "t", "1", "yes", "y", "hit", "semantic hit"];
+const FALSE_WORDS: [&str; 10] = [
+    "false", "f", "0", "no", "n", "", "none", "null", "miss", "disabled",
+];
+
+/// Words of a failed call in a `status` column.
+const FAILED_WORDS: [&str; 8] = [
+    "failure",
+    "failed",
+    "error",
+    "cancelled",
+    "canceled",
+    "timeout",
+    "false",
+    "0",
+];
+
+/// Case-insensitive membership without lowercasing into a new string
+/// (this runs on every row of LiteLLM exports).
+fn is_one_of(word: &str, words: &[&str]) -> bool {
+    words.iter().any(|w| w.eq_ignore_ascii_case(word))
+}
+
 fn parse_bool(v: &Val<'_>) -> Result<bool, Fault> {
-    match v.v.trim_ascii().to_ascii_lowercase().as_str() {
-        // `hit`/`miss`: Portkey's `cache_status` and similar.
-        "true" | "t" | "1" | "yes" | "y" | "hit" | "semantic hit" => Ok(true),
-        "false" | "f" | "0" | "no" | "n" | "" | "none" | "null" | "miss" | "disabled"
-        | "refreshed" => Ok(false),
-        other => Err(fault(v, format!("`{other}` is not true or false"))),
+    let w = v.v.trim_ascii();
+    if is_one_of(w, &TRUE_WORDS) {
+        Ok(true)
+    } else if is_one_of(w, &FALSE_WORDS) || w.eq_ignore_ascii_case("refreshed") {
+        Ok(false)
+    } else {
+        Err(fault(v, format!("`{w}` is not true or false")))
     }
 }
 
@@ -347,18 +372,7 @@ pub fn build_row(
                 }
             }
             Err(_) => {
-                let w = t.to_ascii_lowercase();
-                if matches!(
-                    w.as_str(),
-                    "failure"
-                        | "failed"
-                        | "error"
-                        | "cancelled"
-                        | "canceled"
-                        | "timeout"
-                        | "false"
-                        | "0"
-                ) {
+                if is_one_of(t, &FAILED_WORDS) {
                     row.flags |= flags::FAILED;
                 }
             }
