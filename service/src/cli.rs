@@ -91,6 +91,11 @@ pub struct ReconcileArgs {
     /// report.html into this directory.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// With --out: do not write matches.csv (every pair). The exception files,
+    /// report.json and report.html are still written; at ten million pairs
+    /// matches.csv is most of the run's time and disk.
+    #[arg(long, requires = "out")]
+    pub no_matches: bool,
     /// Summary format on standard output.
     #[arg(long, value_enum, default_value = "table")]
     pub format: OutputFormat,

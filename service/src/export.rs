@@ -165,6 +165,7 @@ struct FullReport<'a> {
 pub fn write_all(
     dir: &Path,
     rec: &Reconciliation<'_>,
+    with_matches: bool,
     make_summary: impl FnOnce() -> Summary,
 ) -> Result<Summary> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -174,7 +175,7 @@ pub fn write_all(
     // matches.csv is by far the largest file: write it while the summary
     // and the rest are being assembled.
     std::thread::scope(|s| -> Result<Summary> {
-        let big = s.spawn(|| csv("matches.csv", &|w| write_matches(w, rec)));
+        let big = with_matches.then(|| s.spawn(|| csv("matches.csv", &|w| write_matches(w, rec))));
         let summary = make_summary();
         let summary = &summary;
         // Each list is built once and serves its CSV, report.json and the page.
@@ -209,8 +210,10 @@ pub fn write_all(
         w.write_all(html.as_bytes())
             .context("writing report.html")?;
         w.flush()?;
-        big.join()
-            .map_err(|_| anyhow::anyhow!("matches.csv writer panicked"))??;
+        if let Some(big) = big {
+            big.join()
+                .map_err(|_| anyhow::anyhow!("matches.csv writer panicked"))??;
+        }
         Ok(summary.clone())
     })
 }

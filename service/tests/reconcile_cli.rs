@@ -567,3 +567,40 @@ fn parsing_files_in_parts_changes_nothing() {
         assert_eq!(a, b, "{name} differs when files are parsed in parts");
     }
 }
+
+#[test]
+fn no_matches_skips_only_the_per_pair_file() {
+    let whole = run_fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let out = tally()
+        .args(FIXTURE_ARGS)
+        .args(["--no-matches", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.path().join("matches.csv").exists());
+    for name in [
+        "missing_usage.csv",
+        "unattributed.csv",
+        "discrepancies.csv",
+        "costs_by_owner.csv",
+        "rejects.csv",
+        "report.json",
+    ] {
+        let a = std::fs::read_to_string(whole.dir.path().join(name)).unwrap();
+        let b = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert_eq!(a, b, "{name}");
+    }
+    // Without --out there is nothing to skip: a usage error, not a silent no-op.
+    let out = tally()
+        .args(FIXTURE_ARGS)
+        .arg("--no-matches")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

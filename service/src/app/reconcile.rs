@@ -386,7 +386,7 @@ pub fn run(args: &ReconcileArgs) -> Result<ExitCode> {
     phases.lap("match+classify");
     let summary = match &args.out {
         Some(dir) => {
-            let summary = export::write_all(dir, &rec, || rec.summary(now_ms))?;
+            let summary = export::write_all(dir, &rec, !args.no_matches, || rec.summary(now_ms))?;
             phases.lap("summary+export");
             summary
         }
