@@ -291,6 +291,71 @@ pub fn generate(
     Ok(out)
 }
 
+/// A generated dataset, in memory, with its files' text and parsed sides.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// client.csv.
+    pub client_csv: String,
+    /// gateway.csv (LiteLLM spend logs).
+    pub gateway_csv: String,
+    /// truth.csv.
+    pub truth_csv: String,
+    /// The client side, parsed.
+    pub client: crate::Side,
+    /// The gateway side, parsed.
+    pub gateway: crate::Side,
+    /// The key registry.
+    pub keys: crate::keys::KeyRegistry,
+    /// The price catalog.
+    pub prices: crate::prices::PriceBook,
+    /// What was generated.
+    pub truth: Truth,
+}
+
+fn gen_err(e: impl std::fmt::Display) -> crate::Error {
+    crate::Error::Read {
+        file: "(generated)".to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+/// Parses generated files as `tally reconcile` would (client CSV, LiteLLM).
+pub fn parse_generated(
+    client_csv: &str,
+    gateway_csv: &str,
+) -> Result<(crate::Side, crate::Side), crate::Error> {
+    use crate::parse::{client::read_client, mapping};
+    let mut client = crate::Side::new(crate::SideKind::Client);
+    read_client(client_csv.as_bytes(), "client.csv", None, &mut client)?;
+    let mut gateway = crate::Side::new(crate::SideKind::Gateway);
+    let profiles = mapping::Profile::builtins()?;
+    let litellm = mapping::choose(&profiles, gateway_csv.as_bytes(), "gateway.csv")?;
+    mapping::read_gateway(gateway_csv.as_bytes(), "gateway.csv", litellm, &mut gateway)?;
+    Ok((client, gateway))
+}
+
+/// Generates a dataset in memory and parses it (for tests and benchmarks).
+pub fn dataset(spec: &Spec) -> Result<Dataset, crate::Error> {
+    let (mut c, mut g, mut t, mut k, mut p) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let truth = generate(spec, &mut c, &mut g, &mut t).map_err(gen_err)?;
+    write_keys(spec, &mut k).map_err(gen_err)?;
+    write_prices(&mut p).map_err(gen_err)?;
+    let text = |b: Vec<u8>| String::from_utf8(b).map_err(gen_err);
+    let (client_csv, gateway_csv, truth_csv) = (text(c)?, text(g)?, text(t)?);
+    let (client, gateway) = parse_generated(&client_csv, &gateway_csv)?;
+    Ok(Dataset {
+        keys: crate::keys::KeyRegistry::from_toml(&text(k)?, "keys.toml")?,
+        prices: crate::prices::PriceBook::from_toml(&text(p)?, "prices.toml")?,
+        client_csv,
+        gateway_csv,
+        truth_csv,
+        client,
+        gateway,
+        truth,
+    })
+}
+
 #[expect(clippy::too_many_arguments, reason = "one flat CSV row")]
 fn write_gateway_row(
     buf: &mut Vec<u8>,

@@ -8,61 +8,27 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 use rust_decimal::Decimal;
-use tally_reconcile::keys::KeyRegistry;
 use tally_reconcile::matching::{NONE, Pass};
 use tally_reconcile::models::AliasTable;
-use tally_reconcile::parse::client::read_client;
-use tally_reconcile::parse::mapping::{Profile, read_gateway};
-use tally_reconcile::prices::{PriceBook, Usd};
+use tally_reconcile::prices::Usd;
 use tally_reconcile::report::{Class, Reconciliation, Settings, reconcile};
-use tally_reconcile::{Side, SideKind, synth};
+use tally_reconcile::{Side, synth};
 
-struct Data {
-    client: String,
-    gateway: String,
-    truth: String,
-    keys: KeyRegistry,
-    prices: PriceBook,
-}
-
-fn data(rows: u64, seed: u64, keys: u32) -> Data {
-    let spec = synth::Spec {
+fn data(rows: u64, seed: u64, keys: u32) -> synth::Dataset {
+    synth::dataset(&synth::Spec {
         rows,
         seed,
         keys,
         ..synth::Spec::default()
-    };
-    let (mut c, mut g, mut t, mut k, mut p) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    synth::generate(&spec, &mut c, &mut g, &mut t).unwrap();
-    synth::write_keys(&spec, &mut k).unwrap();
-    synth::write_prices(&mut p).unwrap();
-    Data {
-        client: String::from_utf8(c).unwrap(),
-        gateway: String::from_utf8(g).unwrap(),
-        truth: String::from_utf8(t).unwrap(),
-        keys: KeyRegistry::from_toml(std::str::from_utf8(&k).unwrap(), "keys.toml").unwrap(),
-        prices: PriceBook::from_toml(std::str::from_utf8(&p).unwrap(), "prices.toml").unwrap(),
-    }
-}
-
-fn litellm() -> Profile {
-    Profile::builtins()
-        .unwrap()
-        .into_iter()
-        .find(|p| p.name == "litellm")
-        .unwrap()
+    })
+    .unwrap()
 }
 
 fn sides(client: &str, gateway: &str) -> (Side, Side) {
-    let mut c = Side::new(SideKind::Client);
-    read_client(client.as_bytes(), "client.csv", None, &mut c).unwrap();
-    let mut g = Side::new(SideKind::Gateway);
-    read_gateway(gateway.as_bytes(), "gateway.csv", &litellm(), &mut g).unwrap();
-    (c, g)
+    synth::parse_generated(client, gateway).unwrap()
 }
 
-fn run<'a>(c: &'a Side, g: &'a Side, d: &Data) -> Reconciliation<'a> {
+fn run<'a>(c: &'a Side, g: &'a Side, d: &synth::Dataset) -> Reconciliation<'a> {
     reconcile(
         c,
         g,
@@ -159,10 +125,10 @@ proptest! {
     #[test]
     fn every_row_one_class_and_order_does_not_matter(seed in 1u64..10_000, keys in 1u32..40, perm in any::<u64>()) {
         let d = data(1500, seed, keys);
-        let (c1, g1) = sides(&d.client, &d.gateway);
-        let a = run(&c1, &g1, &d);
+        let (c1, g1) = (&d.client, &d.gateway);
+        let a = run(c1, g1, &d);
         assert_one_class_each(&a);
-        let (c2, g2) = sides(&shuffle(&d.client, perm), &shuffle(&d.gateway, perm.rotate_left(7)));
+        let (c2, g2) = sides(&shuffle(&d.client_csv, perm), &shuffle(&d.gateway_csv, perm.rotate_left(7)));
         let b = run(&c2, &g2, &d);
         assert_one_class_each(&b);
         let (sa, sb) = (a.summary(0), b.summary(0));
@@ -173,8 +139,8 @@ proptest! {
     #[test]
     fn totals_equal_the_sum_of_rows(seed in 1u64..10_000) {
         let d = data(800, seed, 20);
-        let (c, g) = sides(&d.client, &d.gateway);
-        let rec = run(&c, &g, &d);
+        let (c, g) = (&d.client, &d.gateway);
+        let rec = run(c, g, &d);
         let s = rec.summary(0);
         let mut computed = Usd::ZERO;
         let mut reported = Decimal::ZERO;
@@ -199,10 +165,10 @@ proptest! {
 fn pairs_agree_with_ground_truth() {
     // Few keys make dense blocks: the hard case for time matching.
     let d = data(30_000, 42, 8);
-    let (c, g) = sides(&d.client, &d.gateway);
-    let rec = run(&c, &g, &d);
+    let (c, g) = (&d.client, &d.gateway);
+    let rec = run(c, g, &d);
     let truth: HashMap<u32, u32> = d
-        .truth
+        .truth_csv
         .lines()
         .skip(1)
         .map(|l| {

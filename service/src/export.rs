@@ -503,40 +503,19 @@ mod tests {
 
     #[test]
     fn batched_parallel_matches_equal_a_plain_write() {
-        use tally_reconcile::parse::{client::read_client, mapping};
-        use tally_reconcile::{Side, SideKind, synth};
-        let spec = synth::Spec {
+        let spec = tally_reconcile::synth::Spec {
             rows: 3000,
             seed: 5,
             keys: 7,
-            ..synth::Spec::default()
+            ..Default::default()
         };
-        let (mut c, mut g, mut t, mut k, mut p) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        synth::generate(&spec, &mut c, &mut g, &mut t).unwrap();
-        synth::write_keys(&spec, &mut k).unwrap();
-        synth::write_prices(&mut p).unwrap();
-        let mut client = Side::new(SideKind::Client);
-        read_client(c.as_slice(), "c.csv", None, &mut client).unwrap();
-        let mut gateway = Side::new(SideKind::Gateway);
-        let litellm = mapping::Profile::builtins()
-            .unwrap()
-            .into_iter()
-            .find(|p| p.name == "litellm")
-            .unwrap();
-        mapping::read_gateway(g.as_slice(), "g.csv", &litellm, &mut gateway).unwrap();
-        let keys =
-            tally_reconcile::keys::KeyRegistry::from_toml(std::str::from_utf8(&k).unwrap(), "k")
-                .unwrap();
-        let prices =
-            tally_reconcile::prices::PriceBook::from_toml(std::str::from_utf8(&p).unwrap(), "p")
-                .unwrap();
+        let d = tally_reconcile::synth::dataset(&spec).unwrap();
         let rec = tally_reconcile::report::reconcile(
-            &client,
-            &gateway,
-            &keys,
+            &d.client,
+            &d.gateway,
+            &d.keys,
             &tally_reconcile::models::AliasTable::default(),
-            &prices,
+            &d.prices,
             tally_reconcile::report::Settings::default(),
         );
         let mut plain = Vec::new();

@@ -324,6 +324,15 @@ fn raw_keys_never_reach_any_output() {
     assert!(!secrets.iter().any(|s| run.stdout.contains(&s[..20])));
 }
 
+/// Asserts that two report directories hold the same bytes in these files.
+fn assert_same_files(a: &Path, b: &Path, names: &[&str]) {
+    for name in names {
+        let x = std::fs::read_to_string(a.join(name)).unwrap();
+        let y = std::fs::read_to_string(b.join(name)).unwrap();
+        assert_eq!(x, y, "{name} differs");
+    }
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -553,19 +562,19 @@ fn parsing_files_in_parts_changes_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for name in [
-        "matches.csv",
-        "missing_usage.csv",
-        "unattributed.csv",
-        "discrepancies.csv",
-        "costs_by_owner.csv",
-        "rejects.csv",
-        "report.json",
-    ] {
-        let a = std::fs::read_to_string(whole.dir.path().join(name)).unwrap();
-        let b = std::fs::read_to_string(dir.path().join(name)).unwrap();
-        assert_eq!(a, b, "{name} differs when files are parsed in parts");
-    }
+    assert_same_files(
+        whole.dir.path(),
+        dir.path(),
+        &[
+            "matches.csv",
+            "missing_usage.csv",
+            "unattributed.csv",
+            "discrepancies.csv",
+            "costs_by_owner.csv",
+            "rejects.csv",
+            "report.json",
+        ],
+    );
 }
 
 #[test]
@@ -584,18 +593,18 @@ fn no_matches_skips_only_the_per_pair_file() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!dir.path().join("matches.csv").exists());
-    for name in [
-        "missing_usage.csv",
-        "unattributed.csv",
-        "discrepancies.csv",
-        "costs_by_owner.csv",
-        "rejects.csv",
-        "report.json",
-    ] {
-        let a = std::fs::read_to_string(whole.dir.path().join(name)).unwrap();
-        let b = std::fs::read_to_string(dir.path().join(name)).unwrap();
-        assert_eq!(a, b, "{name}");
-    }
+    assert_same_files(
+        whole.dir.path(),
+        dir.path(),
+        &[
+            "missing_usage.csv",
+            "unattributed.csv",
+            "discrepancies.csv",
+            "costs_by_owner.csv",
+            "rejects.csv",
+            "report.json",
+        ],
+    );
     // Without --out there is nothing to skip: a usage error, not a silent no-op.
     let out = tally()
         .args(FIXTURE_ARGS)
