@@ -62,10 +62,12 @@ impl Run {
     }
 }
 
-fn run_fixtures() -> Run {
+/// Runs the fixture day with extra flags into a fresh output directory.
+fn run_fixtures_with(extra: &[&str]) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let out = tally()
         .args(FIXTURE_ARGS)
+        .args(extra)
         .arg("--out")
         .arg(dir.path())
         .output()
@@ -82,6 +84,10 @@ fn run_fixtures() -> Run {
         dir,
         report,
     }
+}
+
+fn run_fixtures() -> Run {
+    run_fixtures_with(&[])
 }
 
 fn class_counts(report: &Value) -> Vec<(String, u64, u64)> {
@@ -550,21 +556,10 @@ fn parsing_files_in_parts_changes_nothing() {
     // Force every file (CSV and JSON Lines, with rejects on both sides of
     // the cut) to be split, and compare every output with a whole-file run.
     let whole = run_fixtures();
-    let dir = tempfile::tempdir().unwrap();
-    let out = tally()
-        .args(FIXTURE_ARGS)
-        .args(["--split-min-bytes", "1", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let parts = run_fixtures_with(&["--split-min-bytes", "1"]);
     assert_same_files(
         whole.dir.path(),
-        dir.path(),
+        parts.dir.path(),
         &[
             "matches.csv",
             "missing_usage.csv",
@@ -580,22 +575,11 @@ fn parsing_files_in_parts_changes_nothing() {
 #[test]
 fn no_matches_skips_only_the_per_pair_file() {
     let whole = run_fixtures();
-    let dir = tempfile::tempdir().unwrap();
-    let out = tally()
-        .args(FIXTURE_ARGS)
-        .args(["--no-matches", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!dir.path().join("matches.csv").exists());
+    let skipped = run_fixtures_with(&["--no-matches"]);
+    assert!(!skipped.dir.path().join("matches.csv").exists());
     assert_same_files(
         whole.dir.path(),
-        dir.path(),
+        skipped.dir.path(),
         &[
             "missing_usage.csv",
             "unattributed.csv",
