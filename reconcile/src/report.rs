@@ -626,35 +626,43 @@ fn within(reported: Usd, computed: Usd, s: &Settings) -> bool {
 impl<'a> Reconciliation<'a> {
     fn classify(&mut self) {
         let n = self.client.rows.len();
-        let mut cc = vec![Class::MissingUsage; n];
         let mut gc = vec![Class::Unattributed; self.gateway.rows.len()];
         for (j, c) in gc.iter_mut().enumerate() {
             if self.matching.gateway_pass.get(j) == Some(&Pass::Duplicate) {
                 *c = Class::Duplicate;
             }
         }
-        for i in 0..n {
-            match self.matching.client_pass.get(i) {
-                Some(Pass::Duplicate) => {
-                    if let Some(c) = cc.get_mut(i) {
-                        *c = Class::Duplicate;
-                    }
-                }
-                Some(Pass::Unmatched) | None => {}
-                Some(_) => {
-                    let j = self.partner_of_client(i);
-                    let class = self.pair_class(i, j);
-                    if let Some(c) = cc.get_mut(i) {
-                        *c = class;
-                    }
-                    if let Some(c) = gc.get_mut(j) {
-                        *c = class;
-                    }
-                }
+        // Classifying a pair prices it and compares both rows: split the
+        // client rows in halves across two threads (read-only), then apply.
+        let mid = n / 2;
+        let this = &*self;
+        let (first, second) = std::thread::scope(|s| {
+            let a = s.spawn(move || this.classify_range(0..mid));
+            let b = this.classify_range(mid..n);
+            (a.join().unwrap_or_default(), b)
+        });
+        let mut cc = first;
+        cc.extend(second);
+        for (i, &class) in cc.iter().enumerate() {
+            if class.is_pair()
+                && let Some(c) = gc.get_mut(self.partner_of_client(i))
+            {
+                *c = class;
             }
         }
         self.client_class = cc;
         self.gateway_class = gc;
+    }
+
+    /// Classes of a range of client rows (one byte each).
+    fn classify_range(&self, range: std::ops::Range<usize>) -> Vec<Class> {
+        range
+            .map(|i| match self.matching.client_pass.get(i) {
+                Some(Pass::Duplicate) => Class::Duplicate,
+                Some(Pass::Unmatched) | None => Class::MissingUsage,
+                Some(_) => self.pair_class(i, self.partner_of_client(i)),
+            })
+            .collect()
     }
 
     fn partner_of_client(&self, i: usize) -> usize {
