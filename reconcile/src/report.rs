@@ -107,6 +107,9 @@ pub struct KeyInfo {
     pub owner: Owner,
     /// Registry contact.
     pub contact: Option<String>,
+    /// The registry owner's id in the owner table ([`NONE`] when none).
+    #[serde(skip)]
+    owner_id: u32,
 }
 
 #[derive(Debug, Default)]
@@ -223,6 +226,7 @@ impl Tables {
                         registered: true,
                         owner: e.map(crate::keys::KeyEntry::owner).unwrap_or_default(),
                         contact: e.and_then(|e| e.contact.clone()),
+                        owner_id: NONE,
                     },
                 )
             }
@@ -235,6 +239,7 @@ impl Tables {
                         registered: false,
                         owner: Owner::default(),
                         contact: None,
+                        owner_id: NONE,
                     },
                 )
             }
@@ -250,6 +255,12 @@ impl Tables {
             return i;
         }
         let i = u32::try_from(self.keys.len()).unwrap_or(NONE);
+        let mut info = info;
+        // The registry owner joins the owner table now: a key whose owner no
+        // client row labels (gateway-only traffic) must still be attributed.
+        if info.registered && !info.owner.is_empty() {
+            info.owner_id = self.owner_id(info.owner.clone());
+        }
         self.keys.push(info);
         self.key_index.insert(canonical, i);
         i
@@ -837,20 +848,8 @@ impl<'a> Reconciliation<'a> {
     }
 
     fn key_owner_name(&self, k: u32) -> &str {
-        match self.key_info(k) {
-            Some(info) if info.registered && !info.owner.is_empty() => {
-                self.owner_names_by_key(info).unwrap_or(UNKNOWN_OWNER)
-            }
-            _ => UNKNOWN_OWNER,
-        }
-    }
-
-    fn owner_names_by_key(&self, info: &KeyInfo) -> Option<&str> {
-        self.owners
-            .iter()
-            .position(|o| *o == info.owner)
-            .and_then(|p| self.owner_names.get(p))
-            .map(String::as_str)
+        self.key_info(k)
+            .map_or(UNKNOWN_OWNER, |info| self.owner_name(info.owner_id))
     }
 
     /// Name of a client row's key.

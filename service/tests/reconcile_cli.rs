@@ -585,3 +585,41 @@ fn no_matches_skips_only_the_per_pair_file() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn gateway_only_traffic_on_a_registered_key_goes_to_its_owner() {
+    // No client row names the key's owner: the registry alone must.
+    let dir = tempfile::tempdir().unwrap();
+    let client = write(
+        dir.path(),
+        "c.jsonl",
+        r#"{"ts":"2026-11-20T10:00:00Z","key":"other","model":"gpt-4o","route":"chat","request_id":"x"}"#,
+    );
+    let gateway = write(
+        dir.path(),
+        "g.csv",
+        "request_id,api_key,spend,startTime,model,call_type,prompt_tokens,completion_tokens\nrogue-1,support-bot-prod,0.1,2026-11-20 11:00:00,gpt-4o,acompletion,10,10\n",
+    );
+    let out = dir.path().join("out");
+    let st = tally()
+        .args(["reconcile", "--keys", "fixtures/keys.toml", "--client"])
+        .arg(&client)
+        .arg("--gateway")
+        .arg(&gateway)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let mut r = csv::Reader::from_path(out.join("unattributed.csv")).unwrap();
+    let h = r.headers().unwrap().clone();
+    let rec = r.records().next().unwrap().unwrap();
+    let get = |c: &str| rec[h.iter().position(|x| x == c).unwrap()].to_owned();
+    assert_eq!(get("key"), "key_support_prod");
+    assert_eq!(get("key_registered"), "true");
+    assert_eq!(get("owner"), "support/support-bot/prod");
+}
