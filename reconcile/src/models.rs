@@ -41,14 +41,6 @@ impl AliasTable {
         Ok(Self { map })
     }
 
-    /// Adds one alias.
-    pub fn insert(&mut self, name: &str, family: &str) {
-        self.map.insert(
-            name.trim().to_ascii_lowercase(),
-            family.trim().to_ascii_lowercase(),
-        );
-    }
-
     fn get(&self, s: &str) -> Option<&str> {
         self.map.get(s).map(String::as_str)
     }

@@ -100,11 +100,6 @@ impl Tokens {
     pub fn any(&self) -> bool {
         self.raw.iter().any(|&v| v != Self::ABSENT)
     }
-
-    /// Whether input and output are both reported.
-    pub fn has_core(&self) -> bool {
-        self.get(TokenKind::Input).is_some() && self.get(TokenKind::Output).is_some()
-    }
 }
 
 /// Packed reference to up to two ids stored back to back in a side's id arena:
@@ -269,6 +264,13 @@ impl Row {
     pub fn reported_cost(&self) -> Option<Decimal> {
         (self.flags & flags::HAS_COST != 0)
             .then(|| Decimal::new(self.cost_mantissa, u32::from(self.cost_scale)))
+    }
+
+    /// The gateway-reported cost as exact atto-dollars (rounded half-even to
+    /// 10⁻¹⁸ when a float export wrote more places).
+    pub fn reported_usd(&self) -> Option<crate::prices::Usd> {
+        self.has(flags::HAS_COST)
+            .then(|| crate::prices::Usd::from_parts(self.cost_mantissa, self.cost_scale))
     }
 
     /// Stores a reported cost; `false` if it does not fit the compact form.

@@ -16,7 +16,7 @@ use crate::models::AliasTable;
 use crate::prices::{Price, PriceBook, Usd, price_at};
 use crate::record::{Side, SideKind, TokenKind, Tokens, flags, split_pair};
 use crate::routes::RouteFamily;
-use crate::time::{format_day, format_ms};
+use crate::time::format_ms;
 
 /// Version of the `report.json` schema (bumped on incompatible changes).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -560,15 +560,6 @@ fn bump(counts: &mut [[u64; 7]; 2], s: SideKind, c: Class) {
     }
 }
 
-/// A row's reported cost as exact atto-dollars (zero when not reported).
-fn reported_usd(r: &crate::record::Row) -> Usd {
-    if r.has(flags::HAS_COST) {
-        Usd::from_parts(r.cost_mantissa, r.cost_scale)
-    } else {
-        Usd::ZERO
-    }
-}
-
 /// Reconciles two parsed sides.
 pub fn reconcile<'a>(
     client: &'a Side,
@@ -788,11 +779,7 @@ impl<'a> Reconciliation<'a> {
 
     /// Reported minus computed, when beyond tolerance.
     pub fn cost_variance(&self, j: usize) -> Option<Usd> {
-        let row = self.gateway.rows.get(j)?;
-        if !row.has(flags::HAS_COST) {
-            return None;
-        }
-        let reported = reported_usd(row);
+        let reported = self.gateway.rows.get(j)?.reported_usd()?;
         let computed = self.gateway_cost(j)?;
         (!within(reported, computed, &self.settings)).then(|| reported.saturating_sub(computed))
     }
@@ -924,7 +911,7 @@ impl<'a> Reconciliation<'a> {
                 .copied()
                 .unwrap_or(Class::Unattributed);
             bump(&mut class_counts, SideKind::Gateway, class);
-            let reported = reported_usd(r);
+            let reported = r.reported_usd().unwrap_or_default();
             let computed = self.gateway_cost(j);
             let acc = by_owner.entry(self.gateway_owner_name(j)).or_default();
             acc.billed += 1;
@@ -1182,13 +1169,5 @@ impl<'a> Reconciliation<'a> {
             mad_ms: o.mad_ms,
             pairs: o.pairs,
         }
-    }
-
-    /// Day (UTC) of a gateway row.
-    pub fn gateway_day(&self, j: usize) -> String {
-        self.gateway
-            .rows
-            .get(j)
-            .map_or_else(String::new, |r| format_day(r.ts_ms))
     }
 }

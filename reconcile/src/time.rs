@@ -272,13 +272,6 @@ pub fn write_ms(ms: i64, out: &mut String) {
     out.push('Z');
 }
 
-/// Formats UTC milliseconds as a `YYYY-MM-DD` date.
-pub fn format_day(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .unwrap_or_default()
-}
-
 /// Parses a duration such as `2s`, `1500ms`, `1m`, `0.5s` into milliseconds.
 pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
     let t = s.trim();

@@ -17,7 +17,7 @@ use rust_decimal::Decimal;
 
 use crate::error::{Error, RowError};
 use crate::keys::{key_token, mask_secrets};
-use crate::record::{IdArena, PAIR_SEP, Row, Side, TokenKind, flags};
+use crate::record::{PAIR_SEP, Row, Side, TokenKind, flags};
 use crate::time::{TsFormat, Zone};
 
 /// How much of a file is read to recognise its format.
@@ -403,7 +403,7 @@ pub fn build_row(
     }
     let id2 = non_empty(&ex.id2).map_or("", |v| v.v.trim_ascii());
     let id2 = if id2 == id { "" } else { id2 };
-    row.ids = push_ids(&mut side.ids, id, id2).ok_or_else(|| {
+    row.ids = side.ids.push(id, id2).ok_or_else(|| {
         (
             "request_id".to_owned(),
             "id longer than 4095 bytes".to_owned(),
@@ -432,10 +432,6 @@ fn with_variant<'x>(model: &'x str, variant: Option<&str>) -> Cow<'x, str> {
         Some(var) if !model.contains(':') => Cow::Owned(format!("{model}:{var}")),
         _ => Cow::Borrowed(model),
     }
-}
-
-fn push_ids(arena: &mut IdArena, id: &str, id2: &str) -> Option<crate::record::IdSpan> {
-    arena.push(id, id2)
 }
 
 /// Accumulates one file's rows and rejects into a side.
