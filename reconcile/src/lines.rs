@@ -303,7 +303,33 @@ const TOKEN_COLS: [&str; 5] = [
     "reasoning_tokens",
 ];
 
-impl Tabular for MatchLine<'_> {
+/// One line of matches.csv: a pair, lean on purpose. At ten million pairs
+/// every column costs about 100 MB; the pair's full detail is in the two
+/// input files at the given lines, and pairs that disagree are spelled out
+/// in discrepancies.csv.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairLine<'a> {
+    /// Pair class.
+    pub class: Class,
+    /// Pass that made the pair.
+    pub pass: Pass,
+    /// Gateway time − client time − learned offset, ms (the match residual).
+    pub residual_ms: i64,
+    /// Client row.
+    pub client: Source<'a>,
+    /// Gateway row.
+    pub gateway: Source<'a>,
+    /// Key name.
+    pub key: &'a str,
+    /// Gateway id.
+    pub gateway_id: &'a str,
+    /// Tally's price of the gateway row.
+    pub computed_cost: Option<Amount>,
+    /// Gateway-reported cost.
+    pub reported_cost: Option<Amount>,
+}
+
+impl Tabular for PairLine<'_> {
     fn headers() -> &'static [&'static str] {
         &[
             "class",
@@ -313,33 +339,14 @@ impl Tabular for MatchLine<'_> {
             "client_line",
             "gateway_file",
             "gateway_line",
-            "client_ts",
-            "gateway_ts",
             "key",
-            "owner",
-            "route",
-            "requested_model",
-            "served_model",
-            "client_request_id",
-            "client_response_id",
             "gateway_id",
-            "client_input_tokens",
-            "client_cached_input_tokens",
-            "client_cache_write_tokens",
-            "client_output_tokens",
-            "client_reasoning_tokens",
-            "gateway_input_tokens",
-            "gateway_cached_input_tokens",
-            "gateway_cache_write_tokens",
-            "gateway_output_tokens",
-            "gateway_reasoning_tokens",
             "computed_cost",
             "reported_cost",
         ]
     }
 
     fn write(&self, out: &mut dyn RecordSink) {
-        let mut ts = String::with_capacity(24);
         out.plain(self.class.name());
         out.plain(self.pass.name());
         int(out, self.residual_ms.into());
@@ -347,21 +354,8 @@ impl Tabular for MatchLine<'_> {
         int(out, self.client.line.into());
         out.text(self.gateway.file);
         int(out, self.gateway.line.into());
-        crate::time::write_ms(self.client_ts.0, &mut ts);
-        out.plain(&ts);
-        ts.clear();
-        crate::time::write_ms(self.gateway_ts.0, &mut ts);
-        out.plain(&ts);
         out.text(self.key);
-        out.text(self.owner);
-        out.plain(self.route);
-        out.text(self.requested_model);
-        out.text(self.served_model);
-        out.text(self.client_request_id);
-        out.text(self.client_response_id);
         out.text(self.gateway_id);
-        self.client_tokens.write(out);
-        self.gateway_tokens.write(out);
         amount(out, self.computed_cost);
         amount(out, self.reported_cost);
     }
@@ -586,13 +580,13 @@ impl<'a> Reconciliation<'a> {
         }
     }
 
-    /// Every pair, in client row order.
-    pub fn matches(&self) -> impl Iterator<Item = MatchLine<'_>> {
-        self.matches_in(0..self.client.rows.len())
+    /// Every line of matches.csv, in client row order.
+    pub fn pairs(&self) -> impl Iterator<Item = PairLine<'_>> {
+        self.pairs_in(0..self.client.rows.len())
     }
 
-    /// The pairs of a range of client rows (exports format ranges in parallel).
-    pub fn matches_in(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = MatchLine<'_>> {
+    /// The pairs of a range of client rows, in full (discrepancies read them).
+    fn matches_in(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = MatchLine<'_>> {
         range.filter_map(move |i| {
             let j = self.client_partner(i)?;
             let (c, g) = (self.client.rows.get(i)?, self.gateway.rows.get(j)?);
@@ -620,6 +614,31 @@ impl<'a> Reconciliation<'a> {
                 gateway_id: self.gateway.ids.get(g.ids).0,
                 client_tokens: TokenCounts::of(c),
                 gateway_tokens: TokenCounts::of(g),
+                computed_cost: self.gateway_cost(j).map(Amount::usd),
+                reported_cost: Amount::reported(g),
+            })
+        })
+    }
+
+    /// The lines of matches.csv for a range of client rows, in client row
+    /// order (exports format ranges in parallel).
+    pub fn pairs_in(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = PairLine<'_>> {
+        range.filter_map(move |i| {
+            let j = self.client_partner(i)?;
+            let (c, g) = (self.client.rows.get(i)?, self.gateway.rows.get(j)?);
+            Some(PairLine {
+                class: self.client_class.get(i).copied().unwrap_or(Class::Matched),
+                pass: self
+                    .matching
+                    .client_pass
+                    .get(i)
+                    .copied()
+                    .unwrap_or(Pass::Unmatched),
+                residual_ms: g.ts_ms - c.ts_ms - self.offset_of_client(i),
+                client: self.src(SideKind::Client, i),
+                gateway: self.src(SideKind::Gateway, j),
+                key: self.client_key_name(i),
+                gateway_id: self.gateway.ids.get(g.ids).0,
                 computed_cost: self.gateway_cost(j).map(Amount::usd),
                 reported_cost: Amount::reported(g),
             })
@@ -876,30 +895,20 @@ mod tests {
     #[test]
     fn every_line_writes_as_many_cells_as_headers() {
         let src = Source { file: "f", line: 1 };
-        let m = MatchLine {
+        let m = PairLine {
             class: Class::Matched,
             pass: Pass::Id,
             residual_ms: -3,
             client: src.clone(),
             gateway: src.clone(),
-            client_ts: Ts(0),
-            gateway_ts: Ts(0),
             key: "k",
-            owner: "o",
-            route: "chat",
-            requested_model: "m",
-            served_model: "m",
-            client_request_id: "",
-            client_response_id: "",
             gateway_id: "",
-            client_tokens: TokenCounts::default(),
-            gateway_tokens: TokenCounts::default(),
             computed_cost: None,
             reported_cost: None,
         };
         let mut c = Cells::default();
         m.write(&mut c);
-        assert_eq!(c.0.len(), MatchLine::headers().len());
+        assert_eq!(c.0.len(), PairLine::headers().len());
         let r = RowLine {
             class: Class::MissingUsage,
             side: SideKind::Client,

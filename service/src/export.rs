@@ -94,7 +94,7 @@ fn write_matches_batched(mut w: impl Write, rec: &Reconciliation<'_>, batch: usi
         .clamp(1, 8);
     let n = rec.client.rows.len();
     let mut header = csv::Writer::from_writer(Vec::new());
-    header.write_record(tally_reconcile::lines::MatchLine::headers())?;
+    header.write_record(tally_reconcile::lines::PairLine::headers())?;
     w.write_all(&header.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
     let mut written = 0;
     // Double-buffered: batch k+1 is formatted while batch k is written, so
@@ -104,7 +104,7 @@ fn write_matches_batched(mut w: impl Write, rec: &Reconciliation<'_>, batch: usi
             (0..workers)
                 .map(|k| (start + k * batch).min(n)..(start + (k + 1) * batch).min(n))
                 .filter(|r| !r.is_empty())
-                .map(|r| s.spawn(move || format_lines(rec.matches_in(r))))
+                .map(|r| s.spawn(move || format_lines(rec.pairs_in(r))))
                 .collect::<Vec<_>>()
         };
         let mut start = 0;
@@ -519,7 +519,7 @@ mod tests {
             tally_reconcile::report::Settings::default(),
         );
         let mut plain = Vec::new();
-        let n = write_csv(&mut plain, rec.matches()).unwrap();
+        let n = write_csv(&mut plain, rec.pairs()).unwrap();
         // Batches of 7 pairs: hundreds of batches, several in flight at once.
         let mut batched = Vec::new();
         assert_eq!(write_matches_batched(&mut batched, &rec, 7).unwrap(), n);

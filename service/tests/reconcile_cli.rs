@@ -277,24 +277,56 @@ fn fixture_day_finds_exactly_the_planted_faults() {
     assert!(run.stdout.contains("NOT IN REGISTRY"));
 }
 
+/// The LiteLLM fixture's rows by line: (model_group, startTime, prompt,
+/// cached, completion), read straight from the file, not through Tally.
+fn litellm_fixture_rows() -> std::collections::HashMap<u64, (String, String, i64, i64, i64)> {
+    // The fixture has CRLF line ends, on which the csv crate misnumbers
+    // lines (BurntSushi/rust-csv#395).
+    let text = std::fs::read_to_string(root().join("fixtures/gateway/litellm_spendlogs.csv"))
+        .unwrap()
+        .replace("\r\n", "\n");
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    let h = r.headers().unwrap().clone();
+    let i = |c: &str| h.iter().position(|x| x == c).unwrap();
+    r.records()
+        .map(Result::unwrap)
+        .map(|rec| {
+            let n = |c: &str| rec[i(c)].parse::<i64>().unwrap_or(0);
+            let meta: Value = serde_json::from_str(&rec[i("metadata")]).unwrap_or(Value::Null);
+            let cached = meta["usage_object"]["prompt_tokens_details"]["cached_tokens"]
+                .as_i64()
+                .unwrap_or(0);
+            let line = rec.position().unwrap().line();
+            let row = (
+                rec[i("model_group")].to_owned(),
+                rec[i("startTime")].to_owned(),
+                n("prompt_tokens"),
+                cached,
+                n("completion_tokens"),
+            );
+            (line, row)
+        })
+        .collect()
+}
+
 #[test]
 fn a_price_change_mid_day_prices_each_row_by_its_own_time() {
     let run = run_fixtures();
     let h = run.header("matches.csv");
     let i = |c: &str| h.iter().position(|x| x == c).unwrap();
+    let gateway = litellm_fixture_rows();
     let mut before = 0;
     let mut after = 0;
     for r in run.csv("matches.csv") {
-        if &r[i("class")] != "matched" || &r[i("requested_model")] != "gpt-4o" {
+        if &r[i("class")] != "matched" || !r[i("gateway_file")].ends_with("litellm_spendlogs.csv") {
             continue;
         }
-        let n = |c: &str| r[i(c)].parse::<i64>().unwrap_or(0);
-        let (input, cached, output) = (
-            n("gateway_input_tokens"),
-            n("gateway_cached_input_tokens"),
-            n("gateway_output_tokens"),
-        );
-        let noon = &r[i("gateway_ts")] >= "2026-11-20T12:00:00";
+        let line: u64 = r[i("gateway_line")].parse().unwrap();
+        let (model, start, input, cached, output) = &gateway[&line];
+        if model != "gpt-4o" {
+            continue;
+        }
+        let noon = start.as_str() >= "2026-11-20 12:00:00";
         // USD per million: 2.50/1.25/10 before noon, 2.00/1.00/8 after.
         let (pi, pc, po) = if noon {
             (200, 100, 800)
