@@ -580,6 +580,12 @@ impl<'a> Reconciliation<'a> {
         }
     }
 
+    /// Every pair in full (both rows' times, models, ids and tokens), in
+    /// client row order.
+    pub fn matches(&self) -> impl Iterator<Item = MatchLine<'_>> {
+        self.matches_in(0..self.client.rows.len())
+    }
+
     /// Every line of matches.csv, in client row order.
     pub fn pairs(&self) -> impl Iterator<Item = PairLine<'_>> {
         self.pairs_in(0..self.client.rows.len())

@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Read};
 
 use serde_json::{Map, Value};
 
+use super::records::Records;
 use super::{Extracted, FileSink, Semantics, Val, csv_header, first_byte, peek};
 use crate::error::Error;
 use crate::record::Side;
@@ -368,18 +369,22 @@ pub fn extract(obj: &Map<String, Value>) -> Result<Extracted<'_>, (String, Strin
 }
 
 fn read_csv(r: impl Read, file: &str, side: &mut Side) -> Result<(), Error> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(true)
-        .buffer_capacity(1 << 20)
-        .from_reader(r);
-    let header = rdr.headers().map_err(|e| read_err(file, e))?.clone();
+    let mut rdr = Records::new(r);
+    let header: Vec<String> = match rdr.next_record().map_err(|e| read_err(file, e))? {
+        Some(h) => (0..h.len())
+            .map(|i| {
+                h.get(i)
+                    .unwrap_or("")
+                    .trim()
+                    .trim_start_matches('\u{feff}')
+                    .to_owned()
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     let idx: Vec<Option<usize>> = CSV_COLUMNS
         .iter()
-        .map(|c| {
-            header
-                .iter()
-                .position(|h| h.trim().trim_start_matches('\u{feff}') == *c)
-        })
+        .map(|c| header.iter().position(|h| h == c))
         .collect();
     for (c, i) in CSV_COLUMNS.iter().zip(&idx) {
         if REQUIRED.contains(c) && i.is_none() {
@@ -391,21 +396,12 @@ fn read_csv(r: impl Read, file: &str, side: &mut Side) -> Result<(), Error> {
     }
     let sem = Semantics::default();
     let mut sink = FileSink::new(side, file);
-    let mut rec = csv::StringRecord::new();
-    loop {
-        match rdr.read_record(&mut rec) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
-                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
-                    return Err(read_err(file, e));
-                }
-                sink.reject(line, "(row)", &e.to_string(), String::new());
-                continue;
-            }
+    while let Some(rec) = rdr.next_record().map_err(|e| read_err(file, e))? {
+        if let Some(bad) = rec.bad_utf8 {
+            let name = header.get(bad).map_or("(row)", String::as_str);
+            sink.reject(rec.line, name, "not valid UTF-8", rec.raw_text());
+            continue;
         }
-        let line = rec.position().map_or(0, csv::Position::line);
         let get = |i: usize| -> Option<Val<'_>> {
             let col = idx.get(i).copied().flatten()?;
             let name = CSV_COLUMNS.get(i).copied().unwrap_or("");
@@ -430,20 +426,10 @@ fn read_csv(r: impl Read, file: &str, side: &mut Side) -> Result<(), Error> {
             tokens: [get(15), get(16), get(17), get(18), get(19)],
             ..Extracted::default()
         };
-        sink.row(&ex, &sem, line, || record_text(&rec));
+        sink.row(&ex, &sem, rec.line, || rec.raw_text());
     }
     sink.finish(ClientFormat::Csv.name());
     Ok(())
-}
-
-/// A CSV record written back as one CSV line (for rejects).
-pub(crate) fn record_text(rec: &csv::StringRecord) -> String {
-    let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
-    if w.write_record(rec).is_err() {
-        return rec.iter().collect::<Vec<_>>().join(",");
-    }
-    let bytes = w.into_inner().unwrap_or_default();
-    String::from_utf8_lossy(&bytes).trim_end().to_owned()
 }
 
 #[cfg(test)]

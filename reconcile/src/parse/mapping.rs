@@ -13,10 +13,8 @@ use std::io::{BufRead, BufReader, Read};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    CostUnit, Extracted, FileSink, Semantics, Val, client::record_text, csv_header, first_byte,
-    peek,
-};
+use super::records::Records;
+use super::{CostUnit, Extracted, FileSink, Semantics, Val, csv_header, first_byte, peek};
 use crate::error::Error;
 use crate::record::Side;
 use crate::time::{TsFormat, Zone};
@@ -607,16 +605,19 @@ struct CsvPath {
 }
 
 fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Result<(), Error> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(true)
-        .buffer_capacity(1 << 20)
-        .from_reader(r);
-    let header: Vec<String> = rdr
-        .headers()
-        .map_err(|e| read_err(file, e))?
-        .iter()
-        .map(|h| h.trim().trim_start_matches('\u{feff}').to_owned())
-        .collect();
+    let mut rdr = Records::new(r);
+    let header: Vec<String> = match rdr.next_record().map_err(|e| read_err(file, e))? {
+        Some(h) => (0..h.len())
+            .map(|i| {
+                h.get(i)
+                    .unwrap_or("")
+                    .trim()
+                    .trim_start_matches('\u{feff}')
+                    .to_owned()
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     // Resolve every path once: the whole dotted name as a column, else its
     // first segment as a column holding JSON.
     let resolve = |p: &Vec<String>| -> Option<CsvPath> {
@@ -659,7 +660,6 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
         }
     }
     let mut sink = FileSink::new(side, file);
-    let mut rec = csv::StringRecord::new();
     // Columns that some path reads into as JSON, each once.
     let mut json_cols: Vec<usize> = resolved
         .iter()
@@ -670,24 +670,13 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
     json_cols.sort_unstable();
     json_cols.dedup();
     let mut json_cells: Vec<Option<Value>> = vec![None; header.len()];
-    loop {
-        match rdr.read_record(&mut rec) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
-                    return Err(read_err(file, e));
-                }
-                sink.reject(
-                    e.position().map_or(0, |p| p.line()),
-                    "(row)",
-                    &e.to_string(),
-                    String::new(),
-                );
-                continue;
-            }
+    while let Some(rec) = rdr.next_record().map_err(|e| read_err(file, e))? {
+        if let Some(bad) = rec.bad_utf8 {
+            let name = header.get(bad).map_or("(row)", String::as_str);
+            sink.reject(rec.line, name, "not valid UTF-8", rec.raw_text());
+            continue;
         }
-        let line = rec.position().map_or(0, csv::Position::line);
+        let line = rec.line;
         // Parse the JSON cells first, so the getter below only borrows.
         for &col in &json_cols {
             if let Some(slot) = json_cells.get_mut(col) {
@@ -718,7 +707,7 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
             })
         };
         let ex = extract_with(profile, getter);
-        sink.row(&ex, &profile.sem, line, || record_text(rec_ref));
+        sink.row(&ex, &profile.sem, line, || rec_ref.raw_text());
     }
     sink.finish(&profile.name);
     Ok(())

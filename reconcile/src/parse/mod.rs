@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod mapping;
+mod records;
 
 use std::borrow::Cow;
 use std::io::Read;
