@@ -73,9 +73,6 @@ pub fn read_client(
     };
     match format {
         ClientFormat::Jsonl => read_jsonl(r, file, side)?,
-        ClientFormat::Csv if head.windows(2).any(|w| w == b"\r\n") => {
-            read_csv(super::CrlfToLf::new(r), file, side)?;
-        }
         ClientFormat::Csv => read_csv(r, file, side)?,
     }
     Ok(format)

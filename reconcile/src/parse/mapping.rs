@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::records::Records;
-use super::{CostUnit, Extracted, FileSink, Semantics, Val, csv_header, first_byte, peek};
+use super::{CostUnit, Extracted, FileSink, Semantics, Val, csv_header, first_byte};
 use crate::error::Error;
 use crate::record::Side;
 use crate::time::{TsFormat, Zone};
@@ -374,12 +374,7 @@ pub fn read_gateway(
     profile: &Profile,
     side: &mut Side,
 ) -> Result<(), Error> {
-    let (head, r) = peek(r, file)?;
     match profile.format {
-        // The CRLF filter copies every byte: only files that need it pay.
-        Encoding::Csv if head.windows(2).any(|w| w == b"\r\n") => {
-            read_csv(super::CrlfToLf::new(r), file, profile, side)
-        }
         Encoding::Csv => read_csv(r, file, profile, side),
         Encoding::Jsonl => read_jsonl(r, file, profile, side),
         Encoding::Json => read_json(r, file, profile, side),

@@ -515,78 +515,6 @@ pub fn peek(mut r: impl Read, file: &str) -> Result<(Vec<u8>, impl Read), Error>
     Ok((head.clone(), std::io::Cursor::new(head).chain(r)))
 }
 
-/// Turns CRLF line ends into LF as bytes stream through.
-///
-/// The csv crate reports the previous line for records after a CRLF
-/// (BurntSushi/rust-csv#395), and Python's csv module writes CRLF by
-/// default, so without this every reject in such an export would name the
-/// wrong line. Only a CR directly before an LF is dropped.
-pub struct CrlfToLf<R> {
-    inner: R,
-    buf: Vec<u8>,
-    pending_cr: bool,
-}
-
-impl<R: Read> CrlfToLf<R> {
-    /// Wraps a reader.
-    pub fn new(inner: R) -> Self {
-        Self {
-            inner,
-            buf: vec![0; 1 << 16],
-            pending_cr: false,
-        }
-    }
-}
-
-impl<R: Read> Read for CrlfToLf<R> {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        if out.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            // Keep one byte of room for a CR held back from the last chunk.
-            let want = out.len().saturating_sub(1).clamp(1, self.buf.len());
-            let n = self
-                .inner
-                .read(self.buf.get_mut(..want).unwrap_or_default())?;
-            let chunk = self.buf.get(..n).unwrap_or_default();
-            let mut w = 0;
-            let mut put = |b: u8, out: &mut [u8]| {
-                if let Some(slot) = out.get_mut(w) {
-                    *slot = b;
-                    w += 1;
-                }
-            };
-            if n == 0 {
-                if std::mem::take(&mut self.pending_cr) {
-                    put(b'\r', out);
-                }
-                return Ok(w);
-            }
-            if std::mem::take(&mut self.pending_cr) && chunk.first() != Some(&b'\n') {
-                put(b'\r', out);
-            }
-            let last = n - 1;
-            for (i, &b) in chunk.iter().enumerate() {
-                if b == b'\r' {
-                    match chunk.get(i + 1) {
-                        Some(b'\n') => continue,
-                        None if i == last => {
-                            self.pending_cr = true;
-                            continue;
-                        }
-                        _ => {}
-                    }
-                }
-                put(b, out);
-            }
-            if w > 0 {
-                return Ok(w);
-            }
-        }
-    }
-}
-
 /// First non-blank byte of a head (after a UTF-8 BOM).
 pub(crate) fn first_byte(head: &[u8]) -> Option<u8> {
     let h = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
@@ -608,24 +536,6 @@ pub(crate) fn csv_header(head: &[u8]) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::record::SideKind;
-
-    #[test]
-    fn crlf_becomes_lf_across_chunk_boundaries() {
-        let text = b"a,b\r\n1,2\r\n\"x\ry\",3\r\n4,5\r";
-        for chunk in 1..8 {
-            let mut r = CrlfToLf::new(text.as_slice());
-            let mut out = Vec::new();
-            let mut buf = vec![0; chunk + 1];
-            loop {
-                let n = r.read(&mut buf).unwrap();
-                if n == 0 {
-                    break;
-                }
-                out.extend_from_slice(&buf[..n]);
-            }
-            assert_eq!(out, b"a,b\n1,2\n\"x\ry\",3\n4,5\r", "chunk {chunk}");
-        }
-    }
 
     #[test]
     fn cache_hit_suffix() {
