@@ -267,7 +267,7 @@ fn id_pass<C: MatchView, G: MatchView>(client: &C, gateway: &G, m: &mut Matching
 }
 
 fn id_pass_part<C: MatchView, G: MatchView>(client: &C, gateway: &G, m: &mut Matching, part: u32) {
-    let (mut ce, mut ge) = std::thread::scope(|s| {
+    let (ce, ge) = std::thread::scope(|s| {
         let c = s.spawn(|| {
             let mut e = id_entries(client, true, part);
             e.sort_unstable_by_key(IdEntry::hash);
@@ -277,8 +277,56 @@ fn id_pass_part<C: MatchView, G: MatchView>(client: &C, gateway: &G, m: &mut Mat
         g.sort_unstable_by_key(IdEntry::hash);
         (c.join().unwrap_or_default(), g)
     });
+    // The common case is one row per side under a hash. Checking that the
+    // two ids are really equal reads both rows' ids; in hash order those
+    // reads are random (two cache misses each, millions of times), so the
+    // checks run first in client row order, where both sides' reads are
+    // nearly sequential, and the pairs are then made in hash order as before.
+    let mut singles: Vec<(u32, u32, u32)> = Vec::new();
+    for_each_hash_group(&ce, &ge, |cs, gs| {
+        if let ([c], [g]) = (cs, gs) {
+            singles.push((
+                c.tagged,
+                g.row(),
+                u32::try_from(singles.len()).unwrap_or(u32::MAX),
+            ));
+        }
+    });
+    singles.sort_unstable_by_key(|&(tagged, _, _)| tagged & 0x7fff_ffff);
+    let mut same = vec![false; singles.len()];
+    for &(tagged, g, k) in &singles {
+        let c = IdEntry {
+            hash: [0; 2],
+            tagged,
+        };
+        let (a, b) = client.ids(at(c.row()));
+        let cid = if c.second() { b } else { a };
+        if let Some(slot) = same.get_mut(at(k)) {
+            *slot = cid == gateway.ids(at(g)).0;
+        }
+    }
+    drop(singles);
     // Client ids that appear on the gateway are processed per id; ids seen
     // on one side only still define duplicates on that side.
+    let mut k = 0;
+    for_each_hash_group(&ce, &ge, |cs, gs| {
+        if let ([c], [g]) = (cs, gs) {
+            let (ci, gj) = (at(c.row()), at(g.row()));
+            let free = m.client_pass.get(ci) == Some(&Pass::Unmatched)
+                && m.gateway_pass.get(gj) == Some(&Pass::Unmatched);
+            if same.get(k) == Some(&true) && free {
+                pair(m, ci, gj, Pass::Id);
+            }
+            k += 1;
+        } else if cs.len() + gs.len() > 1 {
+            settle_hash_group(client, gateway, cs, gs, m);
+        }
+    });
+}
+
+/// Calls `f` with each run of equal hashes on both sides, in hash order
+/// (one side's run may be empty).
+fn for_each_hash_group(ce: &[IdEntry], ge: &[IdEntry], mut f: impl FnMut(&[IdEntry], &[IdEntry])) {
     let (mut i, mut j) = (0, 0);
     while i < ce.len() || j < ge.len() {
         let hc = ce.get(i).map_or(u64::MAX, IdEntry::hash);
@@ -290,26 +338,13 @@ fn id_pass_part<C: MatchView, G: MatchView>(client: &C, gateway: &G, m: &mut Mat
         let j_end = j + ge
             .get(j..)
             .map_or(0, |s| s.iter().take_while(|e| e.hash() == h).count());
-        if i_end - i == 1 && j_end - j == 1 {
-            // The common case: one row per side. Verify the bytes, no copies.
-            if let (Some(c), Some(g)) = (ce.get(i), ge.get(j)) {
-                let (a, b) = client.ids(at(c.row()));
-                let cid = if c.second() { b } else { a };
-                let (ci, gj) = (at(c.row()), at(g.row()));
-                let free = m.client_pass.get(ci) == Some(&Pass::Unmatched)
-                    && m.gateway_pass.get(gj) == Some(&Pass::Unmatched);
-                if cid == gateway.ids(gj).0 && free {
-                    pair(m, ci, gj, Pass::Id);
-                }
-            }
-        } else if i_end - i + j_end - j > 1 {
-            let cs = ce.get_mut(i..i_end).unwrap_or_default();
-            let gs = ge.get_mut(j..j_end).unwrap_or_default();
-            settle_hash_group(client, gateway, cs, gs, m);
-        }
         if i_end == i && j_end == j {
             break;
         }
+        f(
+            ce.get(i..i_end).unwrap_or_default(),
+            ge.get(j..j_end).unwrap_or_default(),
+        );
         i = i_end;
         j = j_end;
     }
@@ -319,8 +354,8 @@ fn id_pass_part<C: MatchView, G: MatchView>(client: &C, gateway: &G, m: &mut Mat
 fn settle_hash_group<C: MatchView, G: MatchView>(
     client: &C,
     gateway: &G,
-    cs: &mut [IdEntry],
-    gs: &mut [IdEntry],
+    cs: &[IdEntry],
+    gs: &[IdEntry],
     m: &mut Matching,
 ) {
     let mut cids: Vec<(String, IdEntry)> = cs.iter().map(|e| (id_of(client, e), *e)).collect();
