@@ -413,7 +413,8 @@ fn walk<'v>(v: &'v Value, path: &[String]) -> Option<Cow<'v, str>> {
             if let Some(found) = m.get(first).and_then(|x| walk(x, rest)) {
                 return Some(found);
             }
-            if rest.is_empty() {
+            // Only an object with a dotted key can hold the joined path.
+            if rest.is_empty() || !m.keys().any(|k| k.contains('.')) {
                 return None;
             }
             m.get(&path.join(".")).and_then(text_of)
@@ -851,6 +852,27 @@ input_includes_cached = false
         assert_eq!(
             (side.rejects[0].line, side.rejects[0].field.as_str()),
             (2, "in")
+        );
+    }
+
+    #[test]
+    fn dotted_keys_are_found_whole_when_segments_find_nothing() {
+        let v: Value = serde_json::from_str(
+            r#"{"attributes": {"gen_ai.usage.input_tokens": 5, "gen_ai": {"system": "openai"}}}"#,
+        )
+        .unwrap();
+        let path = |p: &str| p.split('.').map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(
+            walk(&v, &path("attributes.gen_ai.usage.input_tokens")).as_deref(),
+            Some("5")
+        );
+        assert_eq!(
+            walk(&v, &path("attributes.gen_ai.system")).as_deref(),
+            Some("openai")
+        );
+        assert_eq!(
+            walk(&v, &path("attributes.gen_ai.usage.output_tokens")),
+            None
         );
     }
 

@@ -372,6 +372,8 @@ pub fn build_row(
                     row.flags |= flags::FAILED;
                 }
             }
+            // `success` on nearly every LiteLLM row: settle it in one compare.
+            Err(_) if t.eq_ignore_ascii_case("success") => {}
             Err(_) => {
                 if is_one_of(t, &FAILED_WORDS) {
                     row.flags |= flags::FAILED;
