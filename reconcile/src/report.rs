@@ -13,7 +13,7 @@ use crate::intern::{Interner, Sym};
 use crate::keys::{KeyRegistry, Owner, Resolved, display_unknown};
 use crate::matching::{self, MatchView, Matching, NONE, Offset, Pass};
 use crate::models::AliasTable;
-use crate::prices::{Price, PriceBook, Usd, price_at};
+use crate::prices::{Price, PriceBook, USD_SCALE, Usd, price_at};
 use crate::record::{Side, SideKind, TokenKind, Tokens, flags, split_pair};
 use crate::routes::RouteFamily;
 use crate::time::format_ms;
@@ -619,7 +619,44 @@ pub fn reconcile<'a>(
 }
 
 /// Tolerance check: |reported − computed| within max(absolute, relative × computed).
+///
+/// In integers (atto-dollars times powers of ten): this runs for every
+/// pair several times, and the same check in `Decimal` was a few percent of
+/// a whole run. Exact either way; `Decimal` only when a product overflows.
 fn within(reported: Usd, computed: Usd, s: &Settings) -> bool {
+    let diff = reported.saturating_sub(computed).abs().0;
+    let (rel, abs) = (s.cost_tolerance_relative, s.cost_tolerance_absolute);
+    // diff <= |computed| * rel.mantissa / 10^rel.scale
+    let by_rel = 10i128
+        .checked_pow(rel.scale())
+        .and_then(|p| diff.checked_mul(p))
+        .zip(
+            computed
+                .0
+                .checked_abs()
+                .and_then(|c| c.checked_mul(rel.mantissa())),
+        )
+        .map(|(l, r)| l <= r);
+    // diff (10^-18 USD) <= abs.mantissa / 10^abs.scale
+    let by_abs = if abs.scale() <= USD_SCALE {
+        10i128
+            .checked_pow(USD_SCALE - abs.scale())
+            .and_then(|p| abs.mantissa().checked_mul(p))
+            .map(|t| diff <= t)
+    } else {
+        10i128
+            .checked_pow(abs.scale() - USD_SCALE)
+            .and_then(|p| diff.checked_mul(p))
+            .map(|l| l <= abs.mantissa())
+    };
+    match (by_rel, by_abs) {
+        (Some(r), Some(a)) => r || a,
+        _ => within_decimal(reported, computed, s),
+    }
+}
+
+/// [`within`] in `Decimal`, for amounts whose integer products overflow.
+fn within_decimal(reported: Usd, computed: Usd, s: &Settings) -> bool {
     let diff = reported.saturating_sub(computed).abs().to_decimal();
     let rel = computed.to_decimal().abs() * s.cost_tolerance_relative;
     diff <= rel.max(s.cost_tolerance_absolute)
@@ -1168,6 +1205,37 @@ impl<'a> Reconciliation<'a> {
             offset_ms: o.offset_ms,
             mad_ms: o.mad_ms,
             pairs: o.pairs,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// The integer tolerance check agrees with the exact `Decimal` one,
+        /// around and on the boundary, for the tolerances users set.
+        #[test]
+        fn integer_tolerance_check_equals_the_decimal_one(
+            computed in 0i128..10_000_000_000_000_000,
+            delta in -200_000_000_000_000i128..200_000_000_000_000,
+            rel in proptest::sample::select(vec!["0", "0.01", "0.005", "0.1234", "1", "0.0000000000000000000000001"]),
+            abs in proptest::sample::select(vec!["0", "0.000001", "0.00000000000000000005", "0.5"]),
+        ) {
+            let s = Settings {
+                cost_tolerance_relative: rel.parse().unwrap(),
+                cost_tolerance_absolute: abs.parse().unwrap(),
+                ..Settings::default()
+            };
+            let (c, r) = (Usd(computed), Usd(computed + delta));
+            proptest::prop_assert_eq!(within(r, c, &s), within_decimal(r, c, &s));
+            // Exactly on each boundary (and one atto-dollar past it).
+            let round = Usd(computed - computed % 10_000);
+            for edge in [round.0 / 100, round.0 / 100 + 1, round.0 / 200, 1_000_000_000_000, 1_000_000_000_001] {
+                let up = Usd(round.0 + edge);
+                proptest::prop_assert_eq!(within(up, round, &s), within_decimal(up, round, &s));
+            }
         }
     }
 }
