@@ -617,6 +617,7 @@ fn block_pass_part<C: MatchView, G: MatchView>(
     let pass = if strict { Pass::Strict } else { Pass::Loose };
     let (mut i, mut j) = (0, 0);
     let mut found = Vec::new();
+    let (mut cts, mut gts): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
     while i < ce.len() && j < ge.len() {
         let (Some(c0), Some(g0)) = (ce.get(i), ge.get(j)) else {
             break;
@@ -642,17 +643,31 @@ fn block_pass_part<C: MatchView, G: MatchView>(
             .map_or(0, |s| s.iter().take_while(|e| e.block == b).count());
         let cb = ce.get(i..i + cn).unwrap_or_default();
         let gb = ge.get(j..j + gn).unwrap_or_default();
-        let cts: Vec<i64> = cb.iter().map(|e| e.ts).collect();
-        let gts: Vec<i64> = gb.iter().map(|e| e.ts).collect();
+        i += cn;
+        j += gn;
         // Block keys are hashes (or truncate the model id): verify the exact fields.
+        if let ([x], [y]) = (cb, gb) {
+            // One row a side (most strict blocks): the assignment is the pair
+            // itself when it is within the window; no buffers, no DP.
+            let tol = params.tolerance_ms;
+            if x.exact == y.exact
+                && y.ts >= x.ts.saturating_sub(tol)
+                && y.ts <= x.ts.saturating_add(tol)
+            {
+                found.push((at(x.row), at(y.row)));
+            }
+            continue;
+        }
+        cts.clear();
+        cts.extend(cb.iter().map(|e| e.ts));
+        gts.clear();
+        gts.extend(gb.iter().map(|e| e.ts));
         let feasible = |a: usize, bb: usize| matches!((cb.get(a), gb.get(bb)), (Some(x), Some(y)) if x.exact == y.exact);
         for (a, bb) in assign(&cts, &gts, params.tolerance_ms, feasible) {
             if let (Some(x), Some(y)) = (cb.get(a), gb.get(bb)) {
                 found.push((at(x.row), at(y.row)));
             }
         }
-        i += cn;
-        j += gn;
     }
     for (c, g) in found {
         pair(m, c, g, pass);
@@ -910,6 +925,30 @@ mod tests {
         assert_eq!((m.client_pass[7], m.client_partner[7]), (Pass::Loose, 8));
         assert_eq!(m.client_pass[8], Pass::Unmatched);
         assert_eq!(m.gateway_pass[9], Pass::Unmatched);
+    }
+
+    #[test]
+    fn a_lone_pair_outside_the_window_stays_apart() {
+        // One row a side in a block (the common strict case), no ids: paired
+        // inside the 2 s window on either side, not a millisecond beyond.
+        for (dt, paired) in [
+            (2_000, true),
+            (-2_000, true),
+            (2_001, false),
+            (-2_001, false),
+        ] {
+            let mut c = Rows::default();
+            let mut g = Rows::default();
+            c.push(50_000, 4, Some((3, 3)), "");
+            g.push(50_000 + dt, 4, Some((3, 3)), "");
+            let m = match_rows(&c, &g, Params::default());
+            let want = if paired {
+                Pass::Strict
+            } else {
+                Pass::Unmatched
+            };
+            assert_eq!(m.client_pass[0], want, "{dt} ms");
+        }
     }
 
     #[test]
