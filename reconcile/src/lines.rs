@@ -121,54 +121,14 @@ impl Amount {
     }
 
     fn write_to(self, buf: &mut [u8; 64]) -> &str {
-        let mut i = buf.len();
         let neg = self.mantissa < 0;
-        let mut scale = self.scale;
-        // Drop trailing fractional zeros (normalise). u128 division is a
-        // library call; almost every row's cost fits u64 (< $18 in atto).
+        // u128 division is a library call; almost every row's cost fits u64
+        // (< $18 in atto-dollars), so the digits are made in u64 then.
         let wide = self.mantissa.unsigned_abs();
-        let mut n = match u64::try_from(wide) {
-            Ok(mut small) => {
-                while scale > 0 && small.is_multiple_of(10) {
-                    small /= 10;
-                    scale -= 1;
-                }
-                u128::from(small)
-            }
-            Err(_) => {
-                let mut big = wide;
-                while scale > 0 && big.is_multiple_of(10) {
-                    big /= 10;
-                    scale -= 1;
-                }
-                big
-            }
+        let mut i = match u64::try_from(wide) {
+            Ok(small) => write_digits(small, self.scale, buf),
+            Err(_) => write_digits(wide, self.scale, buf),
         };
-        let mut digits = 0u32;
-        loop {
-            i -= 1;
-            if let Some(b) = buf.get_mut(i) {
-                *b = b'0' + u8::try_from(n % 10).unwrap_or(0);
-            }
-            n /= 10;
-            digits += 1;
-            if digits == scale {
-                i -= 1;
-                if let Some(b) = buf.get_mut(i) {
-                    *b = b'.';
-                }
-                if n == 0 {
-                    i -= 1;
-                    if let Some(b) = buf.get_mut(i) {
-                        *b = b'0';
-                    }
-                    break;
-                }
-            }
-            if n == 0 && digits >= scale {
-                break;
-            }
-        }
         if neg {
             i -= 1;
             if let Some(b) = buf.get_mut(i) {
@@ -177,6 +137,54 @@ impl Amount {
         }
         std::str::from_utf8(buf.get(i..).unwrap_or_default()).unwrap_or_default()
     }
+}
+
+/// Writes `n` × 10^-`scale`, normalised (no trailing fractional zeros), at
+/// the end of `buf`; returns where it starts.
+fn write_digits<T>(mut n: T, mut scale: u32, buf: &mut [u8; 64]) -> usize
+where
+    T: Copy
+        + PartialEq
+        + From<u8>
+        + std::ops::Rem<Output = T>
+        + std::ops::Div<Output = T>
+        + TryInto<u8>,
+{
+    let (zero, ten) = (T::from(0), T::from(10));
+    while scale > 0 && n % ten == zero && n != zero {
+        n = n / ten;
+        scale -= 1;
+    }
+    if n == zero {
+        scale = 0;
+    }
+    let mut i = buf.len();
+    let mut digits = 0u32;
+    loop {
+        i -= 1;
+        if let Some(b) = buf.get_mut(i) {
+            *b = b'0' + (n % ten).try_into().unwrap_or(0);
+        }
+        n = n / ten;
+        digits += 1;
+        if digits == scale {
+            i -= 1;
+            if let Some(b) = buf.get_mut(i) {
+                *b = b'.';
+            }
+            if n == zero {
+                i -= 1;
+                if let Some(b) = buf.get_mut(i) {
+                    *b = b'0';
+                }
+                break;
+            }
+        }
+        if n == zero && digits >= scale {
+            break;
+        }
+    }
+    i
 }
 
 impl std::fmt::Display for Amount {
@@ -889,6 +897,10 @@ mod tests {
             (7, 0),
             (100, 2),
             (-1_000, 18),
+            // Beyond u64: the u128 path.
+            (123_456_789_012_345_678_901_234, 18),
+            (-40_000_000_000_000_000_000, 18),
+            (18_446_744_073_709_551_616, 0),
         ] {
             let a = Amount { mantissa: m, scale };
             let d = Decimal::try_from_i128_with_scale(m, scale)
