@@ -5,12 +5,12 @@
 //! attributes. See `schema/client-usage.schema.json` and the README.
 
 use std::borrow::Cow;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 
 use serde_json::{Map, Value};
 
 use super::records::Records;
-use super::{Extracted, FileSink, Semantics, Val, csv_header, first_byte, peek};
+use super::{Extracted, FileSink, JsonLines, Semantics, Val, csv_header, first_byte, peek};
 use crate::error::Error;
 use crate::record::Side;
 
@@ -110,20 +110,15 @@ fn read_err(file: &str, e: impl std::fmt::Display) -> Error {
 fn read_jsonl(r: impl Read, file: &str, side: &mut Side) -> Result<(), Error> {
     let sem = Semantics::default();
     let mut sink = FileSink::new(side, file);
-    let mut rdr = BufReader::with_capacity(1 << 20, r);
-    let mut buf = String::new();
-    let mut line: u64 = 0;
-    loop {
-        buf.clear();
-        let n = rdr.read_line(&mut buf).map_err(|e| read_err(file, e))?;
-        if n == 0 {
-            break;
-        }
-        line += 1;
-        let text = buf.trim();
-        if text.is_empty() {
-            continue;
-        }
+    let mut lines = JsonLines::new(r);
+    while let Some((line, text)) = lines.next_line().map_err(|e| read_err(file, e))? {
+        let text = match text {
+            Ok(t) => t,
+            Err(lossy) => {
+                sink.reject(line, "(row)", "not valid UTF-8", lossy);
+                continue;
+            }
+        };
         match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(obj)) => match extract(&obj) {
                 Ok(ex) => sink.row(&ex, &sem, line, || text.to_owned()),
@@ -474,6 +469,33 @@ mod tests {
             r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"claude","route":"messages","usage":{"input_tokens":10,"cache_read_input_tokens":null,"cache_creation":{"ephemeral_5m_input_tokens":5,"ephemeral_1h_input_tokens":7},"output_tokens":3}}"#,
         );
         assert_eq!(tokens(&side, 0), [Some(22), None, Some(12), Some(3), None]);
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_a_reject_not_a_failed_file() {
+        let mut bytes =
+            br#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","route":"chat"}"#.to_vec();
+        bytes.extend_from_slice(b"\n{\"ts\":\"2026-11-20T10:00:01Z\",\"key\":\"k\xff\xfe\"}\n");
+        bytes.extend_from_slice(
+            br#"{"ts":"2026-11-20T10:00:02Z","key":"k","model":"m","route":"chat"}"#,
+        );
+        for csv in [false, true] {
+            let mut side = Side::new(crate::record::SideKind::Client);
+            if csv {
+                let text = b"ts,key,model,route\n2026-11-20T10:00:00Z,k,m,chat\n2026-11-20T10:00:01Z,k\xff,m,chat\n2026-11-20T10:00:02Z,k,m,chat\n";
+                read_client(&text[..], "c.csv", Some(ClientFormat::Csv), &mut side).unwrap();
+            } else {
+                read_client(&bytes[..], "c.jsonl", Some(ClientFormat::Jsonl), &mut side).unwrap();
+            }
+            assert_eq!(side.rows.len(), 2, "csv {csv}");
+            let r = &side.rejects[0];
+            assert_eq!(
+                (r.line, r.reason.as_str()),
+                (if csv { 3 } else { 2 }, "not valid UTF-8")
+            );
+            assert_eq!(r.field, if csv { "key" } else { "(row)" });
+            assert!(r.raw.contains("10:00:01"));
+        }
     }
 
     #[test]

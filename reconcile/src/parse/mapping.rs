@@ -8,13 +8,13 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::records::Records;
-use super::{CostUnit, Extracted, FileSink, Semantics, Val, csv_header, first_byte};
+use super::{CostUnit, Extracted, FileSink, JsonLines, Semantics, Val, csv_header, first_byte};
 use crate::error::Error;
 use crate::record::Side;
 use crate::time::{TsFormat, Zone};
@@ -519,19 +519,15 @@ fn json_getter<'a>(profile: &'a Profile, obj: &'a Value) -> impl FnMut(usize) ->
 
 fn read_jsonl(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Result<(), Error> {
     let mut sink = FileSink::new(side, file);
-    let mut rdr = BufReader::with_capacity(1 << 20, r);
-    let mut buf = String::new();
-    let mut line = 0u64;
-    loop {
-        buf.clear();
-        if rdr.read_line(&mut buf).map_err(|e| read_err(file, e))? == 0 {
-            break;
-        }
-        line += 1;
-        let text = buf.trim();
-        if text.is_empty() {
-            continue;
-        }
+    let mut lines = JsonLines::new(r);
+    while let Some((line, text)) = lines.next_line().map_err(|e| read_err(file, e))? {
+        let text = match text {
+            Ok(t) => t,
+            Err(lossy) => {
+                sink.reject(line, "(row)", "not valid UTF-8", lossy);
+                continue;
+            }
+        };
         match serde_json::from_str::<Value>(text) {
             Ok(v @ Value::Object(_)) => {
                 let ex = extract_with(profile, json_getter(profile, &v));

@@ -517,6 +517,43 @@ pub fn peek(mut r: impl Read, file: &str) -> Result<(Vec<u8>, impl Read), Error>
     Ok((head.clone(), std::io::Cursor::new(head).chain(r)))
 }
 
+/// JSON Lines, one non-blank line at a time. A line that is not UTF-8 comes
+/// back as its lossy text, to be rejected like any bad row rather than
+/// failing the whole file.
+pub(crate) struct JsonLines<R> {
+    rdr: std::io::BufReader<R>,
+    buf: Vec<u8>,
+    line: u64,
+}
+
+impl<R: Read> JsonLines<R> {
+    pub(crate) fn new(r: R) -> Self {
+        Self {
+            rdr: std::io::BufReader::with_capacity(1 << 20, r),
+            buf: Vec::new(),
+            line: 0,
+        }
+    }
+
+    /// The next non-blank line: its number, and its trimmed text or, when
+    /// it is not UTF-8, its lossy text.
+    pub(crate) fn next_line(&mut self) -> std::io::Result<Option<(u64, Result<&str, String>)>> {
+        loop {
+            self.buf.clear();
+            if std::io::BufRead::read_until(&mut self.rdr, b'\n', &mut self.buf)? == 0 {
+                return Ok(None);
+            }
+            self.line += 1;
+            if self.buf.trim_ascii().is_empty() {
+                continue;
+            }
+            let text = std::str::from_utf8(self.buf.trim_ascii())
+                .map_err(|_| String::from_utf8_lossy(self.buf.trim_ascii()).into_owned());
+            return Ok(Some((self.line, text)));
+        }
+    }
+}
+
 /// First non-blank byte of a head (after a UTF-8 BOM).
 pub(crate) fn first_byte(head: &[u8]) -> Option<u8> {
     let h = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
