@@ -362,18 +362,7 @@ pub fn extract(obj: &Map<String, Value>) -> Result<Extracted<'_>, (String, Strin
 
 fn read_csv(r: impl Read, file: &str, side: &mut Side) -> Result<(), Error> {
     let mut rdr = Records::new(r);
-    let header: Vec<String> = match rdr.next_record().map_err(|e| read_err(file, e))? {
-        Some(h) => (0..h.len())
-            .map(|i| {
-                h.get(i)
-                    .unwrap_or("")
-                    .trim()
-                    .trim_start_matches('\u{feff}')
-                    .to_owned()
-            })
-            .collect(),
-        None => Vec::new(),
-    };
+    let header = rdr.header().map_err(|e| read_err(file, e))?;
     let idx: Vec<Option<usize>> = CSV_COLUMNS
         .iter()
         .map(|c| header.iter().position(|h| h == c))
@@ -389,9 +378,7 @@ fn read_csv(r: impl Read, file: &str, side: &mut Side) -> Result<(), Error> {
     let sem = Semantics::default();
     let mut sink = FileSink::new(side, file);
     while let Some(rec) = rdr.next_record().map_err(|e| read_err(file, e))? {
-        if let Some(bad) = rec.bad_utf8 {
-            let name = header.get(bad).map_or("(row)", String::as_str);
-            sink.reject(rec.line, name, "not valid UTF-8", rec.raw_text());
+        if sink.rejected_if_not_utf8(&rec, &header) {
             continue;
         }
         let get = |i: usize| -> Option<Val<'_>> {

@@ -598,18 +598,7 @@ struct CsvPath {
 
 fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Result<(), Error> {
     let mut rdr = Records::new(r);
-    let header: Vec<String> = match rdr.next_record().map_err(|e| read_err(file, e))? {
-        Some(h) => (0..h.len())
-            .map(|i| {
-                h.get(i)
-                    .unwrap_or("")
-                    .trim()
-                    .trim_start_matches('\u{feff}')
-                    .to_owned()
-            })
-            .collect(),
-        None => Vec::new(),
-    };
+    let header = rdr.header().map_err(|e| read_err(file, e))?;
     // Resolve every path once: the whole dotted name as a column, else its
     // first segment as a column holding JSON.
     let resolve = |p: &Vec<String>| -> Option<CsvPath> {
@@ -663,9 +652,7 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
     json_cols.dedup();
     let mut json_cells: Vec<Option<Value>> = vec![None; header.len()];
     while let Some(rec) = rdr.next_record().map_err(|e| read_err(file, e))? {
-        if let Some(bad) = rec.bad_utf8 {
-            let name = header.get(bad).map_or("(row)", String::as_str);
-            sink.reject(rec.line, name, "not valid UTF-8", rec.raw_text());
+        if sink.rejected_if_not_utf8(&rec, &header) {
             continue;
         }
         let line = rec.line;

@@ -474,6 +474,21 @@ impl<'s> FileSink<'s> {
         }
     }
 
+    /// Keeps a CSV record that is not UTF-8 as a reject naming its column;
+    /// says whether it was one.
+    pub(crate) fn rejected_if_not_utf8(
+        &mut self,
+        rec: &records::Record<'_>,
+        header: &[String],
+    ) -> bool {
+        let Some(bad) = rec.bad_utf8 else {
+            return false;
+        };
+        let name = header.get(bad).map_or("(row)", String::as_str);
+        self.reject(rec.line, name, "not valid UTF-8", rec.raw_text());
+        true
+    }
+
     /// Keeps a row that could not even be extracted.
     pub(crate) fn reject(&mut self, line: u64, field: &str, reason: &str, raw: String) {
         self.read += 1;

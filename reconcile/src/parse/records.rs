@@ -101,6 +101,23 @@ impl<R: Read> Records<R> {
         }
     }
 
+    /// The first record as column names: trimmed, a UTF-8 byte order mark
+    /// dropped; none for empty input.
+    pub(crate) fn header(&mut self) -> std::io::Result<Vec<String>> {
+        Ok(match self.next_record()? {
+            Some(h) => (0..h.len())
+                .map(|i| {
+                    h.get(i)
+                        .unwrap_or("")
+                        .trim()
+                        .trim_start_matches('\u{feff}')
+                        .to_owned()
+                })
+                .collect(),
+            None => Vec::new(),
+        })
+    }
+
     fn refill(&mut self) -> std::io::Result<()> {
         // Keep the unread tail, at the front, and make room for a chunk.
         self.buf.copy_within(self.pos..self.len, 0);
