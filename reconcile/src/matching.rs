@@ -282,27 +282,20 @@ fn id_pass_part<C: MatchView, G: MatchView>(client: &C, gateway: &G, m: &mut Mat
     // reads are random (two cache misses each, millions of times), so the
     // checks run first in client row order, where both sides' reads are
     // nearly sequential, and the pairs are then made in hash order as before.
-    let mut singles: Vec<(u32, u32, u32)> = Vec::new();
+    let mut singles: Vec<(IdEntry, u32, u32)> = Vec::new();
     for_each_hash_group(&ce, &ge, |cs, gs| {
         if let ([c], [g]) = (cs, gs) {
-            singles.push((
-                c.tagged,
-                g.row(),
-                u32::try_from(singles.len()).unwrap_or(u32::MAX),
-            ));
+            let k = u32::try_from(singles.len()).unwrap_or(u32::MAX);
+            singles.push((*c, g.row(), k));
         }
     });
-    singles.sort_unstable_by_key(|&(tagged, _, _)| tagged & 0x7fff_ffff);
+    singles.sort_unstable_by_key(|(c, _, _)| c.row());
     let mut same = vec![false; singles.len()];
-    for &(tagged, g, k) in &singles {
-        let c = IdEntry {
-            hash: [0; 2],
-            tagged,
-        };
+    for (c, g, k) in &singles {
         let (a, b) = client.ids(at(c.row()));
         let cid = if c.second() { b } else { a };
-        if let Some(slot) = same.get_mut(at(k)) {
-            *slot = cid == gateway.ids(at(g)).0;
+        if let Some(slot) = same.get_mut(at(*k)) {
+            *slot = cid == gateway.ids(at(*g)).0;
         }
     }
     drop(singles);
