@@ -677,7 +677,7 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
                     Cow::Borrowed(rec_ref.get(p.col)?)
                 } else {
                     let doc = cells.get(p.col)?.as_ref()?;
-                    Cow::Owned(walk(doc, &p.rest)?.into_owned())
+                    walk(doc, &p.rest)?
                 };
                 (!v.trim_ascii().is_empty()).then_some(Val {
                     v,
