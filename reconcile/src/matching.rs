@@ -81,6 +81,11 @@ pub struct Params {
     pub tolerance_ms: i64,
     /// Id pairs a key needs before it gets its own offset.
     pub min_key_pairs: usize,
+    /// Most id entries (12 bytes each) the id pass holds at once; it runs
+    /// in as many partitions as keep it under this. The default, about
+    /// 200 MB, means one partition up to five million rows a side and two
+    /// at ten million.
+    pub id_entries_per_part: usize,
 }
 
 impl Default for Params {
@@ -88,6 +93,7 @@ impl Default for Params {
         Self {
             tolerance_ms: 2000,
             min_key_pairs: 5,
+            id_entries_per_part: 16 << 20,
         }
     }
 }
@@ -188,7 +194,7 @@ pub fn match_rows<C: MatchView, G: MatchView>(client: &C, gateway: &G, params: P
         key_offsets: Vec::new(),
         offset_by_key: Vec::new(),
     };
-    id_pass(client, gateway, &mut m);
+    id_pass(client, gateway, &mut m, params);
     learn_offsets(client, gateway, &mut m, params);
     block_pass(client, gateway, &mut m, params, true);
     block_pass(client, gateway, &mut m, params, false);
@@ -227,24 +233,33 @@ impl IdEntry {
     }
 }
 
-/// Passes run partition by partition so that only a fraction of their sort
-/// entries exist at once: at ten million rows a side, whole-table entries
-/// pushed peak memory past 2 GB. Partitions never split a block (they go by
-/// key) or an id (they go by the id's last byte), so results do not change.
+/// The block passes run partition by partition so that only a fraction of
+/// their sort entries exist at once: at ten million rows a side,
+/// whole-table entries pushed peak memory past 2 GB. Partitions never split
+/// a block (they go by key) or an id (the id pass partitions by the id's
+/// last byte, see [`id_parts`]), so results do not change.
 const PARTS: u32 = 4;
 
-fn id_part(id: &str) -> u32 {
-    id.as_bytes().last().map_or(0, |&b| u32::from(b) % PARTS)
+/// Id partitions for these sides (see [`Params::id_entries_per_part`]): a
+/// client row has up to two ids, a gateway row one. Each partition rescans
+/// both sides, so fewer is faster while memory allows.
+fn id_parts(client_rows: usize, gateway_rows: usize, per_part: usize) -> u32 {
+    let most = client_rows.saturating_mul(2).saturating_add(gateway_rows);
+    u32::try_from(most.div_ceil(per_part.max(1)).clamp(1, 64)).unwrap_or(64)
 }
 
-fn id_entries<V: MatchView>(v: &V, both: bool, part: u32) -> Vec<IdEntry> {
+fn id_part(id: &str, parts: u32) -> u32 {
+    id.as_bytes().last().map_or(0, |&b| u32::from(b) % parts)
+}
+
+fn id_entries<V: MatchView>(v: &V, both: bool, (part, parts): (u32, u32)) -> Vec<IdEntry> {
     let mut out = Vec::new();
     for i in 0..v.len() {
         let (a, b) = v.ids(i);
-        if !a.is_empty() && id_part(a) == part {
+        if !a.is_empty() && id_part(a, parts) == part {
             out.push(IdEntry::new(fnv(a.as_bytes()), i, false));
         }
-        if both && !b.is_empty() && id_part(b) == part {
+        if both && !b.is_empty() && id_part(b, parts) == part {
             out.push(IdEntry::new(fnv(b.as_bytes()), i, true));
         }
     }
@@ -260,13 +275,19 @@ fn id_of<V: MatchView>(v: &V, e: &IdEntry) -> String {
     }
 }
 
-fn id_pass<C: MatchView, G: MatchView>(client: &C, gateway: &G, m: &mut Matching) {
-    for part in 0..PARTS {
-        id_pass_part(client, gateway, m, part);
+fn id_pass<C: MatchView, G: MatchView>(client: &C, gateway: &G, m: &mut Matching, params: Params) {
+    let parts = id_parts(client.len(), gateway.len(), params.id_entries_per_part);
+    for part in 0..parts {
+        id_pass_part(client, gateway, m, (part, parts));
     }
 }
 
-fn id_pass_part<C: MatchView, G: MatchView>(client: &C, gateway: &G, m: &mut Matching, part: u32) {
+fn id_pass_part<C: MatchView, G: MatchView>(
+    client: &C,
+    gateway: &G,
+    m: &mut Matching,
+    part: (u32, u32),
+) {
     let (ce, ge) = std::thread::scope(|s| {
         let c = s.spawn(|| {
             let mut e = id_entries(client, true, part);
@@ -941,6 +962,43 @@ mod tests {
                 Pass::Unmatched
             };
             assert_eq!(m.client_pass[0], want, "{dt} ms");
+        }
+    }
+
+    #[test]
+    fn the_id_pass_gives_the_same_pairs_in_any_number_of_partitions() {
+        // Ids ending in every byte, retries, ids on one side only, and rows
+        // without ids, so partitions split the work every which way.
+        let mut c = Rows::default();
+        let mut g = Rows::default();
+        let mut x: u64 = 7;
+        for k in 0..400i64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let id = format!("req-{}{}", x % 1000, char::from(b'a' + (x % 26) as u8));
+            let key = (x % 3) as u32;
+            let id_c = if x.is_multiple_of(5) { "" } else { id.as_str() };
+            c.push(k * 1_000, key, Some((10, 2)), id_c);
+            if !x.is_multiple_of(7) {
+                g.push(k * 1_000 + 250, key, Some((10, 2)), &id);
+            }
+            if x.is_multiple_of(11) {
+                g.push(k * 1_000 + 900, key, Some((10, 2)), &id);
+            }
+        }
+        let one = match_rows(&c, &g, Params::default());
+        assert!(one.client_pass.iter().filter(|p| **p == Pass::Id).count() > 250);
+        for per_part in [1, 97, 300] {
+            let params = Params {
+                id_entries_per_part: per_part,
+                ..Params::default()
+            };
+            assert!(id_parts(c.len(), g.len(), per_part) > 1);
+            let many = match_rows(&c, &g, params);
+            assert_eq!(many.client_partner, one.client_partner, "{per_part}");
+            assert_eq!(many.client_pass, one.client_pass, "{per_part}");
+            assert_eq!(many.gateway_pass, one.gateway_pass, "{per_part}");
         }
     }
 
