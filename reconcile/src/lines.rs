@@ -260,25 +260,17 @@ pub struct Source<'a> {
     pub line: u32,
 }
 
-/// A matched pair (any pair class).
+/// A matched pair (any pair class) in full: its matches.csv line plus both
+/// rows' times, models, ids and tokens.
 #[derive(Debug, Clone, Serialize)]
 pub struct MatchLine<'a> {
-    /// Pair class.
-    pub class: Class,
-    /// Pass that made the pair.
-    pub pass: Pass,
-    /// Gateway time − client time − learned offset, ms (the match residual).
-    pub residual_ms: i64,
-    /// Client row.
-    pub client: Source<'a>,
-    /// Gateway row.
-    pub gateway: Source<'a>,
+    /// The pair as matches.csv has it.
+    #[serde(flatten)]
+    pub pair: PairLine<'a>,
     /// Client request start.
     pub client_ts: Ts,
     /// Gateway request start.
     pub gateway_ts: Ts,
-    /// Key name.
-    pub key: &'a str,
     /// Owner.
     pub owner: &'a str,
     /// Route family.
@@ -291,16 +283,10 @@ pub struct MatchLine<'a> {
     pub client_request_id: &'a str,
     /// Client response id.
     pub client_response_id: &'a str,
-    /// Gateway id.
-    pub gateway_id: &'a str,
     /// Client tokens.
     pub client_tokens: TokenCounts,
     /// Gateway tokens.
     pub gateway_tokens: TokenCounts,
-    /// Tally's price of the gateway row.
-    pub computed_cost: Option<Amount>,
-    /// Gateway-reported cost.
-    pub reported_cost: Option<Amount>,
 }
 
 const TOKEN_COLS: [&str; 5] = [
@@ -602,34 +588,21 @@ impl<'a> Reconciliation<'a> {
     /// The pairs of a range of client rows, in full (discrepancies read them).
     fn matches_in(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = MatchLine<'_>> {
         range.filter_map(move |i| {
-            let j = self.client_partner(i)?;
+            let (j, pair) = self.pair_at(i)?;
             let (c, g) = (self.client.rows.get(i)?, self.gateway.rows.get(j)?);
             let (crid, cresp) = self.client.ids.get(c.ids);
             Some(MatchLine {
-                class: self.client_class.get(i).copied().unwrap_or(Class::Matched),
-                pass: self
-                    .matching
-                    .client_pass
-                    .get(i)
-                    .copied()
-                    .unwrap_or(Pass::Unmatched),
-                residual_ms: g.ts_ms - c.ts_ms - self.offset_of_client(i),
-                client: self.src(SideKind::Client, i),
-                gateway: self.src(SideKind::Gateway, j),
+                pair,
                 client_ts: Ts(c.ts_ms),
                 gateway_ts: Ts(g.ts_ms),
-                key: self.client_key_name(i),
                 owner: self.client_owner_name(i),
                 route: self.route_name(SideKind::Client, i),
                 requested_model: self.client.models(c).0,
                 served_model: self.gateway_model_text(g),
                 client_request_id: crid,
                 client_response_id: cresp,
-                gateway_id: self.gateway.ids.get(g.ids).0,
                 client_tokens: TokenCounts::of(c),
                 gateway_tokens: TokenCounts::of(g),
-                computed_cost: self.gateway_cost(j).map(Amount::usd),
-                reported_cost: Amount::reported(g),
             })
         })
     }
@@ -637,26 +610,30 @@ impl<'a> Reconciliation<'a> {
     /// The lines of matches.csv for a range of client rows, in client row
     /// order (exports format ranges in parallel).
     pub fn pairs_in(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = PairLine<'_>> {
-        range.filter_map(move |i| {
-            let j = self.client_partner(i)?;
-            let (c, g) = (self.client.rows.get(i)?, self.gateway.rows.get(j)?);
-            Some(PairLine {
-                class: self.client_class.get(i).copied().unwrap_or(Class::Matched),
-                pass: self
-                    .matching
-                    .client_pass
-                    .get(i)
-                    .copied()
-                    .unwrap_or(Pass::Unmatched),
-                residual_ms: g.ts_ms - c.ts_ms - self.offset_of_client(i),
-                client: self.src(SideKind::Client, i),
-                gateway: self.src(SideKind::Gateway, j),
-                key: self.client_key_name(i),
-                gateway_id: self.gateway.ids.get(g.ids).0,
-                computed_cost: self.gateway_cost(j).map(Amount::usd),
-                reported_cost: Amount::reported(g),
-            })
-        })
+        range.filter_map(move |i| self.pair_at(i).map(|(_, pair)| pair))
+    }
+
+    /// Client row `i`'s partner and matches.csv line, when it has one.
+    fn pair_at(&self, i: usize) -> Option<(usize, PairLine<'_>)> {
+        let j = self.client_partner(i)?;
+        let (c, g) = (self.client.rows.get(i)?, self.gateway.rows.get(j)?);
+        let pair = PairLine {
+            class: self.client_class.get(i).copied().unwrap_or(Class::Matched),
+            pass: self
+                .matching
+                .client_pass
+                .get(i)
+                .copied()
+                .unwrap_or(Pass::Unmatched),
+            residual_ms: g.ts_ms - c.ts_ms - self.offset_of_client(i),
+            client: self.src(SideKind::Client, i),
+            gateway: self.src(SideKind::Gateway, j),
+            key: self.client_key_name(i),
+            gateway_id: self.gateway.ids.get(g.ids).0,
+            computed_cost: self.gateway_cost(j).map(Amount::usd),
+            reported_cost: Amount::reported(g),
+        };
+        Some((j, pair))
     }
 
     fn gateway_model_text(&self, g: &'a Row) -> &'a str {
@@ -753,34 +730,41 @@ impl<'a> Reconciliation<'a> {
         let pairs = disagreeing
             .flat_map(move |i| self.matches_in(i..i + 1))
             .map(move |m| {
-                let detail = match m.class {
+                let detail = match m.pair.class {
                     Class::ModelMismatch => {
                         format!("requested {}, served {}", m.requested_model, m.served_model)
                     }
                     Class::TokenMismatch => token_detail(&m),
                     Class::CostVariance => {
-                        let v = m.reported_cost.map(Amount::to_decimal).unwrap_or_default()
-                            - m.computed_cost.map(Amount::to_decimal).unwrap_or_default();
+                        let v = m
+                            .pair
+                            .reported_cost
+                            .map(Amount::to_decimal)
+                            .unwrap_or_default()
+                            - m.pair
+                                .computed_cost
+                                .map(Amount::to_decimal)
+                                .unwrap_or_default();
                         format!(
                             "gateway reported {} vs price {} (variance {})",
-                            fmt_opt(m.reported_cost),
-                            fmt_opt(m.computed_cost),
+                            fmt_opt(m.pair.reported_cost),
+                            fmt_opt(m.pair.computed_cost),
                             v
                         )
                     }
                     _ => String::new(),
                 };
                 DiscrepancyLine {
-                    kind: m.class.name(),
+                    kind: m.pair.class.name(),
                     detail,
                     ts: m.client_ts,
-                    key: m.key,
+                    key: m.pair.key,
                     owner: m.owner,
                     model: m.served_model,
-                    computed_cost: m.computed_cost,
-                    reported_cost: m.reported_cost,
-                    client: Some(m.client),
-                    gateway: Some(m.gateway),
+                    computed_cost: m.pair.computed_cost,
+                    reported_cost: m.pair.reported_cost,
+                    client: Some(m.pair.client),
+                    gateway: Some(m.pair.gateway),
                 }
             });
         let dups = self.duplicates().map(|d| DiscrepancyLine {

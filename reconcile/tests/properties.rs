@@ -104,14 +104,14 @@ fn pair_contents(rec: &Reconciliation<'_>) -> Vec<String> {
         .map(|m| {
             format!(
                 "{:?}|{}|{}|{}|{}|{:?}|{:?}|{:?}",
-                m.class,
+                m.pair.class,
                 m.client_ts,
                 m.gateway_ts,
-                m.key,
-                m.gateway_id,
+                m.pair.key,
+                m.pair.gateway_id,
                 m.client_tokens,
                 m.gateway_tokens,
-                m.computed_cost
+                m.pair.computed_cost
             )
         })
         .collect();
