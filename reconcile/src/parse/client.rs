@@ -111,26 +111,14 @@ fn read_jsonl(r: impl Read, file: &str, side: &mut Side) -> Result<(), Error> {
     let sem = Semantics::default();
     let mut sink = FileSink::new(side, file);
     let mut lines = JsonLines::new(r);
-    while let Some((line, text)) = lines.next_line().map_err(|e| read_err(file, e))? {
-        let text = match text {
-            Ok(t) => t,
-            Err(lossy) => {
-                sink.reject(line, "(row)", "not valid UTF-8", lossy);
-                continue;
-            }
-        };
-        match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(obj)) => match extract(&obj) {
-                Ok(ex) => sink.row(&ex, &sem, line, || text.to_owned()),
-                Err((field, reason)) => sink.reject(line, &field, &reason, text.to_owned()),
-            },
-            Ok(_) => sink.reject(line, "(row)", "not a JSON object", text.to_owned()),
-            Err(e) => sink.reject(
-                line,
-                "(row)",
-                &format!("invalid JSON: {e}"),
-                text.to_owned(),
-            ),
+    while let Some((line, v)) = lines
+        .next_object(&mut sink)
+        .map_err(|e| read_err(file, e))?
+    {
+        let Value::Object(obj) = &v else { continue };
+        match extract(obj) {
+            Ok(ex) => sink.row(&ex, &sem, line, || lines.text()),
+            Err((field, reason)) => sink.reject(line, &field, &reason, lines.text()),
         }
     }
     sink.finish(ClientFormat::Jsonl.name());

@@ -520,27 +520,12 @@ fn json_getter<'a>(profile: &'a Profile, obj: &'a Value) -> impl FnMut(usize) ->
 fn read_jsonl(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Result<(), Error> {
     let mut sink = FileSink::new(side, file);
     let mut lines = JsonLines::new(r);
-    while let Some((line, text)) = lines.next_line().map_err(|e| read_err(file, e))? {
-        let text = match text {
-            Ok(t) => t,
-            Err(lossy) => {
-                sink.reject(line, "(row)", "not valid UTF-8", lossy);
-                continue;
-            }
-        };
-        match serde_json::from_str::<Value>(text) {
-            Ok(v @ Value::Object(_)) => {
-                let ex = extract_with(profile, json_getter(profile, &v));
-                sink.row(&ex, &profile.sem, line, || text.to_owned());
-            }
-            Ok(_) => sink.reject(line, "(row)", "not a JSON object", text.to_owned()),
-            Err(e) => sink.reject(
-                line,
-                "(row)",
-                &format!("invalid JSON: {e}"),
-                text.to_owned(),
-            ),
-        }
+    while let Some((line, v)) = lines
+        .next_object(&mut sink)
+        .map_err(|e| read_err(file, e))?
+    {
+        let ex = extract_with(profile, json_getter(profile, &v));
+        sink.row(&ex, &profile.sem, line, || lines.text());
     }
     sink.finish(&profile.name);
     Ok(())

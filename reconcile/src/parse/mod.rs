@@ -532,9 +532,9 @@ pub fn peek(mut r: impl Read, file: &str) -> Result<(Vec<u8>, impl Read), Error>
     Ok((head.clone(), std::io::Cursor::new(head).chain(r)))
 }
 
-/// JSON Lines, one non-blank line at a time. A line that is not UTF-8 comes
-/// back as its lossy text, to be rejected like any bad row rather than
-/// failing the whole file.
+/// JSON Lines, one object at a time. A line that is not UTF-8, not JSON or
+/// not an object is kept in `sink` as a reject on its line, like any bad
+/// row, rather than failing the whole file.
 pub(crate) struct JsonLines<R> {
     rdr: std::io::BufReader<R>,
     buf: Vec<u8>,
@@ -550,22 +550,43 @@ impl<R: Read> JsonLines<R> {
         }
     }
 
-    /// The next non-blank line: its number, and its trimmed text or, when
-    /// it is not UTF-8, its lossy text.
-    pub(crate) fn next_line(&mut self) -> std::io::Result<Option<(u64, Result<&str, String>)>> {
+    /// The next object: its line number and the parsed object (always a
+    /// `Value::Object`); [`JsonLines::text`] has its text.
+    pub(crate) fn next_object(
+        &mut self,
+        sink: &mut FileSink<'_>,
+    ) -> std::io::Result<Option<(u64, serde_json::Value)>> {
         loop {
             self.buf.clear();
             if std::io::BufRead::read_until(&mut self.rdr, b'\n', &mut self.buf)? == 0 {
                 return Ok(None);
             }
             self.line += 1;
-            if self.buf.trim_ascii().is_empty() {
+            let bytes = self.buf.trim_ascii();
+            if bytes.is_empty() {
                 continue;
             }
-            let text = std::str::from_utf8(self.buf.trim_ascii())
-                .map_err(|_| String::from_utf8_lossy(self.buf.trim_ascii()).into_owned());
-            return Ok(Some((self.line, text)));
+            let Ok(text) = std::str::from_utf8(bytes) else {
+                sink.reject(self.line, "(row)", "not valid UTF-8", self.text());
+                continue;
+            };
+            match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(v @ serde_json::Value::Object(_)) => return Ok(Some((self.line, v))),
+                Ok(_) => sink.reject(self.line, "(row)", "not a JSON object", self.text()),
+                Err(e) => sink.reject(
+                    self.line,
+                    "(row)",
+                    &format!("invalid JSON: {e}"),
+                    self.text(),
+                ),
+            }
         }
+    }
+
+    /// The current line's text, trimmed (lossy if it is not UTF-8), for a
+    /// reject.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(self.buf.trim_ascii()).into_owned()
     }
 }
 
