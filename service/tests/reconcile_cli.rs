@@ -381,6 +381,27 @@ fn assert_same_files(a: &Path, b: &Path, names: &[&str]) {
     }
 }
 
+/// Runs `tally reconcile` on one client log and one gateway export into
+/// `out`, and asserts it succeeded.
+fn reconcile_ok(extra: &[&str], client: &Path, gateway: &Path, out: &Path) {
+    let st = tally()
+        .arg("reconcile")
+        .args(extra)
+        .arg("--client")
+        .arg(client)
+        .arg("--gateway")
+        .arg(gateway)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -404,20 +425,7 @@ fn exports_are_safe_in_spreadsheets_and_pages_escape_everything() {
         "request_id,api_key,spend,startTime,model,call_type,prompt_tokens,completion_tokens\nother,k,0.1,2026-11-20 10:00:00,m,acompletion,1,1\n",
     );
     let out = dir.path().join("out");
-    let st = tally()
-        .args(["reconcile", "--client"])
-        .arg(&client)
-        .arg("--gateway")
-        .arg(&gateway)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    reconcile_ok(&[], &client, &gateway, &out);
     let missing = std::fs::read_to_string(out.join("missing_usage.csv")).unwrap();
     let mut rdr = csv::Reader::from_reader(missing.as_bytes());
     let rec = rdr.records().next().unwrap().unwrap();
@@ -633,20 +641,7 @@ fn gateway_only_traffic_on_a_registered_key_goes_to_its_owner() {
         "request_id,api_key,spend,startTime,model,call_type,prompt_tokens,completion_tokens\nrogue-1,support-bot-prod,0.1,2026-11-20 11:00:00,gpt-4o,acompletion,10,10\n",
     );
     let out = dir.path().join("out");
-    let st = tally()
-        .args(["reconcile", "--keys", "fixtures/keys.toml", "--client"])
-        .arg(&client)
-        .arg("--gateway")
-        .arg(&gateway)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    reconcile_ok(&["--keys", "fixtures/keys.toml"], &client, &gateway, &out);
     let mut r = csv::Reader::from_path(out.join("unattributed.csv")).unwrap();
     let h = r.headers().unwrap().clone();
     let rec = r.records().next().unwrap().unwrap();
