@@ -389,6 +389,14 @@ pub struct FileInfo {
     pub read: u64,
     /// Rows refused.
     pub rejected: u64,
+    /// Physical lines the reader went through, blank lines and the header
+    /// included (a later part of a split file starts after them).
+    #[serde(skip)]
+    pub lines: u64,
+    /// Whether the input ended inside a quoted field: for a part of a
+    /// split file, the cut was not between records.
+    #[serde(skip)]
+    pub open_quote_at_end: bool,
 }
 
 /// Everything parsed from one side's files.

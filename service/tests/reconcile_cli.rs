@@ -650,3 +650,66 @@ fn gateway_only_traffic_on_a_registered_key_goes_to_its_owner() {
     assert_eq!(get("key_registered"), "true");
     assert_eq!(get("owner"), "support/support-bot/prod");
 }
+
+#[test]
+fn a_cut_inside_a_quoted_field_is_read_again_whole() {
+    // Pretty-printed metadata: most newlines of the file sit inside quotes,
+    // so the speculative cut half way lands in one, and the file must be
+    // parsed again whole, with the same rows, lines and rejects.
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = String::from(
+        "request_id,call_type,api_key,spend,prompt_tokens,completion_tokens,startTime,model,metadata\n",
+    );
+    let mut c = String::new();
+    for i in 0..300 {
+        let meta = format!(
+            "\"{{\n  \"\"usage_object\"\": {{\n    \"\"prompt_tokens_details\"\": {{\n      \"\"cached_tokens\"\": {}\n    }}\n  }}\n}}\"",
+            i % 5
+        );
+        let tokens = if i == 150 { "x" } else { "10" };
+        g.push_str(&format!(
+            "r{i},acompletion,key_support_prod,0.001,{tokens},5,2026-11-20 10:{:02}:{:02},gpt-4o,{meta}\n",
+            i / 60,
+            i % 60
+        ));
+        if i % 3 != 0 {
+            c.push_str(&format!(
+                "{{\"ts\":\"2026-11-20T10:{:02}:{:02}Z\",\"key\":\"key_support_prod\",\"model\":\"gpt-4o\",\"route\":\"chat\",\"request_id\":\"r{i}\",\"usage\":{{\"prompt_tokens\":10,\"completion_tokens\":5}}}}\n",
+                i / 60,
+                i % 60
+            ));
+        }
+    }
+    // The cut the planner tries: the first newline past half the body.
+    let hlen = g.find('\n').unwrap() + 1;
+    let target = hlen + (g.len() - hlen) / 2;
+    let cut = target + g[target..].find('\n').unwrap();
+    assert_eq!(
+        g[..cut].matches('"').count() % 2,
+        1,
+        "the cut must fall in quotes"
+    );
+    let client = write(dir.path(), "c.jsonl", &c);
+    let gateway = write(dir.path(), "g.csv", &g);
+    let (whole, parts) = (dir.path().join("whole"), dir.path().join("parts"));
+    let args = [
+        "--keys",
+        "fixtures/keys.toml",
+        "--now",
+        "2026-11-22T00:00:00Z",
+    ];
+    reconcile_ok(&args, &client, &gateway, &whole);
+    reconcile_ok(
+        &[&args[..], &["--split-min-bytes", "1"]].concat(),
+        &client,
+        &gateway,
+        &parts,
+    );
+    assert_same_files(&whole, &parts, &["matches.csv"]);
+    assert_same_files(&whole, &parts, &OTHER_REPORT_FILES);
+    let rejects = std::fs::read_to_string(whole.join("rejects.csv")).unwrap();
+    assert!(
+        rejects.contains(&format!("g.csv,{},", 2 + 150 * 7)),
+        "{rejects}"
+    );
+}

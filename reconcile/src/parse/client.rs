@@ -121,6 +121,7 @@ fn read_jsonl(r: impl Read, file: &str, side: &mut Side) -> Result<(), Error> {
             Err((field, reason)) => sink.reject(line, &field, &reason, lines.text()),
         }
     }
+    sink.extent(lines.lines(), false);
     sink.finish(ClientFormat::Jsonl.name());
     Ok(())
 }
@@ -395,6 +396,7 @@ fn read_csv(r: impl Read, file: &str, side: &mut Side) -> Result<(), Error> {
         };
         sink.row(&ex, &sem, rec.line, || rec.raw_text());
     }
+    sink.extent(rdr.lines(), rdr.ended_in_quotes());
     sink.finish(ClientFormat::Csv.name());
     Ok(())
 }

@@ -527,6 +527,7 @@ fn read_jsonl(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> R
         let ex = extract_with(profile, json_getter(profile, &v));
         sink.row(&ex, &profile.sem, line, || lines.text());
     }
+    sink.extent(lines.lines(), false);
     sink.finish(&profile.name);
     Ok(())
 }
@@ -673,6 +674,7 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
         let ex = extract_with(profile, getter);
         sink.row(&ex, &profile.sem, line, || rec_ref.raw_text());
     }
+    sink.extent(rdr.lines(), rdr.ended_in_quotes());
     sink.finish(&profile.name);
     Ok(())
 }

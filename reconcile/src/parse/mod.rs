@@ -444,6 +444,8 @@ pub(crate) struct FileSink<'s> {
     first_row: usize,
     read: u64,
     rejected: u64,
+    lines: u64,
+    open_quote_at_end: bool,
 }
 
 impl<'s> FileSink<'s> {
@@ -455,6 +457,8 @@ impl<'s> FileSink<'s> {
             first_row,
             read: 0,
             rejected: 0,
+            lines: 0,
+            open_quote_at_end: false,
         }
     }
 
@@ -506,6 +510,13 @@ impl<'s> FileSink<'s> {
         });
     }
 
+    /// How far the reader went: physical lines, and whether the input ended
+    /// inside a quoted field.
+    pub(crate) fn extent(&mut self, lines: u64, open_quote_at_end: bool) {
+        self.lines = lines;
+        self.open_quote_at_end = open_quote_at_end;
+    }
+
     /// Records the file in the side.
     pub(crate) fn finish(self, format: &str) {
         self.side.files.push(crate::record::FileInfo {
@@ -514,6 +525,8 @@ impl<'s> FileSink<'s> {
             first_row: self.first_row,
             read: self.read,
             rejected: self.rejected,
+            lines: self.lines,
+            open_quote_at_end: self.open_quote_at_end,
         });
     }
 }
@@ -581,6 +594,11 @@ impl<R: Read> JsonLines<R> {
                 ),
             }
         }
+    }
+
+    /// Physical lines read so far.
+    pub(crate) fn lines(&self) -> u64 {
+        self.line
     }
 
     /// The current line's text, trimmed (lossy if it is not UTF-8), for a

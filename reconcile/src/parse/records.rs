@@ -38,6 +38,8 @@ pub(crate) struct Records<R> {
     line: u64,
     spans: Vec<Span>,
     scratch: Vec<u8>,
+    /// A quoted field ran to the end of input.
+    open_quote: bool,
 }
 
 /// One record, borrowed from the reader until the next call.
@@ -82,6 +84,8 @@ impl<'a> Record<'a> {
 enum Split {
     /// A whole record: bytes consumed, and lines they span.
     Done(usize, u64),
+    /// The last record, whose quoted field runs to the end of input.
+    Unterminated(usize, u64),
     /// The buffer ends inside the record.
     NeedMore,
 }
@@ -98,7 +102,18 @@ impl<R: Read> Records<R> {
             line: 1,
             spans: Vec::with_capacity(32),
             scratch: Vec::new(),
+            open_quote: false,
         }
+    }
+
+    /// Physical lines read so far (blank lines included).
+    pub(crate) fn lines(&self) -> u64 {
+        self.line - 1
+    }
+
+    /// Whether the input ended inside a quoted field.
+    pub(crate) fn ended_in_quotes(&self) -> bool {
+        self.open_quote
     }
 
     /// The first record as column names: trimmed, a UTF-8 byte order mark
@@ -189,7 +204,8 @@ impl<R: Read> Records<R> {
                     }
                     self.refill()?;
                 }
-                Split::Done(n, lines) => {
+                Split::Done(n, lines) | Split::Unterminated(n, lines) => {
+                    self.open_quote |= matches!(split, Split::Unterminated(..));
                     let start = self.pos;
                     self.pos += n;
                     let line = self.line;
@@ -234,6 +250,7 @@ fn split_record(b: &[u8], eof: bool, spans: &mut Vec<Span>, scratch: &mut Vec<u8
     scratch.clear();
     let mut i = 0;
     let mut lines = 0u64;
+    let mut unterminated = false;
     loop {
         // One field starts at i.
         if b.get(i) == Some(&b'"') {
@@ -248,6 +265,7 @@ fn split_record(b: &[u8], eof: bool, spans: &mut Vec<Span>, scratch: &mut Vec<u8
                             return Split::NeedMore;
                         }
                         // Unterminated: the rest of the input is the field.
+                        unterminated = true;
                         j = b.len();
                         break;
                     }
@@ -329,6 +347,7 @@ fn split_record(b: &[u8], eof: bool, spans: &mut Vec<Span>, scratch: &mut Vec<u8
         match b.get(i) {
             Some(b',') => i += 1,
             Some(_) => return Split::Done(i + 1, lines + 1),
+            None if eof && unterminated => return Split::Unterminated(b.len(), lines + 1),
             None if eof => return Split::Done(b.len(), lines + 1),
             None => return Split::NeedMore,
         }

@@ -162,14 +162,7 @@ fn plan_side(
                 let len = std::fs::metadata(path)
                     .with_context(|| format!("cannot read {what} `{name}`"))?
                     .len();
-                (
-                    Vec::new(),
-                    vec![split::Part {
-                        start: 0,
-                        end: len,
-                        lines_before: 0,
-                    }],
-                )
+                (Vec::new(), vec![split::Part { start: 0, end: len }])
             }
         };
         let header = Arc::new(header);
@@ -259,23 +252,23 @@ fn read_sides(args: &ReconcileArgs, profiles: &[Profile]) -> Result<(Side, Side)
     done.sort_by_key(|(j, _)| (j.side == SideKind::Gateway, j.file, j.part));
     let mut client = Side::new(SideKind::Client);
     let mut gateway = Side::new(SideKind::Gateway);
-    for (job, result) in done {
-        let part = result?;
-        let target = match job.side {
+    let mut done = done.into_iter().peekable();
+    while let Some((first, result)) = done.next() {
+        let mut parts = vec![(first, result?)];
+        while let Some((job, _)) = done.peek() {
+            let (last, _) = &parts[parts.len() - 1];
+            if (job.side, job.file) != (last.side, last.file) {
+                break;
+            }
+            if let Some((job, result)) = done.next() {
+                parts.push((job, result?));
+            }
+        }
+        let target = match parts[0].0.side {
             SideKind::Client => &mut client,
             SideKind::Gateway => &mut gateway,
         };
-        if job.part == 0 {
-            target.append(part);
-        } else {
-            // Parsed alone, the part's first row is line 2 under its copy of
-            // the CSV header (line 1 in JSON Lines); it is really line
-            // `lines_before + 1`.
-            let header_lines = u64::from(!job.header.is_empty());
-            let shift = u32::try_from(job.range.lines_before.saturating_sub(header_lines))
-                .unwrap_or(u32::MAX);
-            target.append_continuation(part, shift);
-        }
+        merge_parts(target, parts)?;
     }
     let expected = |paths: &[PathBuf]| paths.len();
     if client.files.len() != expected(&args.client)
@@ -284,6 +277,43 @@ fn read_sides(args: &ReconcileArgs, profiles: &[Profile]) -> Result<(Side, Side)
         bail!("internal error: a file's parts were not all parsed");
     }
     Ok((client, gateway))
+}
+
+/// Joins one file's parts into `target`, in order. A cut is speculative
+/// (see [`split`]): if a part before the last ended inside a quoted field,
+/// the cut split a record, and the file is parsed again whole.
+fn merge_parts(target: &mut Side, mut parts: Vec<(Job, Side)>) -> Result<()> {
+    let cut_in_quotes = parts.len() > 1
+        && parts[..parts.len() - 1]
+            .iter()
+            .any(|(_, s)| s.files.first().is_some_and(|f| f.open_quote_at_end));
+    if cut_in_quotes {
+        let (mut job, _) = parts.swap_remove(0);
+        let len = std::fs::metadata(&job.path)
+            .with_context(|| format!("cannot read `{}`", job.path.display()))?
+            .len();
+        job.range = split::Part { start: 0, end: len };
+        let whole = run_job(&job)?;
+        parts = vec![(job, whole)];
+    }
+    // Parsed alone, a later part numbers its header copy line 1 (CSV) and
+    // its first row from there; its rows really come after every line of
+    // the parts before it.
+    let mut lines_before = 0u64;
+    for (job, part) in parts {
+        let lines = part.files.first().map_or(0, |f| f.lines);
+        if job.part == 0 {
+            target.append(part);
+            lines_before = lines;
+        } else {
+            let header_lines = u64::from(!job.header.is_empty());
+            let shift =
+                u32::try_from(lines_before.saturating_sub(header_lines)).unwrap_or(u32::MAX);
+            target.append_continuation(part, shift);
+            lines_before += lines.saturating_sub(header_lines);
+        }
+    }
+    Ok(())
 }
 
 /// The wall clock, read once per command (the engine never reads it).
