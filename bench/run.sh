@@ -7,6 +7,7 @@
 #   RUNS=3 bench/run.sh 1000000    runs per tool (median reported)
 #
 # tally-nm is the same run with --no-matches (no per-pair matches.csv).
+# duck-load is DuckDB reading the two CSV files and nothing else.
 # Needs python3 (a throwaway venv with duckdb is made in bench/.venv) and
 # GNU time (/usr/bin/time, Debian package `time`).
 set -euo pipefail
@@ -48,10 +49,12 @@ for n in "${SIZES[@]}"; do
   read -r nw nm < <(measure $TALLY reconcile --client "$dir/client.csv" --gateway "$dir/gateway.csv" \
       --keys "$dir/keys.toml" --prices "$dir/prices.toml" --out "$out-nm" --no-matches --format json)
   read -r dw dm < <(measure $PY bench/duckdb_asof.py "$dir" "$dir/duckdb_pairs.csv")
+  read -r lw lm < <(measure $PY bench/duckdb_load.py "$dir")
   read -r t1 f1 r1 w1 m1 x1 < <($PY bench/score.py "$dir/truth.csv" "$out/matches.csv")
   read -r t2 f2 r2 w2 m2 x2 < <($PY bench/score.py "$dir/truth.csv" "$dir/duckdb_pairs.csv")
   printf '%-10s %-8s %10s %10s %12s %12s %10s %10s\n' "$n" tally "$tw" "$tm" "$t1" "$r1" "$(awk "BEGIN{printf \"%.4f\", 100*$r1/$t1}")" "$x1"
   printf '%-10s %-8s %10s %10s %12s %12s %10s %10s\n' "$n" tally-nm "$nw" "$nm" - - - -
   printf '%-10s %-8s %10s %10s %12s %12s %10s %10s\n' "$n" duckdb "$dw" "$dm" "$t2" "$r2" "$(awk "BEGIN{printf \"%.4f\", 100*$r2/$t2}")" "$x2"
+  printf '%-10s %-8s %10s %10s %12s %12s %10s %10s\n' "$n" duck-load "$lw" "$lm" - - - -
   awk "BEGIN{printf \"%-10s tally/duckdb wall ratio: %.2f (with --no-matches: %.2f)\n\", $n, $tw/$dw, $nw/$dw}"
 done

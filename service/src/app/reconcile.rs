@@ -328,13 +328,39 @@ pub fn now_ms() -> Result<i64> {
 struct Phases {
     on: bool,
     last: std::time::Instant,
+    last_cpu_ms: u64,
+}
+
+/// CPU time used by the process so far, in ms (Linux; 0 elsewhere).
+fn cpu_ms() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces), from field 3:
+    // utime and stime are fields 14 and 15, in clock ticks (100 per second
+    // on Linux).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    ticks * 10
 }
 
 impl Phases {
+    fn new(on: bool) -> Self {
+        Self {
+            on,
+            last: std::time::Instant::now(),
+            last_cpu_ms: if on { cpu_ms() } else { 0 },
+        }
+    }
+
     fn lap(&mut self, what: &str) {
         if self.on {
             let now = std::time::Instant::now();
             let ms = now.duration_since(self.last).as_millis();
+            let cpu = cpu_ms();
             // Peak and current resident memory so far (Linux; blank elsewhere).
             let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
             let field = |name: &str| {
@@ -347,21 +373,20 @@ impl Phases {
             };
             let _ = writeln!(
                 std::io::stderr(),
-                "timing {what}: {ms} ms (peak rss {}, rss {})",
+                "timing {what}: {ms} ms (cpu {} ms, peak rss {}, rss {})",
+                cpu.saturating_sub(self.last_cpu_ms),
                 field("VmHWM:"),
                 field("VmRSS:")
             );
             self.last = now;
+            self.last_cpu_ms = cpu;
         }
     }
 }
 
 /// Runs `tally reconcile`.
 pub fn run(args: &ReconcileArgs) -> Result<ExitCode> {
-    let mut phases = Phases {
-        on: args.timings,
-        last: std::time::Instant::now(),
-    };
+    let mut phases = Phases::new(args.timings);
     let now_ms = match &args.now {
         Some(s) => tally_reconcile::time::parse_iso(s, None)
             .map_err(|e| anyhow::anyhow!("--now `{s}`: {e}"))?,
