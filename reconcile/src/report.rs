@@ -914,7 +914,6 @@ impl<'a> Reconciliation<'a> {
         let mut totals = Totals::default();
         let mut billed_c = Usd::ZERO;
         let mut billed_r = Usd::ZERO;
-        let mut missing = Usd::ZERO;
         let mut un_c = Usd::ZERO;
         let mut un_r = Usd::ZERO;
         let mut dup_r = Usd::ZERO;
@@ -931,105 +930,153 @@ impl<'a> Reconciliation<'a> {
             unattributed: u64,
             unattributed_reported: Usd,
         }
-        let mut by_owner: BTreeMap<&str, Acc> = BTreeMap::new();
+        // Hashed, not ordered: looked up once per row; sorted at the end.
+        let mut by_owner: crate::intern::FxHashMap<&str, Acc> = Default::default();
         let mut by_key: BTreeMap<u32, (KeyCost, Usd, Usd, i64, i64)> = BTreeMap::new();
         let mut unpriced: BTreeMap<u32, Unpriced> = BTreeMap::new();
         // Per side (client, gateway), per class in `Class::ALL` order.
         let mut class_counts = [[0u64; 7]; 2];
-        let mut passes = PassCounts::default();
         let (mut tmin, mut tmax) = (i64::MAX, i64::MIN);
 
-        for (j, r) in self.gateway.rows.iter().enumerate() {
-            tmin = tmin.min(r.ts_ms);
-            tmax = tmax.max(r.ts_ms);
-            let class = self
-                .gateway_class
-                .get(j)
-                .copied()
-                .unwrap_or(Class::Unattributed);
-            bump(&mut class_counts, SideKind::Gateway, class);
-            let reported = r.reported_usd().unwrap_or_default();
-            let computed = self.gateway_cost(j);
-            let acc = by_owner.entry(self.gateway_owner_name(j)).or_default();
-            acc.billed += 1;
-            acc.reported = acc.reported.saturating_add(reported);
-            billed_r = billed_r.saturating_add(reported);
-            match computed {
-                Some(c) => {
-                    acc.computed = acc.computed.saturating_add(c);
-                    billed_c = billed_c.saturating_add(c);
-                }
-                None => {
-                    acc.unpriced += 1;
-                    acc.unpriced_reported = acc.unpriced_reported.saturating_add(reported);
-                    unpriced_r = unpriced_r.saturating_add(reported);
-                    totals.unpriced_gateway_rows += 1;
-                    let f = self.gateway_served_family(j);
-                    unpriced.entry(f).or_default().gateway_rows += 1;
-                }
-            }
-            match class {
-                Class::Unattributed => {
-                    acc.unattributed += 1;
-                    acc.unattributed_reported = acc.unattributed_reported.saturating_add(reported);
-                    un_r = un_r.saturating_add(reported);
-                    un_c = un_c.saturating_add(computed.unwrap_or_default());
-                    let k = self.gateway_view().key(j);
-                    let e = by_key.entry(k).or_insert_with(|| {
-                        let info = self.key_info(k);
-                        (
-                            KeyCost {
-                                key: info.map_or_else(String::new, |i| i.name.clone()),
-                                registered: info.is_some_and(|i| i.registered),
-                                owner: self.key_owner_name(k).to_owned(),
-                                contact: info.and_then(|i| i.contact.clone()).unwrap_or_default(),
-                                ..KeyCost::default()
-                            },
-                            Usd::ZERO,
-                            Usd::ZERO,
-                            i64::MAX,
-                            i64::MIN,
-                        )
-                    });
-                    e.0.rows += 1;
-                    e.1 = e.1.saturating_add(computed.unwrap_or_default());
-                    e.2 = e.2.saturating_add(reported);
-                    e.3 = e.3.min(r.ts_ms);
-                    e.4 = e.4.max(r.ts_ms);
-                }
-                Class::Duplicate => dup_r = dup_r.saturating_add(reported),
-                _ => {}
-            }
+        // The client rows only add to their own counts: sum them on a
+        // second core while this one goes through the gateway rows.
+        #[derive(Default)]
+        struct ClientPart<'s> {
+            counts: [u64; 7],
+            passes: PassCounts,
+            tmin: i64,
+            tmax: i64,
+            unpriced_rows: u64,
+            unpriced: BTreeMap<u32, u64>,
+            missing: Usd,
+            missing_by_owner: crate::intern::FxHashMap<&'s str, (u64, Usd)>,
         }
-        for (i, r) in self.client.rows.iter().enumerate() {
-            tmin = tmin.min(r.ts_ms);
-            tmax = tmax.max(r.ts_ms);
-            let class = self
-                .client_class
-                .get(i)
-                .copied()
-                .unwrap_or(Class::MissingUsage);
-            bump(&mut class_counts, SideKind::Client, class);
-            match self.matching.client_pass.get(i) {
-                Some(Pass::Id) => passes.id += 1,
-                Some(Pass::Strict) => passes.strict += 1,
-                Some(Pass::Loose) => passes.loose += 1,
-                _ => {}
+        let client_part = || {
+            let mut p = ClientPart {
+                tmin: i64::MAX,
+                tmax: i64::MIN,
+                ..ClientPart::default()
+            };
+            for (i, r) in self.client.rows.iter().enumerate() {
+                p.tmin = p.tmin.min(r.ts_ms);
+                p.tmax = p.tmax.max(r.ts_ms);
+                let class = self
+                    .client_class
+                    .get(i)
+                    .copied()
+                    .unwrap_or(Class::MissingUsage);
+                if let Some(n) = p.counts.get_mut(class_index(class)) {
+                    *n += 1;
+                }
+                match self.matching.client_pass.get(i) {
+                    Some(Pass::Id) => p.passes.id += 1,
+                    Some(Pass::Strict) => p.passes.strict += 1,
+                    Some(Pass::Loose) => p.passes.loose += 1,
+                    _ => {}
+                }
+                let cost = self.client_cost(i);
+                if cost.is_none() {
+                    p.unpriced_rows += 1;
+                    *p.unpriced.entry(self.client_priced_family(i)).or_default() += 1;
+                }
+                if class == Class::MissingUsage {
+                    let e = p
+                        .missing_by_owner
+                        .entry(self.client_owner_name(i))
+                        .or_default();
+                    e.0 += 1;
+                    e.1 = e.1.saturating_add(cost.unwrap_or_default());
+                    p.missing = p.missing.saturating_add(cost.unwrap_or_default());
+                }
             }
-            let cost = self.client_cost(i);
-            if cost.is_none() {
-                totals.unpriced_client_rows += 1;
-                unpriced
-                    .entry(self.client_priced_family(i))
-                    .or_default()
-                    .client_rows += 1;
+            p
+        };
+        let client_part = std::thread::scope(|s| {
+            let handle = s.spawn(client_part);
+            for (j, r) in self.gateway.rows.iter().enumerate() {
+                tmin = tmin.min(r.ts_ms);
+                tmax = tmax.max(r.ts_ms);
+                let class = self
+                    .gateway_class
+                    .get(j)
+                    .copied()
+                    .unwrap_or(Class::Unattributed);
+                bump(&mut class_counts, SideKind::Gateway, class);
+                let reported = r.reported_usd().unwrap_or_default();
+                let computed = self.gateway_cost(j);
+                let acc = by_owner.entry(self.gateway_owner_name(j)).or_default();
+                acc.billed += 1;
+                acc.reported = acc.reported.saturating_add(reported);
+                billed_r = billed_r.saturating_add(reported);
+                match computed {
+                    Some(c) => {
+                        acc.computed = acc.computed.saturating_add(c);
+                        billed_c = billed_c.saturating_add(c);
+                    }
+                    None => {
+                        acc.unpriced += 1;
+                        acc.unpriced_reported = acc.unpriced_reported.saturating_add(reported);
+                        unpriced_r = unpriced_r.saturating_add(reported);
+                        totals.unpriced_gateway_rows += 1;
+                        let f = self.gateway_served_family(j);
+                        unpriced.entry(f).or_default().gateway_rows += 1;
+                    }
+                }
+                match class {
+                    Class::Unattributed => {
+                        acc.unattributed += 1;
+                        acc.unattributed_reported =
+                            acc.unattributed_reported.saturating_add(reported);
+                        un_r = un_r.saturating_add(reported);
+                        un_c = un_c.saturating_add(computed.unwrap_or_default());
+                        let k = self.gateway_view().key(j);
+                        let e = by_key.entry(k).or_insert_with(|| {
+                            let info = self.key_info(k);
+                            (
+                                KeyCost {
+                                    key: info.map_or_else(String::new, |i| i.name.clone()),
+                                    registered: info.is_some_and(|i| i.registered),
+                                    owner: self.key_owner_name(k).to_owned(),
+                                    contact: info
+                                        .and_then(|i| i.contact.clone())
+                                        .unwrap_or_default(),
+                                    ..KeyCost::default()
+                                },
+                                Usd::ZERO,
+                                Usd::ZERO,
+                                i64::MAX,
+                                i64::MIN,
+                            )
+                        });
+                        e.0.rows += 1;
+                        e.1 = e.1.saturating_add(computed.unwrap_or_default());
+                        e.2 = e.2.saturating_add(reported);
+                        e.3 = e.3.min(r.ts_ms);
+                        e.4 = e.4.max(r.ts_ms);
+                    }
+                    Class::Duplicate => dup_r = dup_r.saturating_add(reported),
+                    _ => {}
+                }
             }
-            if class == Class::MissingUsage {
-                let acc = by_owner.entry(self.client_owner_name(i)).or_default();
-                acc.missing += 1;
-                acc.missing_cost = acc.missing_cost.saturating_add(cost.unwrap_or_default());
-                missing = missing.saturating_add(cost.unwrap_or_default());
-            }
+            handle
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e))
+        });
+        tmin = tmin.min(client_part.tmin);
+        tmax = tmax.max(client_part.tmax);
+        if let Some(c) = class_counts.get_mut(side_index(SideKind::Client)) {
+            *c = client_part.counts;
+        }
+        let passes = client_part.passes;
+        totals.unpriced_client_rows = client_part.unpriced_rows;
+        for (f, n) in client_part.unpriced {
+            unpriced.entry(f).or_default().client_rows += n;
+        }
+        let missing = client_part.missing;
+        for (owner, (n, cost)) in client_part.missing_by_owner {
+            let acc = by_owner.entry(owner).or_default();
+            acc.missing += n;
+            acc.missing_cost = acc.missing_cost.saturating_add(cost);
         }
         totals.billed_computed = billed_c.to_decimal();
         totals.billed_reported = billed_r.to_decimal();
