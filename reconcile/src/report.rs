@@ -192,8 +192,19 @@ pub struct Reconciliation<'a> {
     pub client_class: Vec<Class>,
     /// Class of each gateway row.
     pub gateway_class: Vec<Class>,
+    /// Tally's price of each gateway row in atto-dollars ([`UNPRICED`], or
+    /// [`NOT_CACHED`] for a price beyond $9.2), worked out once: classify,
+    /// the summary and the exports each need it, and pricing a row three
+    /// times was a tenth of the time after parsing. 80 MB at ten million
+    /// rows, taken after matching has freed its sort entries.
+    gateway_costs: Vec<i64>,
     settings: Settings,
 }
+
+/// [`Reconciliation::gateway_costs`]: the catalog has no price.
+const UNPRICED: i64 = i64::MIN;
+/// [`Reconciliation::gateway_costs`]: too large for the cache; price again.
+const NOT_CACHED: i64 = i64::MIN + 1;
 
 struct Tables {
     keys: Vec<KeyInfo>,
@@ -612,8 +623,10 @@ pub fn reconcile<'a>(
         matching,
         client_class: Vec::new(),
         gateway_class: Vec::new(),
+        gateway_costs: Vec::new(),
         settings,
     };
+    rec.gateway_costs = rec.price_gateway_rows();
     rec.classify();
     rec
 }
@@ -801,6 +814,34 @@ impl<'a> Reconciliation<'a> {
     /// Tally's price of a gateway row: zero for gateway cache hits, `None`
     /// when the catalog has no price for its model at its time.
     pub fn gateway_cost(&self, j: usize) -> Option<Usd> {
+        match self.gateway_costs.get(j).copied() {
+            Some(UNPRICED) => None,
+            Some(NOT_CACHED) | None => self.price_gateway_row(j),
+            Some(atto) => Some(Usd(i128::from(atto))),
+        }
+    }
+
+    /// [`Reconciliation::gateway_costs`] for every gateway row, on two cores.
+    fn price_gateway_rows(&self) -> Vec<i64> {
+        let n = self.gateway.rows.len();
+        let cache = |j: usize| match self.price_gateway_row(j) {
+            None => UNPRICED,
+            Some(Usd(atto)) => i64::try_from(atto)
+                .ok()
+                .filter(|&a| a > NOT_CACHED)
+                .unwrap_or(NOT_CACHED),
+        };
+        let mid = n / 2;
+        let (mut first, second) = std::thread::scope(|s| {
+            let a = s.spawn(move || (0..mid).map(cache).collect::<Vec<_>>());
+            let b = (mid..n).map(cache).collect::<Vec<_>>();
+            (a.join().unwrap_or_else(|e| std::panic::resume_unwind(e)), b)
+        });
+        first.extend(second);
+        first
+    }
+
+    fn price_gateway_row(&self, j: usize) -> Option<Usd> {
         let r = self.gateway.rows.get(j)?;
         if r.has(flags::CACHE_HIT) {
             return Some(Usd::ZERO);
@@ -1259,6 +1300,39 @@ impl<'a> Reconciliation<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gateway_row_priced_beyond_the_cost_cache_is_still_exact() {
+        // The per-row cost cache holds up to about $9.22 in atto-dollars;
+        // this row costs $120.000002 and must be priced in full, not capped.
+        let gateway = "request_id,api_key,spend,startTime,model,call_type,prompt_tokens,completion_tokens\n\
+                       big,k1,120.000002,2026-11-20 10:00:00,o1-pro,acompletion,1,2000000\n\
+                       small,k1,0.000062,2026-11-20 10:00:01,o1-pro,acompletion,1,1\n";
+        let mut g = Side::new(SideKind::Gateway);
+        let profiles = crate::parse::mapping::Profile::builtins().unwrap();
+        let litellm = profiles.iter().find(|p| p.name == "litellm").unwrap();
+        crate::parse::mapping::read_gateway(gateway.as_bytes(), "g.csv", litellm, &mut g).unwrap();
+        let c = Side::new(SideKind::Client);
+        let prices = PriceBook::from_toml(
+            "currency = \"USD\"\n[[price]]\nmodel = \"o1-pro\"\neffective_from = \"2026-01-01T00:00:00Z\"\ninput = \"2\"\ncached_input = \"1\"\noutput = \"60\"\n",
+            "p.toml",
+        )
+        .unwrap();
+        let rec = reconcile(
+            &c,
+            &g,
+            &KeyRegistry::default(),
+            &AliasTable::default(),
+            &prices,
+            Settings::default(),
+        );
+        let atto = |usd: &str| Usd::from_decimal(usd.parse().unwrap()).unwrap();
+        assert_eq!(rec.gateway_cost(0), Some(atto("120.000002")));
+        assert_eq!(rec.gateway_cost(1), Some(atto("0.000062")));
+        let s = rec.summary(0);
+        assert_eq!(s.totals.billed_computed.to_string(), "120.000064");
+        assert_eq!(s.totals.variance.to_string(), "0");
+    }
 
     proptest::proptest! {
         /// The integer tolerance check agrees with the exact `Decimal` one,
