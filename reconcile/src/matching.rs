@@ -558,15 +558,34 @@ fn strict_block<V: MatchView>(v: &V, i: usize) -> Option<u64> {
     ))
 }
 
+/// The partition of each row still unmatched (`u8::MAX` for the others),
+/// worked out once per block pass: each partition's scan then reads one
+/// byte a row instead of looking up every unmatched row's key again.
+fn row_parts<V: MatchView>(v: &V, pass: &[Pass]) -> Vec<u8> {
+    (0..v.len())
+        .map(|i| {
+            if pass.get(i) == Some(&Pass::Unmatched) {
+                u8::try_from(v.key(i) % PARTS).unwrap_or(u8::MAX)
+            } else {
+                u8::MAX
+            }
+        })
+        .collect()
+}
+
 fn entries<V: MatchView>(
     v: &V,
-    pass: &[Pass],
+    parts: &[u8],
     strict: bool,
     part: u32,
     shift: impl Fn(u32) -> i64,
 ) -> Vec<BlockEntry> {
-    let mut out: Vec<BlockEntry> = (0..v.len())
-        .filter(|&i| pass.get(i) == Some(&Pass::Unmatched) && v.key(i) % PARTS == part)
+    let part = u8::try_from(part).unwrap_or(u8::MAX);
+    let mut out: Vec<BlockEntry> = parts
+        .iter()
+        .enumerate()
+        .filter(|&(_, &p)| p == part)
+        .map(|(i, _)| i)
         .filter_map(|i| {
             let block = if strict {
                 strict_block(v, i)?
@@ -605,8 +624,15 @@ fn block_pass<C: MatchView, G: MatchView>(
     params: Params,
     strict: bool,
 ) {
+    // Rows paired in one partition belong to no other: the partitions
+    // worked out before the first stay right for all of them.
+    let (cp, gp) = std::thread::scope(|s| {
+        let c = s.spawn(|| row_parts(client, &m.client_pass));
+        let g = row_parts(gateway, &m.gateway_pass);
+        (c.join().unwrap_or_else(|e| std::panic::resume_unwind(e)), g)
+    });
     for part in 0..PARTS {
-        block_pass_part(client, gateway, m, params, strict, part);
+        block_pass_part(client, gateway, m, params, strict, part, (&cp, &gp));
     }
 }
 
@@ -617,15 +643,16 @@ fn block_pass_part<C: MatchView, G: MatchView>(
     params: Params,
     strict: bool,
     part: u32,
+    (client_parts, gateway_parts): (&[u8], &[u8]),
 ) {
     let offsets = &*m;
     let (ce, ge) = std::thread::scope(|s| {
         let c = s.spawn(|| {
-            entries(client, &offsets.client_pass, strict, part, |k| {
+            entries(client, client_parts, strict, part, |k| {
                 offsets.offset_for(k)
             })
         });
-        let g = entries(gateway, &offsets.gateway_pass, strict, part, |_| 0);
+        let g = entries(gateway, gateway_parts, strict, part, |_| 0);
         (c.join().unwrap_or_default(), g)
     });
     let pass = if strict { Pass::Strict } else { Pass::Loose };
