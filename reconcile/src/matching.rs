@@ -510,7 +510,9 @@ fn learn_offsets<C: MatchView, G: MatchView>(
         mad_ms: mad,
         pairs: by_key.len(),
     };
-    by_key.sort_unstable();
+    // Grouped by key only: a median does not depend on the order within
+    // a group.
+    by_key.sort_unstable_by_key(|e| e.0);
     for chunk in by_key.chunk_by_mut(|a, b| a.0 == b.0) {
         if chunk.len() < params.min_key_pairs {
             continue;

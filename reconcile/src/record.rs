@@ -315,13 +315,22 @@ impl Rows {
     }
 
     /// Row `i`.
+    #[inline]
     pub fn get(&self, i: usize) -> Option<&Row> {
-        // One chunk is the common case: no search.
-        if let [only] = self.chunks.as_slice() {
-            return only.get(i);
+        // One chunk (a file read whole) and two (a file read in two parts)
+        // are the common cases, and matching reads rows by index millions
+        // of times: no search for them.
+        match self.chunks.as_slice() {
+            [only] => only.get(i),
+            [a, b] => match i.checked_sub(a.len()) {
+                None => a.get(i),
+                Some(k) => b.get(k),
+            },
+            _ => {
+                let c = self.starts.partition_point(|&s| s <= i).checked_sub(1)?;
+                self.chunks.get(c)?.get(i - self.starts.get(c)?)
+            }
         }
-        let c = self.starts.partition_point(|&s| s <= i).checked_sub(1)?;
-        self.chunks.get(c)?.get(i - self.starts.get(c)?)
     }
 
     /// Appends a row to the last chunk.
@@ -566,6 +575,34 @@ mod tests {
         assert_eq!(merged.rejects, whole.rejects);
         assert_eq!(merged.files.len(), 1);
         assert_eq!((merged.files[0].read, merged.files[0].rejected), (4, 1));
+    }
+
+    #[test]
+    fn rows_are_found_by_index_in_any_number_of_chunks() {
+        let chunk = |from: u32, n: u32| {
+            let mut r = Rows::default();
+            for line in from..from + n {
+                r.push(Row::new(line));
+            }
+            r
+        };
+        for sizes in [vec![5], vec![3, 4], vec![2, 1, 6], vec![1, 1, 1, 1]] {
+            let mut rows = Rows::default();
+            let mut next = 0;
+            for &n in &sizes {
+                rows.adopt(chunk(next, n));
+                next += n;
+            }
+            assert_eq!(rows.len(), usize::try_from(next).unwrap());
+            for i in 0..next {
+                assert_eq!(
+                    rows.get(usize::try_from(i).unwrap()).map(|r| r.line),
+                    Some(i),
+                    "{sizes:?}"
+                );
+            }
+            assert!(rows.get(usize::try_from(next).unwrap()).is_none());
+        }
     }
 
     #[test]
