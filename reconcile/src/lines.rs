@@ -18,6 +18,11 @@ pub trait RecordSink {
     fn text(&mut self, s: &str);
     /// Text Tally produced itself (numbers, times, class names).
     fn plain(&mut self, s: &str);
+    /// A number Tally formatted (ASCII digits, `-` and `.` only): needs
+    /// neither neutralising nor quoting.
+    fn number(&mut self, digits: &[u8]) {
+        self.plain(std::str::from_utf8(digits).unwrap_or_default());
+    }
 }
 
 /// A line that can be written as a CSV record.
@@ -41,13 +46,15 @@ impl<T: Tabular> Tabular for &T {
 /// Writes an integer without allocating.
 fn int(out: &mut dyn RecordSink, v: i128) {
     let mut buf = [0u8; 64];
-    out.plain(write_signed(v < 0, v.unsigned_abs(), 0, &mut buf));
+    let i = write_signed(v < 0, v.unsigned_abs(), 0, &mut buf);
+    out.number(buf.get(i..).unwrap_or_default());
 }
 
 /// Writes ±`wide` × 10^-`scale` at the end of `buf`, normalised. In u64
 /// when it fits: u128 division is a library call, and matches.csv has
 /// three integers and two amounts on each of ten million lines.
-fn write_signed(neg: bool, wide: u128, scale: u32, buf: &mut [u8; 64]) -> &str {
+/// Returns where the text starts.
+fn write_signed(neg: bool, wide: u128, scale: u32, buf: &mut [u8; 64]) -> usize {
     let mut i = match u64::try_from(wide) {
         Ok(small) => write_digits(small, scale, buf),
         Err(_) => write_digits(wide, scale, buf),
@@ -58,7 +65,7 @@ fn write_signed(neg: bool, wide: u128, scale: u32, buf: &mut [u8; 64]) -> &str {
             *b = b'-';
         }
     }
-    std::str::from_utf8(buf.get(i..).unwrap_or_default()).unwrap_or_default()
+    i
 }
 
 fn opt_int(out: &mut dyn RecordSink, v: Option<impl Into<i128>>) {
@@ -118,7 +125,8 @@ impl Amount {
             .unwrap_or_default()
     }
 
-    fn write_to(self, buf: &mut [u8; 64]) -> &str {
+    /// The digits at the end of `buf`; returns where they start.
+    fn write_to(self, buf: &mut [u8; 64]) -> usize {
         write_signed(
             self.mantissa < 0,
             self.mantissa.unsigned_abs(),
@@ -134,12 +142,21 @@ fn write_digits<T>(mut n: T, mut scale: u32, buf: &mut [u8; 64]) -> usize
 where
     T: Copy
         + PartialEq
-        + From<u8>
+        + From<u32>
         + std::ops::Rem<Output = T>
         + std::ops::Div<Output = T>
         + TryInto<u8>,
 {
     let (zero, ten) = (T::from(0), T::from(10));
+    // Atto-dollar amounts end in a dozen zeros: drop them eight and four
+    // at a time first.
+    for (stride, pow) in [(8, 100_000_000), (4, 10_000)] {
+        let p = T::from(pow);
+        while scale >= stride && n % p == zero && n != zero {
+            n = n / p;
+            scale -= stride;
+        }
+    }
     while scale > 0 && n % ten == zero && n != zero {
         n = n / ten;
         scale -= 1;
@@ -179,7 +196,8 @@ where
 impl std::fmt::Display for Amount {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut buf = [0u8; 64];
-        f.write_str(self.write_to(&mut buf))
+        let i = self.write_to(&mut buf);
+        f.write_str(std::str::from_utf8(buf.get(i..).unwrap_or_default()).unwrap_or_default())
     }
 }
 
@@ -193,7 +211,8 @@ fn amount(out: &mut dyn RecordSink, a: Option<Amount>) {
     match a {
         Some(a) => {
             let mut buf = [0u8; 64];
-            out.plain(a.write_to(&mut buf));
+            let i = a.write_to(&mut buf);
+            out.number(buf.get(i..).unwrap_or_default());
         }
         None => out.plain(""),
     }

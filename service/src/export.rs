@@ -169,6 +169,14 @@ impl RecordSink for BufSink<'_> {
     fn plain(&mut self, s: &str) {
         self.field(s);
     }
+
+    fn number(&mut self, digits: &[u8]) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.extend_from_slice(digits);
+    }
 }
 
 /// Lines as CSV records (no header) in memory, and how many. For lines of
