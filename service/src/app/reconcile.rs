@@ -254,17 +254,12 @@ fn read_sides(args: &ReconcileArgs, profiles: &[Profile]) -> Result<(Side, Side)
     let mut gateway = Side::new(SideKind::Gateway);
     let mut done = done.into_iter().peekable();
     while let Some((first, result)) = done.next() {
-        let mut parts = vec![(first, result?)];
-        while let Some((job, _)) = done.peek() {
-            let (last, _) = &parts[parts.len() - 1];
-            if (job.side, job.file) != (last.side, last.file) {
-                break;
-            }
-            if let Some((job, result)) = done.next() {
-                parts.push((job, result?));
-            }
+        let (side, file) = (first.side, first.file);
+        let mut parts = vec![(first, result)];
+        while let Some((job, result)) = done.next_if(|(j, _)| (j.side, j.file) == (side, file)) {
+            parts.push((job, result));
         }
-        let target = match parts[0].0.side {
+        let target = match side {
             SideKind::Client => &mut client,
             SideKind::Gateway => &mut gateway,
         };
@@ -282,20 +277,30 @@ fn read_sides(args: &ReconcileArgs, profiles: &[Profile]) -> Result<(Side, Side)
 /// Joins one file's parts into `target`, in order. A cut is speculative
 /// (see [`split`]): if a part before the last ended inside a quoted field,
 /// the cut split a record, and the file is parsed again whole.
-fn merge_parts(target: &mut Side, mut parts: Vec<(Job, Side)>) -> Result<()> {
-    let cut_in_quotes = parts.len() > 1
-        && parts[..parts.len() - 1]
-            .iter()
-            .any(|(_, s)| s.files.first().is_some_and(|f| f.open_quote_at_end));
-    if cut_in_quotes {
-        let (mut job, _) = parts.swap_remove(0);
+fn merge_parts(target: &mut Side, parts: Vec<(Job, Result<Side>)>) -> Result<()> {
+    let before_last = parts.len().saturating_sub(1);
+    let cut_in_quotes = parts.iter().take(before_last).any(|(_, r)| {
+        r.as_ref()
+            .is_ok_and(|s| s.files.first().is_some_and(|f| f.open_quote_at_end))
+    });
+    let parts: Vec<(Job, Side)> = if cut_in_quotes {
+        // What the later parts made of a record's middle is thrown away,
+        // errors included.
+        let Some((mut job, _)) = parts.into_iter().next() else {
+            return Ok(());
+        };
         let len = std::fs::metadata(&job.path)
             .with_context(|| format!("cannot read `{}`", job.path.display()))?
             .len();
         job.range = split::Part { start: 0, end: len };
         let whole = run_job(&job)?;
-        parts = vec![(job, whole)];
-    }
+        vec![(job, whole)]
+    } else {
+        parts
+            .into_iter()
+            .map(|(job, r)| r.map(|side| (job, side)))
+            .collect::<Result<_>>()?
+    };
     // Parsed alone, a later part numbers its header copy line 1 (CSV) and
     // its first row from there; its rows really come after every line of
     // the parts before it.
