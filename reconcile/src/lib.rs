@@ -13,6 +13,7 @@ pub mod keys;
 pub mod lines;
 pub mod matching;
 pub mod models;
+mod par;
 pub mod parse;
 pub mod prices;
 pub mod record;

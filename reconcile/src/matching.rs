@@ -288,16 +288,14 @@ fn id_pass_part<C: MatchView, G: MatchView>(
     m: &mut Matching,
     part: (u32, u32),
 ) {
-    let (ce, ge) = std::thread::scope(|s| {
-        let c = s.spawn(|| {
-            let mut e = id_entries(client, true, part);
-            e.sort_unstable_by_key(IdEntry::hash);
-            e
-        });
-        let mut g = id_entries(gateway, false, part);
-        g.sort_unstable_by_key(IdEntry::hash);
-        (c.join().unwrap_or_default(), g)
-    });
+    let sorted = |mut e: Vec<IdEntry>| {
+        e.sort_unstable_by_key(IdEntry::hash);
+        e
+    };
+    let (ce, ge) = crate::par::join(
+        || sorted(id_entries(client, true, part)),
+        || sorted(id_entries(gateway, false, part)),
+    );
     // The common case is one row per side under a hash. Checking that the
     // two ids are really equal reads both rows' ids; in hash order those
     // reads are random (two cache misses each, millions of times), so the
@@ -628,11 +626,10 @@ fn block_pass<C: MatchView, G: MatchView>(
 ) {
     // Rows paired in one partition belong to no other: the partitions
     // worked out before the first stay right for all of them.
-    let (cp, gp) = std::thread::scope(|s| {
-        let c = s.spawn(|| row_parts(client, &m.client_pass));
-        let g = row_parts(gateway, &m.gateway_pass);
-        (c.join().unwrap_or_else(|e| std::panic::resume_unwind(e)), g)
-    });
+    let (cp, gp) = crate::par::join(
+        || row_parts(client, &m.client_pass),
+        || row_parts(gateway, &m.gateway_pass),
+    );
     for part in 0..PARTS {
         block_pass_part(client, gateway, m, params, strict, part, (&cp, &gp));
     }
@@ -648,15 +645,14 @@ fn block_pass_part<C: MatchView, G: MatchView>(
     (client_parts, gateway_parts): (&[u8], &[u8]),
 ) {
     let offsets = &*m;
-    let (ce, ge) = std::thread::scope(|s| {
-        let c = s.spawn(|| {
+    let (ce, ge) = crate::par::join(
+        || {
             entries(client, client_parts, strict, part, |k| {
                 offsets.offset_for(k)
             })
-        });
-        let g = entries(gateway, gateway_parts, strict, part, |_| 0);
-        (c.join().unwrap_or_default(), g)
-    });
+        },
+        || entries(gateway, gateway_parts, strict, part, |_| 0),
+    );
     let pass = if strict { Pass::Strict } else { Pass::Loose };
     let (mut i, mut j) = (0, 0);
     let mut found = Vec::new();

@@ -686,15 +686,7 @@ impl<'a> Reconciliation<'a> {
         }
         // Classifying a pair prices it and compares both rows: split the
         // client rows in halves across two threads (read-only), then apply.
-        let mid = n / 2;
-        let this = &*self;
-        let (first, second) = std::thread::scope(|s| {
-            let a = s.spawn(move || this.classify_range(0..mid));
-            let b = this.classify_range(mid..n);
-            (a.join().unwrap_or_default(), b)
-        });
-        let mut cc = first;
-        cc.extend(second);
+        let cc = crate::par::map_halves(n, |i| self.client_class_of(i));
         for (i, &class) in cc.iter().enumerate() {
             if class.is_pair()
                 && let Some(c) = gc.get_mut(self.partner_of_client(i))
@@ -706,15 +698,13 @@ impl<'a> Reconciliation<'a> {
         self.gateway_class = gc;
     }
 
-    /// Classes of a range of client rows (one byte each).
-    fn classify_range(&self, range: std::ops::Range<usize>) -> Vec<Class> {
-        range
-            .map(|i| match self.matching.client_pass.get(i) {
-                Some(Pass::Duplicate) => Class::Duplicate,
-                Some(Pass::Unmatched) | None => Class::MissingUsage,
-                Some(_) => self.pair_class(i, self.partner_of_client(i)),
-            })
-            .collect()
+    /// Class of one client row.
+    fn client_class_of(&self, i: usize) -> Class {
+        match self.matching.client_pass.get(i) {
+            Some(Pass::Duplicate) => Class::Duplicate,
+            Some(Pass::Unmatched) | None => Class::MissingUsage,
+            Some(_) => self.pair_class(i, self.partner_of_client(i)),
+        }
     }
 
     fn partner_of_client(&self, i: usize) -> usize {
@@ -831,14 +821,7 @@ impl<'a> Reconciliation<'a> {
                 .filter(|&a| a > NOT_CACHED)
                 .unwrap_or(NOT_CACHED),
         };
-        let mid = n / 2;
-        let (mut first, second) = std::thread::scope(|s| {
-            let a = s.spawn(move || (0..mid).map(cache).collect::<Vec<_>>());
-            let b = (mid..n).map(cache).collect::<Vec<_>>();
-            (a.join().unwrap_or_else(|e| std::panic::resume_unwind(e)), b)
-        });
-        first.extend(second);
-        first
+        crate::par::map_halves(n, cache)
     }
 
     fn price_gateway_row(&self, j: usize) -> Option<Usd> {
@@ -1032,8 +1015,7 @@ impl<'a> Reconciliation<'a> {
             }
             p
         };
-        let client_part = std::thread::scope(|s| {
-            let handle = s.spawn(client_part);
+        let (client_part, ()) = crate::par::join(client_part, || {
             for (j, r) in self.gateway.rows.iter().enumerate() {
                 tmin = tmin.min(r.ts_ms);
                 tmax = tmax.max(r.ts_ms);
@@ -1099,9 +1081,6 @@ impl<'a> Reconciliation<'a> {
                     _ => {}
                 }
             }
-            handle
-                .join()
-                .unwrap_or_else(|e| std::panic::resume_unwind(e))
         });
         tmin = tmin.min(client_part.tmin);
         tmax = tmax.max(client_part.tmax);
