@@ -136,11 +136,16 @@ struct BufSink<'b> {
 }
 
 impl BufSink<'_> {
-    fn field(&mut self, s: &str) {
+    /// The comma before every cell but the first.
+    fn separate(&mut self) {
         if !self.first {
             self.out.push(b',');
         }
         self.first = false;
+    }
+
+    fn field(&mut self, s: &str) {
+        self.separate();
         // A fold, not `any`: without the early exit the check vectorises, and
         // it runs on every cell of every pair.
         let special = s.bytes().fold(false, |acc, b| {
@@ -171,10 +176,7 @@ impl RecordSink for BufSink<'_> {
     }
 
     fn number(&mut self, digits: &[u8]) {
-        if !self.first {
-            self.out.push(b',');
-        }
-        self.first = false;
+        self.separate();
         self.out.extend_from_slice(digits);
     }
 }
@@ -597,10 +599,16 @@ mod tests {
             }
             fn write(&self, out: &mut dyn RecordSink) {
                 for (i, c) in self.0.iter().enumerate() {
-                    if i % 2 == 0 {
-                        out.text(c)
-                    } else {
-                        out.plain(c)
+                    match i % 3 {
+                        0 => out.text(c),
+                        1 => out.plain(c),
+                        _ if c
+                            .bytes()
+                            .all(|b| b.is_ascii_digit() || b == b'-' || b == b'.') =>
+                        {
+                            out.number(c.as_bytes())
+                        }
+                        _ => out.plain(c),
                     }
                 }
             }
@@ -618,6 +626,9 @@ mod tests {
             "é,ü",
             "+1",
             "",
+            "-12.5",
+            "7",
+            "0.000001",
         ]);
         let (fast, n) = format_lines(std::iter::once(&cells));
         assert_eq!(n, 1);
