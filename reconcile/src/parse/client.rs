@@ -9,8 +9,11 @@ use std::io::Read;
 
 use serde_json::{Map, Value};
 
-use super::records::Records;
-use super::{Extracted, FileSink, JsonLines, Semantics, Val, csv_header, first_byte, peek};
+use super::records::{Record, Records};
+use super::{
+    Extracted, Fields, FileSink, Got, JsonLines, Semantics, Val, csv_header, field, first_byte,
+    peek,
+};
 use crate::error::Error;
 use crate::record::Side;
 
@@ -55,6 +58,30 @@ pub const CSV_COLUMNS: [&str; 20] = [
     "cache_write_tokens",
     "output_tokens",
     "reasoning_tokens",
+];
+
+/// The field each of [`CSV_COLUMNS`] fills.
+const CSV_FIELDS: [usize; 20] = [
+    field::TIMESTAMP,
+    field::END_TIMESTAMP,
+    field::KEY,
+    field::MODEL,
+    field::SERVED_MODEL,
+    field::ROUTE,
+    field::ID,
+    field::ID2,
+    field::TEAM,
+    field::SERVICE,
+    field::ENV,
+    field::TAGS,
+    field::STATUS,
+    field::HTTP_STATUS,
+    field::STREAM,
+    field::TOKENS,
+    field::TOKENS + 1,
+    field::TOKENS + 2,
+    field::TOKENS + 3,
+    field::TOKENS + 4,
 ];
 
 const REQUIRED: [&str; 4] = ["ts", "key", "model", "route"];
@@ -349,6 +376,23 @@ pub fn extract(obj: &Map<String, Value>) -> Result<Extracted<'_>, (String, Strin
     Ok(ex)
 }
 
+/// One client CSV record as [`Fields`], read in place.
+struct CsvRow<'r> {
+    rec: &'r Record<'r>,
+    cols: &'r [Option<(usize, &'r str)>; field::COUNT],
+}
+
+impl Fields for CsvRow<'_> {
+    fn get(&self, f: usize) -> Option<Got<'_>> {
+        let (col, name) = (*self.cols.get(f)?)?;
+        Got::of(self.rec.get(col)?, name)
+    }
+
+    fn name_of(&self, f: usize) -> Option<&str> {
+        self.cols.get(f).copied().flatten().map(|(_, name)| name)
+    }
+}
+
 fn read_csv(r: impl Read, file: &str, side: &mut Side) -> Result<(), Error> {
     let mut rdr = Records::new(r);
     let header = rdr.header().map_err(|e| read_err(file, e))?;
@@ -364,37 +408,24 @@ fn read_csv(r: impl Read, file: &str, side: &mut Side) -> Result<(), Error> {
             ));
         }
     }
+    // Per field: the column it is read from, and that column's name.
+    let mut cols: [Option<(usize, &str)>; field::COUNT] = [None; field::COUNT];
+    for ((name, &f), i) in CSV_COLUMNS.iter().zip(&CSV_FIELDS).zip(&idx) {
+        if let (Some(slot), Some(col)) = (cols.get_mut(f), i) {
+            *slot = Some((*col, *name));
+        }
+    }
     let sem = Semantics::default();
     let mut sink = FileSink::new(side, file);
     while let Some(rec) = rdr.next_record().map_err(|e| read_err(file, e))? {
         if sink.rejected_if_not_utf8(&rec, &header) {
             continue;
         }
-        let get = |i: usize| -> Option<Val<'_>> {
-            let col = idx.get(i).copied().flatten()?;
-            let name = CSV_COLUMNS.get(i).copied().unwrap_or("");
-            rec.get(col).map(|v| Val::new(v, name))
+        let row = CsvRow {
+            rec: &rec,
+            cols: &cols,
         };
-        let ex = Extracted {
-            ts: get(0),
-            ts_end: get(1),
-            key: get(2),
-            model: get(3),
-            served_model: get(4),
-            route: get(5),
-            id: get(6),
-            id2: get(7),
-            team: get(8),
-            service: get(9),
-            env: get(10),
-            tags: get(11),
-            status: get(12),
-            http_status: get(13),
-            stream: get(14),
-            tokens: [get(15), get(16), get(17), get(18), get(19)],
-            ..Extracted::default()
-        };
-        sink.row(&ex, &sem, rec.line, || rec.raw_text());
+        sink.row(&row, &sem, rec.line, || rec.raw_text());
     }
     sink.extent(rdr.lines(), rdr.ended_in_quotes());
     sink.finish(ClientFormat::Csv.name());

@@ -13,8 +13,10 @@ use std::io::Read;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::records::Records;
-use super::{CostUnit, Extracted, FileSink, JsonLines, Semantics, Val, csv_header, first_byte};
+use super::records::{Record, Records};
+use super::{
+    CostUnit, Extracted, Fields, FileSink, Got, JsonLines, Semantics, Val, csv_header, first_byte,
+};
 use crate::error::Error;
 use crate::record::Side;
 use crate::time::{TsFormat, Zone};
@@ -582,6 +584,85 @@ struct CsvPath {
     name: String,
 }
 
+/// The first non-blank value of a field's alternatives, and which one gave it.
+fn resolve<'v>(
+    rec: &Record<'v>,
+    cells: &'v [Option<Value>],
+    alts: &[CsvPath],
+) -> Option<(Cow<'v, str>, usize)> {
+    alts.iter().enumerate().find_map(|(k, p)| {
+        let v: Cow<'v, str> = if p.rest.is_empty() {
+            Cow::Borrowed(rec.get(p.col)?)
+        } else {
+            walk(cells.get(p.col)?.as_ref()?, &p.rest)?
+        };
+        (!v.trim_ascii().is_empty()).then_some((v, k))
+    })
+}
+
+/// Values of the fields that have a JSON path, resolved for one row, kept in
+/// buffers reused from row to row.
+#[derive(Default)]
+struct ViaJson {
+    text: String,
+    /// Per field: (start, end) in `text` and the alternative that gave it.
+    vals: Vec<Option<(usize, usize, usize)>>,
+}
+
+impl ViaJson {
+    fn fill(
+        &mut self,
+        fields: &[usize],
+        resolved: &[Vec<CsvPath>],
+        rec: &Record<'_>,
+        cells: &[Option<Value>],
+    ) {
+        self.text.clear();
+        self.vals.clear();
+        self.vals.resize(resolved.len(), None);
+        for &f in fields {
+            let found = resolved.get(f).and_then(|alts| resolve(rec, cells, alts));
+            if let (Some((v, k)), Some(slot)) = (found, self.vals.get_mut(f)) {
+                let start = self.text.len();
+                self.text.push_str(&v);
+                *slot = Some((start, self.text.len(), k));
+            }
+        }
+    }
+}
+
+/// One CSV record as [`Fields`]: plain columns are read in place; fields
+/// with a JSON path come from [`ViaJson`] on rows that carry a JSON cell.
+struct CsvRow<'r> {
+    rec: &'r Record<'r>,
+    paths: &'r [Vec<CsvPath>],
+    via_json: Option<&'r ViaJson>,
+    excludes: (bool, bool, bool),
+}
+
+impl Fields for CsvRow<'_> {
+    fn get(&self, f: usize) -> Option<Got<'_>> {
+        let alts = self.paths.get(f)?;
+        if let Some(j) = self.via_json
+            && alts.iter().any(|p| !p.rest.is_empty())
+        {
+            let &(start, end, k) = j.vals.get(f)?.as_ref()?;
+            return Got::of(j.text.get(start..end)?, &alts.get(k)?.name);
+        }
+        alts.iter()
+            .filter(|p| p.rest.is_empty())
+            .find_map(|p| Got::of(self.rec.get(p.col)?, &p.name))
+    }
+
+    fn name_of(&self, f: usize) -> Option<&str> {
+        Some(&self.paths.get(f)?.first()?.name)
+    }
+
+    fn excludes(&self) -> (bool, bool, bool) {
+        self.excludes
+    }
+}
+
 fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Result<(), Error> {
     let mut rdr = Records::new(r);
     let header = rdr.header().map_err(|e| read_err(file, e))?;
@@ -636,43 +717,45 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
         .collect();
     json_cols.sort_unstable();
     json_cols.dedup();
+    let json_fields: Vec<usize> = (0..resolved.len())
+        .filter(|&f| {
+            resolved
+                .get(f)
+                .is_some_and(|a| a.iter().any(|p| !p.rest.is_empty()))
+        })
+        .collect();
     let mut json_cells: Vec<Option<Value>> = vec![None; header.len()];
+    let mut via_json = ViaJson::default();
     while let Some(rec) = rdr.next_record().map_err(|e| read_err(file, e))? {
         if sink.rejected_if_not_utf8(&rec, &header) {
             continue;
         }
         let line = rec.line;
-        // Parse the JSON cells first, so the getter below only borrows.
+        // Parse the JSON cells first; most LiteLLM rows carry `{}`, with
+        // nothing to look up, and skip all of this.
+        let mut any_json = false;
         for &col in &json_cols {
             if let Some(slot) = json_cells.get_mut(col) {
                 let cell = rec.get(col).unwrap_or("").trim_ascii();
-                // Most LiteLLM rows carry `{}`: nothing to look up.
                 let worth = cell.len() > 2 && (cell.starts_with('{') || cell.starts_with('['));
                 *slot = if worth {
                     serde_json::from_str(cell).ok()
                 } else {
                     None
                 };
+                any_json |= slot.is_some();
             }
         }
-        let cells = &json_cells;
-        let rec_ref = &rec;
-        let getter = |field: usize| -> Option<Val<'_>> {
-            resolved.get(field)?.iter().find_map(|p| {
-                let v: Cow<'_, str> = if p.rest.is_empty() {
-                    Cow::Borrowed(rec_ref.get(p.col)?)
-                } else {
-                    let doc = cells.get(p.col)?.as_ref()?;
-                    walk(doc, &p.rest)?
-                };
-                (!v.trim_ascii().is_empty()).then_some(Val {
-                    v,
-                    name: Cow::Borrowed(p.name.as_str()),
-                })
-            })
+        if any_json {
+            via_json.fill(&json_fields, &resolved, &rec, &json_cells);
+        }
+        let row = CsvRow {
+            rec: &rec,
+            paths: &resolved,
+            via_json: any_json.then_some(&via_json),
+            excludes: profile.excludes,
         };
-        let ex = extract_with(profile, getter);
-        sink.row(&ex, &profile.sem, line, || rec_ref.raw_text());
+        sink.row(&row, &profile.sem, line, || rec.raw_text());
     }
     sink.extent(rdr.lines(), rdr.ended_in_quotes());
     sink.finish(&profile.name);
@@ -760,6 +843,36 @@ mod tests {
         assert_eq!(r.tokens.get(TokenKind::CachedInput), Some(64));
         assert_eq!(side.models(&r), ("gpt-4o", "azure/gpt-4o-eu"));
         assert_eq!(r.reported_cost().unwrap().to_string(), "0.000012");
+    }
+
+    #[test]
+    fn rejects_name_the_exports_own_column_or_json_path() {
+        let csv = concat!(
+            "request_id,call_type,api_key,spend,prompt_tokens,completion_tokens,startTime,model_group,metadata\n",
+            "a,acompletion,,0.1,10,1,2026-11-20 10:00:00,gpt-4o,{}\n",
+            "b,acompletion,k1,0.1,10,1, ,gpt-4o,{}\n",
+            "c,acompletion,k1,0.1,10,1,2026-11-20 10:00:00,gpt-4o,",
+            "\"{\"\"usage_object\"\":{\"\"cache_read_input_tokens\"\":\"\"x\"\"}}\"\n",
+            "d,acompletion,k1,0.1,10,1,2026-11-20 10:00:00,gpt-4o,",
+            "\"{\"\"usage_object\"\":{\"\"cache_read_input_tokens\"\":4}}\"\n",
+        );
+        let mut side = Side::new(SideKind::Gateway);
+        read_gateway(csv.as_bytes(), "spend.csv", &builtin("litellm"), &mut side).unwrap();
+        let got: Vec<(u64, &str)> = side
+            .rejects
+            .iter()
+            .map(|r| (r.line, r.field.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (2, "api_key"),
+                (3, "startTime"),
+                (4, "metadata.usage_object.cache_read_input_tokens"),
+            ]
+        );
+        // The one good row took its cached count from the third alternative.
+        assert_eq!(side.rows[0].tokens.get(TokenKind::CachedInput), Some(4));
     }
 
     #[test]

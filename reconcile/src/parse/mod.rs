@@ -96,6 +96,133 @@ pub struct Extracted<'a> {
     pub cancelled: Option<Val<'a>>,
 }
 
+/// Field ids: positions in [`mapping::FIELDS`], then the client's second id.
+pub mod field {
+    /// Primary id (gateway id; client `request_id`).
+    pub const ID: usize = 0;
+    /// Request start.
+    pub const TIMESTAMP: usize = 1;
+    /// Request end.
+    pub const END_TIMESTAMP: usize = 2;
+    /// Duration in ms.
+    pub const DURATION_MS: usize = 3;
+    /// Key.
+    pub const KEY: usize = 4;
+    /// Requested model.
+    pub const MODEL: usize = 5;
+    /// Served model.
+    pub const SERVED_MODEL: usize = 6;
+    /// Model variant.
+    pub const VARIANT: usize = 7;
+    /// Route or operation.
+    pub const ROUTE: usize = 8;
+    /// Owner team.
+    pub const TEAM: usize = 9;
+    /// Owner service.
+    pub const SERVICE: usize = 10;
+    /// Owner environment.
+    pub const ENV: usize = 11;
+    /// Free-form tags.
+    pub const TAGS: usize = 12;
+    /// Token counts, in [`crate::record::TokenKind`] order from here.
+    pub const TOKENS: usize = 13;
+    /// Reported cost.
+    pub const COST: usize = 18;
+    /// Status word or code.
+    pub const STATUS: usize = 19;
+    /// HTTP status code.
+    pub const HTTP_STATUS: usize = 20;
+    /// Whether the call streamed.
+    pub const STREAM: usize = 21;
+    /// Whether the gateway answered from its cache.
+    pub const CACHE_HIT: usize = 22;
+    /// Whether the call was cancelled.
+    pub const CANCELLED: usize = 23;
+    /// Secondary id (client `response_id`).
+    pub const ID2: usize = 24;
+    /// Number of field ids.
+    pub const COUNT: usize = 25;
+}
+
+/// One field's text, trimmed and not blank, with the name the source gave it.
+#[derive(Debug, Clone, Copy)]
+pub struct Got<'s> {
+    /// The text.
+    pub v: &'s str,
+    /// The source's field name (for error messages).
+    pub name: &'s str,
+}
+
+impl<'s> Got<'s> {
+    /// `v` trimmed, if anything is left.
+    pub fn of(v: &'s str, name: &'s str) -> Option<Self> {
+        let v = v.trim_ascii();
+        (!v.is_empty()).then_some(Self { v, name })
+    }
+}
+
+/// A row's fields, as [`build_row`] reads them. Sources answer straight from
+/// their own storage (a CSV record, a JSON object), so no row is copied into
+/// an intermediate struct first.
+pub trait Fields {
+    /// Field `f` (a [`field`] id), or `None` when absent or blank.
+    fn get(&self, f: usize) -> Option<Got<'_>>;
+    /// The name field `f` goes by in this source, if it has one (to report
+    /// it missing).
+    fn name_of(&self, f: usize) -> Option<&str>;
+    /// Token semantics of the row: input excludes cache reads, input
+    /// excludes cache writes, output excludes reasoning.
+    fn excludes(&self) -> (bool, bool, bool) {
+        (false, false, false)
+    }
+}
+
+impl Extracted<'_> {
+    fn slot(&self, f: usize) -> Option<&Val<'_>> {
+        match f {
+            field::ID => self.id.as_ref(),
+            field::TIMESTAMP => self.ts.as_ref(),
+            field::END_TIMESTAMP => self.ts_end.as_ref(),
+            field::DURATION_MS => self.duration_ms.as_ref(),
+            field::KEY => self.key.as_ref(),
+            field::MODEL => self.model.as_ref(),
+            field::SERVED_MODEL => self.served_model.as_ref(),
+            field::VARIANT => self.variant.as_ref(),
+            field::ROUTE => self.route.as_ref(),
+            field::TEAM => self.team.as_ref(),
+            field::SERVICE => self.service.as_ref(),
+            field::ENV => self.env.as_ref(),
+            field::TAGS => self.tags.as_ref(),
+            field::COST => self.cost.as_ref(),
+            field::STATUS => self.status.as_ref(),
+            field::HTTP_STATUS => self.http_status.as_ref(),
+            field::STREAM => self.stream.as_ref(),
+            field::CACHE_HIT => self.cache_hit.as_ref(),
+            field::CANCELLED => self.cancelled.as_ref(),
+            field::ID2 => self.id2.as_ref(),
+            t => self.tokens.get(t.wrapping_sub(field::TOKENS))?.as_ref(),
+        }
+    }
+}
+
+impl Fields for Extracted<'_> {
+    fn get(&self, f: usize) -> Option<Got<'_>> {
+        self.slot(f).and_then(|v| Got::of(&v.v, &v.name))
+    }
+
+    fn name_of(&self, f: usize) -> Option<&str> {
+        self.slot(f).map(|v| &*v.name)
+    }
+
+    fn excludes(&self) -> (bool, bool, bool) {
+        (
+            self.input_excludes_cached,
+            self.input_excludes_cache_write,
+            self.output_excludes_reasoning,
+        )
+    }
+}
+
 /// Unit of a reported cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -150,8 +277,8 @@ impl Default for Semantics {
 
 type Fault = (String, String);
 
-fn fault(v: &Val<'_>, reason: impl Into<String>) -> Fault {
-    (v.name.to_string(), reason.into())
+fn fault(v: &Got<'_>, reason: impl Into<String>) -> Fault {
+    (v.name.to_owned(), reason.into())
 }
 
 fn missing(name: &str) -> Fault {
@@ -159,8 +286,8 @@ fn missing(name: &str) -> Fault {
 }
 
 /// Parses a token count: a non-negative integer (`12`, `12.0`).
-fn parse_count(v: &Val<'_>) -> Result<u32, Fault> {
-    let t = v.v.trim_ascii();
+fn parse_count(v: &Got<'_>) -> Result<u32, Fault> {
+    let t = v.v;
     if let Ok(n) = t.parse::<u64>() {
         return u32::try_from(n)
             .ok()
@@ -212,8 +339,8 @@ fn is_one_of(word: &str, words: &[&str]) -> bool {
     words.iter().any(|w| w.eq_ignore_ascii_case(word))
 }
 
-fn parse_bool(v: &Val<'_>) -> Result<bool, Fault> {
-    let w = v.v.trim_ascii();
+fn parse_bool(v: &Got<'_>) -> Result<bool, Fault> {
+    let w = v.v;
     if is_one_of(w, &TRUE_WORDS) {
         Ok(true)
     } else if is_one_of(w, &FALSE_WORDS) || w.eq_ignore_ascii_case("refreshed") {
@@ -223,16 +350,12 @@ fn parse_bool(v: &Val<'_>) -> Result<bool, Fault> {
     }
 }
 
-fn parse_ts(v: &Val<'_>, sem: &Semantics) -> Result<i64, Fault> {
+fn parse_ts(v: &Got<'_>, sem: &Semantics) -> Result<i64, Fault> {
     match (&sem.ts_format, sem.zone) {
-        (TsFormat::Iso, zone) => crate::time::parse_iso(v.v.trim_ascii(), zone),
-        (f, zone) => f.parse_value(&v.v, zone.unwrap_or(Zone::Utc)),
+        (TsFormat::Iso, zone) => crate::time::parse_iso(v.v, zone),
+        (f, zone) => f.parse_value(v.v, zone.unwrap_or(Zone::Utc)),
     }
-    .map_err(|e| fault(v, format!("`{}`: {e}", v.v.trim_ascii())))
-}
-
-fn non_empty<'b>(v: &'b Option<Val<'_>>) -> Option<&'b Val<'b>> {
-    v.as_ref().filter(|v| !v.v.trim_ascii().is_empty())
+    .map_err(|e| fault(v, format!("`{}`: {e}", v.v)))
 }
 
 /// LiteLLM appends `_cache_hit<unix time>` to the ids of cache hits.
@@ -250,46 +373,47 @@ fn strip_cache_hit(id: &str) -> Option<&str> {
         .flatten()
 }
 
-/// Validates and normalises one extracted row into `side`.
+/// Validates and normalises one row's fields into `side`.
 pub fn build_row(
-    ex: &Extracted<'_>,
+    ex: &impl Fields,
     sem: &Semantics,
     side: &mut Side,
     line: u32,
 ) -> Result<Row, Fault> {
+    use field as f;
+    let missing_as = |i: usize, default: &str| missing(ex.name_of(i).unwrap_or(default));
     let mut row = Row::new(line);
-    let ts = non_empty(&ex.ts).ok_or_else(|| missing("ts"))?;
-    row.ts_ms = parse_ts(ts, sem)?;
-    if let Some(end) = non_empty(&ex.ts_end) {
-        let end_ms = parse_ts(end, sem)?;
+    let ts = ex
+        .get(f::TIMESTAMP)
+        .ok_or_else(|| missing_as(f::TIMESTAMP, "ts"))?;
+    row.ts_ms = parse_ts(&ts, sem)?;
+    if let Some(end) = ex.get(f::END_TIMESTAMP) {
+        let end_ms = parse_ts(&end, sem)?;
         if end_ms < row.ts_ms {
-            return Err(fault(end, "ends before it starts"));
+            return Err(fault(&end, "ends before it starts"));
         }
-    } else if let Some(d) = non_empty(&ex.duration_ms) {
+    } else if let Some(d) = ex.get(f::DURATION_MS) {
         // Validated (a bad value is a bad row), not kept: no report uses it.
-        parse_decimal(&d.v)
-            .filter(|d| !d.is_sign_negative())
+        parse_decimal(d.v)
+            .filter(|n| !n.is_sign_negative())
             .ok_or_else(|| {
                 fault(
-                    d,
+                    &d,
                     format!("duration `{}` is not a non-negative number", d.v),
                 )
             })?;
     }
-    let key =
-        non_empty(&ex.key).ok_or_else(|| missing(ex.key.as_ref().map_or("key", |k| &k.name)))?;
-    row.key = side.strings.intern(&key_token(&key.v));
-    let served = non_empty(&ex.served_model);
-    let requested = non_empty(&ex.model);
-    let variant = non_empty(&ex.variant)
-        .map(|v| v.v.trim_ascii())
+    let key = ex.get(f::KEY).ok_or_else(|| missing_as(f::KEY, "key"))?;
+    row.key = side.strings.intern(&key_token(key.v));
+    let served = ex.get(f::SERVED_MODEL);
+    let requested = ex.get(f::MODEL);
+    let variant = ex
+        .get(f::VARIANT)
+        .map(|v| v.v)
         .filter(|v| !v.eq_ignore_ascii_case("standard"));
     let (requested, served) = match (requested, served) {
-        (None, None) => return Err(missing(ex.model.as_ref().map_or("model", |m| &m.name))),
-        (r, s) => (
-            r.or(s).map_or("", |v| v.v.trim_ascii()),
-            s.map_or("", |v| v.v.trim_ascii()),
-        ),
+        (None, None) => return Err(missing_as(f::MODEL, "model")),
+        (r, s) => (r.or(s).map_or("", |v| v.v), s.map_or("", |v| v.v)),
     };
     side.scratch.clear();
     side.scratch.push_str(&with_variant(requested, variant));
@@ -298,17 +422,17 @@ pub fn build_row(
         side.scratch.push_str(&with_variant(served, variant));
     }
     row.model = side.strings.intern(&side.scratch);
-    let route = match (non_empty(&ex.route), &sem.default_route) {
-        (Some(r), _) => r.v.trim_ascii(),
+    let route = match (ex.get(f::ROUTE), &sem.default_route) {
+        (Some(r), _) => r.v,
         (None, Some(d)) => d.as_str(),
-        (None, None) => return Err(missing(ex.route.as_ref().map_or("route", |r| &r.name))),
+        (None, None) => return Err(missing_as(f::ROUTE, "route")),
     };
     // Tokens: parse, then convert to Tally's semantics (input includes cache
     // reads and writes, output includes reasoning).
     let mut counts = [None; 5];
-    for (slot, v) in counts.iter_mut().zip(&ex.tokens) {
-        if let Some(v) = non_empty(v) {
-            *slot = Some(parse_count(v)?);
+    for (i, slot) in counts.iter_mut().enumerate() {
+        if let Some(v) = ex.get(f::TOKENS + i) {
+            *slot = Some(parse_count(&v)?);
         }
     }
     let [input, cached, write, output, reasoning] = counts;
@@ -316,17 +440,14 @@ pub fn build_row(
         (Some(a), Some(b)) => a.checked_add(b),
         (a, _) => a,
     };
-    let input = if ex.input_excludes_cached {
+    let (excl_cached, excl_write, excl_reasoning) = ex.excludes();
+    let input = if excl_cached {
         add(input, cached)
     } else {
         input
     };
-    let input = if ex.input_excludes_cache_write {
-        add(input, write)
-    } else {
-        input
-    };
-    let output = if ex.output_excludes_reasoning {
+    let input = if excl_write { add(input, write) } else { input };
+    let output = if excl_reasoning {
         add(output, reasoning)
     } else {
         output
@@ -334,11 +455,9 @@ pub fn build_row(
     if let (Some(i), Some(c)) = (input, cached.map(|c| c.saturating_add(write.unwrap_or(0))))
         && c > i
     {
-        let name = ex.tokens[1]
-            .as_ref()
-            .map_or(Cow::Borrowed("cached_tokens"), |v| v.name.clone());
+        let name = ex.name_of(f::TOKENS + 1).unwrap_or("cached_tokens");
         return Err((
-            name.into_owned(),
+            name.to_owned(),
             format!("cached and cache-write tokens ({c}) exceed input tokens ({i})"),
         ));
     }
@@ -348,24 +467,21 @@ pub fn build_row(
     {
         row.tokens.set(kind, v);
     }
-    if let Some(c) = non_empty(&ex.cost) {
-        let d = parse_decimal(&c.v)
-            .ok_or_else(|| fault(c, format!("cost `{}` is not a number", c.v.trim_ascii())))?;
+    if let Some(c) = ex.get(f::COST) {
+        let d = parse_decimal(c.v)
+            .ok_or_else(|| fault(&c, format!("cost `{}` is not a number", c.v)))?;
         if d.is_sign_negative() {
-            return Err(fault(c, format!("negative cost `{}`", c.v.trim_ascii())));
+            return Err(fault(&c, format!("negative cost `{}`", c.v)));
         }
         let mut usd = d;
         usd.set_scale(d.scale() + sem.cost_unit.scale())
-            .map_err(|_| fault(c, "cost has too many decimal places"))?;
+            .map_err(|_| fault(&c, "cost has too many decimal places"))?;
         if !row.set_reported_cost(usd) {
-            return Err(fault(
-                c,
-                format!("cost `{}` is out of range", c.v.trim_ascii()),
-            ));
+            return Err(fault(&c, format!("cost `{}` is out of range", c.v)));
         }
     }
-    if let Some(s) = non_empty(&ex.http_status).or(non_empty(&ex.status)) {
-        let t = s.v.trim_ascii();
+    if let Some(s) = ex.get(f::HTTP_STATUS).or_else(|| ex.get(f::STATUS)) {
+        let t = s.v;
         match t.parse::<u16>() {
             Ok(code) => {
                 if code >= 400 {
@@ -381,30 +497,30 @@ pub fn build_row(
             }
         }
     }
-    if let Some(s) = non_empty(&ex.stream) {
+    if let Some(s) = ex.get(f::STREAM) {
         row.flags |= flags::STREAM_KNOWN;
-        if parse_bool(s)? {
+        if parse_bool(&s)? {
             row.flags |= flags::STREAM;
         }
     }
-    if let Some(c) = non_empty(&ex.cancelled)
-        && parse_bool(c)?
+    if let Some(c) = ex.get(f::CANCELLED)
+        && parse_bool(&c)?
     {
         row.flags |= flags::FAILED;
     }
-    if let Some(c) = non_empty(&ex.cache_hit)
-        && parse_bool(c)?
+    if let Some(c) = ex.get(f::CACHE_HIT)
+        && parse_bool(&c)?
     {
         row.flags |= flags::CACHE_HIT;
     }
-    let mut id = non_empty(&ex.id).map_or("", |v| v.v.trim_ascii());
+    let mut id = ex.get(f::ID).map_or("", |v| v.v);
     if sem.strip_cache_hit_suffix
         && let Some(stripped) = strip_cache_hit(id)
     {
         id = stripped;
         row.flags |= flags::CACHE_HIT;
     }
-    let id2 = non_empty(&ex.id2).map_or("", |v| v.v.trim_ascii());
+    let id2 = ex.get(f::ID2).map_or("", |v| v.v);
     let id2 = if id2 == id { "" } else { id2 };
     row.ids = side.ids.push(id, id2).ok_or_else(|| {
         (
@@ -412,8 +528,7 @@ pub fn build_row(
             "id longer than 4095 bytes".to_owned(),
         )
     })?;
-    let labels = [&ex.team, &ex.service, &ex.env, &ex.tags]
-        .map(|v| non_empty(v).map_or("", |v| v.v.trim_ascii()));
+    let labels = [f::TEAM, f::SERVICE, f::ENV, f::TAGS].map(|i| ex.get(i).map_or("", |v| v.v));
     side.scratch.clear();
     side.scratch.push_str(route);
     side.scratch.push(PAIR_SEP);
@@ -465,7 +580,7 @@ impl<'s> FileSink<'s> {
     /// Validates and keeps a row, or keeps the reject.
     pub(crate) fn row(
         &mut self,
-        ex: &Extracted<'_>,
+        ex: &impl Fields,
         sem: &Semantics,
         line: u64,
         raw: impl FnOnce() -> String,
@@ -642,7 +757,7 @@ mod tests {
 
     #[test]
     fn counts() {
-        let v = |s: &'static str| Val::new(s, "t");
+        let v = |s: &'static str| Got { v: s, name: "t" };
         assert_eq!(parse_count(&v("12")).unwrap(), 12);
         assert_eq!(parse_count(&v("12.0")).unwrap(), 12);
         assert!(parse_count(&v("-1")).unwrap_err().1.contains("negative"));
