@@ -13,6 +13,7 @@ use std::io::Read;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::pick::{Found, Picker};
 use super::records::{Record, Records};
 use super::{
     CostUnit, Extracted, Fields, FileSink, Got, JsonLines, Semantics, Val, csv_header, first_byte,
@@ -390,7 +391,7 @@ fn read_err(file: &str, e: impl std::fmt::Display) -> Error {
     }
 }
 
-fn text_of(v: &Value) -> Option<Cow<'_, str>> {
+pub(super) fn text_of(v: &Value) -> Option<Cow<'_, str>> {
     match v {
         Value::Null => None,
         Value::String(s) => Some(Cow::Borrowed(s.as_str())),
@@ -403,7 +404,7 @@ fn text_of(v: &Value) -> Option<Cow<'_, str>> {
 /// Walks a dotted path. A key containing dots is tried whole when the
 /// segments find nothing; a string holding JSON (LiteLLM `metadata` in CSV, Cloudflare `metadata`) is parsed
 /// when the path goes on into it.
-fn walk<'v>(v: &'v Value, path: &[String]) -> Option<Cow<'v, str>> {
+pub(super) fn walk<'v>(v: &'v Value, path: &[String]) -> Option<Cow<'v, str>> {
     let Some((first, rest)) = path.split_first() else {
         return text_of(v);
     };
@@ -582,19 +583,88 @@ struct CsvPath {
     col: usize,
     rest: Vec<String>,
     name: String,
+    /// For a path into a JSON cell: its id in that column's [`Picker`].
+    pick: usize,
+}
+
+/// The JSON cells of a CSV file: per column read into, the paths wanted
+/// from it and what the current row's cell gave.
+#[derive(Default)]
+struct JsonCells {
+    cols: Vec<usize>,
+    pickers: Vec<Picker>,
+    found: Vec<Found>,
+    /// Whether the current row's cell in that column was read.
+    live: Vec<bool>,
+}
+
+impl JsonCells {
+    /// Registers every JSON path of `resolved`.
+    fn new(resolved: &mut [Vec<CsvPath>]) -> Self {
+        let mut cells = Self::default();
+        for p in resolved.iter_mut().flatten() {
+            if p.rest.is_empty() {
+                continue;
+            }
+            let k = match cells.cols.iter().position(|&c| c == p.col) {
+                Some(k) => k,
+                None => {
+                    cells.cols.push(p.col);
+                    cells.pickers.push(Picker::default());
+                    cells.found.push(Found::default());
+                    cells.live.push(false);
+                    cells.cols.len() - 1
+                }
+            };
+            if let Some(picker) = cells.pickers.get_mut(k) {
+                p.pick = picker.add(&p.rest);
+            }
+        }
+        cells
+    }
+
+    /// Reads the row's JSON cells; says whether any gave a value.
+    fn read(&mut self, rec: &Record<'_>) -> bool {
+        let mut any = false;
+        for (((col, picker), found), live) in self
+            .cols
+            .iter()
+            .zip(&self.pickers)
+            .zip(&mut self.found)
+            .zip(&mut self.live)
+        {
+            let cell = rec.get(*col).unwrap_or("").trim_ascii();
+            // Most LiteLLM rows carry `{}`: nothing to look up.
+            *live = cell.len() > 2 && (cell.starts_with('{') || cell.starts_with('['));
+            if *live {
+                picker.pick(cell, found);
+                any |= !found.is_empty();
+            }
+        }
+        any
+    }
+
+    /// The current row's value of a JSON path.
+    fn get(&self, p: &CsvPath) -> Option<&str> {
+        let k = self.cols.iter().position(|&c| c == p.col)?;
+        if !self.live.get(k).copied().unwrap_or(false) {
+            return None;
+        }
+        self.found.get(k)?.get(p.pick)
+    }
 }
 
 /// The first non-blank value of a field's alternatives, and which one gave it.
 fn resolve<'v>(
     rec: &Record<'v>,
-    cells: &'v [Option<Value>],
+    cells: &'v JsonCells,
     alts: &[CsvPath],
-) -> Option<(Cow<'v, str>, usize)> {
+) -> Option<(&'v str, usize)> {
     alts.iter().enumerate().find_map(|(k, p)| {
-        let v: Cow<'v, str> = if p.rest.is_empty() {
-            Cow::Borrowed(rec.get(p.col)?)
+        let v = if p.rest.is_empty() {
+            rec.get(p.col)?
         } else {
-            walk(cells.get(p.col)?.as_ref()?, &p.rest)?
+            cells.get(p)?
         };
         (!v.trim_ascii().is_empty()).then_some((v, k))
     })
@@ -615,7 +685,7 @@ impl ViaJson {
         fields: &[usize],
         resolved: &[Vec<CsvPath>],
         rec: &Record<'_>,
-        cells: &[Option<Value>],
+        cells: &JsonCells,
     ) {
         self.text.clear();
         self.vals.clear();
@@ -624,10 +694,32 @@ impl ViaJson {
             let found = resolved.get(f).and_then(|alts| resolve(rec, cells, alts));
             if let (Some((v, k)), Some(slot)) = (found, self.vals.get_mut(f)) {
                 let start = self.text.len();
-                self.text.push_str(&v);
+                self.text.push_str(v);
                 *slot = Some((start, self.text.len(), k));
             }
         }
+    }
+}
+
+/// How a field is read from a CSV record, decided once per file.
+#[derive(Debug, Clone, Copy)]
+enum Plan {
+    /// No column.
+    Absent,
+    /// One plain column (nearly every field of every export).
+    Column(usize),
+    /// Several plain columns, first non-blank wins.
+    Columns,
+    /// Some alternative reads into a JSON cell.
+    Json,
+}
+
+fn plan_of(alts: &[CsvPath]) -> Plan {
+    match alts {
+        [] => Plan::Absent,
+        [p] if p.rest.is_empty() => Plan::Column(p.col),
+        _ if alts.iter().any(|p| !p.rest.is_empty()) => Plan::Json,
+        _ => Plan::Columns,
     }
 }
 
@@ -636,22 +728,27 @@ impl ViaJson {
 struct CsvRow<'r> {
     rec: &'r Record<'r>,
     paths: &'r [Vec<CsvPath>],
+    plans: &'r [Plan],
     via_json: Option<&'r ViaJson>,
     excludes: (bool, bool, bool),
 }
 
 impl Fields for CsvRow<'_> {
     fn get(&self, f: usize) -> Option<Got<'_>> {
-        let alts = self.paths.get(f)?;
-        if let Some(j) = self.via_json
-            && alts.iter().any(|p| !p.rest.is_empty())
-        {
-            let &(start, end, k) = j.vals.get(f)?.as_ref()?;
-            return Got::of(j.text.get(start..end)?, &alts.get(k)?.name);
+        let alts = || self.paths.get(f).map_or(&[][..], Vec::as_slice);
+        match *self.plans.get(f)? {
+            Plan::Absent => None,
+            Plan::Column(col) => Got::of(self.rec.get(col)?, &alts().first()?.name),
+            Plan::Json if self.via_json.is_some() => {
+                let j = self.via_json?;
+                let &(start, end, k) = j.vals.get(f)?.as_ref()?;
+                Got::of(j.text.get(start..end)?, &alts().get(k)?.name)
+            }
+            Plan::Json | Plan::Columns => alts()
+                .iter()
+                .filter(|p| p.rest.is_empty())
+                .find_map(|p| Got::of(self.rec.get(p.col)?, &p.name)),
         }
-        alts.iter()
-            .filter(|p| p.rest.is_empty())
-            .find_map(|p| Got::of(self.rec.get(p.col)?, &p.name))
     }
 
     fn name_of(&self, f: usize) -> Option<&str> {
@@ -675,6 +772,7 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
                 col,
                 rest: Vec::new(),
                 name: whole,
+                pick: 0,
             });
         }
         let (first, rest) = p.split_first()?;
@@ -683,9 +781,10 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
             col,
             rest: rest.to_vec(),
             name: whole,
+            pick: 0,
         })
     };
-    let resolved: Vec<Vec<CsvPath>> = FIELDS
+    let mut resolved: Vec<Vec<CsvPath>> = FIELDS
         .iter()
         .map(|f| profile.field_paths(f).iter().filter_map(resolve).collect())
         .collect();
@@ -708,50 +807,25 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
         }
     }
     let mut sink = FileSink::new(side, file);
-    // Columns that some path reads into as JSON, each once.
-    let mut json_cols: Vec<usize> = resolved
-        .iter()
-        .flatten()
-        .filter(|p| !p.rest.is_empty())
-        .map(|p| p.col)
+    let mut cells = JsonCells::new(&mut resolved);
+    let plans: Vec<Plan> = resolved.iter().map(|alts| plan_of(alts)).collect();
+    let json_fields: Vec<usize> = (0..plans.len())
+        .filter(|&f| matches!(plans.get(f), Some(Plan::Json)))
         .collect();
-    json_cols.sort_unstable();
-    json_cols.dedup();
-    let json_fields: Vec<usize> = (0..resolved.len())
-        .filter(|&f| {
-            resolved
-                .get(f)
-                .is_some_and(|a| a.iter().any(|p| !p.rest.is_empty()))
-        })
-        .collect();
-    let mut json_cells: Vec<Option<Value>> = vec![None; header.len()];
     let mut via_json = ViaJson::default();
     while let Some(rec) = rdr.next_record().map_err(|e| read_err(file, e))? {
         if sink.rejected_if_not_utf8(&rec, &header) {
             continue;
         }
         let line = rec.line;
-        // Parse the JSON cells first; most LiteLLM rows carry `{}`, with
-        // nothing to look up, and skip all of this.
-        let mut any_json = false;
-        for &col in &json_cols {
-            if let Some(slot) = json_cells.get_mut(col) {
-                let cell = rec.get(col).unwrap_or("").trim_ascii();
-                let worth = cell.len() > 2 && (cell.starts_with('{') || cell.starts_with('['));
-                *slot = if worth {
-                    serde_json::from_str(cell).ok()
-                } else {
-                    None
-                };
-                any_json |= slot.is_some();
-            }
-        }
+        let any_json = cells.read(&rec);
         if any_json {
-            via_json.fill(&json_fields, &resolved, &rec, &json_cells);
+            via_json.fill(&json_fields, &resolved, &rec, &cells);
         }
         let row = CsvRow {
             rec: &rec,
             paths: &resolved,
+            plans: &plans,
             via_json: any_json.then_some(&via_json),
             excludes: profile.excludes,
         };

@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod mapping;
+mod pick;
 mod records;
 
 use std::borrow::Cow;
