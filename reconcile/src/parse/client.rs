@@ -383,6 +383,7 @@ struct CsvRow<'r> {
 }
 
 impl Fields for CsvRow<'_> {
+    #[inline(always)]
     fn get(&self, f: usize) -> Option<Got<'_>> {
         let (col, name) = (*self.cols.get(f)?)?;
         Got::of(self.rec.get(col)?, name)

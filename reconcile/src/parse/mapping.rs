@@ -734,6 +734,7 @@ struct CsvRow<'r> {
 }
 
 impl Fields for CsvRow<'_> {
+    #[inline(always)]
     fn get(&self, f: usize) -> Option<Got<'_>> {
         let alts = || self.paths.get(f).map_or(&[][..], Vec::as_slice);
         match *self.plans.get(f)? {

@@ -156,6 +156,7 @@ pub struct Got<'s> {
 
 impl<'s> Got<'s> {
     /// `v` trimmed, if anything is left.
+    #[inline]
     pub fn of(v: &'s str, name: &'s str) -> Option<Self> {
         let v = v.trim_ascii();
         (!v.is_empty()).then_some(Self { v, name })
@@ -316,6 +317,46 @@ pub fn parse_decimal(t: &str) -> Option<Decimal> {
     }
 }
 
+/// Stores a cost written as plain digits with an optional fraction
+/// (`0.0005463`, what exports write), scaled by `unit_scale` decimal places,
+/// as [`Row::set_reported_cost`] would store the parsed decimal; `false` for
+/// anything else (signs, exponents, very long numbers), which goes the
+/// general way.
+fn plain_cost(t: &str, unit_scale: u32, row: &mut Row) -> bool {
+    let (int, frac) = match t.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (t, ""),
+    };
+    if int.is_empty() || int.len() + frac.len() > 18 || (t.contains('.') && frac.is_empty()) {
+        return false;
+    }
+    let mut m: i64 = 0;
+    for b in int.bytes().chain(frac.bytes()) {
+        if !b.is_ascii_digit() {
+            return false;
+        }
+        m = m * 10 + i64::from(b - b'0');
+    }
+    let Ok(mut scale) = u32::try_from(frac.len()) else {
+        return false;
+    };
+    scale += unit_scale;
+    if scale > 28 {
+        return false;
+    }
+    while scale > 0 && m % 10 == 0 {
+        m /= 10;
+        scale -= 1;
+    }
+    let Ok(scale) = u8::try_from(scale) else {
+        return false;
+    };
+    row.cost_mantissa = m;
+    row.cost_scale = scale;
+    row.flags |= flags::HAS_COST;
+    true
+}
+
 /// Words read as true or false (`hit`/`miss`: Portkey's `cache_status`).
 const TRUE_WORDS: [&str; 7] = ["true", "t", "1", "yes", "y", "hit", "semantic hit"];
 const FALSE_WORDS: [&str; 10] = [
@@ -342,7 +383,11 @@ fn is_one_of(word: &str, words: &[&str]) -> bool {
 
 fn parse_bool(v: &Got<'_>) -> Result<bool, Fault> {
     let w = v.v;
-    if is_one_of(w, &TRUE_WORDS) {
+    // The words nearly every export writes, before the lists.
+    if w.eq_ignore_ascii_case("false") {
+        return Ok(false);
+    }
+    if w.eq_ignore_ascii_case("true") || is_one_of(w, &TRUE_WORDS) {
         Ok(true)
     } else if is_one_of(w, &FALSE_WORDS) || w.eq_ignore_ascii_case("refreshed") {
         Ok(false)
@@ -468,7 +513,9 @@ pub fn build_row(
     {
         row.tokens.set(kind, v);
     }
-    if let Some(c) = ex.get(f::COST) {
+    if let Some(c) = ex.get(f::COST)
+        && !plain_cost(c.v, sem.cost_unit.scale(), &mut row)
+    {
         let d = parse_decimal(c.v)
             .ok_or_else(|| fault(&c, format!("cost `{}` is not a number", c.v)))?;
         if d.is_sign_negative() {
@@ -799,6 +846,30 @@ mod tests {
         let row = build_row(&ex, &Semantics::default(), &mut side, 1).unwrap();
         assert_eq!(row.tokens.get(TokenKind::Input), Some(1150));
         assert_eq!(row.tokens.get(TokenKind::CachedInput), Some(1000));
+    }
+
+    proptest::proptest! {
+        /// The plain-digits cost path stores exactly what the decimal path
+        /// stores, for every unit; anything it declines goes that way.
+        #[test]
+        fn plain_costs_store_what_the_decimal_path_stores(
+            t in "[0-9]{0,20}(\\.[0-9]{0,12})?",
+            unit in proptest::sample::select(vec![0u32, 2, 6, 9]),
+        ) {
+            let mut fast = Row::new(1);
+            if plain_cost(&t, unit, &mut fast) {
+                let mut d = parse_decimal(&t).unwrap();
+                d.set_scale(d.scale() + unit).unwrap();
+                let mut slow = Row::new(1);
+                proptest::prop_assert!(slow.set_reported_cost(d));
+                proptest::prop_assert_eq!(
+                    (fast.cost_mantissa, fast.cost_scale, fast.flags),
+                    (slow.cost_mantissa, slow.cost_scale, slow.flags)
+                );
+            } else {
+                proptest::prop_assert_eq!(fast.flags, 0);
+            }
+        }
     }
 
     #[test]

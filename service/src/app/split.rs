@@ -93,7 +93,9 @@ fn plan_inner(path: &Path, parts: u64, layout: Layout) -> io::Result<(Vec<u8>, V
 pub fn open_part(path: &Path, header: &[u8], part: &Part) -> io::Result<Box<dyn Read + Send>> {
     let mut f = File::open(path)?;
     f.seek(SeekFrom::Start(part.start))?;
-    let body = BufReader::with_capacity(1 << 20, f.take(part.end - part.start));
+    // No BufReader: the parsers read in megabyte chunks into buffers of
+    // their own, and a second buffer copied every byte once more.
+    let body = f.take(part.end - part.start);
     if part.start == 0 {
         Ok(Box::new(body))
     } else {
