@@ -162,28 +162,29 @@ fn days_in_month(y: i64, m: i64) -> i64 {
 /// Fractions beyond milliseconds are truncated toward the past.
 pub fn parse_iso(s: &str, naive_zone: Option<Zone>) -> Result<i64, &'static str> {
     let b = s.as_bytes();
-    if b.len() < 19 {
-        return Err("not an RFC 3339 timestamp");
-    }
     let bad = "not an RFC 3339 timestamp";
-    let (y, mo, d) = (
-        digits(b, 0, 4).ok_or(bad)?,
-        digits(b, 5, 2).ok_or(bad)?,
-        digits(b, 8, 2).ok_or(bad)?,
-    );
-    let (h, mi, se) = (
-        digits(b, 11, 2).ok_or(bad)?,
-        digits(b, 14, 2).ok_or(bad)?,
-        digits(b, 17, 2).ok_or(bad)?,
-    );
-    if b.get(4) != Some(&b'-')
-        || b.get(7) != Some(&b'-')
-        || !matches!(b.get(10), Some(b'T' | b't' | b' '))
-        || b.get(13) != Some(&b':')
-        || b.get(16) != Some(&b':')
+    let Some(h) = b.first_chunk::<19>() else {
+        return Err(bad);
+    };
+    // Fixed positions: every digit checked in one pass without early exits
+    // (two timestamps a row, tens of millions of rows).
+    let n = |i: usize| h.get(i).map_or(10, |c| c.wrapping_sub(b'0'));
+    let not_digit = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
+        .iter()
+        .fold(false, |acc, &i| acc | (n(i) > 9));
+    if not_digit
+        || h[4] != b'-'
+        || h[7] != b'-'
+        || !matches!(h[10], b'T' | b't' | b' ')
+        || h[13] != b':'
+        || h[16] != b':'
     {
         return Err(bad);
     }
+    let v = |i: usize| i64::from(n(i));
+    let y = v(0) * 1000 + v(1) * 100 + v(2) * 10 + v(3);
+    let (mo, d) = (v(5) * 10 + v(6), v(8) * 10 + v(9));
+    let (h, mi, se) = (v(11) * 10 + v(12), v(14) * 10 + v(15), v(17) * 10 + v(18));
     if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 59
     {
         return Err("date or time out of range");

@@ -323,24 +323,35 @@ pub fn parse_decimal(t: &str) -> Option<Decimal> {
 /// anything else (signs, exponents, very long numbers), which goes the
 /// general way.
 fn plain_cost(t: &str, unit_scale: u32, row: &mut Row) -> bool {
-    let (int, frac) = match t.split_once('.') {
-        Some((i, f)) => (i, f),
-        None => (t, ""),
-    };
-    if int.is_empty() || int.len() + frac.len() > 18 || (t.contains('.') && frac.is_empty()) {
+    let b = t.as_bytes();
+    // One pass: digits, at most one point with digits on both sides, at
+    // most 18 digits (so the mantissa fits an i64).
+    if b.len() > 19 || b.first() == Some(&b'.') || b.last() == Some(&b'.') {
         return false;
     }
-    let mut m: i64 = 0;
-    for b in int.bytes().chain(frac.bytes()) {
-        if !b.is_ascii_digit() {
+    let (mut m, mut digits, mut frac): (i64, u32, Option<u32>) = (0, 0, None);
+    for &c in b {
+        if c == b'.' {
+            if frac.is_some() {
+                return false;
+            }
+            frac = Some(0);
+            continue;
+        }
+        let d = c.wrapping_sub(b'0');
+        if d > 9 || digits == 18 {
             return false;
         }
-        m = m * 10 + i64::from(b - b'0');
+        m = m * 10 + i64::from(d);
+        digits += 1;
+        if let Some(f) = frac.as_mut() {
+            *f += 1;
+        }
     }
-    let Ok(mut scale) = u32::try_from(frac.len()) else {
+    if digits == 0 {
         return false;
-    };
-    scale += unit_scale;
+    }
+    let mut scale = frac.unwrap_or(0) + unit_scale;
     if scale > 28 {
         return false;
     }
@@ -853,7 +864,7 @@ mod tests {
         /// stores, for every unit; anything it declines goes that way.
         #[test]
         fn plain_costs_store_what_the_decimal_path_stores(
-            t in "[0-9]{0,20}(\\.[0-9]{0,12})?",
+            t in "[0-9]{0,20}(\\.[0-9]{0,12})?|[0-9.]{0,8}",
             unit in proptest::sample::select(vec![0u32, 2, 6, 9]),
         ) {
             let mut fast = Row::new(1);

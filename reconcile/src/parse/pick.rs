@@ -246,12 +246,87 @@ impl<'de> DeserializeSeed<'de> for Visit<'_, '_> {
     type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        // A pure leaf holding a number or a string (a token count): read
+        // it as such, without a document.
+        if let Some(n) = self.node()
+            && n.children.is_empty()
+            && !n.ends.is_empty()
+        {
+            return d.deserialize_any(Leaf(self));
+        }
         if self.node().is_none_or(|n| !n.ends.is_empty()) {
             let v = Value::deserialize(d)?;
             self.whole(&v);
             return Ok(());
         }
         d.deserialize_any(self)
+    }
+}
+
+/// Reads a leaf's scalar as `walk` would write it; anything else goes
+/// through the document.
+struct Leaf<'p, 'o>(Visit<'p, 'o>);
+
+impl Leaf<'_, '_> {
+    fn offer(self, text: impl fmt::Display) {
+        let Visit { p, node, out } = self.0;
+        if let Some(n) = p.nodes.get(node) {
+            for &id in &n.ends {
+                out.offer(id, usize::MAX, &text);
+            }
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Leaf<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.offer(v);
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.offer(v);
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        // As a parsed document writes it (1.0, 1e-7, ...).
+        if let Some(n) = serde_json::Number::from_f64(v) {
+            self.offer(n);
+        }
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.offer(v);
+        Ok(())
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.offer(v);
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let v = Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        self.0.whole(&v);
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        let v = Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+        self.0.whole(&v);
+        Ok(())
     }
 }
 
