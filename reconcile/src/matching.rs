@@ -72,6 +72,36 @@ pub trait MatchView: Sync {
     fn core_tokens(&self, i: usize) -> Option<(u32, u32)>;
     /// The row's ids ("" when absent): primary, secondary.
     fn ids(&self, i: usize) -> (&str, &str);
+    /// Everything the block passes read of a row, in one look-up (they
+    /// read millions of scattered rows; one fetch instead of eight).
+    fn block_row(&self, i: usize) -> BlockRow<'_> {
+        BlockRow {
+            ts: self.ts(i),
+            key: self.key(i),
+            model: self.model(i),
+            route: self.route(i),
+            core_tokens: self.core_tokens(i),
+            ids: self.ids(i),
+        }
+    }
+}
+
+/// The fields of one row that the block passes use (see
+/// [`MatchView::block_row`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BlockRow<'a> {
+    /// Request start, UTC ms.
+    pub ts: i64,
+    /// Canonical key id.
+    pub key: u32,
+    /// Canonical model family id.
+    pub model: u32,
+    /// Route family.
+    pub route: u8,
+    /// Input and output tokens, when both are reported.
+    pub core_tokens: Option<(u32, u32)>,
+    /// Primary and secondary id.
+    pub ids: (&'a str, &'a str),
 }
 
 /// Matching parameters.
@@ -170,8 +200,11 @@ fn at(i: u32) -> usize {
 /// Content tie-breaker: rows equal in time sort by what they contain, not by
 /// where they stood in the file.
 fn content<V: MatchView + ?Sized>(v: &V, i: usize) -> u32 {
-    let (a, b) = v.core_tokens(i).unwrap_or((u32::MAX, u32::MAX));
-    let (id1, id2) = v.ids(i);
+    content_of(v.core_tokens(i), v.ids(i))
+}
+
+fn content_of(tokens: Option<(u32, u32)>, (id1, id2): (&str, &str)) -> u32 {
+    let (a, b) = tokens.unwrap_or((u32::MAX, u32::MAX));
     let h = mix(u64::from(a) << 32 | u64::from(b))
         ^ fnv(id1.as_bytes())
         ^ fnv(id2.as_bytes()).rotate_left(17);
@@ -547,15 +580,13 @@ struct BlockEntry {
     exact: Exact,
 }
 
-fn loose_block<V: MatchView>(v: &V, i: usize) -> u64 {
-    u64::from(v.key(i)) << 32 | u64::from(v.model(i) & 0x00ff_ffff) << 8 | u64::from(v.route(i))
+fn loose_block(r: &BlockRow<'_>) -> u64 {
+    u64::from(r.key) << 32 | u64::from(r.model & 0x00ff_ffff) << 8 | u64::from(r.route)
 }
 
-fn strict_block<V: MatchView>(v: &V, i: usize) -> Option<u64> {
-    let (a, b) = v.core_tokens(i)?;
-    Some(mix(
-        loose_block(v, i) ^ mix(u64::from(a) << 32 | u64::from(b))
-    ))
+fn strict_block(r: &BlockRow<'_>) -> Option<u64> {
+    let (a, b) = r.core_tokens?;
+    Some(mix(loose_block(r) ^ mix(u64::from(a) << 32 | u64::from(b))))
 }
 
 /// The partition of each row still unmatched (`u8::MAX` for the others),
@@ -581,26 +612,44 @@ fn entries<V: MatchView>(
     shift: impl Fn(u32) -> i64,
 ) -> Vec<BlockEntry> {
     let part = u8::try_from(part).unwrap_or(u8::MAX);
-    let mut out: Vec<BlockEntry> = parts
+    let mut out: Vec<BlockEntry> = Vec::new();
+    // A part's rows are scattered (a fifth of them, or fewer), so each one
+    // read is a cache miss. Reading a batch of them first, in a loop that
+    // does little else, lets the processor wait for many misses at once;
+    // the hashing that follows then works on what is already in cache.
+    const BATCH: usize = 512;
+    let mut batch: Vec<(usize, BlockRow<'_>)> = Vec::with_capacity(BATCH);
+    let mut rows = parts
         .iter()
         .enumerate()
         .filter(|&(_, &p)| p == part)
         .map(|(i, _)| i)
-        .filter_map(|i| {
+        .peekable();
+    while rows.peek().is_some() {
+        batch.clear();
+        let mut touched = 0u8;
+        for i in rows.by_ref().take(BATCH) {
+            let r = v.block_row(i);
+            // The first byte of the id brings its cache line in too.
+            touched ^= r.ids.0.as_bytes().first().copied().unwrap_or(0);
+            batch.push((i, r));
+        }
+        std::hint::black_box(touched);
+        out.extend(batch.iter().filter_map(|(i, r)| {
             let block = if strict {
-                strict_block(v, i)?
+                strict_block(r)?
             } else {
-                loose_block(v, i)
+                loose_block(r)
             };
             Some(BlockEntry {
                 block,
-                ts: v.ts(i) + shift(v.key(i)),
-                tie: content(v, i),
-                row: idx(i),
-                exact: exact(v, i, strict),
+                ts: r.ts + shift(r.key),
+                tie: content_of(r.core_tokens, r.ids),
+                row: idx(*i),
+                exact: exact(r, strict),
             })
-        })
-        .collect();
+        }));
+    }
     out.sort_unstable_by_key(|e| (e.block, e.ts, e.tie, e.row));
     out
 }
@@ -608,12 +657,12 @@ fn entries<V: MatchView>(
 /// What must be equal for two rows to share a block.
 type Exact = (u32, u32, u8, Option<(u32, u32)>);
 
-fn exact<V: MatchView>(v: &V, i: usize, strict: bool) -> Exact {
+fn exact(r: &BlockRow<'_>, strict: bool) -> Exact {
     (
-        v.key(i),
-        v.model(i),
-        v.route(i),
-        if strict { v.core_tokens(i) } else { None },
+        r.key,
+        r.model,
+        r.route,
+        if strict { r.core_tokens } else { None },
     )
 }
 

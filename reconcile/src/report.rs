@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::intern::{Interner, Sym};
 use crate::keys::{KeyRegistry, Owner, Resolved, display_unknown};
-use crate::matching::{self, MatchView, Matching, NONE, Offset, Pass};
+use crate::matching::{self, BlockRow, MatchView, Matching, NONE, Offset, Pass};
 use crate::models::AliasTable;
 use crate::prices::{Price, PriceBook, USD_SCALE, Usd, price_at};
 use crate::record::{Side, SideKind, TokenKind, Tokens, flags, split_pair};
@@ -164,6 +164,32 @@ impl MatchView for View<'_> {
     }
     fn ids(&self, i: usize) -> (&str, &str) {
         self.row(i).map_or(("", ""), |r| self.side.ids.get(r.ids))
+    }
+    fn block_row(&self, i: usize) -> BlockRow<'_> {
+        let Some(r) = self.row(i) else {
+            return BlockRow {
+                ts: 0,
+                key: NONE,
+                model: NONE,
+                route: u8::MAX,
+                core_tokens: None,
+                ids: ("", ""),
+            };
+        };
+        let t = r.tokens;
+        BlockRow {
+            ts: r.ts_ms,
+            key: get_u32(&self.norm.key, r.key),
+            model: get_u32(&self.norm.model, r.model),
+            route: r
+                .route
+                .index()
+                .and_then(|s| self.norm.route.get(s))
+                .copied()
+                .unwrap_or(u8::MAX),
+            core_tokens: t.get(TokenKind::Input).zip(t.get(TokenKind::Output)),
+            ids: self.side.ids.get(r.ids),
+        }
     }
 }
 
@@ -1311,6 +1337,41 @@ mod tests {
         let s = rec.summary(0);
         assert_eq!(s.totals.billed_computed.to_string(), "120.000064");
         assert_eq!(s.totals.variance.to_string(), "0");
+    }
+
+    #[test]
+    fn a_views_one_fetch_block_row_equals_its_field_accessors() {
+        let d = crate::synth::dataset(&crate::synth::Spec {
+            rows: 3_000,
+            ..Default::default()
+        })
+        .unwrap();
+        let rec = reconcile(
+            &d.client,
+            &d.gateway,
+            &d.keys,
+            &AliasTable::default(),
+            &d.prices,
+            Settings::default(),
+        );
+        for v in [rec.client_view(), rec.gateway_view()] {
+            assert!(v.len() > 2_000);
+            for i in 0..v.len() + 1 {
+                let r = v.block_row(i);
+                assert_eq!(
+                    (r.ts, r.key, r.model, r.route, r.core_tokens, r.ids),
+                    (
+                        v.ts(i),
+                        v.key(i),
+                        v.model(i),
+                        v.route(i),
+                        v.core_tokens(i),
+                        v.ids(i)
+                    ),
+                    "row {i}"
+                );
+            }
+        }
     }
 
     proptest::proptest! {
