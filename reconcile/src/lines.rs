@@ -56,6 +56,7 @@ fn int(out: &mut dyn RecordSink, v: i128) {
 /// Returns where the text starts.
 fn write_signed(neg: bool, wide: u128, scale: u32, buf: &mut [u8; 64]) -> usize {
     let mut i = match u64::try_from(wide) {
+        Ok(small) if scale <= 19 => write_u64(small, scale, buf),
         Ok(small) => write_digits(small, scale, buf),
         Err(_) => write_digits(wide, scale, buf),
     };
@@ -136,16 +137,62 @@ impl Amount {
     }
 }
 
-/// Writes `n` × 10^-`scale`, normalised (no trailing fractional zeros), at
-/// the end of `buf`; returns where it starts.
-fn write_digits<T>(mut n: T, mut scale: u32, buf: &mut [u8; 64]) -> usize
+/// Two ASCII digits for each of 00..=99.
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Writes `n` as at least `min` digits (zero-padded) ending before `i`;
+/// returns where they start. Two digits a step: the division chain is the
+/// cost of formatting ten million lines of numbers.
+fn put_u64(mut n: u64, min: u32, buf: &mut [u8; 64], mut i: usize) -> usize {
+    let mut put = |i: &mut usize, pair: u64, width: usize| {
+        let p = usize::try_from(pair * 2).unwrap_or(0) + 2 - width;
+        *i -= width;
+        if let (Some(dst), Some(src)) = (buf.get_mut(*i..*i + width), PAIRS.get(p..p + width)) {
+            dst.copy_from_slice(src);
+        }
+    };
+    let start = i;
+    while n >= 100 {
+        put(&mut i, n % 100, 2);
+        n /= 100;
+    }
+    if n >= 10 {
+        put(&mut i, n, 2);
+    } else if n > 0 || i == start {
+        put(&mut i, n, 1);
+    }
+    while start - i < usize::try_from(min).unwrap_or(0) {
+        put(&mut i, 0, 1);
+    }
+    i
+}
+
+/// [`write_digits`] for a `u64` and a scale of at most 19 (every cost and
+/// count Tally writes): the same text, two digits a step.
+fn write_u64(n: u64, scale: u32, buf: &mut [u8; 64]) -> usize {
+    let (n, scale) = strip_zeros(n, scale);
+    let end = buf.len();
+    if scale == 0 {
+        return put_u64(n, 0, buf, end);
+    }
+    let pow = 10u64.pow(scale);
+    let mut i = put_u64(n % pow, scale, buf, end);
+    i -= 1;
+    if let Some(b) = buf.get_mut(i) {
+        *b = b'.';
+    }
+    put_u64(n / pow, 0, buf, i)
+}
+
+/// Drops trailing fractional zeros: `n` × 10^-`scale` normalised (zero has
+/// scale 0).
+fn strip_zeros<T>(mut n: T, mut scale: u32) -> (T, u32)
 where
-    T: Copy
-        + PartialEq
-        + From<u32>
-        + std::ops::Rem<Output = T>
-        + std::ops::Div<Output = T>
-        + TryInto<u8>,
+    T: Copy + PartialEq + From<u32> + std::ops::Rem<Output = T> + std::ops::Div<Output = T>,
 {
     let (zero, ten) = (T::from(0), T::from(10));
     // Atto-dollar amounts end in a dozen zeros: drop them eight and four
@@ -164,6 +211,22 @@ where
     if n == zero {
         scale = 0;
     }
+    (n, scale)
+}
+
+/// Writes `n` × 10^-`scale`, normalised (no trailing fractional zeros), at
+/// the end of `buf`; returns where it starts.
+fn write_digits<T>(n: T, scale: u32, buf: &mut [u8; 64]) -> usize
+where
+    T: Copy
+        + PartialEq
+        + From<u32>
+        + std::ops::Rem<Output = T>
+        + std::ops::Div<Output = T>
+        + TryInto<u8>,
+{
+    let (zero, ten) = (T::from(0), T::from(10));
+    let (mut n, scale) = strip_zeros(n, scale);
     let mut i = buf.len();
     let mut digits = 0u32;
     loop {
@@ -896,6 +959,23 @@ mod tests {
             let mut c = Cells(Vec::new());
             int(&mut c, v);
             assert_eq!(c.0, vec![v.to_string()]);
+        }
+    }
+
+    proptest::proptest! {
+        /// Every amount prints as its normalised `Decimal` does, on the
+        /// two-digit path and the general one alike.
+        #[test]
+        fn any_amount_prints_like_its_normalised_decimal(
+            m in proptest::prelude::any::<i64>(),
+            wide in proptest::prelude::any::<i128>(),
+            scale in 0u32..=28,
+        ) {
+            for m in [i128::from(m), wide >> 32, i128::from(m % 1000)] {
+                let a = Amount { mantissa: m, scale };
+                let d = Decimal::try_from_i128_with_scale(m, scale).unwrap().normalize();
+                proptest::prop_assert_eq!(a.to_string(), d.to_string());
+            }
         }
     }
 
