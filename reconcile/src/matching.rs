@@ -334,23 +334,47 @@ fn id_pass_part<C: MatchView, G: MatchView>(
     // reads are random (two cache misses each, millions of times), so the
     // checks run first in client row order, where both sides' reads are
     // nearly sequential, and the pairs are then made in hash order as before.
-    let mut singles: Vec<(IdEntry, u32, u32)> = Vec::new();
-    for_each_hash_group(&ce, &ge, |cs, gs| {
-        if let ([c], [g]) = (cs, gs) {
-            let k = u32::try_from(singles.len()).unwrap_or(u32::MAX);
-            singles.push((*c, g.row(), k));
+    // The entries split at a hash into two halves checked on both cores;
+    // no hash group straddles the split.
+    let verify = |ce: &[IdEntry], ge: &[IdEntry]| -> Vec<bool> {
+        let mut singles: Vec<(IdEntry, u32, u32)> = Vec::new();
+        for_each_hash_group(ce, ge, |cs, gs| {
+            if let ([c], [g]) = (cs, gs) {
+                let k = u32::try_from(singles.len()).unwrap_or(u32::MAX);
+                singles.push((*c, g.row(), k));
+            }
+        });
+        singles.sort_unstable_by_key(|(c, _, _)| c.row());
+        let mut same = vec![false; singles.len()];
+        for (c, g, k) in &singles {
+            let (a, b) = client.ids(at(c.row()));
+            let cid = if c.second() { b } else { a };
+            if let Some(slot) = same.get_mut(at(*k)) {
+                *slot = cid == gateway.ids(at(*g)).0;
+            }
         }
-    });
-    singles.sort_unstable_by_key(|(c, _, _)| c.row());
-    let mut same = vec![false; singles.len()];
-    for (c, g, k) in &singles {
-        let (a, b) = client.ids(at(c.row()));
-        let cid = if c.second() { b } else { a };
-        if let Some(slot) = same.get_mut(at(*k)) {
-            *slot = cid == gateway.ids(at(*g)).0;
-        }
-    }
-    drop(singles);
+        same
+    };
+    let mid = ce.get(ce.len() / 2).map_or(0, IdEntry::hash);
+    let (ci, gi) = (
+        ce.partition_point(|e| e.hash() < mid),
+        ge.partition_point(|e| e.hash() < mid),
+    );
+    let (mut same, upper) = crate::par::join(
+        || {
+            verify(
+                ce.get(..ci).unwrap_or_default(),
+                ge.get(..gi).unwrap_or_default(),
+            )
+        },
+        || {
+            verify(
+                ce.get(ci..).unwrap_or_default(),
+                ge.get(gi..).unwrap_or_default(),
+            )
+        },
+    );
+    same.extend(upper);
     // Client ids that appear on the gateway are processed per id; ids seen
     // on one side only still define duplicates on that side.
     let mut k = 0;
