@@ -525,11 +525,7 @@ mod tests {
         );
         let side = parse(text);
         assert_eq!(side.rows.len(), 1);
-        let got: Vec<(u64, &str)> = side
-            .rejects
-            .iter()
-            .map(|r| (r.line, r.field.as_str()))
-            .collect();
+        let got = super::super::reject_fields(&side);
         assert_eq!(
             got,
             [

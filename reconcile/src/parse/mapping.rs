@@ -933,11 +933,7 @@ mod tests {
         );
         let mut side = Side::new(SideKind::Gateway);
         read_gateway(csv.as_bytes(), "spend.csv", &builtin("litellm"), &mut side).unwrap();
-        let got: Vec<(u64, &str)> = side
-            .rejects
-            .iter()
-            .map(|r| (r.line, r.field.as_str()))
-            .collect();
+        let got = super::super::reject_fields(&side);
         assert_eq!(
             got,
             vec![

@@ -705,6 +705,15 @@ impl<'s> FileSink<'s> {
     }
 }
 
+/// Each reject of a side as (line, field), for tests.
+#[cfg(test)]
+pub(crate) fn reject_fields(side: &Side) -> Vec<(u64, &str)> {
+    side.rejects
+        .iter()
+        .map(|r| (r.line, r.field.as_str()))
+        .collect()
+}
+
 /// Reads the head of a stream for format detection and gives back a reader
 /// that still yields the whole stream.
 pub fn peek(mut r: impl Read, file: &str) -> Result<(Vec<u8>, impl Read), Error> {
