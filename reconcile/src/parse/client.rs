@@ -163,7 +163,7 @@ fn text_of(v: &Value) -> Option<Cow<'_, str>> {
     }
 }
 
-fn field<'a>(obj: &'a Map<String, Value>, name: &'static str) -> Option<Val<'a>> {
+fn member<'a>(obj: &'a Map<String, Value>, name: &'static str) -> Option<Val<'a>> {
     obj.get(name).and_then(text_of).map(|v| Val {
         v,
         name: Cow::Borrowed(name),
@@ -324,24 +324,24 @@ fn otel<'a>(obj: &'a Map<String, Value>, name: &'static str) -> Option<Val<'a>> 
 /// Extracts one JSON Lines row.
 pub fn extract(obj: &Map<String, Value>) -> Result<Extracted<'_>, (String, String)> {
     let mut ex = Extracted {
-        id: field(obj, "request_id"),
-        id2: field(obj, "response_id").or_else(|| otel(obj, "gen_ai.response.id")),
-        ts: field(obj, "ts"),
-        ts_end: field(obj, "ts_end"),
-        key: field(obj, "key"),
-        model: field(obj, "model").or_else(|| otel(obj, "gen_ai.request.model")),
-        served_model: field(obj, "response_model").or_else(|| otel(obj, "gen_ai.response.model")),
-        route: field(obj, "route").or_else(|| otel(obj, "gen_ai.operation.name")),
-        team: field(obj, "team"),
-        service: field(obj, "service"),
-        env: field(obj, "env"),
+        id: member(obj, "request_id"),
+        id2: member(obj, "response_id").or_else(|| otel(obj, "gen_ai.response.id")),
+        ts: member(obj, "ts"),
+        ts_end: member(obj, "ts_end"),
+        key: member(obj, "key"),
+        model: member(obj, "model").or_else(|| otel(obj, "gen_ai.request.model")),
+        served_model: member(obj, "response_model").or_else(|| otel(obj, "gen_ai.response.model")),
+        route: member(obj, "route").or_else(|| otel(obj, "gen_ai.operation.name")),
+        team: member(obj, "team"),
+        service: member(obj, "service"),
+        env: member(obj, "env"),
         tags: obj
             .get("tags")
             .and_then(tags_text)
             .map(|v| Val::new(v, "tags")),
-        status: field(obj, "status"),
-        http_status: field(obj, "http_status"),
-        stream: field(obj, "stream").or_else(|| otel(obj, "gen_ai.request.stream")),
+        status: member(obj, "status"),
+        http_status: member(obj, "http_status"),
+        stream: member(obj, "stream").or_else(|| otel(obj, "gen_ai.request.stream")),
         ..Extracted::default()
     };
     let hint = obj.get("usage_format").and_then(Value::as_str);
@@ -363,11 +363,11 @@ pub fn extract(obj: &Map<String, Value>) -> Result<Extracted<'_>, (String, Strin
             } else {
                 // Tally's flat columns, as in the CSV form.
                 ex.tokens = [
-                    field(obj, "input_tokens"),
-                    field(obj, "cached_input_tokens"),
-                    field(obj, "cache_write_tokens"),
-                    field(obj, "output_tokens"),
-                    field(obj, "reasoning_tokens"),
+                    member(obj, "input_tokens"),
+                    member(obj, "cached_input_tokens"),
+                    member(obj, "cache_write_tokens"),
+                    member(obj, "output_tokens"),
+                    member(obj, "reasoning_tokens"),
                 ];
             }
         }

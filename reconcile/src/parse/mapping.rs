@@ -851,6 +851,41 @@ mod tests {
     }
 
     #[test]
+    fn field_ids_name_the_profile_fields_they_stand_for() {
+        use super::super::field as f;
+        for (id, name) in [
+            (f::ID, "id"),
+            (f::TIMESTAMP, "timestamp"),
+            (f::END_TIMESTAMP, "end_timestamp"),
+            (f::DURATION_MS, "duration_ms"),
+            (f::KEY, "key"),
+            (f::MODEL, "model"),
+            (f::SERVED_MODEL, "served_model"),
+            (f::VARIANT, "variant"),
+            (f::ROUTE, "route"),
+            (f::TEAM, "team"),
+            (f::SERVICE, "service"),
+            (f::ENV, "env"),
+            (f::TAGS, "tags"),
+            (f::TOKENS, "input_tokens"),
+            (f::TOKENS + 1, "cached_tokens"),
+            (f::TOKENS + 2, "cache_write_tokens"),
+            (f::TOKENS + 3, "output_tokens"),
+            (f::TOKENS + 4, "reasoning_tokens"),
+            (f::COST, "cost"),
+            (f::STATUS, "status"),
+            (f::HTTP_STATUS, "http_status"),
+            (f::STREAM, "stream"),
+            (f::CACHE_HIT, "cache_hit"),
+            (f::CANCELLED, "cancelled"),
+        ] {
+            assert_eq!(FIELDS[id], name);
+        }
+        assert_eq!(f::ID2, FIELDS.len());
+        assert_eq!(f::COUNT, FIELDS.len() + 1);
+    }
+
+    #[test]
     fn builtins_parse_and_detect_their_own_headers() {
         let all = Profile::builtins().unwrap();
         assert_eq!(all.len(), BUILTIN.len());
