@@ -179,13 +179,22 @@ fn write_u64(n: u64, scale: u32, buf: &mut [u8; 64]) -> usize {
     if scale == 0 {
         return put_u64(n, 0, buf, end);
     }
-    let pow = 10u64.pow(scale);
-    let mut i = put_u64(n % pow, scale, buf, end);
-    i -= 1;
-    if let Some(b) = buf.get_mut(i) {
+    // All digits (at least one before the point), then the integer part
+    // moved one place left for the point: no division by a power of ten
+    // that is not a constant.
+    let Ok(frac) = usize::try_from(scale) else {
+        return write_digits(n, scale, buf);
+    };
+    let start = put_u64(n, scale + 1, buf, end);
+    let point = end - frac;
+    if start == 0 {
+        return write_digits(n, scale, buf);
+    }
+    buf.copy_within(start..point, start - 1);
+    if let Some(b) = buf.get_mut(point - 1) {
         *b = b'.';
     }
-    put_u64(n / pow, 0, buf, i)
+    start - 1
 }
 
 /// Drops trailing fractional zeros: `n` × 10^-`scale` normalised (zero has

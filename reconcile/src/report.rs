@@ -878,16 +878,16 @@ impl<'a> Reconciliation<'a> {
         (o != NONE).then_some(o)
     }
 
-    /// Owner name of a client row.
-    pub fn client_owner_name(&self, i: usize) -> &str {
-        match self.client_owner(i) {
-            Some(o) => self.owner_name(o),
-            None => self.key_owner_name(self.client_view().key(i)),
-        }
+    /// Owner id of a client row: its labels', else its key's ([`NONE`]
+    /// for no owner).
+    fn client_owner_id(&self, i: usize) -> u32 {
+        self.client_owner(i)
+            .or_else(|| self.key_info(self.client_view().key(i)).map(|k| k.owner_id))
+            .unwrap_or(NONE)
     }
 
-    /// Owner name of a gateway row: its client partner's, else its key's.
-    pub fn gateway_owner_name(&self, j: usize) -> &str {
+    /// Owner id of a gateway row: its client partner's, else its key's.
+    fn gateway_owner_id(&self, j: usize) -> u32 {
         let partner = self
             .matching
             .gateway_partner
@@ -897,9 +897,20 @@ impl<'a> Reconciliation<'a> {
         if partner != NONE
             && let Ok(i) = usize::try_from(partner)
         {
-            return self.client_owner_name(i);
+            return self.client_owner_id(i);
         }
-        self.key_owner_name(self.gateway_view().key(j))
+        self.key_info(self.gateway_view().key(j))
+            .map_or(NONE, |k| k.owner_id)
+    }
+
+    /// Owner name of a client row.
+    pub fn client_owner_name(&self, i: usize) -> &str {
+        self.owner_name(self.client_owner_id(i))
+    }
+
+    /// Owner name of a gateway row: its client partner's, else its key's.
+    pub fn gateway_owner_name(&self, j: usize) -> &str {
+        self.owner_name(self.gateway_owner_id(j))
     }
 
     fn owner_name(&self, o: u32) -> &str {
@@ -980,7 +991,28 @@ impl<'a> Reconciliation<'a> {
             unattributed: u64,
             unattributed_reported: Usd,
         }
-        // Hashed, not ordered: looked up once per row; sorted at the end.
+        impl Acc {
+            fn add(&mut self, o: &Acc) {
+                self.billed += o.billed;
+                self.computed = self.computed.saturating_add(o.computed);
+                self.reported = self.reported.saturating_add(o.reported);
+                self.unpriced += o.unpriced;
+                self.unpriced_reported = self.unpriced_reported.saturating_add(o.unpriced_reported);
+                self.missing += o.missing;
+                self.missing_cost = self.missing_cost.saturating_add(o.missing_cost);
+                self.unattributed += o.unattributed;
+                self.unattributed_reported = self
+                    .unattributed_reported
+                    .saturating_add(o.unattributed_reported);
+            }
+        }
+        // Per gateway row, by owner id (an index, not a hashed name; the
+        // last slot for rows with no owner); merged by name below, since
+        // two ids may carry one name. Sorted at the end.
+        let mut by_owner_id: Vec<Acc> = std::iter::repeat_with(Acc::default)
+            .take(self.owner_names.len() + 1)
+            .collect();
+        let no_owner = self.owner_names.len();
         let mut by_owner: crate::intern::FxHashMap<&str, Acc> = Default::default();
         let mut by_key: BTreeMap<u32, (KeyCost, Usd, Usd, i64, i64)> = BTreeMap::new();
         let mut unpriced: BTreeMap<u32, Unpriced> = BTreeMap::new();
@@ -1053,7 +1085,11 @@ impl<'a> Reconciliation<'a> {
                 bump(&mut class_counts, SideKind::Gateway, class);
                 let reported = r.reported_usd().unwrap_or_default();
                 let computed = self.gateway_cost(j);
-                let acc = by_owner.entry(self.gateway_owner_name(j)).or_default();
+                let o =
+                    usize::try_from(self.gateway_owner_id(j)).map_or(no_owner, |o| o.min(no_owner));
+                let Some(acc) = by_owner_id.get_mut(o) else {
+                    continue;
+                };
                 acc.billed += 1;
                 acc.reported = acc.reported.saturating_add(reported);
                 billed_r = billed_r.saturating_add(reported);
@@ -1108,6 +1144,12 @@ impl<'a> Reconciliation<'a> {
                 }
             }
         });
+        for (o, acc) in by_owner_id.iter().enumerate() {
+            if acc.billed > 0 {
+                let name = self.owner_name(u32::try_from(o).unwrap_or(NONE));
+                by_owner.entry(name).or_default().add(acc);
+            }
+        }
         tmin = tmin.min(client_part.tmin);
         tmax = tmax.max(client_part.tmax);
         if let Some(c) = class_counts.get_mut(side_index(SideKind::Client)) {
