@@ -425,6 +425,8 @@ pub struct Side {
     pub rejects: Vec<RowError>,
     /// Reused buffer for building interned keys without a per-row allocation.
     pub(crate) scratch: String,
+    /// The last date a parser read (rows come in time order).
+    pub(crate) dates: crate::time::DateMemo,
 }
 
 impl Side {
@@ -438,6 +440,7 @@ impl Side {
             files: Vec::new(),
             rejects: Vec::new(),
             scratch: String::new(),
+            dates: crate::time::DateMemo::default(),
         }
     }
 

@@ -157,10 +157,29 @@ fn days_in_month(y: i64, m: i64) -> i64 {
     }
 }
 
+/// The last date [`parse_iso_with`] read and its day number: rows come in
+/// time order, so most share the previous row's date.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DateMemo {
+    /// The date's ten bytes; none before the first valid date.
+    date: Option<[u8; 10]>,
+    days: i64,
+}
+
 /// Parses an ISO 8601 / RFC 3339 timestamp to UTC milliseconds. Without an
 /// offset in the text, `naive_zone` decides; `None` refuses naive values.
 /// Fractions beyond milliseconds are truncated toward the past.
 pub fn parse_iso(s: &str, naive_zone: Option<Zone>) -> Result<i64, &'static str> {
+    parse_iso_with(s, naive_zone, &mut DateMemo::default())
+}
+
+/// [`parse_iso`], taking the date from `memo` when it is the same as last
+/// time (and remembering it otherwise).
+pub fn parse_iso_with(
+    s: &str,
+    naive_zone: Option<Zone>,
+    memo: &mut DateMemo,
+) -> Result<i64, &'static str> {
     let b = s.as_bytes();
     let bad = "not an RFC 3339 timestamp";
     let Some(h) = b.first_chunk::<19>() else {
@@ -169,24 +188,45 @@ pub fn parse_iso(s: &str, naive_zone: Option<Zone>) -> Result<i64, &'static str>
     // Fixed positions: every digit checked in one pass without early exits
     // (two timestamps a row, tens of millions of rows).
     let n = |i: usize| h.get(i).map_or(10, |c| c.wrapping_sub(b'0'));
-    let not_digit = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
+    let v = |i: usize| i64::from(n(i));
+    let time_bad = [11, 12, 14, 15, 17, 18]
         .iter()
-        .fold(false, |acc, &i| acc | (n(i) > 9));
-    if not_digit
-        || h[4] != b'-'
-        || h[7] != b'-'
+        .fold(false, |acc, &i| acc | (n(i) > 9))
         || !matches!(h[10], b'T' | b't' | b' ')
         || h[13] != b':'
-        || h[16] != b':'
+        || h[16] != b':';
+    let days = if memo
+        .date
+        .as_ref()
+        .is_some_and(|d| h.first_chunk::<10>() == Some(d))
     {
-        return Err(bad);
-    }
-    let v = |i: usize| i64::from(n(i));
-    let y = v(0) * 1000 + v(1) * 100 + v(2) * 10 + v(3);
-    let (mo, d) = (v(5) * 10 + v(6), v(8) * 10 + v(9));
+        if time_bad {
+            return Err(bad);
+        }
+        memo.days
+    } else {
+        let date_bad = [0, 1, 2, 3, 5, 6, 8, 9]
+            .iter()
+            .fold(false, |acc, &i| acc | (n(i) > 9))
+            || h[4] != b'-'
+            || h[7] != b'-';
+        if date_bad || time_bad {
+            return Err(bad);
+        }
+        let y = v(0) * 1000 + v(1) * 100 + v(2) * 10 + v(3);
+        let (mo, d) = (v(5) * 10 + v(6), v(8) * 10 + v(9));
+        if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) {
+            return Err("date or time out of range");
+        }
+        let days = days_from_civil(y, mo, d);
+        *memo = DateMemo {
+            date: h.first_chunk::<10>().copied(),
+            days,
+        };
+        days
+    };
     let (h, mi, se) = (v(11) * 10 + v(12), v(14) * 10 + v(15), v(17) * 10 + v(18));
-    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 59
-    {
+    if h > 23 || mi > 59 || se > 59 {
         return Err("date or time out of range");
     }
     let mut i = 19;
@@ -206,7 +246,7 @@ pub fn parse_iso(s: &str, naive_zone: Option<Zone>) -> Result<i64, &'static str>
             ms *= 10;
         }
     }
-    let local = (days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se) * 1000 + ms;
+    let local = (days * 86_400 + h * 3600 + mi * 60 + se) * 1000 + ms;
     let rest = b.get(i..).unwrap_or_default();
     let rest = rest.strip_prefix(b" ").unwrap_or(rest);
     match rest {
@@ -300,6 +340,29 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
 
 #[cfg(test)]
 mod tests {
+    proptest::proptest! {
+        /// Reading a run of timestamps through one date memo gives what
+        /// reading each alone gives, values and errors, valid or not.
+        #[test]
+        fn a_date_memo_changes_no_answer(
+            picks in proptest::collection::vec((0usize..6, 0usize..4, 0usize..3, 0usize..4), 1..40),
+        ) {
+            let dates = ["2026-11-20", "2026-11-21", "2024-02-29", "2026-02-29", "2026-13-01", "20x6-11-20"];
+            let times = ["10:00:00", "23:59:59", "24:00:00", "1x:00:00"];
+            let seps = ["T", " ", "x"];
+            let tails = ["Z", ".123Z", "+02:00", ""];
+            let mut memo = DateMemo::default();
+            for (d, t, sep, tail) in picks {
+                let s = format!("{}{}{}{}", dates[d], seps[sep], times[t], tails[tail]);
+                proptest::prop_assert_eq!(
+                    parse_iso_with(&s, Some(Zone::Utc), &mut memo),
+                    parse_iso(&s, Some(Zone::Utc)),
+                    "{}", s
+                );
+            }
+        }
+    }
+
     use super::*;
 
     fn chrono_ms(s: &str) -> i64 {

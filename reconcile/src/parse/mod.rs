@@ -20,7 +20,7 @@ use rust_decimal::Decimal;
 use crate::error::{Error, RowError};
 use crate::keys::{key_token, mask_secrets};
 use crate::record::{PAIR_SEP, Row, Side, TokenKind, flags};
-use crate::time::{TsFormat, Zone};
+use crate::time::{DateMemo, TsFormat, Zone};
 
 /// How much of a file is read to recognise its format.
 const HEAD_BYTES: usize = 64 * 1024;
@@ -407,9 +407,9 @@ fn parse_bool(v: &Got<'_>) -> Result<bool, Fault> {
     }
 }
 
-fn parse_ts(v: &Got<'_>, sem: &Semantics) -> Result<i64, Fault> {
+fn parse_ts(v: &Got<'_>, sem: &Semantics, memo: &mut DateMemo) -> Result<i64, Fault> {
     match (&sem.ts_format, sem.zone) {
-        (TsFormat::Iso, zone) => crate::time::parse_iso(v.v, zone),
+        (TsFormat::Iso, zone) => crate::time::parse_iso_with(v.v, zone, memo),
         (f, zone) => f.parse_value(v.v, zone.unwrap_or(Zone::Utc)),
     }
     .map_err(|e| fault(v, format!("`{}`: {e}", v.v)))
@@ -443,9 +443,9 @@ pub fn build_row(
     let ts = ex
         .get(f::TIMESTAMP)
         .ok_or_else(|| missing_as(f::TIMESTAMP, "ts"))?;
-    row.ts_ms = parse_ts(&ts, sem)?;
+    row.ts_ms = parse_ts(&ts, sem, &mut side.dates)?;
     if let Some(end) = ex.get(f::END_TIMESTAMP) {
-        let end_ms = parse_ts(&end, sem)?;
+        let end_ms = parse_ts(&end, sem, &mut side.dates)?;
         if end_ms < row.ts_ms {
             return Err(fault(&end, "ends before it starts"));
         }
