@@ -290,6 +290,17 @@ fn missing(name: &str) -> Fault {
 /// Parses a token count: a non-negative integer (`12`, `12.0`).
 fn parse_count(v: &Got<'_>) -> Result<u32, Fault> {
     let t = v.v;
+    // Up to nine plain digits (every count in practice): no overflow check
+    // needed, no general parser.
+    if !t.is_empty() && t.len() <= 9 && t.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(t.bytes().fold(0u32, |n, b| n * 10 + u32::from(b - b'0')));
+    }
+    parse_count_general(v)
+}
+
+/// Any other count: `12.0`, signs, spaces, out of range.
+fn parse_count_general(v: &Got<'_>) -> Result<u32, Fault> {
+    let t = v.v;
     if let Ok(n) = t.parse::<u64>() {
         return u32::try_from(n)
             .ok()
@@ -821,6 +832,15 @@ mod tests {
         );
         assert_eq!(strip_cache_hit("chatcmpl-abc"), None);
         assert_eq!(strip_cache_hit("x_cache_hitme"), None);
+    }
+
+    proptest::proptest! {
+        /// The short path for plain digits answers as the general one.
+        #[test]
+        fn plain_counts_read_as_the_general_path_reads_them(t in "[0-9]{1,12}|[0-9. +-]{1,6}") {
+            let v = Got { v: &t, name: "t" };
+            proptest::prop_assert_eq!(parse_count(&v), parse_count_general(&v));
+        }
     }
 
     #[test]
