@@ -135,6 +135,29 @@ impl View<'_> {
     fn row(&self, i: usize) -> Option<&crate::record::Row> {
         self.side.rows.get(i)
     }
+
+    // One reading of each field from a row, for the per-field accessors and
+    // the one-fetch `block_row` alike.
+    fn key_of(&self, r: &crate::record::Row) -> u32 {
+        get_u32(&self.norm.key, r.key)
+    }
+
+    fn model_of(&self, r: &crate::record::Row) -> u32 {
+        get_u32(&self.norm.model, r.model)
+    }
+
+    fn route_of(&self, r: &crate::record::Row) -> u8 {
+        r.route
+            .index()
+            .and_then(|s| self.norm.route.get(s))
+            .copied()
+            .unwrap_or(u8::MAX)
+    }
+
+    fn core_tokens_of(r: &crate::record::Row) -> Option<(u32, u32)> {
+        let t = r.tokens;
+        t.get(TokenKind::Input).zip(t.get(TokenKind::Output))
+    }
 }
 
 impl MatchView for View<'_> {
@@ -145,22 +168,16 @@ impl MatchView for View<'_> {
         self.row(i).map_or(0, |r| r.ts_ms)
     }
     fn key(&self, i: usize) -> u32 {
-        self.row(i).map_or(NONE, |r| get_u32(&self.norm.key, r.key))
+        self.row(i).map_or(NONE, |r| self.key_of(r))
     }
     fn model(&self, i: usize) -> u32 {
-        self.row(i)
-            .map_or(NONE, |r| get_u32(&self.norm.model, r.model))
+        self.row(i).map_or(NONE, |r| self.model_of(r))
     }
     fn route(&self, i: usize) -> u8 {
-        self.row(i)
-            .and_then(|r| r.route.index())
-            .and_then(|s| self.norm.route.get(s))
-            .copied()
-            .unwrap_or(u8::MAX)
+        self.row(i).map_or(u8::MAX, |r| self.route_of(r))
     }
     fn core_tokens(&self, i: usize) -> Option<(u32, u32)> {
-        let t = self.row(i)?.tokens;
-        Some((t.get(TokenKind::Input)?, t.get(TokenKind::Output)?))
+        Self::core_tokens_of(self.row(i)?)
     }
     fn ids(&self, i: usize) -> (&str, &str) {
         self.row(i).map_or(("", ""), |r| self.side.ids.get(r.ids))
@@ -176,18 +193,12 @@ impl MatchView for View<'_> {
                 ids: ("", ""),
             };
         };
-        let t = r.tokens;
         BlockRow {
             ts: r.ts_ms,
-            key: get_u32(&self.norm.key, r.key),
-            model: get_u32(&self.norm.model, r.model),
-            route: r
-                .route
-                .index()
-                .and_then(|s| self.norm.route.get(s))
-                .copied()
-                .unwrap_or(u8::MAX),
-            core_tokens: t.get(TokenKind::Input).zip(t.get(TokenKind::Output)),
+            key: self.key_of(r),
+            model: self.model_of(r),
+            route: self.route_of(r),
+            core_tokens: Self::core_tokens_of(r),
             ids: self.side.ids.get(r.ids),
         }
     }
