@@ -1017,13 +1017,14 @@ impl<'a> Reconciliation<'a> {
                     .saturating_add(o.unattributed_reported);
             }
         }
-        // Per gateway row, by owner id (an index, not a hashed name; the
-        // last slot for rows with no owner); merged by name below, since
-        // two ids may carry one name. Sorted at the end.
-        let mut by_owner_id: Vec<Acc> = std::iter::repeat_with(Acc::default)
-            .take(self.owner_names.len() + 1)
-            .collect();
+        // By owner id (an index, not a hashed name; the last slot for rows
+        // with no owner), for both sides; merged by name below, since two
+        // ids may carry one name. Sorted at the end.
         let no_owner = self.owner_names.len();
+        let slot = |id: u32| usize::try_from(id).map_or(no_owner, |o| o.min(no_owner));
+        let mut by_owner_id: Vec<Acc> = std::iter::repeat_with(Acc::default)
+            .take(no_owner + 1)
+            .collect();
         let mut by_owner: crate::intern::FxHashMap<&str, Acc> = Default::default();
         let mut by_key: BTreeMap<u32, (KeyCost, Usd, Usd, i64, i64)> = BTreeMap::new();
         let mut unpriced: BTreeMap<u32, Unpriced> = BTreeMap::new();
@@ -1034,7 +1035,7 @@ impl<'a> Reconciliation<'a> {
         // The client rows only add to their own counts: sum them on a
         // second core while this one goes through the gateway rows.
         #[derive(Default)]
-        struct ClientPart<'s> {
+        struct ClientPart {
             counts: [u64; 7],
             passes: PassCounts,
             tmin: i64,
@@ -1042,12 +1043,14 @@ impl<'a> Reconciliation<'a> {
             unpriced_rows: u64,
             unpriced: BTreeMap<u32, u64>,
             missing: Usd,
-            missing_by_owner: crate::intern::FxHashMap<&'s str, (u64, Usd)>,
+            /// Missing rows and their cost, by owner slot.
+            missing_by_owner: Vec<(u64, Usd)>,
         }
         let client_part = || {
             let mut p = ClientPart {
                 tmin: i64::MAX,
                 tmax: i64::MIN,
+                missing_by_owner: vec![(0, Usd::ZERO); no_owner + 1],
                 ..ClientPart::default()
             };
             for (i, r) in self.client.rows.iter().enumerate() {
@@ -1073,12 +1076,10 @@ impl<'a> Reconciliation<'a> {
                     *p.unpriced.entry(self.client_priced_family(i)).or_default() += 1;
                 }
                 if class == Class::MissingUsage {
-                    let e = p
-                        .missing_by_owner
-                        .entry(self.client_owner_name(i))
-                        .or_default();
-                    e.0 += 1;
-                    e.1 = e.1.saturating_add(cost.unwrap_or_default());
+                    if let Some(e) = p.missing_by_owner.get_mut(slot(self.client_owner_id(i))) {
+                        e.0 += 1;
+                        e.1 = e.1.saturating_add(cost.unwrap_or_default());
+                    }
                     p.missing = p.missing.saturating_add(cost.unwrap_or_default());
                 }
             }
@@ -1096,9 +1097,7 @@ impl<'a> Reconciliation<'a> {
                 bump(&mut class_counts, SideKind::Gateway, class);
                 let reported = r.reported_usd().unwrap_or_default();
                 let computed = self.gateway_cost(j);
-                let o =
-                    usize::try_from(self.gateway_owner_id(j)).map_or(no_owner, |o| o.min(no_owner));
-                let Some(acc) = by_owner_id.get_mut(o) else {
+                let Some(acc) = by_owner_id.get_mut(slot(self.gateway_owner_id(j))) else {
                     continue;
                 };
                 acc.billed += 1;
@@ -1155,12 +1154,6 @@ impl<'a> Reconciliation<'a> {
                 }
             }
         });
-        for (o, acc) in by_owner_id.iter().enumerate() {
-            if acc.billed > 0 {
-                let name = self.owner_name(u32::try_from(o).unwrap_or(NONE));
-                by_owner.entry(name).or_default().add(acc);
-            }
-        }
         tmin = tmin.min(client_part.tmin);
         tmax = tmax.max(client_part.tmax);
         if let Some(c) = class_counts.get_mut(side_index(SideKind::Client)) {
@@ -1172,10 +1165,15 @@ impl<'a> Reconciliation<'a> {
             unpriced.entry(f).or_default().client_rows += n;
         }
         let missing = client_part.missing;
-        for (owner, (n, cost)) in client_part.missing_by_owner {
-            let acc = by_owner.entry(owner).or_default();
+        for (acc, (n, cost)) in by_owner_id.iter_mut().zip(client_part.missing_by_owner) {
             acc.missing += n;
             acc.missing_cost = acc.missing_cost.saturating_add(cost);
+        }
+        for (o, acc) in by_owner_id.iter().enumerate() {
+            if acc.billed > 0 || acc.missing > 0 {
+                let name = self.owner_name(u32::try_from(o).unwrap_or(NONE));
+                by_owner.entry(name).or_default().add(acc);
+            }
         }
         totals.billed_computed = billed_c.to_decimal();
         totals.billed_reported = billed_r.to_decimal();
