@@ -16,7 +16,8 @@ use serde_json::Value;
 use super::pick::{Found, Picker};
 use super::records::{Record, Records};
 use super::{
-    CostUnit, Extracted, Fields, FileSink, Got, JsonLines, Semantics, Val, csv_header, first_byte,
+    CostUnit, Extracted, Fields, FileSink, Got, JsonLines, Semantics, Val, csv_header, field,
+    first_byte,
 };
 use crate::error::Error;
 use crate::record::Side;
@@ -434,76 +435,42 @@ pub(super) fn walk<'v>(v: &'v Value, path: &[String]) -> Option<Cow<'v, str>> {
     }
 }
 
-/// Index of a field in [`FIELDS`]; `const`, so every lookup in the row
-/// loop folds to a number instead of a string search per field per row.
-const fn field_index(name: &str) -> usize {
-    let mut i = 0;
-    while i < FIELDS.len() {
-        if const_eq(FIELDS[i], name) {
-            return i;
-        }
-        i += 1;
-    }
-    usize::MAX
-}
-
-const fn const_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut i = 0;
-    while i < a.len() {
-        if a[i] != b[i] {
-            return false;
-        }
-        i += 1;
-    }
-    true
-}
-
 fn extract_with<'a>(
     profile: &Profile,
     mut get: impl FnMut(usize) -> Option<Val<'a>>,
 ) -> Extracted<'a> {
-    macro_rules! f {
-        ($name:literal) => {{
-            const I: usize = field_index($name);
-            get(I)
-        }};
-    }
     let (ec, ew, er) = profile.excludes;
     Extracted {
-        id: f!("id"),
+        id: get(field::ID),
         id2: None,
-        ts: f!("timestamp"),
-        ts_end: f!("end_timestamp"),
-        duration_ms: f!("duration_ms"),
-        key: f!("key"),
-        model: f!("model"),
-        served_model: f!("served_model"),
-        variant: f!("variant"),
-        route: f!("route"),
-        team: f!("team"),
-        service: f!("service"),
-        env: f!("env"),
-        tags: f!("tags"),
+        ts: get(field::TIMESTAMP),
+        ts_end: get(field::END_TIMESTAMP),
+        duration_ms: get(field::DURATION_MS),
+        key: get(field::KEY),
+        model: get(field::MODEL),
+        served_model: get(field::SERVED_MODEL),
+        variant: get(field::VARIANT),
+        route: get(field::ROUTE),
+        team: get(field::TEAM),
+        service: get(field::SERVICE),
+        env: get(field::ENV),
+        tags: get(field::TAGS),
         tokens: [
-            f!("input_tokens"),
-            f!("cached_tokens"),
-            f!("cache_write_tokens"),
-            f!("output_tokens"),
-            f!("reasoning_tokens"),
+            get(field::TOKENS),
+            get(field::TOKENS + 1),
+            get(field::TOKENS + 2),
+            get(field::TOKENS + 3),
+            get(field::TOKENS + 4),
         ],
         input_excludes_cached: ec,
         input_excludes_cache_write: ew,
         output_excludes_reasoning: er,
-        cost: f!("cost"),
-        status: f!("status"),
-        http_status: f!("http_status"),
-        stream: f!("stream"),
-        cache_hit: f!("cache_hit"),
-        cancelled: f!("cancelled"),
+        cost: get(field::COST),
+        status: get(field::STATUS),
+        http_status: get(field::HTTP_STATUS),
+        stream: get(field::STREAM),
+        cache_hit: get(field::CACHE_HIT),
+        cancelled: get(field::CANCELLED),
     }
 }
 
