@@ -13,6 +13,17 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Runs a command that must succeed; on failure the panic shows its stderr.
+fn succeed(cmd: &mut Command, what: &str) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn tally() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tally"));
     c.current_dir(root());
@@ -65,17 +76,13 @@ impl Run {
 /// Runs the fixture day with extra flags into a fresh output directory.
 fn run_fixtures_with(extra: &[&str]) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let out = tally()
-        .args(FIXTURE_ARGS)
-        .args(extra)
-        .arg("--out")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        tally()
+            .args(FIXTURE_ARGS)
+            .args(extra)
+            .arg("--out")
+            .arg(dir.path()),
+        "fixture run",
     );
     let report: Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
@@ -384,21 +391,17 @@ fn assert_same_files(a: &Path, b: &Path, names: &[&str]) {
 /// Runs `tally reconcile` on one client log and one gateway export into
 /// `out`, and asserts it succeeded.
 fn reconcile_ok(extra: &[&str], client: &Path, gateway: &Path, out: &Path) {
-    let st = tally()
-        .arg("reconcile")
-        .args(extra)
-        .arg("--client")
-        .arg(client)
-        .arg("--gateway")
-        .arg(gateway)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
+    succeed(
+        tally()
+            .arg("reconcile")
+            .args(extra)
+            .arg("--client")
+            .arg(client)
+            .arg("--gateway")
+            .arg(gateway)
+            .arg("--out")
+            .arg(out),
+        "reconcile",
     );
 }
 
@@ -530,12 +533,10 @@ fn strict_makes_any_reject_fatal() {
 
 #[test]
 fn json_format_prints_the_summary() {
-    let out = tally()
-        .args(FIXTURE_ARGS)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let out = succeed(
+        tally().args(FIXTURE_ARGS).args(["--format", "json"]),
+        "json summary",
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["schema_version"], 1);
     assert_eq!(v["generated_at"], "2026-11-21T06:00:00.000Z");
@@ -556,8 +557,8 @@ fn every_builtin_mapping_profile_reads_its_sample() {
             2,
         ),
     ] {
-        let out = tally()
-            .args([
+        let out = succeed(
+            tally().args([
                 "reconcile",
                 "--client",
                 "fixtures/gateway/samples/client.jsonl",
@@ -569,13 +570,8 @@ fn every_builtin_mapping_profile_reads_its_sample() {
                 "fixtures/prices.toml",
                 "--format",
                 "json",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{file}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            ]),
+            file,
         );
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         let input = &v["inputs"][1];
