@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod identity;
 pub mod intern;
 pub mod keys;
 pub mod lines;

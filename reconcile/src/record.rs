@@ -423,6 +423,11 @@ pub struct Side {
     pub files: Vec<FileInfo>,
     /// Refused rows.
     pub rejects: Vec<RowError>,
+    /// The source text of each accepted row (raw secrets masked), parallel
+    /// to `rows`, kept only when [`Side::keeping_raw`] asked for it: the
+    /// store keeps every row's provenance, `tally reconcile` does not need
+    /// it and does not pay for it.
+    pub raws: Option<Vec<String>>,
     /// Reused buffer for building interned keys without a per-row allocation.
     pub(crate) scratch: String,
     /// The last date a parser read (rows come in time order).
@@ -439,9 +444,24 @@ impl Side {
             ids: IdArena::default(),
             files: Vec::new(),
             rejects: Vec::new(),
+            raws: None,
             scratch: String::new(),
             dates: crate::time::DateMemo::default(),
         }
+    }
+
+    /// An empty side that keeps each accepted row's source text in
+    /// [`Side::raws`].
+    pub fn keeping_raw(kind: SideKind) -> Self {
+        Self {
+            raws: Some(Vec::new()),
+            ..Self::new(kind)
+        }
+    }
+
+    /// The source text of accepted row `i`, when kept.
+    pub fn raw(&self, i: usize) -> Option<&str> {
+        self.raws.as_ref()?.get(i).map(String::as_str)
     }
 
     /// A row's requested and served model as the source named them (served
@@ -532,6 +552,9 @@ impl Side {
         }
         self.rows.adopt(other.rows);
         self.rejects.extend(other.rejects);
+        if let (Some(mine), Some(theirs)) = (&mut self.raws, other.raws) {
+            mine.extend(theirs);
+        }
     }
 }
 

@@ -658,7 +658,12 @@ impl<'s> FileSink<'s> {
         self.read += 1;
         let l32 = u32::try_from(line).unwrap_or(u32::MAX);
         match build_row(ex, sem, self.side, l32) {
-            Ok(r) => self.side.rows.push(r),
+            Ok(r) => {
+                self.side.rows.push(r);
+                if let Some(raws) = &mut self.side.raws {
+                    raws.push(mask_secrets(&raw()));
+                }
+            }
             Err((field, reason)) => self.push_reject(line, &field, &reason, raw()),
         }
     }

@@ -1,0 +1,114 @@
+//! Row identity across exports, for idempotent ingestion.
+//!
+//! Exports overlap and get re-downloaded, so the store needs to know whether
+//! a row it is offered is one it already holds. A row's dedup key is its
+//! request id when it has one, otherwise a hash of its canonical content;
+//! either way followed by the **occurrence ordinal** of that id or hash
+//! within the file (`matching.md`). The ordinal is what keeps two genuinely
+//! identical requests (a retry billed twice under one id, two identical
+//! calls in the same millisecond) as two rows, so the engine can still
+//! report the duplicate, while offering the same export again adds nothing.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::record::{Side, TokenKind};
+
+/// The dedup key of every accepted row of `side`, in row order.
+///
+/// `side` should hold one file (one batch): ordinals count within it.
+pub fn dedup_keys(side: &Side) -> Vec<String> {
+    let mut seen: HashMap<String, u32> = HashMap::with_capacity(side.rows.len());
+    let mut out = Vec::with_capacity(side.rows.len());
+    for r in &side.rows {
+        let (id1, id2) = side.ids.get(r.ids);
+        let id = if id1.is_empty() { id2 } else { id1 };
+        let base = if id.is_empty() {
+            content_hash(side, r)
+        } else {
+            format!("id:{id}")
+        };
+        let n = seen.entry(base.clone()).or_insert(0);
+        out.push(format!("{base}#{n}"));
+        *n += 1;
+    }
+    out
+}
+
+/// `h:` and 32 hex digits (128 bits of SHA-256) of the row's canonical
+/// fields: time, key, models, route and labels, token counts, reported
+/// cost and flags. The line number is not part of it: the same row sits on
+/// another line in an overlapping export.
+fn content_hash(side: &Side, r: &crate::record::Row) -> String {
+    let mut h = Sha256::new();
+    let mut field = |b: &[u8]| {
+        // Length-prefixed, so no two field lists hash the same bytes.
+        h.update(u64::try_from(b.len()).unwrap_or(u64::MAX).to_le_bytes());
+        h.update(b);
+    };
+    field(&r.ts_ms.to_le_bytes());
+    field(side.strings.get(r.key).as_bytes());
+    field(side.strings.get(r.model).as_bytes());
+    field(side.strings.get(r.route).as_bytes());
+    for k in TokenKind::ALL {
+        field(&r.tokens.get(k).map_or(u64::MAX, u64::from).to_le_bytes());
+    }
+    let cost = r.reported_cost().map(|c| c.normalize().to_string());
+    field(cost.as_deref().unwrap_or("-").as_bytes());
+    field(&[r.flags]);
+    let digest = h.finalize();
+    let mut out = String::with_capacity(34);
+    out.push_str("h:");
+    for b in digest.iter().take(16) {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SideKind;
+
+    fn parse(csv: &str) -> Side {
+        let mut s = Side::new(SideKind::Client);
+        crate::parse::client::read_client(csv.as_bytes(), "c.csv", None, &mut s).unwrap();
+        s
+    }
+
+    const HEAD: &str = "ts,key,model,route,request_id,input_tokens,output_tokens\n";
+
+    #[test]
+    fn ids_count_occurrences_and_rows_without_ids_hash_their_content() {
+        let s = parse(&format!(
+            "{HEAD}2026-11-20T10:00:00Z,a,m,chat,r1,1,1\n\
+             2026-11-20T10:00:01Z,a,m,chat,r1,1,1\n\
+             2026-11-20T10:00:02Z,a,m,chat,,5,5\n\
+             2026-11-20T10:00:02Z,a,m,chat,,5,5\n\
+             2026-11-20T10:00:02Z,a,m,chat,,5,6\n"
+        ));
+        let k = dedup_keys(&s);
+        assert_eq!(k[0], "id:r1#0");
+        assert_eq!(k[1], "id:r1#1");
+        // Two identical rows: same hash, ordinals 0 and 1, so both are kept.
+        assert!(k[2].starts_with("h:") && k[2].ends_with("#0"), "{}", k[2]);
+        assert_eq!(k[3], k[2].replace("#0", "#1"));
+        // One token differs: another hash.
+        assert_ne!(k[4].split('#').next(), k[2].split('#').next());
+    }
+
+    #[test]
+    fn an_overlapping_export_gives_the_shared_rows_the_same_keys() {
+        let rows = [
+            "2026-11-20T10:00:00Z,a,m,chat,r1,1,1\n",
+            "2026-11-20T10:00:01Z,a,m,chat,,2,2\n",
+            "2026-11-20T10:00:02Z,b,m,chat,r3,3,3\n",
+            "2026-11-20T10:00:03Z,b,m,chat,,4,4\n",
+        ];
+        let first = dedup_keys(&parse(&format!("{HEAD}{}", rows[..3].concat())));
+        let second = dedup_keys(&parse(&format!("{HEAD}{}", rows[1..].concat())));
+        assert_eq!(first[1..], second[..2]);
+        assert!(!first.contains(&second[2]));
+    }
+}
