@@ -1,7 +1,14 @@
-//! Tally's published data shapes.
-//!
-//! For now: the JSON Schema of the client-side usage log (`client-usage.schema.json`).
-//! The database schema joins it when the store lands.
+//! Tally's published data shapes: the JSON Schema of the client usage log,
+//! and the database: the diesel schema, row structs and the checked
+//! conversions between rows and the engine's values.
+
+pub mod convert;
+pub mod rows;
+#[expect(
+    missing_docs,
+    reason = "diesel's table! macro generates undocumented items"
+)]
+pub mod schema;
 
 /// JSON Schema (draft 2020-12) of one client usage log record.
 pub const CLIENT_USAGE_SCHEMA: &str = include_str!("../client-usage.schema.json");

@@ -32,6 +32,85 @@ pub enum Command {
     Generate(GenerateArgs),
     /// List the gateway sources Tally reads without a mapping file.
     Sources,
+    /// Add usage files to the store (idempotent: the same file or rows
+    /// twice add nothing).
+    #[command(subcommand)]
+    Ingest(IngestCommand),
+    /// Manage the store itself.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+/// Where the store is and whether to bring its schema up to date.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// The store: a SQLite file (`tally.db`, `sqlite://PATH`) or a
+    /// PostgreSQL URL (`postgres://user:pass@host/db`).
+    #[arg(
+        long,
+        env = "TALLY_DATABASE_URL",
+        default_value = "tally.db",
+        value_name = "URL"
+    )]
+    pub db: String,
+    /// Do not run pending migrations; refuse a store that has any.
+    #[arg(long, env = "TALLY_NO_MIGRATE")]
+    pub no_migrate: bool,
+}
+
+/// `tally ingest ...`.
+#[derive(Debug, Subcommand)]
+pub enum IngestCommand {
+    /// Client-side usage logs (Tally JSON Lines or CSV).
+    Client(IngestClientArgs),
+    /// Gateway usage exports.
+    Gateway(IngestGatewayArgs),
+}
+
+/// `tally ingest client`.
+#[derive(Debug, clap::Args)]
+pub struct IngestClientArgs {
+    /// Files, each stored as one batch.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Client log encoding, detected when not given.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub client_format: Option<ClientFormatArg>,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `tally ingest gateway`.
+#[derive(Debug, clap::Args)]
+pub struct IngestGatewayArgs {
+    /// Files, each stored as one batch.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Gateway source: a built-in name (see `tally sources`) or a mapping
+    /// file. Detected from each file's header or shape when not given.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub source: Option<String>,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `tally db ...`.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Run pending migrations (every command that opens the store does this
+    /// too, unless --no-migrate).
+    Migrate {
+        /// The store: a SQLite file or a PostgreSQL URL.
+        #[arg(
+            long,
+            env = "TALLY_DATABASE_URL",
+            default_value = "tally.db",
+            value_name = "URL"
+        )]
+        db: String,
+    },
 }
 
 /// How the summary is printed.
@@ -50,6 +129,16 @@ pub enum ClientFormatArg {
     Jsonl,
     /// CSV.
     Csv,
+}
+
+impl ClientFormatArg {
+    /// The engine's format.
+    pub fn format(self) -> tally_reconcile::parse::client::ClientFormat {
+        match self {
+            ClientFormatArg::Jsonl => tally_reconcile::parse::client::ClientFormat::Jsonl,
+            ClientFormatArg::Csv => tally_reconcile::parse::client::ClientFormat::Csv,
+        }
+    }
 }
 
 /// `tally reconcile`.
@@ -137,6 +226,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Reconcile(args) => app::reconcile::run(&args),
         Command::Generate(args) => {
             app::generate::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest(cmd) => app::ingest::run_cli(&cmd),
+        Command::Db(DbCommand::Migrate { db }) => {
+            let mut conn = crate::db::connect(&db)?;
+            let applied = crate::db::migrate(&mut conn)?;
+            let text = if applied.is_empty() {
+                "The store is up to date.\n".to_owned()
+            } else {
+                format!(
+                    "Applied {} migration(s): {}\n",
+                    applied.len(),
+                    applied.join(", ")
+                )
+            };
+            app::reconcile::print(&text)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sources => {

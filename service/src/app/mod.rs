@@ -1,5 +1,6 @@
 //! Use cases: each one orchestrates I/O around the pure engine.
 
 pub mod generate;
+pub mod ingest;
 pub mod reconcile;
 pub mod split;

@@ -110,17 +110,35 @@ struct Job {
     header: Arc<Vec<u8>>,
     range: split::Part,
     reader: Reader,
+    /// Keep each accepted row's source text (the store does; a one-shot
+    /// reconcile does not need it).
+    keep_raw: bool,
+}
+
+/// How one side's files are to be read.
+#[derive(Clone, Copy)]
+pub struct ReadPlan<'a> {
+    /// Client log encoding, detected when `None`.
+    pub client_format: Option<ClientFormat>,
+    /// Gateway profiles to choose from.
+    pub profiles: &'a [Profile],
+    /// Whether the user named the source (then `profiles` is that one).
+    pub named: bool,
+    /// Files at least this large are parsed in parts.
+    pub min_split_bytes: u64,
+    /// Keep each accepted row's source text ([`Side::raws`]).
+    pub keep_raw: bool,
 }
 
 /// Plans the parse jobs of one side: CSV files large enough are cut in two.
-fn plan_side(
-    side: SideKind,
-    paths: &[PathBuf],
-    client_format: Option<ClientFormat>,
-    profiles: &[Profile],
-    named: bool,
-    min_bytes: u64,
-) -> Result<Vec<Job>> {
+fn plan_side(side: SideKind, paths: &[PathBuf], plan: ReadPlan<'_>) -> Result<Vec<Job>> {
+    let ReadPlan {
+        client_format,
+        profiles,
+        named,
+        min_split_bytes: min_bytes,
+        keep_raw,
+    } = plan;
     let what = match side {
         SideKind::Client => "client log",
         SideKind::Gateway => "gateway export",
@@ -175,6 +193,7 @@ fn plan_side(
                 header: Arc::clone(&header),
                 range,
                 reader: reader.clone(),
+                keep_raw,
             });
         }
     }
@@ -185,7 +204,11 @@ fn run_job(job: &Job) -> Result<Side> {
     let name = job.path.display().to_string();
     let r = split::open_part(&job.path, &job.header, &job.range)
         .with_context(|| format!("cannot read `{name}`"))?;
-    let mut side = Side::new(job.side);
+    let mut side = if job.keep_raw {
+        Side::keeping_raw(job.side)
+    } else {
+        Side::new(job.side)
+    };
     match &job.reader {
         Reader::Client(f) => {
             read_client(r, &name, *f, &mut side)?;
@@ -198,32 +221,51 @@ fn run_job(job: &Job) -> Result<Side> {
 /// Parses both sides: every file part is a job, run largest first on as
 /// many workers as cores, then merged in file and part order.
 fn read_sides(args: &ReconcileArgs, profiles: &[Profile]) -> Result<(Side, Side)> {
-    let client_format = args.client_format.map(|f| match f {
-        ClientFormatArg::Jsonl => ClientFormat::Jsonl,
-        ClientFormatArg::Csv => ClientFormat::Csv,
-    });
-    let named = args.source.is_some();
-    let min = args.split_min_bytes;
+    let plan = ReadPlan {
+        client_format: args.client_format.map(ClientFormatArg::format),
+        profiles,
+        named: args.source.is_some(),
+        min_split_bytes: args.split_min_bytes,
+        keep_raw: false,
+    };
     let (cj, gj) = std::thread::scope(|s| {
-        let c = s.spawn(|| {
-            plan_side(
-                SideKind::Client,
-                &args.client,
-                client_format,
-                profiles,
-                named,
-                min,
-            )
-        });
-        let g = plan_side(SideKind::Gateway, &args.gateway, None, profiles, named, min);
+        let c = s.spawn(|| plan_side(SideKind::Client, &args.client, plan));
+        let g = plan_side(SideKind::Gateway, &args.gateway, plan);
         (
             c.join().map_err(|_| anyhow::anyhow!("planning panicked")),
             g,
         )
     });
-    let mut jobs: Vec<Job> = cj??.into_iter().chain(gj?).collect();
+    let jobs: Vec<Job> = cj??.into_iter().chain(gj?).collect();
+    let (client, gateway) = parse_jobs(jobs)?;
+    let expected = |paths: &[PathBuf]| paths.len();
+    if client.files.len() != expected(&args.client)
+        || gateway.files.len() != expected(&args.gateway)
+    {
+        bail!("internal error: a file's parts were not all parsed");
+    }
+    Ok((client, gateway))
+}
+
+/// Parses one side's files (the store's ingest reads one file at a time).
+pub fn read_side(kind: SideKind, paths: &[PathBuf], plan: ReadPlan<'_>) -> Result<Side> {
+    let (client, gateway) = parse_jobs(plan_side(kind, paths, plan)?)?;
+    let side = match kind {
+        SideKind::Client => client,
+        SideKind::Gateway => gateway,
+    };
+    if side.files.len() != paths.len() {
+        bail!("internal error: a file's parts were not all parsed");
+    }
+    Ok(side)
+}
+
+/// Runs parse jobs largest first on as many workers as cores, then merges
+/// the parts of each file in order.
+fn parse_jobs(mut jobs: Vec<Job>) -> Result<(Side, Side)> {
     // Largest last, so workers pop the largest first.
     jobs.sort_by_key(|j| j.range.end - j.range.start);
+    let keep_raw = jobs.iter().any(|j| j.keep_raw);
     let queue = Mutex::new(jobs);
     let done: Mutex<Vec<(Job, Result<Side>)>> = Mutex::new(Vec::new());
     let workers = std::thread::available_parallelism()
@@ -250,8 +292,15 @@ fn read_sides(args: &ReconcileArgs, profiles: &[Profile]) -> Result<(Side, Side)
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a parser panicked"))?;
     done.sort_by_key(|(j, _)| (j.side == SideKind::Gateway, j.file, j.part));
-    let mut client = Side::new(SideKind::Client);
-    let mut gateway = Side::new(SideKind::Gateway);
+    let empty = |kind| {
+        if keep_raw {
+            Side::keeping_raw(kind)
+        } else {
+            Side::new(kind)
+        }
+    };
+    let mut client = empty(SideKind::Client);
+    let mut gateway = empty(SideKind::Gateway);
     let mut done = done.into_iter().peekable();
     while let Some((first, result)) = done.next() {
         let (side, file) = (first.side, first.file);
@@ -264,12 +313,6 @@ fn read_sides(args: &ReconcileArgs, profiles: &[Profile]) -> Result<(Side, Side)
             SideKind::Gateway => &mut gateway,
         };
         merge_parts(target, parts)?;
-    }
-    let expected = |paths: &[PathBuf]| paths.len();
-    if client.files.len() != expected(&args.client)
-        || gateway.files.len() != expected(&args.gateway)
-    {
-        bail!("internal error: a file's parts were not all parsed");
     }
     Ok((client, gateway))
 }

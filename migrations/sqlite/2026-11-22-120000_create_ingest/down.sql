@@ -1,0 +1,3 @@
+DROP TABLE rejects;
+DROP TABLE usage_rows;
+DROP TABLE ingest_batches;

@@ -1,0 +1,169 @@
+//! Domain values <-> column values, every conversion checked: a value that
+//! does not fit is an error, never a silent rounding or truncation.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use rust_decimal::Decimal;
+use tally_reconcile::record::{Side, SideKind, TokenKind, flags, split_pair};
+
+use crate::rows::NewUsageRow;
+
+/// A value that cannot be stored as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConvertError {
+    /// A money amount beyond what an i64 of nano-dollars holds (about
+    /// $9.2 billion).
+    #[error("amount {0} does not fit the store (at most ±9,223,372,036.854775807 USD)")]
+    AmountOutOfRange(Decimal),
+}
+
+/// Nano-dollars per dollar.
+const NANOS: i64 = 1_000_000_000;
+
+/// A dollar amount as nano-dollars, plus its exact text when it has more
+/// than nine decimal places (float exports write such amounts; the nanos
+/// are then the amount rounded half-even, for sums, and the text keeps it
+/// exact).
+pub fn usd_to_nanos(d: Decimal) -> Result<(i64, Option<String>), ConvertError> {
+    let d = d.normalize();
+    let rounded = d.round_dp_with_strategy(9, rust_decimal::RoundingStrategy::MidpointNearestEven);
+    let nanos = rounded
+        .checked_mul(Decimal::from(NANOS))
+        .and_then(|n| i64::try_from(n).ok())
+        .ok_or(ConvertError::AmountOutOfRange(d))?;
+    let exact = (rounded != d).then(|| d.to_string());
+    Ok((nanos, exact))
+}
+
+/// The dollar amount of stored nano-dollars (and exact text, which wins
+/// when present).
+pub fn nanos_to_usd(nanos: i64, exact: Option<&str>) -> Decimal {
+    exact
+        .and_then(|t| t.parse::<Decimal>().ok())
+        .unwrap_or_else(|| Decimal::new(nanos, 9).normalize())
+}
+
+/// The stored name of a side.
+pub fn side_name(kind: SideKind) -> &'static str {
+    match kind {
+        SideKind::Client => "client",
+        SideKind::Gateway => "gateway",
+    }
+}
+
+/// A UTC instant as the store's naive UTC timestamp.
+pub fn to_naive(t: DateTime<Utc>) -> NaiveDateTime {
+    t.naive_utc()
+}
+
+/// A stored naive UTC timestamp as a UTC instant.
+pub fn from_naive(t: NaiveDateTime) -> DateTime<Utc> {
+    t.and_utc()
+}
+
+/// Accepted row `i` of `side` as a row to insert.
+///
+/// `raw` is the row's source text; `dedup_key` its identity (see
+/// [`tally_reconcile::identity`]). `None` when `i` is out of range.
+pub fn new_usage_row<'a>(
+    side: &'a Side,
+    i: usize,
+    batch_id: i64,
+    dedup_key: &'a str,
+    raw: &'a str,
+) -> Option<Result<NewUsageRow<'a>, ConvertError>> {
+    let r = side.rows.get(i)?;
+    let (model, served_model) = side.models(r);
+    let (route, labels) = side.route_and_labels(r);
+    let mut l = labels.splitn(4, '\u{1f}');
+    let mut label = || l.next().unwrap_or("");
+    let (team, service, env, tags) = (label(), label(), label(), label());
+    let (request_id, response_id) = side.ids.get(r.ids);
+    let tok = |k: TokenKind| r.tokens.get(k).map(i64::from);
+    let cost = match r.reported_cost().map(usd_to_nanos).transpose() {
+        Ok(c) => c,
+        Err(e) => return Some(Err(e)),
+    };
+    let (reported_cost_nanos, reported_cost_exact) = match cost {
+        Some((n, exact)) => (Some(n), exact),
+        None => (None, None),
+    };
+    Some(Ok(NewUsageRow {
+        side: side_name(side.kind),
+        batch_id,
+        line: i64::from(r.line),
+        dedup_key,
+        ts_ms: r.ts_ms,
+        key_name: side.strings.get(r.key),
+        model,
+        served_model,
+        route,
+        team,
+        service,
+        env,
+        tags,
+        request_id,
+        response_id,
+        input_tokens: tok(TokenKind::Input),
+        cached_input_tokens: tok(TokenKind::CachedInput),
+        cache_write_tokens: tok(TokenKind::CacheWrite),
+        output_tokens: tok(TokenKind::Output),
+        reasoning_tokens: tok(TokenKind::Reasoning),
+        reported_cost_nanos,
+        reported_cost_exact,
+        stream: r.has(flags::STREAM_KNOWN).then(|| r.has(flags::STREAM)),
+        cache_hit: r.has(flags::CACHE_HIT),
+        failed: r.has(flags::FAILED),
+        raw,
+    }))
+}
+
+/// Splits a `requested\x1eserved` pair (re-exported for readers of rows).
+pub fn pair(s: &str) -> (&str, &str) {
+    split_pair(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn amounts_round_trip_exactly_or_are_refused() {
+        for s in [
+            "0",
+            "0.0005463",
+            "12.5",
+            "-3.000000001",
+            "9223372036.854775807",
+        ] {
+            let d: Decimal = s.parse().unwrap();
+            let (n, exact) = usd_to_nanos(d).unwrap();
+            assert_eq!(exact, None, "{s}");
+            assert_eq!(nanos_to_usd(n, None), d.normalize(), "{s}");
+        }
+        let big: Decimal = "9223372036.854775808".parse().unwrap();
+        assert_eq!(usd_to_nanos(big), Err(ConvertError::AmountOutOfRange(big)));
+    }
+
+    #[test]
+    fn finer_than_a_nano_keeps_the_exact_text() {
+        let d: Decimal = "0.00001234567890123".parse().unwrap();
+        let (n, exact) = usd_to_nanos(d).unwrap();
+        assert_eq!(n, 12_346);
+        assert_eq!(exact.as_deref(), Some("0.00001234567890123"));
+        assert_eq!(nanos_to_usd(n, exact.as_deref()), d);
+    }
+
+    proptest! {
+        #[test]
+        fn any_amount_comes_back_exact(m in any::<i64>(), scale in 0u32..=18) {
+            let d = Decimal::new(m, scale);
+            if let Ok((n, exact)) = usd_to_nanos(d) {
+                prop_assert_eq!(nanos_to_usd(n, exact.as_deref()), d.normalize());
+            } else {
+                // Refused only when it really is out of range.
+                prop_assert!(d.abs() > Decimal::new(i64::MAX, 9) - Decimal::new(1, 9));
+            }
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The store: one diesel connection type over SQLite and PostgreSQL.
+//!
+//! Every difference between the two backends lives in this module: which
+//! connection a URL opens, SQLite's per-connection pragmas, the embedded
+//! migrations of each, and the repository functions whose SQL differs
+//! (written once and compiled for each backend by [`on_backend!`]).
+
+pub mod repo;
+
+use diesel::prelude::*;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!("build with at least one store backend: feature `sqlite` or `postgres`");
+
+pub use conn::AnyConnection;
+
+// Private: the derive generates helper types (the multi-backend, its bind
+// collector, ...) that are not part of the store's API.
+mod conn {
+    /// A connection to either backend.
+    #[derive(diesel::MultiConnection)]
+    pub enum AnyConnection {
+        /// PostgreSQL, for production.
+        #[cfg(feature = "postgres")]
+        Postgresql(diesel::PgConnection),
+        /// The embedded default: a SQLite file.
+        #[cfg(feature = "sqlite")]
+        Sqlite(diesel::SqliteConnection),
+    }
+}
+
+/// Runs the same code on whichever backend a connection is, with `$c` bound
+/// to the concrete connection: for SQL diesel's multi-connection cannot
+/// express (batch inserts, `ON CONFLICT`), the Vaultwarden pattern.
+macro_rules! on_backend {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            #[cfg(feature = "postgres")]
+            $crate::db::AnyConnection::Postgresql($c) => $body,
+            #[cfg(feature = "sqlite")]
+            $crate::db::AnyConnection::Sqlite($c) => $body,
+        }
+    };
+}
+pub(crate) use on_backend;
+
+#[cfg(feature = "sqlite")]
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+#[cfg(feature = "postgres")]
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// What the store can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database URL names no backend this build has.
+    #[error("database URL `{url}`: {reason}")]
+    Url {
+        /// The URL, password masked.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The database could not be reached or opened.
+    #[error("cannot open the database `{url}`: {source}")]
+    Connect {
+        /// The URL, password masked.
+        url: String,
+        /// Diesel's error.
+        source: diesel::ConnectionError,
+    },
+    /// A query failed.
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+    /// Running migrations failed.
+    #[error("migrations: {0}")]
+    Migration(String),
+    /// A value could not be stored as it is.
+    #[error(transparent)]
+    Convert(#[from] tally_schema::convert::ConvertError),
+}
+
+/// Which backend a URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite://PATH`, or a bare path.
+    Sqlite,
+    /// `postgres://...` or `postgresql://...`.
+    Postgres,
+}
+
+/// The URL with any password replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((cred, host)) = rest.split_once('@')
+        && let Some((user, _)) = cred.split_once(':')
+    {
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_owned()
+}
+
+/// Picks the backend from the URL scheme (never by trying each in turn:
+/// SQLite would accept any string as a file name).
+pub fn backend_of(url: &str) -> Result<(Backend, &str), DbError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((Backend::Postgres, url));
+    }
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return Ok((Backend::Sqlite, path));
+    }
+    if url.contains("://") {
+        return Err(DbError::Url {
+            url: redact(url),
+            reason: "unknown scheme: use sqlite://PATH or postgres://...".to_owned(),
+        });
+    }
+    Ok((Backend::Sqlite, url))
+}
+
+/// Opens a connection for `url`. SQLite connections get their pragmas:
+/// foreign keys on, WAL (readers never block the writer), and a busy
+/// timeout long enough for another process's ingest batch to commit.
+pub fn connect(url: &str) -> Result<AnyConnection, DbError> {
+    let (backend, target) = backend_of(url)?;
+    let connect_err = |source| DbError::Connect {
+        url: redact(url),
+        source,
+    };
+    match backend {
+        #[cfg(feature = "sqlite")]
+        Backend::Sqlite => {
+            let mut c = diesel::SqliteConnection::establish(target).map_err(connect_err)?;
+            diesel::sql_query(
+                "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 60000; \
+                 PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
+            )
+            .execute(&mut c)?;
+            Ok(AnyConnection::Sqlite(c))
+        }
+        #[cfg(feature = "postgres")]
+        Backend::Postgres => Ok(AnyConnection::Postgresql(
+            diesel::PgConnection::establish(target).map_err(connect_err)?,
+        )),
+        #[cfg_attr(
+            all(feature = "sqlite", feature = "postgres"),
+            expect(unreachable_patterns, reason = "both backends are built")
+        )]
+        other => Err(DbError::Url {
+            url: redact(url),
+            reason: format!("this build of tally has no {other:?} support (cargo feature)"),
+        }),
+    }
+}
+
+/// Runs pending migrations; returns the versions applied.
+pub fn migrate(conn: &mut AnyConnection) -> Result<Vec<String>, DbError> {
+    let done = match conn {
+        #[cfg(feature = "postgres")]
+        AnyConnection::Postgresql(c) => c
+            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .map(|v| v.iter().map(ToString::to_string).collect()),
+        #[cfg(feature = "sqlite")]
+        AnyConnection::Sqlite(c) => c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(|v| v.iter().map(ToString::to_string).collect()),
+    };
+    done.map_err(|e| DbError::Migration(e.to_string()))
+}
+
+/// Names of the migrations not yet applied.
+pub fn pending(conn: &mut AnyConnection) -> Result<Vec<String>, DbError> {
+    let p = match conn {
+        #[cfg(feature = "postgres")]
+        AnyConnection::Postgresql(c) => c
+            .pending_migrations(POSTGRES_MIGRATIONS)
+            .map(|v| v.iter().map(|m| m.name().to_string()).collect()),
+        #[cfg(feature = "sqlite")]
+        AnyConnection::Sqlite(c) => c
+            .pending_migrations(SQLITE_MIGRATIONS)
+            .map(|v| v.iter().map(|m| m.name().to_string()).collect()),
+    };
+    p.map_err(|e| DbError::Migration(e.to_string()))
+}
+
+/// Opens the store and, unless `no_migrate`, brings its schema up to date.
+/// With `no_migrate`, a store with pending migrations is refused rather
+/// than used with the wrong shape.
+pub fn open(url: &str, no_migrate: bool) -> Result<AnyConnection, DbError> {
+    let mut conn = connect(url)?;
+    if no_migrate {
+        let p = pending(&mut conn)?;
+        if !p.is_empty() {
+            return Err(DbError::Migration(format!(
+                "{} pending migration(s) ({}); run `tally db migrate`",
+                p.len(),
+                p.join(", ")
+            )));
+        }
+    } else {
+        migrate(&mut conn)?;
+    }
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_pick_their_backend_and_hide_passwords() {
+        assert_eq!(backend_of("tally.db").unwrap().0, Backend::Sqlite);
+        assert_eq!(
+            backend_of("sqlite:///tmp/x.db").unwrap(),
+            (Backend::Sqlite, "/tmp/x.db")
+        );
+        assert_eq!(
+            backend_of("postgres://u:p@h/db").unwrap().0,
+            Backend::Postgres
+        );
+        let e = backend_of("mysql://u:secret@h/db").unwrap_err().to_string();
+        assert!(e.contains("unknown scheme") && !e.contains("secret"), "{e}");
+        assert_eq!(
+            redact("postgres://u:secret@h:5/db"),
+            "postgres://u:***@h:5/db"
+        );
+    }
+}
