@@ -157,6 +157,99 @@ impl KeyEntry {
     }
 }
 
+/// An owner and who to tell about it (`tally owners import`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerEntry {
+    /// Team.
+    #[serde(default)]
+    pub team: String,
+    /// Service.
+    #[serde(default)]
+    pub service: String,
+    /// Environment.
+    #[serde(default)]
+    pub env: String,
+    /// Contact email(s) for alerts, comma-separated.
+    #[serde(default)]
+    pub contact: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OwnersFile {
+    #[serde(default)]
+    owner: Vec<OwnerEntry>,
+}
+
+impl OwnerEntry {
+    /// Parses `[[owner]]` tables (TOML), refusing an owner with no label or
+    /// listed twice.
+    pub fn from_toml(text: &str, file: &str) -> Result<Vec<OwnerEntry>, Error> {
+        let f: OwnersFile =
+            toml::from_str(text).map_err(|e| Error::invalid(file, e.to_string()))?;
+        Self::checked(f.owner, file)
+    }
+
+    /// Parses the CSV form: `team,service,env,contact`.
+    pub fn from_csv(r: impl std::io::Read, file: &str) -> Result<Vec<OwnerEntry>, Error> {
+        let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(r);
+        let headers = rdr
+            .headers()
+            .map_err(|e| Error::invalid(file, e.to_string()))?
+            .clone();
+        let col = |name: &str| headers.iter().position(|h| h.trim() == name);
+        let mut out = Vec::new();
+        for (n, rec) in rdr.records().enumerate() {
+            let rec = rec.map_err(|e| Error::invalid(file, format!("line {}: {e}", n + 2)))?;
+            let get = |name: &str| {
+                col(name)
+                    .and_then(|i| rec.get(i))
+                    .map(str::trim)
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let contact = get("contact");
+            out.push(OwnerEntry {
+                team: get("team"),
+                service: get("service"),
+                env: get("env"),
+                contact: (!contact.is_empty()).then_some(contact),
+            });
+        }
+        Self::checked(out, file)
+    }
+
+    fn checked(v: Vec<OwnerEntry>, file: &str) -> Result<Vec<OwnerEntry>, Error> {
+        let mut seen = std::collections::HashSet::new();
+        for (i, o) in v.iter().enumerate() {
+            let who = o.owner();
+            if who.is_empty() {
+                return Err(Error::invalid(
+                    file,
+                    format!("owner #{}: team, service and env are all empty", i + 1),
+                ));
+            }
+            if !seen.insert(who.clone()) {
+                return Err(Error::invalid(
+                    file,
+                    format!("owner #{} ({}) is listed twice", i + 1, who.display()),
+                ));
+            }
+        }
+        Ok(v)
+    }
+
+    /// The owner it describes.
+    pub fn owner(&self) -> Owner {
+        Owner {
+            team: self.team.trim().to_owned(),
+            service: self.service.trim().to_owned(),
+            env: self.env.trim().to_owned(),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RegistryFile {
@@ -350,6 +443,24 @@ pub fn display_unknown(canonical: &str, last4: Option<&str>) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn owners_read_from_toml_and_csv_alike_and_refuse_blanks_and_twins() {
+        let toml =
+            "[[owner]]\nteam = \"search\"\nservice = \"api\"\nenv = \"prod\"\ncontact = \"s@x\"\n";
+        let csv = "team,service,env,contact\nsearch,api,prod,s@x\n";
+        let a = OwnerEntry::from_toml(toml, "o.toml").unwrap();
+        let b = OwnerEntry::from_csv(csv.as_bytes(), "o.csv").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a[0].owner().display(), "search/api/prod");
+        let twice = "team,service,env,contact\ns,a,p,\ns,a,p,x@y\n";
+        let e = OwnerEntry::from_csv(twice.as_bytes(), "o.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listed twice"), "{e}");
+        let blank = "team,service,env,contact\n,,,x@y\n";
+        assert!(OwnerEntry::from_csv(blank.as_bytes(), "o.csv").is_err());
+    }
+
     use super::*;
 
     const SECRET: &str = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789WXYZ";

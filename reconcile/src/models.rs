@@ -41,6 +41,28 @@ impl AliasTable {
         Ok(Self { map })
     }
 
+    /// A table from `(alias, family)` pairs (as the store keeps them);
+    /// names are trimmed and lowercased like the TOML form's.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let map = pairs
+            .into_iter()
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_ascii_lowercase()))
+            .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+            .collect();
+        Self { map }
+    }
+
+    /// Every `(alias, family)`, sorted by alias.
+    pub fn pairs(&self) -> Vec<(&str, &str)> {
+        let mut v: Vec<(&str, &str)> = self
+            .map
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     fn get(&self, s: &str) -> Option<&str> {
         self.map.get(s).map(String::as_str)
     }
@@ -114,6 +136,15 @@ fn strip_snapshot(m: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn alias_pairs_round_trip_and_resolve_like_the_toml_form() {
+        let t = AliasTable::from_toml("[aliases]\n\"Fast-Chat\" = \"GPT-4o-mini\"\n", "a.toml")
+            .unwrap();
+        let back = AliasTable::from_pairs(t.pairs());
+        assert_eq!(back.pairs(), vec![("fast-chat", "gpt-4o-mini")]);
+        assert_eq!(back.family("openai/FAST-CHAT"), "gpt-4o-mini");
+    }
+
     use super::*;
 
     #[test]

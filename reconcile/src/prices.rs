@@ -280,6 +280,87 @@ impl PriceBook {
         })
     }
 
+    /// Reads LiteLLM's `model_prices_and_context_window.json` (USD per
+    /// token, as JSON numbers) as catalog entries effective from
+    /// `effective_from_ms` (the file carries no dates). Only unprefixed
+    /// model names are taken (`gpt-4o`, not `azure/gpt-4o`: prices are kept
+    /// per family), and only entries priced per token for input and output;
+    /// the second value counts the entries left out.
+    pub fn from_litellm_json(
+        text: &str,
+        file: &str,
+        effective_from_ms: i64,
+    ) -> Result<(Self, usize), Error> {
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| Error::invalid(file, e.to_string()))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| Error::invalid(file, "not a JSON object of models"))?;
+        let per_million = |m: &serde_json::Map<String, serde_json::Value>,
+                           name: &str,
+                           what: &str|
+         -> Result<Option<i128>, Error> {
+            let Some(n) = m.get(name) else {
+                return Ok(None);
+            };
+            let Some(f) = n.as_f64() else {
+                return Err(Error::invalid(
+                    file,
+                    format!("{what}: `{name}` is not a number"),
+                ));
+            };
+            // The shortest round-trip text of the float is the literal the
+            // file wrote (2.5e-06 -> 0.0000025), then exact decimal maths.
+            let per_token = Num::Float(f);
+            let d: Decimal = per_token
+                .text()
+                .parse()
+                .map_err(|_| Error::invalid(file, format!("{what}: `{name}` is not a number")))?;
+            let per_m = Num::Text((d * Decimal::from(1_000_000u32)).normalize().to_string());
+            nano_per_million(&per_m, file, &format!("{what} {name}")).map(Some)
+        };
+        let mut entries = Vec::new();
+        let mut skipped = 0usize;
+        let mut names: Vec<&String> = obj.keys().collect();
+        names.sort();
+        for name in names {
+            let Some(m) = obj.get(name).and_then(|v| v.as_object()) else {
+                skipped += 1;
+                continue;
+            };
+            if name == "sample_spec" || name.contains('/') {
+                skipped += 1;
+                continue;
+            }
+            let what = format!("model `{name}`");
+            let (Some(input), Some(output)) = (
+                per_million(m, "input_cost_per_token", &what)?,
+                per_million(m, "output_cost_per_token", &what)?,
+            ) else {
+                skipped += 1;
+                continue;
+            };
+            entries.push(Price {
+                model: name.trim().to_ascii_lowercase(),
+                effective_from_ms,
+                input,
+                cached_input: per_million(m, "cache_read_input_token_cost", &what)?
+                    .unwrap_or(input),
+                cache_write: per_million(m, "cache_creation_input_token_cost", &what)?
+                    .unwrap_or(input),
+                output,
+                reasoning: per_million(m, "output_cost_per_reasoning_token", &what)?,
+            });
+        }
+        Ok((
+            Self {
+                currency: "USD".to_owned(),
+                entries,
+            },
+            skipped,
+        ))
+    }
+
     /// The entries that apply to a family, as a schedule sorted by
     /// `effective_from`. An exact name beats a glob; among globs the longest
     /// pattern wins.
@@ -341,6 +422,35 @@ fn glob(pattern: &str, s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn litellm_prices_are_exact_per_million_and_skip_what_they_cannot_price() {
+        let json = r#"{
+            "sample_spec": {"input_cost_per_token": 0},
+            "gpt-4o": {"input_cost_per_token": 2.5e-06, "output_cost_per_token": 1e-05,
+                       "cache_read_input_token_cost": 1.25e-06, "litellm_provider": "openai"},
+            "azure/gpt-4o": {"input_cost_per_token": 5e-06, "output_cost_per_token": 1.5e-05},
+            "dall-e-3": {"output_cost_per_image": 0.04}
+        }"#;
+        let (book, skipped) = PriceBook::from_litellm_json(json, "p.json", 7).unwrap();
+        assert_eq!(skipped, 3);
+        assert_eq!(book.entries.len(), 1);
+        let p = &book.entries[0];
+        assert_eq!(p.model, "gpt-4o");
+        assert_eq!(p.effective_from_ms, 7);
+        assert_eq!(p.input, 2_500_000_000);
+        assert_eq!(p.cached_input, 1_250_000_000);
+        assert_eq!(p.cache_write, 2_500_000_000);
+        assert_eq!(p.output, 10_000_000_000);
+        let bad = r#"{"m": {"input_cost_per_token": "x", "output_cost_per_token": 1}}"#;
+        let e = PriceBook::from_litellm_json(bad, "p.json", 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("p.json") && e.contains("input_cost_per_token"),
+            "{e}"
+        );
+    }
+
     use super::*;
 
     const CATALOG: &str = r#"

@@ -408,6 +408,39 @@ pub struct FileInfo {
     pub open_quote_at_end: bool,
 }
 
+/// A row already normalised (as the store keeps it), to rebuild a side.
+#[derive(Debug, Clone, Default)]
+pub struct Normalised<'a> {
+    /// Ordinal used for deterministic tie-breaks (and `line` in exports).
+    pub line: u32,
+    /// Request start, UTC ms.
+    pub ts_ms: i64,
+    /// Key as the source named it (already a fingerprint if it was raw).
+    pub key: &'a str,
+    /// Requested model.
+    pub model: &'a str,
+    /// Served model ("" when not said).
+    pub served_model: &'a str,
+    /// Route or operation.
+    pub route: &'a str,
+    /// Team, service, env, tags.
+    pub labels: [&'a str; 4],
+    /// Request id ("" when none).
+    pub request_id: &'a str,
+    /// Response id ("" when none).
+    pub response_id: &'a str,
+    /// Token counts.
+    pub tokens: Tokens,
+    /// Reported cost, USD.
+    pub reported_cost: Option<Decimal>,
+    /// Streamed, when said.
+    pub stream: Option<bool>,
+    /// Gateway cache hit.
+    pub cache_hit: bool,
+    /// Failed or cancelled.
+    pub failed: bool,
+}
+
 /// Everything parsed from one side's files.
 #[derive(Debug, Clone)]
 pub struct Side {
@@ -462,6 +495,68 @@ impl Side {
     /// The source text of accepted row `i`, when kept.
     pub fn raw(&self, i: usize) -> Option<&str> {
         self.raws.as_ref()?.get(i).map(String::as_str)
+    }
+
+    /// Interns a row's models as one `requested\x1eserved` symbol.
+    pub fn intern_models(&mut self, requested: &str, served: &str) -> Sym {
+        self.scratch.clear();
+        self.scratch.push_str(requested);
+        self.scratch.push(PAIR_SEP);
+        self.scratch.push_str(served);
+        self.strings.intern(&self.scratch)
+    }
+
+    /// Interns a row's route and owner labels (team, service, env, tags) as
+    /// one `route\x1eteam\x1fservice\x1fenv\x1ftags` symbol (labels left
+    /// out when all are empty).
+    pub fn intern_route(&mut self, route: &str, labels: [&str; 4]) -> Sym {
+        self.scratch.clear();
+        self.scratch.push_str(route);
+        self.scratch.push(PAIR_SEP);
+        if labels.iter().any(|l| !l.is_empty()) {
+            for (i, l) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.scratch.push('\u{1f}');
+                }
+                self.scratch.push_str(l);
+            }
+        }
+        self.strings.intern(&self.scratch)
+    }
+
+    /// Appends a row that was normalised before (read back from the store).
+    /// `false` when an id is too long for the arena (the parsers refused
+    /// such rows, so a stored row never is).
+    pub fn push_normalised(&mut self, n: &Normalised<'_>) -> bool {
+        let mut r = Row::new(n.line);
+        r.ts_ms = n.ts_ms;
+        r.key = self.strings.intern(n.key);
+        r.model = self.intern_models(n.model, n.served_model);
+        r.route = self.intern_route(n.route, n.labels);
+        let Some(ids) = self.ids.push(n.request_id, n.response_id) else {
+            return false;
+        };
+        r.ids = ids;
+        r.tokens = n.tokens;
+        if let Some(c) = n.reported_cost
+            && !r.set_reported_cost(c)
+        {
+            return false;
+        }
+        if let Some(s) = n.stream {
+            r.flags |= flags::STREAM_KNOWN;
+            if s {
+                r.flags |= flags::STREAM;
+            }
+        }
+        if n.cache_hit {
+            r.flags |= flags::CACHE_HIT;
+        }
+        if n.failed {
+            r.flags |= flags::FAILED;
+        }
+        self.rows.push(r);
+        true
     }
 
     /// A row's requested and served model as the source named them (served
@@ -560,6 +655,46 @@ impl Side {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_normalised_row_reads_back_as_the_parser_built_it() {
+        let csv = "ts,key,model,response_model,route,request_id,response_id,team,service,env,tags,input_tokens,output_tokens,stream\n\
+                   2026-11-20T10:00:00Z,a,m1,m2,chat,r1,x1,t,s,e,tg,3,4,true\n";
+        let mut parsed = Side::new(SideKind::Client);
+        crate::parse::client::read_client(csv.as_bytes(), "c.csv", None, &mut parsed).unwrap();
+        assert!(parsed.rejects.is_empty(), "{:?}", parsed.rejects);
+        let r = parsed.rows[0];
+        let (model, served) = parsed.models(&r);
+        let (route, labels) = parsed.route_and_labels(&r);
+        let l: Vec<&str> = labels.split('\u{1f}').collect();
+        let (id1, id2) = parsed.ids.get(r.ids);
+        let mut rebuilt = Side::new(SideKind::Client);
+        assert!(rebuilt.push_normalised(&Normalised {
+            line: r.line,
+            ts_ms: r.ts_ms,
+            key: parsed.strings.get(r.key),
+            model,
+            served_model: served,
+            route,
+            labels: [l[0], l[1], l[2], l[3]],
+            request_id: id1,
+            response_id: id2,
+            tokens: r.tokens,
+            reported_cost: r.reported_cost(),
+            stream: r.has(flags::STREAM_KNOWN).then(|| r.has(flags::STREAM)),
+            cache_hit: r.has(flags::CACHE_HIT),
+            failed: r.has(flags::FAILED),
+        }));
+        let b = rebuilt.rows[0];
+        assert_eq!(
+            (b.ts_ms, b.tokens, b.flags, b.line),
+            (r.ts_ms, r.tokens, r.flags, r.line)
+        );
+        assert_eq!(rebuilt.models(&b), (model, served));
+        assert_eq!(rebuilt.route_and_labels(&b), (route, labels));
+        assert_eq!(rebuilt.ids.get(b.ids), (id1, id2));
+        assert_eq!(rebuilt.strings.get(b.key), "a");
+    }
+
     use super::*;
 
     #[test]

@@ -204,6 +204,27 @@ impl MatchView for View<'_> {
     }
 }
 
+/// One row's verdict, as the store keeps it per run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict<'a> {
+    /// Where the row ends.
+    pub class: Class,
+    /// Index of its partner on the other side, for pairs.
+    pub partner: Option<usize>,
+    /// Canonical key name.
+    pub key: &'a str,
+    /// Whether the registry knows the key.
+    pub registered: bool,
+    /// Owner, `None` when neither the row nor its key's registry entry says.
+    pub owner: Option<&'a Owner>,
+    /// Model family priced (served for gateway rows), "" when unknown.
+    pub family: &'a str,
+    /// Tally's price, `None` when unpriced.
+    pub computed: Option<Usd>,
+    /// Gateway-reported cost.
+    pub reported: Option<Usd>,
+}
+
 /// Label for rows of keys that no registry knows and no client labelled.
 pub const UNKNOWN_OWNER: &str = "(unregistered key)";
 
@@ -974,6 +995,59 @@ impl<'a> Reconciliation<'a> {
         RouteFamily::ALL
             .get(usize::from(code))
             .map_or("other", |r| r.name())
+    }
+
+    /// Everything the store keeps about one row's verdict.
+    pub fn verdict(&self, side: SideKind, i: usize) -> Option<Verdict<'_>> {
+        let (class, partner, key, owner, family, computed, reported) = match side {
+            SideKind::Client => {
+                self.client.rows.get(i)?;
+                (
+                    *self.client_class.get(i)?,
+                    self.client_partner(i),
+                    self.client_key(i),
+                    self.client_owner_id(i),
+                    self.client_priced_family(i),
+                    self.client_cost(i),
+                    None,
+                )
+            }
+            SideKind::Gateway => {
+                let r = self.gateway.rows.get(i)?;
+                let partner = self
+                    .matching
+                    .gateway_partner
+                    .get(i)
+                    .copied()
+                    .filter(|&p| p != NONE)
+                    .and_then(|p| usize::try_from(p).ok());
+                (
+                    *self.gateway_class.get(i)?,
+                    partner,
+                    self.gateway_key(i),
+                    self.gateway_owner_id(i),
+                    self.gateway_served_family(i),
+                    self.gateway_cost(i),
+                    r.reported_usd(),
+                )
+            }
+        };
+        let info = self.key_info(key);
+        let owner = usize::try_from(owner).ok().and_then(|o| self.owners.get(o));
+        Some(Verdict {
+            class,
+            partner,
+            key: info.map_or("", |k| k.name.as_str()),
+            registered: info.is_some_and(|k| k.registered),
+            owner,
+            family: if family == NONE {
+                ""
+            } else {
+                self.family_name(family)
+            },
+            computed,
+            reported,
+        })
     }
 
     /// The offset applied to a key's client rows.

@@ -5,7 +5,9 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use tally_reconcile::record::{Side, SideKind, TokenKind, flags, split_pair};
 
-use crate::rows::NewUsageRow;
+use crate::rows::{NewPrice, NewUsageRow, PriceRow, UsageRow};
+use tally_reconcile::prices::Price;
+use tally_reconcile::record::{Normalised, Tokens};
 
 /// A value that cannot be stored as it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -14,6 +16,19 @@ pub enum ConvertError {
     /// $9.2 billion).
     #[error("amount {0} does not fit the store (at most ±9,223,372,036.854775807 USD)")]
     AmountOutOfRange(Decimal),
+    /// A stored value the engine cannot take (a corrupted or hand-edited
+    /// row): which row and column.
+    #[error("stored {table} row {id}: column `{column}` holds {value}, which is out of range")]
+    StoredOutOfRange {
+        /// Table.
+        table: &'static str,
+        /// Row id.
+        id: i64,
+        /// Column.
+        column: &'static str,
+        /// The value.
+        value: String,
+    },
 }
 
 /// Nano-dollars per dollar.
@@ -115,6 +130,112 @@ pub fn new_usage_row<'a>(
         failed: r.has(flags::FAILED),
         raw,
     }))
+}
+
+/// A stored row as the engine's normalised row (`line` is the ordinal the
+/// run gives it).
+pub fn normalised(r: &UsageRow, line: u32) -> Result<Normalised<'_>, ConvertError> {
+    let mut tokens = Tokens::default();
+    for (kind, v, column) in [
+        (TokenKind::Input, r.input_tokens, "input_tokens"),
+        (
+            TokenKind::CachedInput,
+            r.cached_input_tokens,
+            "cached_input_tokens",
+        ),
+        (
+            TokenKind::CacheWrite,
+            r.cache_write_tokens,
+            "cache_write_tokens",
+        ),
+        (TokenKind::Output, r.output_tokens, "output_tokens"),
+        (TokenKind::Reasoning, r.reasoning_tokens, "reasoning_tokens"),
+    ] {
+        let v = v
+            .map(|n| {
+                u32::try_from(n)
+                    .ok()
+                    .filter(|&n| n != u32::MAX)
+                    .ok_or_else(|| ConvertError::StoredOutOfRange {
+                        table: "usage_rows",
+                        id: r.id,
+                        column,
+                        value: n.to_string(),
+                    })
+            })
+            .transpose()?;
+        tokens.set(kind, v);
+    }
+    Ok(Normalised {
+        line,
+        ts_ms: r.ts_ms,
+        key: &r.key_name,
+        model: &r.model,
+        served_model: &r.served_model,
+        route: &r.route,
+        labels: [&r.team, &r.service, &r.env, &r.tags],
+        request_id: &r.request_id,
+        response_id: &r.response_id,
+        tokens,
+        reported_cost: r
+            .reported_cost_nanos
+            .map(|n| nanos_to_usd(n, r.reported_cost_exact.as_deref())),
+        stream: r.stream,
+        cache_hit: r.cache_hit,
+        failed: r.failed,
+    })
+}
+
+fn price_nanos(v: i128) -> Result<i64, ConvertError> {
+    i64::try_from(v).map_err(|_| {
+        ConvertError::AmountOutOfRange(
+            Decimal::try_from_i128_with_scale(v, 9).unwrap_or(Decimal::MAX),
+        )
+    })
+}
+
+/// A catalog price as a row to insert.
+pub fn new_price(p: &Price, imported_at: NaiveDateTime) -> Result<NewPrice<'_>, ConvertError> {
+    let effective = DateTime::from_timestamp_millis(p.effective_from_ms)
+        .map(|t| t.naive_utc())
+        .ok_or(ConvertError::StoredOutOfRange {
+            table: "prices",
+            id: 0,
+            column: "effective_from",
+            value: p.effective_from_ms.to_string(),
+        })?;
+    Ok(NewPrice {
+        model: &p.model,
+        effective_from: effective,
+        currency: "USD",
+        input_nanos: price_nanos(p.input)?,
+        cached_input_nanos: price_nanos(p.cached_input)?,
+        cache_write_nanos: price_nanos(p.cache_write)?,
+        output_nanos: price_nanos(p.output)?,
+        reasoning_nanos: p.reasoning.map(price_nanos).transpose()?,
+        imported_at,
+    })
+}
+
+/// A stored price as the engine's.
+pub fn price(r: &PriceRow) -> Price {
+    Price {
+        model: r.model.clone(),
+        effective_from_ms: r.effective_from.and_utc().timestamp_millis(),
+        input: i128::from(r.input_nanos),
+        cached_input: i128::from(r.cached_input_nanos),
+        cache_write: i128::from(r.cache_write_nanos),
+        output: i128::from(r.output_nanos),
+        reasoning: r.reasoning_nanos.map(i128::from),
+    }
+}
+
+/// Atto-dollars (the engine's exact unit) as nano-dollars, rounded half
+/// to even: computed prices are exact to 10^-18, the store keeps 10^-9.
+/// `None` when beyond an i64 of nano-dollars.
+pub fn atto_to_nanos(atto: i128) -> Option<i64> {
+    let d = Decimal::try_from_i128_with_scale(atto, 18).ok()?;
+    usd_to_nanos(d).ok().map(|(n, _)| n)
 }
 
 /// Splits a `requested\x1eserved` pair (re-exported for readers of rows).

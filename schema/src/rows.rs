@@ -4,7 +4,10 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::schema::{ingest_batches, rejects, usage_rows};
+use crate::schema::{
+    api_keys, ingest_batches, model_aliases, owners, prices, rejects, run_counts, runs, usage_rows,
+    verdicts,
+};
 
 /// A stored ingest batch.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
@@ -153,4 +156,293 @@ pub struct Reject {
     pub reason: String,
     /// Source text, secrets masked.
     pub raw: String,
+}
+
+/// A stored usage row, as a run reads it (the raw text is left in the
+/// store: matching does not need it).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = usage_rows)]
+pub struct UsageRow {
+    /// Row id.
+    pub id: i64,
+    /// UTC ms since the epoch.
+    pub ts_ms: i64,
+    /// Key as named by the source.
+    pub key_name: String,
+    /// Requested model.
+    pub model: String,
+    /// Served model.
+    pub served_model: String,
+    /// Route or operation.
+    pub route: String,
+    /// Owner label: team.
+    pub team: String,
+    /// Owner label: service.
+    pub service: String,
+    /// Owner label: environment.
+    pub env: String,
+    /// Free-form tags.
+    pub tags: String,
+    /// Request id.
+    pub request_id: String,
+    /// Response id.
+    pub response_id: String,
+    /// Total input tokens.
+    pub input_tokens: Option<i64>,
+    /// Cached input tokens.
+    pub cached_input_tokens: Option<i64>,
+    /// Cache write tokens.
+    pub cache_write_tokens: Option<i64>,
+    /// Output tokens.
+    pub output_tokens: Option<i64>,
+    /// Reasoning tokens.
+    pub reasoning_tokens: Option<i64>,
+    /// Reported cost, nano-dollars.
+    pub reported_cost_nanos: Option<i64>,
+    /// Exact reported cost when finer than a nano-dollar.
+    pub reported_cost_exact: Option<String>,
+    /// Streamed, when said.
+    pub stream: Option<bool>,
+    /// Gateway cache hit.
+    pub cache_hit: bool,
+    /// Failed or cancelled.
+    pub failed: bool,
+}
+
+/// A stored owner.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = owners)]
+pub struct OwnerRow {
+    /// Row id.
+    pub id: i64,
+    /// Team.
+    pub team: String,
+    /// Service.
+    pub service: String,
+    /// Environment.
+    pub env: String,
+    /// Contact.
+    pub contact: Option<String>,
+}
+
+/// An owner to insert.
+#[derive(Debug, Clone, Insertable, AsChangeset)]
+#[diesel(table_name = owners, treat_none_as_null = true)]
+pub struct NewOwner<'a> {
+    /// Team.
+    pub team: &'a str,
+    /// Service.
+    pub service: &'a str,
+    /// Environment.
+    pub env: &'a str,
+    /// Contact.
+    pub contact: Option<&'a str>,
+}
+
+/// A stored key.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = api_keys)]
+pub struct KeyRow {
+    /// Row id.
+    pub id: i64,
+    /// Tally's id.
+    pub key_id: String,
+    /// Alias.
+    pub alias: Option<String>,
+    /// Last four.
+    pub last4: Option<String>,
+    /// Labels, JSON array.
+    pub labels: String,
+    /// SHA-256 digests, JSON array.
+    pub sha256: String,
+    /// Owner.
+    pub owner_id: Option<i64>,
+    /// Contact.
+    pub contact: Option<String>,
+}
+
+/// A key to insert or replace.
+#[derive(Debug, Clone, Insertable, AsChangeset)]
+#[diesel(table_name = api_keys, treat_none_as_null = true)]
+pub struct NewKey<'a> {
+    /// Tally's id.
+    pub key_id: &'a str,
+    /// Alias.
+    pub alias: Option<&'a str>,
+    /// Last four.
+    pub last4: Option<&'a str>,
+    /// Labels, JSON array.
+    pub labels: String,
+    /// SHA-256 digests, JSON array.
+    pub sha256: String,
+    /// Owner.
+    pub owner_id: Option<i64>,
+    /// Contact.
+    pub contact: Option<&'a str>,
+}
+
+/// A model alias.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = model_aliases)]
+pub struct AliasRow {
+    /// Name a source uses.
+    pub alias: String,
+    /// Family.
+    pub model: String,
+}
+
+/// A stored price.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = prices)]
+pub struct PriceRow {
+    /// Row id.
+    pub id: i64,
+    /// Family or glob.
+    pub model: String,
+    /// From when.
+    pub effective_from: NaiveDateTime,
+    /// Currency.
+    pub currency: String,
+    /// Nano-dollars per million uncached input tokens.
+    pub input_nanos: i64,
+    /// ... cached input tokens.
+    pub cached_input_nanos: i64,
+    /// ... cache-write tokens.
+    pub cache_write_nanos: i64,
+    /// ... output tokens.
+    pub output_nanos: i64,
+    /// ... reasoning tokens, when priced apart.
+    pub reasoning_nanos: Option<i64>,
+    /// Imported when.
+    pub imported_at: NaiveDateTime,
+}
+
+/// A price to insert or replace.
+#[derive(Debug, Clone, Insertable, AsChangeset)]
+#[diesel(table_name = prices, treat_none_as_null = true)]
+pub struct NewPrice<'a> {
+    /// Family or glob.
+    pub model: &'a str,
+    /// From when.
+    pub effective_from: NaiveDateTime,
+    /// Currency.
+    pub currency: &'a str,
+    /// Uncached input.
+    pub input_nanos: i64,
+    /// Cached input.
+    pub cached_input_nanos: i64,
+    /// Cache writes.
+    pub cache_write_nanos: i64,
+    /// Output.
+    pub output_nanos: i64,
+    /// Reasoning.
+    pub reasoning_nanos: Option<i64>,
+    /// Imported when.
+    pub imported_at: NaiveDateTime,
+}
+
+/// A stored run.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = runs)]
+pub struct RunRow {
+    /// Row id.
+    pub id: i64,
+    /// Window start.
+    pub window_from: NaiveDateTime,
+    /// Window end.
+    pub window_to: NaiveDateTime,
+    /// Started.
+    pub started_at: NaiveDateTime,
+    /// Finished.
+    pub finished_at: NaiveDateTime,
+    /// `current` or `superseded`.
+    pub status: String,
+    /// Replaced by.
+    pub superseded_by: Option<i64>,
+    /// Tolerance, ms.
+    pub tolerance_ms: i64,
+    /// Margin, ms.
+    pub margin_ms: i64,
+    /// Client rows in the window.
+    pub client_rows: i64,
+    /// Gateway rows in the window.
+    pub gateway_rows: i64,
+    /// Global offset, ms.
+    pub global_offset_ms: i64,
+    /// Per-key offsets, JSON.
+    pub key_offsets: String,
+}
+
+/// A run to insert.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = runs)]
+pub struct NewRun<'a> {
+    /// Window start.
+    pub window_from: NaiveDateTime,
+    /// Window end.
+    pub window_to: NaiveDateTime,
+    /// Started.
+    pub started_at: NaiveDateTime,
+    /// Finished.
+    pub finished_at: NaiveDateTime,
+    /// `current`.
+    pub status: &'a str,
+    /// Tolerance, ms.
+    pub tolerance_ms: i64,
+    /// Margin, ms.
+    pub margin_ms: i64,
+    /// Client rows in the window.
+    pub client_rows: i64,
+    /// Gateway rows in the window.
+    pub gateway_rows: i64,
+    /// Global offset, ms.
+    pub global_offset_ms: i64,
+    /// Per-key offsets, JSON.
+    pub key_offsets: &'a str,
+}
+
+/// Rows per class of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = run_counts)]
+pub struct RunCount {
+    /// Run.
+    pub run_id: i64,
+    /// Class.
+    pub class: String,
+    /// Client rows.
+    pub client_rows: i64,
+    /// Gateway rows.
+    pub gateway_rows: i64,
+}
+
+/// A verdict, to insert and as read.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = verdicts, treat_none_as_default_value = false)]
+pub struct VerdictRow {
+    /// Run.
+    pub run_id: i64,
+    /// Row.
+    pub usage_row_id: i64,
+    /// Class.
+    pub class: String,
+    /// Partner row.
+    pub partner_row_id: Option<i64>,
+    /// Canonical key.
+    pub key_name: String,
+    /// Registered key.
+    pub registered: bool,
+    /// Team.
+    pub team: String,
+    /// Service.
+    pub service: String,
+    /// Env.
+    pub env: String,
+    /// Model family.
+    pub model_family: String,
+    /// Tally's price; `None` = unpriced.
+    pub computed_cost_nanos: Option<i64>,
+    /// Reported cost.
+    pub reported_cost_nanos: Option<i64>,
+    /// Detail.
+    pub detail: String,
 }

@@ -109,6 +109,173 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// An owner: team, service, environment, and who to tell.
+    owners (id) {
+        /// Row id.
+        id -> BigInt,
+        /// Team.
+        team -> Text,
+        /// Service.
+        service -> Text,
+        /// Environment.
+        env -> Text,
+        /// Contact email(s).
+        contact -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// A registered API key and every way a source may name it.
+    api_keys (id) {
+        /// Row id.
+        id -> BigInt,
+        /// Tally's id for the key.
+        key_id -> Text,
+        /// Alias (LiteLLM `key_alias`).
+        alias -> Nullable<Text>,
+        /// Last four characters of the secret.
+        last4 -> Nullable<Text>,
+        /// Labels, a JSON array of strings.
+        labels -> Text,
+        /// SHA-256 hex digests of the secret, a JSON array of strings.
+        sha256 -> Text,
+        /// Owner.
+        owner_id -> Nullable<BigInt>,
+        /// Contact for this key (else the owner's).
+        contact -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// A user model alias.
+    model_aliases (alias) {
+        /// Name a source uses (lowercase).
+        alias -> Text,
+        /// Family it stands for.
+        model -> Text,
+    }
+}
+
+diesel::table! {
+    /// One price of a model from a date: nano-dollars per million tokens.
+    prices (id) {
+        /// Row id.
+        id -> BigInt,
+        /// Family name or glob.
+        model -> Text,
+        /// From when (UTC).
+        effective_from -> Timestamp,
+        /// Currency (USD).
+        currency -> Text,
+        /// Uncached input.
+        input_nanos -> BigInt,
+        /// Cached input.
+        cached_input_nanos -> BigInt,
+        /// Cache writes.
+        cache_write_nanos -> BigInt,
+        /// Output.
+        output_nanos -> BigInt,
+        /// Reasoning, when priced apart from output.
+        reasoning_nanos -> Nullable<BigInt>,
+        /// When it was imported (UTC).
+        imported_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// A reconciliation run over a window of stored rows.
+    runs (id) {
+        /// Row id.
+        id -> BigInt,
+        /// Window start (UTC, inclusive).
+        window_from -> Timestamp,
+        /// Window end (UTC, exclusive).
+        window_to -> Timestamp,
+        /// Started (UTC).
+        started_at -> Timestamp,
+        /// Finished (UTC).
+        finished_at -> Timestamp,
+        /// `current` or `superseded`.
+        status -> Text,
+        /// The run that replaced it.
+        superseded_by -> Nullable<BigInt>,
+        /// Matching tolerance, ms.
+        tolerance_ms -> BigInt,
+        /// How far outside the window partners were looked for, ms.
+        margin_ms -> BigInt,
+        /// Client rows in the window.
+        client_rows -> BigInt,
+        /// Gateway rows in the window.
+        gateway_rows -> BigInt,
+        /// Learned global offset (gateway minus client), ms.
+        global_offset_ms -> BigInt,
+        /// Learned per-key offsets, a JSON object key -> ms.
+        key_offsets -> Text,
+    }
+}
+
+diesel::table! {
+    /// Rows per class of a run.
+    run_counts (run_id, class) {
+        /// Run.
+        run_id -> BigInt,
+        /// Class name.
+        class -> Text,
+        /// Client rows in it.
+        client_rows -> BigInt,
+        /// Gateway rows in it.
+        gateway_rows -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// A row's verdict in a run.
+    verdicts (run_id, usage_row_id) {
+        /// Run.
+        run_id -> BigInt,
+        /// The row.
+        usage_row_id -> BigInt,
+        /// Class name.
+        class -> Text,
+        /// Its partner on the other side, for pairs.
+        partner_row_id -> Nullable<BigInt>,
+        /// Canonical key name.
+        key_name -> Text,
+        /// Whether the registry knows the key.
+        registered -> Bool,
+        /// Owner: team.
+        team -> Text,
+        /// Owner: service.
+        service -> Text,
+        /// Owner: environment.
+        env -> Text,
+        /// Model family priced.
+        model_family -> Text,
+        /// Tally's price, nano-dollars; NULL when unpriced (never 0).
+        computed_cost_nanos -> Nullable<BigInt>,
+        /// Gateway-reported cost, nano-dollars.
+        reported_cost_nanos -> Nullable<BigInt>,
+        /// What differs, in words ("" when nothing).
+        detail -> Text,
+    }
+}
+
 diesel::joinable!(usage_rows -> ingest_batches (batch_id));
 diesel::joinable!(rejects -> ingest_batches (batch_id));
-diesel::allow_tables_to_appear_in_same_query!(ingest_batches, usage_rows, rejects);
+diesel::joinable!(api_keys -> owners (owner_id));
+diesel::joinable!(run_counts -> runs (run_id));
+diesel::joinable!(verdicts -> runs (run_id));
+diesel::joinable!(verdicts -> usage_rows (usage_row_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    ingest_batches,
+    usage_rows,
+    rejects,
+    owners,
+    api_keys,
+    model_aliases,
+    prices,
+    runs,
+    run_counts,
+    verdicts
+);

@@ -19,7 +19,7 @@ use rust_decimal::Decimal;
 
 use crate::error::{Error, RowError};
 use crate::keys::{key_token, mask_secrets};
-use crate::record::{PAIR_SEP, Row, Side, TokenKind, flags};
+use crate::record::{Row, Side, TokenKind, flags};
 use crate::time::{DateMemo, TsFormat, Zone};
 
 /// How much of a file is read to recognise its format.
@@ -483,13 +483,12 @@ pub fn build_row(
         (None, None) => return Err(missing_as(f::MODEL, "model")),
         (r, s) => (r.or(s).map_or("", |v| v.v), s.map_or("", |v| v.v)),
     };
-    side.scratch.clear();
-    side.scratch.push_str(&with_variant(requested, variant));
-    side.scratch.push(PAIR_SEP);
-    if !served.is_empty() {
-        side.scratch.push_str(&with_variant(served, variant));
-    }
-    row.model = side.strings.intern(&side.scratch);
+    let served = if served.is_empty() {
+        Cow::Borrowed("")
+    } else {
+        with_variant(served, variant)
+    };
+    row.model = side.intern_models(&with_variant(requested, variant), &served);
     let route = match (ex.get(f::ROUTE), &sem.default_route) {
         (Some(r), _) => r.v,
         (None, Some(d)) => d.as_str(),
@@ -599,18 +598,7 @@ pub fn build_row(
         )
     })?;
     let labels = [f::TEAM, f::SERVICE, f::ENV, f::TAGS].map(|i| ex.get(i).map_or("", |v| v.v));
-    side.scratch.clear();
-    side.scratch.push_str(route);
-    side.scratch.push(PAIR_SEP);
-    if labels.iter().any(|l| !l.is_empty()) {
-        for (i, l) in labels.iter().enumerate() {
-            if i > 0 {
-                side.scratch.push('\u{1f}');
-            }
-            side.scratch.push_str(l);
-        }
-    }
-    row.route = side.strings.intern(&side.scratch);
+    row.route = side.intern_route(route, labels);
     Ok(row)
 }
 

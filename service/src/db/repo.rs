@@ -132,3 +132,232 @@ pub fn rejects_of(conn: &mut AnyConnection, batch_id: i64) -> Result<Vec<Reject>
         .select(Reject::as_select())
         .load(conn)?)
 }
+
+// ---- Owners, keys, aliases, prices -------------------------------------
+
+use tally_schema::rows::{
+    AliasRow, KeyRow, NewKey, NewOwner, NewPrice, NewRun, OwnerRow, PriceRow, RunCount, RunRow,
+    UsageRow, VerdictRow,
+};
+use tally_schema::schema::{api_keys, model_aliases, owners, prices, run_counts, runs, verdicts};
+
+/// Adds an owner or updates its contact; its id.
+pub fn upsert_owner(conn: &mut AnyConnection, o: &NewOwner<'_>) -> Result<i64, DbError> {
+    Ok(on_backend!(conn, c => diesel::insert_into(owners::table)
+        .values(o)
+        .on_conflict((owners::team, owners::service, owners::env))
+        .do_update()
+        .set(owners::contact.eq(o.contact))
+        .returning(owners::id)
+        .get_result(c))?)
+}
+
+/// Every owner, by team, service, env.
+pub fn owners(conn: &mut AnyConnection) -> Result<Vec<OwnerRow>, DbError> {
+    Ok(owners::table
+        .order((owners::team, owners::service, owners::env))
+        .select(OwnerRow::as_select())
+        .load(conn)?)
+}
+
+/// Adds a key or replaces every field of the key with the same id.
+pub fn upsert_key(conn: &mut AnyConnection, k: &NewKey<'_>) -> Result<(), DbError> {
+    on_backend!(conn, c => diesel::insert_into(api_keys::table)
+        .values(k)
+        .on_conflict(api_keys::key_id)
+        .do_update()
+        .set(k)
+        .execute(c))?;
+    Ok(())
+}
+
+/// Every key, by id.
+pub fn keys(conn: &mut AnyConnection) -> Result<Vec<KeyRow>, DbError> {
+    Ok(api_keys::table
+        .order(api_keys::key_id)
+        .select(KeyRow::as_select())
+        .load(conn)?)
+}
+
+/// Adds an alias or points it at another family.
+pub fn upsert_alias(conn: &mut AnyConnection, a: &AliasRow) -> Result<(), DbError> {
+    on_backend!(conn, c => diesel::insert_into(model_aliases::table)
+        .values(a)
+        .on_conflict(model_aliases::alias)
+        .do_update()
+        .set(model_aliases::model.eq(&a.model))
+        .execute(c))?;
+    Ok(())
+}
+
+/// Every alias, by name.
+pub fn aliases(conn: &mut AnyConnection) -> Result<Vec<AliasRow>, DbError> {
+    Ok(model_aliases::table
+        .order(model_aliases::alias)
+        .select(AliasRow::as_select())
+        .load(conn)?)
+}
+
+/// Adds a price or replaces the price of the same model from the same time.
+pub fn upsert_price(conn: &mut AnyConnection, p: &NewPrice<'_>) -> Result<(), DbError> {
+    on_backend!(conn, c => diesel::insert_into(prices::table)
+        .values(p)
+        .on_conflict((prices::model, prices::effective_from))
+        .do_update()
+        .set(p)
+        .execute(c))?;
+    Ok(())
+}
+
+/// Every price, by model and date.
+pub fn prices(conn: &mut AnyConnection) -> Result<Vec<PriceRow>, DbError> {
+    Ok(prices::table
+        .order((prices::model, prices::effective_from))
+        .select(PriceRow::as_select())
+        .load(conn)?)
+}
+
+/// Runs `f` in one transaction (an import is all or nothing).
+pub fn in_transaction<T>(
+    conn: &mut AnyConnection,
+    f: impl FnOnce(&mut AnyConnection) -> Result<T, DbError>,
+) -> Result<T, DbError> {
+    conn.transaction(f)
+}
+
+// ---- Runs and verdicts --------------------------------------------------
+
+/// A side's stored rows with `from_ms <= ts_ms < to_ms`, in time then id
+/// order (so a run sees them in a deterministic order).
+pub fn usage_in(
+    conn: &mut AnyConnection,
+    side: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<UsageRow>, DbError> {
+    Ok(usage_rows::table
+        .filter(usage_rows::side.eq(side))
+        .filter(usage_rows::ts_ms.ge(from_ms))
+        .filter(usage_rows::ts_ms.lt(to_ms))
+        .order((usage_rows::ts_ms, usage_rows::id))
+        .select(UsageRow::as_select())
+        .load(conn)?)
+}
+
+/// Verdicts per INSERT: 13 columns x 2,000 stays under both backends'
+/// bind parameter limits.
+const VERDICT_CHUNK: usize = 2_000;
+
+/// Stores a finished run, its counts and verdicts, and supersedes every
+/// current run whose window lies within its own, in one transaction: a
+/// report sees the old run or the new one, never a mix.
+pub fn store_run(
+    conn: &mut AnyConnection,
+    run: &NewRun<'_>,
+    counts: &[RunCount],
+    verdicts: impl Iterator<Item = VerdictRow>,
+) -> Result<RunRow, DbError> {
+    let mut verdicts = verdicts.peekable();
+    Ok(on_backend!(conn, c => c.transaction(|c| {
+        let id: i64 = diesel::insert_into(runs::table)
+            .values(run)
+            .returning(runs::id)
+            .get_result(c)?;
+        let counts: Vec<RunCount> = counts
+            .iter()
+            .map(|k| RunCount { run_id: id, ..k.clone() })
+            .collect();
+        diesel::insert_into(run_counts::table).values(&counts).execute(c)?;
+        while verdicts.peek().is_some() {
+            let chunk: Vec<VerdictRow> = verdicts
+                .by_ref()
+                .take(VERDICT_CHUNK)
+                .map(|v| VerdictRow { run_id: id, ..v })
+                .collect();
+            diesel::insert_into(verdicts::table).values(&chunk).execute(c)?;
+        }
+        diesel::update(
+            runs::table
+                .filter(runs::status.eq("current"))
+                .filter(runs::id.ne(id))
+                .filter(runs::window_from.ge(run.window_from))
+                .filter(runs::window_to.le(run.window_to)),
+        )
+        .set((runs::status.eq("superseded"), runs::superseded_by.eq(Some(id))))
+        .execute(c)?;
+        runs::table.find(id).select(RunRow::as_select()).first(c)
+    }))?)
+}
+
+/// Every run, newest first.
+pub fn runs(conn: &mut AnyConnection) -> Result<Vec<RunRow>, DbError> {
+    Ok(runs::table
+        .order(runs::id.desc())
+        .select(RunRow::as_select())
+        .load(conn)?)
+}
+
+/// A run's rows per class.
+pub fn run_counts(conn: &mut AnyConnection, run_id: i64) -> Result<Vec<RunCount>, DbError> {
+    Ok(run_counts::table
+        .filter(run_counts::run_id.eq(run_id))
+        .order(run_counts::class)
+        .select(RunCount::as_select())
+        .load(conn)?)
+}
+
+/// A verdict with the row it judges.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    /// The verdict.
+    pub verdict: VerdictRow,
+    /// `client` or `gateway`.
+    pub side: String,
+    /// The row's time, UTC ms.
+    pub ts_ms: i64,
+    /// Requested model as the source named it.
+    pub model: String,
+    /// Its request id.
+    pub request_id: String,
+}
+
+/// The verdicts of current runs on rows with `from_ms <= ts_ms < to_ms`;
+/// where current runs overlap, the newest run's verdict. In row id order.
+pub fn current_verdicts(
+    conn: &mut AnyConnection,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<Judged>, DbError> {
+    let rows: Vec<(VerdictRow, String, i64, String, String)> = verdicts::table
+        .inner_join(runs::table)
+        .inner_join(usage_rows::table)
+        .filter(runs::status.eq("current"))
+        .filter(usage_rows::ts_ms.ge(from_ms))
+        .filter(usage_rows::ts_ms.lt(to_ms))
+        .order((verdicts::usage_row_id, verdicts::run_id.desc()))
+        .select((
+            VerdictRow::as_select(),
+            usage_rows::side,
+            usage_rows::ts_ms,
+            usage_rows::model,
+            usage_rows::request_id,
+        ))
+        .load(conn)?;
+    let mut out: Vec<Judged> = Vec::with_capacity(rows.len());
+    for (verdict, side, ts_ms, model, request_id) in rows {
+        if out
+            .last()
+            .is_some_and(|j| j.verdict.usage_row_id == verdict.usage_row_id)
+        {
+            continue;
+        }
+        out.push(Judged {
+            verdict,
+            side,
+            ts_ms,
+            model,
+            request_id,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,3 @@
+DROP TABLE verdicts;
+DROP TABLE run_counts;
+DROP TABLE runs;

@@ -1,0 +1,49 @@
+-- Reconciliation runs over a window of stored rows, and each row's verdict
+-- per run (issue 3). A newer run over the same window supersedes the older
+-- one, which stays readable as history.
+
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    window_from TIMESTAMP NOT NULL,
+    window_to TIMESTAMP NOT NULL,
+    started_at TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('current', 'superseded')),
+    superseded_by BIGINT REFERENCES runs (id),
+    tolerance_ms BIGINT NOT NULL,
+    margin_ms BIGINT NOT NULL,
+    client_rows BIGINT NOT NULL,
+    gateway_rows BIGINT NOT NULL,
+    global_offset_ms BIGINT NOT NULL,
+    key_offsets TEXT NOT NULL
+);
+
+CREATE INDEX runs_window ON runs (status, window_from, window_to);
+
+CREATE TABLE run_counts (
+    run_id BIGINT NOT NULL REFERENCES runs (id),
+    class TEXT NOT NULL,
+    client_rows BIGINT NOT NULL,
+    gateway_rows BIGINT NOT NULL,
+    PRIMARY KEY (run_id, class)
+);
+
+-- Money in nano-dollars; computed_cost_nanos NULL means unpriced (never 0).
+CREATE TABLE verdicts (
+    run_id BIGINT NOT NULL REFERENCES runs (id),
+    usage_row_id BIGINT NOT NULL REFERENCES usage_rows (id),
+    class TEXT NOT NULL,
+    partner_row_id BIGINT REFERENCES usage_rows (id),
+    key_name TEXT NOT NULL,
+    registered BOOLEAN NOT NULL,
+    team TEXT NOT NULL,
+    service TEXT NOT NULL,
+    env TEXT NOT NULL,
+    model_family TEXT NOT NULL,
+    computed_cost_nanos BIGINT,
+    reported_cost_nanos BIGINT,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (run_id, usage_row_id)
+);
+
+CREATE INDEX verdicts_row ON verdicts (usage_row_id);
