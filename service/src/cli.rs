@@ -39,6 +39,102 @@ pub enum Command {
     /// Manage the store itself.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Key registry in the store.
+    #[command(subcommand)]
+    Keys(ImportCommand),
+    /// Owners and their contacts in the store.
+    #[command(subcommand)]
+    Owners(ImportCommand),
+    /// Price catalog in the store.
+    #[command(subcommand)]
+    Prices(PricesCommand),
+    /// Model aliases in the store.
+    #[command(subcommand)]
+    Aliases(ImportCommand),
+    /// Reconcile the stored rows of a window and keep the verdicts.
+    Run(RunArgs),
+    /// Report from the latest runs over a period.
+    Report(ReportArgs),
+}
+
+/// `tally keys|owners|aliases import FILE`.
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Add or replace entries from a file (TOML, or CSV by extension).
+    Import {
+        /// The file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The store.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// `tally prices import FILE`.
+#[derive(Debug, Subcommand)]
+pub enum PricesCommand {
+    /// Add or replace prices: Tally's TOML catalog, or LiteLLM's
+    /// `model_prices_and_context_window.json`.
+    Import {
+        /// The file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// For LiteLLM's JSON (which has no dates): from when its prices
+        /// apply (YYYY-MM-DD or RFC 3339, UTC). Default: today, 00:00 UTC.
+        #[arg(long, value_name = "TIME")]
+        effective_from: Option<String>,
+        /// The store.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// `tally run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Window start, inclusive (YYYY-MM-DD or RFC 3339; UTC unless an
+    /// offset is given).
+    #[arg(long, value_name = "TIME")]
+    pub from: String,
+    /// Window end, exclusive.
+    #[arg(long, value_name = "TIME")]
+    pub to: String,
+    /// Matching window around the learned clock offset.
+    #[arg(long, default_value = "2s", value_name = "DURATION")]
+    pub tolerance: String,
+    /// Cost variance tolerance, relative.
+    #[arg(long, default_value = "1%", value_name = "PERCENT")]
+    pub cost_tolerance: String,
+    /// Cost variance tolerance, absolute USD.
+    #[arg(long, default_value = "0.000001", value_name = "USD")]
+    pub cost_tolerance_abs: String,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `tally report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Which report.
+    #[arg(value_enum)]
+    pub kind: crate::app::report::Kind,
+    /// Period start, inclusive (YYYY-MM-DD or RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub from: String,
+    /// Period end, exclusive.
+    #[arg(long, value_name = "TIME")]
+    pub to: String,
+    /// How `costs` groups rows.
+    #[arg(long, value_enum, default_value = "owner")]
+    pub group_by: crate::app::report::GroupBy,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::app::report::Format,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Where the store is and whether to bring its schema up to date.
@@ -220,6 +316,31 @@ pub struct GenerateArgs {
     pub out: PathBuf,
 }
 
+/// Prints a command's output; success.
+fn done(text: &str) -> Result<ExitCode> {
+    app::reconcile::print(text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A time given on the command line: `YYYY-MM-DD` (00:00 UTC) or RFC 3339.
+pub fn parse_time(s: &str) -> Result<i64> {
+    let t = s.trim();
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return Ok(d
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_millis());
+    }
+    tally_reconcile::time::parse_iso(t, None)
+        .map_err(|e| anyhow::anyhow!("`{t}`: {e} (use YYYY-MM-DD or RFC 3339)"))
+}
+
+fn naive(ms: i64) -> Result<chrono::NaiveDateTime> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.naive_utc())
+        .context("time out of range")
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -229,6 +350,77 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest(cmd) => app::ingest::run_cli(&cmd),
+        Command::Keys(ImportCommand::Import { file, store }) => {
+            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+            let n = app::reference::import_keys(&mut conn, &file)?;
+            done(&format!(
+                "{}: {n} key(s) added or replaced\n",
+                file.display()
+            ))
+        }
+        Command::Owners(ImportCommand::Import { file, store }) => {
+            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+            let n = app::reference::import_owners(&mut conn, &file)?;
+            done(&format!(
+                "{}: {n} owner(s) added or replaced\n",
+                file.display()
+            ))
+        }
+        Command::Aliases(ImportCommand::Import { file, store }) => {
+            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+            let n = app::reference::import_aliases(&mut conn, &file)?;
+            done(&format!(
+                "{}: {n} alias(es) added or replaced\n",
+                file.display()
+            ))
+        }
+        Command::Prices(PricesCommand::Import {
+            file,
+            effective_from,
+            store,
+        }) => {
+            let now_ms = app::reconcile::now_ms()?;
+            let from_ms = match effective_from {
+                Some(t) => parse_time(&t).context("--effective-from")?,
+                None => now_ms - now_ms.rem_euclid(86_400_000),
+            };
+            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+            let now = naive(now_ms)?;
+            let r = app::reference::import_prices(&mut conn, &file, from_ms, now)?;
+            let skipped = if r.skipped > 0 {
+                format!(
+                    " ({} entries without per-token prices or with a provider prefix left out)",
+                    r.skipped
+                )
+            } else {
+                String::new()
+            };
+            done(&format!(
+                "{}: {} price(s) added or replaced{skipped}\n",
+                file.display(),
+                r.prices
+            ))
+        }
+        Command::Run(args) => {
+            let from = parse_time(&args.from).context("--from")?;
+            let to = parse_time(&args.to).context("--to")?;
+            let settings = app::reconcile::settings(
+                &args.tolerance,
+                &args.cost_tolerance,
+                &args.cost_tolerance_abs,
+            )?;
+            let mut conn = crate::db::open(&args.store.db, args.store.no_migrate)?;
+            let o = app::run::run(&mut conn, from, to, settings, app::reconcile::now_ms)?;
+            done(&app::run::describe(&o))
+        }
+        Command::Report(args) => {
+            let from = parse_time(&args.from).context("--from")?;
+            let to = parse_time(&args.to).context("--to")?;
+            let mut conn = crate::db::open(&args.store.db, args.store.no_migrate)?;
+            let text =
+                app::report::report(&mut conn, args.kind, from, to, args.group_by, args.format)?;
+            done(&text)
+        }
         Command::Db(DbCommand::Migrate { db }) => {
             let mut conn = crate::db::connect(&db)?;
             let applied = crate::db::migrate(&mut conn)?;

@@ -3,4 +3,7 @@
 pub mod generate;
 pub mod ingest;
 pub mod reconcile;
+pub mod reference;
+pub mod report;
+pub mod run;
 pub mod split;

@@ -432,6 +432,24 @@ impl Phases {
     }
 }
 
+/// Engine settings from the matching and cost tolerance flags.
+pub fn settings(
+    tolerance: &str,
+    cost_tolerance: &str,
+    cost_tolerance_abs: &str,
+) -> Result<Settings> {
+    let tolerance_ms = tally_reconcile::time::parse_duration_ms(tolerance)
+        .map_err(|e| anyhow::anyhow!("--tolerance: {e}"))?;
+    Ok(Settings {
+        matching: matching::Params {
+            tolerance_ms,
+            ..matching::Params::default()
+        },
+        cost_tolerance_relative: parse_ratio(cost_tolerance).context("--cost-tolerance")?,
+        cost_tolerance_absolute: parse_ratio(cost_tolerance_abs).context("--cost-tolerance-abs")?,
+    })
+}
+
 /// Runs `tally reconcile`.
 pub fn run(args: &ReconcileArgs) -> Result<ExitCode> {
     let mut phases = Phases::new(args.timings);
@@ -440,17 +458,11 @@ pub fn run(args: &ReconcileArgs) -> Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("--now `{s}`: {e}"))?,
         None => now_ms()?,
     };
-    let tolerance_ms = tally_reconcile::time::parse_duration_ms(&args.tolerance)
-        .map_err(|e| anyhow::anyhow!("--tolerance: {e}"))?;
-    let settings = Settings {
-        matching: matching::Params {
-            tolerance_ms,
-            ..matching::Params::default()
-        },
-        cost_tolerance_relative: parse_ratio(&args.cost_tolerance).context("--cost-tolerance")?,
-        cost_tolerance_absolute: parse_ratio(&args.cost_tolerance_abs)
-            .context("--cost-tolerance-abs")?,
-    };
+    let settings = settings(
+        &args.tolerance,
+        &args.cost_tolerance,
+        &args.cost_tolerance_abs,
+    )?;
     let registry = args
         .keys
         .as_deref()

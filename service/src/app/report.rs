@@ -1,0 +1,383 @@
+//! `tally report costs|missing|unattributed|discrepancies`: read from the
+//! latest runs' verdicts over a period.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use tally_reconcile::lines::{RecordSink, Tabular};
+use tally_schema::convert::nanos_to_usd;
+
+use crate::db::{AnyConnection, repo};
+use crate::export;
+
+/// Which report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// Cost per group: computed and gateway-reported, variance, missing and
+    /// unattributed.
+    Costs,
+    /// Client rows with no gateway row.
+    Missing,
+    /// Gateway rows with no client row.
+    Unattributed,
+    /// Pairs that disagree, duplicates and unpriced rows.
+    Discrepancies,
+}
+
+/// How `costs` groups rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GroupBy {
+    /// team/service/env.
+    Owner,
+    /// Team.
+    Team,
+    /// Service.
+    Service,
+    /// Environment.
+    Env,
+    /// Key.
+    Key,
+    /// Model family.
+    Model,
+    /// UTC day.
+    Day,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// CSV, safe to open in a spreadsheet.
+    Csv,
+    /// A JSON array.
+    Json,
+}
+
+/// One group of the costs report.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CostLine {
+    /// The group's name.
+    pub group: String,
+    /// Gateway rows billed (pairs, unattributed, duplicates).
+    pub billed_rows: i64,
+    /// Tally's price of the billed rows that have one.
+    pub computed_cost: Decimal,
+    /// What the gateway reported for them all.
+    pub reported_cost: Decimal,
+    /// Reported minus computed, over rows with both.
+    pub variance: Decimal,
+    /// Billed rows with no price in the catalog (never priced at zero).
+    pub unpriced_rows: i64,
+    /// Client rows with no gateway row.
+    pub missing_rows: i64,
+    /// Tally's price of those.
+    pub missing_cost: Decimal,
+    /// Gateway rows with no client row.
+    pub unattributed_rows: i64,
+    /// What the gateway reported for those.
+    pub unattributed_reported: Decimal,
+}
+
+impl Tabular for CostLine {
+    fn headers() -> &'static [&'static str] {
+        &[
+            "group",
+            "billed_rows",
+            "computed_cost",
+            "reported_cost",
+            "variance",
+            "unpriced_rows",
+            "missing_rows",
+            "missing_cost",
+            "unattributed_rows",
+            "unattributed_reported",
+        ]
+    }
+
+    fn write(&self, out: &mut dyn RecordSink) {
+        out.text(&self.group);
+        out.plain(&self.billed_rows.to_string());
+        out.plain(&self.computed_cost.to_string());
+        out.plain(&self.reported_cost.to_string());
+        out.plain(&self.variance.to_string());
+        out.plain(&self.unpriced_rows.to_string());
+        out.plain(&self.missing_rows.to_string());
+        out.plain(&self.missing_cost.to_string());
+        out.plain(&self.unattributed_rows.to_string());
+        out.plain(&self.unattributed_reported.to_string());
+    }
+}
+
+/// One row of the row reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct RowLine {
+    /// Request start, UTC.
+    pub ts: String,
+    /// `client` or `gateway`.
+    pub side: String,
+    /// Its class.
+    pub class: String,
+    /// Key.
+    pub key: String,
+    /// Whether the registry knows the key.
+    pub registered: bool,
+    /// Owner `team/service/env`.
+    pub owner: String,
+    /// Model as the source named it.
+    pub model: String,
+    /// Request id.
+    pub request_id: String,
+    /// Tally's price (`null`: unpriced).
+    pub computed_cost: Option<Decimal>,
+    /// Gateway-reported cost.
+    pub reported_cost: Option<Decimal>,
+    /// What differs.
+    pub detail: String,
+}
+
+impl Tabular for RowLine {
+    fn headers() -> &'static [&'static str] {
+        &[
+            "ts",
+            "side",
+            "class",
+            "key",
+            "registered",
+            "owner",
+            "model",
+            "request_id",
+            "computed_cost",
+            "reported_cost",
+            "detail",
+        ]
+    }
+
+    fn write(&self, out: &mut dyn RecordSink) {
+        let money = |d: Option<Decimal>| d.map_or_else(String::new, |d| d.to_string());
+        out.plain(&self.ts);
+        out.plain(&self.side);
+        out.plain(&self.class);
+        out.text(&self.key);
+        out.plain(if self.registered {
+            "yes"
+        } else {
+            "NOT IN REGISTRY"
+        });
+        out.text(&self.owner);
+        out.text(&self.model);
+        out.text(&self.request_id);
+        out.plain(&money(self.computed_cost));
+        out.plain(&money(self.reported_cost));
+        out.text(&self.detail);
+    }
+}
+
+fn owner_name(v: &tally_schema::rows::VerdictRow) -> String {
+    if v.team.is_empty() && v.service.is_empty() && v.env.is_empty() {
+        return tally_reconcile::report::UNKNOWN_OWNER.to_owned();
+    }
+    let part = |s: &str| {
+        if s.is_empty() {
+            "-".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    format!("{}/{}/{}", part(&v.team), part(&v.service), part(&v.env))
+}
+
+fn usd(n: Option<i64>) -> Option<Decimal> {
+    n.map(|n| nanos_to_usd(n, None))
+}
+
+fn ts(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(String::new, |t| {
+        t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    })
+}
+
+fn is_pair(class: &str) -> bool {
+    matches!(
+        class,
+        "matched" | "token_mismatch" | "model_mismatch" | "cost_variance"
+    )
+}
+
+/// The costs report over the current verdicts.
+pub fn costs(judged: &[repo::Judged], by: GroupBy) -> Vec<CostLine> {
+    let mut groups: BTreeMap<String, CostLine> = BTreeMap::new();
+    for j in judged {
+        let v = &j.verdict;
+        let group = match by {
+            GroupBy::Owner => owner_name(v),
+            GroupBy::Team => v.team.clone(),
+            GroupBy::Service => v.service.clone(),
+            GroupBy::Env => v.env.clone(),
+            GroupBy::Key => v.key_name.clone(),
+            GroupBy::Model => v.model_family.clone(),
+            GroupBy::Day => ts(j.ts_ms).get(..10).unwrap_or_default().to_owned(),
+        };
+        let line = groups.entry(group.clone()).or_insert_with(|| CostLine {
+            group,
+            ..CostLine::default()
+        });
+        let computed = usd(v.computed_cost_nanos);
+        let reported = usd(v.reported_cost_nanos);
+        if j.side == "gateway" {
+            line.billed_rows += 1;
+            line.reported_cost += reported.unwrap_or_default();
+            match computed {
+                Some(c) => {
+                    line.computed_cost += c;
+                    if let Some(r) = reported {
+                        line.variance += r - c;
+                    }
+                }
+                None => line.unpriced_rows += 1,
+            }
+            if v.class == "unattributed" {
+                line.unattributed_rows += 1;
+                line.unattributed_reported += reported.unwrap_or_default();
+            }
+        } else if v.class == "missing_usage" {
+            line.missing_rows += 1;
+            line.missing_cost += computed.unwrap_or_default();
+        }
+    }
+    groups.into_values().collect()
+}
+
+/// The rows of a row report, in time order.
+pub fn rows(judged: &[repo::Judged], kind: Kind) -> Vec<RowLine> {
+    let wanted = |j: &repo::Judged| {
+        let c = j.verdict.class.as_str();
+        match kind {
+            Kind::Missing => c == "missing_usage",
+            Kind::Unattributed => c == "unattributed",
+            Kind::Discrepancies => {
+                (is_pair(c) && c != "matched" && j.side == "gateway")
+                    || c == "duplicate"
+                    || (j.side == "gateway" && j.verdict.computed_cost_nanos.is_none())
+            }
+            Kind::Costs => false,
+        }
+    };
+    let mut out: Vec<(i64, i64, RowLine)> = judged
+        .iter()
+        .filter(|j| wanted(j))
+        .map(|j| {
+            let v = &j.verdict;
+            let detail = if v.detail.is_empty() && v.computed_cost_nanos.is_none() {
+                format!("no price for `{}`", v.model_family)
+            } else {
+                v.detail.clone()
+            };
+            (
+                j.ts_ms,
+                v.usage_row_id,
+                RowLine {
+                    ts: ts(j.ts_ms),
+                    side: j.side.clone(),
+                    class: v.class.clone(),
+                    key: v.key_name.clone(),
+                    registered: v.registered,
+                    owner: owner_name(v),
+                    model: j.model.clone(),
+                    request_id: j.request_id.clone(),
+                    computed_cost: usd(v.computed_cost_nanos),
+                    reported_cost: usd(v.reported_cost_nanos),
+                    detail,
+                },
+            )
+        })
+        .collect();
+    out.sort_by_key(|(t, id, _)| (*t, *id));
+    out.into_iter().map(|(_, _, l)| l).collect()
+}
+
+/// Collects a line's cells as text, for the table format.
+struct Cells(Vec<String>);
+
+impl RecordSink for Cells {
+    fn text(&mut self, s: &str) {
+        // A terminal, not a spreadsheet: no neutralising, but no control
+        // characters either.
+        self.0.push(s.chars().filter(|c| !c.is_control()).collect());
+    }
+
+    fn plain(&mut self, s: &str) {
+        self.0.push(s.to_owned());
+    }
+}
+
+/// Aligned columns, money rounded for people.
+fn table<T: Tabular>(lines: &[T]) -> String {
+    let headers = T::headers();
+    let is_money = |h: &str| h.ends_with("_cost") || h.ends_with("_reported") || h == "variance";
+    let mut rows: Vec<Vec<String>> = vec![headers.iter().map(|h| (*h).to_owned()).collect()];
+    for l in lines {
+        let mut c = Cells(Vec::new());
+        l.write(&mut c);
+        let cells =
+            c.0.into_iter()
+                .zip(headers)
+                .map(|(s, h)| match s.parse::<Decimal>() {
+                    Ok(d) if is_money(h) => export::money(d),
+                    _ => s,
+                })
+                .collect();
+        rows.push(cells);
+    }
+    let cols = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(s, w)| format!("{s:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn render<T: Tabular + Serialize>(lines: &[T], format: Format) -> Result<String> {
+    Ok(match format {
+        Format::Table => table(lines),
+        Format::Json => serde_json::to_string_pretty(lines)? + "\n",
+        Format::Csv => {
+            let mut buf = Vec::new();
+            export::write_csv(&mut buf, lines.iter())?;
+            String::from_utf8(buf)?
+        }
+    })
+}
+
+/// Builds and renders a report over `[from_ms, to_ms)`.
+pub fn report(
+    conn: &mut AnyConnection,
+    kind: Kind,
+    from_ms: i64,
+    to_ms: i64,
+    by: GroupBy,
+    format: Format,
+) -> Result<String> {
+    let judged = repo::current_verdicts(conn, from_ms, to_ms)?;
+    match kind {
+        Kind::Costs => render(&costs(&judged, by), format),
+        _ => render(&rows(&judged, kind), format),
+    }
+}
