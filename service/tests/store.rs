@@ -48,8 +48,12 @@ fn migrations_run_once_and_no_migrate_refuses_a_stale_store() {
         let e = db::open(&s.url, true).err().unwrap().to_string();
         assert!(e.contains("pending migration"), "{}: {e}", s.backend);
         let mut c = db::connect(&s.url).unwrap();
-        assert_eq!(db::pending(&mut c).unwrap().len(), 1, "{}", s.backend);
-        assert_eq!(db::migrate(&mut c).unwrap().len(), 1, "{}", s.backend);
+        let versions = std::fs::read_dir(root().join("migrations/sqlite"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().join("up.sql").exists())
+            .count();
+        assert_eq!(db::pending(&mut c).unwrap().len(), versions, "{}", s.backend);
+        assert_eq!(db::migrate(&mut c).unwrap().len(), versions, "{}", s.backend);
         assert!(db::migrate(&mut c).unwrap().is_empty(), "{}", s.backend);
         assert!(db::pending(&mut c).unwrap().is_empty(), "{}", s.backend);
         db::open(&s.url, true).unwrap();
@@ -211,5 +215,274 @@ fn a_cost_too_large_to_store_is_a_reject_not_a_rounding() {
         let big = rejects.iter().find(|r| r.line == 4).unwrap();
         assert_eq!(big.field, "cost");
         assert!(big.reason.contains("does not fit"), "{}", big.reason);
+    }
+}
+
+/// Imports the fixture reference data and ingests the fixture day.
+fn load_fixture_day(s: &Store) {
+    for (what, file) in [
+        ("keys", "keys.toml"),
+        ("prices", "prices.toml"),
+        ("aliases", "aliases.toml"),
+    ] {
+        succeed(
+            tally()
+                .args([what, "import", "--db", &s.url])
+                .arg(fixture(file)),
+            &format!("{what} import on {}", s.backend),
+        );
+    }
+    ingest(
+        s,
+        "client",
+        &[&fixture("client/app.jsonl"), &fixture("client/batch.csv")],
+    );
+    ingest(
+        s,
+        "gateway",
+        &[
+            &fixture("gateway/litellm_spendlogs.csv"),
+            &fixture("gateway/openrouter.csv"),
+        ],
+    );
+}
+
+fn run_day(s: &Store, from: &str, to: &str) -> String {
+    let out = succeed(
+        tally().args(["run", "--from", from, "--to", to, "--db", &s.url]),
+        &format!("run on {}", s.backend),
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn report(s: &Store, args: &[&str]) -> String {
+    let out = succeed(
+        tally()
+            .args(["report"])
+            .args(args)
+            .args(["--from", "2026-11-20", "--to", "2026-11-21", "--db", &s.url]),
+        &format!("report {args:?} on {}", s.backend),
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_stored_run_classifies_the_fixture_day_exactly_as_tally_reconcile() {
+    // The one-shot engine on the same files is the reference.
+    let out = succeed(
+        tally().args([
+            "reconcile",
+            "--client",
+            "fixtures/client/app.jsonl",
+            "fixtures/client/batch.csv",
+            "--gateway",
+            "fixtures/gateway/litellm_spendlogs.csv",
+            "fixtures/gateway/openrouter.csv",
+            "--keys",
+            "fixtures/keys.toml",
+            "--prices",
+            "fixtures/prices.toml",
+            "--aliases",
+            "fixtures/aliases.toml",
+            "--format",
+            "json",
+        ]),
+        "reconcile",
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected: Vec<(String, i64, i64)> = summary["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["class"].as_str().unwrap().to_owned(),
+                c["client_rows"].as_i64().unwrap(),
+                c["gateway_rows"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    for s in stores() {
+        load_fixture_day(&s);
+        run_day(&s, "2026-11-20", "2026-11-21");
+        let mut c = db::connect(&s.url).unwrap();
+        let run = &repo::runs(&mut c).unwrap()[0];
+        let mut got: Vec<(String, i64, i64)> = repo::run_counts(&mut c, run.id)
+            .unwrap()
+            .into_iter()
+            .map(|k| (k.class, k.client_rows, k.gateway_rows))
+            .collect();
+        got.retain(|(_, a, b)| a + b > 0);
+        let mut want = expected.clone();
+        want.retain(|(_, a, b)| a + b > 0);
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "{}", s.backend);
+        assert_eq!((run.client_rows, run.gateway_rows), (113, 114), "{}", s.backend);
+
+        // Costs by owner equal the one-shot report's, to the last digit.
+        let costs = report(&s, &["costs", "--format", "json"]);
+        let costs: serde_json::Value = serde_json::from_str(&costs).unwrap();
+        let dec = |v: &serde_json::Value| v.as_str().unwrap().parse::<rust_decimal::Decimal>().unwrap();
+        let owners = summary["costs_by_owner"].as_array().unwrap();
+        assert_eq!(costs.as_array().unwrap().len(), owners.len(), "{}", s.backend);
+        for o in owners {
+            let line = costs
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["group"] == o["owner"])
+                .unwrap_or_else(|| panic!("{}: no line for {}", s.backend, o["owner"]));
+            for (mine, theirs) in [
+                ("computed_cost", "computed_cost"),
+                ("reported_cost", "reported_cost"),
+                ("variance", "variance"),
+                ("missing_cost", "missing_usage_cost"),
+            ] {
+                assert_eq!(dec(&line[mine]), dec(&o[theirs]), "{} {} {mine}", s.backend, o["owner"]);
+            }
+            assert_eq!(line["billed_rows"], o["billed_rows"]);
+            assert_eq!(line["unattributed_rows"], o["unattributed_rows"]);
+        }
+        // The leaked key: three unattributed rows, flagged.
+        let un = report(&s, &["unattributed", "--format", "csv"]);
+        let lines: Vec<&str> = un.lines().skip(1).collect();
+        assert_eq!(lines.len(), 3, "{}: {un}", s.backend);
+        assert!(lines.iter().all(|l| l.contains("NOT IN REGISTRY")), "{un}");
+        let missing = report(&s, &["missing", "--format", "csv"]);
+        assert_eq!(missing.lines().count(), 3, "{}: {missing}", s.backend);
+        // Unpriced rows are listed, never priced at zero.
+        let disc = report(&s, &["discrepancies", "--format", "json"]);
+        let disc: serde_json::Value = serde_json::from_str(&disc).unwrap();
+        let unpriced = disc
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["computed_cost"].is_null() && l["side"] == "gateway")
+            .count();
+        assert_eq!(unpriced, 3, "{}", s.backend);
+    }
+}
+
+#[test]
+fn late_rows_change_verdicts_in_a_new_run_and_the_old_run_stays_as_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = fixture("gateway/litellm_spendlogs.csv");
+    // The first export lacks the last 20 rows; they arrive late.
+    let early = slice_csv(tmp.path(), "early.csv", &src, 1, 83);
+    for s in stores() {
+        for (what, file) in [("keys", "keys.toml"), ("prices", "prices.toml")] {
+            succeed(
+                tally().args([what, "import", "--db", &s.url]).arg(fixture(file)),
+                what,
+            );
+        }
+        ingest(&s, "client", &[&fixture("client/app.jsonl")]);
+        ingest(&s, "gateway", &[&early]);
+        run_day(&s, "2026-11-20", "2026-11-21");
+        let missing_before = report(&s, &["missing", "--format", "csv"]).lines().count() - 1;
+        ingest(&s, "gateway", &[&src]);
+        let out = run_day(&s, "2026-11-20", "2026-11-21");
+        assert!(out.contains("Supersedes run(s) 1"), "{}: {out}", s.backend);
+        let missing_after = report(&s, &["missing", "--format", "csv"]).lines().count() - 1;
+        assert!(
+            missing_after < missing_before,
+            "{}: {missing_before} -> {missing_after}",
+            s.backend
+        );
+        let mut c = db::connect(&s.url).unwrap();
+        let runs = repo::runs(&mut c).unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!((runs[0].status.as_str(), runs[1].status.as_str()), ("current", "superseded"));
+        assert_eq!(runs[1].superseded_by, Some(runs[0].id));
+        // The old run's counts are still there, as they were.
+        let old: i64 = repo::run_counts(&mut c, runs[1].id)
+            .unwrap()
+            .iter()
+            .filter(|k| k.class == "missing_usage")
+            .map(|k| k.client_rows)
+            .sum();
+        assert_eq!(old, i64::try_from(missing_before).unwrap());
+    }
+}
+
+#[test]
+fn a_partner_just_across_the_window_edge_is_matched_not_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let client = tmp.path().join("c.csv");
+    let gateway = tmp.path().join("g.csv");
+    // The client logs 23:59:59.900 on the 20th; the gateway stamps the same
+    // call 00:00:00.400 on the 21st. A formula-like model name checks the
+    // CSV export too.
+    std::fs::write(
+        &client,
+        "ts,key,model,route,input_tokens,output_tokens\n\
+         2026-11-20T23:59:59.900Z,k1,=cmd,/v1/chat/completions,10,5\n\
+         2026-11-20T12:00:00Z,k1,=cmd,/v1/chat/completions,7,7\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &gateway,
+        "request_id,call_type,api_key,spend,total_tokens,prompt_tokens,completion_tokens,startTime,endTime,model,model_group,metadata,cache_hit,status\n\
+         r1,acompletion,k1,0.001,15,10,5,2026-11-21 00:00:00.400,2026-11-21 00:00:01.000,=cmd,=cmd,{},False,success\n",
+    )
+    .unwrap();
+    for s in stores() {
+        ingest(&s, "client", &[&client]);
+        ingest(&s, "gateway", &[&gateway]);
+        run_day(&s, "2026-11-20", "2026-11-21");
+        let missing = report(&s, &["missing", "--format", "csv"]);
+        let rows: Vec<&str> = missing.lines().skip(1).collect();
+        // Only the noon row is missing; the one at the edge found its partner.
+        assert_eq!(rows.len(), 1, "{}: {missing}", s.backend);
+        assert!(rows[0].starts_with("2026-11-20T12:00:00.000Z"), "{missing}");
+        assert!(rows[0].contains(",'=cmd,"), "formula not neutralised: {missing}");
+    }
+}
+
+#[test]
+fn imports_add_or_replace_and_litellm_prices_need_no_dates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("model_prices_and_context_window.json");
+    std::fs::write(
+        &json,
+        r#"{"sample_spec": {}, "gpt-4o": {"input_cost_per_token": 2.5e-06, "output_cost_per_token": 1e-05},
+            "azure/gpt-4o": {"input_cost_per_token": 5e-06, "output_cost_per_token": 1.5e-05}}"#,
+    )
+    .unwrap();
+    let owners = tmp.path().join("owners.csv");
+    std::fs::write(&owners, "team,service,env,contact\nsupport,support-bot,prod,oncall@example.com\n").unwrap();
+    for s in stores() {
+        for _ in 0..2 {
+            succeed(
+                tally().args(["keys", "import", "--db", &s.url]).arg(fixture("keys.toml")),
+                "keys import",
+            );
+        }
+        succeed(
+            tally().args(["owners", "import", "--db", &s.url]).arg(&owners),
+            "owners import",
+        );
+        let out = succeed(
+            tally()
+                .args(["prices", "import", "--effective-from", "2026-11-01", "--db", &s.url])
+                .arg(&json),
+            "prices import",
+        );
+        let out = String::from_utf8(out.stdout).unwrap();
+        assert!(out.contains("1 price(s)") && out.contains("2 entries"), "{out}");
+        let mut c = db::connect(&s.url).unwrap();
+        assert_eq!(repo::keys(&mut c).unwrap().len(), 5, "{}", s.backend);
+        let owners = repo::owners(&mut c).unwrap();
+        let support = owners.iter().find(|o| o.team == "support").unwrap();
+        assert_eq!(support.contact.as_deref(), Some("oncall@example.com"));
+        let prices = repo::prices(&mut c).unwrap();
+        assert_eq!(prices.len(), 1);
+        assert_eq!((prices[0].input_nanos, prices[0].output_nanos), (2_500_000_000, 10_000_000_000));
+        assert_eq!(prices[0].effective_from.to_string(), "2026-11-01 00:00:00");
+        // Keys re-imported keep their owner's contact.
+        let keys = repo::keys(&mut c).unwrap();
+        let k = keys.iter().find(|k| k.key_id == "key_support_prod").unwrap();
+        assert_eq!(k.owner_id, Some(support.id));
     }
 }

@@ -247,7 +247,21 @@ pub fn costs(judged: &[repo::Judged], by: GroupBy) -> Vec<CostLine> {
             line.missing_cost += computed.unwrap_or_default();
         }
     }
-    groups.into_values().collect()
+    groups
+        .into_values()
+        .map(|mut l| {
+            for d in [
+                &mut l.computed_cost,
+                &mut l.reported_cost,
+                &mut l.variance,
+                &mut l.missing_cost,
+                &mut l.unattributed_reported,
+            ] {
+                *d = d.normalize();
+            }
+            l
+        })
+        .collect()
 }
 
 /// The rows of a row report, in time order.
