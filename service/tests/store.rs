@@ -52,8 +52,18 @@ fn migrations_run_once_and_no_migrate_refuses_a_stale_store() {
             .unwrap()
             .filter(|e| e.as_ref().unwrap().path().join("up.sql").exists())
             .count();
-        assert_eq!(db::pending(&mut c).unwrap().len(), versions, "{}", s.backend);
-        assert_eq!(db::migrate(&mut c).unwrap().len(), versions, "{}", s.backend);
+        assert_eq!(
+            db::pending(&mut c).unwrap().len(),
+            versions,
+            "{}",
+            s.backend
+        );
+        assert_eq!(
+            db::migrate(&mut c).unwrap().len(),
+            versions,
+            "{}",
+            s.backend
+        );
         assert!(db::migrate(&mut c).unwrap().is_empty(), "{}", s.backend);
         assert!(db::pending(&mut c).unwrap().is_empty(), "{}", s.backend);
         db::open(&s.url, true).unwrap();
@@ -257,10 +267,14 @@ fn run_day(s: &Store, from: &str, to: &str) -> String {
 
 fn report(s: &Store, args: &[&str]) -> String {
     let out = succeed(
-        tally()
-            .args(["report"])
-            .args(args)
-            .args(["--from", "2026-11-20", "--to", "2026-11-21", "--db", &s.url]),
+        tally().args(["report"]).args(args).args([
+            "--from",
+            "2026-11-20",
+            "--to",
+            "2026-11-21",
+            "--db",
+            &s.url,
+        ]),
         &format!("report {args:?} on {}", s.backend),
     );
     String::from_utf8(out.stdout).unwrap()
@@ -318,14 +332,29 @@ fn a_stored_run_classifies_the_fixture_day_exactly_as_tally_reconcile() {
         got.sort();
         want.sort();
         assert_eq!(got, want, "{}", s.backend);
-        assert_eq!((run.client_rows, run.gateway_rows), (113, 114), "{}", s.backend);
+        assert_eq!(
+            (run.client_rows, run.gateway_rows),
+            (113, 114),
+            "{}",
+            s.backend
+        );
 
         // Costs by owner equal the one-shot report's, to the last digit.
         let costs = report(&s, &["costs", "--format", "json"]);
         let costs: serde_json::Value = serde_json::from_str(&costs).unwrap();
-        let dec = |v: &serde_json::Value| v.as_str().unwrap().parse::<rust_decimal::Decimal>().unwrap();
+        let dec = |v: &serde_json::Value| {
+            v.as_str()
+                .unwrap()
+                .parse::<rust_decimal::Decimal>()
+                .unwrap()
+        };
         let owners = summary["costs_by_owner"].as_array().unwrap();
-        assert_eq!(costs.as_array().unwrap().len(), owners.len(), "{}", s.backend);
+        assert_eq!(
+            costs.as_array().unwrap().len(),
+            owners.len(),
+            "{}",
+            s.backend
+        );
         for o in owners {
             let line = costs
                 .as_array()
@@ -339,7 +368,13 @@ fn a_stored_run_classifies_the_fixture_day_exactly_as_tally_reconcile() {
                 ("variance", "variance"),
                 ("missing_cost", "missing_usage_cost"),
             ] {
-                assert_eq!(dec(&line[mine]), dec(&o[theirs]), "{} {} {mine}", s.backend, o["owner"]);
+                assert_eq!(
+                    dec(&line[mine]),
+                    dec(&o[theirs]),
+                    "{} {} {mine}",
+                    s.backend,
+                    o["owner"]
+                );
             }
             assert_eq!(line["billed_rows"], o["billed_rows"]);
             assert_eq!(line["unattributed_rows"], o["unattributed_rows"]);
@@ -373,7 +408,9 @@ fn late_rows_change_verdicts_in_a_new_run_and_the_old_run_stays_as_history() {
     for s in stores() {
         for (what, file) in [("keys", "keys.toml"), ("prices", "prices.toml")] {
             succeed(
-                tally().args([what, "import", "--db", &s.url]).arg(fixture(file)),
+                tally()
+                    .args([what, "import", "--db", &s.url])
+                    .arg(fixture(file)),
                 what,
             );
         }
@@ -393,7 +430,10 @@ fn late_rows_change_verdicts_in_a_new_run_and_the_old_run_stays_as_history() {
         let mut c = db::connect(&s.url).unwrap();
         let runs = repo::runs(&mut c).unwrap();
         assert_eq!(runs.len(), 2);
-        assert_eq!((runs[0].status.as_str(), runs[1].status.as_str()), ("current", "superseded"));
+        assert_eq!(
+            (runs[0].status.as_str(), runs[1].status.as_str()),
+            ("current", "superseded")
+        );
         assert_eq!(runs[1].superseded_by, Some(runs[0].id));
         // The old run's counts are still there, as they were.
         let old: i64 = repo::run_counts(&mut c, runs[1].id)
@@ -436,7 +476,10 @@ fn a_partner_just_across_the_window_edge_is_matched_not_missing() {
         // Only the noon row is missing; the one at the edge found its partner.
         assert_eq!(rows.len(), 1, "{}: {missing}", s.backend);
         assert!(rows[0].starts_with("2026-11-20T12:00:00.000Z"), "{missing}");
-        assert!(rows[0].contains(",'=cmd,"), "formula not neutralised: {missing}");
+        assert!(
+            rows[0].contains(",'=cmd,"),
+            "formula not neutralised: {missing}"
+        );
     }
 }
 
@@ -451,26 +494,44 @@ fn imports_add_or_replace_and_litellm_prices_need_no_dates() {
     )
     .unwrap();
     let owners = tmp.path().join("owners.csv");
-    std::fs::write(&owners, "team,service,env,contact\nsupport,support-bot,prod,oncall@example.com\n").unwrap();
+    std::fs::write(
+        &owners,
+        "team,service,env,contact\nsupport,support-bot,prod,oncall@example.com\n",
+    )
+    .unwrap();
     for s in stores() {
         for _ in 0..2 {
             succeed(
-                tally().args(["keys", "import", "--db", &s.url]).arg(fixture("keys.toml")),
+                tally()
+                    .args(["keys", "import", "--db", &s.url])
+                    .arg(fixture("keys.toml")),
                 "keys import",
             );
         }
         succeed(
-            tally().args(["owners", "import", "--db", &s.url]).arg(&owners),
+            tally()
+                .args(["owners", "import", "--db", &s.url])
+                .arg(&owners),
             "owners import",
         );
         let out = succeed(
             tally()
-                .args(["prices", "import", "--effective-from", "2026-11-01", "--db", &s.url])
+                .args([
+                    "prices",
+                    "import",
+                    "--effective-from",
+                    "2026-11-01",
+                    "--db",
+                    &s.url,
+                ])
                 .arg(&json),
             "prices import",
         );
         let out = String::from_utf8(out.stdout).unwrap();
-        assert!(out.contains("1 price(s)") && out.contains("2 entries"), "{out}");
+        assert!(
+            out.contains("1 price(s)") && out.contains("2 entries"),
+            "{out}"
+        );
         let mut c = db::connect(&s.url).unwrap();
         assert_eq!(repo::keys(&mut c).unwrap().len(), 5, "{}", s.backend);
         let owners = repo::owners(&mut c).unwrap();
@@ -478,11 +539,175 @@ fn imports_add_or_replace_and_litellm_prices_need_no_dates() {
         assert_eq!(support.contact.as_deref(), Some("oncall@example.com"));
         let prices = repo::prices(&mut c).unwrap();
         assert_eq!(prices.len(), 1);
-        assert_eq!((prices[0].input_nanos, prices[0].output_nanos), (2_500_000_000, 10_000_000_000));
+        assert_eq!(
+            (prices[0].input_nanos, prices[0].output_nanos),
+            (2_500_000_000, 10_000_000_000)
+        );
         assert_eq!(prices[0].effective_from.to_string(), "2026-11-01 00:00:00");
         // Keys re-imported keep their owner's contact.
         let keys = repo::keys(&mut c).unwrap();
-        let k = keys.iter().find(|k| k.key_id == "key_support_prod").unwrap();
+        let k = keys
+            .iter()
+            .find(|k| k.key_id == "key_support_prod")
+            .unwrap();
         assert_eq!(k.owner_id, Some(support.id));
     }
+}
+
+/// A seeded synthetic day of `rows` client rows (client.csv, gateway.csv).
+fn generated(rows: u32, seed: u32) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    succeed(
+        tally()
+            .args([
+                "generate",
+                "--rows",
+                &rows.to_string(),
+                "--seed",
+                &seed.to_string(),
+                "--out",
+            ])
+            .arg(dir.path()),
+        "generate",
+    );
+    dir
+}
+
+/// xorshift64*: reproducible "random" kill points (the seed is printed
+/// on failure through the assertion messages).
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+#[test]
+fn ingest_killed_at_random_points_leaves_whole_batches_or_none() {
+    let data = generated(20_000, 11);
+    let file = data.path().join("gateway.csv");
+    for s in stores() {
+        let reference = stores().remove(0);
+        ingest(&reference, "gateway", &[&file]);
+        let mut rc = db::connect(&reference.url).unwrap();
+        let expected = repo::dedup_keys(&mut rc, "gateway").unwrap();
+        let mut seed = 0x5eed_u64 + u64::from(s.backend == "postgres");
+        // Migrations first, so every kill lands in the ingest itself.
+        db::open(&s.url, false).unwrap();
+        let mut kills = 0;
+        for attempt in 0..8 {
+            let delay = next(&mut seed) % 1500;
+            let mut child = tally()
+                .args(["ingest", "gateway", "--db", &s.url])
+                .arg(&file)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(delay));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap(); // SIGKILL
+                kills += 1;
+            }
+            child.wait().unwrap();
+            let mut c = db::connect(&s.url).unwrap();
+            let n = repo::count_usage(&mut c, "gateway").unwrap();
+            let full = i64::try_from(expected.len()).unwrap();
+            assert!(
+                n == 0 || n == full,
+                "{}: attempt {attempt} killed after {delay} ms left {n} of {full} rows",
+                s.backend
+            );
+            let batches = repo::batches(&mut c).unwrap();
+            assert!(batches.len() <= 1, "{}: {batches:?}", s.backend);
+            assert!(
+                batches.iter().all(|b| b.rows_new == full),
+                "{}: {batches:?}",
+                s.backend
+            );
+        }
+        assert!(kills > 0, "{}: no attempt was killed part-way", s.backend);
+        ingest(&s, "gateway", &[&file]);
+        let mut c = db::connect(&s.url).unwrap();
+        assert_eq!(
+            repo::dedup_keys(&mut c, "gateway").unwrap(),
+            expected,
+            "{}",
+            s.backend
+        );
+    }
+}
+
+#[test]
+fn two_ingests_at_once_on_one_sqlite_file_both_succeed_without_doubling() {
+    let data = generated(20_000, 12);
+    let (client, gateway) = (
+        data.path().join("client.csv"),
+        data.path().join("gateway.csv"),
+    );
+    let s = stores().remove(0);
+    assert_eq!(s.backend, "sqlite");
+    db::open(&s.url, false).unwrap();
+    let spawn = |side: &str, file: &Path| {
+        tally()
+            .args(["ingest", side, "--db", &s.url])
+            .arg(file)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Two files at once, then the same file twice at once.
+    let a = spawn("client", &client);
+    let b = spawn("gateway", &gateway);
+    let c = spawn("gateway", &gateway);
+    for (what, child) in [("client", a), ("gateway", b), ("gateway again", c)] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut conn = db::connect(&s.url).unwrap();
+    assert_eq!(repo::count_usage(&mut conn, "client").unwrap(), 20_000);
+    let gw = repo::count_usage(&mut conn, "gateway").unwrap();
+    let text = std::fs::read_to_string(&gateway).unwrap();
+    assert_eq!(gw, i64::try_from(text.lines().count() - 1).unwrap());
+    assert_eq!(repo::batches(&mut conn).unwrap().len(), 2);
+}
+
+#[test]
+fn sqlite_connections_use_wal_a_busy_timeout_and_foreign_keys() {
+    use diesel::prelude::*;
+    use diesel::sql_types::{BigInt, Text};
+    #[derive(QueryableByName)]
+    struct Mode {
+        #[diesel(sql_type = Text)]
+        journal_mode: String,
+    }
+    #[derive(QueryableByName)]
+    struct Timeout {
+        #[diesel(sql_type = BigInt)]
+        timeout: i64,
+    }
+    #[derive(QueryableByName)]
+    struct Fk {
+        #[diesel(sql_type = BigInt)]
+        foreign_keys: i64,
+    }
+    let s = stores().remove(0);
+    let mut c = db::open(&s.url, false).unwrap();
+    let mode: Vec<Mode> = diesel::sql_query("PRAGMA journal_mode")
+        .load(&mut c)
+        .unwrap();
+    assert_eq!(mode[0].journal_mode, "wal");
+    let t: Vec<Timeout> = diesel::sql_query("PRAGMA busy_timeout")
+        .load(&mut c)
+        .unwrap();
+    assert_eq!(t[0].timeout, 60_000);
+    let fk: Vec<Fk> = diesel::sql_query("PRAGMA foreign_keys")
+        .load(&mut c)
+        .unwrap();
+    assert_eq!(fk[0].foreign_keys, 1);
 }

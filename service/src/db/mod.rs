@@ -131,11 +131,14 @@ pub fn connect(url: &str) -> Result<AnyConnection, DbError> {
         #[cfg(feature = "sqlite")]
         Backend::Sqlite => {
             let mut c = diesel::SqliteConnection::establish(target).map_err(connect_err)?;
-            diesel::sql_query(
-                "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 60000; \
+            // batch_execute runs every statement (a prepared query would
+            // run only the first). The busy timeout comes first: switching
+            // to WAL itself waits on another process's lock.
+            use diesel::connection::SimpleConnection;
+            c.batch_execute(
+                "PRAGMA busy_timeout = 60000; PRAGMA foreign_keys = ON; \
                  PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
-            )
-            .execute(&mut c)?;
+            )?;
             Ok(AnyConnection::Sqlite(c))
         }
         #[cfg(feature = "postgres")]
