@@ -48,7 +48,6 @@ CREATE TABLE usage_rows (
 );
 
 CREATE INDEX usage_rows_side_ts ON usage_rows (side, ts_ms);
-CREATE INDEX usage_rows_batch ON usage_rows (batch_id);
 
 CREATE TABLE rejects (
     id INTEGER PRIMARY KEY,

@@ -20,6 +20,7 @@ use tally_schema::rows::{NewBatch, NewReject, NewUsageRow};
 use crate::app::reconcile::{ReadPlan, read_side};
 use crate::db::AnyConnection;
 use crate::db::repo::{self, Stored};
+use crate::progress::Progress;
 
 /// What ingesting one file did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,12 +43,14 @@ pub struct Outcome {
     pub source: String,
 }
 
-/// SHA-256 hex of a file's bytes, streamed.
-pub fn file_sha256(path: &Path) -> Result<String> {
+/// SHA-256 hex of a file's bytes, streamed; `read` is told the bytes
+/// read so far.
+pub fn file_sha256(path: &Path, read: &mut dyn FnMut(u64)) -> Result<String> {
     let mut f =
         std::fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
     loop {
         let n = f
             .read(&mut buf)
@@ -56,6 +59,8 @@ pub fn file_sha256(path: &Path) -> Result<String> {
             break;
         }
         h.update(buf.get(..n).unwrap_or_default());
+        total += u64::try_from(n).unwrap_or(0);
+        read(total);
     }
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
@@ -71,12 +76,18 @@ pub fn ingest_file(
     now: chrono::NaiveDateTime,
 ) -> Result<Outcome> {
     let name = path.display().to_string();
-    let sha = file_sha256(path)?;
+    let bytes = std::fs::metadata(path)
+        .with_context(|| format!("cannot open `{name}`"))?
+        .len();
+    let mut progress = Progress::for_file(&name, bytes);
+    let sha = file_sha256(path, &mut |n| progress.show("hashing bytes", n, bytes))?;
     let side_str = side_name(kind);
     // Same bytes as an earlier batch: no need to even parse.
     if let Some(b) = repo::batch_by_hash(conn, side_str, &sha)? {
+        progress.finish();
         return Ok(already(&name, &b));
     }
+    progress.show("parsing", 0, 0);
     let side = read_side(
         kind,
         &[PathBuf::from(path)],
@@ -123,7 +134,12 @@ pub fn ingest_file(
         rows_duplicate: 0,
         rows_rejected: count(rejects.len()),
     };
-    match repo::store_batch(conn, &batch, &mut rows, &rejects)? {
+    let total = u64::try_from(rows.len()).unwrap_or(u64::MAX);
+    let stored = repo::store_batch(conn, &batch, &mut rows, &rejects, &mut |n| {
+        progress.show("storing rows", u64::try_from(n).unwrap_or(0), total);
+    });
+    progress.finish();
+    match stored? {
         Stored::New(b) => Ok(Outcome {
             file: name,
             batch_id: b.id,

@@ -11,6 +11,41 @@ use super::{AnyConnection, DbError, on_backend};
 /// (32,766) and PostgreSQL's (65,535) bind parameter limits.
 const CHUNK: usize = 1_000;
 
+/// Inserting many usage rows, each backend its fastest way; rows whose
+/// dedup key is stored already are skipped. Returns the rows added.
+trait BulkInsert {
+    fn insert_usage(&mut self, rows: &[NewUsageRow<'_>]) -> Result<usize, DieselError>;
+}
+
+#[cfg(feature = "sqlite")]
+impl BulkInsert for diesel::SqliteConnection {
+    /// Full chunks as a fixed-size array: diesel then caches the prepared
+    /// 1,000-row INSERT instead of parsing and planning it for every chunk.
+    fn insert_usage(&mut self, rows: &[NewUsageRow<'_>]) -> Result<usize, DieselError> {
+        match <&[NewUsageRow<'_>; CHUNK]>::try_from(rows) {
+            Ok(full) => diesel::insert_into(usage_rows::table)
+                .values(full)
+                .on_conflict_do_nothing()
+                .execute(self),
+            Err(_) => diesel::insert_into(usage_rows::table)
+                .values(rows)
+                .on_conflict_do_nothing()
+                .execute(self),
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl BulkInsert for diesel::PgConnection {
+    /// Multi-row INSERTs: one round trip per 1,000 rows.
+    fn insert_usage(&mut self, rows: &[NewUsageRow<'_>]) -> Result<usize, DieselError> {
+        diesel::insert_into(usage_rows::table)
+            .values(rows)
+            .on_conflict_do_nothing()
+            .execute(self)
+    }
+}
+
 /// What storing a batch did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
@@ -48,11 +83,15 @@ pub fn batches(conn: &mut AnyConnection) -> Result<Vec<Batch>, DbError> {
 ///
 /// `rows` get the new batch's id. If the same bytes were stored before,
 /// nothing is written and that batch is returned.
+///
+/// `stored` is told how many rows have been written so far, after each
+/// chunk (for a progress line).
 pub fn store_batch(
     conn: &mut AnyConnection,
     batch: &NewBatch<'_>,
     rows: &mut [NewUsageRow<'_>],
     rejects: &[NewReject<'_>],
+    stored: &mut dyn FnMut(usize),
 ) -> Result<Stored, DbError> {
     if let Some(b) = batch_by_hash(conn, batch.side, batch.sha256)? {
         return Ok(Stored::Already(b));
@@ -65,14 +104,14 @@ pub fn store_batch(
             .returning(ingest_batches::id)
             .get_result(c)?;
         let mut new = 0usize;
+        let mut done = 0usize;
         for chunk in rows.chunks_mut(CHUNK) {
             for r in chunk.iter_mut() {
                 r.batch_id = id;
             }
-            new += diesel::insert_into(usage_rows::table)
-                .values(&*chunk)
-                .on_conflict_do_nothing()
-                .execute(c)?;
+            new += BulkInsert::insert_usage(c, chunk)?;
+            done += chunk.len();
+            stored(done);
         }
         for chunk in rejects.chunks(CHUNK) {
             let chunk: Vec<NewReject<'_>> = chunk
