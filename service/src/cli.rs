@@ -109,6 +109,11 @@ pub struct RunArgs {
     /// Cost variance tolerance, absolute USD.
     #[arg(long, default_value = "0.000001", value_name = "USD")]
     pub cost_tolerance_abs: String,
+    /// The window is reconciled in slices of about this many rows per side
+    /// (memory stays bounded by a slice); partners are still found across
+    /// slice edges.
+    #[arg(long, default_value_t = crate::app::run::DEFAULT_SLICE_ROWS, value_name = "ROWS")]
+    pub slice_rows: i64,
     /// The store.
     #[command(flatten)]
     pub store: StoreArgs,
@@ -410,7 +415,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 &args.cost_tolerance_abs,
             )?;
             let mut conn = crate::db::open(&args.store.db, args.store.no_migrate)?;
-            let o = app::run::run(&mut conn, from, to, settings, app::reconcile::now_ms)?;
+            let o = app::run::run(
+                &mut conn,
+                (from, to),
+                args.slice_rows,
+                settings,
+                app::reconcile::now_ms,
+            )?;
             done(&app::run::describe(&o))
         }
         Command::Report(args) => {

@@ -46,4 +46,3 @@ CREATE TABLE verdicts (
     PRIMARY KEY (run_id, usage_row_id)
 );
 
-CREATE INDEX verdicts_row ON verdicts (usage_row_id);

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, NaiveDateTime};
+use diesel::Connection;
 use tally_reconcile::record::FileInfo;
 use tally_reconcile::report::{Class, Settings, reconcile};
 use tally_reconcile::{Side, SideKind};
@@ -71,36 +72,46 @@ fn naive(ms: i64) -> Result<NaiveDateTime> {
         .context("time out of range")
 }
 
-/// Runs the engine over `[from_ms, to_ms)` and stores the run.
-///
-/// `started` and `now` are the wall clock at the start and end, read by
-/// the caller (the engine never reads a clock).
-pub fn run(
+/// Default rows per side in one slice of a run: memory stays bounded by a
+/// slice's rows (plus its margins) whatever the window. Slices are cut by
+/// row count, not by time, so a quiet period is one slice and its clock
+/// offsets are learned from all its id pairs, while a busy day is cut
+/// into slices that each have pairs in plenty.
+pub const DEFAULT_SLICE_ROWS: i64 = 500_000;
+
+/// One slice's learned offsets, kept with the run.
+#[derive(Debug, serde::Serialize)]
+struct SliceOffsets {
+    from: String,
+    offsets: Vec<tally_reconcile::report::OffsetLine>,
+}
+
+/// Reconciles the rows of `[from_ms, to_ms)` (loading `margin` more on each
+/// side for partners) and returns the verdicts of the rows inside.
+fn judge_slice(
     conn: &mut AnyConnection,
-    from_ms: i64,
-    to_ms: i64,
-    settings: Settings,
-    now: impl Fn() -> Result<i64>,
-) -> Result<RunOutcome> {
-    if from_ms >= to_ms {
-        bail!("--from must be before --to");
-    }
-    let started = now()?;
-    let tolerance_ms = settings.matching.tolerance_ms;
-    let margin = tolerance_ms.saturating_add(MARGIN_BEYOND_TOLERANCE_MS);
+    refs: &reference::Reference,
+    (from_ms, to_ms, margin): (i64, i64, i64),
+    settings: &Settings,
+    counts: &mut HashMap<Class, (i64, i64)>,
+    offsets: &mut Vec<SliceOffsets>,
+) -> Result<Vec<VerdictRow>> {
     let (lo, hi) = (from_ms.saturating_sub(margin), to_ms.saturating_add(margin));
     let client_rows = repo::usage_in(conn, side_name(SideKind::Client), lo, hi)?;
     let gateway_rows = repo::usage_in(conn, side_name(SideKind::Gateway), lo, hi)?;
+    if client_rows.is_empty() && gateway_rows.is_empty() {
+        return Ok(Vec::new());
+    }
     let (client, client_ids) = side_of(SideKind::Client, &client_rows)?;
     let (gateway, gateway_ids) = side_of(SideKind::Gateway, &gateway_rows)?;
-    let refs = reference::load(conn)?;
+    drop((client_rows, gateway_rows));
     let rec = reconcile(
         &client,
         &gateway,
         &refs.registry,
         &refs.aliases,
         &refs.prices,
-        settings,
+        settings.clone(),
     );
     // What differs, in words, by (side, ordinal).
     let mut details: HashMap<(SideKind, u32), String> = HashMap::new();
@@ -113,7 +124,6 @@ pub fn run(
         }
     }
     let inside = |ts: i64| ts >= from_ms && ts < to_ms;
-    let mut counts: HashMap<Class, (i64, i64)> = HashMap::new();
     let mut verdicts = Vec::new();
     for (kind, side, ids, partner_ids) in [
         (SideKind::Client, &client, &client_ids, &gateway_ids),
@@ -153,49 +163,118 @@ pub fn run(
             });
         }
     }
-    let counts: Vec<RunCount> = Class::ALL
-        .iter()
-        .map(|c| {
-            let (client_rows, gateway_rows) = counts.get(c).copied().unwrap_or_default();
-            RunCount {
-                run_id: 0,
-                class: c.name().to_owned(),
-                client_rows,
-                gateway_rows,
-            }
-        })
-        .collect();
-    let summary = rec.summary(started);
-    let global = summary.offsets.first().map_or(0, |o| o.offset_ms);
-    let key_offsets = serde_json::to_string(&summary.offsets)?;
-    let in_window = |side: SideKind| {
-        counts
-            .iter()
-            .map(|c| match side {
-                SideKind::Client => c.client_rows,
-                SideKind::Gateway => c.gateway_rows,
-            })
-            .sum::<i64>()
-    };
+    offsets.push(SliceOffsets {
+        from: rfc3339(from_ms),
+        offsets: rec.summary(from_ms).offsets,
+    });
+    Ok(verdicts)
+}
+
+fn rfc3339(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map_or_else(String::new, |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
+/// Runs the engine over `[from_ms, to_ms)`, slice by slice, and stores the
+/// run, its verdicts and counts in one transaction.
+///
+/// `now` reads the wall clock (the run's start and end times); the engine
+/// never reads a clock.
+pub fn run(
+    conn: &mut AnyConnection,
+    (from_ms, to_ms): (i64, i64),
+    slice_rows: i64,
+    settings: Settings,
+    now: impl Fn() -> Result<i64>,
+) -> Result<RunOutcome> {
+    if from_ms >= to_ms {
+        bail!("--from must be before --to");
+    }
+    if slice_rows <= 0 {
+        bail!("--slice-rows must be positive");
+    }
+    let started = now()?;
+    let tolerance_ms = settings.matching.tolerance_ms;
+    let margin = tolerance_ms.saturating_add(MARGIN_BEYOND_TOLERANCE_MS);
+    let refs = reference::load(conn)?;
     let before: Vec<i64> = repo::runs(conn)?
         .iter()
         .filter(|r| r.status == "current")
         .map(|r| r.id)
         .collect();
-    let new = NewRun {
-        window_from: naive(from_ms)?,
-        window_to: naive(to_ms)?,
-        started_at: naive(started)?,
-        finished_at: naive(now()?)?,
-        status: "current",
-        tolerance_ms,
-        margin_ms: margin,
-        client_rows: in_window(SideKind::Client),
-        gateway_rows: in_window(SideKind::Gateway),
-        global_offset_ms: global,
-        key_offsets: &key_offsets,
-    };
-    let run = repo::store_run(conn, &new, &counts, verdicts.into_iter())?;
+    let run = conn.transaction::<_, anyhow::Error, _>(|conn| {
+        let id = repo::begin_run(
+            conn,
+            &NewRun {
+                window_from: naive(from_ms)?,
+                window_to: naive(to_ms)?,
+                started_at: naive(started)?,
+                finished_at: naive(started)?,
+                status: "current",
+                tolerance_ms,
+                margin_ms: margin,
+                client_rows: 0,
+                gateway_rows: 0,
+                global_offset_ms: 0,
+                key_offsets: "[]",
+            },
+        )?;
+        let mut counts: HashMap<Class, (i64, i64)> = HashMap::new();
+        let mut offsets = Vec::new();
+        let mut t = from_ms;
+        while t < to_ms {
+            // The slice ends at the side whose `slice_rows`-th row comes
+            // first; rows sharing one millisecond stay in one slice.
+            let mut end = to_ms;
+            for side in [SideKind::Client, SideKind::Gateway] {
+                if let Some(ts) = repo::nth_ts(conn, side_name(side), (t, to_ms), slice_rows)? {
+                    end = end.min(ts.max(t.saturating_add(1)));
+                }
+            }
+            let v = judge_slice(
+                conn,
+                &refs,
+                (t, end, margin),
+                &settings,
+                &mut counts,
+                &mut offsets,
+            )?;
+            repo::insert_verdicts(conn, id, v.into_iter())?;
+            t = end;
+        }
+        let counts: Vec<RunCount> = Class::ALL
+            .iter()
+            .map(|c| {
+                let (client_rows, gateway_rows) = counts.get(c).copied().unwrap_or_default();
+                RunCount {
+                    run_id: id,
+                    class: c.name().to_owned(),
+                    client_rows,
+                    gateway_rows,
+                }
+            })
+            .collect();
+        // The run's global offset: that of the slice with the most id pairs.
+        let global = offsets
+            .iter()
+            .filter_map(|s| s.offsets.first())
+            .max_by_key(|o| o.pairs)
+            .map_or(0, |o| o.offset_ms);
+        let key_offsets = serde_json::to_string(&offsets)?;
+        let total = |f: fn(&RunCount) -> i64| counts.iter().map(f).sum::<i64>();
+        Ok(repo::finish_run(
+            conn,
+            id,
+            &repo::RunTotals {
+                counts: &counts,
+                client_rows: total(|c| c.client_rows),
+                gateway_rows: total(|c| c.gateway_rows),
+                global_offset_ms: global,
+                key_offsets: &key_offsets,
+                finished_at: naive(now()?)?,
+            },
+        )?)
+    })?;
     let superseded = repo::runs(conn)?
         .iter()
         .filter(|r| before.contains(&r.id) && r.superseded_by == Some(run.id))

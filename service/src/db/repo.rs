@@ -283,49 +283,124 @@ pub fn usage_in(
         .load(conn)?)
 }
 
+/// The time of a side's `n`-th stored row (0-based) at or after `from_ms`
+/// and before `to_ms`, if there are that many: where a run's slice of `n`
+/// rows ends. An index-only walk of `(side, ts_ms)`.
+pub fn nth_ts(
+    conn: &mut AnyConnection,
+    side: &str,
+    (from_ms, to_ms): (i64, i64),
+    n: i64,
+) -> Result<Option<i64>, DbError> {
+    Ok(usage_rows::table
+        .filter(usage_rows::side.eq(side))
+        .filter(usage_rows::ts_ms.ge(from_ms))
+        .filter(usage_rows::ts_ms.lt(to_ms))
+        .order(usage_rows::ts_ms)
+        .select(usage_rows::ts_ms)
+        .offset(n)
+        .first(conn)
+        .optional()?)
+}
+
 /// Verdicts per INSERT: 13 columns x 2,000 stays under both backends'
 /// bind parameter limits.
 const VERDICT_CHUNK: usize = 2_000;
 
-/// Stores a finished run, its counts and verdicts, and supersedes every
-/// current run whose window lies within its own, in one transaction: a
-/// report sees the old run or the new one, never a mix.
-pub fn store_run(
+/// Adds a run (its counts are filled in by [`finish_run`]). Call inside a
+/// transaction with [`insert_verdicts`] and [`finish_run`], so a report
+/// sees the old run or the new one, never a mix.
+pub fn begin_run(conn: &mut AnyConnection, run: &NewRun<'_>) -> Result<i64, DbError> {
+    Ok(on_backend!(conn, c => diesel::insert_into(runs::table)
+        .values(run)
+        .returning(runs::id)
+        .get_result(c))?)
+}
+
+/// Adds verdicts to a run.
+pub fn insert_verdicts(
     conn: &mut AnyConnection,
-    run: &NewRun<'_>,
-    counts: &[RunCount],
+    run_id: i64,
     verdicts: impl Iterator<Item = VerdictRow>,
-) -> Result<RunRow, DbError> {
+) -> Result<(), DbError> {
     let mut verdicts = verdicts.peekable();
-    Ok(on_backend!(conn, c => c.transaction(|c| {
-        let id: i64 = diesel::insert_into(runs::table)
-            .values(run)
-            .returning(runs::id)
-            .get_result(c)?;
-        let counts: Vec<RunCount> = counts
-            .iter()
-            .map(|k| RunCount { run_id: id, ..k.clone() })
-            .collect();
-        diesel::insert_into(run_counts::table).values(&counts).execute(c)?;
+    on_backend!(conn, c => {
         while verdicts.peek().is_some() {
             let chunk: Vec<VerdictRow> = verdicts
                 .by_ref()
                 .take(VERDICT_CHUNK)
-                .map(|v| VerdictRow { run_id: id, ..v })
+                .map(|v| VerdictRow { run_id, ..v })
                 .collect();
-            diesel::insert_into(verdicts::table).values(&chunk).execute(c)?;
+            // A full chunk as a fixed-size array: the prepared INSERT is
+            // cached and reused instead of parsed again for every chunk.
+            match <&[VerdictRow; VERDICT_CHUNK]>::try_from(chunk.as_slice()) {
+                Ok(full) => diesel::insert_into(verdicts::table).values(full).execute(c)?,
+                Err(_) => diesel::insert_into(verdicts::table).values(&chunk).execute(c)?,
+            };
         }
-        diesel::update(
-            runs::table
-                .filter(runs::status.eq("current"))
-                .filter(runs::id.ne(id))
-                .filter(runs::window_from.ge(run.window_from))
-                .filter(runs::window_to.le(run.window_to)),
-        )
-        .set((runs::status.eq("superseded"), runs::superseded_by.eq(Some(id))))
-        .execute(c)?;
-        runs::table.find(id).select(RunRow::as_select()).first(c)
-    }))?)
+    });
+    Ok(())
+}
+
+/// What a run found, once all its verdicts are in.
+#[derive(Debug, Clone)]
+pub struct RunTotals<'a> {
+    /// Rows per class (`run_id` is set here).
+    pub counts: &'a [RunCount],
+    /// Client rows in the window.
+    pub client_rows: i64,
+    /// Gateway rows in the window.
+    pub gateway_rows: i64,
+    /// Learned global offset, ms.
+    pub global_offset_ms: i64,
+    /// Learned offsets, JSON.
+    pub key_offsets: &'a str,
+    /// When it finished.
+    pub finished_at: chrono::NaiveDateTime,
+}
+
+/// Completes a run: its counts, and every current run whose window lies
+/// within its own marked superseded by it.
+pub fn finish_run(
+    conn: &mut AnyConnection,
+    run_id: i64,
+    t: &RunTotals<'_>,
+) -> Result<RunRow, DbError> {
+    let counts: Vec<RunCount> = t
+        .counts
+        .iter()
+        .map(|k| RunCount {
+            run_id,
+            ..k.clone()
+        })
+        .collect();
+    on_backend!(conn, c => diesel::insert_into(run_counts::table).values(&counts).execute(c))?;
+    diesel::update(runs::table.find(run_id))
+        .set((
+            runs::client_rows.eq(t.client_rows),
+            runs::gateway_rows.eq(t.gateway_rows),
+            runs::global_offset_ms.eq(t.global_offset_ms),
+            runs::key_offsets.eq(t.key_offsets),
+            runs::finished_at.eq(t.finished_at),
+        ))
+        .execute(conn)?;
+    let run: RunRow = runs::table
+        .find(run_id)
+        .select(RunRow::as_select())
+        .first(conn)?;
+    diesel::update(
+        runs::table
+            .filter(runs::status.eq("current"))
+            .filter(runs::id.ne(run_id))
+            .filter(runs::window_from.ge(run.window_from))
+            .filter(runs::window_to.le(run.window_to)),
+    )
+    .set((
+        runs::status.eq("superseded"),
+        runs::superseded_by.eq(Some(run_id)),
+    ))
+    .execute(conn)?;
+    Ok(run)
 }
 
 /// Every run, newest first.
