@@ -729,8 +729,15 @@ fn a_run_in_many_slices_gives_the_verdicts_of_one_pass() {
         let run = |slice: &str| {
             succeed(
                 tally().args([
-                    "run", "--from", "2026-11-19", "--to", "2026-11-22", "--slice-rows", slice,
-                    "--db", &s.url,
+                    "run",
+                    "--from",
+                    "2026-11-19",
+                    "--to",
+                    "2026-11-22",
+                    "--slice-rows",
+                    slice,
+                    "--db",
+                    &s.url,
                 ]),
                 "run",
             );

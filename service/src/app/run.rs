@@ -239,7 +239,7 @@ pub fn run(
                 &mut counts,
                 &mut offsets,
             )?;
-            repo::insert_verdicts(conn, id, v.into_iter())?;
+            repo::insert_verdicts(conn, id, v)?;
             t = end;
         }
         let counts: Vec<RunCount> = Class::ALL

@@ -14,13 +14,22 @@ const CHUNK: usize = 1_000;
 /// Inserting many usage rows, each backend its fastest way; rows whose
 /// dedup key is stored already are skipped. Returns the rows added.
 trait BulkInsert {
+    /// Rows per call.
+    fn chunk(&self) -> usize;
     fn insert_usage(&mut self, rows: &[NewUsageRow<'_>]) -> Result<usize, DieselError>;
+    /// Verdicts of a new run (nothing to skip).
+    fn insert_verdicts(&mut self, rows: &[VerdictRow]) -> Result<usize, DieselError>;
 }
 
 #[cfg(feature = "sqlite")]
 impl BulkInsert for diesel::SqliteConnection {
-    /// Full chunks as a fixed-size array: diesel then caches the prepared
-    /// 1,000-row INSERT instead of parsing and planning it for every chunk.
+    fn chunk(&self) -> usize {
+        CHUNK
+    }
+
+    /// Multi-row INSERT ... ON CONFLICT DO NOTHING; full chunks as a
+    /// fixed-size array, so diesel caches the prepared statement instead
+    /// of parsing and planning it for every chunk.
     fn insert_usage(&mut self, rows: &[NewUsageRow<'_>]) -> Result<usize, DieselError> {
         match <&[NewUsageRow<'_>; CHUNK]>::try_from(rows) {
             Ok(full) => diesel::insert_into(usage_rows::table)
@@ -33,15 +42,67 @@ impl BulkInsert for diesel::SqliteConnection {
                 .execute(self),
         }
     }
+
+    fn insert_verdicts(&mut self, rows: &[VerdictRow]) -> Result<usize, DieselError> {
+        // Fixed-size arrays again, for the statement cache.
+        let mut n = 0;
+        for chunk in rows.chunks(VERDICT_CHUNK) {
+            n += match <&[VerdictRow; VERDICT_CHUNK]>::try_from(chunk) {
+                Ok(full) => diesel::insert_into(verdicts::table)
+                    .values(full)
+                    .execute(self)?,
+                Err(_) => diesel::insert_into(verdicts::table)
+                    .values(chunk)
+                    .execute(self)?,
+            };
+        }
+        Ok(n)
+    }
 }
+
+/// Rows per COPY on PostgreSQL.
+#[cfg(feature = "postgres")]
+const PG_CHUNK: usize = 50_000;
 
 #[cfg(feature = "postgres")]
 impl BulkInsert for diesel::PgConnection {
-    /// Multi-row INSERTs: one round trip per 1,000 rows.
+    fn chunk(&self) -> usize {
+        PG_CHUNK
+    }
+
+    /// COPY (binary), the bulk path PostgreSQL is built for. COPY cannot
+    /// skip conflicts, so the chunk's keys already stored are looked up
+    /// first (one `= ANY` query) and left out. Another ingest committing
+    /// the same rows in between makes this batch fail whole on the unique
+    /// key, never store a row twice.
     fn insert_usage(&mut self, rows: &[NewUsageRow<'_>]) -> Result<usize, DieselError> {
-        diesel::insert_into(usage_rows::table)
-            .values(rows)
-            .on_conflict_do_nothing()
+        let Some(first) = rows.first() else {
+            return Ok(0);
+        };
+        let keys: Vec<&str> = rows.iter().map(|r| r.dedup_key).collect();
+        let stored: std::collections::HashSet<String> = usage_rows::table
+            .filter(usage_rows::side.eq(first.side))
+            .filter(usage_rows::dedup_key.eq_any(&keys))
+            .select(usage_rows::dedup_key)
+            .load::<String>(self)?
+            .into_iter()
+            .collect();
+        let new: Vec<NewUsageRow<'_>> = rows
+            .iter()
+            .filter(|r| !stored.contains(r.dedup_key))
+            .cloned()
+            .collect();
+        if new.is_empty() {
+            return Ok(0);
+        }
+        diesel::copy_from(usage_rows::table)
+            .from_insertable(&new)
+            .execute(self)
+    }
+
+    fn insert_verdicts(&mut self, rows: &[VerdictRow]) -> Result<usize, DieselError> {
+        diesel::copy_from(verdicts::table)
+            .from_insertable(rows)
             .execute(self)
     }
 }
@@ -105,7 +166,8 @@ pub fn store_batch(
             .get_result(c)?;
         let mut new = 0usize;
         let mut done = 0usize;
-        for chunk in rows.chunks_mut(CHUNK) {
+        let size = BulkInsert::chunk(c);
+        for chunk in rows.chunks_mut(size) {
             for r in chunk.iter_mut() {
                 r.batch_id = id;
             }
@@ -321,24 +383,13 @@ pub fn begin_run(conn: &mut AnyConnection, run: &NewRun<'_>) -> Result<i64, DbEr
 pub fn insert_verdicts(
     conn: &mut AnyConnection,
     run_id: i64,
-    verdicts: impl Iterator<Item = VerdictRow>,
+    verdicts: Vec<VerdictRow>,
 ) -> Result<(), DbError> {
-    let mut verdicts = verdicts.peekable();
-    on_backend!(conn, c => {
-        while verdicts.peek().is_some() {
-            let chunk: Vec<VerdictRow> = verdicts
-                .by_ref()
-                .take(VERDICT_CHUNK)
-                .map(|v| VerdictRow { run_id, ..v })
-                .collect();
-            // A full chunk as a fixed-size array: the prepared INSERT is
-            // cached and reused instead of parsed again for every chunk.
-            match <&[VerdictRow; VERDICT_CHUNK]>::try_from(chunk.as_slice()) {
-                Ok(full) => diesel::insert_into(verdicts::table).values(full).execute(c)?,
-                Err(_) => diesel::insert_into(verdicts::table).values(&chunk).execute(c)?,
-            };
-        }
-    });
+    let rows: Vec<VerdictRow> = verdicts
+        .into_iter()
+        .map(|v| VerdictRow { run_id, ..v })
+        .collect();
+    on_backend!(conn, c => BulkInsert::insert_verdicts(c, &rows))?;
     Ok(())
 }
 
