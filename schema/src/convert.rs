@@ -1,13 +1,12 @@
 //! Domain values <-> column values, every conversion checked: a value that
 //! does not fit is an error, never a silent rounding or truncation.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime};
 use rust_decimal::Decimal;
-use tally_reconcile::record::{Side, SideKind, TokenKind, flags, split_pair};
+use tally_reconcile::prices::Price;
+use tally_reconcile::record::{Normalised, Side, SideKind, TokenKind, Tokens, flags};
 
 use crate::rows::{NewPrice, NewUsageRow, PriceRow, UsageRow};
-use tally_reconcile::prices::Price;
-use tally_reconcile::record::{Normalised, Tokens};
 
 /// A value that cannot be stored as it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,16 +62,6 @@ pub fn side_name(kind: SideKind) -> &'static str {
         SideKind::Client => "client",
         SideKind::Gateway => "gateway",
     }
-}
-
-/// A UTC instant as the store's naive UTC timestamp.
-pub fn to_naive(t: DateTime<Utc>) -> NaiveDateTime {
-    t.naive_utc()
-}
-
-/// A stored naive UTC timestamp as a UTC instant.
-pub fn from_naive(t: NaiveDateTime) -> DateTime<Utc> {
-    t.and_utc()
 }
 
 /// Accepted row `i` of `side` as a row to insert.
@@ -236,11 +225,6 @@ pub fn price(r: &PriceRow) -> Price {
 pub fn atto_to_nanos(atto: i128) -> Option<i64> {
     let d = Decimal::try_from_i128_with_scale(atto, 18).ok()?;
     usd_to_nanos(d).ok().map(|(n, _)| n)
-}
-
-/// Splits a `requested\x1eserved` pair (re-exported for readers of rows).
-pub fn pair(s: &str) -> (&str, &str) {
-    split_pair(s)
 }
 
 #[cfg(test)]

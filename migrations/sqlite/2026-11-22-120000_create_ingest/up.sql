@@ -47,7 +47,7 @@ CREATE TABLE usage_rows (
     UNIQUE (side, dedup_key)
 );
 
-CREATE INDEX usage_rows_side_ts ON usage_rows (side, ts_ms);
+CREATE INDEX usage_rows_side_ts ON usage_rows (side, ts_ms, id);
 
 CREATE TABLE rejects (
     id INTEGER PRIMARY KEY,

@@ -176,17 +176,16 @@ impl Tabular for RowLine {
 }
 
 fn owner_name(v: &tally_schema::rows::VerdictRow) -> String {
-    if v.team.is_empty() && v.service.is_empty() && v.env.is_empty() {
-        return tally_reconcile::report::UNKNOWN_OWNER.to_owned();
-    }
-    let part = |s: &str| {
-        if s.is_empty() {
-            "-".to_owned()
-        } else {
-            s.to_owned()
-        }
+    let owner = tally_reconcile::keys::Owner {
+        team: v.team.clone(),
+        service: v.service.clone(),
+        env: v.env.clone(),
     };
-    format!("{}/{}/{}", part(&v.team), part(&v.service), part(&v.env))
+    if owner.is_empty() {
+        tally_reconcile::report::UNKNOWN_OWNER.to_owned()
+    } else {
+        owner.display()
+    }
 }
 
 fn usd(n: Option<i64>) -> Option<Decimal> {
