@@ -157,6 +157,35 @@ impl KeyEntry {
     }
 }
 
+/// Reads a CSV file with a header into entries: `make` gets each record as
+/// a lookup of trimmed cells by column name ("" for a missing column).
+fn csv_entries<T>(
+    r: impl std::io::Read,
+    file: &str,
+    mut make: impl FnMut(&dyn Fn(&str) -> String) -> T,
+) -> Result<Vec<T>, Error> {
+    let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(r);
+    let headers = rdr
+        .headers()
+        .map_err(|e| Error::invalid(file, e.to_string()))?
+        .clone();
+    let mut out = Vec::new();
+    for (n, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| Error::invalid(file, format!("line {}: {e}", n + 2)))?;
+        let get = |name: &str| {
+            headers
+                .iter()
+                .position(|h| h.trim() == name)
+                .and_then(|i| rec.get(i))
+                .map(str::trim)
+                .unwrap_or("")
+                .to_owned()
+        };
+        out.push(make(&get));
+    }
+    Ok(out)
+}
+
 /// An owner and who to tell about it (`tally owners import`).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -193,30 +222,15 @@ impl OwnerEntry {
 
     /// Parses the CSV form: `team,service,env,contact`.
     pub fn from_csv(r: impl std::io::Read, file: &str) -> Result<Vec<OwnerEntry>, Error> {
-        let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(r);
-        let headers = rdr
-            .headers()
-            .map_err(|e| Error::invalid(file, e.to_string()))?
-            .clone();
-        let col = |name: &str| headers.iter().position(|h| h.trim() == name);
-        let mut out = Vec::new();
-        for (n, rec) in rdr.records().enumerate() {
-            let rec = rec.map_err(|e| Error::invalid(file, format!("line {}: {e}", n + 2)))?;
-            let get = |name: &str| {
-                col(name)
-                    .and_then(|i| rec.get(i))
-                    .map(str::trim)
-                    .unwrap_or("")
-                    .to_owned()
-            };
+        let out = csv_entries(r, file, |get| {
             let contact = get("contact");
-            out.push(OwnerEntry {
+            OwnerEntry {
                 team: get("team"),
                 service: get("service"),
                 env: get("env"),
                 contact: (!contact.is_empty()).then_some(contact),
-            });
-        }
+            }
+        })?;
         Self::checked(out, file)
     }
 
@@ -342,23 +356,7 @@ impl KeyRegistry {
     /// Parses the CSV form: `id,alias,labels,last4,sha256,team,service,env,contact`
     /// where `labels` and `sha256` may hold several values separated by `;`.
     pub fn from_csv(r: impl std::io::Read, file: &str) -> Result<Self, Error> {
-        let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(r);
-        let headers = rdr
-            .headers()
-            .map_err(|e| Error::invalid(file, e.to_string()))?
-            .clone();
-        let col = |name: &str| headers.iter().position(|h| h.trim() == name);
-        let id_col = col("id").ok_or_else(|| Error::invalid(file, "no `id` column"))?;
-        let mut entries = Vec::new();
-        for (n, rec) in rdr.records().enumerate() {
-            let rec = rec.map_err(|e| Error::invalid(file, format!("line {}: {e}", n + 2)))?;
-            let get = |name: &str| {
-                col(name)
-                    .and_then(|i| rec.get(i))
-                    .map(str::trim)
-                    .unwrap_or("")
-                    .to_owned()
-            };
+        let entries = csv_entries(r, file, |get| {
             let list = |name: &str| -> Vec<String> {
                 get(name)
                     .split(';')
@@ -368,8 +366,8 @@ impl KeyRegistry {
                     .collect()
             };
             let opt = |s: String| (!s.is_empty()).then_some(s);
-            entries.push(KeyEntry {
-                id: rec.get(id_col).unwrap_or("").trim().to_owned(),
+            KeyEntry {
+                id: get("id"),
                 alias: opt(get("alias")),
                 labels: list("labels"),
                 last4: opt(get("last4")),
@@ -378,7 +376,10 @@ impl KeyRegistry {
                 service: get("service"),
                 env: get("env"),
                 contact: opt(get("contact")),
-            });
+            }
+        })?;
+        if entries.iter().any(|e| e.id.is_empty()) {
+            return Err(Error::invalid(file, "a key has no `id`"));
         }
         Self::new(entries, file)
     }

@@ -321,6 +321,21 @@ pub struct GenerateArgs {
     pub out: PathBuf,
 }
 
+/// Runs one reference import against the store and says how many entries.
+fn import(
+    file: &std::path::Path,
+    store: &StoreArgs,
+    what: &str,
+    f: fn(&mut crate::db::AnyConnection, &std::path::Path) -> Result<usize>,
+) -> Result<ExitCode> {
+    let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+    let n = f(&mut conn, file)?;
+    done(&format!(
+        "{}: {n} {what} added or replaced\n",
+        file.display()
+    ))
+}
+
 /// Prints a command's output; success.
 fn done(text: &str) -> Result<ExitCode> {
     app::reconcile::print(text)?;
@@ -356,28 +371,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Ingest(cmd) => app::ingest::run_cli(&cmd),
         Command::Keys(ImportCommand::Import { file, store }) => {
-            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
-            let n = app::reference::import_keys(&mut conn, &file)?;
-            done(&format!(
-                "{}: {n} key(s) added or replaced\n",
-                file.display()
-            ))
+            import(&file, &store, "key(s)", app::reference::import_keys)
         }
         Command::Owners(ImportCommand::Import { file, store }) => {
-            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
-            let n = app::reference::import_owners(&mut conn, &file)?;
-            done(&format!(
-                "{}: {n} owner(s) added or replaced\n",
-                file.display()
-            ))
+            import(&file, &store, "owner(s)", app::reference::import_owners)
         }
         Command::Aliases(ImportCommand::Import { file, store }) => {
-            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
-            let n = app::reference::import_aliases(&mut conn, &file)?;
-            done(&format!(
-                "{}: {n} alias(es) added or replaced\n",
-                file.display()
-            ))
+            import(&file, &store, "alias(es)", app::reference::import_aliases)
         }
         Command::Prices(PricesCommand::Import {
             file,

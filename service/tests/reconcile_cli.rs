@@ -4,48 +4,13 @@
     reason = "test helpers: a failed unwrap is a failed test"
 )]
 
+#[expect(dead_code, reason = "the store helpers of the shared test support")]
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::{FIXTURE_ARGS, root, succeed, tally};
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Runs a command that must succeed; on failure the panic shows its stderr.
-fn succeed(cmd: &mut Command, what: &str) -> std::process::Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn tally() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tally"));
-    c.current_dir(root());
-    c
-}
-
-const FIXTURE_ARGS: [&str; 14] = [
-    "reconcile",
-    "--client",
-    "fixtures/client/app.jsonl",
-    "fixtures/client/batch.csv",
-    "--gateway",
-    "fixtures/gateway/litellm_spendlogs.csv",
-    "fixtures/gateway/openrouter.csv",
-    "--keys",
-    "fixtures/keys.toml",
-    "--prices",
-    "fixtures/prices.toml",
-    "--aliases",
-    "fixtures/aliases.toml",
-    "--now=2026-11-21T06:00:00Z",
-];
 
 struct Run {
     dir: tempfile::TempDir,

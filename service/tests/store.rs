@@ -10,7 +10,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Store, root, stores, succeed, tally};
+use common::{FIXTURE_ARGS, Store, root, stores, succeed, tally};
 use tally_service::db::{self, repo};
 
 fn ingest(store: &Store, side: &str, files: &[&Path]) -> String {
@@ -284,23 +284,7 @@ fn report(s: &Store, args: &[&str]) -> String {
 fn a_stored_run_classifies_the_fixture_day_exactly_as_tally_reconcile() {
     // The one-shot engine on the same files is the reference.
     let out = succeed(
-        tally().args([
-            "reconcile",
-            "--client",
-            "fixtures/client/app.jsonl",
-            "fixtures/client/batch.csv",
-            "--gateway",
-            "fixtures/gateway/litellm_spendlogs.csv",
-            "fixtures/gateway/openrouter.csv",
-            "--keys",
-            "fixtures/keys.toml",
-            "--prices",
-            "fixtures/prices.toml",
-            "--aliases",
-            "fixtures/aliases.toml",
-            "--format",
-            "json",
-        ]),
+        tally().args(FIXTURE_ARGS).args(["--format", "json"]),
         "reconcile",
     );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -46,6 +46,24 @@ pub fn succeed(cmd: &mut Command, what: &str) -> std::process::Output {
     out
 }
 
+/// `tally reconcile` on the fixture day, with a fixed report time.
+pub const FIXTURE_ARGS: [&str; 14] = [
+    "reconcile",
+    "--client",
+    "fixtures/client/app.jsonl",
+    "fixtures/client/batch.csv",
+    "--gateway",
+    "fixtures/gateway/litellm_spendlogs.csv",
+    "fixtures/gateway/openrouter.csv",
+    "--keys",
+    "fixtures/keys.toml",
+    "--prices",
+    "fixtures/prices.toml",
+    "--aliases",
+    "fixtures/aliases.toml",
+    "--now=2026-11-21T06:00:00Z",
+];
+
 /// A fresh store for one test: a SQLite file in a temporary folder, or a
 /// new database in the shared PostgreSQL cluster.
 pub struct Store {
