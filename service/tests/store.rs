@@ -742,3 +742,35 @@ fn a_run_in_many_slices_gives_the_verdicts_of_one_pass() {
         assert!(one.1.lines().count() > 100, "{}", s.backend);
     }
 }
+
+#[test]
+fn the_same_export_three_times_or_in_overlapping_parts_gives_the_same_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = fixture("gateway/litellm_spendlogs.csv");
+    let a = slice_csv(tmp.path(), "a.csv", &src, 1, 60);
+    let b = slice_csv(tmp.path(), "b.csv", &src, 30, 103);
+    let reports = |s: &Store| {
+        run_day(s, "2026-11-20", "2026-11-21");
+        ["costs", "missing", "unattributed", "discrepancies"]
+            .map(|k| report(s, &[k, "--format", "csv"]))
+    };
+    for s in stores() {
+        let once = stores().remove(0);
+        load_fixture_day(&once);
+        let expected = reports(&once);
+
+        load_fixture_day(&s);
+        let gateway = fixture("gateway/litellm_spendlogs.csv");
+        ingest(&s, "gateway", &[&gateway, &gateway]);
+        ingest(&s, "gateway", &[&b, &a]);
+        assert_eq!(reports(&s), expected, "{}", s.backend);
+        let mut c = db::connect(&s.url).unwrap();
+        let mut oc = db::connect(&once.url).unwrap();
+        assert_eq!(
+            repo::dedup_keys(&mut c, "gateway").unwrap(),
+            repo::dedup_keys(&mut oc, "gateway").unwrap(),
+            "{}",
+            s.backend
+        );
+    }
+}
