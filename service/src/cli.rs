@@ -114,6 +114,9 @@ pub struct RunArgs {
     /// slice edges.
     #[arg(long, default_value_t = crate::app::run::DEFAULT_SLICE_ROWS, value_name = "ROWS")]
     pub slice_rows: i64,
+    /// Print where the run's time went to standard error.
+    #[arg(long)]
+    pub timings: bool,
     /// The store.
     #[command(flatten)]
     pub store: StoreArgs,
@@ -422,6 +425,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 settings,
                 app::reconcile::now_ms,
             )?;
+            if args.timings {
+                let mut err = std::io::stderr().lock();
+                let _ = std::io::Write::write_all(
+                    &mut err,
+                    app::run::describe_timings(&o.timings).as_bytes(),
+                );
+            }
             done(&app::run::describe(&o))
         }
         Command::Report(args) => {

@@ -36,6 +36,8 @@ pub struct RunOutcome {
     pub counts: Vec<RunCount>,
     /// Runs it superseded.
     pub superseded: Vec<i64>,
+    /// Where the time went.
+    pub timings: Timings,
 }
 
 /// A side's stored rows as the engine's side; the store id of each row.
@@ -95,10 +97,14 @@ fn judge_slice(
     settings: &Settings,
     counts: &mut HashMap<Class, (i64, i64)>,
     offsets: &mut Vec<SliceOffsets>,
+    time: &mut Timings,
 ) -> Result<Vec<VerdictRow>> {
     let (lo, hi) = (from_ms.saturating_sub(margin), to_ms.saturating_add(margin));
+    let t0 = std::time::Instant::now();
     let client_rows = repo::usage_in(conn, side_name(SideKind::Client), lo, hi)?;
     let gateway_rows = repo::usage_in(conn, side_name(SideKind::Gateway), lo, hi)?;
+    time.load += t0.elapsed();
+    let t0 = std::time::Instant::now();
     if client_rows.is_empty() && gateway_rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -167,7 +173,21 @@ fn judge_slice(
         from: rfc3339(from_ms),
         offsets: rec.summary(from_ms).offsets,
     });
+    time.engine += t0.elapsed();
     Ok(verdicts)
+}
+
+/// Where a run's time went (`--timings`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Timings {
+    /// Reading rows back from the store.
+    pub load: std::time::Duration,
+    /// Rebuilding sides, matching, classifying, pricing.
+    pub engine: std::time::Duration,
+    /// Writing verdicts.
+    pub write: std::time::Duration,
+    /// Committing the run.
+    pub commit: std::time::Duration,
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -221,6 +241,7 @@ pub fn run(
         )?;
         let mut counts: HashMap<Class, (i64, i64)> = HashMap::new();
         let mut offsets = Vec::new();
+        let mut time = Timings::default();
         let mut t = from_ms;
         while t < to_ms {
             // The slice ends at the side whose `slice_rows`-th row comes
@@ -238,8 +259,11 @@ pub fn run(
                 &settings,
                 &mut counts,
                 &mut offsets,
+                &mut time,
             )?;
+            let t0 = std::time::Instant::now();
             repo::insert_verdicts(conn, id, v)?;
+            time.write += t0.elapsed();
             t = end;
         }
         let counts: Vec<RunCount> = Class::ALL
@@ -262,7 +286,7 @@ pub fn run(
             .map_or(0, |o| o.offset_ms);
         let key_offsets = serde_json::to_string(&offsets)?;
         let total = |f: fn(&RunCount) -> i64| counts.iter().map(f).sum::<i64>();
-        Ok(repo::finish_run(
+        let run = repo::finish_run(
             conn,
             id,
             &repo::RunTotals {
@@ -273,8 +297,11 @@ pub fn run(
                 key_offsets: &key_offsets,
                 finished_at: naive(now()?)?,
             },
-        )?)
+        )?;
+        Ok((run, time, std::time::Instant::now()))
     })?;
+    let (run, mut timings, commit_start) = run;
+    timings.commit = commit_start.elapsed();
     let superseded = repo::runs(conn)?
         .iter()
         .filter(|r| before.contains(&r.id) && r.superseded_by == Some(run.id))
@@ -285,7 +312,19 @@ pub fn run(
         run,
         counts,
         superseded,
+        timings,
     })
+}
+
+/// `--timings`: where the run's time went, one line.
+pub fn describe_timings(t: &Timings) -> String {
+    format!(
+        "timing run: load {} ms, engine {} ms, write verdicts {} ms, commit {} ms\n",
+        t.load.as_millis(),
+        t.engine.as_millis(),
+        t.write.as_millis(),
+        t.commit.as_millis()
+    )
 }
 
 /// The outcome for people.
