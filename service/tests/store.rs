@@ -259,9 +259,21 @@ fn load_fixture_day(s: &Store) {
 
 fn run_day(s: &Store, from: &str, to: &str) -> String {
     let out = succeed(
-        tally().args(["run", "--from", from, "--to", to, "--db", &s.url]),
+        tally().args([
+            "run",
+            "--from",
+            from,
+            "--to",
+            to,
+            "--timings",
+            "--db",
+            &s.url,
+        ]),
         &format!("run on {}", s.backend),
     );
+    // --timings says where the time went, on stderr, apart from the counts.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("timing run: load "), "{}: {err}", s.backend);
     String::from_utf8(out.stdout).unwrap()
 }
 
