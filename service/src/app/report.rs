@@ -205,12 +205,23 @@ fn is_pair(class: &str) -> bool {
     )
 }
 
-/// The costs report over the current verdicts.
-pub fn costs(judged: &[repo::Judged], by: GroupBy) -> Vec<CostLine> {
-    let mut groups: BTreeMap<String, CostLine> = BTreeMap::new();
-    for j in judged {
+/// The costs report, built one verdict at a time.
+struct Costs {
+    by: GroupBy,
+    groups: BTreeMap<String, CostLine>,
+}
+
+impl Costs {
+    fn new(by: GroupBy) -> Self {
+        Self {
+            by,
+            groups: BTreeMap::new(),
+        }
+    }
+
+    fn add(&mut self, j: &repo::Judged) {
         let v = &j.verdict;
-        let group = match by {
+        let group = match self.by {
             GroupBy::Owner => owner_name(v),
             GroupBy::Team => v.team.clone(),
             GroupBy::Service => v.service.clone(),
@@ -219,10 +230,13 @@ pub fn costs(judged: &[repo::Judged], by: GroupBy) -> Vec<CostLine> {
             GroupBy::Model => v.model_family.clone(),
             GroupBy::Day => ts(j.ts_ms).get(..10).unwrap_or_default().to_owned(),
         };
-        let line = groups.entry(group.clone()).or_insert_with(|| CostLine {
-            group,
-            ..CostLine::default()
-        });
+        let line = self
+            .groups
+            .entry(group.clone())
+            .or_insert_with(|| CostLine {
+                group,
+                ..CostLine::default()
+            });
         let computed = usd(v.computed_cost_nanos);
         let reported = usd(v.reported_cost_nanos);
         if j.side == "gateway" {
@@ -246,69 +260,62 @@ pub fn costs(judged: &[repo::Judged], by: GroupBy) -> Vec<CostLine> {
             line.missing_cost += computed.unwrap_or_default();
         }
     }
-    groups
-        .into_values()
-        .map(|mut l| {
-            for d in [
-                &mut l.computed_cost,
-                &mut l.reported_cost,
-                &mut l.variance,
-                &mut l.missing_cost,
-                &mut l.unattributed_reported,
-            ] {
-                *d = d.normalize();
-            }
-            l
-        })
-        .collect()
+
+    fn lines(self) -> Vec<CostLine> {
+        self.groups
+            .into_values()
+            .map(|mut l| {
+                for d in [
+                    &mut l.computed_cost,
+                    &mut l.reported_cost,
+                    &mut l.variance,
+                    &mut l.missing_cost,
+                    &mut l.unattributed_reported,
+                ] {
+                    *d = d.normalize();
+                }
+                l
+            })
+            .collect()
+    }
 }
 
-/// The rows of a row report, in time order.
-pub fn rows(judged: &[repo::Judged], kind: Kind) -> Vec<RowLine> {
-    let wanted = |j: &repo::Judged| {
-        let c = j.verdict.class.as_str();
-        match kind {
-            Kind::Missing => c == "missing_usage",
-            Kind::Unattributed => c == "unattributed",
-            Kind::Discrepancies => {
-                (is_pair(c) && c != "matched" && j.side == "gateway")
-                    || c == "duplicate"
-                    || (j.side == "gateway" && j.verdict.computed_cost_nanos.is_none())
-            }
-            Kind::Costs => false,
+/// Whether a row report lists a verdict.
+fn wanted(j: &repo::Judged, kind: Kind) -> bool {
+    let c = j.verdict.class.as_str();
+    match kind {
+        Kind::Missing => c == "missing_usage",
+        Kind::Unattributed => c == "unattributed",
+        Kind::Discrepancies => {
+            (is_pair(c) && c != "matched" && j.side == "gateway")
+                || c == "duplicate"
+                || (j.side == "gateway" && j.verdict.computed_cost_nanos.is_none())
         }
+        Kind::Costs => false,
+    }
+}
+
+/// A verdict as a row report line.
+fn row_line(j: repo::Judged) -> RowLine {
+    let v = j.verdict;
+    let detail = if v.detail.is_empty() && v.computed_cost_nanos.is_none() {
+        format!("no price for `{}`", v.model_family)
+    } else {
+        v.detail.clone()
     };
-    let mut out: Vec<(i64, i64, RowLine)> = judged
-        .iter()
-        .filter(|j| wanted(j))
-        .map(|j| {
-            let v = &j.verdict;
-            let detail = if v.detail.is_empty() && v.computed_cost_nanos.is_none() {
-                format!("no price for `{}`", v.model_family)
-            } else {
-                v.detail.clone()
-            };
-            (
-                j.ts_ms,
-                v.usage_row_id,
-                RowLine {
-                    ts: ts(j.ts_ms),
-                    side: j.side.clone(),
-                    class: v.class.clone(),
-                    key: v.key_name.clone(),
-                    registered: v.registered,
-                    owner: owner_name(v),
-                    model: j.model.clone(),
-                    request_id: j.request_id.clone(),
-                    computed_cost: usd(v.computed_cost_nanos),
-                    reported_cost: usd(v.reported_cost_nanos),
-                    detail,
-                },
-            )
-        })
-        .collect();
-    out.sort_by_key(|(t, id, _)| (*t, *id));
-    out.into_iter().map(|(_, _, l)| l).collect()
+    RowLine {
+        ts: ts(j.ts_ms),
+        owner: owner_name(&v),
+        side: j.side,
+        class: v.class,
+        key: v.key_name,
+        registered: v.registered,
+        model: j.model,
+        request_id: j.request_id,
+        computed_cost: usd(v.computed_cost_nanos),
+        reported_cost: usd(v.reported_cost_nanos),
+        detail,
+    }
 }
 
 /// Collects a line's cells as text, for the table format.
@@ -388,9 +395,20 @@ pub fn report(
     by: GroupBy,
     format: Format,
 ) -> Result<String> {
-    let judged = repo::current_verdicts(conn, from_ms, to_ms)?;
-    match kind {
-        Kind::Costs => render(&costs(&judged, by), format),
-        _ => render(&rows(&judged, kind), format),
+    let window = (from_ms, to_ms);
+    if kind == Kind::Costs {
+        let mut costs = Costs::new(by);
+        repo::each_current_verdict(conn, window, |j| costs.add(&j))?;
+        return render(&costs.lines(), format);
     }
+    // Only the listed rows are kept, in time then row order.
+    let mut lines: Vec<(i64, i64, RowLine)> = Vec::new();
+    repo::each_current_verdict(conn, window, |j| {
+        if wanted(&j, kind) {
+            lines.push((j.ts_ms, j.verdict.usage_row_id, row_line(j)));
+        }
+    })?;
+    lines.sort_by_key(|(t, id, _)| (*t, *id));
+    let lines: Vec<RowLine> = lines.into_iter().map(|(_, _, l)| l).collect();
+    render(&lines, format)
 }

@@ -137,8 +137,7 @@ pub fn connect(url: &str) -> Result<AnyConnection, DbError> {
             use diesel::connection::SimpleConnection;
             c.batch_execute(
                 "PRAGMA busy_timeout = 60000; PRAGMA foreign_keys = ON; \
-                 PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                 PRAGMA cache_size = -262144; PRAGMA temp_store = MEMORY;",
+                 PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
             )?;
             Ok(AnyConnection::Sqlite(c))
         }

@@ -486,14 +486,15 @@ pub struct Judged {
     pub request_id: String,
 }
 
-/// The verdicts of current runs on rows with `from_ms <= ts_ms < to_ms`;
-/// where current runs overlap, the newest run's verdict. In row id order.
-pub fn current_verdicts(
+/// Calls `each` with the verdict of the newest current run on every row
+/// with `from_ms <= ts_ms < to_ms`, in row id order. Streamed: a report
+/// over ten million rows holds one at a time.
+pub fn each_current_verdict(
     conn: &mut AnyConnection,
-    from_ms: i64,
-    to_ms: i64,
-) -> Result<Vec<Judged>, DbError> {
-    let rows: Vec<(VerdictRow, String, i64, String, String)> = verdicts::table
+    (from_ms, to_ms): (i64, i64),
+    mut each: impl FnMut(Judged),
+) -> Result<(), DbError> {
+    let query = verdicts::table
         .inner_join(runs::table)
         .inner_join(usage_rows::table)
         .filter(runs::status.eq("current"))
@@ -506,17 +507,16 @@ pub fn current_verdicts(
             usage_rows::ts_ms,
             usage_rows::model,
             usage_rows::request_id,
-        ))
-        .load(conn)?;
-    let mut out: Vec<Judged> = Vec::with_capacity(rows.len());
-    for (verdict, side, ts_ms, model, request_id) in rows {
-        if out
-            .last()
-            .is_some_and(|j| j.verdict.usage_row_id == verdict.usage_row_id)
-        {
+        ));
+    let mut last: Option<i64> = None;
+    for row in query.load_iter::<(VerdictRow, String, i64, String, String), _>(conn)? {
+        let (verdict, side, ts_ms, model, request_id) = row?;
+        // Rows come newest run first: the first verdict of a row wins.
+        if last == Some(verdict.usage_row_id) {
             continue;
         }
-        out.push(Judged {
+        last = Some(verdict.usage_row_id);
+        each(Judged {
             verdict,
             side,
             ts_ms,
@@ -524,5 +524,5 @@ pub fn current_verdicts(
             request_id,
         });
     }
-    Ok(out)
+    Ok(())
 }
