@@ -29,11 +29,16 @@ CREATE TABLE run_counts (
 );
 
 -- Money in nano-dollars; computed_cost_nanos NULL means unpriced (never 0).
+-- No foreign keys: a run writes a verdict per row (millions) inside the
+-- transaction that creates the run, for rows it has just read, and checking
+-- three references per verdict made PostgreSQL's COPY of 2M verdicts take
+-- 38.6 s instead of 6.3 s. Whatever deletes runs or usage rows must delete
+-- their verdicts in the same transaction.
 CREATE TABLE verdicts (
-    run_id BIGINT NOT NULL REFERENCES runs (id),
-    usage_row_id BIGINT NOT NULL REFERENCES usage_rows (id),
+    run_id BIGINT NOT NULL,
+    usage_row_id BIGINT NOT NULL,
     class TEXT NOT NULL,
-    partner_row_id BIGINT REFERENCES usage_rows (id),
+    partner_row_id BIGINT,
     key_name TEXT NOT NULL,
     registered BOOLEAN NOT NULL,
     team TEXT NOT NULL,

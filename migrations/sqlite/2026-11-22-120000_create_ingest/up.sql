@@ -16,10 +16,14 @@ CREATE TABLE ingest_batches (
     UNIQUE (side, sha256)
 );
 
+-- batch_id has no foreign key: the rows are written (COPY on PostgreSQL)
+-- in the transaction that creates their batch, and checking the reference
+-- per row made PostgreSQL's ingest of 1M rows take 25.2 s instead of 16.9.
+-- Whatever deletes a batch must delete its rows in the same transaction.
 CREATE TABLE usage_rows (
     id INTEGER PRIMARY KEY,
     side TEXT NOT NULL CHECK (side IN ('client', 'gateway')),
-    batch_id BIGINT NOT NULL REFERENCES ingest_batches (id),
+    batch_id BIGINT NOT NULL,
     line BIGINT NOT NULL,
     dedup_key TEXT NOT NULL,
     ts_ms BIGINT NOT NULL,
