@@ -58,12 +58,10 @@ fn content_hash(side: &Side, r: &crate::record::Row) -> String {
     field(cost.as_deref().unwrap_or("-").as_bytes());
     field(&[r.flags]);
     let digest = h.finalize();
-    let mut out = String::with_capacity(34);
-    out.push_str("h:");
-    for b in digest.iter().take(16) {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    format!(
+        "h:{}",
+        crate::keys::hex(digest.get(..16).unwrap_or_default())
+    )
 }
 
 #[cfg(test)]

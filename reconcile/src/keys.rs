@@ -25,9 +25,13 @@ pub fn is_raw_secret(s: &str) -> bool {
 
 /// Lowercase SHA-256 hex of a string.
 pub fn sha256_hex(s: &str) -> String {
-    let digest = Sha256::digest(s.as_bytes());
-    let mut out = String::with_capacity(64);
-    for b in digest {
+    hex(&Sha256::digest(s.as_bytes()))
+}
+
+/// Lowercase hex of bytes (digests, fingerprints).
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
         out.push(char::from(HEX[usize::from(b >> 4)]));
         out.push(char::from(HEX[usize::from(b & 0xf)]));
     }

@@ -212,18 +212,8 @@ fn effective_ms(v: &toml::Value, file: &str, what: &str) -> Result<i64, Error> {
             ));
         }
     };
-    if let Ok(date) = chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d") {
-        return Ok(date
-            .and_time(chrono::NaiveTime::MIN)
-            .and_utc()
-            .timestamp_millis());
-    }
-    crate::time::parse_iso(&text, None).map_err(|e| {
-        Error::invalid(
-            file,
-            format!("{what}: effective_from `{text}`: {e} (use YYYY-MM-DD or RFC 3339)"),
-        )
-    })
+    crate::time::parse_date_or_iso(&text)
+        .map_err(|e| Error::invalid(file, format!("{what}: effective_from {e}")))
 }
 
 impl PriceBook {

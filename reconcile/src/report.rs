@@ -66,6 +66,11 @@ impl Class {
         }
     }
 
+    /// The class a [`Class::name`] names (as the store keeps it).
+    pub fn from_name(name: &str) -> Option<Class> {
+        Class::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     /// Whether the class is a pair.
     pub fn is_pair(self) -> bool {
         matches!(

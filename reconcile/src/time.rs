@@ -262,6 +262,20 @@ pub fn parse_iso_with(
     }
 }
 
+/// A date (`YYYY-MM-DD`, meaning 00:00 UTC) or an RFC 3339 time, as UTC
+/// milliseconds: how people write a period's bounds and a price's start.
+/// The error quotes the text and says what is accepted.
+pub fn parse_date_or_iso(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return Ok(date
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_millis());
+    }
+    parse_iso(t, None).map_err(|e| format!("`{t}`: {e} (use YYYY-MM-DD or RFC 3339)"))
+}
+
 /// Formats UTC milliseconds as RFC 3339 with milliseconds and `Z`.
 pub fn format_ms(ms: i64) -> String {
     let mut s = String::with_capacity(24);
@@ -340,6 +354,23 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dates_are_utc_midnight_and_times_keep_their_offset() {
+        assert_eq!(
+            super::parse_date_or_iso("2026-11-20"),
+            super::parse_iso("2026-11-20T00:00:00Z", None).map_err(String::from)
+        );
+        assert_eq!(
+            super::parse_date_or_iso(" 2026-11-20T02:00:00+02:00 "),
+            Ok(super::parse_iso("2026-11-20T00:00:00Z", None).unwrap())
+        );
+        let e = super::parse_date_or_iso("2026-11-2x").unwrap_err();
+        assert!(
+            e.contains("`2026-11-2x`") && e.contains("YYYY-MM-DD"),
+            "{e}"
+        );
+    }
+
     proptest::proptest! {
         /// Reading a run of timestamps through one date memo gives what
         /// reading each alone gives, values and errors, valid or not.

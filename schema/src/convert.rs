@@ -15,6 +15,9 @@ pub enum ConvertError {
     /// $9.2 billion).
     #[error("amount {0} does not fit the store (at most ±9,223,372,036.854775807 USD)")]
     AmountOutOfRange(Decimal),
+    /// A time outside what the store's timestamps hold.
+    #[error("time {0} ms since 1970 is out of range")]
+    TimeOutOfRange(i64),
     /// A stored value the engine cannot take (a corrupted or hand-edited
     /// row): which row and column.
     #[error("stored {table} row {id}: column `{column}` holds {value}, which is out of range")]
@@ -54,6 +57,13 @@ pub fn nanos_to_usd(nanos: i64, exact: Option<&str>) -> Decimal {
     exact
         .and_then(|t| t.parse::<Decimal>().ok())
         .unwrap_or_else(|| Decimal::new(nanos, 9).normalize())
+}
+
+/// UTC milliseconds as the store's naive UTC timestamp.
+pub fn naive_from_ms(ms: i64) -> Result<NaiveDateTime, ConvertError> {
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| t.naive_utc())
+        .ok_or(ConvertError::TimeOutOfRange(ms))
 }
 
 /// The stored name of a side.
@@ -185,14 +195,7 @@ fn price_nanos(v: i128) -> Result<i64, ConvertError> {
 
 /// A catalog price as a row to insert.
 pub fn new_price(p: &Price, imported_at: NaiveDateTime) -> Result<NewPrice<'_>, ConvertError> {
-    let effective = DateTime::from_timestamp_millis(p.effective_from_ms)
-        .map(|t| t.naive_utc())
-        .ok_or(ConvertError::StoredOutOfRange {
-            table: "prices",
-            id: 0,
-            column: "effective_from",
-            value: p.effective_from_ms.to_string(),
-        })?;
+    let effective = naive_from_ms(p.effective_from_ms)?;
     Ok(NewPrice {
         model: &p.model,
         effective_from: effective,

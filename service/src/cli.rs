@@ -347,21 +347,7 @@ fn done(text: &str) -> Result<ExitCode> {
 
 /// A time given on the command line: `YYYY-MM-DD` (00:00 UTC) or RFC 3339.
 pub fn parse_time(s: &str) -> Result<i64> {
-    let t = s.trim();
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        return Ok(d
-            .and_time(chrono::NaiveTime::MIN)
-            .and_utc()
-            .timestamp_millis());
-    }
-    tally_reconcile::time::parse_iso(t, None)
-        .map_err(|e| anyhow::anyhow!("`{t}`: {e} (use YYYY-MM-DD or RFC 3339)"))
-}
-
-fn naive(ms: i64) -> Result<chrono::NaiveDateTime> {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.naive_utc())
-        .context("time out of range")
+    tally_reconcile::time::parse_date_or_iso(s).map_err(anyhow::Error::msg)
 }
 
 /// Runs a parsed command line.
@@ -393,7 +379,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 None => now_ms - now_ms.rem_euclid(86_400_000),
             };
             let mut conn = crate::db::open(&store.db, store.no_migrate)?;
-            let now = naive(now_ms)?;
+            let now = tally_schema::convert::naive_from_ms(now_ms)?;
             let r = app::reference::import_prices(&mut conn, &file, from_ms, now)?;
             let skipped = if r.skipped > 0 {
                 format!(

@@ -62,7 +62,7 @@ pub fn file_sha256(path: &Path, read: &mut dyn FnMut(u64)) -> Result<String> {
         total += u64::try_from(n).unwrap_or(0);
         read(total);
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(tally_reconcile::keys::hex(&h.finalize()))
 }
 
 /// Ingests one file of `kind` as one batch.
@@ -229,9 +229,7 @@ pub fn run_cli(cmd: &crate::cli::IngestCommand) -> Result<std::process::ExitCode
     let profiles = crate::app::reconcile::profiles_for(source)?;
     let mut conn = crate::db::open(&store.db, store.no_migrate)?;
     let now_ms = crate::app::reconcile::now_ms()?;
-    let now = chrono::DateTime::from_timestamp_millis(now_ms)
-        .context("clock out of range")?
-        .naive_utc();
+    let now = tally_schema::convert::naive_from_ms(now_ms)?;
     let mut out = String::new();
     for path in files {
         let o = ingest_file(

@@ -31,23 +31,30 @@ pub fn print(text: &str) -> Result<()> {
     }
 }
 
-fn read_text(path: &Path, what: &str) -> Result<String> {
+/// Reads a whole small input (catalog, registry, mapping), naming it in
+/// the error.
+pub(crate) fn read_text(path: &Path, what: &str) -> Result<String> {
     std::fs::read_to_string(path)
         .with_context(|| format!("cannot read {what} `{}`", path.display()))
 }
 
-fn open(path: &Path, what: &str) -> Result<BufReader<File>> {
+/// Opens an input for streaming, naming it in the error.
+pub(crate) fn open(path: &Path, what: &str) -> Result<BufReader<File>> {
     let f = File::open(path).with_context(|| format!("cannot open {what} `{}`", path.display()))?;
     Ok(BufReader::with_capacity(1 << 20, f))
+}
+
+/// Whether a path ends in `.ext` (any case): CSV and JSON variants of an
+/// input are told apart by it.
+pub(crate) fn has_ext(path: &Path, ext: &str) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
 }
 
 /// Loads the key registry: TOML, or CSV when the file ends in `.csv`.
 pub fn load_keys(path: &Path) -> Result<KeyRegistry> {
     let name = path.display().to_string();
-    if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
-    {
+    if has_ext(path, "csv") {
         Ok(KeyRegistry::from_csv(open(path, "key registry")?, &name)?)
     } else {
         Ok(KeyRegistry::from_toml(

@@ -16,18 +16,8 @@ use tally_schema::convert::{new_price, price};
 use tally_schema::rows::{AliasRow, NewKey, NewOwner};
 use tally_schema::schema::owners;
 
-use crate::app::reconcile::load_keys;
+use crate::app::reconcile::{has_ext, load_keys, open, read_text};
 use crate::db::{AnyConnection, DbError, on_backend, repo};
-
-fn read_text(path: &Path, what: &str) -> Result<String> {
-    std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {what} `{}`", path.display()))
-}
-
-fn is_ext(path: &Path, ext: &str) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
-}
 
 /// The id of an owner, added (without a contact) if new; an existing
 /// owner's contact is left as `tally owners import` set it.
@@ -91,10 +81,8 @@ pub fn import_keys(conn: &mut AnyConnection, path: &Path) -> Result<usize> {
 /// `team,service,env,contact`). Returns the number of owners.
 pub fn import_owners(conn: &mut AnyConnection, path: &Path) -> Result<usize> {
     let name = path.display().to_string();
-    let list = if is_ext(path, "csv") {
-        let f =
-            std::fs::File::open(path).with_context(|| format!("cannot open owners `{name}`"))?;
-        OwnerEntry::from_csv(f, &name)?
+    let list = if has_ext(path, "csv") {
+        OwnerEntry::from_csv(open(path, "owners")?, &name)?
     } else {
         OwnerEntry::from_toml(&read_text(path, "owners")?, &name)?
     };
@@ -137,7 +125,7 @@ pub fn import_prices(
 ) -> Result<PricesImported> {
     let name = path.display().to_string();
     let text = read_text(path, "price catalog")?;
-    let (book, skipped) = if is_ext(path, "json") {
+    let (book, skipped) = if has_ext(path, "json") {
         PriceBook::from_litellm_json(&text, &name, effective_from_ms)?
     } else {
         (PriceBook::from_toml(&text, &name)?, 0)

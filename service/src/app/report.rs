@@ -6,8 +6,11 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use rust_decimal::Decimal;
 use serde::Serialize;
+use tally_reconcile::SideKind;
 use tally_reconcile::lines::{RecordSink, Tabular};
-use tally_schema::convert::nanos_to_usd;
+use tally_reconcile::report::Class;
+use tally_reconcile::time::format_ms;
+use tally_schema::convert::{nanos_to_usd, side_name};
 
 use crate::db::{AnyConnection, repo};
 use crate::export;
@@ -192,19 +195,6 @@ fn usd(n: Option<i64>) -> Option<Decimal> {
     n.map(|n| nanos_to_usd(n, None))
 }
 
-fn ts(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map_or_else(String::new, |t| {
-        t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-    })
-}
-
-fn is_pair(class: &str) -> bool {
-    matches!(
-        class,
-        "matched" | "token_mismatch" | "model_mismatch" | "cost_variance"
-    )
-}
-
 /// The costs report, built one verdict at a time.
 struct Costs {
     by: GroupBy,
@@ -228,7 +218,7 @@ impl Costs {
             GroupBy::Env => v.env.clone(),
             GroupBy::Key => v.key_name.clone(),
             GroupBy::Model => v.model_family.clone(),
-            GroupBy::Day => ts(j.ts_ms).get(..10).unwrap_or_default().to_owned(),
+            GroupBy::Day => format_ms(j.ts_ms).get(..10).unwrap_or_default().to_owned(),
         };
         let line = self
             .groups
@@ -239,7 +229,8 @@ impl Costs {
             });
         let computed = usd(v.computed_cost_nanos);
         let reported = usd(v.reported_cost_nanos);
-        if j.side == "gateway" {
+        let class = Class::from_name(&v.class);
+        if is_gateway(j) {
             line.billed_rows += 1;
             line.reported_cost += reported.unwrap_or_default();
             match computed {
@@ -251,11 +242,11 @@ impl Costs {
                 }
                 None => line.unpriced_rows += 1,
             }
-            if v.class == "unattributed" {
+            if class == Some(Class::Unattributed) {
                 line.unattributed_rows += 1;
                 line.unattributed_reported += reported.unwrap_or_default();
             }
-        } else if v.class == "missing_usage" {
+        } else if class == Some(Class::MissingUsage) {
             line.missing_rows += 1;
             line.missing_cost += computed.unwrap_or_default();
         }
@@ -280,16 +271,22 @@ impl Costs {
     }
 }
 
+fn is_gateway(j: &repo::Judged) -> bool {
+    j.side == side_name(SideKind::Gateway)
+}
+
 /// Whether a row report lists a verdict.
 fn wanted(j: &repo::Judged, kind: Kind) -> bool {
-    let c = j.verdict.class.as_str();
+    let Some(class) = Class::from_name(&j.verdict.class) else {
+        return false;
+    };
     match kind {
-        Kind::Missing => c == "missing_usage",
-        Kind::Unattributed => c == "unattributed",
+        Kind::Missing => class == Class::MissingUsage,
+        Kind::Unattributed => class == Class::Unattributed,
         Kind::Discrepancies => {
-            (is_pair(c) && c != "matched" && j.side == "gateway")
-                || c == "duplicate"
-                || (j.side == "gateway" && j.verdict.computed_cost_nanos.is_none())
+            (class.is_pair() && class != Class::Matched && is_gateway(j))
+                || class == Class::Duplicate
+                || (is_gateway(j) && j.verdict.computed_cost_nanos.is_none())
         }
         Kind::Costs => false,
     }
@@ -304,7 +301,7 @@ fn row_line(j: repo::Judged) -> RowLine {
         v.detail.clone()
     };
     RowLine {
-        ts: ts(j.ts_ms),
+        ts: format_ms(j.ts_ms),
         owner: owner_name(&v),
         side: j.side,
         class: v.class,

@@ -11,12 +11,12 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail};
-use chrono::{DateTime, NaiveDateTime};
 use diesel::Connection;
 use tally_reconcile::record::FileInfo;
 use tally_reconcile::report::{Class, Settings, reconcile};
+use tally_reconcile::time::format_ms;
 use tally_reconcile::{Side, SideKind};
-use tally_schema::convert::{atto_to_nanos, normalised, side_name};
+use tally_schema::convert::{atto_to_nanos, naive_from_ms, normalised, side_name};
 use tally_schema::rows::{NewRun, RunCount, RunRow, UsageRow, VerdictRow};
 
 use crate::app::reference;
@@ -66,12 +66,6 @@ fn side_of(kind: SideKind, rows: &[UsageRow]) -> Result<(Side, Vec<i64>)> {
         open_quote_at_end: false,
     });
     Ok((side, ids))
-}
-
-fn naive(ms: i64) -> Result<NaiveDateTime> {
-    DateTime::from_timestamp_millis(ms)
-        .map(|t| t.naive_utc())
-        .context("time out of range")
 }
 
 /// Default rows per side in one slice of a run: memory stays bounded by a
@@ -170,7 +164,7 @@ fn judge_slice(
         }
     }
     offsets.push(SliceOffsets {
-        from: rfc3339(from_ms),
+        from: format_ms(from_ms),
         offsets: rec.summary(from_ms).offsets,
     });
     time.engine += t0.elapsed();
@@ -188,11 +182,6 @@ pub struct Timings {
     pub write: std::time::Duration,
     /// Committing the run.
     pub commit: std::time::Duration,
-}
-
-fn rfc3339(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms)
-        .map_or_else(String::new, |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 
 /// Runs the engine over `[from_ms, to_ms)`, slice by slice, and stores the
@@ -226,10 +215,10 @@ pub fn run(
         let id = repo::begin_run(
             conn,
             &NewRun {
-                window_from: naive(from_ms)?,
-                window_to: naive(to_ms)?,
-                started_at: naive(started)?,
-                finished_at: naive(started)?,
+                window_from: naive_from_ms(from_ms)?,
+                window_to: naive_from_ms(to_ms)?,
+                started_at: naive_from_ms(started)?,
+                finished_at: naive_from_ms(started)?,
                 status: "current",
                 tolerance_ms,
                 margin_ms: margin,
@@ -295,7 +284,7 @@ pub fn run(
                 gateway_rows: total(|c| c.gateway_rows),
                 global_offset_ms: global,
                 key_offsets: &key_offsets,
-                finished_at: naive(now()?)?,
+                finished_at: naive_from_ms(now()?)?,
             },
         )?;
         Ok((run, time, std::time::Instant::now()))
