@@ -6,7 +6,9 @@ use rust_decimal::Decimal;
 use tally_reconcile::prices::Price;
 use tally_reconcile::record::{Normalised, Side, SideKind, TokenKind, Tokens, flags};
 
-use crate::rows::{NewPrice, NewUsageRow, PriceRow, UsageRow};
+use tally_reconcile::keys::KeyEntry;
+
+use crate::rows::{KeyRow, NewKey, NewPrice, NewUsageRow, OwnerRow, PriceRow, UsageRow};
 
 /// A value that cannot be stored as it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,7 +22,7 @@ pub enum ConvertError {
     TimeOutOfRange(i64),
     /// A stored value the engine cannot take (a corrupted or hand-edited
     /// row): which row and column.
-    #[error("stored {table} row {id}: column `{column}` holds {value}, which is out of range")]
+    #[error("stored {table} row {id}: column `{column}` holds {value}, which cannot be read")]
     StoredOutOfRange {
         /// Table.
         table: &'static str,
@@ -222,6 +224,45 @@ pub fn price(r: &PriceRow) -> Price {
     }
 }
 
+/// A registry entry as a key row; its owner's id is looked up by the
+/// caller. Multi-valued names are JSON arrays of strings.
+pub fn new_key(k: &KeyEntry, owner_id: Option<i64>) -> NewKey<'_> {
+    let json = |v: &[String]| serde_json::Value::from(v).to_string();
+    NewKey {
+        key_id: &k.id,
+        alias: k.alias.as_deref(),
+        last4: k.last4.as_deref(),
+        labels: json(&k.labels),
+        sha256: json(&k.sha256),
+        owner_id,
+        contact: k.contact.as_deref(),
+    }
+}
+
+/// A stored key and its owner as a registry entry (the key's own contact,
+/// else its owner's).
+pub fn key_entry(k: KeyRow, owner: Option<&OwnerRow>) -> Result<KeyEntry, ConvertError> {
+    let list = |json: &str, column: &'static str| -> Result<Vec<String>, ConvertError> {
+        serde_json::from_str(json).map_err(|_| ConvertError::StoredOutOfRange {
+            table: "api_keys",
+            id: k.id,
+            column,
+            value: json.to_owned(),
+        })
+    };
+    Ok(KeyEntry {
+        labels: list(&k.labels, "labels")?,
+        sha256: list(&k.sha256, "sha256")?,
+        team: owner.map(|o| o.team.clone()).unwrap_or_default(),
+        service: owner.map(|o| o.service.clone()).unwrap_or_default(),
+        env: owner.map(|o| o.env.clone()).unwrap_or_default(),
+        contact: k.contact.or_else(|| owner.and_then(|o| o.contact.clone())),
+        id: k.key_id,
+        alias: k.alias,
+        last4: k.last4,
+    })
+}
+
 /// Atto-dollars (the engine's exact unit) as nano-dollars, rounded half
 /// to even: computed prices are exact to 10^-18, the store keeps 10^-9.
 /// `None` when beyond an i64 of nano-dollars.
@@ -260,6 +301,45 @@ mod tests {
         assert_eq!(n, 12_346);
         assert_eq!(exact.as_deref(), Some("0.00001234567890123"));
         assert_eq!(nanos_to_usd(n, exact.as_deref()), d);
+    }
+
+    #[test]
+    fn a_key_reads_back_as_it_was_registered_and_bad_json_names_its_row() {
+        let entry = KeyEntry {
+            id: "k1".into(),
+            alias: Some("al".into()),
+            labels: vec!["L1".into(), "L,2".into()],
+            last4: Some("Ab12".into()),
+            sha256: vec!["ff".repeat(32)],
+            team: "t".into(),
+            service: "s".into(),
+            env: "e".into(),
+            contact: None,
+        };
+        let n = new_key(&entry, Some(7));
+        let row = KeyRow {
+            id: 3,
+            key_id: n.key_id.to_owned(),
+            alias: n.alias.map(str::to_owned),
+            last4: n.last4.map(str::to_owned),
+            labels: n.labels.clone(),
+            sha256: n.sha256.clone(),
+            owner_id: n.owner_id,
+            contact: None,
+        };
+        let owner = OwnerRow {
+            id: 7,
+            team: "t".into(),
+            service: "s".into(),
+            env: "e".into(),
+            contact: Some("o@x".into()),
+        };
+        let back = key_entry(row.clone(), Some(&owner)).unwrap();
+        // The owner's contact stands in for a key without its own.
+        assert_eq!(back, KeyEntry { contact: Some("o@x".into()), ..entry });
+        let bad = KeyRow { labels: "not json".into(), ..row };
+        let e = key_entry(bad, None).unwrap_err().to_string();
+        assert!(e.contains("api_keys row 3") && e.contains("labels"), "{e}");
     }
 
     proptest! {

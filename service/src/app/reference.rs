@@ -8,69 +8,28 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use chrono::NaiveDateTime;
-use diesel::prelude::*;
-use tally_reconcile::keys::{KeyEntry, KeyRegistry, OwnerEntry};
+use tally_reconcile::keys::{KeyRegistry, OwnerEntry};
 use tally_reconcile::models::AliasTable;
 use tally_reconcile::prices::PriceBook;
-use tally_schema::convert::{new_price, price};
-use tally_schema::rows::{AliasRow, NewKey, NewOwner};
-use tally_schema::schema::owners;
+use tally_schema::convert::{key_entry, new_key, new_price, price};
+use tally_schema::rows::{AliasRow, NewOwner};
 
 use crate::app::reconcile::{has_ext, load_keys, open, read_text};
-use crate::db::{AnyConnection, DbError, on_backend, repo};
-
-/// The id of an owner, added (without a contact) if new; an existing
-/// owner's contact is left as `tally owners import` set it.
-fn owner_id(
-    conn: &mut AnyConnection,
-    team: &str,
-    service: &str,
-    env: &str,
-) -> Result<i64, DbError> {
-    let new = NewOwner {
-        team,
-        service,
-        env,
-        contact: None,
-    };
-    on_backend!(conn, c => diesel::insert_into(owners::table)
-        .values(&new)
-        .on_conflict((owners::team, owners::service, owners::env))
-        .do_nothing()
-        .execute(c))?;
-    Ok(owners::table
-        .filter(owners::team.eq(team))
-        .filter(owners::service.eq(service))
-        .filter(owners::env.eq(env))
-        .select(owners::id)
-        .first(conn)?)
-}
+use crate::db::{AnyConnection, repo};
 
 /// Imports a key registry (TOML, or CSV by extension); keys it names are
 /// added or replaced, their owners added. Returns the number of keys.
 pub fn import_keys(conn: &mut AnyConnection, path: &Path) -> Result<usize> {
     let reg = load_keys(path)?;
-    repo::in_transaction(conn, |c| {
+    repo::in_transaction(conn, |c| -> Result<()> {
         for k in &reg.entries {
             let o = k.owner();
             let owner = if o.is_empty() {
                 None
             } else {
-                Some(owner_id(c, &o.team, &o.service, &o.env)?)
+                Some(repo::owner_id(c, &o.team, &o.service, &o.env)?)
             };
-            let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
-            repo::upsert_key(
-                c,
-                &NewKey {
-                    key_id: &k.id,
-                    alias: k.alias.as_deref(),
-                    last4: k.last4.as_deref(),
-                    labels: json(&k.labels),
-                    sha256: json(&k.sha256),
-                    owner_id: owner,
-                    contact: k.contact.as_deref(),
-                },
-            )?;
+            repo::upsert_key(c, &new_key(k, owner))?;
         }
         Ok(())
     })?;
@@ -86,7 +45,7 @@ pub fn import_owners(conn: &mut AnyConnection, path: &Path) -> Result<usize> {
     } else {
         OwnerEntry::from_toml(&read_text(path, "owners")?, &name)?
     };
-    repo::in_transaction(conn, |c| {
+    repo::in_transaction(conn, |c| -> Result<()> {
         for o in &list {
             let who = o.owner();
             repo::upsert_owner(
@@ -136,7 +95,7 @@ pub fn import_prices(
         .map(|p| new_price(p, now))
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("{name}: a price does not fit the store"))?;
-    repo::in_transaction(conn, |c| {
+    repo::in_transaction(conn, |c| -> Result<()> {
         for r in &rows {
             repo::upsert_price(c, r)?;
         }
@@ -153,7 +112,7 @@ pub fn import_aliases(conn: &mut AnyConnection, path: &Path) -> Result<usize> {
     let name = path.display().to_string();
     let table = AliasTable::from_toml(&read_text(path, "alias table")?, &name)?;
     let pairs = table.pairs();
-    repo::in_transaction(conn, |c| {
+    repo::in_transaction(conn, |c| -> Result<()> {
         for (alias, model) in &pairs {
             repo::upsert_alias(
                 c,
@@ -183,25 +142,13 @@ pub fn load(conn: &mut AnyConnection) -> Result<Reference> {
     let owners = repo::owners(conn)?;
     let by_id: std::collections::HashMap<i64, &tally_schema::rows::OwnerRow> =
         owners.iter().map(|o| (o.id, o)).collect();
-    let list = |json: &str, what: &str, key: &str| -> Result<Vec<String>> {
-        serde_json::from_str(json)
-            .with_context(|| format!("stored key `{key}`: {what} is not a JSON list"))
-    };
-    let mut entries = Vec::new();
-    for k in repo::keys(conn)? {
-        let owner = k.owner_id.and_then(|id| by_id.get(&id));
-        entries.push(KeyEntry {
-            labels: list(&k.labels, "labels", &k.key_id)?,
-            sha256: list(&k.sha256, "sha256", &k.key_id)?,
-            team: owner.map(|o| o.team.clone()).unwrap_or_default(),
-            service: owner.map(|o| o.service.clone()).unwrap_or_default(),
-            env: owner.map(|o| o.env.clone()).unwrap_or_default(),
-            contact: k.contact.or_else(|| owner.and_then(|o| o.contact.clone())),
-            id: k.key_id,
-            alias: k.alias,
-            last4: k.last4,
-        });
-    }
+    let entries = repo::keys(conn)?
+        .into_iter()
+        .map(|k| {
+            let owner = k.owner_id.and_then(|id| by_id.get(&id).copied());
+            key_entry(k, owner)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let registry = KeyRegistry::new(entries, "the store's keys")?;
     let aliases = repo::aliases(conn)?;
     let aliases =

@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail};
-use diesel::Connection;
 use tally_reconcile::record::FileInfo;
 use tally_reconcile::report::{Class, Settings, reconcile};
 use tally_reconcile::time::format_ms;
@@ -211,7 +210,7 @@ pub fn run(
         .filter(|r| r.status == "current")
         .map(|r| r.id)
         .collect();
-    let run = conn.transaction::<_, anyhow::Error, _>(|conn| {
+    let run = repo::in_transaction(conn, |conn| -> Result<_> {
         let id = repo::begin_run(
             conn,
             &NewRun {

@@ -75,9 +75,6 @@ pub enum DbError {
     /// Running migrations failed.
     #[error("migrations: {0}")]
     Migration(String),
-    /// A value could not be stored as it is.
-    #[error(transparent)]
-    Convert(#[from] tally_schema::convert::ConvertError),
 }
 
 /// Which backend a URL selects.

@@ -2,8 +2,14 @@
 
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use tally_schema::rows::{Batch, NewBatch, NewReject, NewUsageRow, Reject};
-use tally_schema::schema::{ingest_batches, rejects, usage_rows};
+use tally_schema::rows::{
+    AliasRow, Batch, KeyRow, NewBatch, NewKey, NewOwner, NewPrice, NewReject, NewRun, NewUsageRow,
+    OwnerRow, PriceRow, Reject, RunCount, RunRow, UsageRow, VerdictRow,
+};
+use tally_schema::schema::{
+    api_keys, ingest_batches, model_aliases, owners, prices, rejects, run_counts, runs, usage_rows,
+    verdicts,
+};
 
 use super::{AnyConnection, DbError, on_backend};
 
@@ -236,12 +242,6 @@ pub fn rejects_of(conn: &mut AnyConnection, batch_id: i64) -> Result<Vec<Reject>
 
 // ---- Owners, keys, aliases, prices -------------------------------------
 
-use tally_schema::rows::{
-    AliasRow, KeyRow, NewKey, NewOwner, NewPrice, NewRun, OwnerRow, PriceRow, RunCount, RunRow,
-    UsageRow, VerdictRow,
-};
-use tally_schema::schema::{api_keys, model_aliases, owners, prices, run_counts, runs, verdicts};
-
 /// Adds an owner or updates its contact; its id.
 pub fn upsert_owner(conn: &mut AnyConnection, o: &NewOwner<'_>) -> Result<i64, DbError> {
     Ok(on_backend!(conn, c => diesel::insert_into(owners::table)
@@ -251,6 +251,34 @@ pub fn upsert_owner(conn: &mut AnyConnection, o: &NewOwner<'_>) -> Result<i64, D
         .set(owners::contact.eq(o.contact))
         .returning(owners::id)
         .get_result(c))?)
+}
+
+/// The id of an owner, added without a contact if new; an existing
+/// owner's contact is left as it is (keys name owners, `tally owners
+/// import` sets their contacts).
+pub fn owner_id(
+    conn: &mut AnyConnection,
+    team: &str,
+    service: &str,
+    env: &str,
+) -> Result<i64, DbError> {
+    let new = NewOwner {
+        team,
+        service,
+        env,
+        contact: None,
+    };
+    on_backend!(conn, c => diesel::insert_into(owners::table)
+        .values(&new)
+        .on_conflict((owners::team, owners::service, owners::env))
+        .do_nothing()
+        .execute(c))?;
+    Ok(owners::table
+        .filter(owners::team.eq(team))
+        .filter(owners::service.eq(service))
+        .filter(owners::env.eq(env))
+        .select(owners::id)
+        .first(conn)?)
 }
 
 /// Every owner, by team, service, env.
@@ -318,11 +346,12 @@ pub fn prices(conn: &mut AnyConnection) -> Result<Vec<PriceRow>, DbError> {
         .load(conn)?)
 }
 
-/// Runs `f` in one transaction (an import is all or nothing).
-pub fn in_transaction<T>(
+/// Runs `f` in one transaction: all of it is stored, or none (an import,
+/// a run). Any error that a query error converts into rolls it back.
+pub fn in_transaction<T, E: From<DieselError>>(
     conn: &mut AnyConnection,
-    f: impl FnOnce(&mut AnyConnection) -> Result<T, DbError>,
-) -> Result<T, DbError> {
+    f: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
+) -> Result<T, E> {
     conn.transaction(f)
 }
 
