@@ -923,21 +923,20 @@ impl<'a> Reconciliation<'a> {
             .unwrap_or(NONE)
     }
 
+    /// The client partner of a gateway row.
+    pub fn gateway_partner(&self, j: usize) -> Option<usize> {
+        let p = self.matching.gateway_partner.get(j).copied()?;
+        (p != NONE).then(|| usize::try_from(p).ok()).flatten()
+    }
+
     /// Owner id of a gateway row: its client partner's, else its key's.
     fn gateway_owner_id(&self, j: usize) -> u32 {
-        let partner = self
-            .matching
-            .gateway_partner
-            .get(j)
-            .copied()
-            .unwrap_or(NONE);
-        if partner != NONE
-            && let Ok(i) = usize::try_from(partner)
-        {
-            return self.client_owner_id(i);
+        match self.gateway_partner(j) {
+            Some(i) => self.client_owner_id(i),
+            None => self
+                .key_info(self.gateway_view().key(j))
+                .map_or(NONE, |k| k.owner_id),
         }
-        self.key_info(self.gateway_view().key(j))
-            .map_or(NONE, |k| k.owner_id)
     }
 
     /// Owner name of a client row.
@@ -1019,16 +1018,9 @@ impl<'a> Reconciliation<'a> {
             }
             SideKind::Gateway => {
                 let r = self.gateway.rows.get(i)?;
-                let partner = self
-                    .matching
-                    .gateway_partner
-                    .get(i)
-                    .copied()
-                    .filter(|&p| p != NONE)
-                    .and_then(|p| usize::try_from(p).ok());
                 (
                     *self.gateway_class.get(i)?,
-                    partner,
+                    self.gateway_partner(i),
                     self.gateway_key(i),
                     self.gateway_owner_id(i),
                     self.gateway_served_family(i),
@@ -1058,6 +1050,20 @@ impl<'a> Reconciliation<'a> {
     /// The offset applied to a key's client rows.
     pub fn offset_of_client(&self, i: usize) -> i64 {
         self.matching.offset_for(self.client_view().key(i))
+    }
+
+    /// The learned clock offsets: global first, then per key by name.
+    pub fn offsets(&self) -> Vec<OffsetLine> {
+        let mut offsets = vec![self.offset_line(&self.matching.global_offset)];
+        let mut per_key: Vec<OffsetLine> = self
+            .matching
+            .key_offsets
+            .iter()
+            .map(|o| self.offset_line(o))
+            .collect();
+        per_key.sort_by(|a, b| a.key.cmp(&b.key));
+        offsets.extend(per_key);
+        offsets
     }
 
     /// Builds the summary. `now_ms` is when the report is made.
@@ -1368,15 +1374,7 @@ impl<'a> Reconciliation<'a> {
             })
             .collect();
         unpriced_models.sort_by(|a, b| a.model.cmp(&b.model));
-        let mut offsets = vec![self.offset_line(&self.matching.global_offset)];
-        let mut per_key: Vec<OffsetLine> = self
-            .matching
-            .key_offsets
-            .iter()
-            .map(|o| self.offset_line(o))
-            .collect();
-        per_key.sort_by(|a, b| a.key.cmp(&b.key));
-        offsets.extend(per_key);
+        let offsets = self.offsets();
         let count = |s: SideKind, c: Class| {
             class_counts
                 .get(side_index(s))

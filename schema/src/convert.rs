@@ -336,8 +336,17 @@ mod tests {
         };
         let back = key_entry(row.clone(), Some(&owner)).unwrap();
         // The owner's contact stands in for a key without its own.
-        assert_eq!(back, KeyEntry { contact: Some("o@x".into()), ..entry });
-        let bad = KeyRow { labels: "not json".into(), ..row };
+        assert_eq!(
+            back,
+            KeyEntry {
+                contact: Some("o@x".into()),
+                ..entry
+            }
+        );
+        let bad = KeyRow {
+            labels: "not json".into(),
+            ..row
+        };
         let e = key_entry(bad, None).unwrap_err().to_string();
         assert!(e.contains("api_keys row 3") && e.contains("labels"), "{e}");
     }

@@ -164,7 +164,7 @@ fn judge_slice(
     }
     offsets.push(SliceOffsets {
         from: format_ms(from_ms),
-        offsets: rec.summary(from_ms).offsets,
+        offsets: rec.offsets(),
     });
     time.engine += t0.elapsed();
     Ok(verdicts)
@@ -205,11 +205,6 @@ pub fn run(
     let tolerance_ms = settings.matching.tolerance_ms;
     let margin = tolerance_ms.saturating_add(MARGIN_BEYOND_TOLERANCE_MS);
     let refs = reference::load(conn)?;
-    let before: Vec<i64> = repo::runs(conn)?
-        .iter()
-        .filter(|r| r.status == "current")
-        .map(|r| r.id)
-        .collect();
     let run = repo::in_transaction(conn, |conn| -> Result<_> {
         let id = repo::begin_run(
             conn,
@@ -274,7 +269,7 @@ pub fn run(
             .map_or(0, |o| o.offset_ms);
         let key_offsets = serde_json::to_string(&offsets)?;
         let total = |f: fn(&RunCount) -> i64| counts.iter().map(f).sum::<i64>();
-        let run = repo::finish_run(
+        let (run, superseded) = repo::finish_run(
             conn,
             id,
             &repo::RunTotals {
@@ -286,16 +281,10 @@ pub fn run(
                 finished_at: naive_from_ms(now()?)?,
             },
         )?;
-        Ok((run, time, std::time::Instant::now()))
+        Ok((run, counts, superseded, time, std::time::Instant::now()))
     })?;
-    let (run, mut timings, commit_start) = run;
+    let (run, counts, superseded, mut timings, commit_start) = run;
     timings.commit = commit_start.elapsed();
-    let superseded = repo::runs(conn)?
-        .iter()
-        .filter(|r| before.contains(&r.id) && r.superseded_by == Some(run.id))
-        .map(|r| r.id)
-        .collect();
-    let counts = repo::run_counts(conn, run.id)?;
     Ok(RunOutcome {
         run,
         counts,

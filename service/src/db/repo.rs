@@ -440,12 +440,13 @@ pub struct RunTotals<'a> {
 }
 
 /// Completes a run: its counts, and every current run whose window lies
-/// within its own marked superseded by it.
+/// within its own marked superseded by it. Returns the run and the ids of
+/// the runs it superseded.
 pub fn finish_run(
     conn: &mut AnyConnection,
     run_id: i64,
     t: &RunTotals<'_>,
-) -> Result<RunRow, DbError> {
+) -> Result<(RunRow, Vec<i64>), DbError> {
     let counts: Vec<RunCount> = t
         .counts
         .iter()
@@ -468,19 +469,19 @@ pub fn finish_run(
         .find(run_id)
         .select(RunRow::as_select())
         .first(conn)?;
-    diesel::update(
-        runs::table
-            .filter(runs::status.eq("current"))
-            .filter(runs::id.ne(run_id))
-            .filter(runs::window_from.ge(run.window_from))
-            .filter(runs::window_to.le(run.window_to)),
-    )
-    .set((
-        runs::status.eq("superseded"),
-        runs::superseded_by.eq(Some(run_id)),
-    ))
-    .execute(conn)?;
-    Ok(run)
+    let covered = runs::table
+        .filter(runs::status.eq("current"))
+        .filter(runs::id.ne(run_id))
+        .filter(runs::window_from.ge(run.window_from))
+        .filter(runs::window_to.le(run.window_to));
+    let superseded: Vec<i64> = covered.select(runs::id).order(runs::id).load(conn)?;
+    diesel::update(runs::table.filter(runs::id.eq_any(&superseded)))
+        .set((
+            runs::status.eq("superseded"),
+            runs::superseded_by.eq(Some(run_id)),
+        ))
+        .execute(conn)?;
+    Ok((run, superseded))
 }
 
 /// Every run, newest first.
