@@ -23,6 +23,15 @@ fn ingest(store: &Store, side: &str, files: &[&Path]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `tally WHAT import FILE` into a store, which must succeed; its output.
+fn import(store: &Store, what: &str, file: &Path) -> String {
+    let out = succeed(
+        tally().args([what, "import", "--db", &store.url]).arg(file),
+        &format!("{what} import on {}", store.backend),
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn fixture(rel: &str) -> std::path::PathBuf {
     root().join("fixtures").join(rel)
 }
@@ -235,12 +244,7 @@ fn load_fixture_day(s: &Store) {
         ("prices", "prices.toml"),
         ("aliases", "aliases.toml"),
     ] {
-        succeed(
-            tally()
-                .args([what, "import", "--db", &s.url])
-                .arg(fixture(file)),
-            &format!("{what} import on {}", s.backend),
-        );
+        import(s, what, &fixture(file));
     }
     ingest(
         s,
@@ -402,14 +406,8 @@ fn late_rows_change_verdicts_in_a_new_run_and_the_old_run_stays_as_history() {
     // The first export lacks the last 20 rows; they arrive late.
     let early = slice_csv(tmp.path(), "early.csv", &src, 1, 83);
     for s in stores() {
-        for (what, file) in [("keys", "keys.toml"), ("prices", "prices.toml")] {
-            succeed(
-                tally()
-                    .args([what, "import", "--db", &s.url])
-                    .arg(fixture(file)),
-                what,
-            );
-        }
+        import(&s, "keys", &fixture("keys.toml"));
+        import(&s, "prices", &fixture("prices.toml"));
         ingest(&s, "client", &[&fixture("client/app.jsonl")]);
         ingest(&s, "gateway", &[&early]);
         run_day(&s, "2026-11-20", "2026-11-21");
@@ -497,19 +495,9 @@ fn imports_add_or_replace_and_litellm_prices_need_no_dates() {
     .unwrap();
     for s in stores() {
         for _ in 0..2 {
-            succeed(
-                tally()
-                    .args(["keys", "import", "--db", &s.url])
-                    .arg(fixture("keys.toml")),
-                "keys import",
-            );
+            import(&s, "keys", &fixture("keys.toml"));
         }
-        succeed(
-            tally()
-                .args(["owners", "import", "--db", &s.url])
-                .arg(&owners),
-            "owners import",
-        );
+        import(&s, "owners", &owners);
         let out = succeed(
             tally()
                 .args([
@@ -712,14 +700,8 @@ fn sqlite_connections_use_wal_a_busy_timeout_and_foreign_keys() {
 fn a_run_in_many_slices_gives_the_verdicts_of_one_pass() {
     let data = generated(20_000, 13);
     for s in stores() {
-        for (what, file) in [("keys", "keys.toml"), ("prices", "prices.toml")] {
-            succeed(
-                tally()
-                    .args([what, "import", "--db", &s.url])
-                    .arg(data.path().join(file)),
-                what,
-            );
-        }
+        import(&s, "keys", &data.path().join("keys.toml"));
+        import(&s, "prices", &data.path().join("prices.toml"));
         ingest(&s, "client", &[&data.path().join("client.csv")]);
         ingest(&s, "gateway", &[&data.path().join("gateway.csv")]);
         let run = |slice: &str| {

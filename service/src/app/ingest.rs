@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use tally_reconcile::identity::dedup_keys;
-use tally_reconcile::parse::client::ClientFormat;
 use tally_reconcile::{Side, SideKind};
 use tally_schema::convert::{new_usage_row, side_name};
 use tally_schema::rows::{NewBatch, NewReject, NewUsageRow};
@@ -65,7 +64,8 @@ pub fn file_sha256(path: &Path, read: &mut dyn FnMut(u64)) -> Result<String> {
     Ok(tally_reconcile::keys::hex(&h.finalize()))
 }
 
-/// Ingests one file of `kind` as one batch.
+/// Ingests one file of `kind` as one batch. Each row's source text is
+/// kept whatever `plan` says: the store keeps every row's provenance.
 ///
 /// `now` is the batch's ingest time (UTC), read once by the caller.
 pub fn ingest_file(
@@ -190,21 +190,6 @@ fn new_rows<'a>(
     Ok((rows, bad))
 }
 
-/// The read plan of `tally ingest` for a side.
-pub fn plan<'a>(
-    client_format: Option<ClientFormat>,
-    profiles: &'a [tally_reconcile::parse::mapping::Profile],
-    named: bool,
-) -> ReadPlan<'a> {
-    ReadPlan {
-        client_format,
-        profiles,
-        named,
-        min_split_bytes: crate::app::split::MIN_SPLIT_BYTES,
-        keep_raw: true,
-    }
-}
-
 /// Runs `tally ingest client|gateway`: one batch per file, a line of counts
 /// per file. Exits non-zero only when a file cannot be read or stored; bad
 /// rows are counted and kept as rejects.
@@ -232,13 +217,14 @@ pub fn run_cli(cmd: &crate::cli::IngestCommand) -> Result<std::process::ExitCode
     let now = tally_schema::convert::naive_from_ms(now_ms)?;
     let mut out = String::new();
     for path in files {
-        let o = ingest_file(
-            &mut conn,
-            kind,
-            path,
-            plan(client_format, &profiles, source.is_some()),
-            now,
-        )?;
+        let plan = ReadPlan {
+            client_format,
+            profiles: &profiles,
+            named: source.is_some(),
+            min_split_bytes: crate::app::split::MIN_SPLIT_BYTES,
+            keep_raw: true,
+        };
+        let o = ingest_file(&mut conn, kind, path, plan, now)?;
         out.push_str(&describe(&o));
     }
     crate::app::reconcile::print(&out)?;
