@@ -379,6 +379,16 @@ fn a_stored_run_classifies_the_fixture_day_exactly_as_tally_reconcile() {
             assert_eq!(line["billed_rows"], o["billed_rows"]);
             assert_eq!(line["unattributed_rows"], o["unattributed_rows"]);
         }
+        // By team, the leaked key's rows (no team) form their own group.
+        let by_team = report(&s, &["costs", "--group-by", "team", "--format", "json"]);
+        let by_team: serde_json::Value = serde_json::from_str(&by_team).unwrap();
+        let none = by_team
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["group"] == "(none)")
+            .unwrap_or_else(|| panic!("{}: {by_team}", s.backend));
+        assert_eq!(none["unattributed_rows"], 3, "{}", s.backend);
         // The leaked key: three unattributed rows, flagged.
         let un = report(&s, &["unattributed", "--format", "csv"]);
         let lines: Vec<&str> = un.lines().skip(1).collect();

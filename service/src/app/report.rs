@@ -195,6 +195,9 @@ fn usd(n: Option<i64>) -> Option<Decimal> {
     n.map(|n| nanos_to_usd(n, None))
 }
 
+/// The group of rows with no team, service, env, key or model.
+pub const NO_GROUP: &str = "(none)";
+
 /// The costs report, built one verdict at a time.
 struct Costs {
     by: GroupBy,
@@ -219,6 +222,13 @@ impl Costs {
             GroupBy::Key => v.key_name.clone(),
             GroupBy::Model => v.model_family.clone(),
             GroupBy::Day => format_ms(j.ts_ms).get(..10).unwrap_or_default().to_owned(),
+        };
+        // Rows nobody labels (a key no registry knows) get a name a person
+        // can read, not a blank cell.
+        let group = if group.is_empty() {
+            NO_GROUP.to_owned()
+        } else {
+            group
         };
         let line = self
             .groups
