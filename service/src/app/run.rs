@@ -16,7 +16,7 @@ use tally_reconcile::report::{Class, Settings, reconcile};
 use tally_reconcile::time::format_ms;
 use tally_reconcile::{Side, SideKind};
 use tally_schema::convert::{atto_to_nanos, naive_from_ms, normalised, side_name};
-use tally_schema::rows::{NewRun, RunCount, RunRow, UsageRow, VerdictRow};
+use tally_schema::rows::{NewRun, RunCount, RunRow, VerdictRow};
 
 use crate::app::reference;
 use crate::db::{AnyConnection, repo};
@@ -39,27 +39,33 @@ pub struct RunOutcome {
     pub timings: Timings,
 }
 
-/// A side's stored rows as the engine's side; the store id of each row.
-fn side_of(kind: SideKind, rows: &[UsageRow]) -> Result<(Side, Vec<i64>)> {
+/// A side's stored rows in `[lo, hi)` as the engine's side, read as a
+/// stream; the store id of each row.
+fn side_of(
+    conn: &mut AnyConnection,
+    kind: SideKind,
+    (lo, hi): (i64, i64),
+) -> Result<(Side, Vec<i64>)> {
     let mut side = Side::new(kind);
-    let mut ids = Vec::with_capacity(rows.len());
-    for (k, r) in rows.iter().enumerate() {
+    let mut ids = Vec::new();
+    repo::each_usage_in(conn, side_name(kind), (lo, hi), |r| -> Result<()> {
         // The row's place in (time, id) order is its ordinal: ties between
         // equally good partners break the same way on every run.
-        let line = u32::try_from(k + 1).context("more than 4 billion rows in one run")?;
-        if !side.push_normalised(&normalised(r, line)?) {
+        let line = u32::try_from(ids.len() + 1).context("more than 4 billion rows in one run")?;
+        if !side.push_normalised(&normalised(&r, line)?) {
             bail!(
                 "stored usage row {} cannot be read back (id too long)",
                 r.id
             );
         }
         ids.push(r.id);
-    }
+        Ok(())
+    })?;
     side.files.push(FileInfo {
         name: "store".to_owned(),
         format: "store".to_owned(),
         first_row: 0,
-        read: u64::try_from(rows.len()).unwrap_or(u64::MAX),
+        read: u64::try_from(ids.len()).unwrap_or(u64::MAX),
         rejected: 0,
         lines: 0,
         open_quote_at_end: false,
@@ -94,16 +100,13 @@ fn judge_slice(
 ) -> Result<Vec<VerdictRow>> {
     let (lo, hi) = (from_ms.saturating_sub(margin), to_ms.saturating_add(margin));
     let t0 = std::time::Instant::now();
-    let client_rows = repo::usage_in(conn, side_name(SideKind::Client), lo, hi)?;
-    let gateway_rows = repo::usage_in(conn, side_name(SideKind::Gateway), lo, hi)?;
+    let (client, client_ids) = side_of(conn, SideKind::Client, (lo, hi))?;
+    let (gateway, gateway_ids) = side_of(conn, SideKind::Gateway, (lo, hi))?;
     time.load += t0.elapsed();
     let t0 = std::time::Instant::now();
-    if client_rows.is_empty() && gateway_rows.is_empty() {
+    if client_ids.is_empty() && gateway_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let (client, client_ids) = side_of(SideKind::Client, &client_rows)?;
-    let (gateway, gateway_ids) = side_of(SideKind::Gateway, &gateway_rows)?;
-    drop((client_rows, gateway_rows));
     let rec = reconcile(
         &client,
         &gateway,

@@ -357,21 +357,29 @@ pub fn in_transaction<T, E: From<DieselError>>(
 
 // ---- Runs and verdicts --------------------------------------------------
 
-/// A side's stored rows with `from_ms <= ts_ms < to_ms`, in time then id
-/// order (so a run sees them in a deterministic order).
-pub fn usage_in(
+/// Calls `each` with a side's stored rows with `from_ms <= ts_ms < to_ms`,
+/// in time then id order (so a run sees them in a deterministic order).
+/// Streamed: only the caller's copy of each row is kept. Stops at the
+/// first error `each` returns.
+pub fn each_usage_in<E: From<DbError>>(
     conn: &mut AnyConnection,
     side: &str,
-    from_ms: i64,
-    to_ms: i64,
-) -> Result<Vec<UsageRow>, DbError> {
-    Ok(usage_rows::table
+    (from_ms, to_ms): (i64, i64),
+    mut each: impl FnMut(UsageRow) -> Result<(), E>,
+) -> Result<(), E> {
+    let query = usage_rows::table
         .filter(usage_rows::side.eq(side))
         .filter(usage_rows::ts_ms.ge(from_ms))
         .filter(usage_rows::ts_ms.lt(to_ms))
         .order((usage_rows::ts_ms, usage_rows::id))
-        .select(UsageRow::as_select())
-        .load(conn)?)
+        .select(UsageRow::as_select());
+    for row in query
+        .load_iter::<UsageRow, _>(conn)
+        .map_err(DbError::from)?
+    {
+        each(row.map_err(DbError::from)?)?;
+    }
+    Ok(())
 }
 
 /// The time of a side's `n`-th stored row (0-based) at or after `from_ms`
