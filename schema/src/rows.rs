@@ -5,8 +5,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::schema::{
-    api_keys, ingest_batches, model_aliases, owners, prices, rejects, run_counts, runs, usage_rows,
-    verdicts,
+    api_keys, api_tokens, ingest_batches, model_aliases, owners, prices, rejects, run_counts, runs,
+    usage_rows, verdicts,
 };
 
 /// A stored ingest batch.
@@ -445,4 +445,40 @@ pub struct VerdictRow {
     pub reported_cost_nanos: Option<i64>,
     /// Detail.
     pub detail: String,
+}
+
+/// A stored service token (its hash, never the token).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = api_tokens)]
+pub struct TokenRow {
+    /// Row id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: String,
+    /// SHA-256 hex of the token.
+    pub token_sha256: String,
+    /// Last four characters.
+    pub last4: String,
+    /// Created.
+    pub created_at: NaiveDateTime,
+    /// Revoked.
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+/// A token to insert.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = api_tokens)]
+pub struct NewToken<'a> {
+    /// Name.
+    pub name: &'a str,
+    /// Role.
+    pub role: &'a str,
+    /// SHA-256 hex of the token.
+    pub token_sha256: &'a str,
+    /// Last four characters.
+    pub last4: &'a str,
+    /// Created.
+    pub created_at: NaiveDateTime,
 }

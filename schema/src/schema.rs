@@ -261,6 +261,26 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// A service token of `tally serve`: only its hash is kept.
+    api_tokens (id) {
+        /// Row id.
+        id -> BigInt,
+        /// Who or what holds it (unique among live tokens).
+        name -> Text,
+        /// `admin`, `finance`, `platform` or `ingest`.
+        role -> Text,
+        /// SHA-256 hex of the token.
+        token_sha256 -> Text,
+        /// Last four characters, to tell tokens apart in lists.
+        last4 -> Text,
+        /// Created (UTC).
+        created_at -> Timestamp,
+        /// Revoked (UTC); NULL while live.
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(usage_rows -> ingest_batches (batch_id));
 diesel::joinable!(rejects -> ingest_batches (batch_id));
 diesel::joinable!(api_keys -> owners (owner_id));
@@ -277,5 +297,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     prices,
     runs,
     run_counts,
-    verdicts
+    verdicts,
+    api_tokens
 );

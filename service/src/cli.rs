@@ -55,6 +55,68 @@ pub enum Command {
     Run(RunArgs),
     /// Report from the latest runs over a period.
     Report(ReportArgs),
+    /// Run the HTTP API until SIGTERM.
+    Serve(ServeArgs),
+    /// The server's configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Service tokens for the HTTP API.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `tally serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML); `TALLY_...` variables override it.
+    #[arg(long, env = "TALLY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Do not run pending migrations; refuse a store that has any.
+    #[arg(long, env = "TALLY_NO_MIGRATE")]
+    pub no_migrate: bool,
+}
+
+/// `tally config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a configuration (with the environment's overrides) and print
+    /// it, secrets hidden.
+    Check {
+        /// Configuration file (TOML).
+        #[arg(long, env = "TALLY_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `tally token ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token and print it, once: only its hash is stored.
+    Create {
+        /// Who or what holds it.
+        #[arg(long)]
+        name: String,
+        /// What it may do.
+        #[arg(long, value_enum)]
+        role: crate::app::tokens::Role,
+        /// The store.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List tokens (names, roles, last four characters; never a token).
+    List {
+        /// The store.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke the live token with this name.
+    Revoke {
+        /// Its name.
+        name: String,
+        /// The store.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 /// `tally keys|owners|aliases import FILE`.
@@ -350,6 +412,46 @@ pub fn parse_time(s: &str) -> Result<i64> {
     tally_reconcile::time::parse_date_or_iso(s).map_err(anyhow::Error::msg)
 }
 
+/// The server configuration from `file` and the process environment.
+fn load_settings(file: Option<&std::path::Path>) -> Result<crate::settings::Settings> {
+    Ok(crate::settings::Settings::load(file, |k| {
+        std::env::var(k).ok()
+    })?)
+}
+
+/// `tally token create|list|revoke`.
+fn token(cmd: TokenCommand) -> Result<ExitCode> {
+    use crate::app::tokens;
+    let now = || -> Result<chrono::NaiveDateTime> {
+        Ok(tally_schema::convert::naive_from_ms(
+            app::reconcile::now_ms()?,
+        )?)
+    };
+    match cmd {
+        TokenCommand::Create { name, role, store } => {
+            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+            let token = tokens::create(&mut conn, &name, role, now()?)?;
+            done(&format!(
+                "{token}\n\nThe token for `{}` ({}). It is shown this once: only its hash is stored.\n",
+                name.trim(),
+                role.as_str()
+            ))
+        }
+        TokenCommand::List { store } => {
+            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+            done(&tokens::describe(&tokens::list(&mut conn)?))
+        }
+        TokenCommand::Revoke { name, store } => {
+            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+            if tokens::revoke(&mut conn, &name, now()?)? {
+                done(&format!("revoked the token `{name}`\n"))
+            } else {
+                anyhow::bail!("no live token named `{name}`")
+            }
+        }
+    }
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -443,6 +545,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             app::reconcile::print(&text)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve(args) => {
+            let settings = load_settings(args.config.as_deref())?;
+            crate::http::serve(settings, args.no_migrate)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Check { config }) => {
+            let settings = load_settings(config.as_deref())?;
+            done(&format!("configuration is valid:\n{settings:#?}\n"))
+        }
+        Command::Token(cmd) => token(cmd),
         Command::Sources => {
             let profiles = tally_reconcile::parse::mapping::Profile::builtins()
                 .context("built-in profiles")?;

@@ -5,4 +5,6 @@ pub mod app;
 pub mod cli;
 pub mod db;
 pub mod export;
+pub mod http;
 pub mod progress;
+pub mod settings;

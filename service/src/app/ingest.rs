@@ -67,15 +67,18 @@ pub fn file_sha256(path: &Path, read: &mut dyn FnMut(u64)) -> Result<String> {
 /// Ingests one file of `kind` as one batch. Each row's source text is
 /// kept whatever `plan` says: the store keeps every row's provenance.
 ///
-/// `now` is the batch's ingest time (UTC), read once by the caller.
+/// `label` names the batch (the file name as the user gave it, or an
+/// upload's name); `now` is the batch's ingest time (UTC), read once by the
+/// caller.
 pub fn ingest_file(
     conn: &mut AnyConnection,
     kind: SideKind,
     path: &Path,
+    label: &str,
     plan: ReadPlan<'_>,
     now: chrono::NaiveDateTime,
 ) -> Result<Outcome> {
-    let name = path.display().to_string();
+    let name = label.to_owned();
     let bytes = std::fs::metadata(path)
         .with_context(|| format!("cannot open `{name}`"))?
         .len();
@@ -224,7 +227,14 @@ pub fn run_cli(cmd: &crate::cli::IngestCommand) -> Result<std::process::ExitCode
             min_split_bytes: crate::app::split::MIN_SPLIT_BYTES,
             keep_raw: true,
         };
-        let o = ingest_file(&mut conn, kind, path, plan, now)?;
+        let o = ingest_file(
+            &mut conn,
+            kind,
+            path,
+            &path.display().to_string(),
+            plan,
+            now,
+        )?;
         out.push_str(&describe(&o));
     }
     crate::app::reconcile::print(&out)?;

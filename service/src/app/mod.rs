@@ -7,3 +7,4 @@ pub mod reference;
 pub mod report;
 pub mod run;
 pub mod split;
+pub mod tokens;

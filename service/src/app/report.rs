@@ -16,7 +16,8 @@ use crate::db::{AnyConnection, repo};
 use crate::export;
 
 /// Which report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// Cost per group: computed and gateway-reported, variance, missing and
     /// unattributed.
@@ -30,7 +31,8 @@ pub enum Kind {
 }
 
 /// How `costs` groups rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum GroupBy {
     /// team/service/env.
     Owner,
@@ -385,12 +387,38 @@ fn render<T: Tabular + Serialize>(lines: &[T], format: Format) -> Result<String>
     Ok(match format {
         Format::Table => table(lines),
         Format::Json => serde_json::to_string_pretty(lines)? + "\n",
-        Format::Csv => {
-            let mut buf = Vec::new();
-            export::write_csv(&mut buf, lines.iter())?;
-            String::from_utf8(buf)?
-        }
+        Format::Csv => csv(lines)?,
     })
+}
+
+/// The costs report over `[from_ms, to_ms)`, one line per group, in group
+/// order.
+pub fn cost_lines(
+    conn: &mut AnyConnection,
+    (from_ms, to_ms): (i64, i64),
+    by: GroupBy,
+) -> Result<Vec<CostLine>, crate::db::DbError> {
+    let mut costs = Costs::new(by);
+    repo::each_current_verdict(conn, (from_ms, to_ms), |j| costs.add(&j))?;
+    Ok(costs.lines())
+}
+
+/// The rows a row report (`missing`, `unattributed`, `discrepancies`)
+/// lists over `[from_ms, to_ms)`, in time then row order.
+pub fn row_lines(
+    conn: &mut AnyConnection,
+    kind: Kind,
+    (from_ms, to_ms): (i64, i64),
+) -> Result<Vec<RowLine>, crate::db::DbError> {
+    // Only the listed rows are kept.
+    let mut lines: Vec<(i64, i64, RowLine)> = Vec::new();
+    repo::each_current_verdict(conn, (from_ms, to_ms), |j| {
+        if wanted(&j, kind) {
+            lines.push((j.ts_ms, j.verdict.usage_row_id, row_line(j)));
+        }
+    })?;
+    lines.sort_by_key(|(t, id, _)| (*t, *id));
+    Ok(lines.into_iter().map(|(_, _, l)| l).collect())
 }
 
 /// Builds and renders a report over `[from_ms, to_ms)`.
@@ -404,18 +432,14 @@ pub fn report(
 ) -> Result<String> {
     let window = (from_ms, to_ms);
     if kind == Kind::Costs {
-        let mut costs = Costs::new(by);
-        repo::each_current_verdict(conn, window, |j| costs.add(&j))?;
-        return render(&costs.lines(), format);
+        return render(&cost_lines(conn, window, by)?, format);
     }
-    // Only the listed rows are kept, in time then row order.
-    let mut lines: Vec<(i64, i64, RowLine)> = Vec::new();
-    repo::each_current_verdict(conn, window, |j| {
-        if wanted(&j, kind) {
-            lines.push((j.ts_ms, j.verdict.usage_row_id, row_line(j)));
-        }
-    })?;
-    lines.sort_by_key(|(t, id, _)| (*t, *id));
-    let lines: Vec<RowLine> = lines.into_iter().map(|(_, _, l)| l).collect();
-    render(&lines, format)
+    render(&row_lines(conn, kind, window)?, format)
+}
+
+/// Lines as CSV, safe to open in a spreadsheet.
+pub fn csv<T: Tabular>(lines: &[T]) -> Result<String> {
+    let mut buf = Vec::new();
+    export::write_csv(&mut buf, lines.iter())?;
+    Ok(String::from_utf8(buf)?)
 }

@@ -72,6 +72,12 @@ pub enum DbError {
     /// A query failed.
     #[error(transparent)]
     Query(#[from] diesel::result::Error),
+    /// The change would break a uniqueness rule (a name in use).
+    #[error("{0}")]
+    Conflict(String),
+    /// No connection could be had from the pool.
+    #[error("store connection pool: {0}")]
+    Pool(String),
     /// Running migrations failed.
     #[error("migrations: {0}")]
     Migration(String),
@@ -201,6 +207,47 @@ pub fn open(url: &str, no_migrate: bool) -> Result<AnyConnection, DbError> {
         migrate(&mut conn)?;
     }
     Ok(conn)
+}
+
+/// A pool of store connections for the server: each made by [`connect`],
+/// so SQLite's pragmas hold on every one.
+pub type Pool = diesel::r2d2::Pool<Manager>;
+
+/// Makes pooled connections from a URL (diesel's own `ConnectionManager`
+/// would pick the backend by trying each, which SQLite always accepts).
+#[derive(Debug, Clone)]
+pub struct Manager {
+    url: String,
+}
+
+impl diesel::r2d2::ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = DbError;
+
+    fn connect(&self) -> Result<AnyConnection, DbError> {
+        connect(&self.url)
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), DbError> {
+        use diesel::connection::SimpleConnection;
+        Ok(conn.batch_execute("SELECT 1")?)
+    }
+
+    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
+        false
+    }
+}
+
+/// A pool of `size` connections to `url`; the first is made now, so a
+/// store that cannot be reached fails here, at start.
+pub fn pool(url: &str, size: u32) -> Result<Pool, DbError> {
+    diesel::r2d2::Pool::builder()
+        .max_size(size)
+        .connection_timeout(std::time::Duration::from_secs(30))
+        .build(Manager {
+            url: url.to_owned(),
+        })
+        .map_err(|e| DbError::Pool(e.to_string()))
 }
 
 #[cfg(test)]

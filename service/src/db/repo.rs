@@ -3,12 +3,12 @@
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use tally_schema::rows::{
-    AliasRow, Batch, KeyRow, NewBatch, NewKey, NewOwner, NewPrice, NewReject, NewRun, NewUsageRow,
-    OwnerRow, PriceRow, Reject, RunCount, RunRow, UsageRow, VerdictRow,
+    AliasRow, Batch, KeyRow, NewBatch, NewKey, NewOwner, NewPrice, NewReject, NewRun, NewToken,
+    NewUsageRow, OwnerRow, PriceRow, Reject, RunCount, RunRow, TokenRow, UsageRow, VerdictRow,
 };
 use tally_schema::schema::{
-    api_keys, ingest_batches, model_aliases, owners, prices, rejects, run_counts, runs, usage_rows,
-    verdicts,
+    api_keys, api_tokens, ingest_batches, model_aliases, owners, prices, rejects, run_counts, runs,
+    usage_rows, verdicts,
 };
 
 use super::{AnyConnection, DbError, on_backend};
@@ -346,6 +346,98 @@ pub fn prices(conn: &mut AnyConnection) -> Result<Vec<PriceRow>, DbError> {
         .load(conn)?)
 }
 
+/// Renames the owner `id` or sets its contact; whether it existed. Another
+/// owner with the same team, service and env is a [`DbError::Conflict`].
+pub fn update_owner(conn: &mut AnyConnection, id: i64, o: &NewOwner<'_>) -> Result<bool, DbError> {
+    diesel::update(owners::table.find(id))
+        .set(o)
+        .execute(conn)
+        .map(|n| n > 0)
+        .map_err(|e| match e {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => DbError::Conflict(
+                format!("an owner {}/{}/{} exists", o.team, o.service, o.env),
+            ),
+            e => DbError::Query(e),
+        })
+}
+
+/// Deletes the owner `id`; its keys keep existing, owned by nobody.
+/// Whether it existed.
+pub fn delete_owner(conn: &mut AnyConnection, id: i64) -> Result<bool, DbError> {
+    conn.transaction(|c| {
+        diesel::update(api_keys::table.filter(api_keys::owner_id.eq(id)))
+            .set(api_keys::owner_id.eq(None::<i64>))
+            .execute(c)?;
+        Ok(diesel::delete(owners::table.find(id)).execute(c)? > 0)
+    })
+}
+
+/// Deletes the key with Tally id `key_id`; whether it existed.
+pub fn delete_key(conn: &mut AnyConnection, key_id: &str) -> Result<bool, DbError> {
+    Ok(diesel::delete(api_keys::table.filter(api_keys::key_id.eq(key_id))).execute(conn)? > 0)
+}
+
+/// Deletes an alias; whether it existed.
+pub fn delete_alias(conn: &mut AnyConnection, alias: &str) -> Result<bool, DbError> {
+    Ok(diesel::delete(model_aliases::table.find(alias)).execute(conn)? > 0)
+}
+
+/// Deletes the price `id`; whether it existed.
+pub fn delete_price(conn: &mut AnyConnection, id: i64) -> Result<bool, DbError> {
+    Ok(diesel::delete(prices::table.find(id)).execute(conn)? > 0)
+}
+
+// ---- Service tokens -----------------------------------------------------
+
+/// Stores a new token's hash. A live token with the same name is a
+/// [`DbError::Conflict`].
+pub fn insert_token(conn: &mut AnyConnection, t: &NewToken<'_>) -> Result<i64, DbError> {
+    diesel::insert_into(api_tokens::table)
+        .values(t)
+        .returning(api_tokens::id)
+        .get_result(conn)
+        .map_err(|e| match e {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                DbError::Conflict(format!("a live token named `{}` exists", t.name))
+            }
+            e => DbError::Query(e),
+        })
+}
+
+/// The live token with this hash, if any.
+pub fn live_token(conn: &mut AnyConnection, sha256: &str) -> Result<Option<TokenRow>, DbError> {
+    Ok(api_tokens::table
+        .filter(api_tokens::token_sha256.eq(sha256))
+        .filter(api_tokens::revoked_at.is_null())
+        .select(TokenRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Every token, live and revoked, oldest first.
+pub fn tokens(conn: &mut AnyConnection) -> Result<Vec<TokenRow>, DbError> {
+    Ok(api_tokens::table
+        .order(api_tokens::id)
+        .select(TokenRow::as_select())
+        .load(conn)?)
+}
+
+/// Revokes the live token named `name` at `now`; whether there was one.
+pub fn revoke_token(
+    conn: &mut AnyConnection,
+    name: &str,
+    now: chrono::NaiveDateTime,
+) -> Result<bool, DbError> {
+    Ok(diesel::update(
+        api_tokens::table
+            .filter(api_tokens::name.eq(name))
+            .filter(api_tokens::revoked_at.is_null()),
+    )
+    .set(api_tokens::revoked_at.eq(Some(now)))
+    .execute(conn)?
+        > 0)
+}
+
 /// Runs `f` in one transaction: all of it is stored, or none (an import,
 /// a run). Any error that a query error converts into rolls it back.
 pub fn in_transaction<T, E: From<DieselError>>(
@@ -498,6 +590,15 @@ pub fn runs(conn: &mut AnyConnection) -> Result<Vec<RunRow>, DbError> {
         .order(runs::id.desc())
         .select(RunRow::as_select())
         .load(conn)?)
+}
+
+/// The run `id`, if any.
+pub fn run(conn: &mut AnyConnection, id: i64) -> Result<Option<RunRow>, DbError> {
+    Ok(runs::table
+        .find(id)
+        .select(RunRow::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 /// A run's rows per class.

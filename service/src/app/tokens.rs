@@ -1,0 +1,162 @@
+//! Service tokens: who may call `tally serve`, and as what.
+//!
+//! A token is 32 random bytes, printed once when created; the store keeps
+//! only its SHA-256 (a token has full entropy, so a fast hash is enough:
+//! there is nothing to brute-force) and its last four characters, so
+//! people can tell tokens apart in a list.
+
+use chrono::NaiveDateTime;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tally_schema::rows::{NewToken, TokenRow};
+
+use crate::db::{AnyConnection, DbError, repo};
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Read reports and exports.
+    Finance,
+    /// Manage owners, keys, prices, aliases and quotas; read reports.
+    Platform,
+    /// Push usage only.
+    Ingest,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Finance, Role::Platform, Role::Ingest];
+
+    /// Its stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Finance => "finance",
+            Role::Platform => "platform",
+            Role::Ingest => "ingest",
+        }
+    }
+
+    /// The role of a stored name.
+    pub fn from_name(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// Who a request is from: a live token's name and role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The token's name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+}
+
+/// A token as listed: never the token, never its hash.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenView {
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: String,
+    /// `...` and the last four characters.
+    pub hint: String,
+    /// Created, UTC.
+    pub created_at: NaiveDateTime,
+    /// Revoked, UTC.
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+impl From<TokenRow> for TokenView {
+    fn from(t: TokenRow) -> Self {
+        Self {
+            name: t.name,
+            role: t.role,
+            hint: format!("...{}", t.last4),
+            created_at: t.created_at,
+            revoked_at: t.revoked_at,
+        }
+    }
+}
+
+/// The prefix of every token, so a leaked one is recognisable (and
+/// secret scanners can be taught it).
+pub const PREFIX: &str = "tally_";
+
+/// SHA-256 hex of a token, as stored.
+pub fn hash(token: &str) -> String {
+    tally_reconcile::keys::hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// Makes a token for `name` with `role`, stores its hash, and returns the
+/// token: the only time it exists outside its holder.
+pub fn create(
+    conn: &mut AnyConnection,
+    name: &str,
+    role: Role,
+    now: NaiveDateTime,
+) -> anyhow::Result<String> {
+    let name = name.trim();
+    anyhow::ensure!(
+        !name.is_empty() && name.chars().all(|c| !c.is_control()),
+        "a token needs a name (printable text)"
+    );
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let token = format!("{PREFIX}{}", tally_reconcile::keys::hex(&bytes));
+    let last4 = token.get(token.len().saturating_sub(4)..).unwrap_or("");
+    repo::insert_token(
+        conn,
+        &NewToken {
+            name,
+            role: role.as_str(),
+            token_sha256: &hash(&token),
+            last4,
+            created_at: now,
+        },
+    )?;
+    Ok(token)
+}
+
+/// Every token, live and revoked.
+pub fn list(conn: &mut AnyConnection) -> Result<Vec<TokenView>, DbError> {
+    Ok(repo::tokens(conn)?.into_iter().map(Into::into).collect())
+}
+
+/// Revokes the live token named `name`; whether there was one.
+pub fn revoke(conn: &mut AnyConnection, name: &str, now: NaiveDateTime) -> Result<bool, DbError> {
+    repo::revoke_token(conn, name, now)
+}
+
+/// Who holds `token`, if it is live. A stored role this build does not
+/// know (a newer version's) grants nothing.
+pub fn authenticate(conn: &mut AnyConnection, token: &str) -> Result<Option<Principal>, DbError> {
+    if !token.starts_with(PREFIX) {
+        return Ok(None);
+    }
+    Ok(repo::live_token(conn, &hash(token))?
+        .and_then(|t| Role::from_name(&t.role).map(|role| Principal { name: t.name, role })))
+}
+
+/// The token list as a table for people.
+pub fn describe(list: &[TokenView]) -> String {
+    let mut out = format!(
+        "{:<24} {:<9} {:<9} {:<20} {}\n",
+        "name", "role", "token", "created (UTC)", "revoked (UTC)"
+    );
+    for t in list {
+        let fmt = |t: &NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
+        out.push_str(&format!(
+            "{:<24} {:<9} {:<9} {:<20} {}\n",
+            t.name,
+            t.role,
+            t.hint,
+            fmt(&t.created_at),
+            t.revoked_at.as_ref().map_or_else(|| "-".to_owned(), fmt)
+        ));
+    }
+    out
+}

@@ -1,0 +1,1074 @@
+//! The `/v1` handlers and their views. Each extracts, calls one use case
+//! on a pooled connection, and returns a view: rows never reach JSON.
+
+use std::io::Write;
+use std::path::Path;
+
+use actix_web::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::NaiveDateTime;
+use futures_util::StreamExt;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use tally_reconcile::SideKind;
+use tally_reconcile::parse::client::ClientFormat;
+use tally_schema::rows::{
+    AliasRow, KeyRow, NewOwner, OwnerRow, PriceRow, Reject, RunCount, RunRow,
+};
+
+use super::State;
+use super::error::ApiError;
+use super::routes::{not_found_response, principal};
+use crate::app::ingest::{self, Outcome};
+use crate::app::reconcile::ReadPlan;
+use crate::app::report::{self, GroupBy, Kind};
+use crate::db::{DbError, repo};
+
+type Data = web::Data<State>;
+type Reply = Result<HttpResponse, ApiError>;
+
+/// Times in responses: RFC 3339, UTC, millisecond precision.
+fn utc(t: NaiveDateTime) -> String {
+    t.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn time_param(name: &str, value: &str) -> Result<i64, ApiError> {
+    crate::cli::parse_time(value).map_err(|e| ApiError::bad_request(format!("`{name}`: {e}")))
+}
+
+fn window(from: &str, to: &str) -> Result<(i64, i64), ApiError> {
+    let w = (time_param("from", from)?, time_param("to", to)?);
+    if w.0 >= w.1 {
+        return Err(ApiError::bad_request("`from` must be before `to`"));
+    }
+    Ok(w)
+}
+
+// ---- Pagination ---------------------------------------------------------
+
+/// Items per page when not asked.
+pub const PER_PAGE: usize = 100;
+/// The most items a page may hold.
+pub const MAX_PER_PAGE: usize = 10_000;
+
+/// One page of a list.
+#[derive(Debug, Serialize)]
+pub struct Paged<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// 1-based page number.
+    pub page: usize,
+    /// Items per page.
+    pub per_page: usize,
+    /// Items in the whole list.
+    pub total: usize,
+}
+
+fn page_of<T>(
+    items: Vec<T>,
+    page: Option<usize>,
+    per_page: Option<usize>,
+) -> Result<Paged<T>, ApiError> {
+    let page = page.unwrap_or(1);
+    let per_page = per_page.unwrap_or(PER_PAGE);
+    if page == 0 || per_page == 0 || per_page > MAX_PER_PAGE {
+        return Err(ApiError::bad_request(format!(
+            "`page` starts at 1 and `per_page` is 1 to {MAX_PER_PAGE}"
+        )));
+    }
+    let total = items.len();
+    let items = items
+        .into_iter()
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
+        .collect();
+    Ok(Paged {
+        items,
+        page,
+        per_page,
+        total,
+    })
+}
+
+/// `?page=&per_page=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    page: Option<usize>,
+    per_page: Option<usize>,
+}
+
+// ---- Health -------------------------------------------------------------
+
+/// `GET /healthz`: the process answers.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: a store connection answers a query.
+pub async fn readyz(state: Data) -> Reply {
+    state
+        .db(|c| {
+            use diesel::connection::SimpleConnection;
+            c.batch_execute("SELECT 1")
+                .map_err(|e| ApiError::unavailable(DbError::from(e)))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(state: Data) -> Reply {
+    let figures = state
+        .db(|c| {
+            let batches = repo::batches(c)?;
+            let runs = repo::runs(c)?;
+            let counts = match runs.first() {
+                Some(r) => repo::run_counts(c, r.id)?,
+                None => Vec::new(),
+            };
+            Ok(super::metrics::StoreFigures::new(&batches, &runs, counts))
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"))
+        .body(state.metrics.render(&figures)))
+}
+
+/// `GET /v1/openapi.json`.
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(super::openapi::document())
+}
+
+/// Any path not in the route table.
+pub async fn not_found() -> HttpResponse {
+    not_found_response()
+}
+
+// ---- Ingest -------------------------------------------------------------
+
+/// `?name=&format=&source=` of an upload.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushQuery {
+    /// The batch's name (default `http:<token name>`).
+    name: Option<String>,
+    /// Client uploads: `jsonl` or `csv` (default from Content-Type, else
+    /// detected).
+    format: Option<String>,
+    /// Gateway uploads: a built-in source name (default detected).
+    source: Option<String>,
+}
+
+/// One refused row of an upload.
+#[derive(Debug, Serialize)]
+pub struct RejectView {
+    /// 1-based line (or JSON array element).
+    pub line: i64,
+    /// Field at fault.
+    pub field: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl From<Reject> for RejectView {
+    fn from(r: Reject) -> Self {
+        Self {
+            line: r.line,
+            field: r.field,
+            reason: r.reason,
+        }
+    }
+}
+
+/// What an upload did: `read = new + duplicate + rejected`.
+#[derive(Debug, Serialize)]
+pub struct IngestView {
+    /// The batch holding it.
+    pub batch_id: i64,
+    /// The same bytes were uploaded before: nothing was added.
+    pub already: bool,
+    /// Rows read.
+    pub read: i64,
+    /// Rows stored.
+    pub new: i64,
+    /// Rows the store had already.
+    pub duplicate: i64,
+    /// Rows refused (kept as rejects).
+    pub rejected: i64,
+    /// Format or gateway source it was read as.
+    pub source: String,
+    /// The first rejects, with line, field and reason.
+    pub rejects: Vec<RejectView>,
+}
+
+/// Rejects listed in an upload's response (all are kept in the store).
+pub const REJECTS_LISTED: usize = 1_000;
+
+/// `POST /v1/usage/client`: NDJSON (the client log format) or CSV.
+pub async fn push_client(
+    state: Data,
+    req: HttpRequest,
+    q: web::Query<PushQuery>,
+    body: web::Payload,
+) -> Reply {
+    push(state, req, q.into_inner(), body, SideKind::Client).await
+}
+
+/// `POST /v1/usage/gateway`: a gateway export, CSV or JSON.
+pub async fn push_gateway(
+    state: Data,
+    req: HttpRequest,
+    q: web::Query<PushQuery>,
+    body: web::Payload,
+) -> Reply {
+    push(state, req, q.into_inner(), body, SideKind::Gateway).await
+}
+
+fn content_type(req: &HttpRequest) -> String {
+    req.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// The client format an upload says it is, if it says.
+fn client_format(q: &PushQuery, ct: &str) -> Result<Option<ClientFormat>, ApiError> {
+    Ok(match q.format.as_deref() {
+        Some("jsonl" | "ndjson") => Some(ClientFormat::Jsonl),
+        Some("csv") => Some(ClientFormat::Csv),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "`format`: `{other}` is not jsonl or csv"
+            )));
+        }
+        None => match ct {
+            "application/x-ndjson" | "application/jsonl" | "application/jsonlines" => {
+                Some(ClientFormat::Jsonl)
+            }
+            "text/csv" => Some(ClientFormat::Csv),
+            _ => None,
+        },
+    })
+}
+
+/// The gateway profiles an upload may be read as: only built-ins (a
+/// mapping file path from a request would read the server's files).
+fn upload_profiles(
+    source: Option<&str>,
+) -> Result<Vec<tally_reconcile::parse::mapping::Profile>, ApiError> {
+    let builtins = tally_reconcile::parse::mapping::Profile::builtins()
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("built-in profiles: {e}")))?;
+    let Some(src) = source else {
+        return Ok(builtins);
+    };
+    match builtins.iter().find(|p| p.name == src) {
+        Some(p) => Ok(vec![p.clone()]),
+        None => Err(ApiError::bad_request(format!(
+            "`source`: `{src}` is not a built-in source ({})",
+            builtins
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// Writes the body to `path` as it arrives, refusing more than `limit`
+/// bytes. The writes are small and go to the page cache, so they are done
+/// in place rather than on the blocking pool.
+async fn spool(mut body: web::Payload, path: &Path, limit: usize) -> Result<(), ApiError> {
+    let mut f = std::io::BufWriter::with_capacity(
+        1 << 20,
+        std::fs::File::create(path).map_err(ApiError::internal)?,
+    );
+    let mut n = 0usize;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
+        n = n.saturating_add(chunk.len());
+        if n > limit {
+            return Err(ApiError::too_large(limit));
+        }
+        f.write_all(&chunk).map_err(ApiError::internal)?;
+    }
+    f.flush().map_err(ApiError::internal)?;
+    if n == 0 {
+        return Err(ApiError::bad_request("the body is empty"));
+    }
+    Ok(())
+}
+
+/// An ingest failure: the store's is ours (500), anything else is the
+/// upload's (422), said without the server's temporary path.
+fn ingest_error(e: anyhow::Error, tmp: &Path) -> ApiError {
+    if let Some(db) = e.chain().find_map(|c| c.downcast_ref::<DbError>()) {
+        return match db {
+            DbError::Pool(_) | DbError::Connect { .. } => ApiError::unavailable(e),
+            _ => ApiError::internal(e),
+        };
+    }
+    let dir = format!("{}/", tmp.display());
+    ApiError::unprocessable(format!("{e:#}").replace(&dir, ""))
+}
+
+async fn push(
+    state: Data,
+    req: HttpRequest,
+    q: PushQuery,
+    body: web::Payload,
+    kind: SideKind,
+) -> Reply {
+    let ct = content_type(&req);
+    let (client_format, profiles) = match kind {
+        SideKind::Client => (client_format(&q, &ct)?, Vec::new()),
+        SideKind::Gateway => (None, upload_profiles(q.source.as_deref())?),
+    };
+    let ext = match (kind, client_format, ct.as_str()) {
+        (SideKind::Client, Some(ClientFormat::Csv), _) | (SideKind::Gateway, _, "text/csv") => {
+            "csv"
+        }
+        (SideKind::Client, _, _) => "jsonl",
+        (SideKind::Gateway, _, "application/json") => "json",
+        (SideKind::Gateway, _, _) => "upload",
+    };
+    let who = principal(&req).map_or_else(|| "-".to_owned(), |p| p.name);
+    let label = q.name.clone().unwrap_or_else(|| format!("http:{who}"));
+    let dir = tempfile::Builder::new()
+        .prefix("tally-upload")
+        .tempdir()
+        .map_err(ApiError::internal)?;
+    let path = dir.path().join(format!("upload.{ext}"));
+    spool(body, &path, state.settings.body_limit()).await?;
+    let now = state.now()?;
+    let named = q.source.is_some();
+    let (o, rejects) = state
+        .db(move |c| {
+            let plan = ReadPlan {
+                client_format,
+                profiles: &profiles,
+                named,
+                min_split_bytes: crate::app::split::MIN_SPLIT_BYTES,
+                keep_raw: true,
+            };
+            let o: Outcome = ingest::ingest_file(c, kind, &path, &label, plan, now)
+                .map_err(|e| ingest_error(e, dir.path()))?;
+            let rejects = repo::rejects_of(c, o.batch_id)?;
+            drop(dir);
+            Ok((o, rejects))
+        })
+        .await?;
+    let status = if o.already {
+        actix_web::http::StatusCode::OK
+    } else {
+        actix_web::http::StatusCode::CREATED
+    };
+    Ok(HttpResponse::build(status).json(IngestView {
+        batch_id: o.batch_id,
+        already: o.already,
+        read: o.read,
+        new: o.new,
+        duplicate: o.duplicate,
+        rejected: o.rejected,
+        source: o.source,
+        rejects: rejects
+            .into_iter()
+            .take(REJECTS_LISTED)
+            .map(Into::into)
+            .collect(),
+    }))
+}
+
+// ---- Runs ---------------------------------------------------------------
+
+/// `POST /v1/runs` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// Window start (YYYY-MM-DD or RFC 3339).
+    from: String,
+    /// Window end, exclusive.
+    to: String,
+    /// Matching window (default `2s`).
+    tolerance: Option<String>,
+    /// Relative cost tolerance (default `1%`).
+    cost_tolerance: Option<String>,
+    /// Absolute cost tolerance, USD (default `0.000001`).
+    cost_tolerance_abs: Option<String>,
+}
+
+/// Rows of one class in a run.
+#[derive(Debug, Serialize)]
+pub struct ClassCount {
+    /// Class.
+    pub class: String,
+    /// Client rows.
+    pub client_rows: i64,
+    /// Gateway rows.
+    pub gateway_rows: i64,
+}
+
+/// A run.
+#[derive(Debug, Serialize)]
+pub struct RunView {
+    /// Id.
+    pub id: i64,
+    /// Window start, inclusive.
+    pub from: String,
+    /// Window end, exclusive.
+    pub to: String,
+    /// Started.
+    pub started_at: String,
+    /// Finished.
+    pub finished_at: String,
+    /// `current` or `superseded`.
+    pub status: String,
+    /// The run that replaced it.
+    pub superseded_by: Option<i64>,
+    /// Matching tolerance, ms.
+    pub tolerance_ms: i64,
+    /// Client rows in the window.
+    pub client_rows: i64,
+    /// Gateway rows in the window.
+    pub gateway_rows: i64,
+    /// Learned clock offset, gateway minus client, ms.
+    pub global_offset_ms: i64,
+    /// Rows per class (only when one run is asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts: Option<Vec<ClassCount>>,
+}
+
+fn run_view(r: RunRow, counts: Option<Vec<RunCount>>) -> RunView {
+    // In the report's class order, however they were read.
+    let counts = counts.map(|mut cs| {
+        cs.sort_by_key(|c| tally_reconcile::report::Class::from_name(&c.class));
+        cs
+    });
+    RunView {
+        id: r.id,
+        from: utc(r.window_from),
+        to: utc(r.window_to),
+        started_at: utc(r.started_at),
+        finished_at: utc(r.finished_at),
+        status: r.status,
+        superseded_by: r.superseded_by,
+        tolerance_ms: r.tolerance_ms,
+        client_rows: r.client_rows,
+        gateway_rows: r.gateway_rows,
+        global_offset_ms: r.global_offset_ms,
+        counts: counts.map(|cs| {
+            cs.into_iter()
+                .map(|c| ClassCount {
+                    class: c.class,
+                    client_rows: c.client_rows,
+                    gateway_rows: c.gateway_rows,
+                })
+                .collect()
+        }),
+    }
+}
+
+/// `POST /v1/runs`: reconciles a window now and answers with the run.
+pub async fn create_run(state: Data, body: web::Json<RunRequest>) -> Reply {
+    let r = body.into_inner();
+    let w = window(&r.from, &r.to)?;
+    let settings = crate::app::reconcile::settings(
+        r.tolerance.as_deref().unwrap_or("2s"),
+        r.cost_tolerance.as_deref().unwrap_or("1%"),
+        r.cost_tolerance_abs.as_deref().unwrap_or("0.000001"),
+    )
+    .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+    let clock = state.clock;
+    let o = state
+        .db(move |c| {
+            crate::app::run::run(c, w, crate::app::run::DEFAULT_SLICE_ROWS, settings, clock)
+                .map_err(ApiError::internal)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(run_view(o.run, Some(o.counts))))
+}
+
+/// `GET /v1/runs`: newest first.
+pub async fn list_runs(state: Data, q: web::Query<PageQuery>) -> Reply {
+    let runs = state.db(|c| Ok(repo::runs(c)?)).await?;
+    let views = runs.into_iter().map(|r| run_view(r, None)).collect();
+    Ok(HttpResponse::Ok().json(page_of(views, q.page, q.per_page)?))
+}
+
+/// `GET /v1/runs/{id}`.
+pub async fn get_run(state: Data, id: web::Path<i64>) -> Reply {
+    let id = id.into_inner();
+    let (run, counts) = state
+        .db(move |c| {
+            let run =
+                repo::run(c, id)?.ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
+            Ok((run, repo::run_counts(c, id)?))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(run_view(run, Some(counts))))
+}
+
+// ---- Reports ------------------------------------------------------------
+
+/// Report formats over HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFormat {
+    /// A page of JSON.
+    Json,
+    /// CSV, spreadsheet-safe: the whole report unless a page is asked.
+    Csv,
+}
+
+/// `GET /v1/reports/{kind}` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    from: String,
+    to: String,
+    group_by: Option<GroupBy>,
+    format: Option<ReportFormat>,
+    page: Option<usize>,
+    per_page: Option<usize>,
+}
+
+fn report_page<T: Serialize + tally_reconcile::lines::Tabular>(
+    lines: Vec<T>,
+    q: &ReportQuery,
+    file: &str,
+) -> Reply {
+    match q.format.unwrap_or(ReportFormat::Json) {
+        ReportFormat::Json => Ok(HttpResponse::Ok().json(page_of(lines, q.page, q.per_page)?)),
+        ReportFormat::Csv => {
+            let lines = if q.page.is_some() || q.per_page.is_some() {
+                page_of(lines, q.page, q.per_page)?.items
+            } else {
+                lines
+            };
+            let text = report::csv(&lines).map_err(ApiError::internal)?;
+            Ok(HttpResponse::Ok()
+                .insert_header((CONTENT_TYPE, "text/csv; charset=utf-8"))
+                .insert_header((
+                    CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{file}\""),
+                ))
+                .body(text))
+        }
+    }
+}
+
+/// `GET /v1/reports/{costs|missing|unattributed|discrepancies}`.
+pub async fn get_report(state: Data, kind: web::Path<String>, q: web::Query<ReportQuery>) -> Reply {
+    let kind = <Kind as clap::ValueEnum>::from_str(&kind, false)
+        .map_err(|_| ApiError::not_found(format!("no report `{kind}`")))?;
+    let q = q.into_inner();
+    let w = window(&q.from, &q.to)?;
+    let name = format!("tally-{kind:?}.csv").to_ascii_lowercase();
+    if kind == Kind::Costs {
+        let by = q.group_by.unwrap_or(GroupBy::Owner);
+        let lines = state.db(move |c| Ok(report::cost_lines(c, w, by)?)).await?;
+        return report_page(lines, &q, &name);
+    }
+    if q.group_by.is_some() {
+        return Err(ApiError::bad_request("`group_by` is for the costs report"));
+    }
+    let lines = state
+        .db(move |c| Ok(report::row_lines(c, kind, w)?))
+        .await?;
+    report_page(lines, &q, &name)
+}
+
+// ---- Owners -------------------------------------------------------------
+
+/// An owner.
+#[derive(Debug, Serialize)]
+pub struct OwnerView {
+    /// Id.
+    pub id: i64,
+    /// Team.
+    pub team: String,
+    /// Service.
+    pub service: String,
+    /// Environment.
+    pub env: String,
+    /// Contact email(s).
+    pub contact: Option<String>,
+}
+
+impl From<OwnerRow> for OwnerView {
+    fn from(o: OwnerRow) -> Self {
+        Self {
+            id: o.id,
+            team: o.team,
+            service: o.service,
+            env: o.env,
+            contact: o.contact,
+        }
+    }
+}
+
+/// An owner as sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerInput {
+    team: String,
+    #[serde(default)]
+    service: String,
+    #[serde(default)]
+    env: String,
+    contact: Option<String>,
+}
+
+impl OwnerInput {
+    fn checked(&self) -> Result<NewOwner<'_>, ApiError> {
+        if self.team.trim().is_empty() {
+            return Err(ApiError::unprocessable("`team` is empty"));
+        }
+        Ok(NewOwner {
+            team: self.team.trim(),
+            service: self.service.trim(),
+            env: self.env.trim(),
+            contact: self
+                .contact
+                .as_deref()
+                .map(str::trim)
+                .filter(|c| !c.is_empty()),
+        })
+    }
+}
+
+fn find_owner(c: &mut crate::db::AnyConnection, id: i64) -> Result<OwnerRow, ApiError> {
+    repo::owners(c)?
+        .into_iter()
+        .find(|o| o.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("no owner {id}")))
+}
+
+/// `GET /v1/owners`.
+pub async fn list_owners(state: Data, q: web::Query<PageQuery>) -> Reply {
+    let list: Vec<OwnerView> = state
+        .db(|c| Ok(repo::owners(c)?.into_iter().map(Into::into).collect()))
+        .await?;
+    Ok(HttpResponse::Ok().json(page_of(list, q.page, q.per_page)?))
+}
+
+/// `GET /v1/owners/{id}`.
+pub async fn get_owner(state: Data, id: web::Path<i64>) -> Reply {
+    let id = id.into_inner();
+    let o = state.db(move |c| find_owner(c, id)).await?;
+    Ok(HttpResponse::Ok().json(OwnerView::from(o)))
+}
+
+/// `POST /v1/owners`: adds an owner, or sets the contact of the owner
+/// with the same team, service and env.
+pub async fn create_owner(state: Data, body: web::Json<OwnerInput>) -> Reply {
+    let o = state
+        .db(move |c| {
+            let id = repo::upsert_owner(c, &body.checked()?)?;
+            find_owner(c, id)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(OwnerView::from(o)))
+}
+
+/// `PUT /v1/owners/{id}`.
+pub async fn update_owner(state: Data, id: web::Path<i64>, body: web::Json<OwnerInput>) -> Reply {
+    let id = id.into_inner();
+    let o = state
+        .db(move |c| {
+            if !repo::update_owner(c, id, &body.checked()?)? {
+                return Err(ApiError::not_found(format!("no owner {id}")));
+            }
+            find_owner(c, id)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(OwnerView::from(o)))
+}
+
+/// `DELETE /v1/owners/{id}`.
+pub async fn delete_owner(state: Data, id: web::Path<i64>) -> Reply {
+    let id = id.into_inner();
+    deleted(
+        state.db(move |c| Ok(repo::delete_owner(c, id)?)).await?,
+        "owner",
+    )
+}
+
+fn deleted(found: bool, what: &str) -> Reply {
+    if found {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::not_found(format!("no such {what}")))
+    }
+}
+
+// ---- Keys ---------------------------------------------------------------
+
+/// A registered key: how sources name it, never a secret.
+#[derive(Debug, Serialize)]
+pub struct KeyView {
+    /// Tally's id.
+    pub key_id: String,
+    /// Alias.
+    pub alias: Option<String>,
+    /// Labels.
+    pub labels: Vec<String>,
+    /// Last four characters of the secret.
+    pub last4: Option<String>,
+    /// SHA-256 fingerprints of the secret known.
+    pub fingerprints: usize,
+    /// Owner.
+    pub owner: Option<OwnerView>,
+    /// Contact for this key (else the owner's).
+    pub contact: Option<String>,
+}
+
+fn key_view(k: KeyRow, owners: &[OwnerRow]) -> KeyView {
+    let list = |json: &str| serde_json::from_str::<Vec<String>>(json).unwrap_or_default();
+    KeyView {
+        labels: list(&k.labels),
+        fingerprints: list(&k.sha256).len(),
+        owner: k
+            .owner_id
+            .and_then(|id| owners.iter().find(|o| o.id == id))
+            .cloned()
+            .map(Into::into),
+        key_id: k.key_id,
+        alias: k.alias,
+        last4: k.last4,
+        contact: k.contact,
+    }
+}
+
+fn key_views(c: &mut crate::db::AnyConnection) -> Result<Vec<KeyView>, ApiError> {
+    let owners = repo::owners(c)?;
+    Ok(repo::keys(c)?
+        .into_iter()
+        .map(|k| key_view(k, &owners))
+        .collect())
+}
+
+/// A key as sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyInput {
+    alias: Option<String>,
+    #[serde(default)]
+    labels: Vec<String>,
+    last4: Option<String>,
+    /// SHA-256 hex digests of the secret (never the secret).
+    #[serde(default)]
+    sha256: Vec<String>,
+    #[serde(default)]
+    team: String,
+    #[serde(default)]
+    service: String,
+    #[serde(default)]
+    env: String,
+    contact: Option<String>,
+}
+
+impl KeyInput {
+    fn entry(self, id: String) -> Result<tally_reconcile::keys::KeyEntry, ApiError> {
+        if id.trim().is_empty() {
+            return Err(ApiError::unprocessable("the key id is empty"));
+        }
+        if let Some(l) = &self.last4
+            && l.chars().count() != 4
+        {
+            return Err(ApiError::unprocessable("`last4` is not four characters"));
+        }
+        let mut sha256 = Vec::with_capacity(self.sha256.len());
+        for h in self.sha256 {
+            let h = h.trim().to_ascii_lowercase();
+            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ApiError::unprocessable(
+                    "`sha256`: each fingerprint is 64 hex digits (the SHA-256 of the secret, never the secret)",
+                ));
+            }
+            sha256.push(h);
+        }
+        if self.team.trim().is_empty() && !(self.service.is_empty() && self.env.is_empty()) {
+            return Err(ApiError::unprocessable("an owner needs a `team`"));
+        }
+        Ok(tally_reconcile::keys::KeyEntry {
+            id,
+            alias: self.alias,
+            labels: self.labels,
+            last4: self.last4,
+            sha256,
+            team: self.team.trim().to_owned(),
+            service: self.service.trim().to_owned(),
+            env: self.env.trim().to_owned(),
+            contact: self.contact,
+        })
+    }
+}
+
+/// `GET /v1/keys`.
+pub async fn list_keys(state: Data, q: web::Query<PageQuery>) -> Reply {
+    let list = state.db(key_views).await?;
+    Ok(HttpResponse::Ok().json(page_of(list, q.page, q.per_page)?))
+}
+
+/// `GET /v1/keys/{key_id}`.
+pub async fn get_key(state: Data, id: web::Path<String>) -> Reply {
+    let id = id.into_inner();
+    let k = state
+        .db(move |c| {
+            key_views(c)?
+                .into_iter()
+                .find(|k| k.key_id == id)
+                .ok_or_else(|| ApiError::not_found(format!("no key `{id}`")))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(k))
+}
+
+/// `PUT /v1/keys/{key_id}`: adds or replaces the key (and adds its owner).
+pub async fn put_key(state: Data, id: web::Path<String>, body: web::Json<KeyInput>) -> Reply {
+    let entry = body.into_inner().entry(id.into_inner())?;
+    let k = state
+        .db(move |c| {
+            repo::in_transaction(c, |c| -> Result<(), ApiError> {
+                let o = entry.owner();
+                let owner = if o.is_empty() {
+                    None
+                } else {
+                    Some(repo::owner_id(c, &o.team, &o.service, &o.env)?)
+                };
+                repo::upsert_key(c, &tally_schema::convert::new_key(&entry, owner))?;
+                Ok(())
+            })?;
+            key_views(c)?
+                .into_iter()
+                .find(|k| k.key_id == entry.id)
+                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("key vanished after upsert")))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(k))
+}
+
+/// `DELETE /v1/keys/{key_id}`.
+pub async fn delete_key(state: Data, id: web::Path<String>) -> Reply {
+    let id = id.into_inner();
+    deleted(
+        state.db(move |c| Ok(repo::delete_key(c, &id)?)).await?,
+        "key",
+    )
+}
+
+// ---- Aliases ------------------------------------------------------------
+
+/// A model alias.
+#[derive(Debug, Serialize)]
+pub struct AliasView {
+    /// The name a source uses.
+    pub alias: String,
+    /// The family it stands for.
+    pub model: String,
+}
+
+/// `PUT /v1/aliases/{alias}` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AliasInput {
+    model: String,
+}
+
+/// `GET /v1/aliases`.
+pub async fn list_aliases(state: Data, q: web::Query<PageQuery>) -> Reply {
+    let list: Vec<AliasView> = state
+        .db(|c| {
+            Ok(repo::aliases(c)?
+                .into_iter()
+                .map(|a| AliasView {
+                    alias: a.alias,
+                    model: a.model,
+                })
+                .collect())
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page_of(list, q.page, q.per_page)?))
+}
+
+/// `PUT /v1/aliases/{alias}`.
+pub async fn put_alias(
+    state: Data,
+    alias: web::Path<String>,
+    body: web::Json<AliasInput>,
+) -> Reply {
+    // Stored lowercase, as the engine compares names.
+    let row = AliasRow {
+        alias: alias.trim().to_ascii_lowercase(),
+        model: body.model.trim().to_ascii_lowercase(),
+    };
+    if row.alias.is_empty() || row.model.is_empty() {
+        return Err(ApiError::unprocessable(
+            "an alias and its `model` need names",
+        ));
+    }
+    let view = AliasView {
+        alias: row.alias.clone(),
+        model: row.model.clone(),
+    };
+    state.db(move |c| Ok(repo::upsert_alias(c, &row)?)).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// `DELETE /v1/aliases/{alias}`.
+pub async fn delete_alias(state: Data, alias: web::Path<String>) -> Reply {
+    let alias = alias.trim().to_ascii_lowercase();
+    deleted(
+        state
+            .db(move |c| Ok(repo::delete_alias(c, &alias)?))
+            .await?,
+        "alias",
+    )
+}
+
+// ---- Prices -------------------------------------------------------------
+
+/// A price: USD per million tokens, as decimal strings.
+#[derive(Debug, Serialize)]
+pub struct PriceView {
+    /// Id.
+    pub id: i64,
+    /// Family or glob.
+    pub model: String,
+    /// From when (UTC).
+    pub effective_from: String,
+    /// Currency.
+    pub currency: String,
+    /// Uncached input.
+    pub input: Decimal,
+    /// Cached input.
+    pub cached_input: Decimal,
+    /// Cache writes.
+    pub cache_write: Decimal,
+    /// Output.
+    pub output: Decimal,
+    /// Reasoning, when priced apart from output.
+    pub reasoning: Option<Decimal>,
+}
+
+fn per_million(nanos: i64) -> Decimal {
+    Decimal::new(nanos, 9).normalize()
+}
+
+impl From<PriceRow> for PriceView {
+    fn from(p: PriceRow) -> Self {
+        Self {
+            id: p.id,
+            model: p.model,
+            effective_from: utc(p.effective_from),
+            currency: p.currency,
+            input: per_million(p.input_nanos),
+            cached_input: per_million(p.cached_input_nanos),
+            cache_write: per_million(p.cache_write_nanos),
+            output: per_million(p.output_nanos),
+            reasoning: p.reasoning_nanos.map(per_million),
+        }
+    }
+}
+
+/// `GET /v1/prices`.
+pub async fn list_prices(state: Data, q: web::Query<PageQuery>) -> Reply {
+    let list: Vec<PriceView> = state
+        .db(|c| Ok(repo::prices(c)?.into_iter().map(Into::into).collect()))
+        .await?;
+    Ok(HttpResponse::Ok().json(page_of(list, q.page, q.per_page)?))
+}
+
+/// A JSON value as the TOML the catalog parser reads: numbers keep their
+/// exact text (as strings, so no float rounding on the way).
+fn toml_value(v: &serde_json::Value) -> Option<toml::Value> {
+    match v {
+        serde_json::Value::String(s) => Some(toml::Value::String(s.clone())),
+        serde_json::Value::Number(n) => Some(toml::Value::String(n.to_string())),
+        _ => None,
+    }
+}
+
+/// `POST /v1/prices`: one catalog entry, the fields of a `[[price]]` of
+/// the TOML catalog (`model`, `effective_from`, `input`, `output`, and
+/// optionally `cached_input`, `cache_write`, `reasoning`), read by the same
+/// parser so the same rules hold.
+pub async fn create_price(
+    state: Data,
+    body: web::Json<serde_json::Map<String, serde_json::Value>>,
+) -> Reply {
+    let mut entry = toml::Table::new();
+    for (k, v) in body.into_inner() {
+        let v = toml_value(&v)
+            .ok_or_else(|| ApiError::unprocessable(format!("`{k}`: a string or a number")))?;
+        entry.insert(k, v);
+    }
+    let mut doc = toml::Table::new();
+    doc.insert(
+        "price".to_owned(),
+        toml::Value::Array(vec![toml::Value::Table(entry)]),
+    );
+    let text = toml::to_string(&doc).map_err(ApiError::internal)?;
+    let book = tally_reconcile::prices::PriceBook::from_toml(&text, "request body")
+        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let price = book
+        .entries
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::unprocessable("no price in the body"))?;
+    let now = state.now()?;
+    let view = state
+        .db(move |c| {
+            let row = tally_schema::convert::new_price(&price, now)
+                .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+            repo::upsert_price(c, &row)?;
+            repo::prices(c)?
+                .into_iter()
+                .find(|p| p.model == price.model && p.effective_from == row.effective_from)
+                .map(PriceView::from)
+                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("price vanished after upsert")))
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// `DELETE /v1/prices/{id}`.
+pub async fn delete_price(state: Data, id: web::Path<i64>) -> Reply {
+    let id = id.into_inner();
+    deleted(
+        state.db(move |c| Ok(repo::delete_price(c, id)?)).await?,
+        "price",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn pages_cut_lists_and_refuse_nonsense() {
+        let p = page_of((1..=250).collect::<Vec<_>>(), Some(3), None).unwrap();
+        assert_eq!((p.items.len(), p.total, p.items[0]), (50, 250, 201));
+        assert!(page_of(vec![1], Some(0), None).is_err());
+        assert!(page_of(vec![1], None, Some(MAX_PER_PAGE + 1)).is_err());
+        assert!(page_of(vec![1], Some(9), None).unwrap().items.is_empty());
+    }
+
+    #[test]
+    fn ingest_errors_hide_the_temporary_path() {
+        let tmp = PathBuf::from("/tmp/tally-upload123");
+        let e = ingest_error(
+            anyhow::anyhow!("/tmp/tally-upload123/upload.csv: unknown header"),
+            &tmp,
+        );
+        assert_eq!(e.code(), "invalid_input");
+        assert!(!e.to_string().contains("/tmp"), "{e}");
+    }
+}

@@ -1,0 +1,139 @@
+//! `tally serve`: the HTTP API as a long-running actix-web service.
+//!
+//! Handlers are thin: extract, call one use case on a pooled connection
+//! off the async threads ([`State::db`]), return a view. Access control,
+//! the request log and the route table live in [`routes`]; errors become
+//! HTTP in [`error`] only.
+
+pub mod api;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+
+use crate::db::{AnyConnection, Pool};
+use crate::settings::Settings;
+pub use error::ApiError;
+
+/// What every request can reach.
+pub struct State {
+    /// The store.
+    pub pool: Pool,
+    /// The configuration it started with.
+    pub settings: Settings,
+    /// The clock: UTC milliseconds now (injected, so tests can fix it).
+    pub clock: fn() -> anyhow::Result<i64>,
+    /// This process's HTTP figures.
+    pub metrics: metrics::Metrics,
+}
+
+impl State {
+    /// Runs `f` on a pooled connection on actix's blocking threads: diesel
+    /// is synchronous, and a connection is never held across an `.await`.
+    pub async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let pool = self.pool.clone();
+        web::block(move || {
+            let mut conn = pool
+                .get()
+                .map_err(|e| ApiError::unavailable(anyhow::anyhow!("{e}")))?;
+            f(&mut conn)
+        })
+        .await?
+    }
+
+    /// Now, UTC, as the store keeps times.
+    pub fn now(&self) -> Result<chrono::NaiveDateTime, ApiError> {
+        let ms = (self.clock)().map_err(ApiError::internal)?;
+        tally_schema::convert::naive_from_ms(ms).map_err(ApiError::internal)
+    }
+}
+
+/// A server bound to its port, not yet running.
+pub struct Bound {
+    /// The port it listens on (useful with port 0).
+    pub port: u16,
+    /// The server; await it to run until stopped.
+    pub server: Server,
+}
+
+/// Opens the store (running pending migrations unless `no_migrate`),
+/// binds the listener and builds the server.
+pub fn build(settings: Settings, no_migrate: bool) -> anyhow::Result<Bound> {
+    let url = settings.database.url.expose().to_owned();
+    // Migrations on one connection before the pool opens the rest.
+    crate::db::open(&url, no_migrate).context("opening the store")?;
+    let pool = crate::db::pool(&url, settings.database.pool_size)?;
+    let addr = settings.listen_addr().map_err(anyhow::Error::msg)?;
+    let listener = TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let port = listener.local_addr()?.port();
+    let workers = settings.server.workers;
+    let shutdown = settings.server.shutdown_timeout_s;
+    let state = web::Data::new(State {
+        pool,
+        settings,
+        clock: crate::app::reconcile::now_ms,
+        metrics: metrics::Metrics::default(),
+    });
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(routes::configure)
+    })
+    .listen(listener)?
+    // actix stops accepting on SIGTERM/SIGINT and gives in-flight requests
+    // this long; an ingest batch is one transaction either way.
+    .shutdown_timeout(shutdown)
+    .client_request_timeout(Duration::from_secs(60));
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    Ok(Bound {
+        port,
+        server: server.run(),
+    })
+}
+
+/// Starts logging as configured: one line per event on standard error.
+pub fn init_logging(settings: &Settings) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log.level)
+        .map_err(|e| anyhow::anyhow!("log.level: {e}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let done = match settings.log.format {
+        crate::settings::LogFormat::Json => builder.json().try_init(),
+        crate::settings::LogFormat::Text => builder.try_init(),
+    };
+    done.map_err(|e| anyhow::anyhow!("logging: {e}"))
+}
+
+/// Runs `tally serve` until SIGTERM or SIGINT.
+pub fn serve(settings: Settings, no_migrate: bool) -> anyhow::Result<()> {
+    init_logging(&settings)?;
+    let addr = settings.server.listen.clone();
+    let db = crate::db::redact(settings.database.url.expose());
+    actix_web::rt::System::new().block_on(async move {
+        let ip = settings.listen_addr().map_err(anyhow::Error::msg)?.ip();
+        let bound = build(settings, no_migrate)?;
+        tracing::info!(listen = %addr, port = bound.port, store = %db, "tally serve started");
+        // On standard output for scripts (and tests) that bind port 0.
+        crate::app::reconcile::print(&format!(
+            "tally serve: listening on http://{ip}:{}\n",
+            bound.port
+        ))?;
+        bound.server.await.context("server")?;
+        tracing::info!("tally serve stopped");
+        Ok::<(), anyhow::Error>(())
+    })
+}

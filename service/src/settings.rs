@@ -1,0 +1,367 @@
+//! `tally serve`'s configuration: one TOML file plus `TALLY_...`
+//! environment overrides, typed, unknown keys refused, checked at start.
+//!
+//! Every key is in [`KEYS`], which drives the environment overrides and is
+//! what the README's configuration table lists.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// What a configuration can be wrong with.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file cannot be read.
+    #[error("cannot read `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file or an override is not valid TOML of the right shape
+    /// (unknown keys included).
+    #[error("{origin}: {message}")]
+    Invalid {
+        /// The file, or the environment.
+        origin: String,
+        /// What is wrong, with the key.
+        message: String,
+    },
+}
+
+/// A value that is never printed: `Debug` and `Display` show `***`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The value itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Everything `tally serve` is configured with.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The HTTP server.
+    pub server: ServerSettings,
+    /// The store.
+    pub database: DatabaseSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address and port to listen on.
+    pub listen: String,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Largest request body accepted (an upload), in MiB.
+    pub body_limit_mb: u64,
+    /// How long in-flight requests get to finish after SIGTERM, seconds.
+    pub shutdown_timeout_s: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            workers: 0,
+            body_limit_mb: 256,
+            shutdown_timeout_s: 30,
+        }
+    }
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// A SQLite file (`tally.db`, `sqlite://PATH`) or a `postgres://` URL;
+    /// secret because a URL may hold a password.
+    pub url: Secret,
+    /// Connections in the pool.
+    pub pool_size: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("tally.db"),
+            pool_size: 8,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter: `info`, `tally=debug,info`, ...
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
+/// One configuration key: its section, name, the environment variable that
+/// overrides it, and what it is, for the README and `tally config check`.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// `[section]`.
+    pub section: &'static str,
+    /// Key within it.
+    pub name: &'static str,
+    /// What it sets.
+    pub doc: &'static str,
+}
+
+impl Key {
+    /// The environment variable: `TALLY_SECTION_NAME`.
+    pub fn env(&self) -> String {
+        format!("TALLY_{}_{}", self.section, self.name).to_uppercase()
+    }
+}
+
+/// Every key, in file order.
+pub const KEYS: &[Key] = &[
+    Key {
+        section: "server",
+        name: "listen",
+        doc: "address:port to listen on (default 127.0.0.1:8080)",
+    },
+    Key {
+        section: "server",
+        name: "workers",
+        doc: "HTTP worker threads, 0 = one per core (default 0)",
+    },
+    Key {
+        section: "server",
+        name: "body_limit_mb",
+        doc: "largest upload accepted, MiB (default 256)",
+    },
+    Key {
+        section: "server",
+        name: "shutdown_timeout_s",
+        doc: "seconds in-flight requests get after SIGTERM (default 30)",
+    },
+    Key {
+        section: "database",
+        name: "url",
+        doc: "the store: SQLite file or postgres:// URL (default tally.db)",
+    },
+    Key {
+        section: "database",
+        name: "pool_size",
+        doc: "store connections (default 8)",
+    },
+    Key {
+        section: "log",
+        name: "format",
+        doc: "text or json (default text)",
+    },
+    Key {
+        section: "log",
+        name: "level",
+        doc: "tracing filter, e.g. info or tally=debug,info (default info)",
+    },
+];
+
+impl Settings {
+    /// Reads `file` (when given) and applies the environment's `TALLY_...`
+    /// overrides from `env`, then checks the result.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, SettingsError> {
+        let (origin, text) = match file {
+            Some(p) => (
+                p.display().to_string(),
+                std::fs::read_to_string(p).map_err(|source| SettingsError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?,
+            ),
+            None => ("defaults".to_owned(), String::new()),
+        };
+        let invalid = |origin: &str, message: String| SettingsError::Invalid {
+            origin: origin.to_owned(),
+            message,
+        };
+        // The file alone first: its errors then come with line, column and key.
+        toml::from_str::<Settings>(&text).map_err(|e| invalid(&origin, e.to_string()))?;
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| invalid(&origin, e.to_string()))?;
+        for key in KEYS {
+            let var = key.env();
+            let Some(raw) = env(&var) else { continue };
+            // A number or boolean where the key is one; a string otherwise.
+            let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .filter(|v| !v.is_str())
+                .unwrap_or(toml::Value::String(raw));
+            let mut section = table
+                .get(key.section)
+                .and_then(toml::Value::as_table)
+                .cloned()
+                .unwrap_or_default();
+            section.insert(key.name.to_owned(), value);
+            let mut with = table.clone();
+            with.insert(key.section.to_owned(), toml::Value::Table(section));
+            // Each override is checked as it is applied, so an error names it.
+            toml::Value::Table(with.clone())
+                .try_into::<Settings>()
+                .map_err(|e| {
+                    invalid(
+                        "environment",
+                        format!("{var} ({}.{}): {}", key.section, key.name, e.message()),
+                    )
+                })?;
+            table = with;
+        }
+        let settings: Settings = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(&origin, e.message().to_owned()))?;
+        settings.check().map_err(|m| invalid(&origin, m))?;
+        Ok(settings)
+    }
+
+    /// Checks what the types cannot.
+    fn check(&self) -> Result<(), String> {
+        self.listen_addr()?;
+        crate::db::backend_of(self.database.url.expose()).map_err(|e| e.to_string())?;
+        if self.database.pool_size == 0 {
+            return Err("database.pool_size must be at least 1".to_owned());
+        }
+        if self.server.body_limit_mb == 0 {
+            return Err("server.body_limit_mb must be at least 1".to_owned());
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| format!("log.level `{}`: {e}", self.log.level))?;
+        Ok(())
+    }
+
+    /// `server.listen` as an address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        self.server
+            .listen
+            .parse()
+            .map_err(|e| format!("server.listen `{}`: {e}", self.server.listen))
+    }
+
+    /// The upload limit in bytes.
+    pub fn body_limit(&self) -> usize {
+        usize::try_from(self.server.body_limit_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn the_example_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tally.toml");
+        let s = Settings::load(Some(&path), no_env).unwrap();
+        assert_eq!(s.server.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let f = write("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n");
+        let e = Settings::load(Some(f.path()), no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lisen"), "{e}");
+        let f = write("[sever]\n");
+        let e = Settings::load(Some(f.path()), no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sever"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file_with_typed_values() {
+        let f = write("[server]\nlisten = \"127.0.0.1:1\"\nworkers = 1\n");
+        let env = |k: &str| match k {
+            "TALLY_SERVER_WORKERS" => Some("3".to_owned()),
+            "TALLY_DATABASE_URL" => Some("postgres://u:hunter2@h/db".to_owned()),
+            _ => None,
+        };
+        let s = Settings::load(Some(f.path()), env).unwrap();
+        assert_eq!(s.server.workers, 3);
+        assert_eq!(s.server.listen, "127.0.0.1:1");
+        assert_eq!(s.database.url.expose(), "postgres://u:hunter2@h/db");
+        // The password never shows in what is printed.
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let bad = |k: &str| (k == "TALLY_SERVER_WORKERS").then(|| "many".to_owned());
+        let e = Settings::load(Some(f.path()), bad).unwrap_err().to_string();
+        assert!(e.contains("TALLY_SERVER_WORKERS (server.workers)"), "{e}");
+        // A wrong type in the file names its key and line.
+        let f = write("[server]\nworkers = \"many\"\n");
+        let e = Settings::load(Some(f.path()), no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("workers") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn values_are_checked_at_load() {
+        let f = write("[server]\nlisten = \"localhost\"\n");
+        let e = Settings::load(Some(f.path()), no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.listen"), "{e}");
+        let f = write("[database]\nurl = \"mysql://x\"\n");
+        assert!(Settings::load(Some(f.path()), no_env).is_err());
+        let f = write("[database]\npool_size = 0\n");
+        assert!(Settings::load(Some(f.path()), no_env).is_err());
+    }
+}

@@ -1,0 +1,952 @@
+//! `tally serve` as a black box: the real binary on port 0 with its own
+//! store (SQLite, and PostgreSQL in a `postgres` build), called over HTTP.
+#![expect(
+    clippy::unwrap_used,
+    reason = "tests: a failed unwrap is a failed test"
+)]
+
+#[expect(dead_code, reason = "shared test support: this binary uses part of it")]
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+
+use common::{Store, root, stores, succeed, tally};
+use serde_json::Value;
+use tally_service::app::tokens::Role;
+use tally_service::http::routes::ROUTES;
+
+/// A running `tally serve`, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    dir: tempfile::TempDir,
+    db: String,
+}
+
+impl Server {
+    /// Starts `tally serve` on 127.0.0.1:0 over the store `db`, with
+    /// `extra` appended to its `[server]` section.
+    fn start(db: &str, extra: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("tally.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\n{extra}\n\
+                 [database]\nurl = \"{db}\"\npool_size = 4\n[log]\nlevel = \"info\"\n"
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let mut child = tally()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let Some(base) = line.trim().strip_prefix("tally serve: listening on ") else {
+            let _ = child.wait();
+            panic!(
+                "tally serve did not start: {line}\n{}",
+                std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
+            );
+        };
+        Server {
+            base: base.to_owned(),
+            child,
+            dir,
+            db: db.to_owned(),
+        }
+    }
+
+    /// A new token of `role`, made with `tally token create`.
+    fn token(&self, name: &str, role: Role) -> String {
+        let out = succeed(
+            tally().args([
+                "token",
+                "create",
+                "--name",
+                name,
+                "--role",
+                role.as_str(),
+                "--db",
+                &self.db,
+            ]),
+            "token create",
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.lines().next().unwrap().to_owned()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap()
+    }
+
+    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Body<'_>) -> Resp {
+        call(&format!("{}{path}", self.base), method, token, body)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A request body: none, JSON, or bytes of a content type.
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    None,
+    Json(&'a Value),
+    Bytes(&'a str, &'a [u8]),
+}
+
+struct Resp {
+    status: u16,
+    content_type: String,
+    text: String,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+}
+
+fn call(url: &str, method: &str, token: Option<&str>, body: Body<'_>) -> Resp {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(t) = token {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    let bytes = match body {
+        Body::None => Vec::new(),
+        Body::Json(v) => {
+            req = req.header("Content-Type", "application/json");
+            serde_json::to_vec(v).unwrap()
+        }
+        Body::Bytes(ct, b) => {
+            req = req.header("Content-Type", ct);
+            b.to_vec()
+        }
+    };
+    let resp = agent.run(req.body(bytes).unwrap()).unwrap();
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let text = resp
+        .into_body()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_string()
+        .unwrap();
+    Resp {
+        status,
+        content_type,
+        text,
+    }
+}
+
+fn fixture(rel: &str) -> Vec<u8> {
+    std::fs::read(root().join("fixtures").join(rel)).unwrap()
+}
+
+/// The one error shape: `{"error": {"code", "message", "details"}}`,
+/// nothing from inside the server.
+fn assert_error(r: &Resp, status: u16, code: &str) {
+    assert_eq!(r.status, status, "{}", r.text);
+    let v = r.json();
+    assert_eq!(v["error"]["code"], code, "{}", r.text);
+    assert!(v["error"]["message"].is_string(), "{}", r.text);
+    assert!(v["error"].get("details").is_some(), "{}", r.text);
+    let lower = r.text.to_ascii_lowercase();
+    for leak in ["select ", "insert ", "panicked", "/tmp/", "diesel", "src/"] {
+        assert!(!lower.contains(leak), "`{leak}` in an error: {}", r.text);
+    }
+}
+
+/// A request that a role allowed on `route` succeeds with: the path with
+/// real ids (made by `admin` first where the route needs one), and a body.
+fn sample(
+    s: &Server,
+    admin: &str,
+    method: &str,
+    path: &str,
+) -> (String, Option<Value>, Body<'static>) {
+    let owner = |team: &str| -> i64 {
+        let r = s.call(
+            "POST",
+            "/v1/owners",
+            Some(admin),
+            Body::Json(&serde_json::json!({"team": team, "service": "svc", "env": "prod"})),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.json()["id"].as_i64().unwrap()
+    };
+    let window = "from=2026-11-20&to=2026-11-22";
+    match (method, path) {
+        ("POST", "/v1/usage/client") => (
+            path.to_owned(),
+            None,
+            Body::Bytes("application/x-ndjson", b""),
+        ),
+        ("POST", "/v1/usage/gateway") => (path.to_owned(), None, Body::Bytes("text/csv", b"")),
+        ("POST", "/v1/runs") => (
+            path.to_owned(),
+            Some(serde_json::json!({"from": "2026-11-20", "to": "2026-11-22"})),
+            Body::None,
+        ),
+        ("GET", "/v1/runs/{id}") => {
+            let r = s.call(
+                "POST",
+                "/v1/runs",
+                Some(admin),
+                Body::Json(&serde_json::json!({"from": "2026-11-20", "to": "2026-11-22"})),
+            );
+            assert_eq!(r.status, 201, "{}", r.text);
+            (format!("/v1/runs/{}", r.json()["id"]), None, Body::None)
+        }
+        ("GET", "/v1/reports/{kind}") => (format!("/v1/reports/costs?{window}"), None, Body::None),
+        ("GET" | "PUT" | "DELETE", "/v1/owners/{id}") => {
+            let id = owner(&format!("walk-{method}-{}", next_id()));
+            let body = (method == "PUT").then(
+                || serde_json::json!({"team": format!("renamed-{id}"), "contact": "a@example.com"}),
+            );
+            (format!("/v1/owners/{id}"), body, Body::None)
+        }
+        ("POST", "/v1/owners") => (
+            path.to_owned(),
+            Some(serde_json::json!({"team": format!("new-{}", next_id())})),
+            Body::None,
+        ),
+        ("GET" | "PUT" | "DELETE", "/v1/keys/{key_id}") => {
+            let id = format!("k{}", next_id());
+            let r = s.call(
+                "PUT",
+                &format!("/v1/keys/{id}"),
+                Some(admin),
+                Body::Json(&serde_json::json!({"team": "t", "last4": "abcd"})),
+            );
+            assert_eq!(r.status, 200, "{}", r.text);
+            let body = (method == "PUT").then(|| serde_json::json!({"alias": "x"}));
+            (format!("/v1/keys/{id}"), body, Body::None)
+        }
+        ("PUT" | "DELETE", "/v1/aliases/{alias}") => {
+            let a = format!("a{}", next_id());
+            let r = s.call(
+                "PUT",
+                &format!("/v1/aliases/{a}"),
+                Some(admin),
+                Body::Json(&serde_json::json!({"model": "gpt-4o"})),
+            );
+            assert_eq!(r.status, 200, "{}", r.text);
+            let body = (method == "PUT").then(|| serde_json::json!({"model": "gpt-4o-mini"}));
+            (format!("/v1/aliases/{a}"), body, Body::None)
+        }
+        ("POST", "/v1/prices") => (
+            path.to_owned(),
+            Some(serde_json::json!({
+                "model": format!("m{}", next_id()), "effective_from": "2026-01-01",
+                "input": "2.5", "output": 10
+            })),
+            Body::None,
+        ),
+        ("DELETE", "/v1/prices/{id}") => {
+            let r = s.call(
+                "POST",
+                "/v1/prices",
+                Some(admin),
+                Body::Json(&serde_json::json!({
+                    "model": format!("m{}", next_id()), "effective_from": "2026-01-01",
+                    "input": "1", "output": "2"
+                })),
+            );
+            assert_eq!(r.status, 201, "{}", r.text);
+            (format!("/v1/prices/{}", r.json()["id"]), None, Body::None)
+        }
+        _ => {
+            assert!(!path.contains('{'), "no sample for {method} {path}");
+            (path.to_owned(), None, Body::None)
+        }
+    }
+}
+
+fn next_id() -> u32 {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+}
+
+/// A placeholder path for a route, for the calls that never reach it.
+fn any_path(path: &str) -> String {
+    path.replace("{id}", "1")
+        .replace("{kind}", "costs")
+        .replace("{key_id}", "k")
+        .replace("{alias}", "a")
+}
+
+#[test]
+fn every_route_needs_the_right_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("tally.db").display());
+    let s = Server::start(&db, "");
+    let admin = s.token("admin", Role::Admin);
+    let tokens: Vec<(Role, String)> = Role::ALL
+        .iter()
+        .map(|r| (*r, s.token(&format!("walk-{}", r.as_str()), *r)))
+        .collect();
+    for route in ROUTES {
+        let path = any_path(route.path);
+        let what = format!("{} {}", route.method, route.path);
+        let anon = s.call(route.method, &path, None, Body::None);
+        if route.roles.is_empty() {
+            assert_eq!(anon.status, 200, "{what} without a token: {}", anon.text);
+            continue;
+        }
+        assert_error(&anon, 401, "unauthorized");
+        let bogus = s.call(route.method, &path, Some("tally_0000"), Body::None);
+        assert_error(&bogus, 401, "unauthorized");
+        for (role, token) in &tokens {
+            if route.roles.contains(role) {
+                let (p, json, raw) = sample(&s, &admin, route.method, route.path);
+                let body = match &json {
+                    Some(v) => Body::Json(v),
+                    None => raw,
+                };
+                let r = s.call(route.method, &p, Some(token), body);
+                // Uploads of nothing are refused by the handler (400), which
+                // is past the guard; everything else succeeds.
+                if route.path.starts_with("/v1/usage/") {
+                    assert_error(&r, 400, "bad_request");
+                } else {
+                    assert!(
+                        (200..300).contains(&r.status),
+                        "{what} as {}: {} {}",
+                        role.as_str(),
+                        r.status,
+                        r.text
+                    );
+                }
+            } else {
+                let r = s.call(route.method, &path, Some(token), Body::None);
+                assert_error(&r, 403, "forbidden");
+            }
+        }
+    }
+    // The OpenAPI document lists exactly the routes just walked.
+    let doc = s
+        .call("GET", "/v1/openapi.json", Some(&tokens[3].1), Body::None)
+        .json();
+    let mut documented: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(|m| (m.to_ascii_uppercase(), p.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut walked: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.method.to_owned(), r.path.to_owned()))
+        .collect();
+    documented.sort();
+    walked.sort();
+    assert_eq!(documented, walked);
+    // Paths and methods outside the table.
+    assert_error(
+        &s.call("GET", "/v1/nope", Some(&admin), Body::None),
+        404,
+        "not_found",
+    );
+    assert_error(
+        &s.call("PATCH", "/v1/runs", Some(&admin), Body::None),
+        405,
+        "method_not_allowed",
+    );
+    assert_error(
+        &s.call("GET", "/v1/nope", None, Body::None),
+        401,
+        "unauthorized",
+    );
+    // One log line per request, with the token's name and never a token.
+    let log = s.log();
+    assert!(log.contains("walk-finance"), "{log}");
+    assert!(
+        log.contains("route=/v1/runs/{id}") || log.contains("\"/v1/runs/{id}\""),
+        "{log}"
+    );
+    for (_, t) in &tokens {
+        assert!(!log.contains(t.as_str()), "a token in the log");
+    }
+}
+
+#[test]
+fn revoked_tokens_stop_working_and_lists_never_show_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("tally.db").display());
+    let s = Server::start(&db, "");
+    let t = s.token("ci", Role::Finance);
+    assert!(t.starts_with("tally_") && t.len() > 40, "{t}");
+    assert_eq!(s.call("GET", "/v1/runs", Some(&t), Body::None).status, 200);
+    // A second live token of the same name is refused.
+    let dup = tally()
+        .args([
+            "token", "create", "--name", "ci", "--role", "admin", "--db", &db,
+        ])
+        .output()
+        .unwrap();
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("`ci`"));
+    let list = succeed(tally().args(["token", "list", "--db", &db]), "token list");
+    let list = String::from_utf8(list.stdout).unwrap();
+    assert!(list.contains("ci") && list.contains("finance"), "{list}");
+    assert!(!list.contains(&t) && !list.contains(&t[6..20]), "{list}");
+    assert!(
+        list.contains(&format!("...{}", &t[t.len() - 4..])),
+        "{list}"
+    );
+    succeed(
+        tally().args(["token", "revoke", "ci", "--db", &db]),
+        "revoke",
+    );
+    assert_error(
+        &s.call("GET", "/v1/runs", Some(&t), Body::None),
+        401,
+        "unauthorized",
+    );
+    // The name is free again.
+    let again = s.token("ci", Role::Finance);
+    assert_eq!(
+        s.call("GET", "/v1/runs", Some(&again), Body::None).status,
+        200
+    );
+}
+
+/// Pushes the fixture day over HTTP, runs it and reads the reports: the
+/// same counts and verdicts as `tally ingest` + `tally run` on files.
+fn push_run_report(store: &Store) {
+    let s = Server::start(&store.url, "");
+    let platform = s.token("platform", Role::Platform);
+    let ingest = s.token("pipeline", Role::Ingest);
+    let finance = s.token("finance", Role::Finance);
+    for (what, file) in [
+        ("keys", "fixtures/keys.toml"),
+        ("prices", "fixtures/prices.toml"),
+        ("aliases", "fixtures/aliases.toml"),
+    ] {
+        succeed(
+            tally().args([what, "import", file, "--db", &store.url]),
+            what,
+        );
+    }
+    let app = fixture("client/app.jsonl");
+    let r = s.call(
+        "POST",
+        "/v1/usage/client?name=app.jsonl",
+        Some(&ingest),
+        Body::Bytes("application/x-ndjson", &app),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let first = r.json();
+    let read = first["read"].as_i64().unwrap();
+    assert_eq!(
+        read,
+        first["new"].as_i64().unwrap()
+            + first["duplicate"].as_i64().unwrap()
+            + first["rejected"].as_i64().unwrap()
+    );
+    // The fixture's bad rows come back with line and field.
+    let rejects = first["rejects"].as_array().unwrap();
+    assert_eq!(rejects.len() as i64, first["rejected"].as_i64().unwrap());
+    assert!(
+        rejects
+            .iter()
+            .all(|x| x["line"].as_i64().unwrap() > 0 && x["field"].is_string()),
+        "{rejects:?}"
+    );
+    // The same bytes again add nothing.
+    let again = s.call(
+        "POST",
+        "/v1/usage/client",
+        Some(&ingest),
+        Body::Bytes("application/x-ndjson", &app),
+    );
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json()["already"], true);
+    assert_eq!(again.json()["new"], 0);
+    let mut stored = [first["new"].as_i64().unwrap(), 0];
+    for (path, ct, file) in [
+        (
+            "/v1/usage/client?name=batch.csv",
+            "text/csv",
+            "client/batch.csv",
+        ),
+        (
+            "/v1/usage/gateway?name=litellm.csv&source=litellm",
+            "text/csv",
+            "gateway/litellm_spendlogs.csv",
+        ),
+        (
+            "/v1/usage/gateway?name=openrouter.csv",
+            "text/csv",
+            "gateway/openrouter.csv",
+        ),
+    ] {
+        let r = s.call("POST", path, Some(&ingest), Body::Bytes(ct, &fixture(file)));
+        assert_eq!(r.status, 201, "{path}: {}", r.text);
+        stored[usize::from(path.contains("gateway"))] += r.json()["new"].as_i64().unwrap();
+    }
+    let bad_source = s.call(
+        "POST",
+        "/v1/usage/gateway?source=/etc/passwd",
+        Some(&ingest),
+        Body::Bytes("text/csv", b"a,b\n1,2\n"),
+    );
+    assert_error(&bad_source, 400, "bad_request");
+
+    // The reference: the same files through `tally ingest` and `tally run`
+    // into a store of their own.
+    let cli_dir = tempfile::tempdir().unwrap();
+    let cli_db = format!("sqlite://{}", cli_dir.path().join("cli.db").display());
+    for (what, file) in [
+        ("keys", "fixtures/keys.toml"),
+        ("prices", "fixtures/prices.toml"),
+        ("aliases", "fixtures/aliases.toml"),
+    ] {
+        succeed(tally().args([what, "import", file, "--db", &cli_db]), what);
+    }
+    succeed(
+        tally().args([
+            "ingest",
+            "client",
+            "fixtures/client/app.jsonl",
+            "fixtures/client/batch.csv",
+            "--db",
+            &cli_db,
+        ]),
+        "ingest client",
+    );
+    succeed(
+        tally().args([
+            "ingest",
+            "gateway",
+            "fixtures/gateway/litellm_spendlogs.csv",
+            "fixtures/gateway/openrouter.csv",
+            "--db",
+            &cli_db,
+        ]),
+        "ingest gateway",
+    );
+    succeed(
+        tally().args([
+            "run",
+            "--from",
+            "2026-11-20",
+            "--to",
+            "2026-11-22",
+            "--db",
+            &cli_db,
+        ]),
+        "run",
+    );
+    let run = s.call(
+        "POST",
+        "/v1/runs",
+        Some(&platform),
+        Body::Json(&serde_json::json!({"from": "2026-11-20", "to": "2026-11-22"})),
+    );
+    assert_eq!(run.status, 201, "{}", run.text);
+    let run = run.json();
+    let id = run["id"].as_i64().unwrap();
+    let counts = run["counts"].as_array().unwrap();
+    let total: i64 = counts
+        .iter()
+        .map(|c| c["client_rows"].as_i64().unwrap() + c["gateway_rows"].as_i64().unwrap())
+        .sum();
+    assert_eq!(
+        total,
+        run["client_rows"].as_i64().unwrap() + run["gateway_rows"].as_i64().unwrap()
+    );
+    let got = s.call("GET", &format!("/v1/runs/{id}"), Some(&finance), Body::None);
+    assert_eq!(got.json()["counts"], run["counts"]);
+    let listed = s.call("GET", "/v1/runs", Some(&finance), Body::None).json();
+    assert_eq!(listed["items"][0]["id"], id);
+
+    // Metrics: the store's figures and this process's requests.
+    let m = s.call("GET", "/metrics", Some(&platform), Body::None);
+    assert_eq!(m.status, 200, "{}", m.text);
+    assert!(
+        m.content_type.starts_with("text/plain"),
+        "{}",
+        m.content_type
+    );
+    let sum = |prefix: &str| -> i64 {
+        m.text
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<i64>().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        sum("tally_rows_ingested_total{side=\"client\""),
+        stored[0],
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        sum("tally_rows_ingested_total{side=\"gateway\""),
+        stored[1],
+        "{}",
+        m.text
+    );
+    assert_eq!(sum("tally_latest_run_rows{"), total, "{}", m.text);
+    assert_eq!(sum("tally_runs_total"), 1, "{}", m.text);
+    assert!(
+        m.text.contains(
+            "tally_http_requests_total{method=\"POST\",route=\"/v1/usage/client\",status=\"201\"} 2"
+        ),
+        "{}",
+        m.text
+    );
+    assert!(m.text.contains("tally_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/runs\",le=\"+Inf\"} 1"), "{}", m.text);
+
+    let window = "from=2026-11-20&to=2026-11-22";
+    for kind in ["missing", "unattributed", "discrepancies"] {
+        let api = s.call(
+            "GET",
+            &format!("/v1/reports/{kind}?{window}&format=csv"),
+            Some(&finance),
+            Body::None,
+        );
+        assert_eq!(api.status, 200, "{}", api.text);
+        assert!(
+            api.content_type.starts_with("text/csv"),
+            "{}",
+            api.content_type
+        );
+        let cli = succeed(
+            tally().args([
+                "report",
+                kind,
+                "--from",
+                "2026-11-20",
+                "--to",
+                "2026-11-22",
+                "--format",
+                "csv",
+                "--db",
+                &cli_db,
+            ]),
+            "report",
+        );
+        assert_eq!(api.text, String::from_utf8(cli.stdout).unwrap(), "{kind}");
+        assert!(api.text.lines().count() > 1, "{kind} is empty");
+    }
+    // JSON pages add up to the whole report.
+    let all = s
+        .call(
+            "GET",
+            &format!("/v1/reports/unattributed?{window}&per_page=10000"),
+            Some(&finance),
+            Body::None,
+        )
+        .json();
+    let total = all["total"].as_u64().unwrap();
+    let mut seen = 0;
+    let mut page = 1;
+    loop {
+        let p = s
+            .call(
+                "GET",
+                &format!("/v1/reports/unattributed?{window}&per_page=2&page={page}"),
+                Some(&finance),
+                Body::None,
+            )
+            .json();
+        let n = p["items"].as_array().unwrap().len();
+        if n == 0 {
+            break;
+        }
+        assert_eq!(p["items"][0], all["items"][(page - 1) * 2]);
+        seen += n;
+        page += 1;
+    }
+    assert_eq!(seen as u64, total);
+    let costs = s
+        .call(
+            "GET",
+            &format!("/v1/reports/costs?{window}&group_by=team"),
+            Some(&finance),
+            Body::None,
+        )
+        .json();
+    assert!(costs["total"].as_u64().unwrap() > 1, "{costs}");
+    assert!(
+        costs["items"][0]["computed_cost"].is_string(),
+        "money as text: {costs}"
+    );
+    assert_error(
+        &s.call(
+            "GET",
+            "/v1/reports/costs?from=yesterday&to=2026-11-22",
+            Some(&finance),
+            Body::None,
+        ),
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &s.call(
+            "GET",
+            "/v1/reports/costs?from=2026-11-22&to=2026-11-20",
+            Some(&finance),
+            Body::None,
+        ),
+        400,
+        "bad_request",
+    );
+}
+
+#[test]
+fn usage_pushed_over_http_runs_and_reports_like_the_cli_on_every_backend() {
+    for store in stores() {
+        push_run_report(&store);
+    }
+}
+
+#[test]
+fn reference_data_round_trips_and_bad_input_gets_one_error_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("tally.db").display());
+    let s = Server::start(&db, "body_limit_mb = 1");
+    let p = s.token("platform", Role::Platform);
+    let tok = Some(p.as_str());
+    // Owners: create, rename, a clash, delete.
+    let a = s
+        .call(
+            "POST",
+            "/v1/owners",
+            tok,
+            Body::Json(&serde_json::json!({"team": "search", "service": "api", "env": "prod"})),
+        )
+        .json();
+    let b = s
+        .call(
+            "POST",
+            "/v1/owners",
+            tok,
+            Body::Json(&serde_json::json!({"team": "search", "service": "api", "env": "dev"})),
+        )
+        .json();
+    let clash = s.call(
+        "PUT",
+        &format!("/v1/owners/{}", b["id"]),
+        tok,
+        Body::Json(&serde_json::json!({"team": "search", "service": "api", "env": "prod"})),
+    );
+    assert_error(&clash, 409, "conflict");
+    // Keys: fingerprints only, an owner made on the way.
+    let k = s.call(
+        "PUT",
+        "/v1/keys/search-prod",
+        tok,
+        Body::Json(&serde_json::json!({
+            "alias": "search", "last4": "x9Qz",
+            "sha256": ["A".repeat(64)], "team": "search", "service": "api", "env": "prod",
+        })),
+    );
+    assert_eq!(k.status, 200, "{}", k.text);
+    let k = k.json();
+    assert_eq!(k["owner"]["id"], a["id"]);
+    assert_eq!(k["fingerprints"], 1);
+    assert!(
+        !k.to_string().contains(&"a".repeat(64)),
+        "no fingerprint in views"
+    );
+    let raw = s.call(
+        "PUT",
+        "/v1/keys/leaky",
+        tok,
+        Body::Json(&serde_json::json!({"sha256": ["sk-live-abcdef"]})),
+    );
+    assert_error(&raw, 422, "invalid_input");
+    // Deleting an owner leaves its keys, unowned.
+    assert_eq!(
+        s.call(
+            "DELETE",
+            &format!("/v1/owners/{}", a["id"]),
+            tok,
+            Body::None
+        )
+        .status,
+        204
+    );
+    let k = s
+        .call("GET", "/v1/keys/search-prod", tok, Body::None)
+        .json();
+    assert!(k["owner"].is_null(), "{k}");
+    assert_error(
+        &s.call(
+            "DELETE",
+            &format!("/v1/owners/{}", a["id"]),
+            tok,
+            Body::None,
+        ),
+        404,
+        "not_found",
+    );
+    // Prices go through the catalog's own rules.
+    let price = s.call(
+        "POST",
+        "/v1/prices",
+        tok,
+        Body::Json(&serde_json::json!({
+            "model": "GPT-X", "effective_from": "2026-11-01",
+            "input": "1.25", "cached_input": 0.125, "output": "10"
+        })),
+    );
+    assert_eq!(price.status, 201, "{}", price.text);
+    let price = price.json();
+    assert_eq!(
+        (
+            &price["model"],
+            &price["input"],
+            &price["cached_input"],
+            &price["cache_write"]
+        ),
+        (
+            &Value::from("gpt-x"),
+            &Value::from("1.25"),
+            &Value::from("0.125"),
+            &Value::from("1.25")
+        )
+    );
+    assert_eq!(price["effective_from"], "2026-11-01T00:00:00.000Z");
+    let negative = s.call(
+        "POST",
+        "/v1/prices",
+        tok,
+        Body::Json(&serde_json::json!({
+            "model": "m", "effective_from": "2026-11-01", "input": "-1", "output": "1"
+        })),
+    );
+    assert_error(&negative, 422, "invalid_input");
+    // Malformed bodies and parameters: the same shape.
+    assert_error(
+        &s.call(
+            "POST",
+            "/v1/owners",
+            tok,
+            Body::Bytes("application/json", b"{nope"),
+        ),
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &s.call(
+            "POST",
+            "/v1/owners",
+            tok,
+            Body::Json(&serde_json::json!({"team": "x", "colour": "red"})),
+        ),
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &s.call("GET", "/v1/owners/abc", tok, Body::None),
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &s.call("GET", "/v1/owners?page=0", tok, Body::None),
+        400,
+        "bad_request",
+    );
+    // An upload over the configured limit.
+    let ingest = s.token("pipeline", Role::Ingest);
+    let big = vec![b'x'; 1_200_000];
+    assert_error(
+        &s.call(
+            "POST",
+            "/v1/usage/client",
+            Some(&ingest),
+            Body::Bytes("application/x-ndjson", &big),
+        ),
+        413,
+        "too_large",
+    );
+    // A file that is not usage at all.
+    assert_error(
+        &s.call(
+            "POST",
+            "/v1/usage/gateway",
+            Some(&ingest),
+            Body::Bytes("text/csv", b"colour,size\nred,3\n"),
+        ),
+        422,
+        "invalid_input",
+    );
+    // Health needs nothing; readiness needs a token.
+    assert_eq!(s.call("GET", "/healthz", None, Body::None).status, 200);
+    assert_eq!(s.call("GET", "/readyz", tok, Body::None).status, 200);
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("tally.db").display());
+    let mut s = Server::start(&db, "shutdown_timeout_s = 5");
+    assert_eq!(s.call("GET", "/healthz", None, Body::None).status, 200);
+    let pid = s.child.id().to_string();
+    succeed(
+        std::process::Command::new("kill").args(["-TERM", &pid]),
+        "kill",
+    );
+    let status = s.child.wait().unwrap();
+    assert!(status.success(), "exit: {status:?}\n{}", s.log());
+    assert!(s.log().contains("tally serve stopped"), "{}", s.log());
+}
+
+#[test]
+fn config_check_names_bad_keys_and_hides_secrets() {
+    let ok = succeed(
+        tally()
+            .args(["config", "check", "--config", "fixtures/tally.toml"])
+            .env("TALLY_DATABASE_URL", "postgres://tally:hunter2@db/tally"),
+        "config check",
+    );
+    let text = String::from_utf8(ok.stdout).unwrap();
+    assert!(
+        text.contains("valid") && !text.contains("hunter2"),
+        "{text}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[server]\nlisten = \"127.0.0.1:8080\"\nport = 9\n").unwrap();
+    let out = tally()
+        .args(["config", "check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("port") && err.contains("bad.toml"), "{err}");
+    assert!(Path::new(&root().join("fixtures/tally.toml")).exists());
+}
