@@ -764,3 +764,102 @@ fn the_same_export_three_times_or_in_overlapping_parts_gives_the_same_report() {
         assert_eq!(gateway_keys(&s), gateway_keys(&once), "{}", s.backend);
     }
 }
+
+#[test]
+fn tokens_are_stored_hashed_unique_while_live_and_revocable() {
+    use tally_service::app::tokens::{self, Role};
+    let t0 = chrono::DateTime::from_timestamp(1_763_700_000, 0)
+        .unwrap()
+        .naive_utc();
+    for s in stores() {
+        let mut c = db::open(&s.url, false).unwrap();
+        let tok = tokens::create(&mut c, "ci", Role::Ingest, t0).unwrap();
+        let who = tokens::authenticate(&mut c, &tok).unwrap().unwrap();
+        assert_eq!(
+            (who.name.as_str(), who.role),
+            ("ci", Role::Ingest),
+            "{}",
+            s.backend
+        );
+        // Only the hash is stored.
+        let rows = repo::tokens(&mut c).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_ne!(rows[0].token_sha256, tok);
+        assert_eq!(rows[0].token_sha256, tokens::hash(&tok));
+        let e = tokens::create(&mut c, "ci", Role::Admin, t0).unwrap_err();
+        assert!(e.to_string().contains("`ci`"), "{}: {e}", s.backend);
+        assert!(
+            tokens::authenticate(&mut c, "tally_nope")
+                .unwrap()
+                .is_none()
+        );
+        assert!(tokens::revoke(&mut c, "ci", t0).unwrap());
+        assert!(!tokens::revoke(&mut c, "ci", t0).unwrap());
+        assert!(tokens::authenticate(&mut c, &tok).unwrap().is_none());
+        // The name is free again; the revoked token stays listed.
+        tokens::create(&mut c, "ci", Role::Admin, t0).unwrap();
+        let list = tokens::list(&mut c).unwrap();
+        assert_eq!(list.len(), 2, "{}", s.backend);
+        assert!(list[0].revoked_at.is_some() && list[1].revoked_at.is_none());
+    }
+}
+
+#[test]
+fn reference_entries_update_and_delete_on_both_backends() {
+    use tally_schema::rows::NewOwner;
+    for s in stores() {
+        import(&s, "keys", &fixture("keys.toml"));
+        import(&s, "prices", &fixture("prices.toml"));
+        import(&s, "aliases", &fixture("aliases.toml"));
+        let mut c = db::open(&s.url, false).unwrap();
+        let owners = repo::owners(&mut c).unwrap();
+        let (a, b) = (&owners[0], &owners[1]);
+        let keys_of = |c: &mut db::AnyConnection, id: i64| {
+            repo::keys(c)
+                .unwrap()
+                .into_iter()
+                .filter(|k| k.owner_id == Some(id))
+                .count()
+        };
+        assert!(keys_of(&mut c, a.id) > 0, "{}", s.backend);
+        // Renaming onto another owner is a conflict; setting a contact is not.
+        let clash = NewOwner {
+            team: &b.team,
+            service: &b.service,
+            env: &b.env,
+            contact: None,
+        };
+        let e = repo::update_owner(&mut c, a.id, &clash).unwrap_err();
+        assert!(matches!(e, db::DbError::Conflict(_)), "{}: {e}", s.backend);
+        let mine = NewOwner {
+            team: &a.team,
+            service: &a.service,
+            env: &a.env,
+            contact: Some("team@example.com"),
+        };
+        assert!(repo::update_owner(&mut c, a.id, &mine).unwrap());
+        assert!(!repo::update_owner(&mut c, -1, &mine).unwrap());
+        // Deleting an owner leaves its keys, unowned.
+        let keys_before = repo::keys(&mut c).unwrap().len();
+        assert!(repo::delete_owner(&mut c, a.id).unwrap());
+        assert!(!repo::delete_owner(&mut c, a.id).unwrap());
+        assert_eq!(repo::keys(&mut c).unwrap().len(), keys_before);
+        assert_eq!(keys_of(&mut c, a.id), 0);
+        let key = repo::keys(&mut c).unwrap()[0].key_id.clone();
+        assert!(repo::delete_key(&mut c, &key).unwrap());
+        assert!(!repo::delete_key(&mut c, &key).unwrap());
+        let alias = repo::aliases(&mut c).unwrap()[0].alias.clone();
+        assert!(repo::delete_alias(&mut c, &alias).unwrap());
+        assert!(
+            repo::aliases(&mut c)
+                .unwrap()
+                .iter()
+                .all(|a| a.alias != alias)
+        );
+        assert!(!repo::delete_alias(&mut c, &alias).unwrap());
+        let price = repo::prices(&mut c).unwrap()[0].id;
+        assert!(repo::delete_price(&mut c, price).unwrap());
+        assert!(!repo::delete_price(&mut c, price).unwrap());
+        assert!(repo::run(&mut c, 1).unwrap().is_none());
+    }
+}
