@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use crate::schema::{
     api_keys, api_tokens, ingest_batches, model_aliases, owners, prices, rejects, run_counts, runs,
-    usage_rows, verdicts,
+    usage_rows, verdicts, web_sessions,
 };
 
 /// A stored ingest batch.
@@ -481,4 +481,20 @@ pub struct NewToken<'a> {
     pub last4: &'a str,
     /// Created.
     pub created_at: NaiveDateTime,
+}
+
+/// A browser session to insert.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = web_sessions)]
+pub struct NewSession<'a> {
+    /// SHA-256 hex of the session id.
+    pub session_sha256: &'a str,
+    /// Token.
+    pub token_id: i64,
+    /// CSRF token.
+    pub csrf: &'a str,
+    /// Created.
+    pub created_at: NaiveDateTime,
+    /// Expires.
+    pub expires_at: NaiveDateTime,
 }

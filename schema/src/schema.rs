@@ -281,6 +281,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// A signed-in browser session: only the hash of its id is kept.
+    web_sessions (id) {
+        /// Row id.
+        id -> BigInt,
+        /// SHA-256 hex of the session id (the cookie's value).
+        session_sha256 -> Text,
+        /// The token it was signed in with.
+        token_id -> BigInt,
+        /// The token forms must carry (CSRF).
+        csrf -> Text,
+        /// Created (UTC).
+        created_at -> Timestamp,
+        /// Expires (UTC).
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(web_sessions -> api_tokens (token_id));
 diesel::joinable!(usage_rows -> ingest_batches (batch_id));
 diesel::joinable!(rejects -> ingest_batches (batch_id));
 diesel::joinable!(api_keys -> owners (owner_id));
@@ -298,5 +317,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     runs,
     run_counts,
     verdicts,
-    api_tokens
+    api_tokens,
+    web_sessions
 );

@@ -78,6 +78,9 @@ pub struct ServerSettings {
     pub body_limit_mb: u64,
     /// How long in-flight requests get to finish after SIGTERM, seconds.
     pub shutdown_timeout_s: u64,
+    /// Mark the session cookie `Secure` (send it over HTTPS only): on
+    /// whenever users reach Tally through TLS (a proxy in front).
+    pub secure_cookies: bool,
 }
 
 impl Default for ServerSettings {
@@ -87,6 +90,7 @@ impl Default for ServerSettings {
             workers: 0,
             body_limit_mb: 256,
             shutdown_timeout_s: 30,
+            secure_cookies: false,
         }
     }
 }
@@ -180,6 +184,11 @@ pub const KEYS: &[Key] = &[
         section: "server",
         name: "shutdown_timeout_s",
         doc: "seconds in-flight requests get after SIGTERM (default 30)",
+    },
+    Key {
+        section: "server",
+        name: "secure_cookies",
+        doc: "session cookie only over HTTPS: true behind a TLS proxy (default false)",
     },
     Key {
         section: "database",

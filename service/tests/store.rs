@@ -863,3 +863,97 @@ fn reference_entries_update_and_delete_on_both_backends() {
         assert!(repo::run(&mut c, 1).unwrap().is_none());
     }
 }
+
+#[test]
+fn sessions_are_stored_hashed_expire_and_end_with_their_token() {
+    use tally_service::app::tokens::{self, Role, SignIn};
+    let t0 = chrono::DateTime::from_timestamp(1_763_700_000, 0)
+        .unwrap()
+        .naive_utc();
+    let readers = [Role::Admin, Role::Finance, Role::Platform];
+    for s in stores() {
+        let mut c = db::open(&s.url, false).unwrap();
+        let tok = tokens::create(&mut c, "fin", Role::Finance, t0).unwrap();
+        let push = tokens::create(&mut c, "ci", Role::Ingest, t0).unwrap();
+        let SignIn::Signed(who, session) = tokens::sign_in(&mut c, &tok, &readers, t0).unwrap()
+        else {
+            panic!("{}: a live finance token signs in", s.backend);
+        };
+        assert_eq!((who.name.as_str(), who.role), ("fin", Role::Finance));
+        let (p, csrf) = tokens::session(&mut c, &session.id, t0).unwrap().unwrap();
+        assert_eq!(
+            (p.name.as_str(), csrf.as_str()),
+            ("fin", session.csrf.as_str())
+        );
+        // The store is looked up by the id's hash: the raw id is not a key.
+        assert!(
+            repo::live_session(&mut c, &session.id, t0)
+                .unwrap()
+                .is_none()
+        );
+        // Expired after SESSION_HOURS.
+        let later = t0 + chrono::Duration::hours(tokens::SESSION_HOURS);
+        assert!(
+            tokens::session(&mut c, &session.id, later)
+                .unwrap()
+                .is_none()
+        );
+        // Roles that may not read pages, and dead tokens, get no session.
+        assert!(matches!(
+            tokens::sign_in(&mut c, &push, &readers, t0).unwrap(),
+            SignIn::RoleRefused(Role::Ingest)
+        ));
+        assert!(matches!(
+            tokens::sign_in(&mut c, "tally_nope", &readers, t0).unwrap(),
+            SignIn::NotLive
+        ));
+        // Signing out ends a session; revoking the token ends the others.
+        let SignIn::Signed(_, other) = tokens::sign_in(&mut c, &tok, &readers, t0).unwrap() else {
+            panic!("{}: second sign-in", s.backend);
+        };
+        tokens::sign_out(&mut c, &session.id, t0).unwrap();
+        assert!(tokens::session(&mut c, &session.id, t0).unwrap().is_none());
+        assert!(tokens::session(&mut c, &other.id, t0).unwrap().is_some());
+        assert!(tokens::revoke(&mut c, "fin", t0).unwrap());
+        assert!(
+            tokens::session(&mut c, &other.id, t0).unwrap().is_none(),
+            "{}",
+            s.backend
+        );
+    }
+}
+
+#[test]
+fn a_runs_own_verdicts_are_listed_by_class_in_time_order() {
+    for s in stores() {
+        load_fixture_day(&s);
+        run_day(&s, "2026-11-20", "2026-11-21");
+        let mut c = db::open(&s.url, false).unwrap();
+        let run = repo::runs(&mut c).unwrap()[0].id;
+        let mut seen = Vec::new();
+        repo::each_verdict_of_run(&mut c, run, &["missing_usage", "unattributed"], |j| {
+            seen.push((j.ts_ms, j.side.clone(), j.verdict.class.clone()));
+        })
+        .unwrap();
+        let count = |class: &str| seen.iter().filter(|(_, _, c)| c == class).count();
+        // The fixture day: 2 client rows missing, 3 gateway rows unattributed.
+        assert_eq!(
+            (count("missing_usage"), count("unattributed")),
+            (2, 3),
+            "{}",
+            s.backend
+        );
+        assert!(
+            seen.windows(2).all(|w| w[0].0 <= w[1].0),
+            "{}: time order",
+            s.backend
+        );
+        assert!(
+            seen.iter()
+                .all(|(_, side, class)| (class == "missing_usage") == (side == "client"))
+        );
+        let mut none = 0;
+        repo::each_verdict_of_run(&mut c, run + 100, &["missing_usage"], |_| none += 1).unwrap();
+        assert_eq!(none, 0);
+    }
+}

@@ -1,5 +1,7 @@
 //! Use cases: each one orchestrates I/O around the pure engine.
 
+pub mod chart;
+pub mod dashboard;
 pub mod generate;
 pub mod ingest;
 pub mod reconcile;

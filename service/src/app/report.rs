@@ -180,7 +180,8 @@ impl Tabular for RowLine {
     }
 }
 
-fn owner_name(v: &tally_schema::rows::VerdictRow) -> String {
+/// `team/service/env` of a verdict, or the unknown owner's name.
+pub(crate) fn owner_name(v: &tally_schema::rows::VerdictRow) -> String {
     let owner = tally_reconcile::keys::Owner {
         team: v.team.clone(),
         service: v.service.clone(),
@@ -201,20 +202,20 @@ fn usd(n: Option<i64>) -> Option<Decimal> {
 pub const NO_GROUP: &str = "(none)";
 
 /// The costs report, built one verdict at a time.
-struct Costs {
+pub(crate) struct Costs {
     by: GroupBy,
     groups: BTreeMap<String, CostLine>,
 }
 
 impl Costs {
-    fn new(by: GroupBy) -> Self {
+    pub(crate) fn new(by: GroupBy) -> Self {
         Self {
             by,
             groups: BTreeMap::new(),
         }
     }
 
-    fn add(&mut self, j: &repo::Judged) {
+    pub(crate) fn add(&mut self, j: &repo::Judged) {
         let v = &j.verdict;
         let group = match self.by {
             GroupBy::Owner => owner_name(v),
@@ -264,7 +265,7 @@ impl Costs {
         }
     }
 
-    fn lines(self) -> Vec<CostLine> {
+    pub(crate) fn lines(self) -> Vec<CostLine> {
         self.groups
             .into_values()
             .map(|mut l| {
@@ -283,12 +284,12 @@ impl Costs {
     }
 }
 
-fn is_gateway(j: &repo::Judged) -> bool {
+pub(crate) fn is_gateway(j: &repo::Judged) -> bool {
     j.side == side_name(SideKind::Gateway)
 }
 
 /// Whether a row report lists a verdict.
-fn wanted(j: &repo::Judged, kind: Kind) -> bool {
+pub(crate) fn wanted(j: &repo::Judged, kind: Kind) -> bool {
     let Some(class) = Class::from_name(&j.verdict.class) else {
         return false;
     };
@@ -305,7 +306,7 @@ fn wanted(j: &repo::Judged, kind: Kind) -> bool {
 }
 
 /// A verdict as a row report line.
-fn row_line(j: repo::Judged) -> RowLine {
+pub(crate) fn row_line(j: repo::Judged) -> RowLine {
     let v = j.verdict;
     let detail = if v.detail.is_empty() && v.computed_cost_nanos.is_none() {
         format!("no price for `{}`", v.model_family)

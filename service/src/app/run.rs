@@ -338,3 +338,83 @@ pub fn describe(o: &RunOutcome) -> String {
     }
     out
 }
+
+// ---- Views ---------------------------------------------------------------
+
+/// Times in views: RFC 3339, UTC, millisecond precision.
+pub fn utc(t: chrono::NaiveDateTime) -> String {
+    t.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Rows of one class in a run.
+#[derive(Debug, serde::Serialize)]
+pub struct ClassCount {
+    /// Class.
+    pub class: String,
+    /// Client rows.
+    pub client_rows: i64,
+    /// Gateway rows.
+    pub gateway_rows: i64,
+}
+
+/// A run, as the API and the pages show it.
+#[derive(Debug, serde::Serialize)]
+pub struct RunView {
+    /// Id.
+    pub id: i64,
+    /// Window start, inclusive.
+    pub from: String,
+    /// Window end, exclusive.
+    pub to: String,
+    /// Started.
+    pub started_at: String,
+    /// Finished.
+    pub finished_at: String,
+    /// `current` or `superseded`.
+    pub status: String,
+    /// The run that replaced it.
+    pub superseded_by: Option<i64>,
+    /// Matching tolerance, ms.
+    pub tolerance_ms: i64,
+    /// Client rows in the window.
+    pub client_rows: i64,
+    /// Gateway rows in the window.
+    pub gateway_rows: i64,
+    /// Learned clock offset, gateway minus client, ms.
+    pub global_offset_ms: i64,
+    /// Rows per class (only when one run is asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts: Option<Vec<ClassCount>>,
+}
+
+/// A stored run (and its counts, when asked) as a view.
+pub fn view(r: RunRow, counts: Option<Vec<RunCount>>) -> RunView {
+    // In the report's class order, however they were read.
+    let counts = counts.map(|mut cs| {
+        cs.sort_by_key(|c| tally_reconcile::report::Class::from_name(&c.class));
+        cs
+    });
+    RunView {
+        id: r.id,
+        from: utc(r.window_from),
+        to: utc(r.window_to),
+        started_at: utc(r.started_at),
+        finished_at: utc(r.finished_at),
+        status: r.status,
+        superseded_by: r.superseded_by,
+        tolerance_ms: r.tolerance_ms,
+        client_rows: r.client_rows,
+        gateway_rows: r.gateway_rows,
+        global_offset_ms: r.global_offset_ms,
+        counts: counts.map(|cs| {
+            cs.into_iter()
+                .map(|c| ClassCount {
+                    class: c.class,
+                    client_rows: c.client_rows,
+                    gateway_rows: c.gateway_rows,
+                })
+                .collect()
+        }),
+    }
+}

@@ -8,7 +8,7 @@
 use chrono::NaiveDateTime;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tally_schema::rows::{NewToken, TokenRow};
+use tally_schema::rows::{NewSession, NewToken, TokenRow};
 
 use crate::db::{AnyConnection, DbError, repo};
 
@@ -104,9 +104,7 @@ pub fn create(
         !name.is_empty() && name.chars().all(|c| !c.is_control()),
         "a token needs a name (printable text)"
     );
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let token = format!("{PREFIX}{}", tally_reconcile::keys::hex(&bytes));
+    let token = format!("{PREFIX}{}", random_hex()?);
     let last4 = token.get(token.len().saturating_sub(4)..).unwrap_or("");
     repo::insert_token(
         conn,
@@ -139,6 +137,98 @@ pub fn authenticate(conn: &mut AnyConnection, token: &str) -> Result<Option<Prin
     }
     Ok(repo::live_token(conn, &hash(token))?
         .and_then(|t| Role::from_name(&t.role).map(|role| Principal { name: t.name, role })))
+}
+
+/// How long a browser session lasts.
+pub const SESSION_HOURS: i64 = 12;
+
+/// 32 random bytes as hex (session ids, form tokens).
+pub fn random_hex() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(tally_reconcile::keys::hex(&bytes))
+}
+
+/// A signed-in browser session: its id (the cookie) and its form token.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The session id, for the cookie only.
+    pub id: String,
+    /// The token every state-changing form carries.
+    pub csrf: String,
+}
+
+/// What signing in with a token came to.
+#[derive(Debug)]
+pub enum SignIn {
+    /// A new session.
+    Signed(Principal, Session),
+    /// Not a live token.
+    NotLive,
+    /// A live token whose role may not use the pages.
+    RoleRefused(Role),
+}
+
+/// Signs in with a token: a new session if it is live and its role is in
+/// `allowed`.
+pub fn sign_in(
+    conn: &mut AnyConnection,
+    token: &str,
+    allowed: &[Role],
+    now: NaiveDateTime,
+) -> anyhow::Result<SignIn> {
+    let token = token.trim();
+    if !token.starts_with(PREFIX) {
+        return Ok(SignIn::NotLive);
+    }
+    let Some(row) = repo::live_token(conn, &hash(token))? else {
+        return Ok(SignIn::NotLive);
+    };
+    let Some(role) = Role::from_name(&row.role) else {
+        return Ok(SignIn::NotLive);
+    };
+    if !allowed.contains(&role) {
+        return Ok(SignIn::RoleRefused(role));
+    }
+    let session = Session {
+        id: random_hex()?,
+        csrf: random_hex()?,
+    };
+    repo::insert_session(
+        conn,
+        &NewSession {
+            session_sha256: &hash(&session.id),
+            token_id: row.id,
+            csrf: &session.csrf,
+            created_at: now,
+            expires_at: now + chrono::Duration::hours(SESSION_HOURS),
+        },
+    )?;
+    Ok(SignIn::Signed(
+        Principal {
+            name: row.name,
+            role,
+        },
+        session,
+    ))
+}
+
+/// Who a session cookie is, and its form token, while it is live.
+pub fn session(
+    conn: &mut AnyConnection,
+    id: &str,
+    now: NaiveDateTime,
+) -> Result<Option<(Principal, String)>, DbError> {
+    Ok(
+        repo::live_session(conn, &hash(id), now)?.and_then(|(t, csrf)| {
+            Role::from_name(&t.role).map(|role| (Principal { name: t.name, role }, csrf))
+        }),
+    )
+}
+
+/// Ends a session (and sweeps expired ones).
+pub fn sign_out(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> Result<(), DbError> {
+    repo::delete_session(conn, &hash(id), now)
 }
 
 /// The token list as a table for people.

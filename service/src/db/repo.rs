@@ -3,12 +3,13 @@
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use tally_schema::rows::{
-    AliasRow, Batch, KeyRow, NewBatch, NewKey, NewOwner, NewPrice, NewReject, NewRun, NewToken,
-    NewUsageRow, OwnerRow, PriceRow, Reject, RunCount, RunRow, TokenRow, UsageRow, VerdictRow,
+    AliasRow, Batch, KeyRow, NewBatch, NewKey, NewOwner, NewPrice, NewReject, NewRun, NewSession,
+    NewToken, NewUsageRow, OwnerRow, PriceRow, Reject, RunCount, RunRow, TokenRow, UsageRow,
+    VerdictRow,
 };
 use tally_schema::schema::{
     api_keys, api_tokens, ingest_batches, model_aliases, owners, prices, rejects, run_counts, runs,
-    usage_rows, verdicts,
+    usage_rows, verdicts, web_sessions,
 };
 
 use super::{AnyConnection, DbError, on_backend};
@@ -438,6 +439,48 @@ pub fn revoke_token(
         > 0)
 }
 
+/// Stores a new browser session.
+pub fn insert_session(conn: &mut AnyConnection, s: &NewSession<'_>) -> Result<(), DbError> {
+    diesel::insert_into(web_sessions::table)
+        .values(s)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The live token and CSRF token of an unexpired session whose token is
+/// not revoked.
+pub fn live_session(
+    conn: &mut AnyConnection,
+    sha256: &str,
+    now: chrono::NaiveDateTime,
+) -> Result<Option<(TokenRow, String)>, DbError> {
+    Ok(web_sessions::table
+        .inner_join(api_tokens::table)
+        .filter(web_sessions::session_sha256.eq(sha256))
+        .filter(web_sessions::expires_at.gt(now))
+        .filter(api_tokens::revoked_at.is_null())
+        .select((TokenRow::as_select(), web_sessions::csrf))
+        .first(conn)
+        .optional()?)
+}
+
+/// Ends a session, and any that expired before `now`.
+pub fn delete_session(
+    conn: &mut AnyConnection,
+    sha256: &str,
+    now: chrono::NaiveDateTime,
+) -> Result<(), DbError> {
+    diesel::delete(
+        web_sessions::table.filter(
+            web_sessions::session_sha256
+                .eq(sha256)
+                .or(web_sessions::expires_at.le(now)),
+        ),
+    )
+    .execute(conn)?;
+    Ok(())
+}
+
 /// Runs `f` in one transaction: all of it is stored, or none (an import,
 /// a run). Any error that a query error converts into rolls it back.
 pub fn in_transaction<T, E: From<DieselError>>(
@@ -655,6 +698,41 @@ pub fn each_current_verdict(
             continue;
         }
         last = Some(verdict.usage_row_id);
+        each(Judged {
+            verdict,
+            side,
+            ts_ms,
+            model,
+            request_id,
+        });
+    }
+    Ok(())
+}
+
+/// Calls `each` with every verdict of run `run_id` whose class is one of
+/// `classes`, in time then row order. Streamed, like
+/// [`each_current_verdict`]; for a run's own page, whatever has superseded
+/// it since.
+pub fn each_verdict_of_run(
+    conn: &mut AnyConnection,
+    run_id: i64,
+    classes: &[&str],
+    mut each: impl FnMut(Judged),
+) -> Result<(), DbError> {
+    let query = verdicts::table
+        .inner_join(usage_rows::table)
+        .filter(verdicts::run_id.eq(run_id))
+        .filter(verdicts::class.eq_any(classes))
+        .order((usage_rows::ts_ms, verdicts::usage_row_id))
+        .select((
+            VerdictRow::as_select(),
+            usage_rows::side,
+            usage_rows::ts_ms,
+            usage_rows::model,
+            usage_rows::request_id,
+        ));
+    for row in query.load_iter::<(VerdictRow, String, i64, String, String), _>(conn)? {
+        let (verdict, side, ts_ms, model, request_id) = row?;
         each(Judged {
             verdict,
             side,

@@ -6,15 +6,12 @@ use std::path::Path;
 
 use actix_web::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::NaiveDateTime;
 use futures_util::StreamExt;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tally_reconcile::SideKind;
 use tally_reconcile::parse::client::ClientFormat;
-use tally_schema::rows::{
-    AliasRow, KeyRow, NewOwner, OwnerRow, PriceRow, Reject, RunCount, RunRow,
-};
+use tally_schema::rows::{AliasRow, KeyRow, NewOwner, OwnerRow, PriceRow, Reject};
 
 use super::State;
 use super::error::ApiError;
@@ -27,11 +24,7 @@ use crate::db::{DbError, repo};
 type Data = web::Data<State>;
 type Reply = Result<HttpResponse, ApiError>;
 
-/// Times in responses: RFC 3339, UTC, millisecond precision.
-fn utc(t: NaiveDateTime) -> String {
-    t.and_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+use crate::app::run::utc;
 
 fn time_param(name: &str, value: &str) -> Result<i64, ApiError> {
     crate::cli::parse_time(value).map_err(|e| ApiError::bad_request(format!("`{name}`: {e}")))
@@ -401,77 +394,6 @@ pub struct RunRequest {
     cost_tolerance_abs: Option<String>,
 }
 
-/// Rows of one class in a run.
-#[derive(Debug, Serialize)]
-pub struct ClassCount {
-    /// Class.
-    pub class: String,
-    /// Client rows.
-    pub client_rows: i64,
-    /// Gateway rows.
-    pub gateway_rows: i64,
-}
-
-/// A run.
-#[derive(Debug, Serialize)]
-pub struct RunView {
-    /// Id.
-    pub id: i64,
-    /// Window start, inclusive.
-    pub from: String,
-    /// Window end, exclusive.
-    pub to: String,
-    /// Started.
-    pub started_at: String,
-    /// Finished.
-    pub finished_at: String,
-    /// `current` or `superseded`.
-    pub status: String,
-    /// The run that replaced it.
-    pub superseded_by: Option<i64>,
-    /// Matching tolerance, ms.
-    pub tolerance_ms: i64,
-    /// Client rows in the window.
-    pub client_rows: i64,
-    /// Gateway rows in the window.
-    pub gateway_rows: i64,
-    /// Learned clock offset, gateway minus client, ms.
-    pub global_offset_ms: i64,
-    /// Rows per class (only when one run is asked for).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub counts: Option<Vec<ClassCount>>,
-}
-
-fn run_view(r: RunRow, counts: Option<Vec<RunCount>>) -> RunView {
-    // In the report's class order, however they were read.
-    let counts = counts.map(|mut cs| {
-        cs.sort_by_key(|c| tally_reconcile::report::Class::from_name(&c.class));
-        cs
-    });
-    RunView {
-        id: r.id,
-        from: utc(r.window_from),
-        to: utc(r.window_to),
-        started_at: utc(r.started_at),
-        finished_at: utc(r.finished_at),
-        status: r.status,
-        superseded_by: r.superseded_by,
-        tolerance_ms: r.tolerance_ms,
-        client_rows: r.client_rows,
-        gateway_rows: r.gateway_rows,
-        global_offset_ms: r.global_offset_ms,
-        counts: counts.map(|cs| {
-            cs.into_iter()
-                .map(|c| ClassCount {
-                    class: c.class,
-                    client_rows: c.client_rows,
-                    gateway_rows: c.gateway_rows,
-                })
-                .collect()
-        }),
-    }
-}
-
 /// `POST /v1/runs`: reconciles a window now and answers with the run.
 pub async fn create_run(state: Data, body: web::Json<RunRequest>) -> Reply {
     let r = body.into_inner();
@@ -489,13 +411,16 @@ pub async fn create_run(state: Data, body: web::Json<RunRequest>) -> Reply {
                 .map_err(ApiError::internal)
         })
         .await?;
-    Ok(HttpResponse::Created().json(run_view(o.run, Some(o.counts))))
+    Ok(HttpResponse::Created().json(crate::app::run::view(o.run, Some(o.counts))))
 }
 
 /// `GET /v1/runs`: newest first.
 pub async fn list_runs(state: Data, q: web::Query<PageQuery>) -> Reply {
     let runs = state.db(|c| Ok(repo::runs(c)?)).await?;
-    let views = runs.into_iter().map(|r| run_view(r, None)).collect();
+    let views = runs
+        .into_iter()
+        .map(|r| crate::app::run::view(r, None))
+        .collect();
     Ok(HttpResponse::Ok().json(page_of(views, q.page, q.per_page)?))
 }
 
@@ -509,7 +434,7 @@ pub async fn get_run(state: Data, id: web::Path<i64>) -> Reply {
             Ok((run, repo::run_counts(c, id)?))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(run_view(run, Some(counts))))
+    Ok(HttpResponse::Ok().json(crate::app::run::view(run, Some(counts))))
 }
 
 // ---- Reports ------------------------------------------------------------

@@ -71,6 +71,11 @@ impl ApiError {
         )
     }
 
+    /// 403 for a reason other than the role (a stale form).
+    pub fn forbidden_because(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
     /// 404.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
@@ -133,6 +138,56 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+
+    /// Logs a server-side cause, once, where the error becomes a response.
+    fn log(&self) {
+        if let Some(cause) = &self.cause {
+            let cause = format!("{cause:#}");
+            tracing::error!(code = self.code, error = %cause, "request failed");
+        }
+    }
+}
+
+/// The same errors for the pages: an HTML page with the status and the
+/// message a person can act on (and the same nothing from inside).
+#[derive(Debug)]
+pub struct PageError(pub ApiError);
+
+impl std::fmt::Display for PageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<E: Into<ApiError>> From<E> for PageError {
+    fn from(e: E) -> Self {
+        PageError(e.into())
+    }
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        self.0.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.0.log();
+        let html = super::pages::error_page(self.0.status, &self.0.message);
+        HttpResponse::build(self.0.status)
+            .content_type("text/html; charset=utf-8")
+            .body(html)
+    }
+}
+
+impl From<crate::app::dashboard::ViewError> for ApiError {
+    fn from(e: crate::app::dashboard::ViewError) -> Self {
+        use crate::app::dashboard::ViewError;
+        match e {
+            ViewError::Db(e) => e.into(),
+            ViewError::Invalid(m) => ApiError::bad_request(m),
+            ViewError::NotFound(m) => ApiError::not_found(m),
+        }
+    }
 }
 
 impl std::fmt::Display for ApiError {
@@ -147,10 +202,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let Some(cause) = &self.cause {
-            let cause = format!("{cause:#}");
-            tracing::error!(code = self.code, error = %cause, "request failed");
-        }
+        self.log();
         HttpResponse::build(self.status).json(Body {
             error: Inner {
                 code: self.code,

@@ -9,6 +9,7 @@ pub mod api;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod pages;
 pub mod routes;
 
 use std::net::TcpListener;
@@ -69,6 +70,7 @@ pub struct Bound {
 /// Opens the store (running pending migrations unless `no_migrate`),
 /// binds the listener and builds the server.
 pub fn build(settings: Settings, no_migrate: bool) -> anyhow::Result<Bound> {
+    pages::check()?;
     let url = settings.database.url.expose().to_owned();
     // Migrations on one connection before the pool opens the rest.
     crate::db::open(&url, no_migrate).context("opening the store")?;

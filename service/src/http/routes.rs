@@ -13,8 +13,8 @@ use actix_web::http::Method;
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
 
-use super::error::ApiError;
-use super::{State, api};
+use super::error::{ApiError, PageError};
+use super::{State, api, pages};
 use crate::app::tokens::{self, Principal, Role};
 
 /// One route.
@@ -28,12 +28,17 @@ pub struct Route {
     pub roles: &'static [Role],
     /// What it does.
     pub summary: &'static str,
+    /// A page for people (HTML, session cookie or token, sign-in
+    /// redirect) rather than an API route.
+    pub page: bool,
 }
 
 use Role::{Admin, Finance, Ingest, Platform};
 
-const READERS: &[Role] = &[Admin, Finance, Platform];
-const MANAGERS: &[Role] = &[Admin, Platform];
+/// Roles that read reports (and the pages).
+pub const READERS: &[Role] = &[Admin, Finance, Platform];
+/// Roles that manage reference data and start runs.
+pub const MANAGERS: &[Role] = &[Admin, Platform];
 const PUSHERS: &[Role] = &[Admin, Ingest];
 const ANYONE: &[Role] = &[Admin, Finance, Platform, Ingest];
 
@@ -44,150 +49,231 @@ pub const ROUTES: &[Route] = &[
         path: "/healthz",
         roles: &[],
         summary: "the process is up",
+        page: false,
     },
     Route {
         method: "GET",
         path: "/readyz",
         roles: ANYONE,
         summary: "the store is reachable",
+        page: false,
     },
     Route {
         method: "GET",
         path: "/metrics",
         roles: MANAGERS,
         summary: "Prometheus metrics",
+        page: false,
     },
     Route {
         method: "GET",
         path: "/v1/openapi.json",
         roles: ANYONE,
         summary: "this API's OpenAPI document",
+        page: false,
     },
     Route {
         method: "POST",
         path: "/v1/usage/client",
         roles: PUSHERS,
         summary: "push client usage (NDJSON, or CSV)",
+        page: false,
     },
     Route {
         method: "POST",
         path: "/v1/usage/gateway",
         roles: PUSHERS,
         summary: "upload a gateway export (CSV or JSON)",
+        page: false,
     },
     Route {
         method: "POST",
         path: "/v1/runs",
         roles: MANAGERS,
         summary: "reconcile a window",
+        page: false,
     },
     Route {
         method: "GET",
         path: "/v1/runs",
         roles: READERS,
         summary: "list runs",
+        page: false,
     },
     Route {
         method: "GET",
         path: "/v1/runs/{id}",
         roles: READERS,
         summary: "one run with its counts",
+        page: false,
     },
     Route {
         method: "GET",
         path: "/v1/reports/{kind}",
         roles: READERS,
         summary: "costs, missing, unattributed or discrepancies",
+        page: false,
     },
     Route {
         method: "GET",
         path: "/v1/owners",
         roles: READERS,
         summary: "list owners",
+        page: false,
     },
     Route {
         method: "POST",
         path: "/v1/owners",
         roles: MANAGERS,
         summary: "create an owner (or set its contact)",
+        page: false,
     },
     Route {
         method: "GET",
         path: "/v1/owners/{id}",
         roles: READERS,
         summary: "one owner",
+        page: false,
     },
     Route {
         method: "PUT",
         path: "/v1/owners/{id}",
         roles: MANAGERS,
         summary: "update an owner",
+        page: false,
     },
     Route {
         method: "DELETE",
         path: "/v1/owners/{id}",
         roles: MANAGERS,
         summary: "delete an owner (its keys stay, unowned)",
+        page: false,
     },
     Route {
         method: "GET",
         path: "/v1/keys",
         roles: READERS,
         summary: "list keys",
+        page: false,
     },
     Route {
         method: "GET",
         path: "/v1/keys/{key_id}",
         roles: READERS,
         summary: "one key",
+        page: false,
     },
     Route {
         method: "PUT",
         path: "/v1/keys/{key_id}",
         roles: MANAGERS,
         summary: "create or replace a key",
+        page: false,
     },
     Route {
         method: "DELETE",
         path: "/v1/keys/{key_id}",
         roles: MANAGERS,
         summary: "delete a key",
+        page: false,
     },
     Route {
         method: "GET",
         path: "/v1/aliases",
         roles: READERS,
         summary: "list model aliases",
+        page: false,
     },
     Route {
         method: "PUT",
         path: "/v1/aliases/{alias}",
         roles: MANAGERS,
         summary: "create or repoint an alias",
+        page: false,
     },
     Route {
         method: "DELETE",
         path: "/v1/aliases/{alias}",
         roles: MANAGERS,
         summary: "delete an alias",
+        page: false,
     },
     Route {
         method: "GET",
         path: "/v1/prices",
         roles: READERS,
         summary: "list prices",
+        page: false,
     },
     Route {
         method: "POST",
         path: "/v1/prices",
         roles: MANAGERS,
         summary: "add or replace a price (model + effective_from)",
+        page: false,
     },
     Route {
         method: "DELETE",
         path: "/v1/prices/{id}",
         roles: MANAGERS,
         summary: "delete a price",
+        page: false,
+    },
+    Route {
+        method: "GET",
+        path: "/login",
+        roles: &[],
+        summary: "page: sign in with a token",
+        page: true,
+    },
+    Route {
+        method: "POST",
+        path: "/login",
+        roles: &[],
+        summary: "page: sign in (form: token, csrf, next)",
+        page: true,
+    },
+    Route {
+        method: "POST",
+        path: "/logout",
+        roles: ANYONE,
+        summary: "page: sign out (form: csrf)",
+        page: true,
+    },
+    Route {
+        method: "GET",
+        path: "/",
+        roles: READERS,
+        summary: "page: the month's overview (?month=YYYY-MM)",
+        page: true,
+    },
+    Route {
+        method: "POST",
+        path: "/runs",
+        roles: MANAGERS,
+        summary: "page: start a run (form: csrf, from, to)",
+        page: true,
+    },
+    Route {
+        method: "GET",
+        path: "/runs/{id}",
+        roles: READERS,
+        summary: "page: one run, its counts and row tables (?owner=&key=&model=)",
+        page: true,
+    },
+    Route {
+        method: "GET",
+        path: "/runs/{id}/export",
+        roles: READERS,
+        summary: "page: a run's rows of one class as CSV (?class=missing|unattributed&owner=&key=&model=)",
+        page: true,
+    },
+    Route {
+        method: "GET",
+        path: "/owners/{id}",
+        roles: READERS,
+        summary: "page: one owner's month (?month=YYYY-MM)",
+        page: true,
     },
 ];
 
@@ -246,24 +332,63 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(api::create_price)),
             )
             .service(web::resource("/v1/prices/{id}").route(web::delete().to(api::delete_price)))
+            .service(
+                page("/login")
+                    .route(web::get().to(pages::login_form))
+                    .route(web::post().to(pages::login)),
+            )
+            .service(page("/logout").route(web::post().to(pages::logout)))
+            .service(page("/").route(web::get().to(pages::overview)))
+            .service(page("/runs").route(web::post().to(pages::start_run)))
+            .service(page("/runs/{id}").route(web::get().to(pages::run)))
+            .service(page("/runs/{id}/export").route(web::get().to(pages::export)))
+            .service(page("/owners/{id}").route(web::get().to(pages::owner)))
             .default_service(web::to(api::not_found)),
     );
 }
 
-/// The table entry of a request, and whether its path exists at all.
-fn lookup(method: &Method, pattern: Option<&str>) -> (Option<&'static Route>, bool) {
-    let Some(pattern) = pattern else {
-        return (None, false);
+/// A page resource: its query, path and form errors are pages too.
+fn page(path: &str) -> actix_web::Resource {
+    fn bad(what: &str, e: impl std::fmt::Display) -> actix_web::Error {
+        PageError(ApiError::bad_request(format!("{what}: {e}"))).into()
+    }
+    web::resource(path)
+        .app_data(web::QueryConfig::default().error_handler(|e, _| bad("query", e)))
+        .app_data(web::PathConfig::default().error_handler(|e, _| bad("path", e)))
+        .app_data(
+            web::FormConfig::default()
+                .limit(64 * 1024)
+                .error_handler(|e, _| bad("form", e)),
+        )
+}
+
+/// What the table says of a request's path and method.
+struct Found {
+    /// Its entry, when the method is in the table for the path.
+    route: Option<&'static Route>,
+    /// Whether the path is in the table at all (else 404, not 405).
+    path_known: bool,
+    /// Whether the path is a page (errors as HTML, sign-in redirect).
+    page: bool,
+}
+
+fn lookup(method: &Method, pattern: Option<&str>) -> Found {
+    let mut found = Found {
+        route: None,
+        path_known: false,
+        page: false,
     };
-    let same_path = ROUTES.iter().filter(|r| r.path == pattern);
-    let mut any = false;
-    for r in same_path {
-        any = true;
+    let Some(pattern) = pattern else {
+        return found;
+    };
+    for r in ROUTES.iter().filter(|r| r.path == pattern) {
+        found.path_known = true;
+        found.page |= r.page;
         if r.method == method.as_str() {
-            return (Some(r), true);
+            found.route = Some(r);
         }
     }
-    (None, any)
+    found
 }
 
 /// The bearer token of a request, if it carries one.
@@ -276,6 +401,27 @@ fn bearer(req: &ServiceRequest) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
+/// The form token of the session a page request signed in with; absent
+/// when it came with a bearer token (no ambient credential, nothing to
+/// forge).
+#[derive(Debug, Clone)]
+pub struct SessionCsrf(pub String);
+
+/// Headers every page carries: no script may run at all (so even a value
+/// that escaped escaping could not execute), no framing, no caching of
+/// figures on shared machines.
+const PAGE_HEADERS: &[(&str, &str)] = &[
+    (
+        "content-security-policy",
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; \
+         form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "same-origin"),
+    ("cache-control", "no-store"),
+];
+
 /// Authenticates, authorises against [`ROUTES`], and writes one log line
 /// per request (route, status, duration, token name; never the token).
 async fn guard(
@@ -285,30 +431,50 @@ async fn guard(
     let start = Instant::now();
     let pattern = req.match_pattern();
     let method = req.method().clone();
-    let (route, path_known) = lookup(&method, pattern.as_deref());
+    let found = lookup(&method, pattern.as_deref());
     let mut who: Option<Principal> = None;
-    let denied: Option<ApiError> = match route {
+    let denied: Option<ApiError> = match found.route {
         Some(r) if r.roles.is_empty() => None,
-        _ => match authenticate(&req).await {
+        _ => match authenticate(&req, found.page).await {
             Err(e) => Some(e),
             Ok(None) => Some(ApiError::unauthorized()),
-            Ok(Some(p)) => {
-                let verdict = match route {
+            Ok(Some((p, csrf))) => {
+                let verdict = match found.route {
                     Some(r) if r.roles.contains(&p.role) => None,
                     Some(_) => Some(ApiError::forbidden(p.role.as_str())),
-                    None if path_known => Some(ApiError::method_not_allowed()),
+                    None if found.path_known => Some(ApiError::method_not_allowed()),
                     None => Some(ApiError::not_found("no such route")),
                 };
                 req.extensions_mut().insert(p.clone());
+                if let Some(csrf) = csrf {
+                    req.extensions_mut().insert(SessionCsrf(csrf));
+                }
                 who = Some(p);
                 verdict
             }
         },
     };
-    let res = match denied {
+    let mut res = match denied {
+        Some(e) if found.page && e.code() == "unauthorized" => {
+            let target = req
+                .uri()
+                .path_and_query()
+                .map_or("/", actix_web::http::uri::PathAndQuery::as_str)
+                .to_owned();
+            req.into_response(pages::to_sign_in(&target))
+        }
+        Some(e) if found.page => req.into_response(PageError::from(e).error_response()),
         Some(e) => req.into_response(e.error_response()),
         None => next.call(req).await?,
     };
+    if found.page {
+        for (name, value) in PAGE_HEADERS {
+            res.headers_mut().insert(
+                actix_web::http::header::HeaderName::from_static(name),
+                actix_web::http::header::HeaderValue::from_static(value),
+            );
+        }
+    }
     let status = res.status().as_u16();
     let route = pattern.as_deref().unwrap_or("(unmatched)");
     if let Some(state) = res.request().app_data::<web::Data<State>>() {
@@ -330,17 +496,34 @@ async fn guard(
     Ok(res)
 }
 
-/// The principal of a request's token: `None` without a live token.
-async fn authenticate(req: &ServiceRequest) -> Result<Option<Principal>, ApiError> {
-    let Some(token) = bearer(req) else {
-        return Ok(None);
-    };
+/// The principal of a request: its bearer token, or for a page its
+/// session cookie (with the session's form token). `None` without a live
+/// one.
+async fn authenticate(
+    req: &ServiceRequest,
+    page: bool,
+) -> Result<Option<(Principal, Option<String>)>, ApiError> {
     let Some(state) = req.app_data::<web::Data<State>>() else {
         return Err(ApiError::internal(anyhow::anyhow!("no app state")));
     };
-    state
-        .db(move |c| tokens::authenticate(c, &token).map_err(ApiError::from))
-        .await
+    if let Some(token) = bearer(req) {
+        return Ok(state
+            .db(move |c| tokens::authenticate(c, &token).map_err(ApiError::from))
+            .await?
+            .map(|p| (p, None)));
+    }
+    let cookie = page
+        .then(|| req.cookie(pages::SESSION_COOKIE))
+        .flatten()
+        .map(|c| c.value().to_owned());
+    let Some(id) = cookie else {
+        return Ok(None);
+    };
+    let now = state.now()?;
+    Ok(state
+        .db(move |c| tokens::session(c, &id, now).map_err(ApiError::from))
+        .await?
+        .map(|(p, csrf)| (p, Some(csrf))))
 }
 
 /// A handler's caller (the guard put it there).

@@ -1,0 +1,573 @@
+//! What the pages show: the month's overview, one run, one owner. Each is
+//! one pass over the stored verdicts, built into a view the templates
+//! only lay out (rows never reach a template).
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, NaiveDate};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use tally_reconcile::report::Class;
+use tally_schema::convert::nanos_to_usd;
+
+use crate::app::chart::{self, Chart};
+use crate::app::report::{self, CostLine, Costs, GroupBy, Kind, RowLine};
+use crate::app::run::{RunView, view};
+use crate::db::{AnyConnection, DbError, repo};
+
+/// Rows a page lists in one table; the CSV download has them all.
+pub const PAGE_ROWS: usize = 200;
+/// Runs the overview lists.
+pub const LATEST_RUNS: usize = 10;
+
+/// Errors of the page use cases.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    /// The store failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A parameter is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such thing.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// A calendar month, UTC.
+#[derive(Debug, Clone, Serialize)]
+pub struct Month {
+    /// `2026-11`.
+    pub key: String,
+    /// `November 2026`.
+    pub label: String,
+    /// The month before, `2026-10`.
+    pub prev: String,
+    /// The month after.
+    pub next: String,
+    /// First instant, UTC ms.
+    pub from_ms: i64,
+    /// First instant of the next month, UTC ms.
+    pub to_ms: i64,
+    /// Its days, `2026-11-01` ...
+    pub days: Vec<String>,
+}
+
+fn first_of(y: i32, m: u32) -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt(y, m, 1)
+}
+
+/// The month `spec` names (`YYYY-MM`), or the one `now_ms` falls in.
+pub fn month(spec: Option<&str>, now_ms: i64) -> Result<Month, ViewError> {
+    let bad = || ViewError::Invalid("`month` is YYYY-MM, e.g. 2026-11".to_owned());
+    let start = match spec.filter(|s| !s.is_empty()) {
+        Some(s) => {
+            let (y, m) = s.split_once('-').ok_or_else(bad)?;
+            let (y, m) = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+            if !(1970..=9998).contains(&y) {
+                return Err(bad());
+            }
+            first_of(y, m).ok_or_else(bad)?
+        }
+        None => {
+            let now = chrono::DateTime::from_timestamp_millis(now_ms)
+                .ok_or_else(bad)?
+                .date_naive();
+            first_of(now.year(), now.month()).ok_or_else(bad)?
+        }
+    };
+    let next = start
+        .checked_add_months(chrono::Months::new(1))
+        .ok_or_else(bad)?;
+    let prev = start
+        .checked_sub_months(chrono::Months::new(1))
+        .ok_or_else(bad)?;
+    let ms = |d: NaiveDate| {
+        d.and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc().timestamp_millis())
+    };
+    Ok(Month {
+        key: start.format("%Y-%m").to_string(),
+        label: start.format("%B %Y").to_string(),
+        prev: prev.format("%Y-%m").to_string(),
+        next: next.format("%Y-%m").to_string(),
+        from_ms: ms(start).ok_or_else(bad)?,
+        to_ms: ms(next).ok_or_else(bad)?,
+        days: start
+            .iter_days()
+            .take_while(|d| *d < next)
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .collect(),
+    })
+}
+
+/// Spend of one owner in the overview.
+#[derive(Debug, Clone, Serialize)]
+pub struct OwnerSpend {
+    /// Its page, when the registry has it.
+    pub id: Option<i64>,
+    /// Its costs.
+    #[serde(flatten)]
+    pub line: CostLine,
+}
+
+/// Unattributed traffic of one key.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct KeyTraffic {
+    /// Canonical key name.
+    pub key: String,
+    /// Whether any registry knows it (if not: possibly leaked).
+    pub registered: bool,
+    /// Its owner, `team/service/env`.
+    pub owner: String,
+    /// Gateway rows no client logged.
+    pub rows: i64,
+    /// What the gateway billed for them.
+    pub reported: Decimal,
+}
+
+/// The month's overview.
+#[derive(Debug, Serialize)]
+pub struct Overview {
+    /// The month.
+    pub month: Month,
+    /// All owners together.
+    pub total: CostLine,
+    /// Per owner, most expensive first.
+    pub owners: Vec<OwnerSpend>,
+    /// Spend by owner: computed and gateway-reported.
+    pub chart: Chart,
+    /// Unattributed traffic by key, most billed first.
+    pub unattributed: Vec<KeyTraffic>,
+    /// The first rows missing on the gateway.
+    pub missing: Vec<RowLine>,
+    /// The latest runs.
+    pub runs: Vec<RunView>,
+}
+
+fn most_first(a: &CostLine, b: &CostLine) -> std::cmp::Ordering {
+    b.computed_cost
+        .max(b.reported_cost)
+        .cmp(&a.computed_cost.max(a.reported_cost))
+        .then_with(|| a.group.cmp(&b.group))
+}
+
+/// Adds one cost line into a running total.
+fn add_into(total: &mut CostLine, l: &CostLine) {
+    total.billed_rows += l.billed_rows;
+    total.computed_cost += l.computed_cost;
+    total.reported_cost += l.reported_cost;
+    total.variance += l.variance;
+    total.unpriced_rows += l.unpriced_rows;
+    total.missing_rows += l.missing_rows;
+    total.missing_cost += l.missing_cost;
+    total.unattributed_rows += l.unattributed_rows;
+    total.unattributed_reported += l.unattributed_reported;
+}
+
+/// Series of the spend charts.
+const SERIES: &[&str] = &["computed", "reported"];
+
+/// The overview of `month`.
+pub fn overview(conn: &mut AnyConnection, month: Month) -> Result<Overview, ViewError> {
+    let ids: BTreeMap<String, i64> = repo::owners(conn)?
+        .into_iter()
+        .map(|o| {
+            let name = tally_reconcile::keys::Owner {
+                team: o.team,
+                service: o.service,
+                env: o.env,
+            }
+            .display();
+            (name, o.id)
+        })
+        .collect();
+    let mut by_owner = Costs::new(GroupBy::Owner);
+    let mut keys: BTreeMap<String, KeyTraffic> = BTreeMap::new();
+    let mut missing = Vec::new();
+    repo::each_current_verdict(conn, (month.from_ms, month.to_ms), |j| {
+        by_owner.add(&j);
+        let class = Class::from_name(&j.verdict.class);
+        if class == Some(Class::Unattributed) {
+            let v = &j.verdict;
+            let k = keys
+                .entry(v.key_name.clone())
+                .or_insert_with(|| KeyTraffic {
+                    key: v.key_name.clone(),
+                    registered: v.registered,
+                    owner: report::owner_name(v),
+                    ..KeyTraffic::default()
+                });
+            k.rows += 1;
+            k.reported += v
+                .reported_cost_nanos
+                .map_or(Decimal::ZERO, |n| nanos_to_usd(n, None));
+        } else if class == Some(Class::MissingUsage) && missing.len() < PAGE_ROWS {
+            missing.push(report::row_line(j));
+        }
+    })?;
+    let mut total = CostLine {
+        group: "all owners".to_owned(),
+        ..CostLine::default()
+    };
+    let mut lines = by_owner.lines();
+    lines.sort_by(most_first);
+    for l in &lines {
+        add_into(&mut total, l);
+    }
+    let chart = chart::horizontal(
+        &lines
+            .iter()
+            .map(|l| {
+                (
+                    l.group.clone(),
+                    ids.get(&l.group).map(|id| format!("/owners/{id}")),
+                    vec![l.computed_cost, l.reported_cost],
+                )
+            })
+            .collect::<Vec<_>>(),
+        SERIES,
+        760,
+    );
+    let owners = lines
+        .into_iter()
+        .map(|line| OwnerSpend {
+            id: ids.get(&line.group).copied(),
+            line,
+        })
+        .collect();
+    let mut unattributed: Vec<KeyTraffic> = keys.into_values().collect();
+    unattributed.sort_by(|a, b| b.reported.cmp(&a.reported).then(b.rows.cmp(&a.rows)));
+    let runs = repo::runs(conn)?
+        .into_iter()
+        .take(LATEST_RUNS)
+        .map(|r| view(r, None))
+        .collect();
+    Ok(Overview {
+        month,
+        total,
+        owners,
+        chart,
+        unattributed,
+        missing,
+        runs,
+    })
+}
+
+/// Which rows of a run a table or download lists.
+#[derive(Debug, Clone, Default, serde::Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowFilter {
+    /// Owner contains this (case-insensitive).
+    #[serde(default)]
+    pub owner: String,
+    /// Key contains this.
+    #[serde(default)]
+    pub key: String,
+    /// Model contains this.
+    #[serde(default)]
+    pub model: String,
+}
+
+impl RowFilter {
+    fn keeps(&self, l: &RowLine) -> bool {
+        let has = |hay: &str, needle: &str| {
+            needle.is_empty() || hay.to_lowercase().contains(&needle.trim().to_lowercase())
+        };
+        has(&l.owner, &self.owner) && has(&l.key, &self.key) && has(&l.model, &self.model)
+    }
+}
+
+/// One table of a run's rows.
+#[derive(Debug, Serialize)]
+pub struct RowTable {
+    /// `missing` or `unattributed`.
+    pub kind: &'static str,
+    /// The first [`PAGE_ROWS`] rows the filter keeps.
+    pub rows: Vec<RowLine>,
+    /// All rows the filter keeps.
+    pub total: usize,
+}
+
+/// A run's page.
+#[derive(Debug, Serialize)]
+pub struct RunPage {
+    /// The run and its counts per class.
+    pub run: RunView,
+    /// The filter applied to the tables.
+    pub filter: RowFilter,
+    /// Client rows with no gateway row, then gateway rows with no client row.
+    pub tables: Vec<RowTable>,
+}
+
+/// The class a row table lists.
+pub fn table_class(kind: &str) -> Option<(&'static str, Class)> {
+    match kind {
+        "missing" => Some(("missing", Class::MissingUsage)),
+        "unattributed" => Some(("unattributed", Class::Unattributed)),
+        _ => None,
+    }
+}
+
+fn run_or_404(conn: &mut AnyConnection, id: i64) -> Result<tally_schema::rows::RunRow, ViewError> {
+    repo::run(conn, id)?.ok_or_else(|| ViewError::NotFound(format!("There is no run {id}.")))
+}
+
+/// The rows of run `id` in one table class that `filter` keeps; at most
+/// `limit` of them, and how many there are.
+pub fn run_rows(
+    conn: &mut AnyConnection,
+    id: i64,
+    class: Class,
+    filter: &RowFilter,
+    limit: usize,
+) -> Result<(Vec<RowLine>, usize), ViewError> {
+    run_or_404(conn, id)?;
+    let mut rows = Vec::new();
+    let mut total = 0;
+    repo::each_verdict_of_run(conn, id, &[class.name()], |j| {
+        let line = report::row_line(j);
+        if filter.keeps(&line) {
+            total += 1;
+            if rows.len() < limit {
+                rows.push(line);
+            }
+        }
+    })?;
+    Ok((rows, total))
+}
+
+/// Run `id`'s page.
+pub fn run_page(
+    conn: &mut AnyConnection,
+    id: i64,
+    filter: RowFilter,
+) -> Result<RunPage, ViewError> {
+    let run = run_or_404(conn, id)?;
+    let counts = repo::run_counts(conn, id)?;
+    let mut tables = Vec::new();
+    for kind in ["missing", "unattributed"] {
+        let Some((kind, class)) = table_class(kind) else {
+            continue;
+        };
+        let (rows, total) = run_rows(conn, id, class, &filter, PAGE_ROWS)?;
+        tables.push(RowTable { kind, rows, total });
+    }
+    Ok(RunPage {
+        run: view(run, Some(counts)),
+        filter,
+        tables,
+    })
+}
+
+/// Rows of one class for one owner.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassRows {
+    /// Class.
+    pub class: String,
+    /// Client rows.
+    pub client_rows: i64,
+    /// Gateway rows.
+    pub gateway_rows: i64,
+}
+
+/// One of an owner's keys.
+#[derive(Debug, Clone, Serialize)]
+pub struct OwnerKey {
+    /// Tally's key id.
+    pub key_id: String,
+    /// Alias.
+    pub alias: String,
+    /// Last four characters.
+    pub last4: String,
+    /// Its costs this month.
+    pub line: CostLine,
+}
+
+/// An owner's page.
+#[derive(Debug, Serialize)]
+pub struct OwnerPage {
+    /// Owner id.
+    pub id: i64,
+    /// `team/service/env`.
+    pub name: String,
+    /// Contact address.
+    pub contact: String,
+    /// The month.
+    pub month: Month,
+    /// The month's total.
+    pub total: CostLine,
+    /// Spend per day: computed and reported.
+    pub chart: Chart,
+    /// Its keys with their spend.
+    pub keys: Vec<OwnerKey>,
+    /// Models, most expensive first.
+    pub models: Vec<CostLine>,
+    /// Rows per class.
+    pub classes: Vec<ClassRows>,
+    /// Its rows that are not plain matches: missing, unattributed,
+    /// discrepancies (the first [`PAGE_ROWS`]).
+    pub rows: Vec<RowLine>,
+}
+
+/// Owner `id`'s page for `month`.
+pub fn owner_page(conn: &mut AnyConnection, id: i64, month: Month) -> Result<OwnerPage, ViewError> {
+    let owner = repo::owners(conn)?
+        .into_iter()
+        .find(|o| o.id == id)
+        .ok_or_else(|| ViewError::NotFound(format!("There is no owner {id}.")))?;
+    let mut by_day = Costs::new(GroupBy::Day);
+    let mut by_model = Costs::new(GroupBy::Model);
+    let mut by_key = Costs::new(GroupBy::Key);
+    let mut classes: BTreeMap<String, ClassRows> = BTreeMap::new();
+    let mut rows = Vec::new();
+    repo::each_current_verdict(conn, (month.from_ms, month.to_ms), |j| {
+        let v = &j.verdict;
+        if (v.team.as_str(), v.service.as_str(), v.env.as_str())
+            != (
+                owner.team.as_str(),
+                owner.service.as_str(),
+                owner.env.as_str(),
+            )
+        {
+            return;
+        }
+        by_day.add(&j);
+        by_model.add(&j);
+        by_key.add(&j);
+        let c = classes.entry(v.class.clone()).or_insert_with(|| ClassRows {
+            class: v.class.clone(),
+            client_rows: 0,
+            gateway_rows: 0,
+        });
+        if report::is_gateway(&j) {
+            c.gateway_rows += 1;
+        } else {
+            c.client_rows += 1;
+        }
+        let listed = [Kind::Missing, Kind::Unattributed, Kind::Discrepancies]
+            .into_iter()
+            .any(|k| report::wanted(&j, k));
+        if listed && rows.len() < PAGE_ROWS {
+            rows.push(report::row_line(j));
+        }
+    })?;
+    let days: BTreeMap<String, CostLine> = by_day
+        .lines()
+        .into_iter()
+        .map(|l| (l.group.clone(), l))
+        .collect();
+    let mut total = CostLine {
+        group: "month".to_owned(),
+        ..CostLine::default()
+    };
+    for l in days.values() {
+        add_into(&mut total, l);
+    }
+    let chart = chart::columns(
+        &month
+            .days
+            .iter()
+            .map(|d| {
+                let l = days.get(d);
+                (
+                    d.get(8..).unwrap_or(d).to_owned(),
+                    None,
+                    vec![
+                        l.map_or(Decimal::ZERO, |l| l.computed_cost),
+                        l.map_or(Decimal::ZERO, |l| l.reported_cost),
+                    ],
+                )
+            })
+            .collect::<Vec<_>>(),
+        SERIES,
+        760,
+    );
+    let spend: BTreeMap<String, CostLine> = by_key
+        .lines()
+        .into_iter()
+        .map(|l| (l.group.clone(), l))
+        .collect();
+    let keys = repo::keys(conn)?
+        .into_iter()
+        .filter(|k| k.owner_id == Some(id))
+        .map(|k| OwnerKey {
+            line: spend.get(&k.key_id).cloned().unwrap_or_default(),
+            key_id: k.key_id,
+            alias: k.alias.unwrap_or_default(),
+            last4: k.last4.unwrap_or_default(),
+        })
+        .collect();
+    let mut models = by_model.lines();
+    models.sort_by(most_first);
+    rows.sort_by(|a, b| a.ts.cmp(&b.ts));
+    let mut classes: Vec<ClassRows> = classes.into_values().collect();
+    classes.sort_by_key(|c| Class::from_name(&c.class));
+    Ok(OwnerPage {
+        id,
+        name: tally_reconcile::keys::Owner {
+            team: owner.team,
+            service: owner.service,
+            env: owner.env,
+        }
+        .display(),
+        contact: owner.contact.unwrap_or_default(),
+        month,
+        total,
+        chart,
+        keys,
+        models,
+        classes,
+        rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_month_is_its_utc_calendar_days() {
+        let m = month(Some("2024-02"), 0).unwrap();
+        assert_eq!(
+            (m.key.as_str(), m.prev.as_str(), m.next.as_str()),
+            ("2024-02", "2024-01", "2024-03")
+        );
+        assert_eq!(m.label, "February 2024");
+        assert_eq!(m.days.len(), 29);
+        assert_eq!(m.to_ms - m.from_ms, 29 * 86_400_000);
+        // Without a month: the one "now" falls in (2026-11-22T10:00Z).
+        let now = month(None, 1_795_341_600_000).unwrap();
+        assert_eq!(now.key, "2026-11");
+        assert_eq!(month(Some("2026-12"), 0).unwrap().next, "2027-01");
+        for bad in ["2026-13", "2026", "x-01", "0000-01"] {
+            assert!(month(Some(bad), 0).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn filters_are_case_insensitive_substrings() {
+        let line = RowLine {
+            ts: String::new(),
+            side: "client".into(),
+            class: "missing_usage".into(),
+            key: "key-Support".into(),
+            registered: true,
+            owner: "support/bot/prod".into(),
+            model: "gpt-4o".into(),
+            request_id: String::new(),
+            computed_cost: None,
+            reported_cost: None,
+            detail: String::new(),
+        };
+        let f = |o: &str, k: &str, m: &str| RowFilter {
+            owner: o.into(),
+            key: k.into(),
+            model: m.into(),
+        };
+        assert!(f("", "", "").keeps(&line));
+        assert!(f("SUPPORT", "support", "4o").keeps(&line));
+        assert!(!f("search", "", "").keeps(&line));
+        assert!(!f("", "", "claude").keeps(&line));
+    }
+}

@@ -1,0 +1,496 @@
+//! The pages: server-rendered HTML for people, from `templates/pages/`.
+//!
+//! Sign-in with a token makes a session whose id lives only in an
+//! HttpOnly, SameSite=Strict cookie; every form that changes state carries
+//! the session's form token (CSRF), and the login form a double-submit
+//! token of its own. Templates escape every value (autoescape by the
+//! `.html` name), and the guard adds a policy under which no script runs.
+
+use std::sync::OnceLock;
+
+use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieAge};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, LOCATION};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use minijinja::Environment;
+use serde::{Deserialize, Serialize};
+
+use super::State;
+use super::error::{ApiError, PageError};
+use super::routes::{MANAGERS, READERS, SessionCsrf, principal};
+use crate::app::dashboard::{self, RowFilter};
+use crate::app::report;
+use crate::app::tokens::{self, Principal, SignIn};
+
+type Data = web::Data<State>;
+type Page = Result<HttpResponse, PageError>;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "tally_session";
+/// The login form's double-submit cookie.
+const LOGIN_COOKIE: &str = "tally_login";
+
+/// Every page template, compiled into the binary.
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "base.html",
+        include_str!("../../../templates/pages/base.html"),
+    ),
+    (
+        "macros.html",
+        include_str!("../../../templates/pages/macros.html"),
+    ),
+    (
+        "login.html",
+        include_str!("../../../templates/pages/login.html"),
+    ),
+    (
+        "error.html",
+        include_str!("../../../templates/pages/error.html"),
+    ),
+    (
+        "overview.html",
+        include_str!("../../../templates/pages/overview.html"),
+    ),
+    (
+        "run.html",
+        include_str!("../../../templates/pages/run.html"),
+    ),
+    (
+        "owner.html",
+        include_str!("../../../templates/pages/owner.html"),
+    ),
+];
+
+fn usd(v: minijinja::Value) -> String {
+    let text = v.to_string();
+    text.parse::<rust_decimal::Decimal>()
+        .map(crate::export::money)
+        .unwrap_or(text)
+}
+
+fn build_env() -> Result<Environment<'static>, String> {
+    let mut env = Environment::new();
+    env.add_filter("usd", usd);
+    for (name, source) in TEMPLATES {
+        env.add_template(name, source)
+            .map_err(|e| format!("templates/pages/{name}: {e}"))?;
+    }
+    Ok(env)
+}
+
+static ENV: OnceLock<Result<Environment<'static>, String>> = OnceLock::new();
+
+fn env() -> Result<&'static Environment<'static>, String> {
+    ENV.get_or_init(build_env).as_ref().map_err(Clone::clone)
+}
+
+/// Compiles every template: `tally serve` checks this before it listens,
+/// so a broken template stops the start, not a page view.
+pub fn check() -> anyhow::Result<()> {
+    env().map(|_| ()).map_err(anyhow::Error::msg)
+}
+
+fn render(name: &str, ctx: minijinja::Value) -> Result<String, ApiError> {
+    let env = env().map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
+    env.get_template(name)
+        .and_then(|t| t.render(ctx))
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("rendering {name}: {e:#}")))
+}
+
+fn html(status: StatusCode, body: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(body)
+}
+
+/// The HTML of an error page. Never fails: a template error falls back to
+/// plain escaped text.
+pub fn error_page(status: StatusCode, message: &str) -> String {
+    let title = match status.as_u16() {
+        400 | 422 => "That request is not right",
+        403 => "Not allowed",
+        404 => "Not found",
+        405 => "Not here",
+        _ => "Something went wrong",
+    };
+    let ctx = minijinja::context! { status => status.as_u16(), title, message };
+    render("error.html", ctx).unwrap_or_else(|_| {
+        let text: String = message
+            .chars()
+            .filter(|c| c.is_alphanumeric() || " .,:;()-_'".contains(*c))
+            .collect();
+        format!("<!doctype html><title>{title}</title><p>{text}</p>")
+    })
+}
+
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((LOCATION, location))
+        .finish()
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Only a local path may be a sign-in's destination: `/x`, never
+/// `//host` or `https://host` (an open redirect).
+fn local(next: &str) -> &str {
+    let ok = next.starts_with('/') && !next.starts_with("//") && !next.contains('\\');
+    if ok { next } else { "/" }
+}
+
+/// The answer to a page request without a live session: to the sign-in
+/// page, coming back to `target` after.
+pub fn to_sign_in(target: &str) -> HttpResponse {
+    see_other(&format!("/login?next={}", encode(local(target))))
+}
+
+fn cookie<'c>(name: &'c str, value: String, path: &'c str, secure: bool) -> Cookie<'c> {
+    Cookie::build(name, value)
+        .path(path)
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure)
+        .finish()
+}
+
+fn removal(name: &str, path: &str) -> Cookie<'static> {
+    let mut c = Cookie::build(name.to_owned(), "")
+        .path(path.to_owned())
+        .finish();
+    c.make_removal();
+    c
+}
+
+/// Who is signed in, and the form token, for the header of every page.
+#[derive(Serialize)]
+struct Who {
+    name: String,
+    role: &'static str,
+}
+
+fn caller(req: &HttpRequest) -> Result<(Principal, Option<String>), PageError> {
+    let p = principal(req).ok_or_else(ApiError::unauthorized)?;
+    let csrf = req.extensions().get::<SessionCsrf>().map(|c| c.0.clone());
+    Ok((p, csrf))
+}
+
+/// Refuses a state-changing form whose token is not the session's. A
+/// request signed with a bearer token has no session (and no cookie a
+/// third party could ride), so it needs none.
+fn check_csrf(req: &HttpRequest, sent: &str) -> Result<(), PageError> {
+    match req.extensions().get::<SessionCsrf>() {
+        Some(SessionCsrf(expected)) if !same(expected, sent) => Err(ApiError::forbidden_because(
+            "the form is stale or was not sent from Tally: reload the page and try again",
+        )
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+/// Compares in time independent of where the strings differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn with_who(req: &HttpRequest, ctx: minijinja::Value) -> Result<minijinja::Value, PageError> {
+    let (p, csrf) = caller(req)?;
+    let who = Who {
+        name: p.name.clone(),
+        role: p.role.as_str(),
+    };
+    Ok(minijinja::context! {
+        who, csrf, can_run => MANAGERS.contains(&p.role), ..ctx
+    })
+}
+
+// ---- Sign-in ------------------------------------------------------------
+
+/// `?next=` of the sign-in page.
+#[derive(Debug, Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+fn login_page(
+    state: &State,
+    status: StatusCode,
+    next: &str,
+    error: Option<&str>,
+) -> Result<HttpResponse, PageError> {
+    let login_csrf = tokens::random_hex().map_err(ApiError::internal)?;
+    let body = render(
+        "login.html",
+        minijinja::context! {
+            next => local(next), error, login_csrf => &login_csrf, hours => tokens::SESSION_HOURS,
+        },
+    )?;
+    let secure = state.settings.server.secure_cookies;
+    Ok(HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .cookie(cookie(LOGIN_COOKIE, login_csrf, "/login", secure))
+        .body(body))
+}
+
+/// `GET /login`.
+pub async fn login_form(state: Data, q: web::Query<NextQuery>) -> Page {
+    login_page(
+        &state,
+        StatusCode::OK,
+        q.next.as_deref().unwrap_or("/"),
+        None,
+    )
+}
+
+/// The sign-in form.
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    token: String,
+    csrf: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// `POST /login`: a session for a live token of a reading role.
+pub async fn login(state: Data, req: HttpRequest, form: web::Form<LoginForm>) -> Page {
+    let form = form.into_inner();
+    let expected = req.cookie(LOGIN_COOKIE).map(|c| c.value().to_owned());
+    if !expected.is_some_and(|e| same(&e, &form.csrf)) {
+        return login_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            &form.next,
+            Some("The sign-in form expired or did not come from Tally. Please try again."),
+        );
+    }
+    let now = state.now()?;
+    let token = form.token;
+    let outcome = state
+        .db(move |c| tokens::sign_in(c, &token, READERS, now).map_err(ApiError::internal))
+        .await?;
+    match outcome {
+        SignIn::Signed(p, session) => {
+            tracing::info!(token = %p.name, "signed in");
+            let secure = state.settings.server.secure_cookies;
+            let mut c = cookie(SESSION_COOKIE, session.id, "/", secure);
+            c.set_max_age(CookieAge::hours(tokens::SESSION_HOURS));
+            Ok(HttpResponse::SeeOther()
+                .insert_header((LOCATION, local(&form.next)))
+                .cookie(c)
+                .cookie(removal(LOGIN_COOKIE, "/login"))
+                .finish())
+        }
+        SignIn::NotLive => login_page(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            &form.next,
+            Some("That token is not valid (mistyped, or revoked)."),
+        ),
+        SignIn::RoleRefused(role) => login_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            &form.next,
+            Some(&format!(
+                "The `{}` role cannot read the pages: sign in with an admin, finance or platform token.",
+                role.as_str()
+            )),
+        ),
+    }
+}
+
+/// A form that carries only its token.
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+/// `POST /logout`: ends the session.
+pub async fn logout(state: Data, req: HttpRequest, form: web::Form<CsrfForm>) -> Page {
+    check_csrf(&req, &form.csrf)?;
+    if let Some(id) = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()) {
+        let now = state.now()?;
+        state
+            .db(move |c| Ok(tokens::sign_out(c, &id, now)?))
+            .await?;
+    }
+    Ok(HttpResponse::SeeOther()
+        .insert_header((LOCATION, "/login"))
+        .cookie(removal(SESSION_COOKIE, "/"))
+        .finish())
+}
+
+// ---- Pages --------------------------------------------------------------
+
+/// `?month=YYYY-MM`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonthQuery {
+    month: Option<String>,
+}
+
+/// `GET /`: the month's overview.
+pub async fn overview(state: Data, req: HttpRequest, q: web::Query<MonthQuery>) -> Page {
+    let now = (state.clock)().map_err(ApiError::internal)?;
+    let month = dashboard::month(q.month.as_deref(), now).map_err(ApiError::from)?;
+    let o = state
+        .db(move |c| Ok(dashboard::overview(c, month)?))
+        .await?;
+    let ctx = with_who(&req, minijinja::context! { o })?;
+    Ok(html(StatusCode::OK, render("overview.html", ctx)?))
+}
+
+/// The start-a-run form.
+#[derive(Debug, Deserialize)]
+pub struct RunForm {
+    csrf: String,
+    from: String,
+    to: String,
+}
+
+/// `POST /runs`: reconciles a window, then shows the run.
+pub async fn start_run(state: Data, req: HttpRequest, form: web::Form<RunForm>) -> Page {
+    check_csrf(&req, &form.csrf)?;
+    let parse = |name: &str, v: &str| {
+        crate::cli::parse_time(v.trim())
+            .map_err(|e| ApiError::bad_request(format!("`{name}`: {e}")))
+    };
+    let w = (parse("from", &form.from)?, parse("to", &form.to)?);
+    if w.0 >= w.1 {
+        return Err(ApiError::bad_request("`from` must be before `to`").into());
+    }
+    let settings =
+        crate::app::reconcile::settings("2s", "1%", "0.000001").map_err(ApiError::internal)?;
+    let clock = state.clock;
+    let o = state
+        .db(move |c| {
+            crate::app::run::run(c, w, crate::app::run::DEFAULT_SLICE_ROWS, settings, clock)
+                .map_err(ApiError::internal)
+        })
+        .await?;
+    Ok(see_other(&format!("/runs/{}", o.run.id)))
+}
+
+/// `GET /runs/{id}`.
+pub async fn run(
+    state: Data,
+    req: HttpRequest,
+    id: web::Path<i64>,
+    q: web::Query<RowFilter>,
+) -> Page {
+    let id = id.into_inner();
+    let filter = q.into_inner();
+    let p = state
+        .db(move |c| Ok(dashboard::run_page(c, id, filter)?))
+        .await?;
+    let ctx = with_who(&req, minijinja::context! { p })?;
+    Ok(html(StatusCode::OK, render("run.html", ctx)?))
+}
+
+/// `?class=&owner=&key=&model=` of a download.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    class: String,
+    #[serde(default)]
+    owner: String,
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    model: String,
+}
+
+/// `GET /runs/{id}/export`: every row of a table, as CSV.
+pub async fn export(state: Data, id: web::Path<i64>, q: web::Query<ExportQuery>) -> Page {
+    let id = id.into_inner();
+    let q = q.into_inner();
+    let (kind, class) = dashboard::table_class(&q.class)
+        .ok_or_else(|| ApiError::bad_request("`class` is missing or unattributed"))?;
+    let filter = RowFilter {
+        owner: q.owner,
+        key: q.key,
+        model: q.model,
+    };
+    let rows = state
+        .db(move |c| Ok(dashboard::run_rows(c, id, class, &filter, usize::MAX)?.0))
+        .await?;
+    let body = report::csv(&rows).map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/csv; charset=utf-8"))
+        .insert_header((
+            CONTENT_DISPOSITION,
+            format!("attachment; filename=\"tally-run-{id}-{kind}.csv\""),
+        ))
+        .body(body))
+}
+
+/// `GET /owners/{id}`.
+pub async fn owner(
+    state: Data,
+    req: HttpRequest,
+    id: web::Path<i64>,
+    q: web::Query<MonthQuery>,
+) -> Page {
+    let id = id.into_inner();
+    let now = (state.clock)().map_err(ApiError::internal)?;
+    let month = dashboard::month(q.month.as_deref(), now).map_err(ApiError::from)?;
+    let p = state
+        .db(move |c| Ok(dashboard::owner_page(c, id, month)?))
+        .await?;
+    let ctx = with_who(&req, minijinja::context! { p })?;
+    Ok(html(StatusCode::OK, render("owner.html", ctx)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_compiles() {
+        assert_eq!(check().map_err(|e| e.to_string()), Ok(()));
+    }
+
+    #[test]
+    fn sign_in_only_returns_to_local_paths() {
+        assert_eq!(local("/runs/3?owner=a"), "/runs/3?owner=a");
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "",
+            "runs",
+        ] {
+            assert_eq!(local(bad), "/", "{bad}");
+        }
+        assert_eq!(encode("/runs/3?a=b c"), "%2Fruns%2F3%3Fa%3Db%20c");
+    }
+
+    #[test]
+    fn error_pages_escape_the_message() {
+        let page = error_page(StatusCode::NOT_FOUND, "no owner <script>alert(1)</script>");
+        assert!(!page.contains("<script>alert"), "{page}");
+        assert!(page.contains("&lt;script&gt;"), "{page}");
+        assert!(page.contains("Not found"));
+    }
+
+    #[test]
+    fn form_tokens_compare_whole() {
+        assert!(same("abc", "abc"));
+        assert!(!same("abc", "abd"));
+        assert!(!same("abc", "ab"));
+        assert!(!same("", "a"));
+    }
+}
