@@ -112,6 +112,8 @@ enum Body<'a> {
 struct Resp {
     status: u16,
     content_type: String,
+    /// Every response header (Set-Cookie comes more than once).
+    headers: Vec<(String, String)>,
     text: String,
 }
 
@@ -119,16 +121,40 @@ impl Resp {
     fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `Set-Cookie` header that sets `name`.
+    fn set_cookie(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == "set-cookie")
+            .map(|(_, v)| v.as_str())
+            .find(|v| v.starts_with(&format!("{name}=")))
+    }
 }
 
 fn call(url: &str, method: &str, token: Option<&str>, body: Body<'_>) -> Resp {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    call_with(url, method, &headers, body)
+}
+
+/// A request with these headers; redirects are answers, not followed.
+fn call_with(url: &str, method: &str, headers: &[(&str, &str)], body: Body<'_>) -> Resp {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .max_redirects(0)
         .build()
         .into();
     let mut req = ureq::http::Request::builder().method(method).uri(url);
-    if let Some(t) = token {
-        req = req.header("Authorization", format!("Bearer {t}"));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     let bytes = match body {
         Body::None => Vec::new(),
@@ -143,6 +169,11 @@ fn call(url: &str, method: &str, token: Option<&str>, body: Body<'_>) -> Resp {
     };
     let resp = agent.run(req.body(bytes).unwrap()).unwrap();
     let status = resp.status().as_u16();
+    let headers: Vec<(String, String)> = resp
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
     let content_type = resp
         .headers()
         .get("content-type")
@@ -157,6 +188,7 @@ fn call(url: &str, method: &str, token: Option<&str>, body: Body<'_>) -> Resp {
     Resp {
         status,
         content_type,
+        headers,
         text,
     }
 }
@@ -220,6 +252,33 @@ fn sample(
             assert_eq!(r.status, 201, "{}", r.text);
             (format!("/v1/runs/{}", r.json()["id"]), None, Body::None)
         }
+        ("GET", "/runs/{id}" | "/runs/{id}/export") => {
+            let r = s.call(
+                "POST",
+                "/v1/runs",
+                Some(admin),
+                Body::Json(&serde_json::json!({"from": "2026-11-20", "to": "2026-11-22"})),
+            );
+            assert_eq!(r.status, 201, "{}", r.text);
+            let id = &r.json()["id"];
+            let p = if path.ends_with("export") {
+                format!("/runs/{id}/export?class=missing")
+            } else {
+                format!("/runs/{id}")
+            };
+            (p, None, Body::None)
+        }
+        ("GET", "/owners/{id}") => (
+            format!("/owners/{}", owner(&format!("page-{}", next_id()))),
+            None,
+            Body::None,
+        ),
+        ("POST", "/logout") => (path.to_owned(), None, Body::Bytes(FORM, b"csrf=x")),
+        ("POST", "/runs") => (
+            path.to_owned(),
+            None,
+            Body::Bytes(FORM, b"csrf=x&from=2026-11-20&to=2026-11-22"),
+        ),
         ("GET", "/v1/reports/{kind}") => (format!("/v1/reports/costs?{window}"), None, Body::None),
         ("GET" | "PUT" | "DELETE", "/v1/owners/{id}") => {
             let id = owner(&format!("walk-{method}-{}", next_id()));
@@ -242,7 +301,7 @@ fn sample(
                 Body::Json(&serde_json::json!({"team": "t", "last4": "abcd"})),
             );
             assert_eq!(r.status, 200, "{}", r.text);
-            let body = (method == "PUT").then(|| serde_json::json!({"alias": "x"}));
+            let body = (method == "PUT").then(|| serde_json::json!({"alias": format!("x{id}")}));
             (format!("/v1/keys/{id}"), body, Body::None)
         }
         ("PUT" | "DELETE", "/v1/aliases/{alias}") => {
@@ -285,6 +344,8 @@ fn sample(
     }
 }
 
+const FORM: &str = "application/x-www-form-urlencoded";
+
 fn next_id() -> u32 {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
@@ -313,12 +374,23 @@ fn every_route_needs_the_right_role() {
         let what = format!("{} {}", route.method, route.path);
         let anon = s.call(route.method, &path, None, Body::None);
         if route.roles.is_empty() {
-            assert_eq!(anon.status, 200, "{what} without a token: {}", anon.text);
+            // Public: the sign-in page, and its form (which without its
+            // fields is a bad request, as a page).
+            let want = if route.method == "GET" { 200 } else { 400 };
+            assert_eq!(anon.status, want, "{what} without a token: {}", anon.text);
             continue;
         }
-        assert_error(&anon, 401, "unauthorized");
         let bogus = s.call(route.method, &path, Some("tally_0000"), Body::None);
-        assert_error(&bogus, 401, "unauthorized");
+        if route.page {
+            // People are sent to sign in, and come back after.
+            for r in [&anon, &bogus] {
+                assert_eq!(r.status, 303, "{what}: {}", r.text);
+                assert!(r.header("location").unwrap().starts_with("/login?next=%2F"));
+            }
+        } else {
+            assert_error(&anon, 401, "unauthorized");
+            assert_error(&bogus, 401, "unauthorized");
+        }
         for (role, token) in &tokens {
             if route.roles.contains(role) {
                 let (p, json, raw) = sample(&s, &admin, route.method, route.path);
@@ -328,9 +400,19 @@ fn every_route_needs_the_right_role() {
                 };
                 let r = s.call(route.method, &p, Some(token), body);
                 // Uploads of nothing are refused by the handler (400), which
-                // is past the guard; everything else succeeds.
+                // is past the guard; forms answer with where to go next;
+                // everything else succeeds.
                 if route.path.starts_with("/v1/usage/") {
                     assert_error(&r, 400, "bad_request");
+                } else if route.page && route.method == "POST" {
+                    assert_eq!(
+                        r.status,
+                        303,
+                        "{what} as {}: {}\n{}",
+                        role.as_str(),
+                        r.text,
+                        s.log()
+                    );
                 } else {
                     assert!(
                         (200..300).contains(&r.status),
@@ -342,7 +424,13 @@ fn every_route_needs_the_right_role() {
                 }
             } else {
                 let r = s.call(route.method, &path, Some(token), Body::None);
-                assert_error(&r, 403, "forbidden");
+                if route.page {
+                    assert_eq!(r.status, 403, "{what} as {}", role.as_str());
+                    assert!(r.content_type.starts_with("text/html"), "{what}");
+                    assert!(r.text.contains("Not allowed"), "{}", r.text);
+                } else {
+                    assert_error(&r, 403, "forbidden");
+                }
             }
         }
     }
@@ -787,6 +875,27 @@ fn reference_data_round_trips_and_bad_input_gets_one_error_shape() {
         Body::Json(&serde_json::json!({"sha256": ["sk-live-abcdef"]})),
     );
     assert_error(&raw, 422, "invalid_input");
+    // A second key may not take a name the first has: every run would stop.
+    let twin = s.call(
+        "PUT",
+        "/v1/keys/search-twin",
+        tok,
+        Body::Json(&serde_json::json!({"alias": "search"})),
+    );
+    assert_error(&twin, 409, "conflict");
+    assert!(
+        twin.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`search`"),
+        "{}",
+        twin.text
+    );
+    assert_error(
+        &s.call("GET", "/v1/keys/search-twin", tok, Body::None),
+        404,
+        "not_found",
+    );
     // Deleting an owner leaves its keys, unowned.
     assert_eq!(
         s.call(
@@ -949,4 +1058,550 @@ fn config_check_names_bad_keys_and_hides_secrets() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("port") && err.contains("bad.toml"), "{err}");
     assert!(Path::new(&root().join("fixtures/tally.toml")).exists());
+}
+
+/// A SQLite store with the fixture day ingested and run, where the search
+/// team is named like an attack: every page must show it as text.
+const EVIL: &str = "<script>alert(1)</script>";
+
+fn fixture_store(dir: &Path) -> String {
+    let db = format!("sqlite://{}", dir.join("tally.db").display());
+    let keys = std::fs::read_to_string(root().join("fixtures/keys.toml"))
+        .unwrap()
+        .replace("team = \"search\"", &format!("team = \"{EVIL}\""));
+    let keys_file = dir.join("keys.toml");
+    std::fs::write(&keys_file, keys).unwrap();
+    let f = |rel: &str| root().join("fixtures").join(rel);
+    for (what, file) in [
+        ("keys", keys_file),
+        ("prices", f("prices.toml")),
+        ("aliases", f("aliases.toml")),
+    ] {
+        succeed(tally().args([what, "import", "--db", &db]).arg(file), what);
+    }
+    // The client log labels its rows with the team too.
+    let app = std::fs::read_to_string(f("client/app.jsonl"))
+        .unwrap()
+        .replace("\"team\":\"search\"", &format!("\"team\":\"{EVIL}\""));
+    let app_file = dir.join("app.jsonl");
+    std::fs::write(&app_file, app).unwrap();
+    succeed(
+        tally()
+            .args(["ingest", "client", "--db", &db])
+            .arg(app_file)
+            .arg(f("client/batch.csv")),
+        "ingest client",
+    );
+    succeed(
+        tally()
+            .args(["ingest", "gateway", "--db", &db])
+            .arg(f("gateway/litellm_spendlogs.csv"))
+            .arg(f("gateway/openrouter.csv")),
+        "ingest gateway",
+    );
+    db
+}
+
+/// The value of a hidden form field in a page.
+fn hidden(page: &str, name: &str) -> String {
+    let at = page
+        .find(&format!("name=\"{name}\" value=\""))
+        .unwrap_or_else(|| panic!("no `{name}` field in {page}"));
+    let rest = &page[at + name.len() + 15..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// `name=value` of a Set-Cookie header, for a Cookie header.
+fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().trim().to_owned()
+}
+
+/// Signs in through the form as a browser would; the session cookie.
+fn sign_in(s: &Server, token: &str) -> String {
+    let form = s.call("GET", "/login?next=%2F", None, Body::None);
+    assert_eq!(form.status, 200);
+    let login = cookie_pair(form.set_cookie("tally_login").unwrap());
+    let csrf = hidden(&form.text, "csrf");
+    let body = format!("token={token}&csrf={csrf}&next=%2F");
+    let r = call_with(
+        &format!("{}/login", s.base),
+        "POST",
+        &[("Cookie", &login)],
+        Body::Bytes(FORM, body.as_bytes()),
+    );
+    assert_eq!(r.status, 303, "{}", r.text);
+    assert_eq!(r.header("location"), Some("/"));
+    let set = r.set_cookie("tally_session").unwrap().to_owned();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attr), "session cookie without {attr}: {set}");
+    }
+    cookie_pair(&set)
+}
+
+#[test]
+fn pages_sign_in_escape_every_value_and_refuse_forged_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_store(dir.path());
+    let s = Server::start(&db, "");
+    let fin = s.token("finance-ann", Role::Finance);
+    let plat = s.token("platform-pat", Role::Platform);
+    let push = s.token("ci", Role::Ingest);
+    let get = |cookie: &str, path: &str| {
+        call_with(
+            &format!("{}{path}", s.base),
+            "GET",
+            &[("Cookie", cookie)],
+            Body::None,
+        )
+    };
+    let post = |cookie: &str, path: &str, form: &str| {
+        call_with(
+            &format!("{}{path}", s.base),
+            "POST",
+            &[("Cookie", cookie)],
+            Body::Bytes(FORM, form.as_bytes()),
+        )
+    };
+
+    // A platform owner signs in and starts a run from the overview's form.
+    let session = sign_in(&s, &plat);
+    let home = get(&session, "/?month=2026-11");
+    assert_eq!(home.status, 200, "{}", home.text);
+    assert!(home.text.contains("platform-pat (platform)"));
+    let csrf = hidden(&home.text, "csrf");
+    // Without the session's form token, nothing happens.
+    let forged = post(&session, "/runs", "csrf=0000&from=2026-11-20&to=2026-11-21");
+    assert_eq!(forged.status, 403, "{}", forged.text);
+    assert!(forged.text.contains("reload the page"));
+    assert_eq!(
+        s.call("GET", "/v1/runs", Some(&fin), Body::None).json()["total"],
+        0
+    );
+    let started = post(
+        &session,
+        "/runs",
+        &format!("csrf={csrf}&from=2026-11-20&to=2026-11-21"),
+    );
+    assert_eq!(started.status, 303, "{}", started.text);
+    let run_page = started.header("location").unwrap().to_owned();
+    assert_eq!(run_page, "/runs/1");
+
+    // The overview: the chart, computed vs reported, unattributed keys,
+    // missing rows and the run, with the evil owner as text everywhere.
+    let home = get(&session, "/?month=2026-11");
+    let t = &home.text;
+    assert!(
+        t.contains("<svg") && t.matches("<rect class=\"computed\"").count() == 6,
+        "{t}"
+    );
+    assert!(t.contains("id=\"computed\">$0.6666<") && t.contains("id=\"reported\">$0.6879<"));
+    assert!(t.contains("not in registry: possibly leaked"));
+    assert!(t.contains("id=\"missing\">2 rows<"));
+    assert!(t.contains("href=\"&#x2f;runs&#x2f;1\"") || t.contains("href=\"/runs/1\""));
+    for page in [&home, &get(&session, "/owners/2?month=2026-11")] {
+        assert_eq!(page.status, 200, "{}", page.text);
+        assert!(!page.text.contains("<script"), "unescaped: {}", page.text);
+        assert!(
+            page.text
+                .contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+            "{}",
+            page.text
+        );
+        let csp = page.header("content-security-policy").unwrap();
+        assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    }
+    let owner = get(&session, "/owners/2?month=2026-11");
+    assert!(owner.text.contains("<h1>&lt;script&gt;"), "{}", owner.text);
+    assert!(owner.text.contains("Spend per day") && owner.text.contains("id=\"keys\""));
+
+    // A run: counts, both tables, a filter, and the CSV behind them.
+    let run = get(&session, &run_page);
+    assert!(
+        run.text
+            .contains("<td>missing_usage</td><td class=\"n\">2</td>"),
+        "{}",
+        run.text
+    );
+    assert!(
+        run.text
+            .contains("Unattributed traffic (gateway rows with no client row): 3")
+    );
+    let none = get(&session, "/runs/1?owner=nobody&key=&model=");
+    assert!(
+        none.text
+            .contains("Missing usage rows (client rows with no gateway row): 0")
+    );
+    let csv = get(
+        &session,
+        "/runs/1/export?class=unattributed&owner=&key=&model=gpt",
+    );
+    assert_eq!(csv.status, 200);
+    assert!(csv.content_type.starts_with("text/csv"));
+    assert!(
+        csv.header("content-disposition")
+            .unwrap()
+            .contains("tally-run-1-unattributed.csv")
+    );
+    assert_eq!(csv.text.lines().count(), 1 + 3, "{}", csv.text);
+
+    // Finance reads but cannot start runs: the form is not shown, and the
+    // route refuses.
+    let fsession = sign_in(&s, &fin);
+    let fhome = get(&fsession, "/");
+    assert!(!fhome.text.contains("id=\"start-run\""));
+    let fcsrf = hidden(&fhome.text, "csrf");
+    let refused = post(
+        &fsession,
+        "/runs",
+        &format!("csrf={fcsrf}&from=2026-11-20&to=2026-11-21"),
+    );
+    assert_eq!(refused.status, 403);
+
+    // An ingest token cannot sign in to the pages; a bad token is told so;
+    // a sign-in form without its cookie is refused.
+    let form = s.call("GET", "/login", None, Body::None);
+    let login = cookie_pair(form.set_cookie("tally_login").unwrap());
+    let lcsrf = hidden(&form.text, "csrf");
+    for (token, status, says) in [
+        (push.as_str(), 403, "cannot read the pages"),
+        ("tally_bogus", 401, "not valid"),
+    ] {
+        let r = call_with(
+            &format!("{}/login", s.base),
+            "POST",
+            &[("Cookie", &login)],
+            Body::Bytes(FORM, format!("token={token}&csrf={lcsrf}").as_bytes()),
+        );
+        assert_eq!(r.status, status, "{}", r.text);
+        assert!(r.text.contains(says), "{}", r.text);
+        assert!(r.set_cookie("tally_session").is_none());
+    }
+    let r = s.call(
+        "POST",
+        "/login",
+        None,
+        Body::Bytes(FORM, format!("token={plat}&csrf={lcsrf}").as_bytes()),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.set_cookie("tally_session").is_none());
+
+    // Signed out, the cookie is dead; unknown pages and bad input are pages.
+    let out = post(&session, "/logout", &format!("csrf={csrf}"));
+    assert_eq!(out.status, 303);
+    let after = get(&session, "/runs/1?owner=x");
+    assert_eq!(after.status, 303);
+    assert_eq!(
+        after.header("location"),
+        Some("/login?next=%2Fruns%2F1%3Fowner%3Dx")
+    );
+    for (path, status) in [
+        ("/runs/99", 404),
+        ("/?month=2026-13", 400),
+        ("/runs/1?nope=1", 400),
+    ] {
+        let r = get(&fsession, path);
+        assert_eq!(r.status, status, "{path}: {}", r.text);
+        assert!(r.content_type.starts_with("text/html"), "{path}");
+    }
+    // The log names who signed in, never a token or a session id.
+    let log = s.log();
+    assert!(log.contains("platform-pat"));
+    for secret in [&plat, &fin, &push, &session, &fsession] {
+        let raw = secret.split('=').next_back().unwrap();
+        assert!(!log.contains(raw), "a secret in the log");
+    }
+}
+
+/// A WebDriver session in headless Chromium (Debian's `chromium` and
+/// `chromium-driver`), ended and its driver killed when dropped.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+/// The W3C WebDriver key of an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Browser {
+    fn start() -> Browser {
+        let driver_bin =
+            std::env::var("TALLY_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned());
+        let chromium = std::env::var("TALLY_CHROMIUM").unwrap_or_else(|_| "chromium".to_owned());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = std::process::Command::new(&driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start `{driver_bin}` ({e}): install Debian's chromium and chromium-driver (.ci/run does)")
+            });
+        let base = format!("http://127.0.0.1:{port}");
+        let ready = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            agent
+                .get(format!("{base}/status"))
+                .call()
+                .is_ok_and(|r| r.status() == 200)
+        });
+        assert!(ready, "chromedriver did not come up on {base}");
+        let profile = tempfile::tempdir().unwrap();
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": which(&chromium),
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--window-size=1280,1600", "--disable-background-networking",
+                    "--no-first-run", "--disable-extensions",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        }}});
+        let mut b = Browser {
+            driver,
+            base,
+            session: String::new(),
+            _profile: profile,
+        };
+        let r = b.wd("POST", "/session", Some(&caps));
+        b.session = r["sessionId"].as_str().unwrap().to_owned();
+        b
+    }
+
+    /// One WebDriver command; its `value`.
+    fn wd(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let url = if path == "/session" {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}/session/{}{path}", self.base, self.session)
+        };
+        let r = call(&url, method, None, body.map_or(Body::None, Body::Json));
+        let v = r.json();
+        assert_eq!(r.status, 200, "WebDriver {method} {path}: {}", r.text);
+        v["value"].clone()
+    }
+
+    fn go(&self, url: &str) {
+        self.wd("POST", "/url", Some(&serde_json::json!({ "url": url })));
+    }
+
+    fn url(&self) -> String {
+        self.wd("GET", "/url", None).as_str().unwrap().to_owned()
+    }
+
+    /// The page's address once `done` holds for it: a click that submits a
+    /// form may return before the next page has loaded.
+    fn url_when(&self, done: impl Fn(&str) -> bool) -> String {
+        for _ in 0..100 {
+            let url = self.url();
+            if done(&url) {
+                return url;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the browser stayed on {}", self.url());
+    }
+
+    fn all(&self, css: &str) -> Vec<String> {
+        let found = self.wd(
+            "POST",
+            "/elements",
+            Some(&serde_json::json!({"using": "css selector", "value": css})),
+        );
+        found
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                e[ELEMENT]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{e}"))
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    fn one(&self, css: &str) -> String {
+        let all = self.all(css);
+        assert!(!all.is_empty(), "no `{css}` on {}", self.url());
+        all[0].clone()
+    }
+
+    fn text(&self, css: &str) -> String {
+        let el = self.one(css);
+        self.wd("GET", &format!("/element/{el}/text"), None)
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn click(&self, css: &str) {
+        let el = self.one(css);
+        self.wd(
+            "POST",
+            &format!("/element/{el}/click"),
+            Some(&serde_json::json!({})),
+        );
+    }
+
+    fn type_in(&self, css: &str, text: &str) {
+        let el = self.one(css);
+        self.wd(
+            "POST",
+            &format!("/element/{el}/value"),
+            Some(&serde_json::json!({ "text": text })),
+        );
+    }
+
+    /// Saves a screenshot under `target/test-artifacts/pages/`.
+    fn screenshot(&self, name: &str) -> std::path::PathBuf {
+        let b64 = self.wd("GET", "/screenshot", None);
+        let png = base64_decode(b64.as_str().unwrap());
+        assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+        let dir = root().join("target/test-artifacts/pages");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = call(
+                &format!("{}/session/{}", self.base, self.session),
+                "DELETE",
+                None,
+                Body::None,
+            );
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// A program's path on `PATH` (chromedriver wants the browser's path).
+fn which(program: &str) -> String {
+    if program.contains('/') {
+        return program.to_owned();
+    }
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{program}` is not on PATH: install Debian's chromium (.ci/run does)")
+        })
+        .display()
+        .to_string()
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c}"),
+        }
+    };
+    let clean: Vec<u8> = s
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+        .collect();
+    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+    for chunk in clean.chunks(4) {
+        let mut n = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            n |= val(*c) << (18 - 6 * i);
+        }
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    out
+}
+
+#[test]
+fn pages_work_in_headless_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_store(dir.path());
+    let s = Server::start(&db, "");
+    let token = s.token("platform-pat", Role::Platform);
+    let b = Browser::start();
+
+    // Sent to sign in, and back to the overview after.
+    b.go(&format!("{}/?month=2026-11", s.base));
+    assert!(b.url().contains("/login?next="), "{}", b.url());
+    b.type_in("input[name=token]", &token);
+    b.click("form button[type=submit]");
+    b.url_when(|u| u == format!("{}/?month=2026-11", s.base));
+    assert_eq!(b.text("h1"), "Spend in November 2026");
+
+    // Start a run with the form (the browser carries the form token).
+    b.click("#start-run button");
+    b.url_when(|u| u == format!("{}/runs/1", s.base));
+    assert_eq!(b.text("h1"), "Run #1");
+    // Counts, both tables, a CSV link per table.
+    assert_eq!(b.all("#counts tr").len(), 1 + 7 + 1);
+    assert_eq!(b.all("#table-missing table tr").len(), 1 + 2);
+    assert_eq!(b.all("#table-unattributed table tr").len(), 1 + 3);
+    assert_eq!(b.all("a.csv").len(), 2);
+    let run_png = b.screenshot("run");
+
+    // The overview: a bar per owner and series, the tables, the run.
+    b.go(&format!("{}/?month=2026-11", s.base));
+    assert_eq!(b.all(".chart svg rect.computed").len(), 6);
+    assert_eq!(b.all(".chart svg rect.reported").len(), 6);
+    assert_eq!(b.all("#owners tr").len(), 1 + 6 + 1);
+    assert_eq!(b.text("#computed"), "$0.6666");
+    assert_eq!(b.all("#runs tr").len(), 1 + 1);
+    assert!(
+        b.text("#owners")
+            .contains(&format!("{EVIL}/search-api/prod"))
+    );
+    let overview_png = b.screenshot("overview");
+
+    // The evil owner's page shows its name as text, and nothing ran.
+    let link = b.all("#owners a").len();
+    assert!(link >= 5);
+    b.go(&format!("{}/owners/2?month=2026-11", s.base));
+    assert_eq!(b.text("h1"), format!("{EVIL}/search-api/prod"));
+    assert_eq!(b.all(".chart svg rect.computed").len(), 30);
+    let alert = call(
+        &format!("{}/session/{}/alert/text", b.base, b.session),
+        "GET",
+        None,
+        Body::None,
+    );
+    assert_eq!(alert.status, 404, "a script ran: {}", alert.text);
+    let owner_png = b.screenshot("owner");
+
+    // Signing out ends the session in the browser too.
+    b.click("header form button");
+    b.url_when(|u| u.ends_with("/login"));
+    b.go(&format!("{}/runs/1", s.base));
+    assert!(b.url().contains("/login?next=%2Fruns%2F1"), "{}", b.url());
+    for p in [run_png, overview_png, owner_png] {
+        assert!(
+            std::fs::metadata(&p).unwrap().len() > 10_000,
+            "{}",
+            p.display()
+        );
+    }
 }

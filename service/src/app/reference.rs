@@ -31,6 +31,9 @@ pub fn import_keys(conn: &mut AnyConnection, path: &Path) -> Result<usize> {
             };
             repo::upsert_key(c, &new_key(k, owner))?;
         }
+        // Together with the keys already stored, every name must still
+        // point at one key, or every later run would stop on the clash.
+        registry_of(c).with_context(|| format!("{}: not imported", path.display()))?;
         Ok(())
     })?;
     Ok(reg.entries.len())
@@ -137,8 +140,9 @@ pub struct Reference {
     pub prices: PriceBook,
 }
 
-/// Reads the reference data back.
-pub fn load(conn: &mut AnyConnection) -> Result<Reference> {
+/// The store's keys as one registry: an error when two keys claim one
+/// name (alias, label or hash).
+pub fn registry_of(conn: &mut AnyConnection) -> Result<KeyRegistry> {
     let owners = repo::owners(conn)?;
     let by_id: std::collections::HashMap<i64, &tally_schema::rows::OwnerRow> =
         owners.iter().map(|o| (o.id, o)).collect();
@@ -149,7 +153,12 @@ pub fn load(conn: &mut AnyConnection) -> Result<Reference> {
             key_entry(k, owner)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let registry = KeyRegistry::new(entries, "the store's keys")?;
+    Ok(KeyRegistry::new(entries, "the store's keys")?)
+}
+
+/// Reads the reference data back.
+pub fn load(conn: &mut AnyConnection) -> Result<Reference> {
+    let registry = registry_of(conn)?;
     let aliases = repo::aliases(conn)?;
     let aliases =
         AliasTable::from_pairs(aliases.iter().map(|a| (a.alias.as_str(), a.model.as_str())));

@@ -767,6 +767,9 @@ pub async fn put_key(state: Data, id: web::Path<String>, body: web::Json<KeyInpu
                     Some(repo::owner_id(c, &o.team, &o.service, &o.env)?)
                 };
                 repo::upsert_key(c, &tally_schema::convert::new_key(&entry, owner))?;
+                // A name another key already has would stop every run.
+                crate::app::reference::registry_of(c)
+                    .map_err(|e| ApiError::conflict(format!("{e:#}")))?;
                 Ok(())
             })?;
             key_views(c)?
