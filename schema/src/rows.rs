@@ -5,8 +5,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::schema::{
-    api_keys, api_tokens, ingest_batches, model_aliases, owners, prices, rejects, run_counts, runs,
-    usage_rows, verdicts, web_sessions,
+    api_keys, api_tokens, ingest_batches, model_aliases, owners, prices, rejects, run_counts,
+    run_rollups, runs, usage_rows, verdicts, web_sessions,
 };
 
 /// A stored ingest batch.
@@ -497,4 +497,40 @@ pub struct NewSession<'a> {
     pub created_at: NaiveDateTime,
     /// Expires.
     pub expires_at: NaiveDateTime,
+}
+
+/// A run's sums for one hour and one combination of dimensions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = run_rollups)]
+pub struct RollupRow {
+    /// Run.
+    pub run_id: i64,
+    /// UTC hour, ms.
+    pub hour_ms: i64,
+    /// `client` or `gateway`.
+    pub side: String,
+    /// Class.
+    pub class: String,
+    /// Canonical key name.
+    pub key_name: String,
+    /// Whether the registry knows the key.
+    pub registered: bool,
+    /// Owner: team.
+    pub team: String,
+    /// Owner: service.
+    pub service: String,
+    /// Owner: environment.
+    pub env: String,
+    /// Model family.
+    pub model_family: String,
+    /// Rows.
+    pub row_count: i64,
+    /// Rows without a price.
+    pub unpriced_rows: i64,
+    /// Tally's price of the priced rows, nano-dollars.
+    pub computed_nanos: i64,
+    /// Gateway-reported cost, nano-dollars.
+    pub reported_nanos: i64,
+    /// Reported minus computed over rows with both, nano-dollars.
+    pub variance_nanos: i64,
 }

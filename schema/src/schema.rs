@@ -299,6 +299,44 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// A run's sums per hour and per every dimension a costs report
+    /// groups by.
+    run_rollups (run_id, hour_ms, side, class, key_name, registered, team, service, env, model_family) {
+        /// Run.
+        run_id -> BigInt,
+        /// The rows' UTC hour, ms.
+        hour_ms -> BigInt,
+        /// `client` or `gateway`.
+        side -> Text,
+        /// Class.
+        class -> Text,
+        /// Canonical key name.
+        key_name -> Text,
+        /// Whether the registry knows the key.
+        registered -> Bool,
+        /// Owner: team.
+        team -> Text,
+        /// Owner: service.
+        service -> Text,
+        /// Owner: environment.
+        env -> Text,
+        /// Model family.
+        model_family -> Text,
+        /// Rows.
+        row_count -> BigInt,
+        /// Rows without a price.
+        unpriced_rows -> BigInt,
+        /// Tally's price of the priced rows, nano-dollars.
+        computed_nanos -> BigInt,
+        /// Gateway-reported cost, nano-dollars.
+        reported_nanos -> BigInt,
+        /// Reported minus computed over rows with both, nano-dollars.
+        variance_nanos -> BigInt,
+    }
+}
+
+diesel::joinable!(run_rollups -> runs (run_id));
 diesel::joinable!(web_sessions -> api_tokens (token_id));
 diesel::joinable!(usage_rows -> ingest_batches (batch_id));
 diesel::joinable!(rejects -> ingest_batches (batch_id));
@@ -318,5 +356,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     run_counts,
     verdicts,
     api_tokens,
-    web_sessions
+    web_sessions,
+    run_rollups
 );

@@ -957,3 +957,64 @@ fn a_runs_own_verdicts_are_listed_by_class_in_time_order() {
         assert_eq!(none, 0);
     }
 }
+
+#[test]
+fn costs_from_run_rollups_equal_costs_from_every_verdict() {
+    use diesel::RunQueryDsl;
+    for s in stores() {
+        load_fixture_day(&s);
+        run_day(&s, "2026-11-20", "2026-11-21");
+        // On the hour: the runs' rollups answer. Off the hour (same rows,
+        // none before the 20th): every verdict is read.
+        for by in ["owner", "team", "service", "env", "key", "model", "day"] {
+            let rolled = report(&s, &["costs", "--group-by", by, "--format", "json"]);
+            let out = succeed(
+                tally().args([
+                    "report",
+                    "costs",
+                    "--group-by",
+                    by,
+                    "--format",
+                    "json",
+                    "--from",
+                    "2026-11-19T23:59:59Z",
+                    "--to",
+                    "2026-11-21",
+                    "--db",
+                    &s.url,
+                ]),
+                "report off the hour",
+            );
+            let scanned = String::from_utf8(out.stdout).unwrap();
+            assert_eq!(rolled, scanned, "{} by {by}", s.backend);
+        }
+        // The migration's backfill (for runs stored before rollups) sums
+        // the verdicts exactly as a run does.
+        let mut c = db::open(&s.url, false).unwrap();
+        let run = repo::runs(&mut c).unwrap()[0].id;
+        let rows = |c: &mut db::AnyConnection| {
+            let mut v = Vec::new();
+            repo::each_rollup(c, &[run], (0, i64::MAX), |r| v.push(r)).unwrap();
+            v.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+            v
+        };
+        let written = rows(&mut c);
+        assert!(written.len() > 10, "{}", s.backend);
+        let up = std::fs::read_to_string(root().join(format!(
+            "migrations/{}/2026-11-22-220000_create_rollups/up.sql",
+            if s.backend == "sqlite" {
+                "sqlite"
+            } else {
+                "postgres"
+            }
+        )))
+        .unwrap();
+        let start = up.find("INSERT INTO run_rollups").unwrap();
+        let backfill = &up[start..start + up[start..].find(';').unwrap()];
+        let wipe = "DELETE FROM run_rollups";
+        diesel::sql_query(wipe).execute(&mut c).unwrap();
+        assert!(rows(&mut c).is_empty());
+        diesel::sql_query(backfill).execute(&mut c).unwrap();
+        assert_eq!(rows(&mut c), written, "{}", s.backend);
+    }
+}

@@ -185,27 +185,54 @@ pub fn overview(conn: &mut AnyConnection, month: Month) -> Result<Overview, View
     let mut by_owner = Costs::new(GroupBy::Owner);
     let mut keys: BTreeMap<String, KeyTraffic> = BTreeMap::new();
     let mut missing = Vec::new();
-    repo::each_current_verdict(conn, (month.from_ms, month.to_ms), |j| {
-        by_owner.add(&j);
-        let class = Class::from_name(&j.verdict.class);
-        if class == Some(Class::Unattributed) {
-            let v = &j.verdict;
-            let k = keys
-                .entry(v.key_name.clone())
-                .or_insert_with(|| KeyTraffic {
-                    key: v.key_name.clone(),
-                    registered: v.registered,
-                    owner: report::owner_name(v),
-                    ..KeyTraffic::default()
-                });
-            k.rows += 1;
-            k.reported += v
-                .reported_cost_nanos
-                .map_or(Decimal::ZERO, |n| nanos_to_usd(n, None));
-        } else if class == Some(Class::MissingUsage) && missing.len() < PAGE_ROWS {
-            missing.push(report::row_line(j));
+    let window = (month.from_ms, month.to_ms);
+    let mut traffic = |key: &str, registered: bool, owner: String, rows: i64, nanos: i64| {
+        let k = keys.entry(key.to_owned()).or_insert_with(|| KeyTraffic {
+            key: key.to_owned(),
+            registered,
+            owner,
+            ..KeyTraffic::default()
+        });
+        k.rows += rows;
+        k.reported += nanos_to_usd(nanos, None);
+    };
+    let unattributed = Class::Unattributed.name();
+    match repo::rollup_runs(conn, window)? {
+        // The runs' hourly sums, and the missing rows through the class
+        // index: a few thousand rows read, not every verdict.
+        Some(runs) => {
+            repo::each_rollup(conn, &runs, window, |r| {
+                by_owner.add_rollup(&r);
+                if r.class == unattributed {
+                    let owner = report::owner_label(&r.team, &r.service, &r.env);
+                    traffic(
+                        &r.key_name,
+                        r.registered,
+                        owner,
+                        r.row_count,
+                        r.reported_nanos,
+                    );
+                }
+            })?;
+            let limit = i64::try_from(PAGE_ROWS).unwrap_or(i64::MAX);
+            let classes = [Class::MissingUsage.name()];
+            repo::each_verdict_of_classes(conn, &runs, &classes, None, window, limit, |j| {
+                missing.push(report::row_line(j));
+            })?;
         }
-    })?;
+        None => repo::each_current_verdict(conn, window, |j| {
+            by_owner.add(&j);
+            let class = Class::from_name(&j.verdict.class);
+            if class == Some(Class::Unattributed) {
+                let v = &j.verdict;
+                let nanos = v.reported_cost_nanos.unwrap_or(0);
+                traffic(&v.key_name, v.registered, report::owner_name(v), 1, nanos);
+            } else if class == Some(Class::MissingUsage) && missing.len() < PAGE_ROWS {
+                missing.push(report::row_line(j));
+            }
+        })?,
+    }
+    missing.sort_by(|a, b| a.ts.cmp(&b.ts));
     let mut total = CostLine {
         group: "all owners".to_owned(),
         ..CostLine::default()
@@ -420,38 +447,71 @@ pub fn owner_page(conn: &mut AnyConnection, id: i64, month: Month) -> Result<Own
     let mut by_model = Costs::new(GroupBy::Model);
     let mut by_key = Costs::new(GroupBy::Key);
     let mut classes: BTreeMap<String, ClassRows> = BTreeMap::new();
-    let mut rows = Vec::new();
-    repo::each_current_verdict(conn, (month.from_ms, month.to_ms), |j| {
-        let v = &j.verdict;
-        if (v.team.as_str(), v.service.as_str(), v.env.as_str())
-            != (
-                owner.team.as_str(),
-                owner.service.as_str(),
-                owner.env.as_str(),
-            )
-        {
-            return;
-        }
-        by_day.add(&j);
-        by_model.add(&j);
-        by_key.add(&j);
-        let c = classes.entry(v.class.clone()).or_insert_with(|| ClassRows {
-            class: v.class.clone(),
-            client_rows: 0,
-            gateway_rows: 0,
-        });
-        if report::is_gateway(&j) {
-            c.gateway_rows += 1;
+    let mut count = |class: &str, gateway: bool, n: i64| {
+        let c = classes
+            .entry(class.to_owned())
+            .or_insert_with(|| ClassRows {
+                class: class.to_owned(),
+                client_rows: 0,
+                gateway_rows: 0,
+            });
+        if gateway {
+            c.gateway_rows += n;
         } else {
-            c.client_rows += 1;
+            c.client_rows += n;
         }
-        let listed = [Kind::Missing, Kind::Unattributed, Kind::Discrepancies]
+    };
+    let mut rows = Vec::new();
+    let listed = |j: &repo::Judged| {
+        [Kind::Missing, Kind::Unattributed, Kind::Discrepancies]
             .into_iter()
-            .any(|k| report::wanted(&j, k));
-        if listed && rows.len() < PAGE_ROWS {
-            rows.push(report::row_line(j));
+            .any(|k| report::wanted(j, k))
+    };
+    let window = (month.from_ms, month.to_ms);
+    let mine = (
+        owner.team.as_str(),
+        owner.service.as_str(),
+        owner.env.as_str(),
+    );
+    match repo::rollup_runs(conn, window)? {
+        Some(runs) => {
+            repo::each_rollup(conn, &runs, window, |r| {
+                if (r.team.as_str(), r.service.as_str(), r.env.as_str()) != mine {
+                    return;
+                }
+                by_day.add_rollup(&r);
+                by_model.add_rollup(&r);
+                by_key.add_rollup(&r);
+                count(&r.class, r.side == "gateway", r.row_count);
+            })?;
+            // Every class but plain matches (a matched row without a price
+            // is in the models table's unpriced count).
+            let classes: Vec<&str> = Class::ALL
+                .iter()
+                .filter(|c| **c != Class::Matched)
+                .map(|c| c.name())
+                .collect();
+            let limit = i64::try_from(PAGE_ROWS).unwrap_or(i64::MAX);
+            repo::each_verdict_of_classes(conn, &runs, &classes, Some(mine), window, limit, |j| {
+                if listed(&j) {
+                    rows.push(report::row_line(j));
+                }
+            })?;
         }
-    })?;
+        None => repo::each_current_verdict(conn, window, |j| {
+            let v = &j.verdict;
+            if (v.team.as_str(), v.service.as_str(), v.env.as_str()) != mine {
+                return;
+            }
+            by_day.add(&j);
+            by_model.add(&j);
+            by_key.add(&j);
+            count(&v.class, report::is_gateway(&j), 1);
+            if listed(&j) && rows.len() < PAGE_ROWS {
+                rows.push(report::row_line(j));
+            }
+        })?,
+    }
     let days: BTreeMap<String, CostLine> = by_day
         .lines()
         .into_iter()

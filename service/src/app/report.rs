@@ -182,10 +182,15 @@ impl Tabular for RowLine {
 
 /// `team/service/env` of a verdict, or the unknown owner's name.
 pub(crate) fn owner_name(v: &tally_schema::rows::VerdictRow) -> String {
+    owner_label(&v.team, &v.service, &v.env)
+}
+
+/// `team/service/env`, or the unknown owner's name when all are empty.
+pub(crate) fn owner_label(team: &str, service: &str, env: &str) -> String {
     let owner = tally_reconcile::keys::Owner {
-        team: v.team.clone(),
-        service: v.service.clone(),
-        env: v.env.clone(),
+        team: team.to_owned(),
+        service: service.to_owned(),
+        env: env.to_owned(),
     };
     if owner.is_empty() {
         tally_reconcile::report::UNKNOWN_OWNER.to_owned()
@@ -201,7 +206,64 @@ fn usd(n: Option<i64>) -> Option<Decimal> {
 /// The group of rows with no team, service, env, key or model.
 pub const NO_GROUP: &str = "(none)";
 
-/// The costs report, built one verdict at a time.
+/// The dimensions of a row (or of a rollup) that reports group by.
+#[derive(Debug, Clone, Copy)]
+struct Dims<'a> {
+    team: &'a str,
+    service: &'a str,
+    env: &'a str,
+    key: &'a str,
+    model: &'a str,
+    ts_ms: i64,
+}
+
+impl<'a> Dims<'a> {
+    fn of(v: &'a tally_schema::rows::VerdictRow, ts_ms: i64) -> Self {
+        Self {
+            team: &v.team,
+            service: &v.service,
+            env: &v.env,
+            key: &v.key_name,
+            model: &v.model_family,
+            ts_ms,
+        }
+    }
+}
+
+/// One row's amounts, or the sums of many (a rollup).
+#[derive(Debug, Clone, Copy)]
+struct Sums {
+    rows: i64,
+    unpriced: i64,
+    /// Over priced rows.
+    computed: Decimal,
+    reported: Decimal,
+    /// Reported minus computed over rows with both.
+    variance: Decimal,
+}
+
+impl CostLine {
+    /// Adds rows of one side and class. Billed rows are the gateway's;
+    /// the client side only counts its rows missing on the gateway.
+    fn add(&mut self, gateway: bool, class: Option<Class>, s: &Sums) {
+        if gateway {
+            self.billed_rows += s.rows;
+            self.reported_cost += s.reported;
+            self.computed_cost += s.computed;
+            self.variance += s.variance;
+            self.unpriced_rows += s.unpriced;
+            if class == Some(Class::Unattributed) {
+                self.unattributed_rows += s.rows;
+                self.unattributed_reported += s.reported;
+            }
+        } else if class == Some(Class::MissingUsage) {
+            self.missing_rows += s.rows;
+            self.missing_cost += s.computed;
+        }
+    }
+}
+
+/// The costs report, built one verdict (or rollup) at a time.
 pub(crate) struct Costs {
     by: GroupBy,
     groups: BTreeMap<String, CostLine>,
@@ -215,54 +277,77 @@ impl Costs {
         }
     }
 
-    pub(crate) fn add(&mut self, j: &repo::Judged) {
-        let v = &j.verdict;
+    /// The group a row with these dimensions falls in.
+    fn group(&self, d: Dims<'_>) -> String {
         let group = match self.by {
-            GroupBy::Owner => owner_name(v),
-            GroupBy::Team => v.team.clone(),
-            GroupBy::Service => v.service.clone(),
-            GroupBy::Env => v.env.clone(),
-            GroupBy::Key => v.key_name.clone(),
-            GroupBy::Model => v.model_family.clone(),
-            GroupBy::Day => format_ms(j.ts_ms).get(..10).unwrap_or_default().to_owned(),
+            GroupBy::Owner => owner_label(d.team, d.service, d.env),
+            GroupBy::Team => d.team.to_owned(),
+            GroupBy::Service => d.service.to_owned(),
+            GroupBy::Env => d.env.to_owned(),
+            GroupBy::Key => d.key.to_owned(),
+            GroupBy::Model => d.model.to_owned(),
+            GroupBy::Day => format_ms(d.ts_ms).get(..10).unwrap_or_default().to_owned(),
         };
         // Rows nobody labels (a key no registry knows) get a name a person
         // can read, not a blank cell.
-        let group = if group.is_empty() {
+        if group.is_empty() {
             NO_GROUP.to_owned()
         } else {
             group
-        };
-        let line = self
-            .groups
+        }
+    }
+
+    fn line(&mut self, d: Dims<'_>) -> &mut CostLine {
+        let group = self.group(d);
+        self.groups
             .entry(group.clone())
             .or_insert_with(|| CostLine {
                 group,
                 ..CostLine::default()
-            });
+            })
+    }
+
+    /// Adds one row's verdict.
+    pub(crate) fn add(&mut self, j: &repo::Judged) {
+        let v = &j.verdict;
+        let gateway = is_gateway(j);
+        let class = Class::from_name(&v.class);
+        let line = self.line(Dims::of(v, j.ts_ms));
         let computed = usd(v.computed_cost_nanos);
         let reported = usd(v.reported_cost_nanos);
-        let class = Class::from_name(&v.class);
-        if is_gateway(j) {
-            line.billed_rows += 1;
-            line.reported_cost += reported.unwrap_or_default();
-            match computed {
-                Some(c) => {
-                    line.computed_cost += c;
-                    if let Some(r) = reported {
-                        line.variance += r - c;
-                    }
-                }
-                None => line.unpriced_rows += 1,
-            }
-            if class == Some(Class::Unattributed) {
-                line.unattributed_rows += 1;
-                line.unattributed_reported += reported.unwrap_or_default();
-            }
-        } else if class == Some(Class::MissingUsage) {
-            line.missing_rows += 1;
-            line.missing_cost += computed.unwrap_or_default();
+        let mut sums = Sums {
+            rows: 1,
+            unpriced: i64::from(computed.is_none()),
+            computed: computed.unwrap_or_default(),
+            reported: reported.unwrap_or_default(),
+            variance: Decimal::ZERO,
+        };
+        if let (Some(c), Some(r)) = (computed, reported) {
+            sums.variance = r - c;
         }
+        line.add(gateway, class, &sums);
+    }
+
+    /// Adds a run's sums for one hour and group of dimensions.
+    pub(crate) fn add_rollup(&mut self, r: &tally_schema::rows::RollupRow) {
+        let d = Dims {
+            team: &r.team,
+            service: &r.service,
+            env: &r.env,
+            key: &r.key_name,
+            model: &r.model_family,
+            ts_ms: r.hour_ms,
+        };
+        let gateway = r.side == side_name(SideKind::Gateway);
+        let class = Class::from_name(&r.class);
+        let sums = Sums {
+            rows: r.row_count,
+            unpriced: r.unpriced_rows,
+            computed: nanos_to_usd(r.computed_nanos, None),
+            reported: nanos_to_usd(r.reported_nanos, None),
+            variance: nanos_to_usd(r.variance_nanos, None),
+        };
+        self.line(d).add(gateway, class, &sums);
     }
 
     pub(crate) fn lines(self) -> Vec<CostLine> {
@@ -400,7 +485,12 @@ pub fn cost_lines(
     by: GroupBy,
 ) -> Result<Vec<CostLine>, crate::db::DbError> {
     let mut costs = Costs::new(by);
-    repo::each_current_verdict(conn, (from_ms, to_ms), |j| costs.add(&j))?;
+    // The runs' hourly sums when they answer exactly; the verdicts
+    // themselves otherwise (a window off the hour, overlapping runs).
+    match repo::rollup_runs(conn, (from_ms, to_ms))? {
+        Some(runs) => repo::each_rollup(conn, &runs, (from_ms, to_ms), |r| costs.add_rollup(&r))?,
+        None => repo::each_current_verdict(conn, (from_ms, to_ms), |j| costs.add(&j))?,
+    }
     Ok(costs.lines())
 }
 

@@ -16,7 +16,7 @@ use tally_reconcile::report::{Class, Settings, reconcile};
 use tally_reconcile::time::format_ms;
 use tally_reconcile::{Side, SideKind};
 use tally_schema::convert::{atto_to_nanos, naive_from_ms, normalised, side_name};
-use tally_schema::rows::{NewRun, RunCount, RunRow, VerdictRow};
+use tally_schema::rows::{NewRun, RollupRow, RunCount, RunRow, VerdictRow};
 
 use crate::app::reference;
 use crate::db::{AnyConnection, repo};
@@ -97,7 +97,7 @@ fn judge_slice(
     counts: &mut HashMap<Class, (i64, i64)>,
     offsets: &mut Vec<SliceOffsets>,
     time: &mut Timings,
-) -> Result<Vec<VerdictRow>> {
+) -> Result<(Vec<VerdictRow>, Vec<HourSide>)> {
     let (lo, hi) = (from_ms.saturating_sub(margin), to_ms.saturating_add(margin));
     let t0 = std::time::Instant::now();
     let (client, client_ids) = side_of(conn, SideKind::Client, (lo, hi))?;
@@ -105,7 +105,7 @@ fn judge_slice(
     time.load += t0.elapsed();
     let t0 = std::time::Instant::now();
     if client_ids.is_empty() && gateway_ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     let rec = reconcile(
         &client,
@@ -127,6 +127,8 @@ fn judge_slice(
     }
     let inside = |ts: i64| ts >= from_ms && ts < to_ms;
     let mut verdicts = Vec::new();
+    // Each verdict's hour and side, for the rollups.
+    let mut meta = Vec::new();
     for (kind, side, ids, partner_ids) in [
         (SideKind::Client, &client, &client_ids, &gateway_ids),
         (SideKind::Gateway, &gateway, &gateway_ids, &client_ids),
@@ -163,6 +165,10 @@ fn judge_slice(
                 reported_cost_nanos: nanos(v.reported)?,
                 detail: details.remove(&(kind, row.line)).unwrap_or_default(),
             });
+            meta.push((
+                row.ts_ms.div_euclid(HOUR_MS) * HOUR_MS,
+                kind == SideKind::Gateway,
+            ));
         }
     }
     offsets.push(SliceOffsets {
@@ -170,7 +176,136 @@ fn judge_slice(
         offsets: rec.offsets(),
     });
     time.engine += t0.elapsed();
-    Ok(verdicts)
+    Ok((verdicts, meta))
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// A verdict's UTC hour (ms) and whether its row is the gateway's.
+type HourSide = (i64, bool);
+
+/// Sums of one rollup group.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sums {
+    rows: i64,
+    unpriced: i64,
+    computed: i128,
+    reported: i128,
+    variance: i128,
+}
+
+impl Sums {
+    fn add(&mut self, v: &VerdictRow) {
+        self.rows += 1;
+        match v.computed_cost_nanos {
+            Some(c) => {
+                self.computed += i128::from(c);
+                if let Some(r) = v.reported_cost_nanos {
+                    self.variance += i128::from(r) - i128::from(c);
+                }
+            }
+            None => self.unpriced += 1,
+        }
+        self.reported += i128::from(v.reported_cost_nanos.unwrap_or(0));
+    }
+
+    fn merge(&mut self, o: Sums) {
+        self.rows += o.rows;
+        self.unpriced += o.unpriced;
+        self.computed += o.computed;
+        self.reported += o.reported;
+        self.variance += o.variance;
+    }
+}
+
+/// A rollup group: hour, side, and the dimensions reports group by.
+type GroupKey<S> = (i64, bool, S, S, bool, S, S, S, S);
+
+/// A run's sums per hour and dimensions, built slice by slice: each slice
+/// groups by borrowed strings and only its distinct groups are copied.
+#[derive(Debug, Default)]
+struct Rollups {
+    groups: HashMap<GroupKey<String>, Sums>,
+}
+
+impl Rollups {
+    fn add_slice(&mut self, verdicts: &[VerdictRow], meta: &[HourSide]) {
+        let mut local: HashMap<GroupKey<&str>, Sums> = HashMap::new();
+        for (v, (hour, gateway)) in verdicts.iter().zip(meta) {
+            let key = (
+                *hour,
+                *gateway,
+                v.class.as_str(),
+                v.key_name.as_str(),
+                v.registered,
+                v.team.as_str(),
+                v.service.as_str(),
+                v.env.as_str(),
+                v.model_family.as_str(),
+            );
+            local.entry(key).or_default().add(v);
+        }
+        for ((h, g, c, k, r, t, s, e, m), sums) in local {
+            let key = (
+                h,
+                g,
+                c.to_owned(),
+                k.to_owned(),
+                r,
+                t.to_owned(),
+                s.to_owned(),
+                e.to_owned(),
+                m.to_owned(),
+            );
+            self.groups.entry(key).or_default().merge(sums);
+        }
+    }
+
+    fn rows(self, run_id: i64) -> Result<Vec<RollupRow>> {
+        let fit = |n: i128| i64::try_from(n).context("a rollup sum does not fit the store");
+        self.groups
+            .into_iter()
+            .map(
+                |(
+                    (
+                        hour_ms,
+                        gateway,
+                        class,
+                        key_name,
+                        registered,
+                        team,
+                        service,
+                        env,
+                        model_family,
+                    ),
+                    s,
+                )| {
+                    Ok(RollupRow {
+                        run_id,
+                        hour_ms,
+                        side: side_name(if gateway {
+                            SideKind::Gateway
+                        } else {
+                            SideKind::Client
+                        })
+                        .to_owned(),
+                        class,
+                        key_name,
+                        registered,
+                        team,
+                        service,
+                        env,
+                        model_family,
+                        row_count: s.rows,
+                        unpriced_rows: s.unpriced,
+                        computed_nanos: fit(s.computed)?,
+                        reported_nanos: fit(s.reported)?,
+                        variance_nanos: fit(s.variance)?,
+                    })
+                },
+            )
+            .collect()
+    }
 }
 
 /// Where a run's time went (`--timings`).
@@ -228,6 +363,7 @@ pub fn run(
         let mut counts: HashMap<Class, (i64, i64)> = HashMap::new();
         let mut offsets = Vec::new();
         let mut time = Timings::default();
+        let mut rollups = Rollups::default();
         let mut t = from_ms;
         while t < to_ms {
             // The slice ends at the side whose `slice_rows`-th row comes
@@ -238,7 +374,7 @@ pub fn run(
                     end = end.min(ts.max(t.saturating_add(1)));
                 }
             }
-            let v = judge_slice(
+            let (v, meta) = judge_slice(
                 conn,
                 &refs,
                 (t, end, margin),
@@ -248,10 +384,14 @@ pub fn run(
                 &mut time,
             )?;
             let t0 = std::time::Instant::now();
+            rollups.add_slice(&v, &meta);
             repo::insert_verdicts(conn, id, v)?;
             time.write += t0.elapsed();
             t = end;
         }
+        let t0 = std::time::Instant::now();
+        repo::insert_rollups(conn, &rollups.rows(id)?)?;
+        time.write += t0.elapsed();
         let counts: Vec<RunCount> = Class::ALL
             .iter()
             .map(|c| {

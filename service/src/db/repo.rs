@@ -4,12 +4,12 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use tally_schema::rows::{
     AliasRow, Batch, KeyRow, NewBatch, NewKey, NewOwner, NewPrice, NewReject, NewRun, NewSession,
-    NewToken, NewUsageRow, OwnerRow, PriceRow, Reject, RunCount, RunRow, TokenRow, UsageRow,
-    VerdictRow,
+    NewToken, NewUsageRow, OwnerRow, PriceRow, Reject, RollupRow, RunCount, RunRow, TokenRow,
+    UsageRow, VerdictRow,
 };
 use tally_schema::schema::{
-    api_keys, api_tokens, ingest_batches, model_aliases, owners, prices, rejects, run_counts, runs,
-    usage_rows, verdicts, web_sessions,
+    api_keys, api_tokens, ingest_batches, model_aliases, owners, prices, rejects, run_counts,
+    run_rollups, runs, usage_rows, verdicts, web_sessions,
 };
 
 use super::{AnyConnection, DbError, on_backend};
@@ -710,7 +710,7 @@ pub fn each_current_verdict(
 }
 
 /// Calls `each` with every verdict of run `run_id` whose class is one of
-/// `classes`, in time then row order. Streamed, like
+/// `classes` (never `matched`: see [`not_matched`]), in time then row order. Streamed, like
 /// [`each_current_verdict`]; for a run's own page, whatever has superseded
 /// it since.
 pub fn each_verdict_of_run(
@@ -723,6 +723,7 @@ pub fn each_verdict_of_run(
         .inner_join(usage_rows::table)
         .filter(verdicts::run_id.eq(run_id))
         .filter(verdicts::class.eq_any(classes))
+        .filter(not_matched())
         .order((usage_rows::ts_ms, verdicts::usage_row_id))
         .select((
             VerdictRow::as_select(),
@@ -731,6 +732,122 @@ pub fn each_verdict_of_run(
             usage_rows::model,
             usage_rows::request_id,
         ));
+    for row in query.load_iter::<(VerdictRow, String, i64, String, String), _>(conn)? {
+        let (verdict, side, ts_ms, model, request_id) = row?;
+        each(Judged {
+            verdict,
+            side,
+            ts_ms,
+            model,
+            request_id,
+        });
+    }
+    Ok(())
+}
+
+/// `class <> 'matched'` as literal SQL: the term the partial index
+/// `verdicts_by_class` is defined by, which a planner needs to see as
+/// written (a bound parameter does not prove it). Lists of matched rows
+/// are never asked for.
+fn not_matched() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    diesel::dsl::sql::<diesel::sql_types::Bool>("verdicts.class <> 'matched'")
+}
+
+/// Stores a run's rollups (in the run's transaction).
+pub fn insert_rollups(conn: &mut AnyConnection, rows: &[RollupRow]) -> Result<(), DbError> {
+    // 15 values a row: well under SQLite's 32,766 bound parameters.
+    for chunk in rows.chunks(1000) {
+        on_backend!(conn, c => diesel::insert_into(run_rollups::table).values(chunk).execute(c))?;
+    }
+    Ok(())
+}
+
+/// The current runs whose rollups answer for `[from_ms, to_ms)` exactly:
+/// `Some` when the window starts and ends on a UTC hour and no two current
+/// runs overlap inside it (then every row there has at most one current
+/// verdict, and an hour's sums are that hour's rows). `None` otherwise:
+/// read the verdicts instead.
+pub fn rollup_runs(
+    conn: &mut AnyConnection,
+    (from_ms, to_ms): (i64, i64),
+) -> Result<Option<Vec<i64>>, DbError> {
+    const HOUR: i64 = 3_600_000;
+    if from_ms.rem_euclid(HOUR) != 0 || to_ms.rem_euclid(HOUR) != 0 {
+        return Ok(None);
+    }
+    let (Ok(from), Ok(to)) = (
+        tally_schema::convert::naive_from_ms(from_ms),
+        tally_schema::convert::naive_from_ms(to_ms),
+    ) else {
+        return Ok(None);
+    };
+    let mut windows: Vec<(i64, chrono::NaiveDateTime, chrono::NaiveDateTime)> = runs::table
+        .filter(runs::status.eq("current"))
+        .filter(runs::window_from.lt(to))
+        .filter(runs::window_to.gt(from))
+        .order(runs::window_from)
+        .select((runs::id, runs::window_from, runs::window_to))
+        .load(conn)?;
+    windows.sort_by_key(|w| w.1);
+    let disjoint = windows.windows(2).all(|w| w[0].2 <= w[1].1);
+    Ok(disjoint.then(|| windows.into_iter().map(|w| w.0).collect()))
+}
+
+/// Calls `each` with every rollup of `run_ids` in `[from_ms, to_ms)`.
+pub fn each_rollup(
+    conn: &mut AnyConnection,
+    run_ids: &[i64],
+    (from_ms, to_ms): (i64, i64),
+    mut each: impl FnMut(RollupRow),
+) -> Result<(), DbError> {
+    let query = run_rollups::table
+        .filter(run_rollups::run_id.eq_any(run_ids))
+        .filter(run_rollups::hour_ms.ge(from_ms))
+        .filter(run_rollups::hour_ms.lt(to_ms))
+        .select(RollupRow::as_select());
+    for row in query.load_iter::<RollupRow, _>(conn)? {
+        each(row?);
+    }
+    Ok(())
+}
+
+/// Calls `each` with the verdicts of `run_ids` in `[from_ms, to_ms)` whose
+/// class is one of `classes` (and, when given, whose owner is `owner`:
+/// team, service, env), in row order, at most `limit` of them: the rows a
+/// page lists, read through the class index rather than every verdict.
+/// Only exact when the runs do not overlap ([`rollup_runs`]).
+pub fn each_verdict_of_classes(
+    conn: &mut AnyConnection,
+    run_ids: &[i64],
+    classes: &[&str],
+    owner: Option<(&str, &str, &str)>,
+    (from_ms, to_ms): (i64, i64),
+    limit: i64,
+    mut each: impl FnMut(Judged),
+) -> Result<(), DbError> {
+    let mut query = verdicts::table
+        .inner_join(usage_rows::table)
+        .filter(verdicts::run_id.eq_any(run_ids))
+        .filter(verdicts::class.eq_any(classes))
+        .filter(not_matched())
+        .filter(usage_rows::ts_ms.ge(from_ms))
+        .filter(usage_rows::ts_ms.lt(to_ms))
+        .order((verdicts::run_id, verdicts::class, verdicts::usage_row_id))
+        .limit(limit)
+        .select((
+            VerdictRow::as_select(),
+            usage_rows::side,
+            usage_rows::ts_ms,
+            usage_rows::model,
+            usage_rows::request_id,
+        ))
+        .into_boxed();
+    if let Some((team, service, env)) = owner {
+        query = query
+            .filter(verdicts::team.eq(team.to_owned()))
+            .filter(verdicts::service.eq(service.to_owned()))
+            .filter(verdicts::env.eq(env.to_owned()));
+    }
     for row in query.load_iter::<(VerdictRow, String, i64, String, String), _>(conn)? {
         let (verdict, side, ts_ms, model, request_id) = row?;
         each(Judged {

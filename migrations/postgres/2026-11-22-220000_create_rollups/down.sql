@@ -1,0 +1,2 @@
+DROP INDEX verdicts_by_class;
+DROP TABLE run_rollups;
