@@ -499,14 +499,14 @@ pub struct NewSession<'a> {
     pub expires_at: NaiveDateTime,
 }
 
-/// A run's sums for one hour and one combination of dimensions.
+/// A run's sums for one UTC day and one combination of dimensions.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = run_rollups)]
 pub struct RollupRow {
     /// Run.
     pub run_id: i64,
-    /// UTC hour, ms.
-    pub hour_ms: i64,
+    /// UTC day (its midnight), ms.
+    pub day_ms: i64,
     /// `client` or `gateway`.
     pub side: String,
     /// Class.

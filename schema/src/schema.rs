@@ -300,13 +300,13 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// A run's sums per hour and per every dimension a costs report
+    /// A run's sums per UTC day and per every dimension a costs report
     /// groups by.
-    run_rollups (run_id, hour_ms, side, class, key_name, registered, team, service, env, model_family) {
+    run_rollups (run_id, day_ms, side, class, key_name, registered, team, service, env, model_family) {
         /// Run.
         run_id -> BigInt,
-        /// The rows' UTC hour, ms.
-        hour_ms -> BigInt,
+        /// The rows' UTC day (its midnight), ms.
+        day_ms -> BigInt,
         /// `client` or `gateway`.
         side -> Text,
         /// Class.

@@ -964,7 +964,7 @@ fn costs_from_run_rollups_equal_costs_from_every_verdict() {
     for s in stores() {
         load_fixture_day(&s);
         run_day(&s, "2026-11-20", "2026-11-21");
-        // On the hour: the runs' rollups answer. Off the hour (same rows,
+        // On midnight: the runs' rollups answer. Off it (same rows,
         // none before the 20th): every verdict is read.
         for by in ["owner", "team", "service", "env", "key", "model", "day"] {
             let rolled = report(&s, &["costs", "--group-by", by, "--format", "json"]);
@@ -983,7 +983,7 @@ fn costs_from_run_rollups_equal_costs_from_every_verdict() {
                     "--db",
                     &s.url,
                 ]),
-                "report off the hour",
+                "report off midnight",
             );
             let scanned = String::from_utf8(out.stdout).unwrap();
             assert_eq!(rolled, scanned, "{} by {by}", s.backend);

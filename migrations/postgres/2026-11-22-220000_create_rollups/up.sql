@@ -1,4 +1,4 @@
--- Per-run sums by hour and every dimension a costs report groups by
+-- Per-run sums by UTC day and every dimension a costs report groups by
 -- (issue 4: a costs report or the overview over a month of 1M rows read
 -- 2M verdicts, about 5 s; these sums are a few thousand rows). Written by
 -- each run in the transaction that stores its verdicts; existing runs are
@@ -6,7 +6,7 @@
 
 CREATE TABLE run_rollups (
     run_id BIGINT NOT NULL REFERENCES runs (id),
-    hour_ms BIGINT NOT NULL,
+    day_ms BIGINT NOT NULL,
     side TEXT NOT NULL,
     class TEXT NOT NULL,
     key_name TEXT NOT NULL,
@@ -20,11 +20,11 @@ CREATE TABLE run_rollups (
     computed_nanos BIGINT NOT NULL,
     reported_nanos BIGINT NOT NULL,
     variance_nanos BIGINT NOT NULL,
-    PRIMARY KEY (run_id, hour_ms, side, class, key_name, registered, team, service, env, model_family)
+    PRIMARY KEY (run_id, day_ms, side, class, key_name, registered, team, service, env, model_family)
 );
 
 INSERT INTO run_rollups
-SELECT v.run_id, (u.ts_ms / 3600000) * 3600000, u.side, v.class, v.key_name,
+SELECT v.run_id, (u.ts_ms / 86400000) * 86400000, u.side, v.class, v.key_name,
        v.registered, v.team, v.service, v.env, v.model_family,
        COUNT(*),
        SUM(CASE WHEN v.computed_cost_nanos IS NULL THEN 1 ELSE 0 END),
@@ -33,7 +33,7 @@ SELECT v.run_id, (u.ts_ms / 3600000) * 3600000, u.side, v.class, v.key_name,
        COALESCE(SUM(CASE WHEN v.computed_cost_nanos IS NOT NULL AND v.reported_cost_nanos IS NOT NULL
                          THEN v.reported_cost_nanos - v.computed_cost_nanos ELSE 0 END), 0)
 FROM verdicts v JOIN usage_rows u ON u.id = v.usage_row_id
-GROUP BY v.run_id, (u.ts_ms / 3600000) * 3600000, u.side, v.class, v.key_name,
+GROUP BY v.run_id, (u.ts_ms / 86400000) * 86400000, u.side, v.class, v.key_name,
          v.registered, v.team, v.service, v.env, v.model_family;
 
 -- The pages list a run's rows of one class (missing, unattributed)

@@ -198,7 +198,7 @@ pub fn overview(conn: &mut AnyConnection, month: Month) -> Result<Overview, View
     };
     let unattributed = Class::Unattributed.name();
     match repo::rollup_runs(conn, window)? {
-        // The runs' hourly sums, and the missing rows through the class
+        // The runs' daily sums, and the missing rows through the class
         // index: a few thousand rows read, not every verdict.
         Some(runs) => {
             repo::each_rollup(conn, &runs, window, |r| {

@@ -328,7 +328,7 @@ impl Costs {
         line.add(gateway, class, &sums);
     }
 
-    /// Adds a run's sums for one hour and group of dimensions.
+    /// Adds a run's sums for one day and group of dimensions.
     pub(crate) fn add_rollup(&mut self, r: &tally_schema::rows::RollupRow) {
         let d = Dims {
             team: &r.team,
@@ -336,7 +336,7 @@ impl Costs {
             env: &r.env,
             key: &r.key_name,
             model: &r.model_family,
-            ts_ms: r.hour_ms,
+            ts_ms: r.day_ms,
         };
         let gateway = r.side == side_name(SideKind::Gateway);
         let class = Class::from_name(&r.class);
@@ -485,8 +485,8 @@ pub fn cost_lines(
     by: GroupBy,
 ) -> Result<Vec<CostLine>, crate::db::DbError> {
     let mut costs = Costs::new(by);
-    // The runs' hourly sums when they answer exactly; the verdicts
-    // themselves otherwise (a window off the hour, overlapping runs).
+    // The runs' daily sums when they answer exactly; the verdicts
+    // themselves otherwise (a window off midnight UTC, overlapping runs).
     match repo::rollup_runs(conn, (from_ms, to_ms))? {
         Some(runs) => repo::each_rollup(conn, &runs, (from_ms, to_ms), |r| costs.add_rollup(&r))?,
         None => repo::each_current_verdict(conn, (from_ms, to_ms), |j| costs.add(&j))?,

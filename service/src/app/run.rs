@@ -97,7 +97,7 @@ fn judge_slice(
     counts: &mut HashMap<Class, (i64, i64)>,
     offsets: &mut Vec<SliceOffsets>,
     time: &mut Timings,
-) -> Result<(Vec<VerdictRow>, Vec<HourSide>)> {
+) -> Result<(Vec<VerdictRow>, Vec<DaySide>)> {
     let (lo, hi) = (from_ms.saturating_sub(margin), to_ms.saturating_add(margin));
     let t0 = std::time::Instant::now();
     let (client, client_ids) = side_of(conn, SideKind::Client, (lo, hi))?;
@@ -127,7 +127,7 @@ fn judge_slice(
     }
     let inside = |ts: i64| ts >= from_ms && ts < to_ms;
     let mut verdicts = Vec::new();
-    // Each verdict's hour and side, for the rollups.
+    // Each verdict's day and side, for the rollups.
     let mut meta = Vec::new();
     for (kind, side, ids, partner_ids) in [
         (SideKind::Client, &client, &client_ids, &gateway_ids),
@@ -166,7 +166,7 @@ fn judge_slice(
                 detail: details.remove(&(kind, row.line)).unwrap_or_default(),
             });
             meta.push((
-                row.ts_ms.div_euclid(HOUR_MS) * HOUR_MS,
+                row.ts_ms.div_euclid(DAY_MS) * DAY_MS,
                 kind == SideKind::Gateway,
             ));
         }
@@ -179,10 +179,10 @@ fn judge_slice(
     Ok((verdicts, meta))
 }
 
-const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 86_400_000;
 
-/// A verdict's UTC hour (ms) and whether its row is the gateway's.
-type HourSide = (i64, bool);
+/// A verdict's UTC day (ms) and whether its row is the gateway's.
+type DaySide = (i64, bool);
 
 /// Sums of one rollup group.
 #[derive(Debug, Default, Clone, Copy)]
@@ -218,10 +218,10 @@ impl Sums {
     }
 }
 
-/// A rollup group: hour, side, and the dimensions reports group by.
+/// A rollup group: day, side, and the dimensions reports group by.
 type GroupKey<S> = (i64, bool, S, S, bool, S, S, S, S);
 
-/// A run's sums per hour and dimensions, built slice by slice: each slice
+/// A run's sums per day and dimensions, built slice by slice: each slice
 /// groups by borrowed strings and only its distinct groups are copied.
 #[derive(Debug, Default)]
 struct Rollups {
@@ -229,11 +229,11 @@ struct Rollups {
 }
 
 impl Rollups {
-    fn add_slice(&mut self, verdicts: &[VerdictRow], meta: &[HourSide]) {
+    fn add_slice(&mut self, verdicts: &[VerdictRow], meta: &[DaySide]) {
         let mut local: HashMap<GroupKey<&str>, Sums> = HashMap::new();
-        for (v, (hour, gateway)) in verdicts.iter().zip(meta) {
+        for (v, (day, gateway)) in verdicts.iter().zip(meta) {
             let key = (
-                *hour,
+                *day,
                 *gateway,
                 v.class.as_str(),
                 v.key_name.as_str(),
@@ -268,7 +268,7 @@ impl Rollups {
             .map(
                 |(
                     (
-                        hour_ms,
+                        day_ms,
                         gateway,
                         class,
                         key_name,
@@ -282,7 +282,7 @@ impl Rollups {
                 )| {
                     Ok(RollupRow {
                         run_id,
-                        hour_ms,
+                        day_ms,
                         side: side_name(if gateway {
                             SideKind::Gateway
                         } else {

@@ -763,16 +763,16 @@ pub fn insert_rollups(conn: &mut AnyConnection, rows: &[RollupRow]) -> Result<()
 }
 
 /// The current runs whose rollups answer for `[from_ms, to_ms)` exactly:
-/// `Some` when the window starts and ends on a UTC hour and no two current
+/// `Some` when the window starts and ends at midnight UTC and no two current
 /// runs overlap inside it (then every row there has at most one current
-/// verdict, and an hour's sums are that hour's rows). `None` otherwise:
+/// verdict, and a day's sums are that day's rows). `None` otherwise:
 /// read the verdicts instead.
 pub fn rollup_runs(
     conn: &mut AnyConnection,
     (from_ms, to_ms): (i64, i64),
 ) -> Result<Option<Vec<i64>>, DbError> {
-    const HOUR: i64 = 3_600_000;
-    if from_ms.rem_euclid(HOUR) != 0 || to_ms.rem_euclid(HOUR) != 0 {
+    const DAY: i64 = 86_400_000;
+    if from_ms.rem_euclid(DAY) != 0 || to_ms.rem_euclid(DAY) != 0 {
         return Ok(None);
     }
     let (Ok(from), Ok(to)) = (
@@ -802,8 +802,8 @@ pub fn each_rollup(
 ) -> Result<(), DbError> {
     let query = run_rollups::table
         .filter(run_rollups::run_id.eq_any(run_ids))
-        .filter(run_rollups::hour_ms.ge(from_ms))
-        .filter(run_rollups::hour_ms.lt(to_ms))
+        .filter(run_rollups::day_ms.ge(from_ms))
+        .filter(run_rollups::day_ms.lt(to_ms))
         .select(RollupRow::as_select());
     for row in query.load_iter::<RollupRow, _>(conn)? {
         each(row?);
