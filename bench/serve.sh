@@ -7,7 +7,8 @@
 #
 # 1. NDJSON ingest: client rows pushed for INGEST_SECONDS, 10,000 rows per
 #    request, two requests at a time, into a fresh SQLite store.
-# 2. Soak: the same for SOAK_SECONDS into another fresh store, the server's
+# 2. Soak: ingest for SOAK_SECONDS into another fresh store at a capped
+#    10,000 rows/s (uncapped, ten minutes would write ~35 GB), the server's
 #    resident memory sampled every 30 s.
 # 3. Reads with ROWS rows per side stored and reconciled (the generated day
 #    of bench/store.sh): latency of the costs report and the overview page.
@@ -52,11 +53,11 @@ start "$db"
 echo "   server memory after: $(rss_mb) MiB; store $(du -m "$work/ingest.db" | cut -f1) MB"
 stop
 
-echo "== 2. Soak: ${SOAK_S} s of ingest, server memory every 30 s"
+echo "== 2. Soak: ${SOAK_S} s of ingest at up to 10,000 rows/s, server memory every 30 s"
 db=sqlite://$work/soak.db
 tok=$(token "$db" soak ingest)
 start "$db"
-"$LOAD" ingest "$base" "$tok" "$SOAK_S" 10000 2 >"$work/soak.out" &
+"$LOAD" ingest "$base" "$tok" "$SOAK_S" 2000 2 10000 >"$work/soak.out" &
 load=$!
 t=0
 while kill -0 "$load" 2>/dev/null; do

@@ -3,7 +3,7 @@
 //! what it measured.
 //!
 //! ```text
-//! loadgen ingest BASE TOKEN SECONDS ROWS_PER_REQUEST CONCURRENCY
+//! loadgen ingest BASE TOKEN SECONDS ROWS_PER_REQUEST CONCURRENCY [MAX_ROWS_PER_S]
 //! loadgen get    BASE TOKEN PATH REQUESTS CONCURRENCY
 //! ```
 #![expect(clippy::unwrap_used, reason = "a bench tool: a failure ends the run")]
@@ -47,7 +47,7 @@ fn rows(first: u64, n: u64) -> Vec<u8> {
     out
 }
 
-fn ingest(base: &str, token: &str, seconds: u64, per_request: u64, workers: u64) {
+fn ingest(base: &str, token: &str, seconds: u64, per_request: u64, workers: u64, cap: Option<u64>) {
     let next = Arc::new(AtomicU64::new(0));
     let stored = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -62,6 +62,13 @@ fn ingest(base: &str, token: &str, seconds: u64, per_request: u64, workers: u64)
                 let agent = agent();
                 while Instant::now() < deadline {
                     let first = next.fetch_add(per_request, Ordering::SeqCst);
+                    // Under a rate cap, a batch waits for its time.
+                    if let Some(cap) = cap {
+                        let due = start + Duration::from_secs_f64(first as f64 / cap as f64);
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
                     let body = rows(first, per_request);
                     let t0 = Instant::now();
                     let resp = agent
@@ -176,11 +183,18 @@ fn main() {
     let a: Vec<String> = std::env::args().collect();
     let num = |i: usize| a[i].parse::<u64>().unwrap();
     match a.get(1).map(String::as_str) {
-        Some("ingest") if a.len() == 7 => ingest(&a[2], &a[3], num(4), num(5), num(6)),
+        Some("ingest") if a.len() == 7 || a.len() == 8 => ingest(
+            &a[2],
+            &a[3],
+            num(4),
+            num(5),
+            num(6),
+            (a.len() == 8).then(|| num(7)),
+        ),
         Some("get") if a.len() == 7 => get(&a[2], &a[3], &a[4], num(5), num(6)),
         _ => {
             println!(
-                "loadgen ingest BASE TOKEN SECONDS ROWS_PER_REQUEST CONCURRENCY\n\
+                "loadgen ingest BASE TOKEN SECONDS ROWS_PER_REQUEST CONCURRENCY [MAX_ROWS_PER_S]\n\
                  loadgen get BASE TOKEN PATH REQUESTS CONCURRENCY"
             );
             std::process::exit(2);

@@ -1605,3 +1605,84 @@ fn pages_work_in_headless_chromium() {
         );
     }
 }
+
+/// Yields its bytes a few at a time, with pauses: a slow client.
+struct Trickle<'a> {
+    left: &'a [u8],
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.left.len()).min(700);
+        buf[..n].copy_from_slice(&self.left[..n]);
+        self.left = &self.left[n..];
+        if n > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        Ok(n)
+    }
+}
+
+#[test]
+fn ndjson_parsed_as_it_arrives_is_the_same_batch_as_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("tally.db").display());
+    let s = Server::start(&db, "body_limit_mb = 1");
+    let token = s.token("pipeline", Role::Ingest);
+    let app = fixture("client/app.jsonl");
+    // Chunked, in 700-byte pieces: parsed while it comes in.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut body = Trickle { left: &app };
+    let r = agent
+        .post(format!("{}/v1/usage/client?name=app.jsonl", s.base))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/x-ndjson")
+        .send(ureq::SendBody::from_reader(&mut body))
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = serde_json::from_str(&r.into_body().read_to_string().unwrap()).unwrap();
+    // As `tally ingest` counts the file: 90 read = 87 new + 3 rejected.
+    assert_eq!(
+        (
+            v["read"].as_i64(),
+            v["new"].as_i64(),
+            v["rejected"].as_i64()
+        ),
+        (Some(90), Some(87), Some(3))
+    );
+    assert_eq!(v["source"], "tally-jsonl");
+    // The bytes' hash is the file's: the CLI finds the batch already there.
+    let out = succeed(
+        tally()
+            .args(["ingest", "client", "--db", &db])
+            .arg(root().join("fixtures/client/app.jsonl")),
+        "ingest the same file",
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!("already ingested as batch {}", v["batch_id"])),
+        "{text}"
+    );
+    // A slow body over the limit fails whole: nothing of it is stored.
+    let big: Vec<u8> = app.iter().copied().cycle().take(1_200_000).collect();
+    let mut body = Trickle { left: &big };
+    let r = agent
+        .post(format!("{}/v1/usage/client?name=big.jsonl", s.base))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/x-ndjson")
+        .send(ureq::SendBody::from_reader(&mut body));
+    // The server may answer 413 before the client has sent everything.
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 413);
+    }
+    let admin = s.token("admin", Role::Admin);
+    let rows = s.call("GET", "/metrics", Some(&admin), Body::None).text;
+    let line = rows
+        .lines()
+        .find(|l| l.starts_with("tally_rows_ingested_total{side=\"client\""))
+        .unwrap();
+    assert!(line.ends_with(" 87"), "{line}");
+}

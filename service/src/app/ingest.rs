@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use tally_reconcile::identity::dedup_keys;
+use tally_reconcile::parse::client::{ClientFormat, read_client};
 use tally_reconcile::{Side, SideKind};
 use tally_schema::convert::{new_usage_row, side_name};
 use tally_schema::rows::{NewBatch, NewReject, NewUsageRow};
@@ -99,12 +100,84 @@ pub fn ingest_file(
             ..plan
         },
     )?;
+    store_side(conn, &side, &name, &sha, now, &mut progress)
+}
+
+/// Reads through to another reader, hashing and counting the bytes.
+struct Hashing<R> {
+    inner: R,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(buf.get(..n).unwrap_or_default());
+        self.bytes += u64::try_from(n).unwrap_or(0);
+        Ok(n)
+    }
+}
+
+/// An upload with no bytes: nothing to store, not even an empty batch.
+#[derive(Debug, thiserror::Error)]
+#[error("the body is empty")]
+pub struct EmptyBody;
+
+/// Ingests client usage from `r` as its bytes arrive (an HTTP body): rows
+/// are parsed while it is read, the bytes hashed on the way, and the batch
+/// stored (or found already stored) once it ends. The same batch as
+/// [`ingest_file`] would make of those bytes. A read error (a body over
+/// its limit, a client gone) fails the whole batch before anything is
+/// stored.
+pub fn ingest_stream(
+    conn: &mut AnyConnection,
+    r: impl Read,
+    format: ClientFormat,
+    label: &str,
+    now: chrono::NaiveDateTime,
+) -> Result<Outcome> {
+    let mut body = Hashing {
+        inner: r,
+        hash: Sha256::new(),
+        bytes: 0,
+    };
+    let mut side = Side::keeping_raw(SideKind::Client);
+    read_client(&mut body, label, Some(format), &mut side)?;
+    if body.bytes == 0 {
+        return Err(EmptyBody.into());
+    }
+    let sha = tally_reconcile::keys::hex(&body.hash.finalize());
+    if let Some(b) = repo::batch_by_hash(conn, side_name(SideKind::Client), &sha)? {
+        return Ok(already(label, &b));
+    }
+    store_side(
+        conn,
+        &side,
+        label,
+        &sha,
+        now,
+        &mut Progress::for_file(label, 0),
+    )
+}
+
+/// Stores a parsed side as one batch named `name` with bytes hashing to
+/// `sha`: its new rows, and its rejects (kept, never dropped).
+fn store_side(
+    conn: &mut AnyConnection,
+    side: &Side,
+    name: &str,
+    sha: &str,
+    now: chrono::NaiveDateTime,
+    progress: &mut Progress<std::io::Stderr>,
+) -> Result<Outcome> {
+    let side_str = side_name(side.kind);
     let source = side
         .files
         .first()
         .map_or_else(String::new, |f| f.format.clone());
-    let keys = dedup_keys(&side);
-    let (mut rows, extra_rejects) = new_rows(&side, &keys)?;
+    let keys = dedup_keys(side);
+    let (mut rows, extra_rejects) = new_rows(side, &keys)?;
     let mut rejects: Vec<NewReject<'_>> = side
         .rejects
         .iter()
@@ -129,8 +202,8 @@ pub fn ingest_file(
     let batch = NewBatch {
         side: side_str,
         source: &source,
-        file_name: &name,
-        sha256: &sha,
+        file_name: name,
+        sha256: sha,
         ingested_at: now,
         rows_read: count(rows.len() + rejects.len()),
         rows_new: 0,
@@ -144,7 +217,7 @@ pub fn ingest_file(
     progress.finish();
     match stored? {
         Stored::New(b) => Ok(Outcome {
-            file: name,
+            file: name.to_owned(),
             batch_id: b.id,
             already: false,
             read: b.rows_read,
@@ -153,7 +226,7 @@ pub fn ingest_file(
             rejected: b.rows_rejected,
             source,
         }),
-        Stored::Already(b) => Ok(already(&name, &b)),
+        Stored::Already(b) => Ok(already(name, &b)),
     }
 }
 

@@ -296,17 +296,82 @@ async fn spool(mut body: web::Payload, path: &Path, limit: usize) -> Result<(), 
     Ok(())
 }
 
-/// An ingest failure: the store's is ours (500), anything else is the
-/// upload's (422), said without the server's temporary path.
-fn ingest_error(e: anyhow::Error, tmp: &Path) -> ApiError {
+/// An ingest failure: the store's is ours (500), an empty body is a bad
+/// request, anything else is the upload's (422), said without the
+/// server's temporary path.
+fn ingest_error(e: anyhow::Error, tmp: Option<&Path>) -> ApiError {
     if let Some(db) = e.chain().find_map(|c| c.downcast_ref::<DbError>()) {
         return match db {
             DbError::Pool(_) | DbError::Connect { .. } => ApiError::unavailable(e),
             _ => ApiError::internal(e),
         };
     }
-    let dir = format!("{}/", tmp.display());
-    ApiError::unprocessable(format!("{e:#}").replace(&dir, ""))
+    if e.chain().any(|c| c.is::<ingest::EmptyBody>()) {
+        return ApiError::bad_request("the body is empty");
+    }
+    let text = format!("{e:#}");
+    ApiError::unprocessable(match tmp {
+        Some(dir) => text.replace(&format!("{}/", dir.display()), ""),
+        None => text,
+    })
+}
+
+/// A body's chunks, from the async side to the blocking parser.
+type Chunks = tokio::sync::mpsc::Receiver<Result<web::Bytes, String>>;
+
+/// The blocking end of a body being fed as it arrives.
+struct BodyReader {
+    rx: Chunks,
+    current: web::Bytes,
+}
+
+impl std::io::Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(why)) => return Err(std::io::Error::other(why)),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        let chunk = self.current.split_to(n);
+        buf.get_mut(..n)
+            .ok_or_else(|| std::io::Error::other("short buffer"))?
+            .copy_from_slice(&chunk);
+        Ok(n)
+    }
+}
+
+/// Hands the body to the parser chunk by chunk (at most 16 waiting, so a
+/// fast client waits for the parser rather than filling memory), refusing
+/// more than `limit` bytes. A failure is sent on too, so the parser never
+/// takes a cut-off body for a whole one.
+async fn feed(
+    mut body: web::Payload,
+    tx: tokio::sync::mpsc::Sender<Result<web::Bytes, String>>,
+    limit: usize,
+) -> Result<usize, ApiError> {
+    let mut n = 0usize;
+    while let Some(chunk) = body.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tx.send(Err(format!("body: {e}"))).await;
+                return Err(ApiError::bad_request(format!("body: {e}")));
+            }
+        };
+        n = n.saturating_add(chunk.len());
+        if n > limit {
+            let _ = tx.send(Err("the body is over the limit".to_owned())).await;
+            return Err(ApiError::too_large(limit));
+        }
+        if tx.send(Ok(chunk)).await.is_err() {
+            // The parser stopped on an error of its own; its answer says why.
+            break;
+        }
+    }
+    Ok(n)
 }
 
 async fn push(
@@ -321,40 +386,42 @@ async fn push(
         SideKind::Client => (client_format(&q, &ct)?, Vec::new()),
         SideKind::Gateway => (None, upload_profiles(q.source.as_deref())?),
     };
-    let ext = match (kind, client_format, ct.as_str()) {
-        (SideKind::Client, Some(ClientFormat::Csv), _) | (SideKind::Gateway, _, "text/csv") => {
-            "csv"
-        }
-        (SideKind::Client, _, _) => "jsonl",
-        (SideKind::Gateway, _, "application/json") => "json",
-        (SideKind::Gateway, _, _) => "upload",
-    };
     let who = principal(&req).map_or_else(|| "-".to_owned(), |p| p.name);
     let label = q.name.clone().unwrap_or_else(|| format!("http:{who}"));
-    let dir = tempfile::Builder::new()
-        .prefix("tally-upload")
-        .tempdir()
-        .map_err(ApiError::internal)?;
-    let path = dir.path().join(format!("upload.{ext}"));
-    spool(body, &path, state.settings.body_limit()).await?;
     let now = state.now()?;
-    let named = q.source.is_some();
-    let (o, rejects) = state
-        .db(move |c| {
-            let plan = ReadPlan {
-                client_format,
-                profiles: &profiles,
-                named,
-                min_split_bytes: crate::app::split::MIN_SPLIT_BYTES,
-                keep_raw: true,
-            };
-            let o: Outcome = ingest::ingest_file(c, kind, &path, &label, plan, now)
-                .map_err(|e| ingest_error(e, dir.path()))?;
-            let rejects = repo::rejects_of(c, o.batch_id)?;
-            drop(dir);
-            Ok((o, rejects))
-        })
-        .await?;
+    // NDJSON client usage is parsed as it arrives; anything else (CSV,
+    // exports whose format is detected from their start, JSON documents)
+    // is spooled to a file first and read as `tally ingest` reads one.
+    let (o, rejects) = if kind == SideKind::Client && client_format == Some(ClientFormat::Jsonl) {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let reader = BodyReader {
+            rx,
+            current: web::Bytes::new(),
+        };
+        let work = state.db(move |c| {
+            let o = ingest::ingest_stream(c, reader, ClientFormat::Jsonl, &label, now)
+                .map_err(|e| ingest_error(e, None))?;
+            Ok((o.clone(), repo::rejects_of(c, o.batch_id)?))
+        });
+        let (done, fed) =
+            futures_util::future::join(work, feed(body, tx, state.settings.body_limit())).await;
+        // The body's own failure (too large, cut off) is the answer.
+        fed?;
+        done?
+    } else {
+        spooled(
+            &state,
+            kind,
+            body,
+            client_format,
+            profiles,
+            &ct,
+            &q,
+            label,
+            now,
+        )
+        .await?
+    };
     let status = if o.already {
         actix_web::http::StatusCode::OK
     } else {
@@ -374,6 +441,52 @@ async fn push(
             .map(Into::into)
             .collect(),
     }))
+}
+
+/// An upload spooled to a temporary file, then ingested as a file.
+#[expect(clippy::too_many_arguments, reason = "one private step of `push`")]
+async fn spooled(
+    state: &Data,
+    kind: SideKind,
+    body: web::Payload,
+    client_format: Option<ClientFormat>,
+    profiles: Vec<tally_reconcile::parse::mapping::Profile>,
+    ct: &str,
+    q: &PushQuery,
+    label: String,
+    now: chrono::NaiveDateTime,
+) -> Result<(Outcome, Vec<Reject>), ApiError> {
+    let ext = match (kind, client_format, ct) {
+        (SideKind::Client, Some(ClientFormat::Csv), _) | (SideKind::Gateway, _, "text/csv") => {
+            "csv"
+        }
+        (SideKind::Client, _, _) => "jsonl",
+        (SideKind::Gateway, _, "application/json") => "json",
+        (SideKind::Gateway, _, _) => "upload",
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("tally-upload")
+        .tempdir()
+        .map_err(ApiError::internal)?;
+    let path = dir.path().join(format!("upload.{ext}"));
+    spool(body, &path, state.settings.body_limit()).await?;
+    let named = q.source.is_some();
+    state
+        .db(move |c| {
+            let plan = ReadPlan {
+                client_format,
+                profiles: &profiles,
+                named,
+                min_split_bytes: crate::app::split::MIN_SPLIT_BYTES,
+                keep_raw: true,
+            };
+            let o: Outcome = ingest::ingest_file(c, kind, &path, &label, plan, now)
+                .map_err(|e| ingest_error(e, Some(dir.path())))?;
+            let rejects = repo::rejects_of(c, o.batch_id)?;
+            drop(dir);
+            Ok((o, rejects))
+        })
+        .await
 }
 
 // ---- Runs ---------------------------------------------------------------
@@ -994,7 +1107,7 @@ mod tests {
         let tmp = PathBuf::from("/tmp/tally-upload123");
         let e = ingest_error(
             anyhow::anyhow!("/tmp/tally-upload123/upload.csv: unknown header"),
-            &tmp,
+            Some(&tmp),
         );
         assert_eq!(e.code(), "invalid_input");
         assert!(!e.to_string().contains("/tmp"), "{e}");
