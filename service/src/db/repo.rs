@@ -668,6 +668,21 @@ pub struct Judged {
     pub request_id: String,
 }
 
+/// A verdict row joined with the columns of its usage row that reports show.
+type JudgedRow = (VerdictRow, String, i64, String, String);
+
+impl From<JudgedRow> for Judged {
+    fn from((verdict, side, ts_ms, model, request_id): JudgedRow) -> Self {
+        Judged {
+            verdict,
+            side,
+            ts_ms,
+            model,
+            request_id,
+        }
+    }
+}
+
 /// Calls `each` with the verdict of the newest current run on every row
 /// with `from_ms <= ts_ms < to_ms`, in row id order. Streamed: a report
 /// over ten million rows holds one at a time.
@@ -691,20 +706,14 @@ pub fn each_current_verdict(
             usage_rows::request_id,
         ));
     let mut last: Option<i64> = None;
-    for row in query.load_iter::<(VerdictRow, String, i64, String, String), _>(conn)? {
-        let (verdict, side, ts_ms, model, request_id) = row?;
+    for row in query.load_iter::<JudgedRow, _>(conn)? {
+        let j = Judged::from(row?);
         // Rows come newest run first: the first verdict of a row wins.
-        if last == Some(verdict.usage_row_id) {
+        if last == Some(j.verdict.usage_row_id) {
             continue;
         }
-        last = Some(verdict.usage_row_id);
-        each(Judged {
-            verdict,
-            side,
-            ts_ms,
-            model,
-            request_id,
-        });
+        last = Some(j.verdict.usage_row_id);
+        each(j);
     }
     Ok(())
 }
@@ -732,15 +741,8 @@ pub fn each_verdict_of_run(
             usage_rows::model,
             usage_rows::request_id,
         ));
-    for row in query.load_iter::<(VerdictRow, String, i64, String, String), _>(conn)? {
-        let (verdict, side, ts_ms, model, request_id) = row?;
-        each(Judged {
-            verdict,
-            side,
-            ts_ms,
-            model,
-            request_id,
-        });
+    for row in query.load_iter::<JudgedRow, _>(conn)? {
+        each(Judged::from(row?));
     }
     Ok(())
 }
@@ -848,15 +850,8 @@ pub fn each_verdict_of_classes(
             .filter(verdicts::service.eq(service.to_owned()))
             .filter(verdicts::env.eq(env.to_owned()));
     }
-    for row in query.load_iter::<(VerdictRow, String, i64, String, String), _>(conn)? {
-        let (verdict, side, ts_ms, model, request_id) = row?;
-        each(Judged {
-            verdict,
-            side,
-            ts_ms,
-            model,
-            request_id,
-        });
+    for row in query.load_iter::<JudgedRow, _>(conn)? {
+        each(Judged::from(row?));
     }
     Ok(())
 }

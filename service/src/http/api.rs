@@ -552,6 +552,18 @@ pub async fn get_run(state: Data, id: web::Path<i64>) -> Reply {
 
 // ---- Reports ------------------------------------------------------------
 
+/// Lines as a spreadsheet-safe CSV download named `file`.
+pub fn csv_download<T: tally_reconcile::lines::Tabular>(lines: &[T], file: &str) -> Reply {
+    let text = report::csv(lines).map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/csv; charset=utf-8"))
+        .insert_header((
+            CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{file}\""),
+        ))
+        .body(text))
+}
+
 /// Report formats over HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -587,14 +599,7 @@ fn report_page<T: Serialize + tally_reconcile::lines::Tabular>(
             } else {
                 lines
             };
-            let text = report::csv(&lines).map_err(ApiError::internal)?;
-            Ok(HttpResponse::Ok()
-                .insert_header((CONTENT_TYPE, "text/csv; charset=utf-8"))
-                .insert_header((
-                    CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"{file}\""),
-                ))
-                .body(text))
+            csv_download(&lines, file)
         }
     }
 }

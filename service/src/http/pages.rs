@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieAge};
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, LOCATION};
+use actix_web::http::header::LOCATION;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use minijinja::Environment;
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,6 @@ use super::State;
 use super::error::{ApiError, PageError};
 use super::routes::{MANAGERS, READERS, SessionCsrf, principal};
 use crate::app::dashboard::{self, RowFilter};
-use crate::app::report;
 use crate::app::tokens::{self, Principal, SignIn};
 
 type Data = web::Data<State>;
@@ -427,14 +426,10 @@ pub async fn export(state: Data, id: web::Path<i64>, q: web::Query<ExportQuery>)
     let rows = state
         .db(move |c| Ok(dashboard::run_rows(c, id, class, &filter, usize::MAX)?.0))
         .await?;
-    let body = report::csv(&rows).map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok()
-        .insert_header((CONTENT_TYPE, "text/csv; charset=utf-8"))
-        .insert_header((
-            CONTENT_DISPOSITION,
-            format!("attachment; filename=\"tally-run-{id}-{kind}.csv\""),
-        ))
-        .body(body))
+    Ok(super::api::csv_download(
+        &rows,
+        &format!("tally-run-{id}-{kind}.csv"),
+    )?)
 }
 
 /// `GET /owners/{id}`.
