@@ -17,6 +17,7 @@ pub mod models;
 mod par;
 pub mod parse;
 pub mod prices;
+pub mod quota;
 pub mod record;
 pub mod report;
 pub mod routes;
