@@ -5,8 +5,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::schema::{
-    api_keys, api_tokens, ingest_batches, model_aliases, owners, prices, rejects, run_counts,
-    run_rollups, runs, usage_rows, verdicts, web_sessions,
+    alerts, api_keys, api_tokens, ingest_batches, model_aliases, outbox, owners, prices, quotas,
+    rejects, run_counts, run_rollups, runs, usage_rows, verdicts, web_sessions,
 };
 
 /// A stored ingest batch.
@@ -533,4 +533,177 @@ pub struct RollupRow {
     pub reported_nanos: i64,
     /// Reported minus computed over rows with both, nano-dollars.
     pub variance_nanos: i64,
+}
+
+/// A stored quota.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = quotas)]
+pub struct QuotaRow {
+    /// Row id.
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// Scope: team.
+    pub scope_team: Option<String>,
+    /// Scope: service.
+    pub scope_service: Option<String>,
+    /// Scope: environment.
+    pub scope_env: Option<String>,
+    /// Scope: one key.
+    pub scope_key: Option<String>,
+    /// `cost`, `tokens` or `requests`.
+    pub metric: String,
+    /// Limit in the metric's unit (nano-dollars for cost).
+    pub limit_units: i64,
+    /// `day`, `week` or `month`.
+    pub period: String,
+    /// IANA zone.
+    pub time_zone: String,
+    /// Thresholds, percent, comma-separated.
+    pub thresholds: String,
+    /// Recipients, comma-separated ("" for the owner's contacts).
+    pub recipients: String,
+    /// `billed` or `client`.
+    pub basis: String,
+    /// Created.
+    pub created_at: NaiveDateTime,
+    /// Last changed.
+    pub updated_at: NaiveDateTime,
+}
+
+/// A quota to insert or replace (by name).
+#[derive(Debug, Clone, Insertable, AsChangeset)]
+#[diesel(table_name = quotas, treat_none_as_null = true)]
+pub struct NewQuota<'a> {
+    /// Unique name.
+    pub name: &'a str,
+    /// Scope: team.
+    pub scope_team: Option<&'a str>,
+    /// Scope: service.
+    pub scope_service: Option<&'a str>,
+    /// Scope: environment.
+    pub scope_env: Option<&'a str>,
+    /// Scope: one key.
+    pub scope_key: Option<&'a str>,
+    /// Metric.
+    pub metric: &'a str,
+    /// Limit in the metric's unit.
+    pub limit_units: i64,
+    /// Period.
+    pub period: &'a str,
+    /// IANA zone.
+    pub time_zone: &'a str,
+    /// Thresholds, comma-separated.
+    pub thresholds: &'a str,
+    /// Recipients, comma-separated.
+    pub recipients: &'a str,
+    /// Basis.
+    pub basis: &'a str,
+    /// Created (kept on replace).
+    #[diesel(skip_update)]
+    pub created_at: NaiveDateTime,
+    /// Last changed.
+    pub updated_at: NaiveDateTime,
+}
+
+/// A stored alert.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = alerts)]
+pub struct AlertRow {
+    /// Row id.
+    pub id: i64,
+    /// Rule.
+    pub rule: String,
+    /// Scope.
+    pub scope: String,
+    /// Period.
+    pub period: String,
+    /// Threshold, percent (0 when none).
+    pub threshold: i64,
+    /// Kind.
+    pub kind: String,
+    /// `firing` or `resolved`.
+    pub state: String,
+    /// One line.
+    pub title: String,
+    /// Figures, JSON.
+    pub detail: String,
+    /// Fired.
+    pub fired_at: NaiveDateTime,
+    /// Resolved.
+    pub resolved_at: Option<NaiveDateTime>,
+}
+
+/// An alert to insert.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = alerts)]
+pub struct NewAlert<'a> {
+    /// Rule.
+    pub rule: &'a str,
+    /// Scope.
+    pub scope: &'a str,
+    /// Period.
+    pub period: &'a str,
+    /// Threshold.
+    pub threshold: i64,
+    /// Kind.
+    pub kind: &'a str,
+    /// State.
+    pub state: &'a str,
+    /// One line.
+    pub title: &'a str,
+    /// Figures, JSON.
+    pub detail: &'a str,
+    /// Fired.
+    pub fired_at: NaiveDateTime,
+}
+
+/// A queued message.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = outbox)]
+pub struct OutboxRow {
+    /// Row id.
+    pub id: i64,
+    /// Alert.
+    pub alert_id: Option<i64>,
+    /// Recipients, comma-separated.
+    pub recipients: String,
+    /// Subject.
+    pub subject: String,
+    /// Plain text.
+    pub body_text: String,
+    /// HTML.
+    pub body_html: String,
+    /// Queued.
+    pub created_at: NaiveDateTime,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// Not before.
+    pub next_attempt_at: NaiveDateTime,
+    /// Accepted by the server.
+    pub sent_at: Option<NaiveDateTime>,
+    /// Last failure.
+    pub last_error: Option<String>,
+}
+
+/// A message to queue.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = outbox)]
+pub struct NewOutbox<'a> {
+    /// Alert.
+    pub alert_id: Option<i64>,
+    /// Recipients, comma-separated.
+    pub recipients: &'a str,
+    /// Subject.
+    pub subject: &'a str,
+    /// Plain text.
+    pub body_text: &'a str,
+    /// HTML.
+    pub body_html: &'a str,
+    /// Queued.
+    pub created_at: NaiveDateTime,
+    /// Zero.
+    pub attempts: i64,
+    /// Not before.
+    pub next_attempt_at: NaiveDateTime,
 }

@@ -336,6 +336,112 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// A quota: a limit on an owner's or a key's usage per calendar period.
+    quotas (id) {
+        /// Row id.
+        id -> BigInt,
+        /// Unique name.
+        name -> Text,
+        /// Scope: team (owner labels; all given must match).
+        scope_team -> Nullable<Text>,
+        /// Scope: service.
+        scope_service -> Nullable<Text>,
+        /// Scope: environment.
+        scope_env -> Nullable<Text>,
+        /// Scope: one key (instead of owner labels).
+        scope_key -> Nullable<Text>,
+        /// `cost`, `tokens` or `requests`.
+        metric -> Text,
+        /// The limit: nano-dollars for cost, else tokens or requests.
+        limit_units -> BigInt,
+        /// `day`, `week` or `month`.
+        period -> Text,
+        /// IANA zone the period is calendar-aligned in.
+        time_zone -> Text,
+        /// Thresholds, percent, comma-separated.
+        thresholds -> Text,
+        /// Recipients, comma-separated; "" for the owner's contacts.
+        recipients -> Text,
+        /// `billed` (gateway rows) or `client` (client-logged rows).
+        basis -> Text,
+        /// Created (UTC).
+        created_at -> Timestamp,
+        /// Last changed (UTC).
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// An alert that fired: once per (rule, scope, period, threshold).
+    alerts (id) {
+        /// Row id.
+        id -> BigInt,
+        /// What rule fired (`quota:NAME`, `unattributed`, ...).
+        rule -> Text,
+        /// For whom (an owner, a key, a model).
+        scope -> Text,
+        /// Which period (a local date, a UTC day).
+        period -> Text,
+        /// Threshold, percent (0 when the rule has none).
+        threshold -> BigInt,
+        /// Kind: `quota_threshold`, `quota_forecast`, `unattributed`,
+        /// `unregistered_key`, `data_quality`, `digest`.
+        kind -> Text,
+        /// `firing` or `resolved`.
+        state -> Text,
+        /// One line: what and for whom.
+        title -> Text,
+        /// Figures, a JSON object.
+        detail -> Text,
+        /// Fired (UTC).
+        fired_at -> Timestamp,
+        /// Resolved (UTC).
+        resolved_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    /// A message kept until the SMTP server accepts it.
+    outbox (id) {
+        /// Row id.
+        id -> BigInt,
+        /// The alert it tells of.
+        alert_id -> Nullable<BigInt>,
+        /// Recipients, comma-separated.
+        recipients -> Text,
+        /// Subject.
+        subject -> Text,
+        /// Plain-text part.
+        body_text -> Text,
+        /// HTML part.
+        body_html -> Text,
+        /// Queued (UTC).
+        created_at -> Timestamp,
+        /// Delivery attempts so far.
+        attempts -> BigInt,
+        /// Not before (UTC): the retry backoff.
+        next_attempt_at -> Timestamp,
+        /// Accepted by the server (UTC).
+        sent_at -> Nullable<Timestamp>,
+        /// The last failure.
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// A scheduled job's lease (SQLite; PostgreSQL uses advisory locks).
+    job_locks (job) {
+        /// Job name.
+        job -> Text,
+        /// Who holds it.
+        holder -> Text,
+        /// Until when (UTC).
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(outbox -> alerts (alert_id));
 diesel::joinable!(run_rollups -> runs (run_id));
 diesel::joinable!(web_sessions -> api_tokens (token_id));
 diesel::joinable!(usage_rows -> ingest_batches (batch_id));
@@ -357,5 +463,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     verdicts,
     api_tokens,
     web_sessions,
-    run_rollups
+    run_rollups,
+    quotas,
+    alerts,
+    outbox,
+    job_locks
 );

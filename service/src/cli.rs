@@ -57,6 +57,12 @@ pub enum Command {
     Report(ReportArgs),
     /// Run the HTTP API until SIGTERM.
     Serve(ServeArgs),
+    /// Quotas: limits on an owner's or a key's usage per period.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
+    /// Alerts and their email.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
     /// The server's configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -74,6 +80,126 @@ pub struct ServeArgs {
     /// Do not run pending migrations; refuse a store that has any.
     #[arg(long, env = "TALLY_NO_MIGRATE")]
     pub no_migrate: bool,
+    /// Run no scheduled jobs (reconcile, quotas, outbox, digest): for
+    /// replicas that only serve HTTP.
+    #[arg(long, env = "TALLY_NO_SCHEDULER")]
+    pub no_scheduler: bool,
+}
+
+/// `tally quota ...`.
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Add a quota or replace the one with this name.
+    Set(Box<QuotaSetArgs>),
+    /// Every quota with its use in the current period.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+        /// The store.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Delete a quota (its alerts stay in the history).
+    Delete {
+        /// The quota's name.
+        name: String,
+        /// The store.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Measure every quota now and fire what is due (the scheduler does
+    /// this on its own).
+    Evaluate {
+        /// Configuration file (recipients, links); `TALLY_...` override it.
+        #[arg(long, env = "TALLY_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The store.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// `tally quota set`.
+#[derive(Debug, clap::Args)]
+pub struct QuotaSetArgs {
+    /// Unique name.
+    pub name: String,
+    /// Scope: owner team.
+    #[arg(long)]
+    pub team: Option<String>,
+    /// Scope: owner service.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Scope: owner environment.
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Scope: one key (instead of owner labels).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// cost (USD), tokens or requests.
+    #[arg(long, default_value = "cost")]
+    pub metric: String,
+    /// The limit, in the metric's unit.
+    #[arg(long)]
+    pub limit: rust_decimal::Decimal,
+    /// day, week (from Monday) or month.
+    #[arg(long, default_value = "month")]
+    pub period: String,
+    /// IANA time zone the period starts at local midnight in.
+    #[arg(long = "tz", default_value = "UTC")]
+    pub time_zone: String,
+    /// Thresholds, percent of the limit.
+    #[arg(long, value_delimiter = ',', default_value = "50,80,100")]
+    pub thresholds: Vec<u32>,
+    /// Recipients (default: the owner's or key's contacts).
+    #[arg(long, value_delimiter = ',')]
+    pub recipients: Vec<String>,
+    /// billed (gateway rows) or client (client-logged rows).
+    #[arg(long, default_value = "billed")]
+    pub basis: String,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `tally alerts ...`.
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// The alert history, newest first.
+    List {
+        /// Only `firing` or `resolved` alerts.
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+        /// The store.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Send a test message now, through the configured SMTP (or outbox
+    /// folder), to check the setup.
+    TestEmail {
+        /// Who gets it.
+        #[arg(long, value_name = "ADDRESS")]
+        to: String,
+        /// Configuration file; `TALLY_...` variables override it.
+        #[arg(long, env = "TALLY_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Send what the outbox holds that is due (the scheduler does this).
+    Flush {
+        /// Configuration file; `TALLY_...` variables override it.
+        #[arg(long, env = "TALLY_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The store.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 /// `tally config ...`.
@@ -413,10 +539,128 @@ pub fn parse_time(s: &str) -> Result<i64> {
 }
 
 /// The server configuration from `file` and the process environment.
-fn load_settings(file: Option<&std::path::Path>) -> Result<crate::settings::Settings> {
+pub(crate) fn load_settings(file: Option<&std::path::Path>) -> Result<crate::settings::Settings> {
     Ok(crate::settings::Settings::load(file, |k| {
         std::env::var(k).ok()
     })?)
+}
+
+pub(crate) fn utc_now() -> Result<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp_millis(app::reconcile::now_ms()?).context("clock out of range")
+}
+
+/// `tally quota set|list|delete|evaluate`.
+fn quota(cmd: QuotaCommand) -> Result<ExitCode> {
+    use crate::app::quotas::{self, QuotaSpec, parse_enum};
+    match cmd {
+        QuotaCommand::Set(a) => {
+            let spec = QuotaSpec {
+                name: a.name.clone(),
+                scope: quotas::Scope {
+                    team: a.team.clone(),
+                    service: a.service.clone(),
+                    env: a.env.clone(),
+                    key: a.key.clone(),
+                },
+                metric: parse_enum("--metric", &a.metric)?,
+                limit: a.limit,
+                period: parse_enum("--period", &a.period)?,
+                time_zone: a.time_zone.clone(),
+                thresholds: a.thresholds.clone(),
+                recipients: a.recipients.clone(),
+                basis: parse_enum("--basis", &a.basis)?,
+            };
+            let mut conn = crate::db::open(&a.store.db, a.store.no_migrate)?;
+            quotas::set(&mut conn, &spec, utc_now()?.naive_utc())?;
+            done(&format!(
+                "quota `{}` set: {} {} per {} ({})\n",
+                spec.name,
+                spec.scope.label(),
+                quotas::show(spec.metric, spec.limit),
+                a.period,
+                spec.time_zone
+            ))
+        }
+        QuotaCommand::List { format, store } => {
+            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+            let settings = load_settings(None)?;
+            let specs = quotas::list(&mut conn)?;
+            let min = chrono::Duration::hours(
+                i64::try_from(settings.alerts.forecast_min_elapsed_h).unwrap_or(6),
+            );
+            let st = quotas::measure(&mut conn, specs, utc_now()?, min)?;
+            match format {
+                OutputFormat::Table => done(&quotas::describe(&st)),
+                OutputFormat::Json => done(&format!("{}\n", serde_json::to_string_pretty(&st)?)),
+            }
+        }
+        QuotaCommand::Delete { name, store } => {
+            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+            quotas::delete(&mut conn, &name)?;
+            done(&format!("quota `{name}` deleted\n"))
+        }
+        QuotaCommand::Evaluate { config, store } => {
+            let settings = load_settings(config.as_deref())?;
+            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+            let e = quotas::evaluate(&mut conn, &settings, utc_now()?)?;
+            done(&format!(
+                "{} quota(s) measured: {} alert(s) fired, {} resolved, {} message(s) queued\n",
+                e.quotas, e.fired, e.resolved, e.queued
+            ))
+        }
+    }
+}
+
+/// `tally alerts list|test-email|flush`.
+fn alerts(cmd: AlertsCommand) -> Result<ExitCode> {
+    use crate::app::{alerts, mail};
+    match cmd {
+        AlertsCommand::List {
+            state,
+            limit,
+            format,
+            store,
+        } => {
+            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+            let list = alerts::list(&mut conn, state.as_deref(), None, limit)?;
+            match format {
+                OutputFormat::Json => done(&format!("{}\n", serde_json::to_string_pretty(&list)?)),
+                OutputFormat::Table => {
+                    let mut out = String::new();
+                    for a in &list {
+                        out.push_str(&format!(
+                            "{:>5}  {:<8}  {:<16}  {}  {}\n",
+                            a.id, a.state, a.kind, a.fired_at, a.title
+                        ));
+                    }
+                    if list.is_empty() {
+                        out.push_str("no alerts\n");
+                    }
+                    done(&out)
+                }
+            }
+        }
+        AlertsCommand::TestEmail { to, config } => {
+            let settings = load_settings(config.as_deref())?;
+            let mailer = mail::Mailer::new(&settings.email)?;
+            alerts::test_email(&mailer, &to, utc_now()?)
+                .with_context(|| format!("test message to {to} through {}", mailer.describe()))?;
+            done(&format!(
+                "test message to {to} accepted by {}\n",
+                mailer.describe()
+            ))
+        }
+        AlertsCommand::Flush { config, store } => {
+            let settings = load_settings(config.as_deref())?;
+            let mailer = mail::Mailer::new(&settings.email)?;
+            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+            let f = mail::flush(&mut conn, &mailer, utc_now()?.naive_utc())?;
+            done(&format!(
+                "{} sent, {} failed (retried later), {} waiting\n",
+                f.sent, f.failed, f.waiting
+            ))
+        }
+    }
 }
 
 /// `tally token create|list|revoke`.
@@ -513,6 +757,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 settings,
                 app::reconcile::now_ms,
             )?;
+            // Alerts and quotas as the server would (recipients and links
+            // from the TALLY_... environment); messages wait in the outbox.
+            let alerts = app::schedule::after_run(
+                &mut conn,
+                &load_settings(None)?,
+                o.run.id,
+                (from, to),
+                utc_now()?,
+            );
             if args.timings {
                 let mut err = std::io::stderr().lock();
                 let _ = std::io::Write::write_all(
@@ -520,7 +773,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     app::run::describe_timings(&o.timings).as_bytes(),
                 );
             }
-            done(&app::run::describe(&o))
+            done(&(app::run::describe(&o) + &alerts))
         }
         Command::Report(args) => {
             let from = parse_time(&args.from).context("--from")?;
@@ -547,7 +800,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Serve(args) => {
             let settings = load_settings(args.config.as_deref())?;
-            crate::http::serve(settings, args.no_migrate)?;
+            crate::http::serve(settings, args.no_migrate, args.no_scheduler)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Check { config }) => {
@@ -555,6 +808,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             done(&format!("configuration is valid:\n{settings:#?}\n"))
         }
         Command::Token(cmd) => token(cmd),
+        Command::Quota(cmd) => quota(cmd),
+        Command::Alerts(cmd) => alerts(cmd),
         Command::Sources => {
             let profiles = tally_reconcile::parse::mapping::Profile::builtins()
                 .context("built-in profiles")?;

@@ -64,6 +64,110 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// Logging.
     pub log: LogSettings,
+    /// Alert email.
+    pub email: EmailSettings,
+    /// What fires alerts.
+    pub alerts: AlertSettings,
+    /// Scheduled jobs.
+    pub schedule: ScheduleSettings,
+}
+
+/// `[email]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailSettings {
+    /// `smtp://[user:pass@]host[:port]` (STARTTLS required; add
+    /// `?tls=none` for a plain local relay) or `smtps://...` (TLS from the
+    /// start). Unset: messages are written to `outbox_dir` as `.eml` files.
+    pub smtp_url: Option<Secret>,
+    /// The From address.
+    pub from: String,
+    /// SMTP connect and command timeout, seconds.
+    pub timeout_s: u64,
+    /// Where messages go as `.eml` files when no SMTP is configured.
+    pub outbox_dir: String,
+    /// How people reach the pages, for links in messages.
+    pub base_url: String,
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            from: "Tally <tally@localhost>".to_owned(),
+            timeout_s: 30,
+            outbox_dir: "outbox".to_owned(),
+            base_url: "http://127.0.0.1:8080".to_owned(),
+        }
+    }
+}
+
+/// `[alerts]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertSettings {
+    /// Who hears of unregistered keys, and of anything whose owner has no
+    /// contact (comma-separated addresses).
+    pub platform_contact: String,
+    /// Unattributed traffic on a key in a day alerts from this many rows...
+    pub unattributed_min_rows: u64,
+    /// ...or from this cost, USD (decimal text).
+    pub unattributed_min_cost: String,
+    /// A quota forecast needs this much of the period behind it, hours.
+    pub forecast_min_elapsed_h: u64,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        Self {
+            platform_contact: String::new(),
+            unattributed_min_rows: 1,
+            unattributed_min_cost: "0".to_owned(),
+            forecast_min_elapsed_h: 6,
+        }
+    }
+}
+
+/// `[schedule]`: cron expressions with a seconds field (`sec min hour
+/// day-of-month month day-of-week`), UTC; "" turns a job off.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleSettings {
+    /// Reconcile the trailing window.
+    pub reconcile: String,
+    /// The trailing window, hours (from a UTC midnight: the window starts at
+    /// the midnight at or before now minus this).
+    pub reconcile_window_h: u64,
+    /// Evaluate quotas.
+    pub quotas: String,
+    /// Send what the outbox holds.
+    pub outbox: String,
+    /// Each owner's daily digest of yesterday (UTC).
+    pub digest: String,
+}
+
+impl ScheduleSettings {
+    /// Each job's name and expression.
+    pub fn jobs(&self) -> [(&'static str, &str); 4] {
+        [
+            ("reconcile", &self.reconcile),
+            ("quotas", &self.quotas),
+            ("outbox", &self.outbox),
+            ("digest", &self.digest),
+        ]
+    }
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        Self {
+            reconcile: String::new(),
+            reconcile_window_h: 48,
+            quotas: "0 */5 * * * *".to_owned(),
+            outbox: "*/30 * * * * *".to_owned(),
+            digest: "0 0 7 * * *".to_owned(),
+        }
+    }
 }
 
 /// `[server]`.
@@ -210,6 +314,76 @@ pub const KEYS: &[Key] = &[
         name: "level",
         doc: "tracing filter, e.g. info or tally=debug,info (default info)",
     },
+    Key {
+        section: "email",
+        name: "smtp_url",
+        doc: "smtp://[user:pass@]host[:port] (STARTTLS; ?tls=none for a plain local relay) or smtps://; unset: .eml files in outbox_dir",
+    },
+    Key {
+        section: "email",
+        name: "from",
+        doc: "From address (default Tally <tally@localhost>)",
+    },
+    Key {
+        section: "email",
+        name: "timeout_s",
+        doc: "SMTP timeout, seconds (default 30)",
+    },
+    Key {
+        section: "email",
+        name: "outbox_dir",
+        doc: "folder for .eml files when no SMTP is set (default outbox)",
+    },
+    Key {
+        section: "email",
+        name: "base_url",
+        doc: "where people reach the pages, for links in email (default http://127.0.0.1:8080)",
+    },
+    Key {
+        section: "alerts",
+        name: "platform_contact",
+        doc: "addresses told of unregistered keys and of owners without a contact",
+    },
+    Key {
+        section: "alerts",
+        name: "unattributed_min_rows",
+        doc: "unattributed rows on a key in a day that alert (default 1)",
+    },
+    Key {
+        section: "alerts",
+        name: "unattributed_min_cost",
+        doc: "or their cost, USD, that alerts (default 0: any)",
+    },
+    Key {
+        section: "alerts",
+        name: "forecast_min_elapsed_h",
+        doc: "hours of a period before a forecast may alert (default 6)",
+    },
+    Key {
+        section: "schedule",
+        name: "reconcile",
+        doc: "cron (sec min hour dom mon dow, UTC) for runs over the trailing window; \"\" = off (default off)",
+    },
+    Key {
+        section: "schedule",
+        name: "reconcile_window_h",
+        doc: "the trailing window, hours back to a UTC midnight (default 48)",
+    },
+    Key {
+        section: "schedule",
+        name: "quotas",
+        doc: "cron for quota evaluation (default every 5 minutes)",
+    },
+    Key {
+        section: "schedule",
+        name: "outbox",
+        doc: "cron for sending the outbox (default every 30 s)",
+    },
+    Key {
+        section: "schedule",
+        name: "digest",
+        doc: "cron for each owner's daily digest (default 07:00 UTC)",
+    },
 ];
 
 impl Settings {
@@ -284,6 +458,22 @@ impl Settings {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| format!("log.level `{}`: {e}", self.log.level))?;
+        crate::app::mail::check(&self.email).map_err(|e| e.to_string())?;
+        for (name, expr) in self.schedule.jobs() {
+            if !expr.is_empty() {
+                crate::app::schedule::parse(expr)
+                    .map_err(|e| format!("schedule.{name} `{expr}`: {e}"))?;
+            }
+        }
+        self.alerts
+            .unattributed_min_cost
+            .parse::<rust_decimal::Decimal>()
+            .map_err(|e| {
+                format!(
+                    "alerts.unattributed_min_cost `{}`: {e}",
+                    self.alerts.unattributed_min_cost
+                )
+            })?;
         Ok(())
     }
 
@@ -293,6 +483,14 @@ impl Settings {
             .listen
             .parse()
             .map_err(|e| format!("server.listen `{}`: {e}", self.server.listen))
+    }
+
+    /// The minimum cost of unattributed traffic that alerts.
+    pub fn unattributed_min_cost(&self) -> rust_decimal::Decimal {
+        self.alerts
+            .unattributed_min_cost
+            .parse()
+            .unwrap_or(rust_decimal::Decimal::ZERO)
     }
 
     /// The upload limit in bytes.

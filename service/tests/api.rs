@@ -316,6 +316,23 @@ fn sample(
             let body = (method == "PUT").then(|| serde_json::json!({"model": "gpt-4o-mini"}));
             (format!("/v1/aliases/{a}"), body, Body::None)
         }
+        ("PUT" | "DELETE", "/v1/quotas/{name}") => {
+            let q = format!("q{}", next_id());
+            let spec = serde_json::json!({
+                "scope": {"team": "search"}, "metric": "cost", "limit": "100",
+                "period": "month", "time_zone": "America/Los_Angeles"
+            });
+            let r = s.call(
+                "PUT",
+                &format!("/v1/quotas/{q}"),
+                Some(admin),
+                Body::Json(&spec),
+            );
+            assert_eq!(r.status, 200, "{}", r.text);
+            let body = (method == "PUT").then_some(spec);
+            (format!("/v1/quotas/{q}"), body, Body::None)
+        }
+        ("GET", "/v1/quotas/status") => (format!("{path}?owner=search"), None, Body::None),
         ("POST", "/v1/prices") => (
             path.to_owned(),
             Some(serde_json::json!({
@@ -357,6 +374,7 @@ fn any_path(path: &str) -> String {
         .replace("{kind}", "costs")
         .replace("{key_id}", "k")
         .replace("{alias}", "a")
+        .replace("{name}", "n")
 }
 
 #[test]

@@ -292,6 +292,7 @@ pub fn run_cli(cmd: &crate::cli::IngestCommand) -> Result<std::process::ExitCode
     let now_ms = crate::app::reconcile::now_ms()?;
     let now = tally_schema::convert::naive_from_ms(now_ms)?;
     let mut out = String::new();
+    let mut added = 0;
     for path in files {
         let plan = ReadPlan {
             client_format,
@@ -309,6 +310,15 @@ pub fn run_cli(cmd: &crate::cli::IngestCommand) -> Result<std::process::ExitCode
             now,
         )?;
         out.push_str(&describe(&o));
+        added += o.new;
+    }
+    if added > 0 {
+        let settings = crate::cli::load_settings(None)?;
+        out.push_str(&crate::app::schedule::after_ingest(
+            &mut conn,
+            &settings,
+            crate::cli::utc_now()?,
+        ));
     }
     crate::app::reconcile::print(&out)?;
     Ok(std::process::ExitCode::SUCCESS)

@@ -1,15 +1,16 @@
 //! Repository functions: plain synchronous diesel over [`AnyConnection`].
 
+use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use tally_schema::rows::{
-    AliasRow, Batch, KeyRow, NewBatch, NewKey, NewOwner, NewPrice, NewReject, NewRun, NewSession,
-    NewToken, NewUsageRow, OwnerRow, PriceRow, Reject, RollupRow, RunCount, RunRow, TokenRow,
-    UsageRow, VerdictRow,
+    AlertRow, AliasRow, Batch, KeyRow, NewAlert, NewBatch, NewKey, NewOutbox, NewOwner, NewPrice,
+    NewQuota, NewReject, NewRun, NewSession, NewToken, NewUsageRow, OutboxRow, OwnerRow, PriceRow,
+    QuotaRow, Reject, RollupRow, RunCount, RunRow, TokenRow, UsageRow, VerdictRow,
 };
 use tally_schema::schema::{
-    api_keys, api_tokens, ingest_batches, model_aliases, owners, prices, rejects, run_counts,
-    run_rollups, runs, usage_rows, verdicts, web_sessions,
+    alerts, api_keys, api_tokens, ingest_batches, job_locks, model_aliases, outbox, owners, prices,
+    quotas, rejects, run_counts, run_rollups, runs, usage_rows, verdicts, web_sessions,
 };
 
 use super::{AnyConnection, DbError, on_backend};
@@ -852,6 +853,368 @@ pub fn each_verdict_of_classes(
     }
     for row in query.load_iter::<JudgedRow, _>(conn)? {
         each(Judged::from(row?));
+    }
+    Ok(())
+}
+
+// ---- Quotas, alerts, outbox, job locks (issue 5) -------------------------
+
+/// Adds a quota or replaces the one with the same name; returns its id.
+pub fn upsert_quota(conn: &mut AnyConnection, q: &NewQuota<'_>) -> Result<i64, DbError> {
+    Ok(on_backend!(conn, c => diesel::insert_into(quotas::table)
+        .values(q)
+        .on_conflict(quotas::name)
+        .do_update()
+        .set(q)
+        .returning(quotas::id)
+        .get_result(c))?)
+}
+
+/// Every quota, by name.
+pub fn quotas(conn: &mut AnyConnection) -> Result<Vec<QuotaRow>, DbError> {
+    Ok(quotas::table
+        .order(quotas::name)
+        .select(QuotaRow::as_select())
+        .load(conn)?)
+}
+
+/// Deletes the quota `name`; false when there is none. Its alerts stay as
+/// history.
+pub fn delete_quota(conn: &mut AnyConnection, name: &str) -> Result<bool, DbError> {
+    Ok(diesel::delete(quotas::table.filter(quotas::name.eq(name))).execute(conn)? > 0)
+}
+
+/// Inserts an alert unless one with its (rule, scope, period, threshold)
+/// exists; returns the new id, or `None` when it had fired already. The
+/// unique constraint decides, so evaluators racing on several replicas
+/// get one `Some` between them.
+pub fn insert_alert_once(
+    conn: &mut AnyConnection,
+    a: &NewAlert<'_>,
+) -> Result<Option<i64>, DbError> {
+    Ok(on_backend!(conn, c => diesel::insert_into(alerts::table)
+        .values(a)
+        .on_conflict((alerts::rule, alerts::scope, alerts::period, alerts::threshold))
+        .do_nothing()
+        .returning(alerts::id)
+        .get_result::<i64>(c)
+        .optional())?)
+}
+
+/// Alerts newest first, at most `limit`, only `state` when given, never
+/// `digest`s unless asked by kind.
+pub fn alerts(
+    conn: &mut AnyConnection,
+    state: Option<&str>,
+    kind: Option<&str>,
+    limit: i64,
+) -> Result<Vec<AlertRow>, DbError> {
+    let mut q = alerts::table
+        .order(alerts::id.desc())
+        .limit(limit)
+        .select(AlertRow::as_select())
+        .into_boxed();
+    if let Some(s) = state {
+        q = q.filter(alerts::state.eq(s.to_owned()));
+    }
+    q = match kind {
+        Some(k) => q.filter(alerts::kind.eq(k.to_owned())),
+        None => q.filter(alerts::kind.ne("digest")),
+    };
+    Ok(q.load(conn)?)
+}
+
+/// Firing alerts whose rule starts with `rule_prefix`.
+pub fn firing_alerts(
+    conn: &mut AnyConnection,
+    rule_prefix: &str,
+) -> Result<Vec<AlertRow>, DbError> {
+    Ok(alerts::table
+        .filter(alerts::state.eq("firing"))
+        .filter(alerts::rule.like(format!("{rule_prefix}%")))
+        .order(alerts::id)
+        .select(AlertRow::as_select())
+        .load(conn)?)
+}
+
+/// Marks an alert resolved (once).
+pub fn resolve_alert(
+    conn: &mut AnyConnection,
+    id: i64,
+    at: NaiveDateTime,
+) -> Result<bool, DbError> {
+    Ok(diesel::update(
+        alerts::table
+            .filter(alerts::id.eq(id))
+            .filter(alerts::state.eq("firing")),
+    )
+    .set((
+        alerts::state.eq("resolved"),
+        alerts::resolved_at.eq(Some(at)),
+    ))
+    .execute(conn)?
+        > 0)
+}
+
+/// Queues a message.
+pub fn enqueue(conn: &mut AnyConnection, m: &NewOutbox<'_>) -> Result<i64, DbError> {
+    Ok(on_backend!(conn, c => diesel::insert_into(outbox::table)
+        .values(m)
+        .returning(outbox::id)
+        .get_result(c))?)
+}
+
+/// Unsent messages due at `now`, oldest first.
+pub fn due_messages(
+    conn: &mut AnyConnection,
+    now: NaiveDateTime,
+    limit: i64,
+) -> Result<Vec<OutboxRow>, DbError> {
+    Ok(outbox::table
+        .filter(outbox::sent_at.is_null())
+        .filter(outbox::next_attempt_at.le(now))
+        .order(outbox::id)
+        .limit(limit)
+        .select(OutboxRow::as_select())
+        .load(conn)?)
+}
+
+/// Messages newest first, at most `limit`.
+pub fn messages(conn: &mut AnyConnection, limit: i64) -> Result<Vec<OutboxRow>, DbError> {
+    Ok(outbox::table
+        .order(outbox::id.desc())
+        .limit(limit)
+        .select(OutboxRow::as_select())
+        .load(conn)?)
+}
+
+/// Unsent messages.
+pub fn unsent_count(conn: &mut AnyConnection) -> Result<u64, DbError> {
+    let n: i64 = outbox::table
+        .filter(outbox::sent_at.is_null())
+        .count()
+        .get_result(conn)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Records that the server accepted message `id`.
+pub fn mark_sent(conn: &mut AnyConnection, id: i64, at: NaiveDateTime) -> Result<(), DbError> {
+    diesel::update(outbox::table.filter(outbox::id.eq(id)))
+        .set((
+            outbox::sent_at.eq(Some(at)),
+            outbox::attempts.eq(outbox::attempts + 1),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Records a failed attempt and when to try again.
+pub fn mark_failed(
+    conn: &mut AnyConnection,
+    id: i64,
+    error: &str,
+    retry_at: NaiveDateTime,
+) -> Result<(), DbError> {
+    diesel::update(outbox::table.filter(outbox::id.eq(id)))
+        .set((
+            outbox::attempts.eq(outbox::attempts + 1),
+            outbox::next_attempt_at.eq(retry_at),
+            outbox::last_error.eq(Some(error)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// One usage row of the newest current run's verdicts, as quotas and
+/// alerts count it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counted {
+    /// The row.
+    pub usage_row_id: i64,
+    /// Its class.
+    pub class: String,
+    /// Canonical key name.
+    pub key_name: String,
+    /// Whether the registry knows the key.
+    pub registered: bool,
+    /// Owner: team.
+    pub team: String,
+    /// Owner: service.
+    pub service: String,
+    /// Owner: environment.
+    pub env: String,
+    /// Model family.
+    pub model_family: String,
+    /// Tally's price, nano-dollars; `None` when unpriced.
+    pub computed_cost_nanos: Option<i64>,
+    /// Gateway-reported cost, nano-dollars.
+    pub reported_cost_nanos: Option<i64>,
+    /// Input plus output tokens (`None` when the source had no usage).
+    pub tokens: Option<i64>,
+    /// Request time, UTC ms.
+    pub ts_ms: i64,
+    /// Whether the call was streamed.
+    pub stream: Option<bool>,
+    /// Served from the gateway's response cache.
+    pub cache_hit: bool,
+}
+
+type CountedRow = (
+    i64,
+    String,
+    String,
+    bool,
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    Option<bool>,
+    bool,
+);
+
+/// Calls `each` with every `side` row with `from_ms <= ts_ms < to_ms` that
+/// a current run has a verdict on, with its newest current verdict.
+/// Streamed, in row order.
+pub fn each_counted(
+    conn: &mut AnyConnection,
+    side: &str,
+    (from_ms, to_ms): (i64, i64),
+    mut each: impl FnMut(Counted),
+) -> Result<(), DbError> {
+    let query = verdicts::table
+        .inner_join(runs::table)
+        .inner_join(usage_rows::table)
+        .filter(runs::status.eq("current"))
+        .filter(usage_rows::side.eq(side))
+        .filter(usage_rows::ts_ms.ge(from_ms))
+        .filter(usage_rows::ts_ms.lt(to_ms))
+        .order((verdicts::usage_row_id, verdicts::run_id.desc()))
+        .select((
+            verdicts::usage_row_id,
+            verdicts::class,
+            verdicts::key_name,
+            verdicts::registered,
+            verdicts::team,
+            verdicts::service,
+            verdicts::env,
+            verdicts::model_family,
+            verdicts::computed_cost_nanos,
+            verdicts::reported_cost_nanos,
+            usage_rows::input_tokens,
+            usage_rows::output_tokens,
+            usage_rows::ts_ms,
+            usage_rows::stream,
+            usage_rows::cache_hit,
+        ));
+    let mut last = None;
+    for row in query.load_iter::<CountedRow, _>(conn)? {
+        let r = row?;
+        // Newest run first: a row's first verdict is the one that counts.
+        if last == Some(r.0) {
+            continue;
+        }
+        last = Some(r.0);
+        let tokens = match (r.10, r.11) {
+            (None, None) => None,
+            (i, o) => Some(i.unwrap_or(0).saturating_add(o.unwrap_or(0))),
+        };
+        each(Counted {
+            usage_row_id: r.0,
+            class: r.1,
+            key_name: r.2,
+            registered: r.3,
+            team: r.4,
+            service: r.5,
+            env: r.6,
+            model_family: r.7,
+            computed_cost_nanos: r.8,
+            reported_cost_nanos: r.9,
+            tokens,
+            ts_ms: r.12,
+            stream: r.13,
+            cache_hit: r.14,
+        });
+    }
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    locked: bool,
+}
+
+/// The advisory lock key of a job: the first 8 bytes of SHA-256 of its
+/// name, so every replica computes the same key.
+fn job_key(job: &str) -> i64 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(format!("tally-job:{job}").as_bytes());
+    let mut b = [0_u8; 8];
+    b.copy_from_slice(&d[..8]);
+    i64::from_be_bytes(b)
+}
+
+/// Takes job `job`'s lock for `holder`, or returns false when another
+/// holds it. PostgreSQL: a session advisory lock on this connection (keep
+/// the connection until [`unlock_job`]; a crashed holder's lock goes with
+/// its connection). SQLite: a lease row until `until`, taken over only
+/// once expired.
+pub fn try_lock_job(
+    conn: &mut AnyConnection,
+    job: &str,
+    holder: &str,
+    now: NaiveDateTime,
+    until: NaiveDateTime,
+) -> Result<bool, DbError> {
+    match conn {
+        #[cfg(feature = "postgres")]
+        AnyConnection::Postgresql(c) => {
+            let r: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
+                .bind::<diesel::sql_types::BigInt, _>(job_key(job))
+                .get_result(c)?;
+            Ok(r.locked)
+        }
+        #[cfg(feature = "sqlite")]
+        AnyConnection::Sqlite(c) => {
+            // An upsert that only takes over an expired lease.
+            let n = diesel::sql_query(
+                "INSERT INTO job_locks (job, holder, expires_at) VALUES (?, ?, ?) \
+                 ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, \
+                 expires_at = excluded.expires_at WHERE job_locks.expires_at < ?",
+            )
+            .bind::<diesel::sql_types::Text, _>(job)
+            .bind::<diesel::sql_types::Text, _>(holder)
+            .bind::<diesel::sql_types::Timestamp, _>(until)
+            .bind::<diesel::sql_types::Timestamp, _>(now)
+            .execute(c)?;
+            Ok(n == 1)
+        }
+    }
+}
+
+/// Releases what [`try_lock_job`] took.
+pub fn unlock_job(conn: &mut AnyConnection, job: &str, holder: &str) -> Result<(), DbError> {
+    match conn {
+        #[cfg(feature = "postgres")]
+        AnyConnection::Postgresql(c) => {
+            let _: Locked = diesel::sql_query("SELECT pg_advisory_unlock($1) AS locked")
+                .bind::<diesel::sql_types::BigInt, _>(job_key(job))
+                .get_result(c)?;
+        }
+        #[cfg(feature = "sqlite")]
+        AnyConnection::Sqlite(c) => {
+            diesel::delete(
+                job_locks::table
+                    .filter(job_locks::job.eq(job))
+                    .filter(job_locks::holder.eq(holder)),
+            )
+            .execute(c)?;
+        }
     }
     Ok(())
 }

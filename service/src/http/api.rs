@@ -422,6 +422,9 @@ async fn push(
         )
         .await?
     };
+    if o.new > 0 {
+        evaluate_soon(&state);
+    }
     let status = if o.already {
         actix_web::http::StatusCode::OK
     } else {
@@ -441,6 +444,32 @@ async fn push(
             .map(Into::into)
             .collect(),
     }))
+}
+
+/// Evaluates quotas after new usage, off the request: its answer does not
+/// wait, and a burst of pushes is one or two evaluations.
+fn evaluate_soon(state: &Data) {
+    let state = state.clone();
+    actix_web::rt::spawn(async move {
+        let pool = state.pool.clone();
+        let work = web::block(move || {
+            state.evaluations.run(|| {
+                let now = (state.clock)()
+                    .ok()
+                    .and_then(chrono::DateTime::from_timestamp_millis);
+                match (pool.get(), now) {
+                    (Ok(mut c), Some(now)) => {
+                        crate::app::schedule::after_ingest(&mut c, &state.settings, now);
+                    }
+                    (Err(e), _) => {
+                        tracing::error!(error = %e, "quota evaluation: no store connection")
+                    }
+                    (_, None) => tracing::error!("quota evaluation: clock out of range"),
+                }
+            });
+        });
+        let _ = work.await;
+    });
 }
 
 /// An upload spooled to a temporary file, then ingested as a file.
@@ -518,10 +547,16 @@ pub async fn create_run(state: Data, body: web::Json<RunRequest>) -> Reply {
     )
     .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
     let clock = state.clock;
+    let config = state.settings.clone();
     let o = state
         .db(move |c| {
-            crate::app::run::run(c, w, crate::app::run::DEFAULT_SLICE_ROWS, settings, clock)
-                .map_err(ApiError::internal)
+            let o =
+                crate::app::run::run(c, w, crate::app::run::DEFAULT_SLICE_ROWS, settings, clock)
+                    .map_err(ApiError::internal)?;
+            let now = chrono::DateTime::from_timestamp_millis(clock().map_err(ApiError::internal)?)
+                .unwrap_or_default();
+            crate::app::schedule::after_run(c, &config, o.run.id, w, now);
+            Ok(o)
         })
         .await?;
     Ok(HttpResponse::Created().json(crate::app::run::view(o.run, Some(o.counts))))
@@ -1117,4 +1152,151 @@ mod tests {
         assert_eq!(e.code(), "invalid_input");
         assert!(!e.to_string().contains("/tmp"), "{e}");
     }
+}
+
+// ---- Quotas and alerts ----------------------------------------------------
+
+fn utc_of(state: &State) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    let ms = (state.clock)().map_err(ApiError::internal)?;
+    chrono::DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("clock out of range")))
+}
+
+fn min_elapsed(state: &State) -> chrono::Duration {
+    chrono::Duration::hours(
+        i64::try_from(state.settings.alerts.forecast_min_elapsed_h).unwrap_or(6),
+    )
+}
+
+/// `GET /v1/quotas`: every quota with its use this period.
+pub async fn list_quotas(state: Data) -> Reply {
+    let now = utc_of(&state)?;
+    let min = min_elapsed(&state);
+    let list = state
+        .db(move |c| {
+            let specs = crate::app::quotas::list(c)?;
+            Ok(crate::app::quotas::measure(c, specs, now, min)?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": list })))
+}
+
+/// `PUT /v1/quotas/{name}` body: a quota without its name (or with the same).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaBody {
+    name: Option<String>,
+    scope: crate::app::quotas::Scope,
+    metric: tally_reconcile::quota::Metric,
+    limit: rust_decimal::Decimal,
+    period: tally_reconcile::quota::Period,
+    time_zone: Option<String>,
+    thresholds: Option<Vec<u32>>,
+    recipients: Option<Vec<String>>,
+    basis: Option<crate::app::quotas::Basis>,
+}
+
+/// `PUT /v1/quotas/{name}`: creates or replaces it, answers with its status.
+pub async fn put_quota(state: Data, name: web::Path<String>, body: web::Json<QuotaBody>) -> Reply {
+    use crate::app::quotas::{self, Basis, QuotaSpec};
+    let name = name.into_inner();
+    let b = body.into_inner();
+    if b.name.as_deref().is_some_and(|n| n != name) {
+        return Err(ApiError::bad_request(
+            "`name` in the body differs from the path",
+        ));
+    }
+    let spec = QuotaSpec {
+        name,
+        scope: b.scope,
+        metric: b.metric,
+        limit: b.limit,
+        period: b.period,
+        time_zone: b.time_zone.unwrap_or_else(|| "UTC".to_owned()),
+        thresholds: b
+            .thresholds
+            .unwrap_or_else(|| tally_reconcile::quota::DEFAULT_THRESHOLDS.to_vec()),
+        recipients: b.recipients.unwrap_or_default(),
+        basis: b.basis.unwrap_or(Basis::Billed),
+    };
+    let now = utc_of(&state)?;
+    let min = min_elapsed(&state);
+    let status = state
+        .db(move |c| {
+            quotas::set(c, &spec, now.naive_utc())?;
+            Ok(quotas::measure(c, vec![spec], now, min)?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(status.first()))
+}
+
+/// `DELETE /v1/quotas/{name}`.
+pub async fn delete_quota(state: Data, name: web::Path<String>) -> Reply {
+    let name = name.into_inner();
+    state
+        .db(move |c| Ok(crate::app::quotas::delete(c, &name)?))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /v1/quotas/status` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusQuery {
+    key: Option<String>,
+    owner: Option<String>,
+}
+
+/// `GET /v1/quotas/status?key=|owner=`: `over` is true when any quota of
+/// the key (its own, or its owner's) or owner is at or over its limit.
+pub async fn quota_status(state: Data, q: web::Query<StatusQuery>) -> Reply {
+    let q = q.into_inner();
+    let now = utc_of(&state)?;
+    let settings = state.settings.clone();
+    let list = state
+        .db(move |c| {
+            Ok(crate::app::quotas::status(
+                c,
+                q.key.as_deref(),
+                q.owner.as_deref(),
+                now,
+                &settings,
+            )?)
+        })
+        .await?;
+    let over: Vec<&str> = list
+        .iter()
+        .filter(|s| s.over)
+        .map(|s| s.quota.name.as_str())
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "over": !over.is_empty(),
+        "over_quotas": over,
+        "quotas": list,
+    })))
+}
+
+/// `GET /v1/alerts` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsQuery {
+    state: Option<String>,
+    kind: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /v1/alerts`: newest first.
+pub async fn list_alerts(state: Data, q: web::Query<AlertsQuery>) -> Reply {
+    let q = q.into_inner();
+    let list = state
+        .db(move |c| {
+            Ok(crate::app::alerts::list(
+                c,
+                q.state.as_deref(),
+                q.kind.as_deref(),
+                q.limit.unwrap_or(100),
+            )?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": list })))
 }

@@ -190,6 +190,18 @@ impl From<crate::app::dashboard::ViewError> for ApiError {
     }
 }
 
+impl From<crate::app::quotas::QuotaError> for ApiError {
+    fn from(e: crate::app::quotas::QuotaError) -> Self {
+        use crate::app::quotas::QuotaError;
+        match e {
+            QuotaError::Db(e) => e.into(),
+            QuotaError::Invalid(m) => ApiError::bad_request(m),
+            QuotaError::NotFound(name) => ApiError::not_found(format!("no quota named `{name}`")),
+            e @ QuotaError::Mail(_) => ApiError::internal(e),
+        }
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.code, self.message)

@@ -33,6 +33,43 @@ pub struct State {
     pub clock: fn() -> anyhow::Result<i64>,
     /// This process's HTTP figures.
     pub metrics: metrics::Metrics,
+    /// Quota evaluations after ingests, coalesced.
+    pub evaluations: std::sync::Arc<Coalesce>,
+}
+
+/// Coalesces work asked for while it runs: a burst of pushes evaluates
+/// quotas once or twice, not once per push.
+#[derive(Debug, Default)]
+pub struct Coalesce {
+    running: std::sync::atomic::AtomicBool,
+    again: std::sync::atomic::AtomicBool,
+}
+
+impl Coalesce {
+    /// Runs `f` now unless it is running, in which case the running one
+    /// runs it once more when done.
+    pub fn run(&self, mut f: impl FnMut()) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.again.store(true, SeqCst);
+        loop {
+            if self
+                .running
+                .compare_exchange(false, true, SeqCst, SeqCst)
+                .is_err()
+            {
+                // The runner sees `again` before it lets go.
+                return;
+            }
+            while self.again.swap(false, SeqCst) {
+                f();
+            }
+            self.running.store(false, SeqCst);
+            // Asked for between the last check and letting go?
+            if !self.again.load(SeqCst) {
+                return;
+            }
+        }
+    }
 }
 
 impl State {
@@ -65,6 +102,8 @@ pub struct Bound {
     pub port: u16,
     /// The server; await it to run until stopped.
     pub server: Server,
+    /// The store's pool (the scheduler shares it).
+    pub pool: Pool,
 }
 
 /// Opens the store (running pending migrations unless `no_migrate`),
@@ -81,10 +120,11 @@ pub fn build(settings: Settings, no_migrate: bool) -> anyhow::Result<Bound> {
     let workers = settings.server.workers;
     let shutdown = settings.server.shutdown_timeout_s;
     let state = web::Data::new(State {
-        pool,
+        pool: pool.clone(),
         settings,
         clock: crate::app::reconcile::now_ms,
         metrics: metrics::Metrics::default(),
+        evaluations: std::sync::Arc::default(),
     });
     let mut server = HttpServer::new(move || {
         App::new()
@@ -102,6 +142,7 @@ pub fn build(settings: Settings, no_migrate: bool) -> anyhow::Result<Bound> {
     Ok(Bound {
         port,
         server: server.run(),
+        pool,
     })
 }
 
@@ -121,20 +162,36 @@ pub fn init_logging(settings: &Settings) -> anyhow::Result<()> {
 }
 
 /// Runs `tally serve` until SIGTERM or SIGINT.
-pub fn serve(settings: Settings, no_migrate: bool) -> anyhow::Result<()> {
+pub fn serve(settings: Settings, no_migrate: bool, no_scheduler: bool) -> anyhow::Result<()> {
     init_logging(&settings)?;
     let addr = settings.server.listen.clone();
     let db = crate::db::redact(settings.database.url.expose());
     actix_web::rt::System::new().block_on(async move {
         let ip = settings.listen_addr().map_err(anyhow::Error::msg)?.ip();
+        let jobs = settings.clone();
         let bound = build(settings, no_migrate)?;
+        let scheduler = if no_scheduler {
+            tracing::info!("scheduler off (--no-scheduler): this replica only serves HTTP");
+            None
+        } else {
+            Some(crate::app::schedule::Scheduler::start(
+                bound.pool.clone(),
+                jobs,
+                crate::app::reconcile::now_ms,
+            )?)
+        };
         tracing::info!(listen = %addr, port = bound.port, store = %db, "tally serve started");
         // On standard output for scripts (and tests) that bind port 0.
         crate::app::reconcile::print(&format!(
             "tally serve: listening on http://{ip}:{}\n",
             bound.port
         ))?;
-        bound.server.await.context("server")?;
+        let served = bound.server.await.context("server");
+        // Jobs finish what they are doing (a run is one transaction).
+        if let Some(s) = scheduler {
+            s.stop();
+        }
+        served?;
         tracing::info!("tally serve stopped");
         Ok::<(), anyhow::Error>(())
     })

@@ -59,6 +59,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "owner.html",
         include_str!("../../../templates/pages/owner.html"),
     ),
+    (
+        "quotas.html",
+        include_str!("../../../templates/pages/quotas.html"),
+    ),
 ];
 
 fn usd(v: minijinja::Value) -> String {
@@ -447,6 +451,29 @@ pub async fn owner(
         .await?;
     let ctx = with_who(&req, minijinja::context! { p })?;
     Ok(html(StatusCode::OK, render("owner.html", ctx)?))
+}
+
+/// `GET /quotas`: every quota as a bar against its limit, and the alerts.
+pub async fn quotas(state: Data, req: HttpRequest) -> Page {
+    let now = (state.clock)().map_err(ApiError::internal)?;
+    let now = chrono::DateTime::from_timestamp_millis(now)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("clock out of range")))?;
+    let min = chrono::Duration::hours(
+        i64::try_from(state.settings.alerts.forecast_min_elapsed_h).unwrap_or(6),
+    );
+    let (bars, alerts) = state
+        .db(move |c| {
+            let specs = crate::app::quotas::list(c)?;
+            let st = crate::app::quotas::measure(c, specs, now, min)?;
+            let alerts = crate::app::alerts::list(c, None, None, 200)?;
+            Ok((crate::app::quotas::bars(&st), alerts))
+        })
+        .await?;
+    let ctx = with_who(
+        &req,
+        minijinja::context! { bars, alerts, bar_px => crate::app::quotas::BAR_PX },
+    )?;
+    Ok(html(StatusCode::OK, render("quotas.html", ctx)?))
 }
 
 #[cfg(test)]

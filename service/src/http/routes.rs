@@ -221,6 +221,41 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/v1/quotas",
+        roles: READERS,
+        summary: "every quota with its use this period",
+        page: false,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/quotas/status",
+        roles: ANYONE,
+        summary: "whether a key or owner is over a quota (?key= or ?owner=team/service/env)",
+        page: false,
+    },
+    Route {
+        method: "PUT",
+        path: "/v1/quotas/{name}",
+        roles: MANAGERS,
+        summary: "create or replace a quota",
+        page: false,
+    },
+    Route {
+        method: "DELETE",
+        path: "/v1/quotas/{name}",
+        roles: MANAGERS,
+        summary: "delete a quota (its alerts stay)",
+        page: false,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/alerts",
+        roles: READERS,
+        summary: "the alert history, newest first (?state=firing|resolved&limit=)",
+        page: false,
+    },
+    Route {
+        method: "GET",
         path: "/login",
         roles: &[],
         summary: "page: sign in with a token",
@@ -273,6 +308,13 @@ pub const ROUTES: &[Route] = &[
         path: "/owners/{id}",
         roles: READERS,
         summary: "page: one owner's month (?month=YYYY-MM)",
+        page: true,
+    },
+    Route {
+        method: "GET",
+        path: "/quotas",
+        roles: READERS,
+        summary: "page: quotas as bars against their limits, and the alert history",
         page: true,
     },
 ];
@@ -332,6 +374,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(api::create_price)),
             )
             .service(web::resource("/v1/prices/{id}").route(web::delete().to(api::delete_price)))
+            .service(web::resource("/v1/quotas").route(web::get().to(api::list_quotas)))
+            // Before `{name}`, which would otherwise take `status`.
+            .service(web::resource("/v1/quotas/status").route(web::get().to(api::quota_status)))
+            .service(
+                web::resource("/v1/quotas/{name}")
+                    .route(web::put().to(api::put_quota))
+                    .route(web::delete().to(api::delete_quota)),
+            )
+            .service(web::resource("/v1/alerts").route(web::get().to(api::list_alerts)))
             .service(
                 page("/login")
                     .route(web::get().to(pages::login_form))
@@ -343,6 +394,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(page("/runs/{id}").route(web::get().to(pages::run)))
             .service(page("/runs/{id}/export").route(web::get().to(pages::export)))
             .service(page("/owners/{id}").route(web::get().to(pages::owner)))
+            .service(page("/quotas").route(web::get().to(pages::quotas)))
             .default_service(web::to(api::not_found)),
     );
 }

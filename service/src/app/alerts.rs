@@ -1,0 +1,647 @@
+//! Alerts: recorded once per (rule, scope, period, threshold) by the
+//! store's unique key, their message queued in the same transaction, so an
+//! alert is never emailed twice nor lost. Also the alerts a run raises
+//! (unattributed traffic, unregistered keys, data quality), each owner's
+//! daily digest, and the test message.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use tally_schema::convert::nanos_to_usd;
+use tally_schema::rows::{AlertRow, NewAlert, NewOutbox};
+
+use super::mail::{self, MailError, Mailer};
+use super::quotas::QuotaError;
+use crate::db::{AnyConnection, repo};
+use crate::settings::Settings;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// An alert to record.
+pub struct Rule<'a> {
+    /// Rule name (`quota:NAME`, `unattributed`, ...).
+    pub rule: &'a str,
+    /// For whom.
+    pub scope: &'a str,
+    /// Which period.
+    pub period: &'a str,
+    /// Threshold, percent (0 for none).
+    pub threshold: i64,
+    /// Kind.
+    pub kind: &'a str,
+    /// One line.
+    pub title: &'a str,
+    /// Figures.
+    pub detail: &'a serde_json::Value,
+    /// Now.
+    pub at: NaiveDateTime,
+}
+
+/// Records an alert unless it fired already; its id when new.
+pub fn record(conn: &mut AnyConnection, r: &Rule<'_>) -> Result<Option<i64>, QuotaError> {
+    let detail = r.detail.to_string();
+    Ok(repo::insert_alert_once(
+        conn,
+        &NewAlert {
+            rule: r.rule,
+            scope: r.scope,
+            period: r.period,
+            threshold: r.threshold,
+            kind: r.kind,
+            state: "firing",
+            title: r.title,
+            detail: &detail,
+            fired_at: r.at,
+        },
+    )?)
+}
+
+/// A message about an alert.
+pub struct Fire<'a> {
+    /// The alert.
+    pub alert_id: i64,
+    /// Recipients.
+    pub to: &'a [String],
+    /// Subject.
+    pub title: &'a str,
+    /// Kind, for the footer.
+    pub kind: &'a str,
+    /// Figures: label, value.
+    pub lines: &'a [(String, String)],
+    /// Heading of `rows`.
+    pub rows_heading: &'a str,
+    /// Largest contributors: label, value.
+    pub rows: &'a [(String, String)],
+    /// Link to the page.
+    pub link: &'a str,
+    /// Now.
+    pub at: NaiveDateTime,
+}
+
+/// Renders and queues the message of an alert; 0 when it has nobody to
+/// go to (the alert is still in the history), else 1.
+pub fn fire(conn: &mut AnyConnection, f: &Fire<'_>) -> Result<usize, QuotaError> {
+    if f.to.is_empty() {
+        tracing::warn!(
+            alert_id = f.alert_id,
+            title = f.title,
+            "alert has no recipient: set the owner's contact or alerts.platform_contact"
+        );
+        return Ok(0);
+    }
+    let ctx = minijinja::context! {
+        title => f.title, kind => f.kind, lines => f.lines,
+        rows_heading => f.rows_heading, rows => f.rows, link => f.link,
+    };
+    let (text, html) = mail::render("alert", &ctx)?;
+    queue(conn, Some(f.alert_id), f.to, f.title, &text, &html, f.at)?;
+    Ok(1)
+}
+
+fn queue(
+    conn: &mut AnyConnection,
+    alert_id: Option<i64>,
+    to: &[String],
+    subject: &str,
+    text: &str,
+    html: &str,
+    at: NaiveDateTime,
+) -> Result<i64, QuotaError> {
+    let to = to.join(", ");
+    Ok(repo::enqueue(
+        conn,
+        &NewOutbox {
+            alert_id,
+            recipients: &to,
+            subject,
+            body_text: text,
+            body_html: html,
+            created_at: at,
+            attempts: 0,
+            next_attempt_at: at,
+        },
+    )?)
+}
+
+/// Splits contact fields into addresses (deduplicated, order kept); the
+/// platform contact when there are none.
+pub fn addresses(contacts: Vec<String>, settings: &Settings) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in contacts {
+        for a in c.split([',', ';']).map(str::trim).filter(|a| !a.is_empty()) {
+            if !out.iter().any(|o| o == a) {
+                out.push(a.to_owned());
+            }
+        }
+    }
+    if out.is_empty() {
+        out = platform(settings);
+    }
+    out
+}
+
+fn platform(settings: &Settings) -> Vec<String> {
+    settings
+        .alerts
+        .platform_contact
+        .split([',', ';'])
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn day_label(day_ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(day_ms)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+fn usd(nanos: i64) -> String {
+    crate::export::money(nanos_to_usd(nanos, None))
+}
+
+#[derive(Default)]
+struct KeyDay {
+    rows: u64,
+    nanos: i64,
+    unpriced: u64,
+    registered: bool,
+    owner: (String, String, String),
+    models: BTreeMap<String, u64>,
+}
+
+#[derive(Default)]
+struct Quality {
+    zero_cost: BTreeMap<i64, u64>,
+    unpriced: BTreeMap<(i64, String), u64>,
+    duplicates: BTreeMap<(i64, &'static str), u64>,
+    stream_no_usage: BTreeMap<i64, u64>,
+}
+
+/// What the alerts of a run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct RunAlerts {
+    /// Alerts that fired now.
+    pub fired: usize,
+    /// Alerts resolved (their cause cleared).
+    pub resolved: usize,
+    /// Messages queued.
+    pub queued: usize,
+}
+
+/// Contacts of a key: its own, else its owner's.
+fn key_contacts(conn: &mut AnyConnection, key: &str) -> Result<Vec<String>, QuotaError> {
+    let owners = repo::owners(conn)?;
+    Ok(repo::keys(conn)?
+        .into_iter()
+        .filter(|k| k.key_id == key)
+        .filter_map(|k| {
+            k.contact.or_else(|| {
+                k.owner_id
+                    .and_then(|id| owners.iter().find(|o| o.id == id))
+                    .and_then(|o| o.contact.clone())
+            })
+        })
+        .collect())
+}
+
+/// After a run over `[from_ms, to_ms)`: unattributed traffic per key and
+/// UTC day (to the key's owner and the platform contact; a key in no
+/// registry is its own alert, to the platform contact), and data quality
+/// per day. An alert of a day in the window whose cause is gone now (late
+/// client rows arrived) is resolved.
+pub fn after_run(
+    conn: &mut AnyConnection,
+    settings: &Settings,
+    run_id: i64,
+    (from_ms, to_ms): (i64, i64),
+    now: DateTime<Utc>,
+) -> Result<RunAlerts, QuotaError> {
+    let at = now.naive_utc();
+    let mut done = RunAlerts::default();
+    let mut unattributed: BTreeMap<(String, i64), KeyDay> = BTreeMap::new();
+    let mut q = Quality::default();
+    let day = |ts: i64| ts - ts.rem_euclid(DAY_MS);
+    repo::each_counted(conn, "gateway", (from_ms, to_ms), |r| {
+        let d = day(r.ts_ms);
+        if r.class == "unattributed" {
+            let e = unattributed.entry((r.key_name.clone(), d)).or_default();
+            e.rows += 1;
+            match r.computed_cost_nanos.or(r.reported_cost_nanos) {
+                Some(n) => e.nanos = e.nanos.saturating_add(n),
+                None => e.unpriced += 1,
+            }
+            e.registered = r.registered;
+            e.owner = (r.team.clone(), r.service.clone(), r.env.clone());
+            *e.models.entry(r.model_family.clone()).or_default() += 1;
+        }
+        if r.tokens.unwrap_or(0) > 0 && r.reported_cost_nanos == Some(0) && !r.cache_hit {
+            *q.zero_cost.entry(d).or_default() += 1;
+        }
+        if r.computed_cost_nanos.is_none() && !r.cache_hit {
+            *q.unpriced.entry((d, r.model_family.clone())).or_default() += 1;
+        }
+        if r.class == "duplicate" {
+            *q.duplicates.entry((d, "gateway")).or_default() += 1;
+        }
+    })?;
+    repo::each_counted(conn, "client", (from_ms, to_ms), |r| {
+        let d = day(r.ts_ms);
+        if r.class == "duplicate" {
+            *q.duplicates.entry((d, "client")).or_default() += 1;
+        }
+        // Streamed, billed (paired), and the client logged no usage.
+        let paired = !matches!(r.class.as_str(), "missing_usage" | "duplicate");
+        if r.stream == Some(true) && r.tokens.is_none() && paired {
+            *q.stream_no_usage.entry(d).or_default() += 1;
+        }
+    })?;
+    let min_rows = settings.alerts.unattributed_min_rows.max(1);
+    let min_cost = settings.unattributed_min_cost();
+    let link = format!(
+        "{}/runs/{run_id}",
+        settings.email.base_url.trim_end_matches('/')
+    );
+    let mut live: Vec<(String, String, String)> = Vec::new();
+    for ((key, d), e) in &unattributed {
+        let cost = nanos_to_usd(e.nanos, None);
+        let over = e.rows >= min_rows || (min_cost > Decimal::ZERO && cost >= min_cost);
+        if !over {
+            continue;
+        }
+        let period = day_label(*d);
+        let (rule, kind, title, mut to) = if e.registered {
+            let owner = [&e.owner.0, &e.owner.1, &e.owner.2]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("/");
+            let mut to = key_contacts(conn, key)?;
+            to.extend(platform(settings));
+            (
+                "unattributed",
+                "unattributed",
+                format!(
+                    "Unattributed traffic on {key} ({}) on {period}: {} requests no application logged",
+                    if owner.is_empty() { "no owner" } else { &owner },
+                    e.rows
+                ),
+                addresses(to, settings),
+            )
+        } else {
+            (
+                "unregistered_key",
+                "unregistered_key",
+                format!(
+                    "Possibly leaked key {key}: {} requests on {period} on a key in no registry",
+                    e.rows
+                ),
+                platform(settings),
+            )
+        };
+        to.dedup();
+        live.push((rule.to_owned(), key.clone(), period.clone()));
+        let detail = serde_json::json!({"key": key, "rows": e.rows, "cost": cost.to_string(), "unpriced_rows": e.unpriced, "run": run_id});
+        if let Some(id) = record(
+            conn,
+            &Rule {
+                rule,
+                scope: key,
+                period: &period,
+                threshold: 0,
+                kind,
+                title: &title,
+                detail: &detail,
+                at,
+            },
+        )? {
+            done.fired += 1;
+            let mut lines = vec![
+                ("Key".to_owned(), key.clone()),
+                ("Day (UTC)".to_owned(), period.clone()),
+                ("Requests with no client row".to_owned(), e.rows.to_string()),
+                ("Their cost".to_owned(), usd(e.nanos)),
+                (
+                    "Registered".to_owned(),
+                    if e.registered {
+                        "yes".to_owned()
+                    } else {
+                        "no: in no key registry".to_owned()
+                    },
+                ),
+            ];
+            if e.unpriced > 0 {
+                lines.push(("Not priced".to_owned(), format!("{} rows", e.unpriced)));
+            }
+            let rows: Vec<(String, String)> = e
+                .models
+                .iter()
+                .map(|(m, n)| (m.clone(), format!("{n} requests")))
+                .collect();
+            done.queued += fire(
+                conn,
+                &Fire {
+                    alert_id: id,
+                    to: &to,
+                    title: &title,
+                    kind,
+                    lines: &lines,
+                    rows_heading: "Models",
+                    rows: &rows,
+                    link: &link,
+                    at,
+                },
+            )?;
+        }
+    }
+    // Data quality, to the platform contact: one alert per check and day.
+    let mut checks: Vec<(String, String, i64, String)> = Vec::new();
+    for (d, n) in &q.zero_cost {
+        checks.push((
+            "data_quality:zero_cost".to_owned(),
+            "gateway".to_owned(),
+            *d,
+            format!(
+                "{n} gateway rows with tokens were billed at zero cost on {}",
+                day_label(*d)
+            ),
+        ));
+    }
+    for ((d, model), n) in &q.unpriced {
+        checks.push((
+            "data_quality:unpriced".to_owned(),
+            format!("model {model}"),
+            *d,
+            format!(
+                "{n} rows of model {model} have no price on {}: import a price",
+                day_label(*d)
+            ),
+        ));
+    }
+    for ((d, side), n) in &q.duplicates {
+        checks.push((
+            "data_quality:duplicate_ids".to_owned(),
+            (*side).to_owned(),
+            *d,
+            format!("{n} {side} rows repeat a request id on {}", day_label(*d)),
+        ));
+    }
+    for (d, n) in &q.stream_no_usage {
+        checks.push((
+            "data_quality:stream_no_usage".to_owned(),
+            "client".to_owned(),
+            *d,
+            format!(
+                "{n} streamed calls were billed but logged without usage on {}",
+                day_label(*d)
+            ),
+        ));
+    }
+    let to = platform(settings);
+    for (rule, scope, d, title) in &checks {
+        let period = day_label(*d);
+        live.push((rule.clone(), scope.clone(), period.clone()));
+        let detail = serde_json::json!({"run": run_id});
+        if let Some(id) = record(
+            conn,
+            &Rule {
+                rule,
+                scope,
+                period: &period,
+                threshold: 0,
+                kind: "data_quality",
+                title,
+                detail: &detail,
+                at,
+            },
+        )? {
+            done.fired += 1;
+            let lines = vec![
+                (
+                    "Check".to_owned(),
+                    rule.trim_start_matches("data_quality:").to_owned(),
+                ),
+                ("Day (UTC)".to_owned(), period.clone()),
+            ];
+            done.queued += fire(
+                conn,
+                &Fire {
+                    alert_id: id,
+                    to: &to,
+                    title,
+                    kind: "data_quality",
+                    lines: &lines,
+                    rows_heading: "",
+                    rows: &[],
+                    link: &link,
+                    at,
+                },
+            )?;
+        }
+    }
+    // Resolve this window's alerts whose cause is gone.
+    let (first, last) = (day_label(day(from_ms)), day_label(day(to_ms - 1)));
+    for prefix in ["unattributed", "unregistered_key", "data_quality:"] {
+        for a in repo::firing_alerts(conn, prefix)? {
+            let in_window = a.period >= first && a.period <= last;
+            // A day only partly inside the window is not judged by it.
+            let whole = a.period.as_str() > first.as_str() || from_ms.rem_euclid(DAY_MS) == 0;
+            let whole =
+                whole && (a.period.as_str() < last.as_str() || to_ms.rem_euclid(DAY_MS) == 0);
+            let still = live
+                .iter()
+                .any(|(r, s, p)| *r == a.rule && *s == a.scope && *p == a.period);
+            if in_window && whole && !still && repo::resolve_alert(conn, a.id, at)? {
+                done.resolved += 1;
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Each owner's digest of the UTC day before `now`: spend, unattributed
+/// traffic on its keys, rows missing on the gateway. Sent once per owner
+/// and day (recorded like an alert, kind `digest`).
+pub fn digest(
+    conn: &mut AnyConnection,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<usize, QuotaError> {
+    let today = now.timestamp_millis() - now.timestamp_millis().rem_euclid(DAY_MS);
+    let (from, to) = (today - DAY_MS, today);
+    let day = day_label(from);
+    #[derive(Default)]
+    struct Sums {
+        nanos: i64,
+        unpriced: u64,
+        unattributed_rows: u64,
+        unattributed_nanos: i64,
+        missing: u64,
+        models: BTreeMap<String, i64>,
+    }
+    let mut by: BTreeMap<(String, String, String), Sums> = BTreeMap::new();
+    repo::each_counted(conn, "gateway", (from, to), |r| {
+        let s = by
+            .entry((r.team.clone(), r.service.clone(), r.env.clone()))
+            .or_default();
+        match r.computed_cost_nanos {
+            Some(n) => {
+                s.nanos = s.nanos.saturating_add(n);
+                *s.models.entry(r.model_family.clone()).or_default() += n;
+            }
+            None => s.unpriced += 1,
+        }
+        if r.class == "unattributed" {
+            s.unattributed_rows += 1;
+            s.unattributed_nanos = s
+                .unattributed_nanos
+                .saturating_add(r.computed_cost_nanos.unwrap_or(0));
+        }
+    })?;
+    repo::each_counted(conn, "client", (from, to), |r| {
+        if r.class == "missing_usage" {
+            by.entry((r.team.clone(), r.service.clone(), r.env.clone()))
+                .or_default()
+                .missing += 1;
+        }
+    })?;
+    let mut queued = 0;
+    let at = now.naive_utc();
+    for o in repo::owners(conn)? {
+        let Some(contact) = o.contact.clone() else {
+            continue;
+        };
+        let Some(s) = by.get(&(o.team.clone(), o.service.clone(), o.env.clone())) else {
+            continue;
+        };
+        let who = format!("{}/{}/{}", o.team, o.service, o.env);
+        let title = format!("Tally daily digest for {who}: {day}");
+        let detail =
+            serde_json::json!({"owner": who, "spend": nanos_to_usd(s.nanos, None).to_string()});
+        let Some(id) = record(
+            conn,
+            &Rule {
+                rule: "digest",
+                scope: &who,
+                period: &day,
+                threshold: 0,
+                kind: "digest",
+                title: &title,
+                detail: &detail,
+                at,
+            },
+        )?
+        else {
+            continue;
+        };
+        repo::resolve_alert(conn, id, at)?;
+        let mut models: Vec<(&String, &i64)> = s.models.iter().collect();
+        models.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        let models: Vec<(String, String)> = models
+            .into_iter()
+            .take(5)
+            .map(|(m, n)| (m.clone(), usd(*n)))
+            .collect();
+        let ctx = minijinja::context! {
+            title => &title, day => &day, spend => usd(s.nanos), unpriced => s.unpriced,
+            unattributed_rows => s.unattributed_rows, unattributed_cost => usd(s.unattributed_nanos),
+            missing_rows => s.missing, models => models,
+            link => format!("{}/owners/{}", settings.email.base_url.trim_end_matches('/'), o.id),
+        };
+        let (text, html) = mail::render("digest", &ctx)?;
+        queue(
+            conn,
+            Some(id),
+            &addresses(vec![contact], settings),
+            &title,
+            &text,
+            &html,
+            at,
+        )?;
+        queued += 1;
+    }
+    Ok(queued)
+}
+
+/// Sends a test message straight away (not through the outbox): the
+/// setup works when this returns.
+pub fn test_email(mailer: &Mailer, to: &str, now: DateTime<Utc>) -> Result<(), MailError> {
+    let ctx = minijinja::context! { at => now.to_rfc3339(), to };
+    let (text, html) = mail::render("test", &ctx)?;
+    mailer.send(
+        now.timestamp_millis(),
+        to,
+        "Tally test message",
+        &text,
+        &html,
+    )
+}
+
+/// An alert as the API and pages show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertView {
+    /// Id.
+    pub id: i64,
+    /// Kind.
+    pub kind: String,
+    /// Rule.
+    pub rule: String,
+    /// Scope.
+    pub scope: String,
+    /// Period.
+    pub period: String,
+    /// Threshold, percent (0 when none).
+    pub threshold: i64,
+    /// `firing` or `resolved`.
+    pub state: String,
+    /// One line.
+    pub title: String,
+    /// Figures.
+    pub detail: serde_json::Value,
+    /// Fired (UTC, RFC 3339).
+    pub fired_at: String,
+    /// Resolved.
+    pub resolved_at: Option<String>,
+}
+
+impl From<AlertRow> for AlertView {
+    fn from(a: AlertRow) -> Self {
+        Self {
+            id: a.id,
+            kind: a.kind,
+            rule: a.rule,
+            scope: a.scope,
+            period: a.period,
+            threshold: a.threshold,
+            state: a.state,
+            title: a.title,
+            detail: serde_json::from_str(&a.detail).unwrap_or(serde_json::Value::Null),
+            fired_at: super::run::utc(a.fired_at),
+            resolved_at: a.resolved_at.map(super::run::utc),
+        }
+    }
+}
+
+/// Alerts newest first.
+pub fn list(
+    conn: &mut AnyConnection,
+    state: Option<&str>,
+    kind: Option<&str>,
+    limit: i64,
+) -> Result<Vec<AlertView>, QuotaError> {
+    if let Some(s) = state
+        && !matches!(s, "firing" | "resolved")
+    {
+        return Err(QuotaError::Invalid(format!(
+            "state: `{s}`: firing or resolved"
+        )));
+    }
+    Ok(repo::alerts(conn, state, kind, limit.clamp(1, 10_000))?
+        .into_iter()
+        .map(AlertView::from)
+        .collect())
+}

@@ -1,0 +1,876 @@
+//! Quotas: set, list, delete; measure usage over a quota's calendar period;
+//! fire threshold and forecast alerts once each; answer "is this key or
+//! owner over a quota?".
+//!
+//! Usage is what the current runs' verdicts say: rows are attributed to an
+//! owner and priced by reconciliation, so a quota counts what reports show.
+//! Rows ingested since the last run count once a run covers them (the
+//! `reconcile` schedule keeps the trailing window reconciled).
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono_tz::Tz;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use tally_reconcile::quota::{self, Metric, Period};
+use tally_schema::convert::{nanos_to_usd, usd_to_nanos};
+use tally_schema::rows::{NewQuota, QuotaRow};
+
+use super::alerts::{Fire, fire};
+use crate::db::{AnyConnection, DbError, repo};
+use crate::settings::Settings;
+
+/// What quota use cases fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum QuotaError {
+    /// A value is not acceptable (names the field).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such quota.
+    #[error("no quota named `{0}`")]
+    NotFound(String),
+    /// The store.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Rendering a message.
+    #[error(transparent)]
+    Mail(#[from] super::mail::MailError),
+}
+
+impl From<diesel::result::Error> for QuotaError {
+    fn from(e: diesel::result::Error) -> Self {
+        QuotaError::Db(e.into())
+    }
+}
+
+/// Which usage a quota counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Basis {
+    /// Gateway rows: what was billed (matched and unattributed alike).
+    Billed,
+    /// Client-logged rows (duplicates left out).
+    Client,
+}
+
+/// Whose usage a quota limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+pub struct Scope {
+    /// Team (owner labels: every one given must match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    /// Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// One key, by its canonical name (instead of owner labels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl Scope {
+    /// How messages and lists name it: `support-bot/prod`, `key key_x`.
+    pub fn label(&self) -> String {
+        if let Some(k) = &self.key {
+            return format!("key {k}");
+        }
+        [&self.team, &self.service, &self.env]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    fn check(&self) -> Result<(), QuotaError> {
+        let labels = [&self.team, &self.service, &self.env];
+        let any_label = labels.iter().any(|l| l.is_some());
+        if labels
+            .iter()
+            .chain([&&self.key])
+            .any(|v| v.as_deref() == Some(""))
+        {
+            return Err(QuotaError::Invalid(
+                "scope: a label or key may not be empty".to_owned(),
+            ));
+        }
+        match (any_label, self.key.is_some()) {
+            (false, false) => Err(QuotaError::Invalid(
+                "scope: give a team, service or env (owner), or a key".to_owned(),
+            )),
+            (true, true) => Err(QuotaError::Invalid(
+                "scope: either owner labels or a key, not both".to_owned(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a row with this key and owner falls in the scope.
+    pub fn covers(&self, key: &str, team: &str, service: &str, env: &str) -> bool {
+        if let Some(k) = &self.key {
+            return k == key;
+        }
+        let is = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        is(&self.team, team) && is(&self.service, service) && is(&self.env, env)
+    }
+}
+
+/// A quota as users set and read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSpec {
+    /// Unique name.
+    pub name: String,
+    /// Whose usage.
+    pub scope: Scope,
+    /// What it counts.
+    pub metric: Metric,
+    /// The limit: USD for cost, else tokens or requests (decimal text).
+    #[serde(with = "rust_decimal::serde::str")]
+    pub limit: Decimal,
+    /// Day, week (Monday) or month.
+    pub period: Period,
+    /// IANA zone the period starts at local midnight in.
+    #[serde(default = "utc_zone")]
+    pub time_zone: String,
+    /// Percent of the limit that alert.
+    #[serde(default = "default_thresholds")]
+    pub thresholds: Vec<u32>,
+    /// Who hears; empty for the owner's (or key's) contacts.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// Billed (gateway) or client-logged usage.
+    #[serde(default = "billed")]
+    pub basis: Basis,
+}
+
+fn utc_zone() -> String {
+    "UTC".to_owned()
+}
+
+fn default_thresholds() -> Vec<u32> {
+    quota::DEFAULT_THRESHOLDS.to_vec()
+}
+
+fn billed() -> Basis {
+    Basis::Billed
+}
+
+fn enum_name<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Parses a lowercase enum name (`cost`, `month`, `billed`), naming the
+/// field when it is not one.
+pub fn parse_enum<T: serde::de::DeserializeOwned>(field: &str, s: &str) -> Result<T, QuotaError> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| QuotaError::Invalid(format!("{field}: `{s}` is not one I know")))
+}
+
+/// The limit in stored units (nano-dollars for cost).
+fn limit_units(metric: Metric, limit: Decimal) -> Result<i64, QuotaError> {
+    if limit <= Decimal::ZERO {
+        return Err(QuotaError::Invalid("limit: must be more than 0".to_owned()));
+    }
+    match metric {
+        Metric::Cost => usd_to_nanos(limit)
+            .map_err(|e| QuotaError::Invalid(format!("limit: {e}")))
+            .and_then(|(n, exact)| match exact {
+                None => Ok(n),
+                Some(_) => Err(QuotaError::Invalid(
+                    "limit: at most 9 decimal places of a dollar".to_owned(),
+                )),
+            }),
+        Metric::Tokens | Metric::Requests => {
+            if limit.fract() != Decimal::ZERO {
+                return Err(QuotaError::Invalid(
+                    "limit: a whole number of tokens or requests".to_owned(),
+                ));
+            }
+            i64::try_from(limit).map_err(|_| QuotaError::Invalid("limit: too large".to_owned()))
+        }
+    }
+}
+
+fn limit_of(metric: Metric, units: i64) -> Decimal {
+    match metric {
+        Metric::Cost => nanos_to_usd(units, None),
+        Metric::Tokens | Metric::Requests => Decimal::from(units),
+    }
+}
+
+impl QuotaSpec {
+    /// Checks everything the types do not.
+    pub fn check(&self) -> Result<(), QuotaError> {
+        if self.name.trim().is_empty() || self.name.len() > 200 {
+            return Err(QuotaError::Invalid("name: 1 to 200 characters".to_owned()));
+        }
+        self.scope.check()?;
+        limit_units(self.metric, self.limit)?;
+        quota::zone(&self.time_zone).map_err(|e| QuotaError::Invalid(format!("time_zone: {e}")))?;
+        if self.thresholds.is_empty() || self.thresholds.iter().any(|t| *t == 0 || *t > 1000) {
+            return Err(QuotaError::Invalid(
+                "thresholds: one or more percentages from 1 to 1000".to_owned(),
+            ));
+        }
+        for r in &self.recipients {
+            r.parse::<lettre::message::Mailbox>()
+                .map_err(|e| QuotaError::Invalid(format!("recipients: `{r}`: {e}")))?;
+        }
+        Ok(())
+    }
+
+    fn from_row(r: QuotaRow) -> Result<Self, QuotaError> {
+        let metric: Metric = parse_enum("metric", &r.metric)?;
+        Ok(Self {
+            scope: Scope {
+                team: r.scope_team,
+                service: r.scope_service,
+                env: r.scope_env,
+                key: r.scope_key,
+            },
+            limit: limit_of(metric, r.limit_units),
+            metric,
+            period: parse_enum("period", &r.period)?,
+            time_zone: r.time_zone,
+            thresholds: r
+                .thresholds
+                .split(',')
+                .filter_map(|t| t.trim().parse().ok())
+                .collect(),
+            recipients: r
+                .recipients
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            basis: parse_enum("basis", &r.basis)?,
+            name: r.name,
+        })
+    }
+
+    fn tz(&self) -> Result<Tz, QuotaError> {
+        quota::zone(&self.time_zone).map_err(|e| QuotaError::Invalid(e.to_string()))
+    }
+}
+
+/// Adds or replaces a quota (by name).
+pub fn set(conn: &mut AnyConnection, q: &QuotaSpec, now: NaiveDateTime) -> Result<(), QuotaError> {
+    q.check()?;
+    let mut thresholds = q.thresholds.clone();
+    thresholds.sort_unstable();
+    thresholds.dedup();
+    let thresholds = thresholds
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let recipients = q.recipients.join(",");
+    let metric = enum_name(&q.metric);
+    let period = enum_name(&q.period);
+    let basis = enum_name(&q.basis);
+    repo::upsert_quota(
+        conn,
+        &NewQuota {
+            name: q.name.trim(),
+            scope_team: q.scope.team.as_deref(),
+            scope_service: q.scope.service.as_deref(),
+            scope_env: q.scope.env.as_deref(),
+            scope_key: q.scope.key.as_deref(),
+            metric: &metric,
+            limit_units: limit_units(q.metric, q.limit)?,
+            period: &period,
+            time_zone: &q.time_zone,
+            thresholds: &thresholds,
+            recipients: &recipients,
+            basis: &basis,
+            created_at: now,
+            updated_at: now,
+        },
+    )?;
+    Ok(())
+}
+
+/// Every quota.
+pub fn list(conn: &mut AnyConnection) -> Result<Vec<QuotaSpec>, QuotaError> {
+    repo::quotas(conn)?
+        .into_iter()
+        .map(QuotaSpec::from_row)
+        .collect()
+}
+
+/// Deletes a quota.
+pub fn delete(conn: &mut AnyConnection, name: &str) -> Result<(), QuotaError> {
+    if repo::delete_quota(conn, name)? {
+        Ok(())
+    } else {
+        Err(QuotaError::NotFound(name.to_owned()))
+    }
+}
+
+/// Usage of one quota in its current period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuotaStatus {
+    /// The quota.
+    pub quota: QuotaSpec,
+    /// Its scope in words.
+    pub scope_label: String,
+    /// The period: start (UTC, inclusive).
+    pub period_start: DateTime<Utc>,
+    /// The period: end (UTC, exclusive).
+    pub period_end: DateTime<Utc>,
+    /// The period in words (`November 2026`, `2026-11-22`, `week of 2026-11-16`).
+    pub period_label: String,
+    /// Used so far, in the metric's unit (USD for cost).
+    #[serde(with = "rust_decimal::serde::str")]
+    pub used: Decimal,
+    /// Percent of the limit used, two decimals.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub percent: Decimal,
+    /// Rows counted.
+    pub rows: u64,
+    /// Rows counted without a price (cost quotas leave their cost out).
+    pub unpriced_rows: u64,
+    /// At or over the limit.
+    pub over: bool,
+    /// Thresholds reached.
+    pub reached: Vec<u32>,
+    /// When the period's burn rate reaches the limit, if before the end.
+    pub forecast_at: Option<DateTime<Utc>>,
+    /// The largest contributors: keys, with their use.
+    pub top_keys: Vec<(String, String)>,
+    /// The largest contributors: models.
+    pub top_models: Vec<(String, String)>,
+}
+
+/// The period in words, in the quota's zone.
+fn period_label(period: Period, tz: Tz, start: DateTime<Utc>) -> String {
+    let local = start.with_timezone(&tz).date_naive();
+    match period {
+        Period::Day => local.format("%Y-%m-%d").to_string(),
+        Period::Week => format!("week of {}", local.format("%Y-%m-%d")),
+        Period::Month => local.format("%B %Y").to_string(),
+    }
+}
+
+/// The period's identity for the alert key: the local start date.
+fn period_key(tz: Tz, start: DateTime<Utc>) -> String {
+    start
+        .with_timezone(&tz)
+        .date_naive()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+#[derive(Default)]
+struct Tally {
+    used: Decimal,
+    rows: u64,
+    unpriced: u64,
+    keys: HashMap<String, Decimal>,
+    models: HashMap<String, Decimal>,
+}
+
+fn amount(metric: Metric, r: &repo::Counted) -> Option<Decimal> {
+    match metric {
+        Metric::Cost => r.computed_cost_nanos.map(|n| nanos_to_usd(n, None)),
+        Metric::Tokens => Some(Decimal::from(r.tokens.unwrap_or(0))),
+        Metric::Requests => Some(Decimal::ONE),
+    }
+}
+
+fn side_of(b: Basis) -> &'static str {
+    match b {
+        Basis::Billed => "gateway",
+        Basis::Client => "client",
+    }
+}
+
+fn top(m: HashMap<String, Decimal>, metric: Metric) -> Vec<(String, String)> {
+    let mut v: Vec<(String, Decimal)> = m.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.into_iter()
+        .take(5)
+        .map(|(k, d)| (k, show(metric, d)))
+        .collect()
+}
+
+/// A figure of `metric` for people.
+pub fn show(metric: Metric, d: Decimal) -> String {
+    match metric {
+        Metric::Cost => crate::export::money(d),
+        Metric::Tokens => format!("{} tokens", d.trunc()),
+        Metric::Requests => format!("{} requests", d.trunc()),
+    }
+}
+
+/// Measures every quota in `specs` over its current period at `now`:
+/// one pass over the stored rows per (side, period) the quotas share.
+pub fn measure(
+    conn: &mut AnyConnection,
+    specs: Vec<QuotaSpec>,
+    now: DateTime<Utc>,
+    min_elapsed: chrono::Duration,
+) -> Result<Vec<QuotaStatus>, QuotaError> {
+    let mut bounds = Vec::with_capacity(specs.len());
+    for q in &specs {
+        let b = quota::bounds(q.period, q.tz()?, now)
+            .map_err(|e| QuotaError::Invalid(e.to_string()))?;
+        bounds.push(b);
+    }
+    let mut groups: BTreeMap<(&'static str, i64, i64), Vec<usize>> = BTreeMap::new();
+    for (i, (q, (s, e))) in specs.iter().zip(&bounds).enumerate() {
+        groups
+            .entry((side_of(q.basis), s.timestamp_millis(), e.timestamp_millis()))
+            .or_default()
+            .push(i);
+    }
+    let mut tallies: Vec<Tally> = specs.iter().map(|_| Tally::default()).collect();
+    for ((side, from, to), members) in &groups {
+        repo::each_counted(conn, side, (*from, *to), |r| {
+            if *side == "client" && r.class == "duplicate" {
+                return;
+            }
+            for &i in members {
+                let (Some(q), Some(t)) = (specs.get(i), tallies.get_mut(i)) else {
+                    continue;
+                };
+                if !q.scope.covers(&r.key_name, &r.team, &r.service, &r.env) {
+                    continue;
+                }
+                t.rows += 1;
+                match amount(q.metric, &r) {
+                    Some(a) => {
+                        t.used += a;
+                        *t.keys.entry(r.key_name.clone()).or_default() += a;
+                        *t.models.entry(r.model_family.clone()).or_default() += a;
+                    }
+                    None => t.unpriced += 1,
+                }
+            }
+        })?;
+    }
+    let mut out = Vec::with_capacity(specs.len());
+    for ((q, (start, end)), t) in specs.into_iter().zip(bounds).zip(tallies) {
+        let tz = q.tz()?;
+        let percent = if q.limit > Decimal::ZERO {
+            (t.used * Decimal::from(100) / q.limit).round_dp(2)
+        } else {
+            Decimal::ZERO
+        };
+        out.push(QuotaStatus {
+            scope_label: q.scope.label(),
+            period_start: start,
+            period_end: end,
+            period_label: period_label(q.period, tz, start),
+            used: t.used,
+            percent,
+            rows: t.rows,
+            unpriced_rows: t.unpriced,
+            over: t.used >= q.limit,
+            reached: quota::reached(&q.thresholds, q.limit, t.used),
+            forecast_at: quota::forecast(q.limit, t.used, (start, end), now, min_elapsed),
+            top_keys: top(t.keys, q.metric),
+            top_models: top(t.models, q.metric),
+            quota: q,
+        });
+    }
+    Ok(out)
+}
+
+/// The quotas that apply to a key or an owner, measured now. A key also
+/// falls under its registry owner's quotas; an owner is `team/service/env`
+/// (a shorter prefix, `team` or `team/service`, matches quotas scoped to it).
+pub fn status(
+    conn: &mut AnyConnection,
+    key: Option<&str>,
+    owner: Option<&str>,
+    now: DateTime<Utc>,
+    settings: &Settings,
+) -> Result<Vec<QuotaStatus>, QuotaError> {
+    let specs = list(conn)?;
+    let wanted: Vec<QuotaSpec> = match (key, owner) {
+        (Some(k), None) => {
+            let reg = repo::keys(conn)?;
+            let owners = repo::owners(conn)?;
+            let of_key = reg
+                .iter()
+                .find(|r| r.key_id == k || r.alias.as_deref() == Some(k));
+            let owner = of_key
+                .and_then(|r| r.owner_id)
+                .and_then(|id| owners.iter().find(|o| o.id == id));
+            let canonical = of_key.map_or(k, |r| r.key_id.as_str());
+            specs
+                .into_iter()
+                .filter(|q| match (&q.scope.key, owner) {
+                    (Some(qk), _) => qk == canonical,
+                    (None, Some(o)) => q.scope.covers("", &o.team, &o.service, &o.env),
+                    (None, None) => false,
+                })
+                .collect()
+        }
+        (None, Some(o)) => {
+            let mut parts = o.split('/').map(str::trim);
+            let want = Scope {
+                team: parts.next().filter(|s| !s.is_empty()).map(str::to_owned),
+                service: parts
+                    .next()
+                    .filter(|s| !s.is_empty() && *s != "-")
+                    .map(str::to_owned),
+                env: parts
+                    .next()
+                    .filter(|s| !s.is_empty() && *s != "-")
+                    .map(str::to_owned),
+                key: None,
+            };
+            specs
+                .into_iter()
+                .filter(|q| {
+                    q.scope.key.is_none()
+                        && [
+                            (&q.scope.team, &want.team),
+                            (&q.scope.service, &want.service),
+                            (&q.scope.env, &want.env),
+                        ]
+                        .iter()
+                        .all(|(have, want)| have.is_none() || have == want)
+                })
+                .collect()
+        }
+        _ => {
+            return Err(QuotaError::Invalid(
+                "give exactly one of key= or owner=".to_owned(),
+            ));
+        }
+    };
+    measure(conn, wanted, now, min_elapsed(settings))
+}
+
+fn min_elapsed(settings: &Settings) -> chrono::Duration {
+    chrono::Duration::hours(i64::try_from(settings.alerts.forecast_min_elapsed_h).unwrap_or(6))
+}
+
+/// What an evaluation did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Evaluated {
+    /// Quotas measured.
+    pub quotas: usize,
+    /// Alerts that fired now (each once ever).
+    pub fired: usize,
+    /// Alerts resolved (their period ended, or their quota is gone).
+    pub resolved: usize,
+    /// Messages queued.
+    pub queued: usize,
+}
+
+/// Recipients of a quota's alerts: its own list, else the contacts of the
+/// owners (or key) in its scope, else the platform contact.
+fn recipients_of(
+    conn: &mut AnyConnection,
+    q: &QuotaSpec,
+    settings: &Settings,
+) -> Result<Vec<String>, QuotaError> {
+    if !q.recipients.is_empty() {
+        return Ok(q.recipients.clone());
+    }
+    let mut out: Vec<String> = Vec::new();
+    let owners = repo::owners(conn)?;
+    if let Some(k) = &q.scope.key {
+        for r in repo::keys(conn)?.into_iter().filter(|r| &r.key_id == k) {
+            let owner = r.owner_id.and_then(|id| owners.iter().find(|o| o.id == id));
+            out.extend(r.contact.or_else(|| owner.and_then(|o| o.contact.clone())));
+        }
+    } else {
+        out.extend(
+            owners
+                .iter()
+                .filter(|o| q.scope.covers("", &o.team, &o.service, &o.env))
+                .filter_map(|o| o.contact.clone()),
+        );
+    }
+    Ok(super::alerts::addresses(out, settings))
+}
+
+/// Measures every quota at `now`, fires each threshold (and forecast) once
+/// per period, and resolves the alerts of periods that have ended. Safe to
+/// run on several replicas at once: the store's unique key decides.
+pub fn evaluate(
+    conn: &mut AnyConnection,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<Evaluated, QuotaError> {
+    let specs = list(conn)?;
+    let statuses = measure(conn, specs, now, min_elapsed(settings))?;
+    let fired_at = now.naive_utc();
+    let mut done = Evaluated {
+        quotas: statuses.len(),
+        ..Evaluated::default()
+    };
+    let mut current: HashMap<String, String> = HashMap::new();
+    for s in &statuses {
+        let q = &s.quota;
+        let tz = q.tz()?;
+        let period = period_key(tz, s.period_start);
+        current.insert(q.name.clone(), period.clone());
+        let to = recipients_of(conn, q, settings)?;
+        let month = s.period_start.with_timezone(&tz).format("%B").to_string();
+        let what = match q.period {
+            Period::Month => format!("{month} {}", enum_name(&q.metric)),
+            Period::Week => format!("weekly {}", enum_name(&q.metric)),
+            Period::Day => format!("daily {}", enum_name(&q.metric)),
+        };
+        let limit = show(q.metric, q.limit);
+        let used = show(q.metric, s.used);
+        let mut lines = vec![
+            ("Quota".to_owned(), q.name.clone()),
+            ("Scope".to_owned(), s.scope_label.clone()),
+            (
+                "Period".to_owned(),
+                format!("{} ({}; {})", s.period_label, q.time_zone, fmt_range(s, tz)),
+            ),
+            (
+                "Used".to_owned(),
+                format!("{used} of {limit} ({} %)", s.percent),
+            ),
+            (
+                "Basis".to_owned(),
+                format!("{} usage, {} rows", enum_name(&q.basis), s.rows),
+            ),
+        ];
+        if s.unpriced_rows > 0 {
+            lines.push((
+                "Not priced".to_owned(),
+                format!("{} rows (left out of the cost)", s.unpriced_rows),
+            ));
+        }
+        let mut rows = s
+            .top_keys
+            .iter()
+            .map(|(k, v)| (format!("key {k}"), v.clone()))
+            .collect::<Vec<_>>();
+        rows.extend(
+            s.top_models
+                .iter()
+                .map(|(m, v)| (format!("model {m}"), v.clone())),
+        );
+        let link = format!("{}/quotas", settings.email.base_url.trim_end_matches('/'));
+        // Every reached threshold is recorded; only the highest one new
+        // this time is emailed (a jump from 0 to 120 % is one message).
+        let mut new: Vec<(u32, i64)> = Vec::new();
+        for &t in &s.reached {
+            let title = format!("{} at {t} % of its {what} quota", s.scope_label);
+            let detail = serde_json::json!({
+                "quota": q.name, "used": s.used.to_string(), "limit": q.limit.to_string(),
+                "percent": s.percent.to_string(), "metric": enum_name(&q.metric),
+            });
+            if let Some(id) = super::alerts::record(
+                conn,
+                &super::alerts::Rule {
+                    rule: &format!("quota:{}", q.name),
+                    scope: &s.scope_label,
+                    period: &period,
+                    threshold: i64::from(t),
+                    kind: "quota_threshold",
+                    title: &title,
+                    detail: &detail,
+                    at: fired_at,
+                },
+            )? {
+                new.push((t, id));
+            }
+        }
+        done.fired += new.len();
+        if let Some(&(t, id)) = new.iter().max_by_key(|(t, _)| *t) {
+            let mut lines = lines.clone();
+            let earlier: Vec<String> = new
+                .iter()
+                .filter(|(x, _)| *x < t)
+                .map(|(x, _)| format!("{x} %"))
+                .collect();
+            if !earlier.is_empty() {
+                lines.push(("Also crossed".to_owned(), earlier.join(", ")));
+            }
+            done.queued += fire(
+                conn,
+                &Fire {
+                    alert_id: id,
+                    to: &to,
+                    title: &format!("{} at {t} % of its {what} quota", s.scope_label),
+                    kind: "quota_threshold",
+                    lines: &lines,
+                    rows_heading: "Largest use",
+                    rows: &rows,
+                    link: &link,
+                    at: fired_at,
+                },
+            )?;
+        }
+        let limit_reached = s.reached.iter().any(|t| *t >= 100);
+        if let (Some(at), false) = (s.forecast_at, limit_reached) {
+            let when = at
+                .with_timezone(&tz)
+                .format("%Y-%m-%d %H:%M %Z")
+                .to_string();
+            let title = format!(
+                "{} is on course to exceed its {what} quota on {when}",
+                s.scope_label
+            );
+            let detail = serde_json::json!({"quota": q.name, "forecast_at": at.to_rfc3339(), "used": s.used.to_string(), "limit": q.limit.to_string()});
+            if let Some(id) = super::alerts::record(
+                conn,
+                &super::alerts::Rule {
+                    rule: &format!("forecast:{}", q.name),
+                    scope: &s.scope_label,
+                    period: &period,
+                    threshold: 100,
+                    kind: "quota_forecast",
+                    title: &title,
+                    detail: &detail,
+                    at: fired_at,
+                },
+            )? {
+                done.fired += 1;
+                let mut lines = lines.clone();
+                lines.push(("Projected to reach the limit".to_owned(), when));
+                done.queued += fire(
+                    conn,
+                    &Fire {
+                        alert_id: id,
+                        to: &to,
+                        title: &title,
+                        kind: "quota_forecast",
+                        lines: &lines,
+                        rows_heading: "Largest use",
+                        rows: &rows,
+                        link: &link,
+                        at: fired_at,
+                    },
+                )?;
+            }
+        }
+    }
+    // A quota alert resolves when its period has ended (or the quota is gone).
+    for prefix in ["quota:", "forecast:"] {
+        for a in repo::firing_alerts(conn, prefix)? {
+            let name = a.rule.trim_start_matches(prefix);
+            if current.get(name) != Some(&a.period) && repo::resolve_alert(conn, a.id, fired_at)? {
+                done.resolved += 1;
+            }
+        }
+    }
+    Ok(done)
+}
+
+fn fmt_range(s: &QuotaStatus, tz: Tz) -> String {
+    let f = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string();
+    format!("{} to {}", f(s.period_start), f(s.period_end))
+}
+
+/// The quota table for people: name, scope, period, used of limit.
+pub fn describe(statuses: &[QuotaStatus]) -> String {
+    if statuses.is_empty() {
+        return "no quotas\n".to_owned();
+    }
+    let mut out = String::new();
+    for s in statuses {
+        let q = &s.quota;
+        out.push_str(&format!(
+            "{:<24} {:<28} {:<8} {:<22} {} of {} ({} %){}{}\n",
+            q.name,
+            s.scope_label,
+            enum_name(&q.basis),
+            format!("{} {}", s.period_label, q.time_zone),
+            show(q.metric, s.used),
+            show(q.metric, q.limit),
+            s.percent,
+            if s.over { "  OVER" } else { "" },
+            s.forecast_at
+                .map(|t| format!("  forecast: limit at {}", t.to_rfc3339()))
+                .unwrap_or_default(),
+        ));
+    }
+    out
+}
+
+/// Width of a quota bar on the page, pixels.
+pub const BAR_PX: u32 = 300;
+
+/// A quota as the page draws it: figures as text, geometry in whole pixels.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuotaBar {
+    /// Name.
+    pub name: String,
+    /// Scope in words.
+    pub scope: String,
+    /// Period in words and zone.
+    pub period: String,
+    /// Basis.
+    pub basis: String,
+    /// Used, for people.
+    pub used: String,
+    /// Limit, for people.
+    pub limit: String,
+    /// Percent used.
+    pub percent: String,
+    /// Filled width (at most [`BAR_PX`]).
+    pub fill_px: u32,
+    /// Threshold marks.
+    pub ticks_px: Vec<u32>,
+    /// `ok`, `warn` (a threshold reached) or `over`.
+    pub level: &'static str,
+    /// Forecast, for people.
+    pub forecast: Option<String>,
+    /// Rows without a price.
+    pub unpriced_rows: u64,
+}
+
+fn px_of(percent: Decimal) -> u32 {
+    let p = percent.clamp(Decimal::ZERO, Decimal::from(100));
+    u32::try_from((p * Decimal::from(BAR_PX) / Decimal::from(100)).round()).unwrap_or(0)
+}
+
+/// The page's bars.
+pub fn bars(statuses: &[QuotaStatus]) -> Vec<QuotaBar> {
+    statuses
+        .iter()
+        .map(|s| {
+            let q = &s.quota;
+            QuotaBar {
+                name: q.name.clone(),
+                scope: s.scope_label.clone(),
+                period: format!("{} ({})", s.period_label, q.time_zone),
+                basis: enum_name(&q.basis),
+                used: show(q.metric, s.used),
+                limit: show(q.metric, q.limit),
+                percent: format!("{} %", s.percent),
+                fill_px: px_of(s.percent),
+                ticks_px: q
+                    .thresholds
+                    .iter()
+                    .filter(|t| **t < 100)
+                    .map(|t| px_of(Decimal::from(*t)))
+                    .collect(),
+                level: if s.over {
+                    "over"
+                } else if s.reached.is_empty() {
+                    "ok"
+                } else {
+                    "warn"
+                },
+                forecast: s.forecast_at.map(|t| {
+                    t.with_timezone(&q.tz().unwrap_or(chrono_tz::UTC))
+                        .format("%Y-%m-%d %H:%M %Z")
+                        .to_string()
+                }),
+                unpriced_rows: s.unpriced_rows,
+            }
+        })
+        .collect()
+}
