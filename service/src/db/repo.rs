@@ -1143,6 +1143,7 @@ pub fn each_counted(
     Ok(())
 }
 
+#[cfg(feature = "postgres")]
 #[derive(QueryableByName)]
 struct Locked {
     #[diesel(sql_type = diesel::sql_types::Bool)]
@@ -1151,6 +1152,7 @@ struct Locked {
 
 /// The advisory lock key of a job: the first 8 bytes of SHA-256 of its
 /// name, so every replica computes the same key.
+#[cfg(feature = "postgres")]
 fn job_key(job: &str) -> i64 {
     use sha2::Digest;
     let d = sha2::Sha256::digest(format!("tally-job:{job}").as_bytes());
