@@ -7,40 +7,20 @@
 )]
 
 mod common;
+#[path = "common/fixture_day.rs"]
+mod fixture_day;
 
 use std::path::Path;
 
 use common::{FIXTURE_ARGS, Store, root, stores, succeed, tally};
+use fixture_day::{fixture, import, ingest, load_fixture_day};
 use tally_service::db::{self, repo};
-
-fn ingest(store: &Store, side: &str, files: &[&Path]) -> String {
-    let out = succeed(
-        tally()
-            .args(["ingest", side, "--db", &store.url])
-            .args(files),
-        &format!("ingest {side} on {}", store.backend),
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// `tally WHAT import FILE` into a store, which must succeed; its output.
-fn import(store: &Store, what: &str, file: &Path) -> String {
-    let out = succeed(
-        tally().args([what, "import", "--db", &store.url]).arg(file),
-        &format!("{what} import on {}", store.backend),
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// The dedup keys of a store's gateway rows, sorted: what identifies its
 /// contents across ingests.
 fn gateway_keys(store: &Store) -> Vec<String> {
     let mut c = db::connect(&store.url).unwrap();
     repo::dedup_keys(&mut c, "gateway").unwrap()
-}
-
-fn fixture(rel: &str) -> std::path::PathBuf {
-    root().join("fixtures").join(rel)
 }
 
 /// Writes a CSV made of the header and lines `from..to` (1-based data
@@ -238,29 +218,6 @@ fn a_cost_too_large_to_store_is_a_reject_not_a_rounding() {
 }
 
 /// Imports the fixture reference data and ingests the fixture day.
-fn load_fixture_day(s: &Store) {
-    for (what, file) in [
-        ("keys", "keys.toml"),
-        ("prices", "prices.toml"),
-        ("aliases", "aliases.toml"),
-    ] {
-        import(s, what, &fixture(file));
-    }
-    ingest(
-        s,
-        "client",
-        &[&fixture("client/app.jsonl"), &fixture("client/batch.csv")],
-    );
-    ingest(
-        s,
-        "gateway",
-        &[
-            &fixture("gateway/litellm_spendlogs.csv"),
-            &fixture("gateway/openrouter.csv"),
-        ],
-    );
-}
-
 fn run_day(s: &Store, from: &str, to: &str) -> String {
     let out = succeed(
         tally().args([

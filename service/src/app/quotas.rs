@@ -588,11 +588,23 @@ fn recipients_of(
             out.extend(r.contact.or_else(|| owner.and_then(|o| o.contact.clone())));
         }
     } else {
+        // The owners' contacts, then those of the keys they own.
+        let mine: Vec<i64> = owners
+            .iter()
+            .filter(|o| q.scope.covers("", &o.team, &o.service, &o.env))
+            .map(|o| o.id)
+            .collect();
         out.extend(
             owners
                 .iter()
-                .filter(|o| q.scope.covers("", &o.team, &o.service, &o.env))
+                .filter(|o| mine.contains(&o.id))
                 .filter_map(|o| o.contact.clone()),
+        );
+        out.extend(
+            repo::keys(conn)?
+                .into_iter()
+                .filter(|k| k.owner_id.is_some_and(|id| mine.contains(&id)))
+                .filter_map(|k| k.contact),
         );
     }
     Ok(super::alerts::addresses(out, settings))
@@ -661,8 +673,8 @@ pub fn evaluate(
                 .map(|(m, v)| (format!("model {m}"), v.clone())),
         );
         let link = format!("{}/quotas", settings.email.base_url.trim_end_matches('/'));
-        // Every reached threshold is recorded; only the highest one new
-        // this time is emailed (a jump from 0 to 120 % is one message).
+        // Every reached threshold is recorded; only the highest is emailed
+        // (a jump from 0 to 120 % is one message, listing the others).
         let mut new: Vec<(u32, i64)> = Vec::new();
         for &t in &s.reached {
             let title = format!("{} at {t} % of its {what} quota", s.scope_label);
@@ -687,7 +699,10 @@ pub fn evaluate(
             }
         }
         done.fired += new.len();
-        if let Some(&(t, id)) = new.iter().max_by_key(|(t, _)| *t) {
+        // The message goes with the highest threshold reached, from
+        // whichever evaluator recorded it: with two racing, one of them.
+        let top = s.reached.iter().max().copied();
+        if let Some(&(t, id)) = new.iter().find(|(t, _)| Some(*t) == top) {
             let mut lines = lines.clone();
             let earlier: Vec<String> = new
                 .iter()

@@ -1,0 +1,540 @@
+//! Quotas and alert email with real parts: the fixture day in a real store
+//! (SQLite and PostgreSQL), and a real SMTP server on 127.0.0.1 (aiosmtpd,
+//! Debian's `python3-aiosmtpd`) that the tests read back what it accepted.
+#![expect(
+    clippy::unwrap_used,
+    reason = "tests: a failure is a failed test"
+)]
+
+mod common;
+#[path = "common/fixture_day.rs"]
+mod fixture_day;
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+
+use chrono::{DateTime, Utc};
+use common::{FIXTURE_ARGS, Store, root, stores, succeed, tally};
+use fixture_day::load_fixture_day;
+use rust_decimal::Decimal;
+use tally_reconcile::quota::{Metric, Period};
+use tally_service::app::quotas::{self, Basis, QuotaSpec, Scope};
+use tally_service::app::{alerts, mail};
+use tally_service::db::{self, repo};
+use tally_service::settings::{AlertSettings, EmailSettings, Secret, Settings};
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn d(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+/// A real SMTP server on loopback that keeps what it accepts.
+struct Smtp {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+/// What the server accepted.
+#[derive(Debug, Clone)]
+struct Received {
+    to: Vec<String>,
+    subject: String,
+    /// The message, quoted-printable soft breaks and escapes undone.
+    text: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Smtp {
+    fn start() -> Self {
+        let mut s = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        s.resume();
+        s
+    }
+
+    /// Starts (again) on the same port and folder.
+    fn resume(&mut self) {
+        // Debian's python3 has aiosmtpd from the package; another python3
+        // first on PATH (pyenv) may not.
+        let python =
+            std::env::var("TALLY_TEST_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".to_owned());
+        let mut child = Command::new(&python)
+            .arg(root().join("service/tests/smtp_sink.py"))
+            .arg(self.port.to_string())
+            .arg(self.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{python}: {e}: install python3-aiosmtpd (.ci/run does)"));
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "the SMTP server did not start (is python3-aiosmtpd installed?)"
+        );
+        self.child = Some(child);
+    }
+
+    /// Stops it: connections are refused until [`Smtp::resume`].
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    fn mailer(&self) -> mail::Mailer {
+        mail::Mailer::new(&EmailSettings {
+            smtp_url: Some(Secret::new(format!(
+                "smtp://127.0.0.1:{}?tls=none",
+                self.port
+            ))),
+            timeout_s: 5,
+            ..EmailSettings::default()
+        })
+        .unwrap()
+    }
+
+    fn received(&self) -> Vec<Received> {
+        let mut names: Vec<_> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|p| {
+                let v: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+                let data = v["data"].as_str().unwrap().replace("\r\n", "\n");
+                // The header, unfolded (long subjects continue on lines
+                // that start with a space).
+                let mut subject = String::new();
+                let mut lines = data.lines().skip_while(|l| !l.starts_with("Subject: "));
+                if let Some(first) = lines.next() {
+                    subject.push_str(&first["Subject: ".len()..]);
+                    for l in lines.take_while(|l| l.starts_with(' ')) {
+                        subject.push_str(l);
+                    }
+                }
+                let text = data
+                    .replace("=\n", "")
+                    .replace("=3D", "=")
+                    .replace("=20", " ");
+                Received {
+                    to: v["to"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|t| t.as_str().unwrap().to_owned())
+                        .collect(),
+                    subject,
+                    text,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        alerts: AlertSettings {
+            platform_contact: "platform@example.com".to_owned(),
+            ..AlertSettings::default()
+        },
+        ..Settings::default()
+    }
+}
+
+/// The fixture day loaded and reconciled with `tally run` as a user runs
+/// it, the platform contact set from the environment.
+fn reconciled(s: &Store, platform: bool) {
+    load_fixture_day(s);
+    let mut cmd = tally();
+    cmd.args([
+        "run",
+        "--from",
+        "2026-11-20",
+        "--to",
+        "2026-11-21",
+        "--db",
+        &s.url,
+    ]);
+    if platform {
+        cmd.env("TALLY_ALERTS_PLATFORM_CONTACT", "platform@example.com");
+    }
+    succeed(&mut cmd, &format!("run on {}", s.backend));
+}
+
+fn support_month(limit: &str) -> QuotaSpec {
+    QuotaSpec {
+        name: "support-month".to_owned(),
+        scope: Scope {
+            service: Some("support-bot".to_owned()),
+            env: Some("prod".to_owned()),
+            ..Scope::default()
+        },
+        metric: Metric::Cost,
+        limit: d(limit),
+        period: Period::Month,
+        time_zone: "America/Los_Angeles".to_owned(),
+        thresholds: vec![50, 80, 100],
+        recipients: Vec::new(),
+        basis: Basis::Billed,
+    }
+}
+
+#[test]
+fn quota_and_run_alerts_reach_a_real_smtp_server_once_each() {
+    for s in stores() {
+        let b = s.backend;
+        reconciled(&s, true);
+        let smtp = Smtp::start();
+        let mut c = db::connect(&s.url).unwrap();
+        let now = utc("2026-11-20T18:00:00Z");
+        quotas::set(&mut c, &support_month("0.05"), now.naive_utc()).unwrap();
+        let e = quotas::evaluate(&mut c, &settings(), now).unwrap();
+        // 50, 80 and 100 % are each recorded; one message says so.
+        assert_eq!((e.quotas, e.fired, e.queued), (1, 3, 1), "{b}");
+        let again = quotas::evaluate(&mut c, &settings(), now).unwrap();
+        assert_eq!((again.fired, again.queued), (0, 0), "{b}: fired twice");
+
+        // `tally run` queued its alerts at the real time; send at a time
+        // after both.
+        let send_at = Utc::now().naive_utc() + chrono::Duration::seconds(1);
+        let f = mail::flush(&mut c, &smtp.mailer(), send_at).unwrap();
+        // The run's alerts (one unregistered key, four data-quality
+        // checks) and the quota's message.
+        assert_eq!((f.sent, f.failed, f.waiting), (6, 0, 0), "{b}");
+        let got = smtp.received();
+        assert_eq!(got.len(), 6, "{b}");
+        let quota = got
+            .iter()
+            .find(|m| m.subject == "support-bot/prod at 100 % of its November cost quota")
+            .unwrap_or_else(|| panic!("{b}: {got:#?}"));
+        // The owner's key contact, from the registry.
+        assert_eq!(quota.to, ["support-oncall@example.com"], "{b}");
+        for want in [
+            "Used: $0.1211 of $0.0500 (242.20 %)",
+            "Also crossed: 50 %, 80 %",
+            "November 2026 (America/Los_Angeles; 2026-11-01 00:00 to 2026-12-01 00:00)",
+            "key key_support_prod  $0.1211",
+            "http://127.0.0.1:8080/quotas",
+        ] {
+            assert!(
+                quota.text.contains(want),
+                "{b}: no `{want}` in\n{}",
+                quota.text
+            );
+        }
+        let leaked = got
+            .iter()
+            .find(|m| m.text.contains("Possibly leaked key sha256:4b4e721860d5"))
+            .unwrap_or_else(|| panic!("{b}: {got:#?}"));
+        assert_eq!(leaked.to, ["platform@example.com"], "{b}");
+        assert!(
+            leaked.text.contains("Requests with no client row: 3"),
+            "{}",
+            leaked.text
+        );
+        // Nothing is sent twice.
+        let f = mail::flush(&mut c, &smtp.mailer(), send_at).unwrap();
+        assert_eq!(f.sent, 0, "{b}");
+        assert_eq!(smtp.received().len(), 6, "{b}");
+
+        // The quota's period is November in Los Angeles: still firing at
+        // 23:30 on Nov 30 there (07:30 UTC on Dec 1), resolved once
+        // December starts at local midnight (08:00 UTC).
+        let late = quotas::evaluate(&mut c, &settings(), utc("2026-12-01T07:30:00Z")).unwrap();
+        assert_eq!((late.fired, late.resolved), (0, 0), "{b}");
+        let next = quotas::evaluate(&mut c, &settings(), utc("2026-12-01T08:00:00Z")).unwrap();
+        assert_eq!((next.fired, next.resolved), (0, 3), "{b}");
+        let firing = alerts::list(&mut c, Some("firing"), Some("quota_threshold"), 100).unwrap();
+        assert!(firing.is_empty(), "{b}: {firing:?}");
+    }
+}
+
+#[test]
+fn quota_use_equals_an_independent_sum_of_the_same_rows() {
+    // The file-based engine, with no store: its per-owner sums of the
+    // gateway rows billed to each owner.
+    let out = succeed(
+        tally().args(FIXTURE_ARGS).args(["--format", "json"]),
+        "tally reconcile",
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let owners = summary["costs_by_owner"].as_array().unwrap();
+    assert!(owners.len() >= 3);
+    for s in stores() {
+        reconciled(&s, false);
+        let mut c = db::connect(&s.url).unwrap();
+        let now = utc("2026-11-20T23:00:00Z");
+        for o in owners {
+            let (team, service, env) = (
+                o["team"].as_str().unwrap(),
+                o["service"].as_str().unwrap(),
+                o["env"].as_str().unwrap(),
+            );
+            if team.is_empty() && service.is_empty() && env.is_empty() {
+                continue;
+            }
+            let scope = Scope {
+                team: Some(team.to_owned()),
+                service: Some(service.to_owned()),
+                env: Some(env.to_owned()),
+                key: None,
+            };
+            let spec = |metric| QuotaSpec {
+                name: format!("{team}-{service}-{env}-{metric:?}"),
+                scope: scope.clone(),
+                metric,
+                limit: d("1000000"),
+                period: Period::Day,
+                time_zone: "UTC".to_owned(),
+                thresholds: vec![100],
+                recipients: Vec::new(),
+                basis: Basis::Billed,
+            };
+            let st = quotas::measure(
+                &mut c,
+                vec![spec(Metric::Cost), spec(Metric::Requests)],
+                now,
+                chrono::Duration::hours(6),
+            )
+            .unwrap();
+            let want_cost = d(o["computed_cost"].as_str().unwrap());
+            assert_eq!(
+                st[0].used, want_cost,
+                "{}: cost of {team}/{service}/{env}",
+                s.backend
+            );
+            assert_eq!(st[0].used.round_dp(2), want_cost.round_dp(2));
+            assert_eq!(
+                st[0].unpriced_rows,
+                o["unpriced_rows"].as_u64().unwrap(),
+                "{}",
+                s.backend
+            );
+            assert_eq!(
+                st[1].used,
+                Decimal::from(o["billed_rows"].as_u64().unwrap()),
+                "{}: requests of {team}/{service}/{env}",
+                s.backend
+            );
+        }
+    }
+}
+
+#[test]
+fn smtp_down_for_ten_minutes_during_a_burst_then_every_alert_arrives_once() {
+    for s in stores() {
+        let b = s.backend;
+        reconciled(&s, false);
+        let mut smtp = Smtp::start();
+        let mut c = db::connect(&s.url).unwrap();
+        let t0 = utc("2026-11-20T18:00:00Z");
+        let n = 12;
+        for i in 0..n {
+            let mut q = support_month("0.01");
+            q.name = format!("burst-{i:02}");
+            q.recipients = vec![format!("oncall-{i:02}@example.com")];
+            quotas::set(&mut c, &q, t0.naive_utc()).unwrap();
+        }
+        smtp.stop();
+        let e = quotas::evaluate(&mut c, &settings(), t0).unwrap();
+        assert_eq!(e.queued, n, "{b}");
+        // Ten minutes of the outbox job every 30 s against a dead server.
+        for step in 0..=20 {
+            let at = t0 + chrono::Duration::seconds(30 * step);
+            let f = mail::flush(&mut c, &smtp.mailer(), at.naive_utc()).unwrap();
+            assert_eq!(f.sent, 0, "{b}");
+            assert_eq!(f.waiting, n as u64, "{b}");
+        }
+        smtp.resume();
+        // The job goes on every 30 s; within five minutes everything is in.
+        let back = t0 + chrono::Duration::minutes(10);
+        let mut sent = 0;
+        for step in 0..=10 {
+            let at = back + chrono::Duration::seconds(30 * step);
+            sent += mail::flush(&mut c, &smtp.mailer(), at.naive_utc())
+                .unwrap()
+                .sent;
+        }
+        assert_eq!(sent, n as u64, "{b}");
+        assert_eq!(repo::unsent_count(&mut c).unwrap(), 0, "{b}");
+        let mut per: BTreeMap<String, usize> = BTreeMap::new();
+        for m in smtp.received() {
+            assert_eq!(m.to.len(), 1);
+            *per.entry(m.to[0].clone()).or_default() += 1;
+        }
+        assert_eq!(per.len(), n, "{b}: {per:?}");
+        assert!(per.values().all(|v| *v == 1), "{b}: {per:?}");
+    }
+}
+
+#[test]
+fn evaluators_racing_on_one_store_send_one_email_per_threshold() {
+    for s in stores() {
+        let b = s.backend;
+        reconciled(&s, false);
+        let now = utc("2026-11-20T18:00:00Z");
+        let rounds = 8;
+        for r in 0..rounds {
+            let mut c = db::connect(&s.url).unwrap();
+            let mut q = support_month("0.05");
+            q.name = format!("race-{r}");
+            q.recipients = vec!["race@example.com".to_owned()];
+            quotas::set(&mut c, &q, now.naive_utc()).unwrap();
+            let gate = Arc::new(Barrier::new(2));
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let (url, gate) = (s.url.clone(), gate.clone());
+                    std::thread::spawn(move || {
+                        let mut c = db::connect(&url).unwrap();
+                        gate.wait();
+                        quotas::evaluate(&mut c, &settings(), now).unwrap()
+                    })
+                })
+                .collect();
+            let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+            // Earlier rounds' quotas fired already; this round's three
+            // thresholds fire once between the two evaluators.
+            let fired: usize = results.iter().map(|e| e.fired).sum();
+            let queued: usize = results.iter().map(|e| e.queued).sum();
+            assert_eq!((fired, queued), (3, 1), "{b} round {r}: {results:?}");
+        }
+        let mut c = db::connect(&s.url).unwrap();
+        let all = alerts::list(&mut c, None, Some("quota_threshold"), 1000).unwrap();
+        assert_eq!(all.len(), 3 * rounds, "{b}");
+        assert_eq!(repo::messages(&mut c, 1000).unwrap().len(), rounds, "{b}");
+    }
+}
+
+#[test]
+fn a_job_runs_on_one_holder_at_a_time() {
+    for s in stores() {
+        let b = s.backend;
+        let mut one = db::open(&s.url, false).unwrap();
+        let mut two = db::connect(&s.url).unwrap();
+        let t = utc("2026-11-20T18:00:00Z").naive_utc();
+        let hour = chrono::Duration::hours(1);
+        assert!(
+            repo::try_lock_job(&mut one, "quotas", "a", t, t + hour).unwrap(),
+            "{b}"
+        );
+        assert!(
+            !repo::try_lock_job(&mut two, "quotas", "b", t, t + hour).unwrap(),
+            "{b}: two holders"
+        );
+        // Another job is free.
+        assert!(
+            repo::try_lock_job(&mut two, "outbox", "b", t, t + hour).unwrap(),
+            "{b}"
+        );
+        repo::unlock_job(&mut two, "outbox", "b").unwrap();
+        repo::unlock_job(&mut one, "quotas", "a").unwrap();
+        assert!(
+            repo::try_lock_job(&mut two, "quotas", "b", t, t + hour).unwrap(),
+            "{b}: not released"
+        );
+        repo::unlock_job(&mut two, "quotas", "b").unwrap();
+    }
+}
+
+#[test]
+fn quotas_are_checked_set_replaced_and_deleted() {
+    for s in stores() {
+        let b = s.backend;
+        let mut c = db::open(&s.url, false).unwrap();
+        let t = utc("2026-11-20T18:00:00Z").naive_utc();
+        let mut q = support_month("0.05");
+        quotas::set(&mut c, &q, t).unwrap();
+        q.limit = d("7.5");
+        q.thresholds = vec![90, 50, 90];
+        quotas::set(&mut c, &q, t).unwrap();
+        let list = quotas::list(&mut c).unwrap();
+        assert_eq!(list.len(), 1, "{b}");
+        assert_eq!(list[0].limit, d("7.5"), "{b}");
+        assert_eq!(list[0].thresholds, [50, 90], "{b}");
+        for (bad, field) in [
+            (
+                QuotaSpec {
+                    time_zone: "Mars/Olympus".to_owned(),
+                    ..q.clone()
+                },
+                "time_zone",
+            ),
+            (
+                QuotaSpec {
+                    limit: d("0"),
+                    ..q.clone()
+                },
+                "limit",
+            ),
+            (
+                QuotaSpec {
+                    limit: d("1.5"),
+                    metric: Metric::Tokens,
+                    ..q.clone()
+                },
+                "limit",
+            ),
+            (
+                QuotaSpec {
+                    scope: Scope::default(),
+                    ..q.clone()
+                },
+                "scope",
+            ),
+            (
+                QuotaSpec {
+                    scope: Scope {
+                        key: Some("k".to_owned()),
+                        ..q.scope.clone()
+                    },
+                    ..q.clone()
+                },
+                "scope",
+            ),
+            (
+                QuotaSpec {
+                    recipients: vec!["not an address".to_owned()],
+                    ..q.clone()
+                },
+                "recipients",
+            ),
+        ] {
+            let e = quotas::set(&mut c, &bad, t).unwrap_err().to_string();
+            assert!(e.starts_with(field), "{b}: {e}");
+        }
+        quotas::delete(&mut c, "support-month").unwrap();
+        assert!(quotas::list(&mut c).unwrap().is_empty());
+        assert!(quotas::delete(&mut c, "support-month").is_err());
+    }
+}
