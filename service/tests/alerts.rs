@@ -1,29 +1,27 @@
 //! Quotas and alert email with real parts: the fixture day in a real store
 //! (SQLite and PostgreSQL), and a real SMTP server on 127.0.0.1 (aiosmtpd,
 //! Debian's `python3-aiosmtpd`) that the tests read back what it accepted.
-#![expect(
-    clippy::unwrap_used,
-    reason = "tests: a failure is a failed test"
-)]
+#![expect(clippy::unwrap_used, reason = "tests: a failure is a failed test")]
 
 mod common;
 #[path = "common/fixture_day.rs"]
 mod fixture_day;
+#[path = "common/smtp.rs"]
+mod smtp;
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 
 use chrono::{DateTime, Utc};
-use common::{FIXTURE_ARGS, Store, root, stores, succeed, tally};
+use common::{FIXTURE_ARGS, Store, stores, succeed, tally};
 use fixture_day::load_fixture_day;
 use rust_decimal::Decimal;
+use smtp::Smtp;
 use tally_reconcile::quota::{Metric, Period};
 use tally_service::app::quotas::{self, Basis, QuotaSpec, Scope};
 use tally_service::app::{alerts, mail};
 use tally_service::db::{self, repo};
-use tally_service::settings::{AlertSettings, EmailSettings, Secret, Settings};
+use tally_service::settings::{AlertSettings, Settings};
 
 fn utc(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -31,135 +29,6 @@ fn utc(s: &str) -> DateTime<Utc> {
 
 fn d(s: &str) -> Decimal {
     s.parse().unwrap()
-}
-
-/// A real SMTP server on loopback that keeps what it accepts.
-struct Smtp {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-/// What the server accepted.
-#[derive(Debug, Clone)]
-struct Received {
-    to: Vec<String>,
-    subject: String,
-    /// The message, quoted-printable soft breaks and escapes undone.
-    text: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Smtp {
-    fn start() -> Self {
-        let mut s = Self {
-            port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        };
-        s.resume();
-        s
-    }
-
-    /// Starts (again) on the same port and folder.
-    fn resume(&mut self) {
-        // Debian's python3 has aiosmtpd from the package; another python3
-        // first on PATH (pyenv) may not.
-        let python =
-            std::env::var("TALLY_TEST_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".to_owned());
-        let mut child = Command::new(&python)
-            .arg(root().join("service/tests/smtp_sink.py"))
-            .arg(self.port.to_string())
-            .arg(self.dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{python}: {e}: install python3-aiosmtpd (.ci/run does)"));
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(
-            line.trim(),
-            "ready",
-            "the SMTP server did not start (is python3-aiosmtpd installed?)"
-        );
-        self.child = Some(child);
-    }
-
-    /// Stops it: connections are refused until [`Smtp::resume`].
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-
-    fn mailer(&self) -> mail::Mailer {
-        mail::Mailer::new(&EmailSettings {
-            smtp_url: Some(Secret::new(format!(
-                "smtp://127.0.0.1:{}?tls=none",
-                self.port
-            ))),
-            timeout_s: 5,
-            ..EmailSettings::default()
-        })
-        .unwrap()
-    }
-
-    fn received(&self) -> Vec<Received> {
-        let mut names: Vec<_> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        names.sort();
-        names
-            .into_iter()
-            .map(|p| {
-                let v: serde_json::Value =
-                    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
-                let data = v["data"].as_str().unwrap().replace("\r\n", "\n");
-                // The header, unfolded (long subjects continue on lines
-                // that start with a space).
-                let mut subject = String::new();
-                let mut lines = data.lines().skip_while(|l| !l.starts_with("Subject: "));
-                if let Some(first) = lines.next() {
-                    subject.push_str(&first["Subject: ".len()..]);
-                    for l in lines.take_while(|l| l.starts_with(' ')) {
-                        subject.push_str(l);
-                    }
-                }
-                let text = data
-                    .replace("=\n", "")
-                    .replace("=3D", "=")
-                    .replace("=20", " ");
-                Received {
-                    to: v["to"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|t| t.as_str().unwrap().to_owned())
-                        .collect(),
-                    subject,
-                    text,
-                }
-            })
-            .collect()
-    }
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 fn settings() -> Settings {
@@ -537,4 +406,122 @@ fn quotas_are_checked_set_replaced_and_deleted() {
         assert!(quotas::list(&mut c).unwrap().is_empty());
         assert!(quotas::delete(&mut c, "support-month").is_err());
     }
+}
+
+#[test]
+fn each_owner_gets_one_digest_of_yesterday() {
+    for s in stores() {
+        let b = s.backend;
+        reconciled(&s, false);
+        let smtp = Smtp::start();
+        let mut c = db::connect(&s.url).unwrap();
+        let now = utc("2026-11-21T07:00:00Z");
+        // Five owners had traffic on the 20th, each with a key contact.
+        assert_eq!(alerts::digest(&mut c, &settings(), now).unwrap(), 5, "{b}");
+        assert_eq!(
+            alerts::digest(&mut c, &settings(), now).unwrap(),
+            0,
+            "{b}: twice"
+        );
+        mail::flush(&mut c, &smtp.mailer(), now.naive_utc()).unwrap();
+        let got = smtp.wait_for("5 digests", |got| got.len() >= 5);
+        assert_eq!(got.len(), 5, "{b}");
+        let support = got
+            .iter()
+            .find(|m| m.subject == "Tally daily digest for support/support-bot/prod: 2026-11-20")
+            .unwrap_or_else(|| panic!("{b}: {got:#?}"));
+        assert_eq!(support.to, ["support-oncall@example.com"]);
+        for want in [
+            "Spend yesterday (2026-11-20, UTC): $0.1211",
+            "Rows missing on the gateway: 2",
+            "Unattributed traffic on this owner's keys: 0 rows",
+        ] {
+            assert!(
+                support.text.contains(want),
+                "{b}: no `{want}` in\n{}",
+                support.text
+            );
+        }
+    }
+}
+
+#[test]
+fn test_email_checks_the_setup_and_without_smtp_writes_eml_files() {
+    let mut smtp = Smtp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tally.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[email]\nsmtp_url = \"{}\"\nfrom = \"Tally <tally@example.com>\"\n",
+            smtp.url()
+        ),
+    )
+    .unwrap();
+    let out = succeed(
+        tally()
+            .args([
+                "alerts",
+                "test-email",
+                "--to",
+                "ops@example.com",
+                "--config",
+            ])
+            .arg(&config),
+        "test-email",
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("accepted by SMTP"));
+    let got = smtp.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].to, ["ops@example.com"]);
+    assert_eq!(got[0].subject, "Tally test message");
+    // A dead server is a failure that says where it was sending.
+    smtp.stop();
+    let out = tally()
+        .args([
+            "alerts",
+            "test-email",
+            "--to",
+            "ops@example.com",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("test message to ops@example.com through SMTP"),
+        "{err}"
+    );
+    // No SMTP configured: the message is a file in the outbox folder.
+    let outbox = dir.path().join("outbox");
+    std::fs::write(
+        &config,
+        format!("[email]\noutbox_dir = \"{}\"\n", outbox.display()),
+    )
+    .unwrap();
+    succeed(
+        tally()
+            .args([
+                "alerts",
+                "test-email",
+                "--to",
+                "ops@example.com",
+                "--config",
+            ])
+            .arg(&config),
+        "test-email to a folder",
+    );
+    let files: Vec<_> = std::fs::read_dir(&outbox)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].extension().is_some_and(|e| e == "eml"));
+    let eml = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(
+        eml.contains("To: ops@example.com") && eml.contains("Subject: Tally test message"),
+        "{eml}"
+    );
 }

@@ -7,6 +7,9 @@
 
 #[expect(dead_code, reason = "shared test support: this binary uses part of it")]
 mod common;
+#[expect(dead_code, reason = "shared test support: this binary uses part of it")]
+#[path = "common/smtp.rs"]
+mod smtp;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -1703,4 +1706,162 @@ fn ndjson_parsed_as_it_arrives_is_the_same_batch_as_the_file() {
         .find(|l| l.starts_with("tally_rows_ingested_total{side=\"client\""))
         .unwrap();
     assert!(line.ends_with(" 87"), "{line}");
+}
+
+/// Two client rows of the support bot's key, logged seconds ago.
+fn recent_client_rows() -> Vec<u8> {
+    let now = chrono::Utc::now() - chrono::Duration::seconds(20);
+    let mut out = String::new();
+    for i in 0..2 {
+        let ts = (now + chrono::Duration::milliseconds(i * 500))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        out.push_str(&format!(
+            "{{\"ts\":\"{ts}\",\"key\":\"sk-proj-SupportBotProd0000000000000000000000000Ab12\",\"model\":\"gpt-4o\",\"route\":\"/v1/chat/completions\",\"response_id\":\"chatcmpl-now{i}\",\"team\":\"support\",\"service\":\"support-bot\",\"env\":\"prod\",\"usage\":{{\"prompt_tokens\":1000,\"completion_tokens\":500}}}}\n"
+        ));
+    }
+    out.into_bytes()
+}
+
+#[test]
+fn the_scheduler_sends_alerts_and_a_gateway_can_ask_before_sending() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_store(dir.path());
+    let smtp = smtp::Smtp::start();
+    let s = Server::start(
+        &db,
+        &format!(
+            "[email]\nsmtp_url = \"{}\"\nbase_url = \"https://tally.example.com\"\n\
+             [alerts]\nplatform_contact = \"platform@example.com\"\n\
+             [schedule]\noutbox = \"* * * * * *\"\nquotas = \"* * * * * *\"\ndigest = \"\"\n",
+            smtp.url()
+        ),
+    );
+    let admin = s.token("admin", Role::Admin);
+    let ingest = s.token("gateway-check", Role::Ingest);
+    // New usage now, reconciled: the quota counts what runs attributed.
+    let r = s.call(
+        "POST",
+        "/v1/usage/client",
+        Some(&ingest),
+        Body::Bytes("application/x-ndjson", &recent_client_rows()),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let today = chrono::Utc::now().date_naive();
+    let window = serde_json::json!({
+        "from": (today - chrono::Duration::days(1)).to_string(),
+        "to": (today + chrono::Duration::days(1)).to_string(),
+    });
+    let r = s.call("POST", "/v1/runs", Some(&admin), Body::Json(&window));
+    assert_eq!(r.status, 201, "{}", r.text);
+    // A day in Los Angeles, on what the application logged; $0.0001 is
+    // far below two gpt-4o calls.
+    let spec = serde_json::json!({
+        "scope": {"team": "support"}, "metric": "cost", "limit": "0.0001",
+        "period": "day", "time_zone": "America/Los_Angeles", "basis": "client"
+    });
+    let r = s.call(
+        "PUT",
+        "/v1/quotas/support-day",
+        Some(&admin),
+        Body::Json(&spec),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let st = r.json();
+    assert_eq!(st["over"], true, "{st}");
+    assert_eq!(st["rows"], 2, "{st}");
+    assert_eq!(st["reached"], serde_json::json!([50, 80, 100]), "{st}");
+
+    // A gateway asks before sending: by key id, by alias, by owner.
+    for q in [
+        "key=key_support_prod",
+        "key=support-bot-prod",
+        "owner=support/support-bot/prod",
+        "owner=support",
+    ] {
+        let r = s.call(
+            "GET",
+            &format!("/v1/quotas/status?{q}"),
+            Some(&ingest),
+            Body::None,
+        );
+        assert_eq!(r.status, 200, "{q}: {}", r.text);
+        assert_eq!(r.json()["over"], true, "{q}: {}", r.text);
+        assert_eq!(
+            r.json()["over_quotas"],
+            serde_json::json!(["support-day"]),
+            "{q}"
+        );
+    }
+    let r = s.call(
+        "GET",
+        "/v1/quotas/status?key=key_search_prod",
+        Some(&ingest),
+        Body::None,
+    );
+    assert_eq!(r.json()["over"], false, "{}", r.text);
+    let r = s.call("GET", "/v1/quotas/status", Some(&ingest), Body::None);
+    assert_error(&r, 400, "bad_request");
+    let r = s.call("PUT", "/v1/quotas/bad", Some(&admin), Body::Json(&serde_json::json!({
+        "scope": {"team": "support"}, "metric": "cost", "limit": "1", "period": "day", "time_zone": "Mars/Base"
+    })));
+    assert_error(&r, 400, "bad_request");
+    assert!(r.text.contains("time_zone"), "{}", r.text);
+
+    // The scheduler evaluates quotas and sends the outbox every second:
+    // the owner's contact hears, once.
+    let subject = "support at 100 % of its daily cost quota";
+    let got = smtp.wait_for("the quota's message", |got| {
+        got.iter().any(|m| m.subject == subject)
+    });
+    let m = got.iter().find(|m| m.subject == subject).unwrap();
+    assert_eq!(m.to, ["support-oncall@example.com"]);
+    assert!(
+        m.text.contains("https://tally.example.com/quotas"),
+        "{}",
+        m.text
+    );
+    assert!(m.text.contains("Basis: client usage, 2 rows"), "{}", m.text);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let again = smtp.received();
+    assert_eq!(
+        again.iter().filter(|m| m.subject == subject).count(),
+        1,
+        "sent twice"
+    );
+
+    // The history, over the API and on the page.
+    let finance = s.token("finance", Role::Finance);
+    let r = s.call("GET", "/v1/alerts?state=firing", Some(&finance), Body::None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let items = r.json()["items"].as_array().unwrap().clone();
+    let thresholds: Vec<i64> = items
+        .iter()
+        .filter(|a| a["kind"] == "quota_threshold")
+        .map(|a| a["threshold"].as_i64().unwrap())
+        .collect();
+    assert_eq!(thresholds, [100, 80, 50], "{items:?}");
+    // A quota whose scope is the hostile team name: escaped on the page.
+    succeed(
+        tally().args([
+            "quota", "set", "evil", "--team", EVIL, "--limit", "5", "--db", &db,
+        ]),
+        "quota set",
+    );
+    let page = s.call("GET", "/quotas", Some(&finance), Body::None);
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(
+        page.text.contains("support-day") && page.text.contains("class=\"fill\""),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text
+            .contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+        "{}",
+        page.text
+    );
+    assert!(!page.text.contains("<script"), "unescaped");
+    assert!(page.text.contains(subject), "the alert history lists it");
+    let log = s.log();
+    assert!(log.contains("scheduled"), "{log}");
 }

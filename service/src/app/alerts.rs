@@ -511,13 +511,23 @@ pub fn digest(
     })?;
     let mut queued = 0;
     let at = now.naive_utc();
+    let keys = repo::keys(conn)?;
     for o in repo::owners(conn)? {
-        let Some(contact) = o.contact.clone() else {
-            continue;
-        };
         let Some(s) = by.get(&(o.team.clone(), o.service.clone(), o.env.clone())) else {
             continue;
         };
+        // The owner's contact, else its keys' contacts; nobody: no digest.
+        let contacts: Vec<String> = match &o.contact {
+            Some(c) => vec![c.clone()],
+            None => keys
+                .iter()
+                .filter(|k| k.owner_id == Some(o.id))
+                .filter_map(|k| k.contact.clone())
+                .collect(),
+        };
+        if contacts.is_empty() {
+            continue;
+        }
         let who = format!("{}/{}/{}", o.team, o.service, o.env);
         let title = format!("Tally daily digest for {who}: {day}");
         let detail =
@@ -556,7 +566,7 @@ pub fn digest(
         queue(
             conn,
             Some(id),
-            &addresses(vec![contact], settings),
+            &addresses(contacts, settings),
             &title,
             &text,
             &html,
