@@ -525,3 +525,171 @@ fn test_email_checks_the_setup_and_without_smtp_writes_eml_files() {
         "{eml}"
     );
 }
+
+#[test]
+fn a_forecast_says_when_the_month_will_run_over() {
+    for s in stores() {
+        let b = s.backend;
+        reconciled(&s, false);
+        let mut c = db::connect(&s.url).unwrap();
+        // $0.1211 by 18:00 UTC on the 20th, 19.4 days into a Los Angeles
+        // November: at that rate $0.15 is reached on the 25th, $0.20 never.
+        let now = utc("2026-11-20T18:00:00Z");
+        let mut q = support_month("0.15");
+        q.recipients = vec!["finance@example.com".to_owned()];
+        quotas::set(&mut c, &q, now.naive_utc()).unwrap();
+        let mut calm = support_month("0.20");
+        calm.name = "support-calm".to_owned();
+        quotas::set(&mut c, &calm, now.naive_utc()).unwrap();
+        quotas::evaluate(&mut c, &settings(), now).unwrap();
+        let list = alerts::list(&mut c, Some("firing"), Some("quota_forecast"), 10).unwrap();
+        assert_eq!(list.len(), 1, "{b}: {list:?}");
+        let f = &list[0];
+        assert!(
+            f.title.starts_with(
+                "support-bot/prod is on course to exceed its November cost quota on 2026-11-25 "
+            ),
+            "{b}: {}",
+            f.title
+        );
+        assert!(
+            f.title.ends_with("PST"),
+            "{b}: in the quota's zone: {}",
+            f.title
+        );
+        assert_eq!(f.rule, "forecast:support-month");
+        // Once per period.
+        assert_eq!(
+            quotas::evaluate(&mut c, &settings(), now + chrono::Duration::hours(1))
+                .unwrap()
+                .fired,
+            0,
+            "{b}"
+        );
+    }
+}
+
+#[test]
+fn a_run_alert_resolves_when_its_cause_is_gone() {
+    for s in stores() {
+        let b = s.backend;
+        reconciled(&s, true);
+        let mut c = db::connect(&s.url).unwrap();
+        let unpriced = || {
+            alerts::list(
+                &mut db::connect(&s.url).unwrap(),
+                None,
+                Some("data_quality"),
+                100,
+            )
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.rule == "data_quality:unpriced")
+            .collect::<Vec<_>>()
+        };
+        let before = unpriced();
+        assert_eq!(before.len(), 1, "{b}");
+        assert_eq!(before[0].state, "firing");
+        assert_eq!(before[0].scope, "model mistral-large");
+        // The missing price arrives; the day is reconciled again.
+        let dir = tempfile::tempdir().unwrap();
+        let prices = dir.path().join("prices.toml");
+        std::fs::write(&prices, "currency = \"USD\"\n[[price]]\nmodel = \"mistral-large\"\neffective_from = \"2026-01-01T00:00:00Z\"\ninput = \"2\"\noutput = \"6\"\n").unwrap();
+        succeed(
+            tally()
+                .args(["prices", "import", "--db", &s.url])
+                .arg(&prices),
+            "prices import",
+        );
+        succeed(
+            tally().args([
+                "run",
+                "--from",
+                "2026-11-20",
+                "--to",
+                "2026-11-21",
+                "--db",
+                &s.url,
+            ]),
+            "run",
+        );
+        let after = unpriced();
+        assert_eq!(after.len(), 1, "{b}: fired again");
+        assert_eq!(after[0].state, "resolved", "{b}");
+        assert!(after[0].resolved_at.is_some());
+        // What still holds stays firing.
+        let leaked = alerts::list(&mut c, Some("firing"), Some("unregistered_key"), 10).unwrap();
+        assert_eq!(leaked.len(), 1, "{b}");
+    }
+}
+
+fn fixed_clock() -> anyhow::Result<i64> {
+    Ok(utc("2026-11-21T01:00:00Z").timestamp_millis())
+}
+
+#[test]
+fn the_reconcile_job_runs_each_day_of_the_trailing_window_once_at_a_time() {
+    for s in stores() {
+        let b = s.backend;
+        load_fixture_day(&s);
+        let pool = db::pool(&s.url, 3).unwrap();
+        let mut config = settings();
+        config.schedule.reconcile_window_h = 48;
+        for _ in 0..2 {
+            assert!(
+                tally_service::app::schedule::run_job(
+                    &pool,
+                    "reconcile",
+                    &config,
+                    fixed_clock,
+                    "test"
+                )
+                .unwrap(),
+                "{b}"
+            );
+        }
+        let mut c = db::connect(&s.url).unwrap();
+        let runs = repo::runs(&mut c).unwrap();
+        // Nov 19, 20 and 21 each twice; the second of each supersedes the first.
+        assert_eq!(runs.len(), 6, "{b}");
+        let current: Vec<String> = runs
+            .iter()
+            .filter(|r| r.status == "current")
+            .map(|r| format!("{}..{}", r.window_from.date(), r.window_to.date()))
+            .collect();
+        assert_eq!(current.len(), 3, "{b}: {current:?}");
+        for day in [
+            "2026-11-19..2026-11-20",
+            "2026-11-20..2026-11-21",
+            "2026-11-21..2026-11-22",
+        ] {
+            assert!(current.iter().any(|w| w == day), "{b}: {current:?}");
+        }
+        // While another holder has the job, it does not run here.
+        let t = utc("2026-11-21T01:00:00Z").naive_utc();
+        let mut other = pool.get().unwrap();
+        assert!(
+            repo::try_lock_job(
+                &mut other,
+                "reconcile",
+                "elsewhere",
+                t,
+                t + chrono::Duration::hours(1)
+            )
+            .unwrap()
+        );
+        assert!(
+            !tally_service::app::schedule::run_job(
+                &pool,
+                "reconcile",
+                &config,
+                fixed_clock,
+                "test"
+            )
+            .unwrap(),
+            "{b}"
+        );
+        assert_eq!(repo::runs(&mut c).unwrap().len(), 6, "{b}");
+        repo::unlock_job(&mut other, "reconcile", "elsewhere").unwrap();
+    }
+}
