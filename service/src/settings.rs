@@ -521,6 +521,23 @@ mod tests {
     }
 
     #[test]
+    fn every_key_is_in_the_readme_and_the_example_file() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let example = std::fs::read_to_string(root.join("fixtures/tally.toml")).unwrap();
+        for k in KEYS {
+            let row = format!("| `{}.{}` | `{}` |", k.section, k.name, k.env());
+            assert!(readme.contains(&row), "README lacks {row}");
+            assert!(
+                example.contains(&format!("{} =", k.name)),
+                "fixtures/tally.toml lacks {}.{}",
+                k.section,
+                k.name
+            );
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_refused_with_their_name() {
         let f = write("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n");
         let e = Settings::load(Some(f.path()), no_env)
