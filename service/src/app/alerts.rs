@@ -20,6 +20,7 @@ use crate::settings::Settings;
 const DAY_MS: i64 = 86_400_000;
 
 /// An alert to record.
+#[derive(Clone, Copy)]
 pub struct Rule<'a> {
     /// Rule name (`quota:NAME`, `unattributed`, ...).
     pub rule: &'a str,
@@ -58,16 +59,11 @@ pub fn record(conn: &mut AnyConnection, r: &Rule<'_>) -> Result<Option<i64>, Quo
     )?)
 }
 
-/// A message about an alert.
-pub struct Fire<'a> {
-    /// The alert.
-    pub alert_id: i64,
+/// What a message about an alert says, beyond its rule's title.
+#[derive(Clone, Copy)]
+pub struct Body<'a> {
     /// Recipients.
     pub to: &'a [String],
-    /// Subject.
-    pub title: &'a str,
-    /// Kind, for the footer.
-    pub kind: &'a str,
     /// Figures: label, value.
     pub lines: &'a [(String, String)],
     /// Heading of `rows`.
@@ -76,28 +72,53 @@ pub struct Fire<'a> {
     pub rows: &'a [(String, String)],
     /// Link to the page.
     pub link: &'a str,
-    /// Now.
-    pub at: NaiveDateTime,
 }
 
-/// Renders and queues the message of an alert; 0 when it has nobody to
-/// go to (the alert is still in the history), else 1.
-pub fn fire(conn: &mut AnyConnection, f: &Fire<'_>) -> Result<usize, QuotaError> {
-    if f.to.is_empty() {
+/// Renders and queues the message of alert `alert_id` (recorded by
+/// `rule`); 0 when it has nobody to go to (the alert is still in the
+/// history), else 1.
+pub fn fire(
+    conn: &mut AnyConnection,
+    alert_id: i64,
+    rule: &Rule<'_>,
+    b: &Body<'_>,
+) -> Result<usize, QuotaError> {
+    if b.to.is_empty() {
         tracing::warn!(
-            alert_id = f.alert_id,
-            title = f.title,
+            alert_id,
+            title = rule.title,
             "alert has no recipient: set the owner's contact or alerts.platform_contact"
         );
         return Ok(0);
     }
     let ctx = minijinja::context! {
-        title => f.title, kind => f.kind, lines => f.lines,
-        rows_heading => f.rows_heading, rows => f.rows, link => f.link,
+        title => rule.title, kind => rule.kind, lines => b.lines,
+        rows_heading => b.rows_heading, rows => b.rows, link => b.link,
     };
     let (text, html) = mail::render("alert", &ctx)?;
-    queue(conn, Some(f.alert_id), f.to, f.title, &text, &html, f.at)?;
+    queue(
+        conn,
+        Some(alert_id),
+        b.to,
+        rule.title,
+        &text,
+        &html,
+        rule.at,
+    )?;
     Ok(1)
+}
+
+/// Records the alert and, when it is new, queues its message: `Some`
+/// with the messages queued, `None` when it had fired before.
+pub fn raise(
+    conn: &mut AnyConnection,
+    rule: &Rule<'_>,
+    b: &Body<'_>,
+) -> Result<Option<usize>, QuotaError> {
+    match record(conn, rule)? {
+        Some(id) => Ok(Some(fire(conn, id, rule, b)?)),
+        None => Ok(None),
+    }
 }
 
 fn queue(
@@ -306,56 +327,48 @@ pub fn after_run(
         to.dedup();
         live.push((rule.to_owned(), key.clone(), period.clone()));
         let detail = serde_json::json!({"key": key, "rows": e.rows, "cost": cost.to_string(), "unpriced_rows": e.unpriced, "run": run_id});
-        if let Some(id) = record(
-            conn,
-            &Rule {
-                rule,
-                scope: key,
-                period: &period,
-                threshold: 0,
-                kind,
-                title: &title,
-                detail: &detail,
-                at,
-            },
-        )? {
-            done.fired += 1;
-            let mut lines = vec![
-                ("Key".to_owned(), key.clone()),
-                ("Day (UTC)".to_owned(), period.clone()),
-                ("Requests with no client row".to_owned(), e.rows.to_string()),
-                ("Their cost".to_owned(), usd(e.nanos)),
-                (
-                    "Registered".to_owned(),
-                    if e.registered {
-                        "yes".to_owned()
-                    } else {
-                        "no: in no key registry".to_owned()
-                    },
-                ),
-            ];
-            if e.unpriced > 0 {
-                lines.push(("Not priced".to_owned(), format!("{} rows", e.unpriced)));
-            }
-            let rows: Vec<(String, String)> = e
-                .models
-                .iter()
-                .map(|(m, n)| (m.clone(), format!("{n} requests")))
-                .collect();
-            done.queued += fire(
-                conn,
-                &Fire {
-                    alert_id: id,
-                    to: &to,
-                    title: &title,
-                    kind,
-                    lines: &lines,
-                    rows_heading: "Models",
-                    rows: &rows,
-                    link: &link,
-                    at,
+        let mut lines = vec![
+            ("Key".to_owned(), key.clone()),
+            ("Day (UTC)".to_owned(), period.clone()),
+            ("Requests with no client row".to_owned(), e.rows.to_string()),
+            ("Their cost".to_owned(), usd(e.nanos)),
+            (
+                "Registered".to_owned(),
+                if e.registered {
+                    "yes".to_owned()
+                } else {
+                    "no: in no key registry".to_owned()
                 },
-            )?;
+            ),
+        ];
+        if e.unpriced > 0 {
+            lines.push(("Not priced".to_owned(), format!("{} rows", e.unpriced)));
+        }
+        let rows: Vec<(String, String)> = e
+            .models
+            .iter()
+            .map(|(m, n)| (m.clone(), format!("{n} requests")))
+            .collect();
+        let rule = Rule {
+            rule,
+            scope: key,
+            period: &period,
+            threshold: 0,
+            kind,
+            title: &title,
+            detail: &detail,
+            at,
+        };
+        let body = Body {
+            to: &to,
+            lines: &lines,
+            rows_heading: "Models",
+            rows: &rows,
+            link: &link,
+        };
+        if let Some(queued) = raise(conn, &rule, &body)? {
+            done.fired += 1;
+            done.queued += queued;
         }
     }
     // Data quality, to the platform contact: one alert per check and day.
@@ -406,41 +419,33 @@ pub fn after_run(
         let period = day_label(*d);
         live.push((rule.clone(), scope.clone(), period.clone()));
         let detail = serde_json::json!({"run": run_id});
-        if let Some(id) = record(
-            conn,
-            &Rule {
-                rule,
-                scope,
-                period: &period,
-                threshold: 0,
-                kind: "data_quality",
-                title,
-                detail: &detail,
-                at,
-            },
-        )? {
+        let lines = vec![
+            (
+                "Check".to_owned(),
+                rule.trim_start_matches("data_quality:").to_owned(),
+            ),
+            ("Day (UTC)".to_owned(), period.clone()),
+        ];
+        let rule = Rule {
+            rule,
+            scope,
+            period: &period,
+            threshold: 0,
+            kind: "data_quality",
+            title,
+            detail: &detail,
+            at,
+        };
+        let body = Body {
+            to: &to,
+            lines: &lines,
+            rows_heading: "",
+            rows: &[],
+            link: &link,
+        };
+        if let Some(queued) = raise(conn, &rule, &body)? {
             done.fired += 1;
-            let lines = vec![
-                (
-                    "Check".to_owned(),
-                    rule.trim_start_matches("data_quality:").to_owned(),
-                ),
-                ("Day (UTC)".to_owned(), period.clone()),
-            ];
-            done.queued += fire(
-                conn,
-                &Fire {
-                    alert_id: id,
-                    to: &to,
-                    title,
-                    kind: "data_quality",
-                    lines: &lines,
-                    rows_heading: "",
-                    rows: &[],
-                    link: &link,
-                    at,
-                },
-            )?;
+            done.queued += queued;
         }
     }
     // Resolve this window's alerts whose cause is gone.

@@ -17,7 +17,7 @@ use tally_reconcile::quota::{self, Metric, Period};
 use tally_schema::convert::{nanos_to_usd, usd_to_nanos};
 use tally_schema::rows::{NewQuota, QuotaRow};
 
-use super::alerts::{Fire, fire};
+use super::alerts::{Body, Rule, fire, raise, record};
 use crate::db::{AnyConnection, DbError, repo};
 use crate::settings::Settings;
 
@@ -675,57 +675,64 @@ pub fn evaluate(
         let link = format!("{}/quotas", settings.email.base_url.trim_end_matches('/'));
         // Every reached threshold is recorded; only the highest is emailed
         // (a jump from 0 to 120 % is one message, listing the others).
-        let mut new: Vec<(u32, i64)> = Vec::new();
+        let body = Body {
+            to: &to,
+            lines: &lines,
+            rows_heading: "Largest use",
+            rows: &rows,
+            link: &link,
+        };
+        let rule_name = format!("quota:{}", q.name);
+        let detail = serde_json::json!({
+            "quota": q.name, "used": s.used.to_string(), "limit": q.limit.to_string(),
+            "percent": s.percent.to_string(), "metric": enum_name(&q.metric),
+        });
+        let base = Rule {
+            rule: &rule_name,
+            scope: &s.scope_label,
+            period: &period,
+            threshold: 0,
+            kind: "quota_threshold",
+            title: "",
+            detail: &detail,
+            at: fired_at,
+        };
+        let mut new: Vec<(u32, i64, String)> = Vec::new();
         for &t in &s.reached {
             let title = format!("{} at {t} % of its {what} quota", s.scope_label);
-            let detail = serde_json::json!({
-                "quota": q.name, "used": s.used.to_string(), "limit": q.limit.to_string(),
-                "percent": s.percent.to_string(), "metric": enum_name(&q.metric),
-            });
-            if let Some(id) = super::alerts::record(
-                conn,
-                &super::alerts::Rule {
-                    rule: &format!("quota:{}", q.name),
-                    scope: &s.scope_label,
-                    period: &period,
-                    threshold: i64::from(t),
-                    kind: "quota_threshold",
-                    title: &title,
-                    detail: &detail,
-                    at: fired_at,
-                },
-            )? {
-                new.push((t, id));
+            let rule = Rule {
+                threshold: i64::from(t),
+                title: &title,
+                ..base
+            };
+            if let Some(id) = record(conn, &rule)? {
+                new.push((t, id, title));
             }
         }
         done.fired += new.len();
         // The message goes with the highest threshold reached, from
         // whichever evaluator recorded it: with two racing, one of them.
         let top = s.reached.iter().max().copied();
-        if let Some(&(t, id)) = new.iter().find(|(t, _)| Some(*t) == top) {
+        if let Some((t, id, title)) = new.iter().find(|(t, _, _)| Some(*t) == top) {
             let mut lines = lines.clone();
             let earlier: Vec<String> = new
                 .iter()
-                .filter(|(x, _)| *x < t)
-                .map(|(x, _)| format!("{x} %"))
+                .filter(|(x, _, _)| x < t)
+                .map(|(x, _, _)| format!("{x} %"))
                 .collect();
             if !earlier.is_empty() {
                 lines.push(("Also crossed".to_owned(), earlier.join(", ")));
             }
-            done.queued += fire(
-                conn,
-                &Fire {
-                    alert_id: id,
-                    to: &to,
-                    title: &format!("{} at {t} % of its {what} quota", s.scope_label),
-                    kind: "quota_threshold",
-                    lines: &lines,
-                    rows_heading: "Largest use",
-                    rows: &rows,
-                    link: &link,
-                    at: fired_at,
-                },
-            )?;
+            let rule = Rule {
+                threshold: i64::from(*t),
+                title,
+                ..base
+            };
+            let body = Body {
+                lines: &lines,
+                ..body
+            };
+            done.queued += fire(conn, *id, &rule, &body)?;
         }
         let limit_reached = s.reached.iter().any(|t| *t >= 100);
         if let (Some(at), false) = (s.forecast_at, limit_reached) {
@@ -738,36 +745,25 @@ pub fn evaluate(
                 s.scope_label
             );
             let detail = serde_json::json!({"quota": q.name, "forecast_at": at.to_rfc3339(), "used": s.used.to_string(), "limit": q.limit.to_string()});
-            if let Some(id) = super::alerts::record(
-                conn,
-                &super::alerts::Rule {
-                    rule: &format!("forecast:{}", q.name),
-                    scope: &s.scope_label,
-                    period: &period,
-                    threshold: 100,
-                    kind: "quota_forecast",
-                    title: &title,
-                    detail: &detail,
-                    at: fired_at,
-                },
-            )? {
+            let mut lines = lines.clone();
+            lines.push(("Projected to reach the limit".to_owned(), when));
+            let rule = Rule {
+                rule: &format!("forecast:{}", q.name),
+                scope: &s.scope_label,
+                period: &period,
+                threshold: 100,
+                kind: "quota_forecast",
+                title: &title,
+                detail: &detail,
+                at: fired_at,
+            };
+            let body = Body {
+                lines: &lines,
+                ..body
+            };
+            if let Some(queued) = raise(conn, &rule, &body)? {
                 done.fired += 1;
-                let mut lines = lines.clone();
-                lines.push(("Projected to reach the limit".to_owned(), when));
-                done.queued += fire(
-                    conn,
-                    &Fire {
-                        alert_id: id,
-                        to: &to,
-                        title: &title,
-                        kind: "quota_forecast",
-                        lines: &lines,
-                        rows_heading: "Largest use",
-                        rows: &rows,
-                        link: &link,
-                        at: fired_at,
-                    },
-                )?;
+                done.queued += queued;
             }
         }
     }
