@@ -1864,4 +1864,11 @@ fn the_scheduler_sends_alerts_and_a_gateway_can_ask_before_sending() {
     assert!(page.text.contains(subject), "the alert history lists it");
     let log = s.log();
     assert!(log.contains("scheduled"), "{log}");
+    // On-call sees them in the metrics too.
+    let m = s.call("GET", "/metrics", Some(&admin), Body::None).text;
+    assert!(
+        m.contains("tally_alerts_firing{kind=\"quota_threshold\"} 3"),
+        "{m}"
+    );
+    assert!(m.contains("tally_outbox_unsent 0"), "{m}");
 }

@@ -988,6 +988,27 @@ pub fn messages(conn: &mut AnyConnection, limit: i64) -> Result<Vec<OutboxRow>, 
         .load(conn)?)
 }
 
+/// Firing alerts per kind.
+pub fn firing_by_kind(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>, DbError> {
+    use diesel::dsl::count_star;
+    Ok(alerts::table
+        .filter(alerts::state.eq("firing"))
+        .group_by(alerts::kind)
+        .select((alerts::kind, count_star()))
+        .order(alerts::kind)
+        .load(conn)?)
+}
+
+/// Unsent messages that have failed at least once.
+pub fn retrying_count(conn: &mut AnyConnection) -> Result<u64, DbError> {
+    let n: i64 = outbox::table
+        .filter(outbox::sent_at.is_null())
+        .filter(outbox::attempts.gt(0))
+        .count()
+        .get_result(conn)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// Unsent messages.
 pub fn unsent_count(conn: &mut AnyConnection) -> Result<u64, DbError> {
     let n: i64 = outbox::table

@@ -121,7 +121,10 @@ pub async fn metrics(state: Data) -> Reply {
                 Some(r) => repo::run_counts(c, r.id)?,
                 None => Vec::new(),
             };
-            Ok(super::metrics::StoreFigures::new(&batches, &runs, counts))
+            let mut figures = super::metrics::StoreFigures::new(&batches, &runs, counts);
+            figures.firing = repo::firing_by_kind(c)?;
+            figures.outbox = (repo::unsent_count(c)?, repo::retrying_count(c)?);
+            Ok(figures)
         })
         .await?;
     Ok(HttpResponse::Ok()

@@ -130,6 +130,11 @@ pub struct StoreFigures {
     pub run_seconds: Decimal,
     /// The newest run and its rows per class.
     pub latest: Option<(RunRow, Vec<RunCount>)>,
+    /// Firing alerts per kind.
+    pub firing: Vec<(String, i64)>,
+    /// Messages not yet accepted by the mail server, and of those the
+    /// ones that failed at least once.
+    pub outbox: (u64, u64),
 }
 
 impl StoreFigures {
@@ -155,6 +160,8 @@ impl StoreFigures {
             runs: i64::try_from(runs.len()).unwrap_or(i64::MAX),
             run_seconds,
             latest: runs.first().cloned().map(|r| (r, latest_counts)),
+            firing: Vec::new(),
+            outbox: (0, 0),
         }
     }
 
@@ -215,6 +222,29 @@ impl StoreFigures {
             "Seconds all stored runs took.",
         );
         let _ = writeln!(out, "tally_run_duration_seconds_total {}", self.run_seconds);
+        family(
+            out,
+            "tally_alerts_firing",
+            "gauge",
+            "Alerts firing, by kind.",
+        );
+        for (kind, n) in &self.firing {
+            let _ = writeln!(out, "tally_alerts_firing{{kind=\"{}\"}} {n}", label(kind));
+        }
+        family(
+            out,
+            "tally_outbox_unsent",
+            "gauge",
+            "Messages the mail server has not accepted yet.",
+        );
+        let _ = writeln!(out, "tally_outbox_unsent {}", self.outbox.0);
+        family(
+            out,
+            "tally_outbox_retrying",
+            "gauge",
+            "Unsent messages that failed at least once (mail server down or refusing).",
+        );
+        let _ = writeln!(out, "tally_outbox_retrying {}", self.outbox.1);
         if let Some((run, counts)) = &self.latest {
             family(
                 out,
