@@ -84,6 +84,9 @@ pub struct EmailSettings {
     pub from: String,
     /// SMTP connect and command timeout, seconds.
     pub timeout_s: u64,
+    /// PEM file of root certificates to trust besides the web's (a mail
+    /// relay with a private CA).
+    pub ca_file: Option<String>,
     /// Where messages go as `.eml` files when no SMTP is configured.
     pub outbox_dir: String,
     /// How people reach the pages, for links in messages.
@@ -96,6 +99,7 @@ impl Default for EmailSettings {
             smtp_url: None,
             from: "Tally <tally@localhost>".to_owned(),
             timeout_s: 30,
+            ca_file: None,
             outbox_dir: "outbox".to_owned(),
             base_url: "http://127.0.0.1:8080".to_owned(),
         }
@@ -328,6 +332,11 @@ pub const KEYS: &[Key] = &[
         section: "email",
         name: "timeout_s",
         doc: "SMTP timeout, seconds (default 30)",
+    },
+    Key {
+        section: "email",
+        name: "ca_file",
+        doc: "PEM root certificates to trust besides the web's, for a relay with a private CA (default none)",
     },
     Key {
         section: "email",

@@ -693,3 +693,120 @@ fn the_reconcile_job_runs_each_day_of_the_trailing_window_once_at_a_time() {
         repo::unlock_job(&mut other, "reconcile", "elsewhere").unwrap();
     }
 }
+
+/// A private CA and a certificate for 127.0.0.1 signed by it, made with
+/// the `openssl` program: (ca.pem, server.pem, server.key).
+fn private_ca(dir: &std::path::Path) -> (String, String, String) {
+    let p = |n: &str| dir.join(n).display().to_string();
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    for args in [
+        vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.pem"),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Tally test CA",
+        ],
+        vec![
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &p("server.key"),
+            "-out",
+            &p("server.csr"),
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &p("server.csr"),
+            "-CA",
+            &p("ca.pem"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-out",
+            &p("server.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &p("san.ext"),
+        ],
+    ] {
+        let out = std::process::Command::new("openssl")
+            .args(&args)
+            .output()
+            .unwrap_or_else(|e| panic!("openssl: {e} (Debian package openssl)"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (p("ca.pem"), p("server.pem"), p("server.key"))
+}
+
+fn mailer(url: &str, ca: Option<&str>) -> mail::Mailer {
+    mail::Mailer::new(&tally_service::settings::EmailSettings {
+        smtp_url: Some(tally_service::settings::Secret::new(url)),
+        ca_file: ca.map(str::to_owned),
+        timeout_s: 5,
+        ..tally_service::settings::EmailSettings::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn starttls_and_smtps_verify_the_server_and_carry_the_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca(dir.path());
+    let now = utc("2026-11-20T18:00:00Z");
+
+    // smtp:// means STARTTLS, required: credentials only inside TLS.
+    let starttls = Smtp::start_with(&["--starttls", &cert, &key, "--auth", "tally:s3cret"]);
+    let url = format!("smtp://tally:s3cret@127.0.0.1:{}", starttls.port);
+    alerts::test_email(&mailer(&url, Some(&ca)), "ops@example.com", now).unwrap();
+    let got = starttls.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].auth.as_deref(), got[0].tls), (Some("tally"), true));
+    // Its certificate is checked: without the private CA it is refused.
+    let e = alerts::test_email(&mailer(&url, None), "ops@example.com", now).unwrap_err();
+    assert!(e.to_string().contains("sending"), "{e}");
+    // Wrong credentials are refused by the server.
+    let bad = format!("smtp://tally:wrong@127.0.0.1:{}", starttls.port);
+    assert!(alerts::test_email(&mailer(&bad, Some(&ca)), "ops@example.com", now).is_err());
+    assert_eq!(starttls.received().len(), 1);
+
+    // smtps:// is TLS from the first byte.
+    let smtps = Smtp::start_with(&["--tls", &cert, &key, "--auth", "tally:s3cret"]);
+    let url = format!("smtps://tally:s3cret@127.0.0.1:{}", smtps.port);
+    alerts::test_email(&mailer(&url, Some(&ca)), "ops@example.com", now).unwrap();
+    let got = smtps.received();
+    assert_eq!(
+        (got.len(), got[0].auth.as_deref(), got[0].tls),
+        (1, Some("tally"), true)
+    );
+
+    // A server without STARTTLS gets nothing from an smtp:// URL: no
+    // falling back to plain text.
+    let plain = Smtp::start();
+    let url = format!("smtp://127.0.0.1:{}", plain.port);
+    assert!(alerts::test_email(&mailer(&url, Some(&ca)), "ops@example.com", now).is_err());
+    assert!(plain.received().is_empty());
+}

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
 use minijinja::Environment;
 use tally_schema::rows::OutboxRow;
@@ -94,6 +95,43 @@ fn lettre_url(url: &str) -> Result<String, MailError> {
     })
 }
 
+/// The server's host name in a URL (what its certificate must name).
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    }
+}
+
+/// TLS that also trusts the roots in `ca_file`, in the URL's mode; `None`
+/// for a URL without TLS.
+fn tls_with_ca(url: &str, ca_file: &str) -> Result<Option<Tls>, MailError> {
+    let pem = std::fs::read(ca_file).map_err(|source| MailError::Io {
+        path: ca_file.to_owned(),
+        source,
+    })?;
+    let cert = Certificate::from_pem(&pem)
+        .map_err(|e| MailError::Config(format!("ca_file {ca_file}: {e}")))?;
+    let params = || {
+        TlsParameters::builder(host_of(url).to_owned())
+            .add_root_certificate(cert.clone())
+            .build_rustls()
+            .map_err(|e| MailError::Config(format!("ca_file {ca_file}: {e}")))
+    };
+    Ok(if url.starts_with("smtps://") {
+        Some(Tls::Wrapper(params()?))
+    } else if url.contains("tls=required") {
+        Some(Tls::Required(params()?))
+    } else if url.contains("tls=opportunistic") {
+        Some(Tls::Opportunistic(params()?))
+    } else {
+        None
+    })
+}
+
 fn mailbox(s: &str) -> Result<Mailbox, MailError> {
     s.trim()
         .parse()
@@ -114,11 +152,15 @@ impl Mailer {
         let sink = match &e.smtp_url {
             Some(url) => {
                 let url = lettre_url(url.expose())?;
-                let t = SmtpTransport::from_url(&url)
+                let mut b = SmtpTransport::from_url(&url)
                     .map_err(|err| MailError::Config(format!("smtp_url: {err}")))?
-                    .timeout(Some(Duration::from_secs(e.timeout_s.max(1))))
-                    .build();
-                Sink::Smtp(Box::new(t))
+                    .timeout(Some(Duration::from_secs(e.timeout_s.max(1))));
+                if let Some(ca) = &e.ca_file
+                    && let Some(tls) = tls_with_ca(&url, ca)?
+                {
+                    b = b.tls(tls);
+                }
+                Sink::Smtp(Box::new(b.build()))
             }
             None => Sink::Folder(PathBuf::from(&e.outbox_dir)),
         };
@@ -321,6 +363,17 @@ mod tests {
         );
         assert!(lettre_url("http://mail.example.com").is_err());
         assert!(lettre_url("smtp://h?tls=maybe").is_err());
+    }
+
+    #[test]
+    fn the_host_is_what_the_certificate_must_name() {
+        assert_eq!(
+            host_of("smtp://u:p@mail.example.com:587?tls=required"),
+            "mail.example.com"
+        );
+        assert_eq!(host_of("smtps://127.0.0.1:465"), "127.0.0.1");
+        assert_eq!(host_of("smtp://[::1]:25"), "::1");
+        assert_eq!(host_of("smtp://relay/ehlo.example.com"), "relay");
     }
 
     #[test]

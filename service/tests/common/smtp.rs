@@ -18,6 +18,8 @@ use crate::common::root;
 pub struct Smtp {
     /// Its port.
     pub port: u16,
+    /// `smtp_sink.py`'s options (TLS, credentials).
+    args: Vec<String>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -29,6 +31,10 @@ pub struct Received {
     pub to: Vec<String>,
     /// Subject, unfolded.
     pub subject: String,
+    /// The user that authenticated, if any.
+    pub auth: Option<String>,
+    /// Whether the session was encrypted.
+    pub tls: bool,
     /// The message, quoted-printable soft breaks and escapes undone.
     pub text: String,
 }
@@ -44,8 +50,15 @@ fn free_port() -> u16 {
 impl Smtp {
     /// Starts one on a free port.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts one with `smtp_sink.py` options: `--starttls CERT KEY`,
+    /// `--tls CERT KEY`, `--auth USER:PASS`.
+    pub fn start_with(args: &[&str]) -> Self {
         let mut s = Self {
             port: free_port(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
             dir: tempfile::tempdir().unwrap(),
             child: None,
         };
@@ -63,8 +76,11 @@ impl Smtp {
             .arg(root().join("service/tests/smtp_sink.py"))
             .arg(self.port.to_string())
             .arg(self.dir.path())
+            .args(&self.args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            // Its log (a refused handshake is a traceback there) stays
+            // beside what it received.
+            .stderr(std::fs::File::create(self.dir.path().join("server.log")).unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("{python}: {e}: install python3-aiosmtpd (.ci/run does)"));
         let mut line = String::new();
@@ -136,6 +152,8 @@ impl Smtp {
                         .map(|t| t.as_str().unwrap().to_owned())
                         .collect(),
                     subject,
+                    auth: v["auth"].as_str().map(str::to_owned),
+                    tls: v["tls"].as_bool().unwrap_or(false),
                     text,
                 }
             })
