@@ -114,6 +114,9 @@ pub enum QuotaCommand {
         /// Configuration file (recipients, links); `TALLY_...` override it.
         #[arg(long, env = "TALLY_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Evaluate as at this time instead of now (benchmarks, replays).
+        #[arg(long, hide = true, value_name = "TIME")]
+        now: Option<String>,
         /// The store.
         #[command(flatten)]
         store: StoreArgs,
@@ -599,10 +602,17 @@ fn quota(cmd: QuotaCommand) -> Result<ExitCode> {
             quotas::delete(&mut conn, &name)?;
             done(&format!("quota `{name}` deleted\n"))
         }
-        QuotaCommand::Evaluate { config, store } => {
+        QuotaCommand::Evaluate { config, now, store } => {
             let settings = load_settings(config.as_deref())?;
             let mut conn = crate::db::open(&store.db, store.no_migrate)?;
-            let e = quotas::evaluate(&mut conn, &settings, utc_now()?)?;
+            let at = match now {
+                Some(t) => {
+                    chrono::DateTime::from_timestamp_millis(parse_time(&t).context("--now")?)
+                        .context("--now out of range")?
+                }
+                None => utc_now()?,
+            };
+            let e = quotas::evaluate(&mut conn, &settings, at)?;
             done(&format!(
                 "{} quota(s) measured: {} alert(s) fired, {} resolved, {} message(s) queued\n",
                 e.quotas, e.fired, e.resolved, e.queued
