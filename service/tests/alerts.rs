@@ -810,3 +810,131 @@ fn starttls_and_smtps_verify_the_server_and_carry_the_credentials() {
     assert!(alerts::test_email(&mailer(&url, Some(&ca)), "ops@example.com", now).is_err());
     assert!(plain.received().is_empty());
 }
+
+#[test]
+fn quota_use_from_daily_sums_equals_use_row_by_row() {
+    for s in stores() {
+        let b = s.backend;
+        load_fixture_day(&s);
+        // The day in two runs that meet at noon: each run's daily sums
+        // hold its half of the day.
+        for (from, to) in [
+            ("2026-11-20T00:00:00Z", "2026-11-20T12:00:00Z"),
+            ("2026-11-20T12:00:00Z", "2026-11-21"),
+        ] {
+            succeed(
+                tally().args(["run", "--from", from, "--to", to, "--db", &s.url]),
+                "run",
+            );
+        }
+        let mut c = db::connect(&s.url).unwrap();
+        // The month's daily sums answer exactly: the fast path is taken.
+        let month = (
+            utc("2026-11-01T00:00:00Z").timestamp_millis(),
+            utc("2026-12-01T00:00:00Z").timestamp_millis(),
+        );
+        assert!(repo::rollup_runs(&mut c, month).unwrap().is_some(), "{b}");
+        let mut specs = Vec::new();
+        for (i, (metric, period, zone, basis, scope)) in [
+            (
+                Metric::Cost,
+                Period::Month,
+                "UTC",
+                Basis::Billed,
+                Scope {
+                    team: Some("support".to_owned()),
+                    ..Scope::default()
+                },
+            ),
+            (
+                Metric::Cost,
+                Period::Month,
+                "America/Los_Angeles",
+                Basis::Billed,
+                Scope {
+                    env: Some("prod".to_owned()),
+                    ..Scope::default()
+                },
+            ),
+            (
+                Metric::Requests,
+                Period::Day,
+                "UTC",
+                Basis::Client,
+                Scope {
+                    env: Some("prod".to_owned()),
+                    ..Scope::default()
+                },
+            ),
+            (
+                Metric::Cost,
+                Period::Day,
+                "Asia/Kolkata",
+                Basis::Client,
+                Scope {
+                    key: Some("key_search_prod".to_owned()),
+                    ..Scope::default()
+                },
+            ),
+            (
+                Metric::Cost,
+                Period::Week,
+                "Europe/Berlin",
+                Basis::Billed,
+                Scope {
+                    team: Some("research".to_owned()),
+                    ..Scope::default()
+                },
+            ),
+            (
+                Metric::Tokens,
+                Period::Month,
+                "UTC",
+                Basis::Billed,
+                Scope {
+                    team: Some("growth".to_owned()),
+                    ..Scope::default()
+                },
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            specs.push(QuotaSpec {
+                name: format!("q{i}"),
+                scope,
+                metric,
+                limit: d("1"),
+                period,
+                time_zone: zone.to_owned(),
+                thresholds: vec![100],
+                recipients: Vec::new(),
+                basis,
+            });
+        }
+        for now in [
+            "2026-11-20T23:00:00Z",
+            "2026-11-21T05:00:00Z",
+            "2026-11-27T12:00:00Z",
+        ] {
+            let now = utc(now);
+            let min = chrono::Duration::hours(6);
+            let fast = quotas::measure_with(&mut c, specs.clone(), now, min, true).unwrap();
+            let slow = quotas::measure_with(&mut c, specs.clone(), now, min, false).unwrap();
+            assert_eq!(fast, slow, "{b} at {now}");
+            assert!(
+                fast.iter().any(|q| q.rows > 0),
+                "{b}: nothing measured at {now}"
+            );
+        }
+        // The research team's unpriced rows are counted, not priced at 0.
+        let st = quotas::measure(
+            &mut c,
+            specs.clone(),
+            utc("2026-11-20T23:00:00Z"),
+            chrono::Duration::hours(6),
+        )
+        .unwrap();
+        assert_eq!(st[4].unpriced_rows, 3, "{b}");
+    }
+}

@@ -378,6 +378,28 @@ struct Tally {
     models: HashMap<String, Decimal>,
 }
 
+impl Tally {
+    /// `rows` rows of one key and model: their `amount` (`None`: one row
+    /// without a price), of which `unpriced` rows had no price.
+    fn add(&mut self, key: &str, model: &str, rows: u64, amount: Option<Decimal>, unpriced: u64) {
+        self.rows += rows;
+        match amount {
+            Some(a) => {
+                self.used += a;
+                self.unpriced += unpriced;
+                // Only priced rows make a key or model a contributor.
+                if rows > unpriced {
+                    *self.keys.entry(key.to_owned()).or_default() += a;
+                    *self.models.entry(model.to_owned()).or_default() += a;
+                }
+            }
+            None => self.unpriced += rows,
+        }
+    }
+}
+
+const DAY_MS: i64 = 86_400_000;
+
 fn amount(metric: Metric, r: &repo::Counted) -> Option<Decimal> {
     match metric {
         Metric::Cost => r.computed_cost_nanos.map(|n| nanos_to_usd(n, None)),
@@ -412,12 +434,25 @@ pub fn show(metric: Metric, d: Decimal) -> String {
 }
 
 /// Measures every quota in `specs` over its current period at `now`:
-/// one pass over the stored rows per (side, period) the quotas share.
+/// one pass per (side, period) the quotas share, reading whole UTC days
+/// from the runs' daily sums where they are exact.
 pub fn measure(
     conn: &mut AnyConnection,
     specs: Vec<QuotaSpec>,
     now: DateTime<Utc>,
     min_elapsed: chrono::Duration,
+) -> Result<Vec<QuotaStatus>, QuotaError> {
+    measure_with(conn, specs, now, min_elapsed, true)
+}
+
+/// [`measure`], with the daily sums (`use_rollups`) or row by row only: the
+/// two must agree to the nano-dollar, which a test checks.
+pub fn measure_with(
+    conn: &mut AnyConnection,
+    specs: Vec<QuotaSpec>,
+    now: DateTime<Utc>,
+    min_elapsed: chrono::Duration,
+    use_rollups: bool,
 ) -> Result<Vec<QuotaStatus>, QuotaError> {
     let mut bounds = Vec::with_capacity(specs.len());
     for q in &specs {
@@ -434,10 +469,51 @@ pub fn measure(
     }
     let mut tallies: Vec<Tally> = specs.iter().map(|_| Tally::default()).collect();
     for ((side, from, to), members) in &groups {
-        repo::each_counted(conn, side, (*from, *to), |r| {
-            if *side == "client" && r.class == "duplicate" {
+        let client = *side == "client";
+        // Whole UTC days inside the period from the runs' daily sums when
+        // they answer exactly (not for tokens, which they do not hold);
+        // the partial days at the edges, and everything else, row by row.
+        let (first, last) = (from.div_euclid(DAY_MS) + 1, to.div_euclid(DAY_MS));
+        let inner = (
+            if from.rem_euclid(DAY_MS) == 0 {
+                *from
+            } else {
+                first * DAY_MS
+            },
+            last * DAY_MS,
+        );
+        let tokens = members
+            .iter()
+            .any(|&i| specs.get(i).is_some_and(|q| q.metric == Metric::Tokens));
+        let sums = if use_rollups && !tokens && inner.0 < inner.1 {
+            repo::rollup_runs(conn, inner)?
+        } else {
+            None
+        };
+        let mut by_row = |r: repo::Counted| {
+            if client && r.class == "duplicate" {
                 return;
             }
+            for &i in members {
+                let (Some(q), Some(t)) = (specs.get(i), tallies.get_mut(i)) else {
+                    continue;
+                };
+                if q.scope.covers(&r.key_name, &r.team, &r.service, &r.env) {
+                    t.add(&r.key_name, &r.model_family, 1, amount(q.metric, &r), 0);
+                }
+            }
+        };
+        let Some(run_ids) = sums else {
+            repo::each_counted(conn, side, (*from, *to), &mut by_row)?;
+            continue;
+        };
+        repo::each_counted(conn, side, (*from, inner.0), &mut by_row)?;
+        repo::each_counted(conn, side, (inner.1, *to), &mut by_row)?;
+        repo::each_rollup(conn, &run_ids, inner, |r| {
+            if r.side != *side || (client && r.class == "duplicate") {
+                return;
+            }
+            let rows = u64::try_from(r.row_count).unwrap_or(0);
             for &i in members {
                 let (Some(q), Some(t)) = (specs.get(i), tallies.get_mut(i)) else {
                     continue;
@@ -445,15 +521,14 @@ pub fn measure(
                 if !q.scope.covers(&r.key_name, &r.team, &r.service, &r.env) {
                     continue;
                 }
-                t.rows += 1;
-                match amount(q.metric, &r) {
-                    Some(a) => {
-                        t.used += a;
-                        *t.keys.entry(r.key_name.clone()).or_default() += a;
-                        *t.models.entry(r.model_family.clone()).or_default() += a;
-                    }
-                    None => t.unpriced += 1,
-                }
+                let (amount, unpriced) = match q.metric {
+                    Metric::Cost => (
+                        Some(nanos_to_usd(r.computed_nanos, None)),
+                        u64::try_from(r.unpriced_rows).unwrap_or(0),
+                    ),
+                    Metric::Requests | Metric::Tokens => (Some(Decimal::from(rows)), 0),
+                };
+                t.add(&r.key_name, &r.model_family, rows, amount, unpriced);
             }
         })?;
     }
