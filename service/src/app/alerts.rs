@@ -246,40 +246,46 @@ pub fn after_run(
     let mut unattributed: BTreeMap<(String, i64), KeyDay> = BTreeMap::new();
     let mut q = Quality::default();
     let day = |ts: i64| ts - ts.rem_euclid(DAY_MS);
-    repo::each_counted(conn, "gateway", (from_ms, to_ms), |r| {
-        let d = day(r.ts_ms);
-        if r.class == "unattributed" {
+    // The run's own daily sums (written in its transaction) hold the
+    // unattributed rows per key, the unpriced rows per model and the
+    // duplicates per side; two narrow queries find the rest.
+    repo::each_rollup(conn, &[run_id], (day(from_ms), to_ms), |r| {
+        let d = r.day_ms;
+        let rows = u64::try_from(r.row_count).unwrap_or(0);
+        let unpriced = u64::try_from(r.unpriced_rows).unwrap_or(0);
+        if r.side == "gateway" && r.class == "unattributed" {
             let e = unattributed.entry((r.key_name.clone(), d)).or_default();
-            e.rows += 1;
-            match r.computed_cost_nanos.or(r.reported_cost_nanos) {
-                Some(n) => e.nanos = e.nanos.saturating_add(n),
-                None => e.unpriced += 1,
+            e.rows += rows;
+            e.nanos = e.nanos.saturating_add(r.computed_nanos);
+            // A group all unpriced (the model has no price) shows what the
+            // gateway billed for it instead.
+            if unpriced > 0 && unpriced == rows {
+                e.nanos = e.nanos.saturating_add(r.reported_nanos);
+            } else {
+                e.unpriced += unpriced;
             }
             e.registered = r.registered;
             e.owner = (r.team.clone(), r.service.clone(), r.env.clone());
-            *e.models.entry(r.model_family.clone()).or_default() += 1;
+            *e.models.entry(r.model_family.clone()).or_default() += rows;
         }
-        if r.tokens.unwrap_or(0) > 0 && r.reported_cost_nanos == Some(0) && !r.cache_hit {
-            *q.zero_cost.entry(d).or_default() += 1;
-        }
-        if r.computed_cost_nanos.is_none() && !r.cache_hit {
-            *q.unpriced.entry((d, r.model_family.clone())).or_default() += 1;
+        if r.side == "gateway" && unpriced > 0 {
+            *q.unpriced.entry((d, r.model_family.clone())).or_default() += unpriced;
         }
         if r.class == "duplicate" {
-            *q.duplicates.entry((d, "gateway")).or_default() += 1;
+            let side = if r.side == "client" {
+                "client"
+            } else {
+                "gateway"
+            };
+            *q.duplicates.entry((d, side)).or_default() += rows;
         }
     })?;
-    repo::each_counted(conn, "client", (from_ms, to_ms), |r| {
-        let d = day(r.ts_ms);
-        if r.class == "duplicate" {
-            *q.duplicates.entry((d, "client")).or_default() += 1;
-        }
-        // Streamed, billed (paired), and the client logged no usage.
-        let paired = !matches!(r.class.as_str(), "missing_usage" | "duplicate");
-        if r.stream == Some(true) && r.tokens.is_none() && paired {
-            *q.stream_no_usage.entry(d).or_default() += 1;
-        }
-    })?;
+    for ts in repo::billed_at_zero_cost(conn, (from_ms, to_ms))? {
+        *q.zero_cost.entry(day(ts)).or_default() += 1;
+    }
+    for ts in repo::streamed_without_usage(conn, run_id, (from_ms, to_ms))? {
+        *q.stream_no_usage.entry(day(ts)).or_default() += 1;
+    }
     let min_rows = settings.alerts.unattributed_min_rows.max(1);
     let min_cost = settings.unattributed_min_cost();
     let link = format!(

@@ -1164,6 +1164,54 @@ pub fn each_counted(
     Ok(())
 }
 
+/// Times of the gateway rows in `[from_ms, to_ms)` billed at zero cost
+/// though they carry tokens and were not served from a cache.
+pub fn billed_at_zero_cost(
+    conn: &mut AnyConnection,
+    (from_ms, to_ms): (i64, i64),
+) -> Result<Vec<i64>, DbError> {
+    Ok(usage_rows::table
+        .filter(usage_rows::side.eq("gateway"))
+        .filter(usage_rows::ts_ms.ge(from_ms))
+        .filter(usage_rows::ts_ms.lt(to_ms))
+        .filter(usage_rows::reported_cost_nanos.eq(0))
+        .filter(usage_rows::cache_hit.eq(false))
+        .filter(
+            usage_rows::input_tokens
+                .gt(0)
+                .or(usage_rows::output_tokens.gt(0)),
+        )
+        .select(usage_rows::ts_ms)
+        .load(conn)?)
+}
+
+/// Times of the client rows in `[from_ms, to_ms)` that were streamed,
+/// logged without usage, and paired with a billed gateway row by run
+/// `run_id`.
+pub fn streamed_without_usage(
+    conn: &mut AnyConnection,
+    run_id: i64,
+    (from_ms, to_ms): (i64, i64),
+) -> Result<Vec<i64>, DbError> {
+    Ok(usage_rows::table
+        .inner_join(verdicts::table)
+        .filter(verdicts::run_id.eq(run_id))
+        .filter(verdicts::class.eq_any([
+            "matched",
+            "token_mismatch",
+            "model_mismatch",
+            "cost_variance",
+        ]))
+        .filter(usage_rows::side.eq("client"))
+        .filter(usage_rows::ts_ms.ge(from_ms))
+        .filter(usage_rows::ts_ms.lt(to_ms))
+        .filter(usage_rows::stream.eq(true))
+        .filter(usage_rows::input_tokens.is_null())
+        .filter(usage_rows::output_tokens.is_null())
+        .select(usage_rows::ts_ms)
+        .load(conn)?)
+}
+
 #[cfg(feature = "postgres")]
 #[derive(QueryableByName)]
 struct Locked {
