@@ -586,6 +586,37 @@ mod tests {
     }
 
     #[test]
+    fn email_settings_are_checked_and_the_smtp_password_never_printed() {
+        let env = |k: &str| {
+            (k == "TALLY_EMAIL_SMTP_URL")
+                .then(|| "smtp://alerts:hunter2@mail.example.com:587".to_owned())
+        };
+        let s = Settings::load(None, env).unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+        for (text, key) in [
+            (
+                "[email]\nsmtp_url = \"http://mail.example.com\"\n",
+                "smtp_url",
+            ),
+            ("[email]\nfrom = \"not an address\"\n", "not an address"),
+            (
+                "[schedule]\nquotas = \"every five minutes\"\n",
+                "schedule.quotas",
+            ),
+            (
+                "[alerts]\nunattributed_min_cost = \"ten\"\n",
+                "unattributed_min_cost",
+            ),
+        ] {
+            let f = write(text);
+            let e = Settings::load(Some(f.path()), no_env)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{e}");
+        }
+    }
+
+    #[test]
     fn values_are_checked_at_load() {
         let f = write("[server]\nlisten = \"localhost\"\n");
         let e = Settings::load(Some(f.path()), no_env)
