@@ -760,22 +760,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 &args.cost_tolerance_abs,
             )?;
             let mut conn = crate::db::open(&args.store.db, args.store.no_migrate)?;
-            let o = app::run::run(
+            // Alerts and quotas as the server would (recipients and links
+            // from the TALLY_... environment); messages wait in the outbox.
+            let (o, alerts) = app::schedule::run_and_alert(
                 &mut conn,
+                &load_settings(None)?,
                 (from, to),
                 args.slice_rows,
                 settings,
                 app::reconcile::now_ms,
             )?;
-            // Alerts and quotas as the server would (recipients and links
-            // from the TALLY_... environment); messages wait in the outbox.
-            let alerts = app::schedule::after_run(
-                &mut conn,
-                &load_settings(None)?,
-                o.run.id,
-                (from, to),
-                utc_now()?,
-            );
             if args.timings {
                 let mut err = std::io::stderr().lock();
                 let _ = std::io::Write::write_all(

@@ -1613,12 +1613,54 @@ fn pages_work_in_headless_chromium() {
     assert_eq!(alert.status, 404, "a script ran: {}", alert.text);
     let owner_png = b.screenshot("owner");
 
+    // Quotas as bars, and the run's alerts in the history. (Quotas measure
+    // the current month, so only the shape is asserted here.)
+    for args in [
+        [
+            "support-month",
+            "--service",
+            "support-bot",
+            "--env",
+            "prod",
+            "--limit",
+            "0.05",
+        ],
+        [
+            "evil-month",
+            "--team",
+            EVIL,
+            "--env",
+            "prod",
+            "--limit",
+            "1",
+        ],
+    ] {
+        succeed(
+            tally().args(["quota", "set"]).args(args).args([
+                "--tz",
+                "America/Los_Angeles",
+                "--db",
+                &db,
+            ]),
+            "quota set",
+        );
+    }
+    b.go(&format!("{}/quotas", s.base));
+    assert_eq!(b.text("h1"), "Quotas");
+    assert_eq!(b.all("#quotas svg.bar").len(), 2);
+    assert_eq!(b.all("#quotas svg.bar rect.fill").len(), 2);
+    assert!(b.text("#quotas").contains(&format!("{EVIL}/prod")));
+    // The run's alerts: one possibly leaked key and four data-quality checks.
+    assert_eq!(b.all("#alerts tr.alert").len(), 5);
+    assert!(b.text("#alerts").contains("Possibly leaked key"));
+    let quotas_png = b.screenshot("quotas");
+
     // Signing out ends the session in the browser too.
     b.click("header form button");
     b.url_when(|u| u.ends_with("/login"));
     b.go(&format!("{}/runs/1", s.base));
     assert!(b.url().contains("/login?next=%2Fruns%2F1"), "{}", b.url());
-    for p in [run_png, overview_png, owner_png] {
+    for p in [run_png, overview_png, owner_png, quotas_png] {
         assert!(
             std::fs::metadata(&p).unwrap().len() > 10_000,
             "{}",

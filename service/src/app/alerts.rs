@@ -180,6 +180,15 @@ fn day_label(day_ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// `1 row`, `3 rows`.
+fn count(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 fn usd(nanos: i64) -> String {
     crate::export::money(nanos_to_usd(nanos, None))
 }
@@ -313,9 +322,9 @@ pub fn after_run(
                 "unattributed",
                 "unattributed",
                 format!(
-                    "Unattributed traffic on {key} ({}) on {period}: {} requests no application logged",
+                    "Unattributed traffic on {key} ({}) on {period}: {} no application logged",
                     if owner.is_empty() { "no owner" } else { &owner },
-                    e.rows
+                    count(e.rows, "request")
                 ),
                 addresses(to, settings),
             )
@@ -324,8 +333,8 @@ pub fn after_run(
                 "unregistered_key",
                 "unregistered_key",
                 format!(
-                    "Possibly leaked key {key}: {} requests on {period} on a key in no registry",
-                    e.rows
+                    "Possibly leaked key {key}: {} on {period} on a key in no registry",
+                    count(e.rows, "request")
                 ),
                 platform(settings),
             )
@@ -385,7 +394,8 @@ pub fn after_run(
             "gateway".to_owned(),
             *d,
             format!(
-                "{n} gateway rows with tokens were billed at zero cost on {}",
+                "{} with tokens billed at zero cost on {}",
+                count(*n, "gateway row"),
                 day_label(*d)
             ),
         ));
@@ -396,7 +406,8 @@ pub fn after_run(
             format!("model {model}"),
             *d,
             format!(
-                "{n} rows of model {model} have no price on {}: import a price",
+                "{} of model {model} without a price on {}: import one",
+                count(*n, "row"),
                 day_label(*d)
             ),
         ));
@@ -406,7 +417,11 @@ pub fn after_run(
             "data_quality:duplicate_ids".to_owned(),
             (*side).to_owned(),
             *d,
-            format!("{n} {side} rows repeat a request id on {}", day_label(*d)),
+            format!(
+                "{} repeating a request id on {}",
+                count(*n, &format!("{side} row")),
+                day_label(*d)
+            ),
         ));
     }
     for (d, n) in &q.stream_no_usage {
@@ -415,7 +430,8 @@ pub fn after_run(
             "client".to_owned(),
             *d,
             format!(
-                "{n} streamed calls were billed but logged without usage on {}",
+                "{} billed but logged without usage on {}",
+                count(*n, "streamed call"),
                 day_label(*d)
             ),
         ));

@@ -92,6 +92,22 @@ pub fn after_ingest(conn: &mut AnyConnection, settings: &Settings, now: DateTime
     }
 }
 
+/// Reconciles a window, then raises what it found: the run's alerts, then
+/// quotas. Every way a run starts (CLI, API, page, schedule) comes here.
+/// Returns the run and a line about its alerts for people.
+pub fn run_and_alert(
+    conn: &mut AnyConnection,
+    config: &Settings,
+    window: (i64, i64),
+    slice_rows: i64,
+    engine: tally_reconcile::report::Settings,
+    clock: Clock,
+) -> Result<(super::run::RunOutcome, String)> {
+    let o = super::run::run(conn, window, slice_rows, engine, clock)?;
+    let said = after_run(conn, config, o.run.id, window, now_of(clock)?);
+    Ok((o, said))
+}
+
 /// Reconciles each UTC day of the trailing window as its own run (so a
 /// day's new run supersedes that day's last one and runs never overlap).
 pub fn reconcile_trailing(
@@ -108,20 +124,14 @@ pub fn reconcile_trailing(
     let mut runs = 0;
     while day <= now {
         let engine = super::reconcile::settings("2s", "1%", "0.000001")?;
-        let o = super::run::run(
+        run_and_alert(
             conn,
+            settings,
             (day, day + DAY_MS),
             super::run::DEFAULT_SLICE_ROWS,
             engine,
             clock,
         )?;
-        after_run(
-            conn,
-            settings,
-            o.run.id,
-            (day, day + DAY_MS),
-            now_of(clock)?,
-        );
         runs += 1;
         day += DAY_MS;
     }

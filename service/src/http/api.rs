@@ -553,13 +553,10 @@ pub async fn create_run(state: Data, body: web::Json<RunRequest>) -> Reply {
     let config = state.settings.clone();
     let o = state
         .db(move |c| {
-            let o =
-                crate::app::run::run(c, w, crate::app::run::DEFAULT_SLICE_ROWS, settings, clock)
-                    .map_err(ApiError::internal)?;
-            let now = chrono::DateTime::from_timestamp_millis(clock().map_err(ApiError::internal)?)
-                .unwrap_or_default();
-            crate::app::schedule::after_run(c, &config, o.run.id, w, now);
-            Ok(o)
+            let slice = crate::app::run::DEFAULT_SLICE_ROWS;
+            crate::app::schedule::run_and_alert(c, &config, w, slice, settings, clock)
+                .map(|(o, _)| o)
+                .map_err(ApiError::internal)
         })
         .await?;
     Ok(HttpResponse::Created().json(crate::app::run::view(o.run, Some(o.counts))))
@@ -1230,6 +1227,8 @@ pub async fn put_quota(state: Data, name: web::Path<String>, body: web::Json<Quo
             Ok(quotas::measure(c, vec![spec], now, min)?)
         })
         .await?;
+    // A quota set already over alerts now, not at the next schedule.
+    evaluate_soon(&state);
     Ok(HttpResponse::Ok().json(status.first()))
 }
 

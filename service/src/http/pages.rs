@@ -378,9 +378,12 @@ pub async fn start_run(state: Data, req: HttpRequest, form: web::Form<RunForm>) 
     let settings =
         crate::app::reconcile::settings("2s", "1%", "0.000001").map_err(ApiError::internal)?;
     let clock = state.clock;
+    let config = state.settings.clone();
     let o = state
         .db(move |c| {
-            crate::app::run::run(c, w, crate::app::run::DEFAULT_SLICE_ROWS, settings, clock)
+            let slice = crate::app::run::DEFAULT_SLICE_ROWS;
+            crate::app::schedule::run_and_alert(c, &config, w, slice, settings, clock)
+                .map(|(o, _)| o)
                 .map_err(ApiError::internal)
         })
         .await?;
