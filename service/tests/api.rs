@@ -32,6 +32,11 @@ impl Server {
     /// Starts `tally serve` on 127.0.0.1:0 over the store `db`, with
     /// `extra` appended to its `[server]` section.
     fn start(db: &str, extra: &str) -> Server {
+        Self::start_with(db, extra, &[])
+    }
+
+    /// [`Server::start`] with more `tally serve` arguments.
+    fn start_with(db: &str, extra: &str, args: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("tally.toml");
         std::fs::write(
@@ -46,6 +51,7 @@ impl Server {
         let mut child = tally()
             .args(["serve", "--config"])
             .arg(&config)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -1913,4 +1919,49 @@ fn the_scheduler_sends_alerts_and_a_gateway_can_ask_before_sending() {
         "{m}"
     );
     assert!(m.contains("tally_outbox_unsent 0"), "{m}");
+}
+
+#[test]
+fn a_replica_without_the_scheduler_only_serves_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_store(dir.path());
+    let smtp = smtp::Smtp::start();
+    let config = format!(
+        "[email]\nsmtp_url = \"{}\"\n[schedule]\noutbox = \"* * * * * *\"\nquotas = \"* * * * * *\"\n",
+        smtp.url()
+    );
+    // The run's five alerts wait in the outbox.
+    succeed(
+        tally()
+            .args([
+                "run",
+                "--from",
+                "2026-11-20",
+                "--to",
+                "2026-11-21",
+                "--db",
+                &db,
+            ])
+            .env("TALLY_ALERTS_PLATFORM_CONTACT", "platform@example.com"),
+        "run",
+    );
+    let quiet = Server::start_with(&db, &config, &["--no-scheduler"]);
+    let admin = quiet.token("admin", Role::Admin);
+    assert_eq!(
+        quiet
+            .call("GET", "/readyz", Some(&admin), Body::None)
+            .status,
+        200
+    );
+    std::thread::sleep(std::time::Duration::from_millis(3000));
+    assert!(
+        smtp.received().is_empty(),
+        "a --no-scheduler replica sent mail"
+    );
+    assert!(quiet.log().contains("scheduler off"), "{}", quiet.log());
+    // A replica with the scheduler, on the same store, sends them.
+    let busy = Server::start(&db, &config);
+    let got = smtp.wait_for("the run's alerts", |got| got.len() >= 5);
+    assert_eq!(got.len(), 5);
+    drop(busy);
 }
