@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use tally_schema::convert::nanos_to_usd;
-use tally_schema::rows::{AlertRow, NewAlert, NewOutbox};
+use tally_schema::rows::{AlertRow, KeyRow, NewAlert, NewOutbox, OwnerRow};
 
 use super::mail::{self, MailError, Mailer};
 use super::quotas::QuotaError;
@@ -222,20 +222,61 @@ pub struct RunAlerts {
     pub queued: usize,
 }
 
-/// Contacts of a key: its own, else its owner's.
-fn key_contacts(conn: &mut AnyConnection, key: &str) -> Result<Vec<String>, QuotaError> {
-    let owners = repo::owners(conn)?;
-    Ok(repo::keys(conn)?
-        .into_iter()
-        .filter(|k| k.key_id == key)
-        .filter_map(|k| {
-            k.contact.or_else(|| {
-                k.owner_id
-                    .and_then(|id| owners.iter().find(|o| o.id == id))
-                    .and_then(|o| o.contact.clone())
-            })
+/// The registry's contacts, read once per evaluation rather than per alert.
+pub struct Contacts {
+    owners: Vec<OwnerRow>,
+    keys: Vec<KeyRow>,
+}
+
+impl Contacts {
+    /// Reads owners and keys.
+    pub fn load(conn: &mut AnyConnection) -> Result<Self, QuotaError> {
+        Ok(Self {
+            owners: repo::owners(conn)?,
+            keys: repo::keys(conn)?,
         })
-        .collect())
+    }
+
+    /// A key's contact, else its owner's.
+    pub fn of_key(&self, key: &str) -> Vec<String> {
+        self.keys
+            .iter()
+            .filter(|k| k.key_id == key)
+            .filter_map(|k| {
+                k.contact.clone().or_else(|| {
+                    k.owner_id
+                        .and_then(|id| self.owners.iter().find(|o| o.id == id))
+                        .and_then(|o| o.contact.clone())
+                })
+            })
+            .collect()
+    }
+
+    /// The contacts of the owners `pick` chooses, then of their keys.
+    pub fn of_owners(&self, pick: impl Fn(&OwnerRow) -> bool) -> Vec<String> {
+        let mine: Vec<i64> = self
+            .owners
+            .iter()
+            .filter(|o| pick(o))
+            .map(|o| o.id)
+            .collect();
+        let owners = self
+            .owners
+            .iter()
+            .filter(|o| mine.contains(&o.id))
+            .filter_map(|o| o.contact.clone());
+        let keys = self
+            .keys
+            .iter()
+            .filter(|k| k.owner_id.is_some_and(|id| mine.contains(&id)))
+            .filter_map(|k| k.contact.clone());
+        owners.chain(keys).collect()
+    }
+
+    /// Every owner.
+    pub fn owners(&self) -> &[OwnerRow] {
+        &self.owners
+    }
 }
 
 /// After a run over `[from_ms, to_ms)`: unattributed traffic per key and
@@ -295,6 +336,7 @@ pub fn after_run(
     for ts in repo::streamed_without_usage(conn, run_id, (from_ms, to_ms))? {
         *q.stream_no_usage.entry(day(ts)).or_default() += 1;
     }
+    let contacts = Contacts::load(conn)?;
     let min_rows = settings.alerts.unattributed_min_rows.max(1);
     let min_cost = settings.unattributed_min_cost();
     let link = format!(
@@ -316,7 +358,7 @@ pub fn after_run(
                 .cloned()
                 .collect::<Vec<_>>()
                 .join("/");
-            let mut to = key_contacts(conn, key)?;
+            let mut to = contacts.of_key(key);
             to.extend(platform(settings));
             (
                 "unattributed",
@@ -538,21 +580,14 @@ pub fn digest(
     })?;
     let mut queued = 0;
     let at = now.naive_utc();
-    let keys = repo::keys(conn)?;
-    for o in repo::owners(conn)? {
+    let contacts = Contacts::load(conn)?;
+    for o in contacts.owners() {
         let Some(s) = by.get(&(o.team.clone(), o.service.clone(), o.env.clone())) else {
             continue;
         };
-        // The owner's contact, else its keys' contacts; nobody: no digest.
-        let contacts: Vec<String> = match &o.contact {
-            Some(c) => vec![c.clone()],
-            None => keys
-                .iter()
-                .filter(|k| k.owner_id == Some(o.id))
-                .filter_map(|k| k.contact.clone())
-                .collect(),
-        };
-        if contacts.is_empty() {
+        // The owner's contact and its keys'; nobody: no digest.
+        let to = contacts.of_owners(|x| x.id == o.id);
+        if to.is_empty() {
             continue;
         }
         let who = format!("{}/{}/{}", o.team, o.service, o.env);
@@ -593,7 +628,7 @@ pub fn digest(
         queue(
             conn,
             Some(id),
-            &addresses(contacts, settings),
+            &addresses(to, settings),
             &title,
             &text,
             &html,

@@ -648,41 +648,18 @@ pub struct Evaluated {
 /// Recipients of a quota's alerts: its own list, else the contacts of the
 /// owners (or key) in its scope, else the platform contact.
 fn recipients_of(
-    conn: &mut AnyConnection,
     q: &QuotaSpec,
+    contacts: &super::alerts::Contacts,
     settings: &Settings,
-) -> Result<Vec<String>, QuotaError> {
+) -> Vec<String> {
     if !q.recipients.is_empty() {
-        return Ok(q.recipients.clone());
+        return q.recipients.clone();
     }
-    let mut out: Vec<String> = Vec::new();
-    let owners = repo::owners(conn)?;
-    if let Some(k) = &q.scope.key {
-        for r in repo::keys(conn)?.into_iter().filter(|r| &r.key_id == k) {
-            let owner = r.owner_id.and_then(|id| owners.iter().find(|o| o.id == id));
-            out.extend(r.contact.or_else(|| owner.and_then(|o| o.contact.clone())));
-        }
-    } else {
-        // The owners' contacts, then those of the keys they own.
-        let mine: Vec<i64> = owners
-            .iter()
-            .filter(|o| q.scope.covers("", &o.team, &o.service, &o.env))
-            .map(|o| o.id)
-            .collect();
-        out.extend(
-            owners
-                .iter()
-                .filter(|o| mine.contains(&o.id))
-                .filter_map(|o| o.contact.clone()),
-        );
-        out.extend(
-            repo::keys(conn)?
-                .into_iter()
-                .filter(|k| k.owner_id.is_some_and(|id| mine.contains(&id)))
-                .filter_map(|k| k.contact),
-        );
-    }
-    Ok(super::alerts::addresses(out, settings))
+    let found = match &q.scope.key {
+        Some(k) => contacts.of_key(k),
+        None => contacts.of_owners(|o| q.scope.covers("", &o.team, &o.service, &o.env)),
+    };
+    super::alerts::addresses(found, settings)
 }
 
 /// Measures every quota at `now`, fires each threshold (and forecast) once
@@ -695,6 +672,7 @@ pub fn evaluate(
 ) -> Result<Evaluated, QuotaError> {
     let specs = list(conn)?;
     let statuses = measure(conn, specs, now, min_elapsed(settings))?;
+    let contacts = super::alerts::Contacts::load(conn)?;
     let fired_at = now.naive_utc();
     let mut done = Evaluated {
         quotas: statuses.len(),
@@ -706,7 +684,7 @@ pub fn evaluate(
         let tz = q.tz()?;
         let period = period_key(tz, s.period_start);
         current.insert(q.name.clone(), period.clone());
-        let to = recipients_of(conn, q, settings)?;
+        let to = recipients_of(q, &contacts, settings);
         let month = s.period_start.with_timezone(&tz).format("%B").to_string();
         let what = match q.period {
             Period::Month => format!("{month} {}", enum_name(&q.metric)),
