@@ -678,12 +678,17 @@ pub fn evaluate(
         quotas: statuses.len(),
         ..Evaluated::default()
     };
-    let mut current: HashMap<String, String> = HashMap::new();
+    // Per quota: its current period, the thresholds reached, and whether
+    // a forecast still holds.
+    let mut current: HashMap<String, (String, Vec<u32>, bool)> = HashMap::new();
     for s in &statuses {
         let q = &s.quota;
         let tz = q.tz()?;
         let period = period_key(tz, s.period_start);
-        current.insert(q.name.clone(), period.clone());
+        current.insert(
+            q.name.clone(),
+            (period.clone(), s.reached.clone(), s.forecast_at.is_some()),
+        );
         let to = recipients_of(q, &contacts, settings);
         let month = s.period_start.with_timezone(&tz).format("%B").to_string();
         let what = match q.period {
@@ -820,11 +825,22 @@ pub fn evaluate(
             }
         }
     }
-    // A quota alert resolves when its period has ended (or the quota is gone).
+    // A quota alert resolves when its period has ended, its quota is
+    // gone, or its cause cleared (a raised limit; a forecast that no
+    // longer holds). It does not fire again in the same period.
     for prefix in ["quota:", "forecast:"] {
         for a in repo::firing_alerts(conn, prefix)? {
             let name = a.rule.trim_start_matches(prefix);
-            if current.get(name) != Some(&a.period) && repo::resolve_alert(conn, a.id, fired_at)? {
+            let holds = current
+                .get(name)
+                .is_some_and(|(period, reached, forecast)| {
+                    *period == a.period
+                        && match prefix {
+                            "quota:" => reached.iter().any(|t| i64::from(*t) == a.threshold),
+                            _ => *forecast,
+                        }
+                });
+            if !holds && repo::resolve_alert(conn, a.id, fired_at)? {
                 done.resolved += 1;
             }
         }
