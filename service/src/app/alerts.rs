@@ -108,17 +108,18 @@ pub fn fire(
     Ok(1)
 }
 
-/// Records the alert and, when it is new, queues its message: `Some`
+/// Records the alert and, when it is new, queues its message, in one
+/// transaction (an alert is never recorded without its message): `Some`
 /// with the messages queued, `None` when it had fired before.
 pub fn raise(
     conn: &mut AnyConnection,
     rule: &Rule<'_>,
     b: &Body<'_>,
 ) -> Result<Option<usize>, QuotaError> {
-    match record(conn, rule)? {
-        Some(id) => Ok(Some(fire(conn, id, rule, b)?)),
+    repo::in_transaction(conn, |c| match record(c, rule)? {
+        Some(id) => Ok(Some(fire(c, id, rule, b)?)),
         None => Ok(None),
-    }
+    })
 }
 
 fn queue(
@@ -594,23 +595,6 @@ pub fn digest(
         let title = format!("Tally daily digest for {who}: {day}");
         let detail =
             serde_json::json!({"owner": who, "spend": nanos_to_usd(s.nanos, None).to_string()});
-        let Some(id) = record(
-            conn,
-            &Rule {
-                rule: "digest",
-                scope: &who,
-                period: &day,
-                threshold: 0,
-                kind: "digest",
-                title: &title,
-                detail: &detail,
-                at,
-            },
-        )?
-        else {
-            continue;
-        };
-        repo::resolve_alert(conn, id, at)?;
         let mut models: Vec<(&String, &i64)> = s.models.iter().collect();
         models.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
         let models: Vec<(String, String)> = models
@@ -625,15 +609,29 @@ pub fn digest(
             link => format!("{}/owners/{}", settings.email.base_url.trim_end_matches('/'), o.id),
         };
         let (text, html) = mail::render("digest", &ctx)?;
-        queue(
-            conn,
-            Some(id),
-            &addresses(to, settings),
-            &title,
-            &text,
-            &html,
+        let rule = Rule {
+            rule: "digest",
+            scope: &who,
+            period: &day,
+            threshold: 0,
+            kind: "digest",
+            title: &title,
+            detail: &detail,
             at,
-        )?;
+        };
+        let to = addresses(to, settings);
+        // Recorded (as history, resolved at once) with its message, or not at all.
+        let sent = repo::in_transaction(conn, |c| -> Result<bool, QuotaError> {
+            let Some(id) = record(c, &rule)? else {
+                return Ok(false);
+            };
+            repo::resolve_alert(c, id, at)?;
+            queue(c, Some(id), &to, &title, &text, &html, at)?;
+            Ok(true)
+        })?;
+        if !sent {
+            continue;
+        }
         queued += 1;
     }
     Ok(queued)

@@ -755,23 +755,27 @@ pub fn evaluate(
             detail: &detail,
             at: fired_at,
         };
-        let mut new: Vec<(u32, i64, String)> = Vec::new();
-        for &t in &s.reached {
-            let title = format!("{} at {t} % of its {what} quota", s.scope_label);
-            let rule = Rule {
-                threshold: i64::from(t),
-                title: &title,
-                ..base
-            };
-            if let Some(id) = record(conn, &rule)? {
-                new.push((t, id, title));
+        // Every threshold reached is recorded, and the message of the
+        // highest queued, in one transaction: never an alert without its
+        // message. The message goes with the highest threshold reached,
+        // from whichever evaluator recorded it: with two racing, one.
+        let (fired, queued) = repo::in_transaction(conn, |c| -> Result<_, QuotaError> {
+            let mut new: Vec<(u32, i64, String)> = Vec::new();
+            for &t in &s.reached {
+                let title = format!("{} at {t} % of its {what} quota", s.scope_label);
+                let rule = Rule {
+                    threshold: i64::from(t),
+                    title: &title,
+                    ..base
+                };
+                if let Some(id) = record(c, &rule)? {
+                    new.push((t, id, title));
+                }
             }
-        }
-        done.fired += new.len();
-        // The message goes with the highest threshold reached, from
-        // whichever evaluator recorded it: with two racing, one of them.
-        let top = s.reached.iter().max().copied();
-        if let Some((t, id, title)) = new.iter().find(|(t, _, _)| Some(*t) == top) {
+            let top = s.reached.iter().max().copied();
+            let Some((t, id, title)) = new.iter().find(|(t, _, _)| Some(*t) == top) else {
+                return Ok((new.len(), 0));
+            };
             let mut lines = lines.clone();
             let earlier: Vec<String> = new
                 .iter()
@@ -790,8 +794,10 @@ pub fn evaluate(
                 lines: &lines,
                 ..body
             };
-            done.queued += fire(conn, *id, &rule, &body)?;
-        }
+            Ok((new.len(), fire(c, *id, &rule, &body)?))
+        })?;
+        done.fired += fired;
+        done.queued += queued;
         let limit_reached = s.reached.iter().any(|t| *t >= 100);
         if let (Some(at), false) = (s.forecast_at, limit_reached) {
             let when = at
