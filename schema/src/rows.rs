@@ -533,6 +533,8 @@ pub struct RollupRow {
     pub reported_nanos: i64,
     /// Reported minus computed over rows with both, nano-dollars.
     pub variance_nanos: i64,
+    /// Input plus output tokens.
+    pub tokens: i64,
 }
 
 /// A stored quota.

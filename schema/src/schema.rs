@@ -333,6 +333,8 @@ diesel::table! {
         reported_nanos -> BigInt,
         /// Reported minus computed over rows with both, nano-dollars.
         variance_nanos -> BigInt,
+        /// Input plus output tokens.
+        tokens -> BigInt,
     }
 }
 

@@ -958,7 +958,7 @@ fn costs_from_run_rollups_equal_costs_from_every_verdict() {
         let written = rows(&mut c);
         assert!(written.len() > 10, "{}", s.backend);
         let up = std::fs::read_to_string(root().join(format!(
-            "migrations/{}/2026-11-22-220000_create_rollups/up.sql",
+            "migrations/{}/2026-11-22-235000_rollup_tokens/up.sql",
             if s.backend == "sqlite" {
                 "sqlite"
             } else {

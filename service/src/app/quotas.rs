@@ -471,8 +471,8 @@ pub fn measure_with(
     for ((side, from, to), members) in &groups {
         let client = *side == "client";
         // Whole UTC days inside the period from the runs' daily sums when
-        // they answer exactly (not for tokens, which they do not hold);
-        // the partial days at the edges, and everything else, row by row.
+        // they answer exactly; the partial days at the edges, and
+        // everything when current runs overlap, row by row.
         let (first, last) = (from.div_euclid(DAY_MS) + 1, to.div_euclid(DAY_MS));
         let inner = (
             if from.rem_euclid(DAY_MS) == 0 {
@@ -482,10 +482,7 @@ pub fn measure_with(
             },
             last * DAY_MS,
         );
-        let tokens = members
-            .iter()
-            .any(|&i| specs.get(i).is_some_and(|q| q.metric == Metric::Tokens));
-        let sums = if use_rollups && !tokens && inner.0 < inner.1 {
+        let sums = if use_rollups && inner.0 < inner.1 {
             repo::rollup_runs(conn, inner)?
         } else {
             None
@@ -526,7 +523,8 @@ pub fn measure_with(
                         Some(nanos_to_usd(r.computed_nanos, None)),
                         u64::try_from(r.unpriced_rows).unwrap_or(0),
                     ),
-                    Metric::Requests | Metric::Tokens => (Some(Decimal::from(rows)), 0),
+                    Metric::Requests => (Some(Decimal::from(rows)), 0),
+                    Metric::Tokens => (Some(Decimal::from(r.tokens)), 0),
                 };
                 t.add(&r.key_name, &r.model_family, rows, amount, unpriced);
             }

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail};
-use tally_reconcile::record::FileInfo;
+use tally_reconcile::record::{FileInfo, TokenKind};
 use tally_reconcile::report::{Class, Settings, reconcile};
 use tally_reconcile::time::format_ms;
 use tally_reconcile::{Side, SideKind};
@@ -168,6 +168,10 @@ fn judge_slice(
             meta.push((
                 row.ts_ms.div_euclid(DAY_MS) * DAY_MS,
                 kind == SideKind::Gateway,
+                i64::try_from(
+                    row.tokens.or_zero(TokenKind::Input) + row.tokens.or_zero(TokenKind::Output),
+                )
+                .unwrap_or(i64::MAX),
             ));
         }
     }
@@ -181,8 +185,9 @@ fn judge_slice(
 
 const DAY_MS: i64 = 86_400_000;
 
-/// A verdict's UTC day (ms) and whether its row is the gateway's.
-type DaySide = (i64, bool);
+/// A verdict's UTC day (ms), whether its row is the gateway's, and its
+/// tokens (input plus output).
+type DaySide = (i64, bool, i64);
 
 /// Sums of one rollup group.
 #[derive(Debug, Default, Clone, Copy)]
@@ -192,11 +197,13 @@ struct Sums {
     computed: i128,
     reported: i128,
     variance: i128,
+    tokens: i128,
 }
 
 impl Sums {
-    fn add(&mut self, v: &VerdictRow) {
+    fn add(&mut self, v: &VerdictRow, tokens: i64) {
         self.rows += 1;
+        self.tokens += i128::from(tokens);
         match v.computed_cost_nanos {
             Some(c) => {
                 self.computed += i128::from(c);
@@ -215,6 +222,7 @@ impl Sums {
         self.computed += o.computed;
         self.reported += o.reported;
         self.variance += o.variance;
+        self.tokens += o.tokens;
     }
 }
 
@@ -231,7 +239,7 @@ struct Rollups {
 impl Rollups {
     fn add_slice(&mut self, verdicts: &[VerdictRow], meta: &[DaySide]) {
         let mut local: HashMap<GroupKey<&str>, Sums> = HashMap::new();
-        for (v, (day, gateway)) in verdicts.iter().zip(meta) {
+        for (v, (day, gateway, tokens)) in verdicts.iter().zip(meta) {
             let key = (
                 *day,
                 *gateway,
@@ -243,7 +251,7 @@ impl Rollups {
                 v.env.as_str(),
                 v.model_family.as_str(),
             );
-            local.entry(key).or_default().add(v);
+            local.entry(key).or_default().add(v, *tokens);
         }
         for ((h, g, c, k, r, t, s, e, m), sums) in local {
             let key = (
@@ -301,6 +309,7 @@ impl Rollups {
                         computed_nanos: fit(s.computed)?,
                         reported_nanos: fit(s.reported)?,
                         variance_nanos: fit(s.variance)?,
+                        tokens: fit(s.tokens)?,
                     })
                 },
             )

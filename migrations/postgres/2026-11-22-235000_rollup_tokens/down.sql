@@ -1,0 +1,1 @@
+ALTER TABLE run_rollups DROP COLUMN tokens;
