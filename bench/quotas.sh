@@ -46,6 +46,6 @@ evaluate() {
     '{a[NR]=$1} END {printf "%s: median of %d: %s s over %s rows per side\n", what, NR, a[int((NR+1)/2)], rows}'
 }
 
-evaluate "11 cost quotas (daily sums)"
+evaluate "11 cost quotas"
 $TALLY quota set tokens-week --team support --metric tokens --limit 1000 --period week --basis client >/dev/null
-evaluate "+ 1 tokens quota (row by row)"
+evaluate "+ 1 client tokens quota"
