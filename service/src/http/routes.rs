@@ -14,6 +14,7 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
 
 use super::error::{ApiError, PageError};
+use super::openapi::fields;
 use super::{State, api, pages};
 use crate::app::tokens::{self, Principal, Role};
 
@@ -31,6 +32,24 @@ pub struct Route {
     /// A page for people (HTML, session cookie or token, sign-in
     /// redirect) rather than an API route.
     pub page: bool,
+    /// The query parameters its handler takes: the fields of its query
+    /// struct, read from the struct itself ([`fields`]).
+    pub query: Option<fn() -> &'static [&'static str]>,
+    /// What its body is.
+    pub body: Option<BodyKind>,
+}
+
+/// A request body, for the OpenAPI document.
+#[derive(Debug, Clone, Copy)]
+pub enum BodyKind {
+    /// A JSON object with these fields (of the handler's body struct).
+    Json(fn() -> &'static [&'static str]),
+    /// Any JSON object (checked by the handler's own rules).
+    JsonObject,
+    /// An HTML form with these fields.
+    Form(fn() -> &'static [&'static str]),
+    /// An upload in one of these content types.
+    Upload(&'static [&'static str]),
 }
 
 use Role::{Admin, Finance, Ingest, Platform};
@@ -50,6 +69,8 @@ pub const ROUTES: &[Route] = &[
         roles: &[],
         summary: "the process is up",
         page: false,
+        query: None,
+        body: None,
     },
     Route {
         method: "GET",
@@ -57,6 +78,8 @@ pub const ROUTES: &[Route] = &[
         roles: ANYONE,
         summary: "the store is reachable",
         page: false,
+        query: None,
+        body: None,
     },
     Route {
         method: "GET",
@@ -64,6 +87,8 @@ pub const ROUTES: &[Route] = &[
         roles: MANAGERS,
         summary: "Prometheus metrics",
         page: false,
+        query: None,
+        body: None,
     },
     Route {
         method: "GET",
@@ -71,6 +96,8 @@ pub const ROUTES: &[Route] = &[
         roles: ANYONE,
         summary: "this API's OpenAPI document",
         page: false,
+        query: None,
+        body: None,
     },
     Route {
         method: "POST",
@@ -78,6 +105,8 @@ pub const ROUTES: &[Route] = &[
         roles: PUSHERS,
         summary: "push client usage (NDJSON, or CSV)",
         page: false,
+        query: Some(fields::<api::PushQuery>),
+        body: Some(BodyKind::Upload(&["application/x-ndjson", "text/csv"])),
     },
     Route {
         method: "POST",
@@ -85,6 +114,12 @@ pub const ROUTES: &[Route] = &[
         roles: PUSHERS,
         summary: "upload a gateway export (CSV or JSON)",
         page: false,
+        query: Some(fields::<api::PushQuery>),
+        body: Some(BodyKind::Upload(&[
+            "text/csv",
+            "application/json",
+            "application/x-ndjson",
+        ])),
     },
     Route {
         method: "POST",
@@ -92,6 +127,8 @@ pub const ROUTES: &[Route] = &[
         roles: MANAGERS,
         summary: "reconcile a window",
         page: false,
+        query: None,
+        body: Some(BodyKind::Json(fields::<api::RunRequest>)),
     },
     Route {
         method: "GET",
@@ -99,6 +136,8 @@ pub const ROUTES: &[Route] = &[
         roles: READERS,
         summary: "list runs",
         page: false,
+        query: Some(fields::<api::PageQuery>),
+        body: None,
     },
     Route {
         method: "GET",
@@ -106,6 +145,8 @@ pub const ROUTES: &[Route] = &[
         roles: READERS,
         summary: "one run with its counts",
         page: false,
+        query: None,
+        body: None,
     },
     Route {
         method: "GET",
@@ -113,6 +154,8 @@ pub const ROUTES: &[Route] = &[
         roles: READERS,
         summary: "costs, missing, unattributed or discrepancies",
         page: false,
+        query: Some(fields::<api::ReportQuery>),
+        body: None,
     },
     Route {
         method: "GET",
@@ -120,6 +163,8 @@ pub const ROUTES: &[Route] = &[
         roles: READERS,
         summary: "list owners",
         page: false,
+        query: Some(fields::<api::PageQuery>),
+        body: None,
     },
     Route {
         method: "POST",
@@ -127,6 +172,8 @@ pub const ROUTES: &[Route] = &[
         roles: MANAGERS,
         summary: "create an owner (or set its contact)",
         page: false,
+        query: None,
+        body: Some(BodyKind::Json(fields::<api::OwnerInput>)),
     },
     Route {
         method: "GET",
@@ -134,6 +181,8 @@ pub const ROUTES: &[Route] = &[
         roles: READERS,
         summary: "one owner",
         page: false,
+        query: None,
+        body: None,
     },
     Route {
         method: "PUT",
@@ -141,6 +190,8 @@ pub const ROUTES: &[Route] = &[
         roles: MANAGERS,
         summary: "update an owner",
         page: false,
+        query: None,
+        body: Some(BodyKind::Json(fields::<api::OwnerInput>)),
     },
     Route {
         method: "DELETE",
@@ -148,6 +199,8 @@ pub const ROUTES: &[Route] = &[
         roles: MANAGERS,
         summary: "delete an owner (its keys stay, unowned)",
         page: false,
+        query: None,
+        body: None,
     },
     Route {
         method: "GET",
@@ -155,6 +208,8 @@ pub const ROUTES: &[Route] = &[
         roles: READERS,
         summary: "list keys",
         page: false,
+        query: Some(fields::<api::PageQuery>),
+        body: None,
     },
     Route {
         method: "GET",
@@ -162,6 +217,8 @@ pub const ROUTES: &[Route] = &[
         roles: READERS,
         summary: "one key",
         page: false,
+        query: None,
+        body: None,
     },
     Route {
         method: "PUT",
@@ -169,6 +226,8 @@ pub const ROUTES: &[Route] = &[
         roles: MANAGERS,
         summary: "create or replace a key",
         page: false,
+        query: None,
+        body: Some(BodyKind::Json(fields::<api::KeyInput>)),
     },
     Route {
         method: "DELETE",
@@ -176,6 +235,8 @@ pub const ROUTES: &[Route] = &[
         roles: MANAGERS,
         summary: "delete a key",
         page: false,
+        query: None,
+        body: None,
     },
     Route {
         method: "GET",
@@ -183,6 +244,8 @@ pub const ROUTES: &[Route] = &[
         roles: READERS,
         summary: "list model aliases",
         page: false,
+        query: Some(fields::<api::PageQuery>),
+        body: None,
     },
     Route {
         method: "PUT",
@@ -190,6 +253,8 @@ pub const ROUTES: &[Route] = &[
         roles: MANAGERS,
         summary: "create or repoint an alias",
         page: false,
+        query: None,
+        body: Some(BodyKind::Json(fields::<api::AliasInput>)),
     },
     Route {
         method: "DELETE",
@@ -197,6 +262,8 @@ pub const ROUTES: &[Route] = &[
         roles: MANAGERS,
         summary: "delete an alias",
         page: false,
+        query: None,
+        body: None,
     },
     Route {
         method: "GET",
@@ -204,6 +271,8 @@ pub const ROUTES: &[Route] = &[
         roles: READERS,
         summary: "list prices",
         page: false,
+        query: Some(fields::<api::PageQuery>),
+        body: None,
     },
     Route {
         method: "POST",
@@ -211,6 +280,8 @@ pub const ROUTES: &[Route] = &[
         roles: MANAGERS,
         summary: "add or replace a price (model + effective_from)",
         page: false,
+        query: None,
+        body: Some(BodyKind::JsonObject),
     },
     Route {
         method: "DELETE",
@@ -218,6 +289,8 @@ pub const ROUTES: &[Route] = &[
         roles: MANAGERS,
         summary: "delete a price",
         page: false,
+        query: None,
+        body: None,
     },
     Route {
         method: "GET",
@@ -225,6 +298,8 @@ pub const ROUTES: &[Route] = &[
         roles: READERS,
         summary: "every quota with its use this period",
         page: false,
+        query: None,
+        body: None,
     },
     Route {
         method: "GET",
@@ -232,6 +307,8 @@ pub const ROUTES: &[Route] = &[
         roles: ANYONE,
         summary: "whether a key or owner is over a quota (?key= or ?owner=team/service/env)",
         page: false,
+        query: Some(fields::<api::StatusQuery>),
+        body: None,
     },
     Route {
         method: "PUT",
@@ -239,6 +316,8 @@ pub const ROUTES: &[Route] = &[
         roles: MANAGERS,
         summary: "create or replace a quota",
         page: false,
+        query: None,
+        body: Some(BodyKind::Json(fields::<api::QuotaBody>)),
     },
     Route {
         method: "DELETE",
@@ -246,6 +325,8 @@ pub const ROUTES: &[Route] = &[
         roles: MANAGERS,
         summary: "delete a quota (its alerts stay)",
         page: false,
+        query: None,
+        body: None,
     },
     Route {
         method: "GET",
@@ -253,6 +334,8 @@ pub const ROUTES: &[Route] = &[
         roles: READERS,
         summary: "the alert history, newest first (?state=firing|resolved&limit=)",
         page: false,
+        query: Some(fields::<api::AlertsQuery>),
+        body: None,
     },
     Route {
         method: "GET",
@@ -260,6 +343,8 @@ pub const ROUTES: &[Route] = &[
         roles: &[],
         summary: "page: sign in with a token",
         page: true,
+        query: Some(fields::<pages::NextQuery>),
+        body: None,
     },
     Route {
         method: "POST",
@@ -267,6 +352,8 @@ pub const ROUTES: &[Route] = &[
         roles: &[],
         summary: "page: sign in (form: token, csrf, next)",
         page: true,
+        query: None,
+        body: Some(BodyKind::Form(fields::<pages::LoginForm>)),
     },
     Route {
         method: "POST",
@@ -274,6 +361,8 @@ pub const ROUTES: &[Route] = &[
         roles: ANYONE,
         summary: "page: sign out (form: csrf)",
         page: true,
+        query: None,
+        body: Some(BodyKind::Form(fields::<pages::CsrfForm>)),
     },
     Route {
         method: "GET",
@@ -281,6 +370,8 @@ pub const ROUTES: &[Route] = &[
         roles: READERS,
         summary: "page: the month's overview (?month=YYYY-MM)",
         page: true,
+        query: Some(fields::<pages::MonthQuery>),
+        body: None,
     },
     Route {
         method: "POST",
@@ -288,6 +379,8 @@ pub const ROUTES: &[Route] = &[
         roles: MANAGERS,
         summary: "page: start a run (form: csrf, from, to)",
         page: true,
+        query: None,
+        body: Some(BodyKind::Form(fields::<pages::RunForm>)),
     },
     Route {
         method: "GET",
@@ -295,6 +388,8 @@ pub const ROUTES: &[Route] = &[
         roles: READERS,
         summary: "page: one run, its counts and row tables (?owner=&key=&model=)",
         page: true,
+        query: Some(fields::<crate::app::dashboard::RowFilter>),
+        body: None,
     },
     Route {
         method: "GET",
@@ -302,6 +397,8 @@ pub const ROUTES: &[Route] = &[
         roles: READERS,
         summary: "page: a run's rows of one class as CSV (?class=missing|unattributed&owner=&key=&model=)",
         page: true,
+        query: Some(fields::<pages::ExportQuery>),
+        body: None,
     },
     Route {
         method: "GET",
@@ -309,6 +406,8 @@ pub const ROUTES: &[Route] = &[
         roles: READERS,
         summary: "page: one owner's month (?month=YYYY-MM)",
         page: true,
+        query: Some(fields::<pages::MonthQuery>),
+        body: None,
     },
     Route {
         method: "GET",
@@ -316,6 +415,8 @@ pub const ROUTES: &[Route] = &[
         roles: READERS,
         summary: "page: quotas as bars against their limits, and the alert history",
         page: true,
+        query: None,
+        body: None,
     },
 ];
 
