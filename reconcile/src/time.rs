@@ -7,6 +7,9 @@
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 
+/// Milliseconds in a UTC day.
+pub const DAY_MS: i64 = 86_400_000;
+
 /// How to read a timestamp that carries no offset.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Zone {
@@ -286,8 +289,8 @@ pub fn format_ms(ms: i64) -> String {
 /// Appends UTC milliseconds as `2026-11-20T10:00:00.123Z` (years 0..=9999;
 /// exports write tens of millions of these, so no formatter machinery).
 pub fn write_ms(ms: i64, out: &mut String) {
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
+    let days = ms.div_euclid(DAY_MS);
+    let rem = ms.rem_euclid(DAY_MS);
     // Hinnant's civil_from_days.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

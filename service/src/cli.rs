@@ -732,7 +732,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let now_ms = app::reconcile::now_ms()?;
             let from_ms = match effective_from {
                 Some(t) => parse_time(&t).context("--effective-from")?,
-                None => now_ms - now_ms.rem_euclid(86_400_000),
+                None => now_ms - now_ms.rem_euclid(tally_reconcile::time::DAY_MS),
             };
             let mut conn = crate::db::open(&store.db, store.no_migrate)?;
             let now = tally_schema::convert::naive_from_ms(now_ms)?;

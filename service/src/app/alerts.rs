@@ -9,15 +9,15 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
+use tally_reconcile::time::DAY_MS;
 use tally_schema::convert::nanos_to_usd;
 use tally_schema::rows::{AlertRow, KeyRow, NewAlert, NewOutbox, OwnerRow};
 
 use super::mail::{self, MailError, Mailer};
 use super::quotas::QuotaError;
+use super::sums::each_group;
 use crate::db::{AnyConnection, repo};
 use crate::settings::Settings;
-
-const DAY_MS: i64 = 86_400_000;
 
 /// An alert to record.
 #[derive(Clone, Copy)]
@@ -554,29 +554,26 @@ pub fn digest(
         models: BTreeMap<String, i64>,
     }
     let mut by: BTreeMap<(String, String, String), Sums> = BTreeMap::new();
-    repo::each_counted(conn, "gateway", (from, to), |r| {
+    // Yesterday is a whole UTC day: its runs' daily sums when they answer.
+    each_group(conn, "gateway", (from, to), true, |g| {
         let s = by
-            .entry((r.team.clone(), r.service.clone(), r.env.clone()))
+            .entry((g.team.to_owned(), g.service.to_owned(), g.env.to_owned()))
             .or_default();
-        match r.computed_cost_nanos {
-            Some(n) => {
-                s.nanos = s.nanos.saturating_add(n);
-                *s.models.entry(r.model_family.clone()).or_default() += n;
-            }
-            None => s.unpriced += 1,
+        s.nanos = s.nanos.saturating_add(g.computed_nanos);
+        s.unpriced += g.unpriced;
+        if g.rows > g.unpriced {
+            *s.models.entry(g.model_family.to_owned()).or_default() += g.computed_nanos;
         }
-        if r.class == "unattributed" {
-            s.unattributed_rows += 1;
-            s.unattributed_nanos = s
-                .unattributed_nanos
-                .saturating_add(r.computed_cost_nanos.unwrap_or(0));
+        if g.class == "unattributed" {
+            s.unattributed_rows += g.rows;
+            s.unattributed_nanos = s.unattributed_nanos.saturating_add(g.computed_nanos);
         }
     })?;
-    repo::each_counted(conn, "client", (from, to), |r| {
-        if r.class == "missing_usage" {
-            by.entry((r.team.clone(), r.service.clone(), r.env.clone()))
+    each_group(conn, "client", (from, to), true, |g| {
+        if g.class == "missing_usage" {
+            by.entry((g.team.to_owned(), g.service.to_owned(), g.env.to_owned()))
                 .or_default()
-                .missing += 1;
+                .missing += g.rows;
         }
     })?;
     let mut queued = 0;

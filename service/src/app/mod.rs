@@ -13,4 +13,5 @@ pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod split;
+pub mod sums;
 pub mod tokens;

@@ -18,6 +18,7 @@ use tally_schema::convert::{nanos_to_usd, usd_to_nanos};
 use tally_schema::rows::{NewQuota, QuotaRow};
 
 use super::alerts::{Body, Rule, fire, raise, record};
+use super::sums::{Group, each_group};
 use crate::db::{AnyConnection, DbError, repo};
 use crate::settings::Settings;
 
@@ -379,32 +380,27 @@ struct Tally {
 }
 
 impl Tally {
-    /// `rows` rows of one key and model: their `amount` (`None`: one row
-    /// without a price), of which `unpriced` rows had no price.
-    fn add(&mut self, key: &str, model: &str, rows: u64, amount: Option<Decimal>, unpriced: u64) {
-        self.rows += rows;
-        match amount {
-            Some(a) => {
-                self.used += a;
-                self.unpriced += unpriced;
-                // Only priced rows make a key or model a contributor.
-                if rows > unpriced {
-                    *self.keys.entry(key.to_owned()).or_default() += a;
-                    *self.models.entry(model.to_owned()).or_default() += a;
-                }
-            }
-            None => self.unpriced += rows,
+    /// A group of `g.rows` rows: `amount` of the metric, of which
+    /// `unpriced` rows had no price when the metric is cost (they count, but
+    /// cost nothing and make no key or model a contributor).
+    fn add(&mut self, g: &Group<'_>, (amount, unpriced): (Decimal, u64)) {
+        self.rows += g.rows;
+        self.used += amount;
+        self.unpriced += unpriced;
+        if g.rows > unpriced {
+            *self.keys.entry(g.key_name.to_owned()).or_default() += amount;
+            *self.models.entry(g.model_family.to_owned()).or_default() += amount;
         }
     }
 }
 
-const DAY_MS: i64 = 86_400_000;
-
-fn amount(metric: Metric, r: &repo::Counted) -> Option<Decimal> {
+/// What a group adds to a quota of `metric`, and its rows that lack a
+/// price for it (only cost needs one).
+fn amount(metric: Metric, g: &Group<'_>) -> (Decimal, u64) {
     match metric {
-        Metric::Cost => r.computed_cost_nanos.map(|n| nanos_to_usd(n, None)),
-        Metric::Tokens => Some(Decimal::from(r.tokens.unwrap_or(0))),
-        Metric::Requests => Some(Decimal::ONE),
+        Metric::Cost => (nanos_to_usd(g.computed_nanos, None), g.unpriced),
+        Metric::Tokens => (Decimal::from(g.tokens), 0),
+        Metric::Requests => (Decimal::from(g.rows), 0),
     }
 }
 
@@ -470,63 +466,17 @@ pub fn measure_with(
     let mut tallies: Vec<Tally> = specs.iter().map(|_| Tally::default()).collect();
     for ((side, from, to), members) in &groups {
         let client = *side == "client";
-        // Whole UTC days inside the period from the runs' daily sums when
-        // they answer exactly; the partial days at the edges, and
-        // everything when current runs overlap, row by row.
-        let (first, last) = (from.div_euclid(DAY_MS) + 1, to.div_euclid(DAY_MS));
-        let inner = (
-            if from.rem_euclid(DAY_MS) == 0 {
-                *from
-            } else {
-                first * DAY_MS
-            },
-            last * DAY_MS,
-        );
-        let sums = if use_rollups && inner.0 < inner.1 {
-            repo::rollup_runs(conn, inner)?
-        } else {
-            None
-        };
-        let mut by_row = |r: repo::Counted| {
-            if client && r.class == "duplicate" {
+        each_group(conn, side, (*from, *to), use_rollups, |g| {
+            if client && g.class == "duplicate" {
                 return;
             }
             for &i in members {
                 let (Some(q), Some(t)) = (specs.get(i), tallies.get_mut(i)) else {
                     continue;
                 };
-                if q.scope.covers(&r.key_name, &r.team, &r.service, &r.env) {
-                    t.add(&r.key_name, &r.model_family, 1, amount(q.metric, &r), 0);
+                if q.scope.covers(g.key_name, g.team, g.service, g.env) {
+                    t.add(&g, amount(q.metric, &g));
                 }
-            }
-        };
-        let Some(run_ids) = sums else {
-            repo::each_counted(conn, side, (*from, *to), &mut by_row)?;
-            continue;
-        };
-        repo::each_counted(conn, side, (*from, inner.0), &mut by_row)?;
-        repo::each_counted(conn, side, (inner.1, *to), &mut by_row)?;
-        repo::each_rollup(conn, &run_ids, inner, |r| {
-            if r.side != *side || (client && r.class == "duplicate") {
-                return;
-            }
-            let rows = u64::try_from(r.row_count).unwrap_or(0);
-            for &i in members {
-                let (Some(q), Some(t)) = (specs.get(i), tallies.get_mut(i)) else {
-                    continue;
-                };
-                if !q.scope.covers(&r.key_name, &r.team, &r.service, &r.env) {
-                    continue;
-                }
-                let (amount, unpriced) = match q.metric {
-                    Metric::Cost => (
-                        Some(nanos_to_usd(r.computed_nanos, None)),
-                        u64::try_from(r.unpriced_rows).unwrap_or(0),
-                    ),
-                    Metric::Requests => (Some(Decimal::from(rows)), 0),
-                    Metric::Tokens => (Some(Decimal::from(r.tokens)), 0),
-                };
-                t.add(&r.key_name, &r.model_family, rows, amount, unpriced);
             }
         })?;
     }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use anyhow::{Context, Result, bail};
 use tally_reconcile::record::{FileInfo, TokenKind};
 use tally_reconcile::report::{Class, Settings, reconcile};
-use tally_reconcile::time::format_ms;
+use tally_reconcile::time::{DAY_MS, format_ms};
 use tally_reconcile::{Side, SideKind};
 use tally_schema::convert::{atto_to_nanos, naive_from_ms, normalised, side_name};
 use tally_schema::rows::{NewRun, RollupRow, RunCount, RunRow, VerdictRow};
@@ -182,8 +182,6 @@ fn judge_slice(
     time.engine += t0.elapsed();
     Ok((verdicts, meta))
 }
-
-const DAY_MS: i64 = 86_400_000;
 
 /// A verdict's UTC day (ms), whether its row is the gateway's, and its
 /// tokens (input plus output).

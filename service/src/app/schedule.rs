@@ -13,12 +13,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use cron::Schedule;
+use tally_reconcile::time::DAY_MS;
 
 use super::{alerts, mail, quotas};
 use crate::db::{AnyConnection, Pool, repo};
 use crate::settings::Settings;
-
-const DAY_MS: i64 = 86_400_000;
 
 /// Parses a cron expression (with a seconds field).
 pub fn parse(expr: &str) -> Result<Schedule, cron::error::Error> {

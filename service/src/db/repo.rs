@@ -774,8 +774,8 @@ pub fn rollup_runs(
     conn: &mut AnyConnection,
     (from_ms, to_ms): (i64, i64),
 ) -> Result<Option<Vec<i64>>, DbError> {
-    const DAY: i64 = 86_400_000;
-    if from_ms.rem_euclid(DAY) != 0 || to_ms.rem_euclid(DAY) != 0 {
+    use tally_reconcile::time::DAY_MS;
+    if from_ms.rem_euclid(DAY_MS) != 0 || to_ms.rem_euclid(DAY_MS) != 0 {
         return Ok(None);
     }
     let (Ok(from), Ok(to)) = (
