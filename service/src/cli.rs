@@ -586,12 +586,7 @@ fn quota(cmd: QuotaCommand) -> Result<ExitCode> {
         }
         QuotaCommand::List { format, store } => {
             let mut conn = crate::db::open(&store.db, store.no_migrate)?;
-            let settings = load_settings(None)?;
-            let specs = quotas::list(&mut conn)?;
-            let min = chrono::Duration::hours(
-                i64::try_from(settings.alerts.forecast_min_elapsed_h).unwrap_or(6),
-            );
-            let st = quotas::measure(&mut conn, specs, utc_now()?, min)?;
+            let st = quotas::current(&mut conn, &load_settings(None)?, utc_now()?)?;
             match format {
                 OutputFormat::Table => done(&quotas::describe(&st)),
                 OutputFormat::Json => done(&format!("{}\n", serde_json::to_string_pretty(&st)?)),

@@ -494,6 +494,14 @@ impl Settings {
             .map_err(|e| format!("server.listen `{}`: {e}", self.server.listen))
     }
 
+    /// How much of a period must pass before its burn rate may forecast.
+    pub fn forecast_min_elapsed(&self) -> chrono::Duration {
+        i64::try_from(self.alerts.forecast_min_elapsed_h)
+            .ok()
+            .and_then(chrono::Duration::try_hours)
+            .unwrap_or(chrono::Duration::MAX)
+    }
+
     /// The minimum cost of unattributed traffic that alerts.
     pub fn unattributed_min_cost(&self) -> rust_decimal::Decimal {
         self.alerts

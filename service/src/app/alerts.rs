@@ -147,12 +147,20 @@ fn queue(
     )?)
 }
 
+/// The addresses in a contact field: comma- or semicolon-separated.
+fn split(field: &str) -> impl Iterator<Item = &str> {
+    field
+        .split([',', ';'])
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+}
+
 /// Splits contact fields into addresses (deduplicated, order kept); the
 /// platform contact when there are none.
 pub fn addresses(contacts: Vec<String>, settings: &Settings) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for c in contacts {
-        for a in c.split([',', ';']).map(str::trim).filter(|a| !a.is_empty()) {
+    for c in &contacts {
+        for a in split(c) {
             if !out.iter().any(|o| o == a) {
                 out.push(a.to_owned());
             }
@@ -165,12 +173,7 @@ pub fn addresses(contacts: Vec<String>, settings: &Settings) -> Vec<String> {
 }
 
 fn platform(settings: &Settings) -> Vec<String> {
-    settings
-        .alerts
-        .platform_contact
-        .split([',', ';'])
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
+    split(&settings.alerts.platform_contact)
         .map(str::to_owned)
         .collect()
 }
@@ -352,7 +355,7 @@ pub fn after_run(
             continue;
         }
         let period = day_label(*d);
-        let (rule, kind, title, mut to) = if e.registered {
+        let (rule, kind, title, to) = if e.registered {
             let owner = [&e.owner.0, &e.owner.1, &e.owner.2]
                 .into_iter()
                 .filter(|s| !s.is_empty())
@@ -382,7 +385,6 @@ pub fn after_run(
                 platform(settings),
             )
         };
-        to.dedup();
         live.push((rule.to_owned(), key.clone(), period.clone()));
         let detail = serde_json::json!({"key": key, "rows": e.rows, "cost": cost.to_string(), "unpriced_rows": e.unpriced, "run": run_id});
         let mut lines = vec![

@@ -123,14 +123,16 @@ impl Scope {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaSpec {
-    /// Unique name.
+    /// Unique name (the API takes it from the path).
+    #[serde(default)]
     pub name: String,
     /// Whose usage.
     pub scope: Scope,
     /// What it counts.
     pub metric: Metric,
-    /// The limit: USD for cost, else tokens or requests (decimal text).
-    #[serde(with = "rust_decimal::serde::str")]
+    /// The limit: USD for cost, else tokens or requests (read from decimal
+    /// text or a number, written as text).
+    #[serde(serialize_with = "rust_decimal::serde::str::serialize")]
     pub limit: Decimal,
     /// Day, week (Monday) or month.
     pub period: Period,
@@ -573,11 +575,17 @@ pub fn status(
             ));
         }
     };
-    measure(conn, wanted, now, min_elapsed(settings))
+    measure(conn, wanted, now, settings.forecast_min_elapsed())
 }
 
-fn min_elapsed(settings: &Settings) -> chrono::Duration {
-    chrono::Duration::hours(i64::try_from(settings.alerts.forecast_min_elapsed_h).unwrap_or(6))
+/// Every quota, measured in its current period at `now`.
+pub fn current(
+    conn: &mut AnyConnection,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<Vec<QuotaStatus>, QuotaError> {
+    let specs = list(conn)?;
+    measure(conn, specs, now, settings.forecast_min_elapsed())
 }
 
 /// What an evaluation did.
@@ -618,8 +626,7 @@ pub fn evaluate(
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Result<Evaluated, QuotaError> {
-    let specs = list(conn)?;
-    let statuses = measure(conn, specs, now, min_elapsed(settings))?;
+    let statuses = current(conn, settings, now)?;
     let contacts = super::alerts::Contacts::load(conn)?;
     let fired_at = now.naive_utc();
     let mut done = Evaluated {
@@ -707,43 +714,47 @@ pub fn evaluate(
         // highest queued, in one transaction: never an alert without its
         // message. The message goes with the highest threshold reached,
         // from whichever evaluator recorded it: with two racing, one.
-        let (fired, queued) = repo::in_transaction(conn, |c| -> Result<_, QuotaError> {
-            let mut new: Vec<(u32, i64, String)> = Vec::new();
-            for &t in &s.reached {
-                let title = format!("{} at {t} % of its {what} quota", s.scope_label);
+        let (fired, queued) = if s.reached.is_empty() {
+            (0, 0)
+        } else {
+            repo::in_transaction(conn, |c| -> Result<_, QuotaError> {
+                let mut new: Vec<(u32, i64, String)> = Vec::new();
+                for &t in &s.reached {
+                    let title = format!("{} at {t} % of its {what} quota", s.scope_label);
+                    let rule = Rule {
+                        threshold: i64::from(t),
+                        title: &title,
+                        ..base
+                    };
+                    if let Some(id) = record(c, &rule)? {
+                        new.push((t, id, title));
+                    }
+                }
+                let top = s.reached.iter().max().copied();
+                let Some((t, id, title)) = new.iter().find(|(t, _, _)| Some(*t) == top) else {
+                    return Ok((new.len(), 0));
+                };
+                let mut lines = lines.clone();
+                let earlier: Vec<String> = new
+                    .iter()
+                    .filter(|(x, _, _)| x < t)
+                    .map(|(x, _, _)| format!("{x} %"))
+                    .collect();
+                if !earlier.is_empty() {
+                    lines.push(("Also crossed".to_owned(), earlier.join(", ")));
+                }
                 let rule = Rule {
-                    threshold: i64::from(t),
-                    title: &title,
+                    threshold: i64::from(*t),
+                    title,
                     ..base
                 };
-                if let Some(id) = record(c, &rule)? {
-                    new.push((t, id, title));
-                }
-            }
-            let top = s.reached.iter().max().copied();
-            let Some((t, id, title)) = new.iter().find(|(t, _, _)| Some(*t) == top) else {
-                return Ok((new.len(), 0));
-            };
-            let mut lines = lines.clone();
-            let earlier: Vec<String> = new
-                .iter()
-                .filter(|(x, _, _)| x < t)
-                .map(|(x, _, _)| format!("{x} %"))
-                .collect();
-            if !earlier.is_empty() {
-                lines.push(("Also crossed".to_owned(), earlier.join(", ")));
-            }
-            let rule = Rule {
-                threshold: i64::from(*t),
-                title,
-                ..base
-            };
-            let body = Body {
-                lines: &lines,
-                ..body
-            };
-            Ok((new.len(), fire(c, *id, &rule, &body)?))
-        })?;
+                let body = Body {
+                    lines: &lines,
+                    ..body
+                };
+                Ok((new.len(), fire(c, *id, &rule, &body)?))
+            })?
+        };
         done.fired += fired;
         done.queued += queued;
         let limit_reached = s.reached.iter().any(|t| *t >= 100);

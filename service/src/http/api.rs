@@ -1156,71 +1156,34 @@ mod tests {
 
 // ---- Quotas and alerts ----------------------------------------------------
 
-fn utc_of(state: &State) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
-    let ms = (state.clock)().map_err(ApiError::internal)?;
-    chrono::DateTime::from_timestamp_millis(ms)
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("clock out of range")))
-}
-
-fn min_elapsed(state: &State) -> chrono::Duration {
-    chrono::Duration::hours(
-        i64::try_from(state.settings.alerts.forecast_min_elapsed_h).unwrap_or(6),
-    )
-}
-
 /// `GET /v1/quotas`: every quota with its use this period.
 pub async fn list_quotas(state: Data) -> Reply {
-    let now = utc_of(&state)?;
-    let min = min_elapsed(&state);
+    let now = state.utc_now()?;
+    let settings = state.settings.clone();
     let list = state
-        .db(move |c| {
-            let specs = crate::app::quotas::list(c)?;
-            Ok(crate::app::quotas::measure(c, specs, now, min)?)
-        })
+        .db(move |c| Ok(crate::app::quotas::current(c, &settings, now)?))
         .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "items": list })))
 }
 
-/// `PUT /v1/quotas/{name}` body: a quota without its name (or with the same).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QuotaBody {
-    name: Option<String>,
-    scope: crate::app::quotas::Scope,
-    metric: tally_reconcile::quota::Metric,
-    limit: rust_decimal::Decimal,
-    period: tally_reconcile::quota::Period,
-    time_zone: Option<String>,
-    thresholds: Option<Vec<u32>>,
-    recipients: Option<Vec<String>>,
-    basis: Option<crate::app::quotas::Basis>,
-}
-
-/// `PUT /v1/quotas/{name}`: creates or replaces it, answers with its status.
-pub async fn put_quota(state: Data, name: web::Path<String>, body: web::Json<QuotaBody>) -> Reply {
-    use crate::app::quotas::{self, Basis, QuotaSpec};
+/// `PUT /v1/quotas/{name}`: creates or replaces it (the body is a quota,
+/// its name taken from the path), answers with its status.
+pub async fn put_quota(
+    state: Data,
+    name: web::Path<String>,
+    body: web::Json<crate::app::quotas::QuotaSpec>,
+) -> Reply {
+    use crate::app::quotas;
     let name = name.into_inner();
-    let b = body.into_inner();
-    if b.name.as_deref().is_some_and(|n| n != name) {
+    let mut spec = body.into_inner();
+    if !spec.name.is_empty() && spec.name != name {
         return Err(ApiError::bad_request(
             "`name` in the body differs from the path",
         ));
     }
-    let spec = QuotaSpec {
-        name,
-        scope: b.scope,
-        metric: b.metric,
-        limit: b.limit,
-        period: b.period,
-        time_zone: b.time_zone.unwrap_or_else(|| "UTC".to_owned()),
-        thresholds: b
-            .thresholds
-            .unwrap_or_else(|| tally_reconcile::quota::DEFAULT_THRESHOLDS.to_vec()),
-        recipients: b.recipients.unwrap_or_default(),
-        basis: b.basis.unwrap_or(Basis::Billed),
-    };
-    let now = utc_of(&state)?;
-    let min = min_elapsed(&state);
+    spec.name = name;
+    let now = state.utc_now()?;
+    let min = state.settings.forecast_min_elapsed();
     let status = state
         .db(move |c| {
             quotas::set(c, &spec, now.naive_utc())?;
@@ -1253,7 +1216,7 @@ pub struct StatusQuery {
 /// the key (its own, or its owner's) or owner is at or over its limit.
 pub async fn quota_status(state: Data, q: web::Query<StatusQuery>) -> Reply {
     let q = q.into_inner();
-    let now = utc_of(&state)?;
+    let now = state.utc_now()?;
     let settings = state.settings.clone();
     let list = state
         .db(move |c| {

@@ -91,8 +91,14 @@ impl State {
 
     /// Now, UTC, as the store keeps times.
     pub fn now(&self) -> Result<chrono::NaiveDateTime, ApiError> {
+        Ok(self.utc_now()?.naive_utc())
+    }
+
+    /// Now, UTC, with its zone (what quota periods are computed from).
+    pub fn utc_now(&self) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
         let ms = (self.clock)().map_err(ApiError::internal)?;
-        tally_schema::convert::naive_from_ms(ms).map_err(ApiError::internal)
+        chrono::DateTime::from_timestamp_millis(ms)
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("clock out of range")))
     }
 }
 

@@ -458,16 +458,11 @@ pub async fn owner(
 
 /// `GET /quotas`: every quota as a bar against its limit, and the alerts.
 pub async fn quotas(state: Data, req: HttpRequest) -> Page {
-    let now = (state.clock)().map_err(ApiError::internal)?;
-    let now = chrono::DateTime::from_timestamp_millis(now)
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("clock out of range")))?;
-    let min = chrono::Duration::hours(
-        i64::try_from(state.settings.alerts.forecast_min_elapsed_h).unwrap_or(6),
-    );
+    let now = state.utc_now()?;
+    let settings = state.settings.clone();
     let (bars, alerts) = state
         .db(move |c| {
-            let specs = crate::app::quotas::list(c)?;
-            let st = crate::app::quotas::measure(c, specs, now, min)?;
+            let st = crate::app::quotas::current(c, &settings, now)?;
             let alerts = crate::app::alerts::list(c, None, None, 200)?;
             Ok((crate::app::quotas::bars(&st), alerts))
         })

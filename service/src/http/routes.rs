@@ -317,7 +317,7 @@ pub const ROUTES: &[Route] = &[
         summary: "create or replace a quota",
         page: false,
         query: None,
-        body: Some(BodyKind::Json(fields::<api::QuotaBody>)),
+        body: Some(BodyKind::Json(fields::<crate::app::quotas::QuotaSpec>)),
     },
     Route {
         method: "DELETE",
