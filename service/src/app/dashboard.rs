@@ -220,7 +220,7 @@ pub fn overview(conn: &mut AnyConnection, month: Month) -> Result<Overview, View
                 missing.push(report::row_line(j));
             })?;
         }
-        None => repo::each_current_verdict(conn, window, |j| {
+        None => repo::each_current_verdict(conn, None, window, |j| {
             by_owner.add(&j);
             let class = Class::from_name(&j.verdict.class);
             if class == Some(Class::Unattributed) {
@@ -498,7 +498,7 @@ pub fn owner_page(conn: &mut AnyConnection, id: i64, month: Month) -> Result<Own
                 }
             })?;
         }
-        None => repo::each_current_verdict(conn, window, |j| {
+        None => repo::each_current_verdict(conn, None, window, |j| {
             let v = &j.verdict;
             if (v.team.as_str(), v.service.as_str(), v.env.as_str()) != mine {
                 return;

@@ -489,7 +489,7 @@ pub fn cost_lines(
     // themselves otherwise (a window off midnight UTC, overlapping runs).
     match repo::rollup_runs(conn, (from_ms, to_ms))? {
         Some(runs) => repo::each_rollup(conn, &runs, (from_ms, to_ms), |r| costs.add_rollup(&r))?,
-        None => repo::each_current_verdict(conn, (from_ms, to_ms), |j| costs.add(&j))?,
+        None => repo::each_current_verdict(conn, None, (from_ms, to_ms), |j| costs.add(&j))?,
     }
     Ok(costs.lines())
 }
@@ -503,7 +503,7 @@ pub fn row_lines(
 ) -> Result<Vec<RowLine>, crate::db::DbError> {
     // Only the listed rows are kept.
     let mut lines: Vec<(i64, i64, RowLine)> = Vec::new();
-    repo::each_current_verdict(conn, (from_ms, to_ms), |j| {
+    repo::each_current_verdict(conn, None, (from_ms, to_ms), |j| {
         if wanted(&j, kind) {
             lines.push((j.ts_ms, j.verdict.usage_row_id, row_line(j)));
         }

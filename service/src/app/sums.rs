@@ -56,25 +56,26 @@ pub fn each_group(
     } else {
         None
     };
-    let mut by_row = |r: repo::Counted| {
+    let mut by_row = |j: repo::Judged| {
+        let v = &j.verdict;
         each(Group {
-            class: &r.class,
-            key_name: &r.key_name,
-            team: &r.team,
-            service: &r.service,
-            env: &r.env,
-            model_family: &r.model_family,
+            class: &v.class,
+            key_name: &v.key_name,
+            team: &v.team,
+            service: &v.service,
+            env: &v.env,
+            model_family: &v.model_family,
             rows: 1,
-            unpriced: u64::from(r.computed_cost_nanos.is_none()),
-            computed_nanos: r.computed_cost_nanos.unwrap_or(0),
-            tokens: r.tokens.unwrap_or(0),
+            unpriced: u64::from(v.computed_cost_nanos.is_none()),
+            computed_nanos: v.computed_cost_nanos.unwrap_or(0),
+            tokens: j.tokens.unwrap_or(0),
         });
     };
     let Some(run_ids) = runs else {
-        return repo::each_counted(conn, side, (from, to), &mut by_row);
+        return repo::each_current_verdict(conn, Some(side), (from, to), &mut by_row);
     };
-    repo::each_counted(conn, side, (from, inner.0), &mut by_row)?;
-    repo::each_counted(conn, side, (inner.1, to), &mut by_row)?;
+    repo::each_current_verdict(conn, Some(side), (from, inner.0), &mut by_row)?;
+    repo::each_current_verdict(conn, Some(side), (inner.1, to), &mut by_row)?;
     repo::each_rollup(conn, &run_ids, inner, |r| {
         if r.side != side {
             return;

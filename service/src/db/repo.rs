@@ -667,32 +667,48 @@ pub struct Judged {
     pub model: String,
     /// Its request id.
     pub request_id: String,
+    /// Input plus output tokens (`None` when the source had no usage).
+    pub tokens: Option<i64>,
 }
 
 /// A verdict row joined with the columns of its usage row that reports show.
-type JudgedRow = (VerdictRow, String, i64, String, String);
+type JudgedRow = (
+    VerdictRow,
+    String,
+    i64,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+);
 
 impl From<JudgedRow> for Judged {
-    fn from((verdict, side, ts_ms, model, request_id): JudgedRow) -> Self {
+    fn from((verdict, side, ts_ms, model, request_id, input, output): JudgedRow) -> Self {
+        let tokens = match (input, output) {
+            (None, None) => None,
+            (i, o) => Some(i.unwrap_or(0).saturating_add(o.unwrap_or(0))),
+        };
         Judged {
             verdict,
             side,
             ts_ms,
             model,
             request_id,
+            tokens,
         }
     }
 }
 
 /// Calls `each` with the verdict of the newest current run on every row
-/// with `from_ms <= ts_ms < to_ms`, in row id order. Streamed: a report
-/// over ten million rows holds one at a time.
+/// with `from_ms <= ts_ms < to_ms` (of one side, when given), in row id
+/// order. Streamed: a report over ten million rows holds one at a time.
 pub fn each_current_verdict(
     conn: &mut AnyConnection,
+    side: Option<&str>,
     (from_ms, to_ms): (i64, i64),
     mut each: impl FnMut(Judged),
 ) -> Result<(), DbError> {
-    let query = verdicts::table
+    let mut query = verdicts::table
         .inner_join(runs::table)
         .inner_join(usage_rows::table)
         .filter(runs::status.eq("current"))
@@ -705,7 +721,13 @@ pub fn each_current_verdict(
             usage_rows::ts_ms,
             usage_rows::model,
             usage_rows::request_id,
-        ));
+            usage_rows::input_tokens,
+            usage_rows::output_tokens,
+        ))
+        .into_boxed();
+    if let Some(side) = side {
+        query = query.filter(usage_rows::side.eq(side.to_owned()));
+    }
     let mut last: Option<i64> = None;
     for row in query.load_iter::<JudgedRow, _>(conn)? {
         let j = Judged::from(row?);
@@ -741,6 +763,8 @@ pub fn each_verdict_of_run(
             usage_rows::ts_ms,
             usage_rows::model,
             usage_rows::request_id,
+            usage_rows::input_tokens,
+            usage_rows::output_tokens,
         ));
     for row in query.load_iter::<JudgedRow, _>(conn)? {
         each(Judged::from(row?));
@@ -843,6 +867,8 @@ pub fn each_verdict_of_classes(
             usage_rows::ts_ms,
             usage_rows::model,
             usage_rows::request_id,
+            usage_rows::input_tokens,
+            usage_rows::output_tokens,
         ))
         .into_boxed();
     if let Some((team, service, env)) = owner {
@@ -1043,124 +1069,6 @@ pub fn mark_failed(
             outbox::last_error.eq(Some(error)),
         ))
         .execute(conn)?;
-    Ok(())
-}
-
-/// One usage row of the newest current run's verdicts, as quotas and
-/// alerts count it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Counted {
-    /// The row.
-    pub usage_row_id: i64,
-    /// Its class.
-    pub class: String,
-    /// Canonical key name.
-    pub key_name: String,
-    /// Whether the registry knows the key.
-    pub registered: bool,
-    /// Owner: team.
-    pub team: String,
-    /// Owner: service.
-    pub service: String,
-    /// Owner: environment.
-    pub env: String,
-    /// Model family.
-    pub model_family: String,
-    /// Tally's price, nano-dollars; `None` when unpriced.
-    pub computed_cost_nanos: Option<i64>,
-    /// Gateway-reported cost, nano-dollars.
-    pub reported_cost_nanos: Option<i64>,
-    /// Input plus output tokens (`None` when the source had no usage).
-    pub tokens: Option<i64>,
-    /// Request time, UTC ms.
-    pub ts_ms: i64,
-    /// Whether the call was streamed.
-    pub stream: Option<bool>,
-    /// Served from the gateway's response cache.
-    pub cache_hit: bool,
-}
-
-type CountedRow = (
-    i64,
-    String,
-    String,
-    bool,
-    String,
-    String,
-    String,
-    String,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    i64,
-    Option<bool>,
-    bool,
-);
-
-/// Calls `each` with every `side` row with `from_ms <= ts_ms < to_ms` that
-/// a current run has a verdict on, with its newest current verdict.
-/// Streamed, in row order.
-pub fn each_counted(
-    conn: &mut AnyConnection,
-    side: &str,
-    (from_ms, to_ms): (i64, i64),
-    mut each: impl FnMut(Counted),
-) -> Result<(), DbError> {
-    let query = verdicts::table
-        .inner_join(runs::table)
-        .inner_join(usage_rows::table)
-        .filter(runs::status.eq("current"))
-        .filter(usage_rows::side.eq(side))
-        .filter(usage_rows::ts_ms.ge(from_ms))
-        .filter(usage_rows::ts_ms.lt(to_ms))
-        .order((verdicts::usage_row_id, verdicts::run_id.desc()))
-        .select((
-            verdicts::usage_row_id,
-            verdicts::class,
-            verdicts::key_name,
-            verdicts::registered,
-            verdicts::team,
-            verdicts::service,
-            verdicts::env,
-            verdicts::model_family,
-            verdicts::computed_cost_nanos,
-            verdicts::reported_cost_nanos,
-            usage_rows::input_tokens,
-            usage_rows::output_tokens,
-            usage_rows::ts_ms,
-            usage_rows::stream,
-            usage_rows::cache_hit,
-        ));
-    let mut last = None;
-    for row in query.load_iter::<CountedRow, _>(conn)? {
-        let r = row?;
-        // Newest run first: a row's first verdict is the one that counts.
-        if last == Some(r.0) {
-            continue;
-        }
-        last = Some(r.0);
-        let tokens = match (r.10, r.11) {
-            (None, None) => None,
-            (i, o) => Some(i.unwrap_or(0).saturating_add(o.unwrap_or(0))),
-        };
-        each(Counted {
-            usage_row_id: r.0,
-            class: r.1,
-            key_name: r.2,
-            registered: r.3,
-            team: r.4,
-            service: r.5,
-            env: r.6,
-            model_family: r.7,
-            computed_cost_nanos: r.8,
-            reported_cost_nanos: r.9,
-            tokens,
-            ts_ms: r.12,
-            stream: r.13,
-            cache_hit: r.14,
-        });
-    }
     Ok(())
 }
 
