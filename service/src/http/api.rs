@@ -549,16 +549,7 @@ pub async fn create_run(state: Data, body: web::Json<RunRequest>) -> Reply {
         r.cost_tolerance_abs.as_deref().unwrap_or("0.000001"),
     )
     .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
-    let clock = state.clock;
-    let config = state.settings.clone();
-    let o = state
-        .db(move |c| {
-            let slice = crate::app::run::DEFAULT_SLICE_ROWS;
-            crate::app::schedule::run_and_alert(c, &config, w, slice, settings, clock)
-                .map(|(o, _)| o)
-                .map_err(ApiError::internal)
-        })
-        .await?;
+    let o = state.run_window(w, settings).await?;
     Ok(HttpResponse::Created().json(crate::app::run::view(o.run, Some(o.counts))))
 }
 

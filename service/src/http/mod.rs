@@ -94,6 +94,24 @@ impl State {
         Ok(self.utc_now()?.naive_utc())
     }
 
+    /// Reconciles a window and raises what it finds, as every run does
+    /// (`schedule::run_and_alert`), off the async threads.
+    pub async fn run_window(
+        &self,
+        window: (i64, i64),
+        engine: tally_reconcile::report::Settings,
+    ) -> Result<crate::app::run::RunOutcome, ApiError> {
+        let clock = self.clock;
+        let config = self.settings.clone();
+        self.db(move |c| {
+            let slice = crate::app::run::DEFAULT_SLICE_ROWS;
+            crate::app::schedule::run_and_alert(c, &config, window, slice, engine, clock)
+                .map(|(o, _)| o)
+                .map_err(ApiError::internal)
+        })
+        .await
+    }
+
     /// Now, UTC, with its zone (what quota periods are computed from).
     pub fn utc_now(&self) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
         let ms = (self.clock)().map_err(ApiError::internal)?;

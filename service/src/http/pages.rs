@@ -377,16 +377,7 @@ pub async fn start_run(state: Data, req: HttpRequest, form: web::Form<RunForm>) 
     }
     let settings =
         crate::app::reconcile::settings("2s", "1%", "0.000001").map_err(ApiError::internal)?;
-    let clock = state.clock;
-    let config = state.settings.clone();
-    let o = state
-        .db(move |c| {
-            let slice = crate::app::run::DEFAULT_SLICE_ROWS;
-            crate::app::schedule::run_and_alert(c, &config, w, slice, settings, clock)
-                .map(|(o, _)| o)
-                .map_err(ApiError::internal)
-        })
-        .await?;
+    let o = state.run_window(w, settings).await?;
     Ok(see_other(&format!("/runs/{}", o.run.id)))
 }
 
