@@ -6,6 +6,9 @@
 //! crate's `clippy.toml` enforces it), so every result depends only on the
 //! arguments and is reproducible in tests and benchmarks.
 #![forbid(unsafe_code)]
+// Text is sliced only through `get`/`split_at_checked`: a byte offset
+// inside a multibyte model name once panicked every run (issue 16).
+#![deny(clippy::string_slice)]
 
 pub mod error;
 pub mod identity;

@@ -326,6 +326,7 @@ fn id_pass_part<C: MatchView, G: MatchView>(
         e
     };
     let (ce, ge) = crate::par::join(
+        client.len() + gateway.len(),
         || sorted(id_entries(client, true, part)),
         || sorted(id_entries(gateway, false, part)),
     );
@@ -361,6 +362,7 @@ fn id_pass_part<C: MatchView, G: MatchView>(
         ge.partition_point(|e| e.hash() < mid),
     );
     let (mut same, upper) = crate::par::join(
+        client.len() + gateway.len(),
         || {
             verify(
                 ce.get(..ci).unwrap_or_default(),
@@ -700,6 +702,7 @@ fn block_pass<C: MatchView, G: MatchView>(
     // Rows paired in one partition belong to no other: the partitions
     // worked out before the first stay right for all of them.
     let (cp, gp) = crate::par::join(
+        client.len() + gateway.len(),
         || row_parts(client, &m.client_pass),
         || row_parts(gateway, &m.gateway_pass),
     );
@@ -719,6 +722,7 @@ fn block_pass_part<C: MatchView, G: MatchView>(
 ) {
     let offsets = &*m;
     let (ce, ge) = crate::par::join(
+        client.len() + gateway.len(),
         || {
             entries(client, client_parts, strict, part, |k| {
                 offsets.offset_for(k)

@@ -109,8 +109,13 @@ fn strip_snapshot(m: &str) -> &str {
         return head;
     }
     // -YYYY-MM-DD
-    if m.len() > 11 {
-        let (head, tail) = m.split_at(m.len() - 11);
+    // `split_at_checked`: the cut is a byte offset, and a multibyte model
+    // name (`gé-4o-mini-a`) has no char boundary there.
+    if let Some((head, tail)) = m
+        .len()
+        .checked_sub(11)
+        .and_then(|at| m.split_at_checked(at))
+    {
         let b = tail.as_bytes();
         if b.first() == Some(&b'-')
             && b.get(5) == Some(&b'-')
@@ -136,6 +141,25 @@ fn strip_snapshot(m: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn multibyte_model_names_never_split_inside_a_char() {
+        // Once a panic on every run ("byte index 2 is not a char
+        // boundary"), issue 16.
+        for m in [
+            "gé-4o-mini-a",
+            "日本語モデル-2024-08-06",
+            "é-0613",
+            "🎉🎉🎉🎉🎉🎉",
+            "x-2024-08-0é",
+        ] {
+            let _ = strip_snapshot(m);
+        }
+        assert_eq!(strip_snapshot("gé-4o-2024-08-06"), "gé-4o");
+        assert_eq!(strip_snapshot("gé-4o-mini-a"), "gé-4o-mini-a");
+    }
+
     #[test]
     fn alias_pairs_round_trip_and_resolve_like_the_toml_form() {
         let t = AliasTable::from_toml("[aliases]\n\"Fast-Chat\" = \"GPT-4o-mini\"\n", "a.toml")
@@ -144,8 +168,6 @@ mod tests {
         assert_eq!(back.pairs(), vec![("fast-chat", "gpt-4o-mini")]);
         assert_eq!(back.family("openai/FAST-CHAT"), "gpt-4o-mini");
     }
-
-    use super::*;
 
     #[test]
     fn families() {

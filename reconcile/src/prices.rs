@@ -197,9 +197,25 @@ fn nano_per_million(v: &Num, file: &str, what: &str) -> Result<i128, Error> {
             format!("{what}: `{text}` has more than 9 decimal places per million tokens"),
         ));
     }
-    i128::try_from(d * Decimal::from(1_000_000_000u64))
-        .map_err(|_| Error::invalid(file, format!("{what}: `{text}` is out of range")))
+    // Bounded, so that a row's cost (five token counts of at most 2^32
+    // times a price, in femto-dollars) can never overflow `i128`.
+    if d > MAX_PER_MILLION {
+        return Err(Error::invalid(
+            file,
+            format!(
+                "{what}: `{text}` is over the largest price, ${MAX_PER_MILLION} per million tokens"
+            ),
+        ));
+    }
+    d.checked_mul(Decimal::from(1_000_000_000u64))
+        .and_then(|n| i128::try_from(n).ok())
+        .ok_or_else(|| Error::invalid(file, format!("{what}: `{text}` is out of range")))
 }
+
+/// The largest price per million tokens a catalog may state: a billion
+/// dollars, far above any real model and low enough that costing stays
+/// exact integer arithmetic with no possible overflow.
+pub const MAX_PER_MILLION: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
 
 fn effective_ms(v: &toml::Value, file: &str, what: &str) -> Result<i64, Error> {
     let text = match v {
@@ -306,7 +322,10 @@ impl PriceBook {
                 .text()
                 .parse()
                 .map_err(|_| Error::invalid(file, format!("{what}: `{name}` is not a number")))?;
-            let per_m = Num::Text((d * Decimal::from(1_000_000u32)).normalize().to_string());
+            let per_m = d
+                .checked_mul(Decimal::from(1_000_000u32))
+                .ok_or_else(|| Error::invalid(file, format!("{what}: `{name}` is out of range")))?;
+            let per_m = Num::Text(per_m.normalize().to_string());
             nano_per_million(&per_m, file, &format!("{what} {name}")).map(Some)
         };
         let mut entries = Vec::new();
@@ -400,10 +419,12 @@ fn glob(pattern: &str, s: &str) -> bool {
     if !s.starts_with(first) || s.len() < first.len() + last.len() || !s.ends_with(last) {
         return false;
     }
-    let mut rest = &s[first.len()..s.len() - last.len()];
+    let Some(mut rest) = s.get(first.len()..s.len() - last.len()) else {
+        return false;
+    };
     for mid in parts.iter().skip(1).take(parts.len().saturating_sub(2)) {
-        match rest.find(mid) {
-            Some(i) => rest = &rest[i + mid.len()..],
+        match rest.find(mid).and_then(|i| rest.get(i + mid.len()..)) {
+            Some(after) => rest = after,
             None => return false,
         }
     }
@@ -542,6 +563,15 @@ reasoning = 4
                 "negative",
             ),
             ("currency='EUR'\n", "only USD"),
+            // Once a panic ("Multiplication overflowed"), issue 16.
+            (
+                "[[price]]\nmodel='x'\neffective_from='2026-01-01'\ninput='99999999999999999999'\noutput=1\n",
+                "largest price",
+            ),
+            (
+                "[[price]]\nmodel='x'\neffective_from='2026-01-01'\ninput=9223372036854775807\noutput=1\n",
+                "largest price",
+            ),
             (
                 "[[price]]\nmodel='x'\neffective_from='2026-01-01'\ninput=1\noutput=1\ntypo=1\n",
                 "typo",
@@ -552,6 +582,23 @@ reasoning = 4
                 .to_string();
             assert!(err.contains(needle), "{err}");
         }
+    }
+
+    #[test]
+    fn the_largest_price_on_the_largest_counts_costs_without_overflow() {
+        let top = "1000000000";
+        let text = format!(
+            "[[price]]\nmodel='x'\neffective_from='2026-01-01'\ninput='{top}'\noutput='{top}'\ncached_input='{top}'\ncache_write='{top}'\nreasoning='{top}'\n"
+        );
+        let book = PriceBook::from_toml(&text, "p.toml").unwrap();
+        let p = &book.entries[0];
+        // u32::MAX itself means "not reported".
+        let top = u32::MAX - 1;
+        let max = tokens(top, top, top, top, top);
+        // input: cached + write exceed it, so uncached is 0; output: all
+        // reasoning. 3 × (2^32 - 2) tokens at $1e9 per million.
+        let want = i128::from(top) * 3 * 1000 * 10i128.pow(USD_SCALE);
+        assert_eq!(p.cost(&max), Usd(want));
     }
 
     #[test]

@@ -1170,75 +1170,79 @@ impl<'a> Reconciliation<'a> {
             }
             p
         };
-        let (client_part, ()) = crate::par::join(client_part, || {
-            for (j, r) in self.gateway.rows.iter().enumerate() {
-                tmin = tmin.min(r.ts_ms);
-                tmax = tmax.max(r.ts_ms);
-                let class = self
-                    .gateway_class
-                    .get(j)
-                    .copied()
-                    .unwrap_or(Class::Unattributed);
-                bump(&mut class_counts, SideKind::Gateway, class);
-                let reported = r.reported_usd().unwrap_or_default();
-                let computed = self.gateway_cost(j);
-                let Some(acc) = by_owner_id.get_mut(slot(self.gateway_owner_id(j))) else {
-                    continue;
-                };
-                acc.billed += 1;
-                acc.reported = acc.reported.saturating_add(reported);
-                billed_r = billed_r.saturating_add(reported);
-                match computed {
-                    Some(c) => {
-                        acc.computed = acc.computed.saturating_add(c);
-                        billed_c = billed_c.saturating_add(c);
+        let (client_part, ()) = crate::par::join(
+            self.client.rows.len() + self.gateway.rows.len(),
+            client_part,
+            || {
+                for (j, r) in self.gateway.rows.iter().enumerate() {
+                    tmin = tmin.min(r.ts_ms);
+                    tmax = tmax.max(r.ts_ms);
+                    let class = self
+                        .gateway_class
+                        .get(j)
+                        .copied()
+                        .unwrap_or(Class::Unattributed);
+                    bump(&mut class_counts, SideKind::Gateway, class);
+                    let reported = r.reported_usd().unwrap_or_default();
+                    let computed = self.gateway_cost(j);
+                    let Some(acc) = by_owner_id.get_mut(slot(self.gateway_owner_id(j))) else {
+                        continue;
+                    };
+                    acc.billed += 1;
+                    acc.reported = acc.reported.saturating_add(reported);
+                    billed_r = billed_r.saturating_add(reported);
+                    match computed {
+                        Some(c) => {
+                            acc.computed = acc.computed.saturating_add(c);
+                            billed_c = billed_c.saturating_add(c);
+                        }
+                        None => {
+                            acc.unpriced += 1;
+                            acc.unpriced_reported = acc.unpriced_reported.saturating_add(reported);
+                            unpriced_r = unpriced_r.saturating_add(reported);
+                            totals.unpriced_gateway_rows += 1;
+                            let f = self.gateway_served_family(j);
+                            unpriced.entry(f).or_default().gateway_rows += 1;
+                        }
                     }
-                    None => {
-                        acc.unpriced += 1;
-                        acc.unpriced_reported = acc.unpriced_reported.saturating_add(reported);
-                        unpriced_r = unpriced_r.saturating_add(reported);
-                        totals.unpriced_gateway_rows += 1;
-                        let f = self.gateway_served_family(j);
-                        unpriced.entry(f).or_default().gateway_rows += 1;
+                    match class {
+                        Class::Unattributed => {
+                            acc.unattributed += 1;
+                            acc.unattributed_reported =
+                                acc.unattributed_reported.saturating_add(reported);
+                            un_r = un_r.saturating_add(reported);
+                            un_c = un_c.saturating_add(computed.unwrap_or_default());
+                            let k = self.gateway_view().key(j);
+                            let e = by_key.entry(k).or_insert_with(|| {
+                                let info = self.key_info(k);
+                                (
+                                    KeyCost {
+                                        key: info.map_or_else(String::new, |i| i.name.clone()),
+                                        registered: info.is_some_and(|i| i.registered),
+                                        owner: self.key_owner_name(k).to_owned(),
+                                        contact: info
+                                            .and_then(|i| i.contact.clone())
+                                            .unwrap_or_default(),
+                                        ..KeyCost::default()
+                                    },
+                                    Usd::ZERO,
+                                    Usd::ZERO,
+                                    i64::MAX,
+                                    i64::MIN,
+                                )
+                            });
+                            e.0.rows += 1;
+                            e.1 = e.1.saturating_add(computed.unwrap_or_default());
+                            e.2 = e.2.saturating_add(reported);
+                            e.3 = e.3.min(r.ts_ms);
+                            e.4 = e.4.max(r.ts_ms);
+                        }
+                        Class::Duplicate => dup_r = dup_r.saturating_add(reported),
+                        _ => {}
                     }
                 }
-                match class {
-                    Class::Unattributed => {
-                        acc.unattributed += 1;
-                        acc.unattributed_reported =
-                            acc.unattributed_reported.saturating_add(reported);
-                        un_r = un_r.saturating_add(reported);
-                        un_c = un_c.saturating_add(computed.unwrap_or_default());
-                        let k = self.gateway_view().key(j);
-                        let e = by_key.entry(k).or_insert_with(|| {
-                            let info = self.key_info(k);
-                            (
-                                KeyCost {
-                                    key: info.map_or_else(String::new, |i| i.name.clone()),
-                                    registered: info.is_some_and(|i| i.registered),
-                                    owner: self.key_owner_name(k).to_owned(),
-                                    contact: info
-                                        .and_then(|i| i.contact.clone())
-                                        .unwrap_or_default(),
-                                    ..KeyCost::default()
-                                },
-                                Usd::ZERO,
-                                Usd::ZERO,
-                                i64::MAX,
-                                i64::MIN,
-                            )
-                        });
-                        e.0.rows += 1;
-                        e.1 = e.1.saturating_add(computed.unwrap_or_default());
-                        e.2 = e.2.saturating_add(reported);
-                        e.3 = e.3.min(r.ts_ms);
-                        e.4 = e.4.max(r.ts_ms);
-                    }
-                    Class::Duplicate => dup_r = dup_r.saturating_add(reported),
-                    _ => {}
-                }
-            }
-        });
+            },
+        );
         tmin = tmin.min(client_part.tmin);
         tmax = tmax.max(client_part.tmax);
         if let Some(c) = class_counts.get_mut(side_index(SideKind::Client)) {

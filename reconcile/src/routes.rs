@@ -58,7 +58,7 @@ impl RouteFamily {
         let r = match r.find("://") {
             Some(i) => r
                 .get(i + 3..)
-                .and_then(|s| s.find('/').map(|j| &s[j..]))
+                .and_then(|s| s.find('/').and_then(|j| s.get(j..)))
                 .unwrap_or(""),
             None => r,
         };

@@ -1,6 +1,9 @@
 //! Tally's published data shapes: the JSON Schema of the client usage log,
 //! and the database: the diesel schema, row structs and the checked
 //! conversions between rows and the engine's values.
+// Text is sliced only through `get`/`split_at_checked`: a byte offset
+// inside a multibyte model name once panicked every run (issue 16).
+#![deny(clippy::string_slice)]
 
 pub mod convert;
 pub mod rows;
