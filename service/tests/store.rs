@@ -975,3 +975,95 @@ fn costs_from_run_rollups_equal_costs_from_every_verdict() {
         assert_eq!(rows(&mut c), written, "{}", s.backend);
     }
 }
+
+/// Issue 16: a panic inside a request's transaction once left its pooled
+/// connection inside that transaction. The next five pushes were answered
+/// 201 on it and lost at restart, and every other writer waited on its
+/// lock. Now the request fails, the connection is closed (rolled back),
+/// and every acknowledged push is in the store after a restart.
+#[test]
+fn a_panic_mid_request_loses_no_acknowledged_push() {
+    use diesel::connection::Connection;
+    use tally_service::http::{ApiError, State};
+    for store in stores() {
+        let line = |i: usize| {
+            format!(
+                "{{\"ts\":\"2026-11-20T10:00:0{i}Z\",\"key\":\"k\",\"model\":\"gpt-4o\",\"route\":\"chat\",\"request_id\":\"r{i}\",\"usage\":{{\"prompt_tokens\":1,\"completion_tokens\":1}}}}\n"
+            )
+        };
+        db::open(&store.url, false).unwrap();
+        // One connection, so the one the panic leaves is the one reused.
+        let pool = db::pool(&store.url, 1).unwrap();
+        let state = State {
+            pool: pool.clone(),
+            settings: tally_service::settings::Settings::default(),
+            clock: || Ok(1_764_000_000_000),
+            metrics: Default::default(),
+            evaluations: Default::default(),
+        };
+        actix_web::rt::System::new().block_on(async {
+            // A use case that panics inside its transaction, after a write.
+            let failed = state
+                .db(|c| -> Result<(), ApiError> {
+                    c.transaction(|c| -> Result<(), diesel::result::Error> {
+                        repo::upsert_owner(
+                            c,
+                            &tally_schema::rows::NewOwner {
+                                team: "t",
+                                service: "s",
+                                env: "e",
+                                contact: None,
+                            },
+                        )
+                        .unwrap();
+                        panic!("injected failure mid-run");
+                    })
+                    .unwrap();
+                    Ok(())
+                })
+                .await;
+            assert!(failed.is_err(), "{}: the panic is an error", store.backend);
+            // The store takes a write at once, and the pushes are kept.
+            state
+                .db(|c| db::probe_write(c).map_err(ApiError::unavailable))
+                .await
+                .unwrap_or_else(|e| panic!("{}: not writable: {e}", store.backend));
+            for i in 0..5 {
+                let body = line(i);
+                let now = chrono::DateTime::from_timestamp_millis(1_764_000_000_000)
+                    .unwrap()
+                    .naive_utc();
+                let o = state
+                    .db(move |c| {
+                        tally_service::app::ingest::ingest_stream(
+                            c,
+                            body.as_bytes(),
+                            tally_reconcile::parse::client::ClientFormat::Jsonl,
+                            &format!("push {i}"),
+                            now,
+                        )
+                        .map_err(ApiError::internal)
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(o.new, 1, "{}: push {i} acknowledged", store.backend);
+            }
+        });
+        drop(state);
+        drop(pool);
+        // "Restart": a new connection finds every acknowledged row, and
+        // nothing of the failed request.
+        let mut c = db::connect(&store.url).unwrap();
+        assert_eq!(
+            repo::count_usage(&mut c, "client").unwrap(),
+            5,
+            "{}",
+            store.backend
+        );
+        assert!(
+            repo::owners(&mut c).unwrap().is_empty(),
+            "{}",
+            store.backend
+        );
+    }
+}

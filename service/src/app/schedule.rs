@@ -153,7 +153,7 @@ pub fn run_job(
         tracing::debug!(job = name, "held by another process");
         return Ok(false);
     }
-    let result = (|| -> Result<()> {
+    let job = || -> Result<()> {
         let mut conn = pool.get().context("store connection")?;
         match name {
             "reconcile" => {
@@ -190,7 +190,16 @@ pub fn run_job(
             other => anyhow::bail!("no job named {other}"),
         }
         Ok(())
-    })();
+    };
+    // A panicking job is a failed run: its lock is released and the
+    // schedule goes on (its connection, if inside a transaction, is closed
+    // by the pool, rolling back).
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or_else(|p| {
+        Err(anyhow::anyhow!(
+            "the job panicked: {}",
+            super::panic_message(p.as_ref())
+        ))
+    });
     repo::unlock_job(&mut lock, name, holder)?;
     result.map(|()| true)
 }

@@ -233,9 +233,49 @@ impl diesel::r2d2::ManageConnection for Manager {
         Ok(conn.batch_execute("SELECT 1")?)
     }
 
-    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
-        false
+    /// A connection coming back inside a transaction (a panic or an early
+    /// return part-way through one) is closed, which rolls it back, never
+    /// pooled: handed to the next request, its writes would be acknowledged
+    /// and then lost, and on SQLite its write lock would stall every other
+    /// writer (issue 16).
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        let broken = diesel::r2d2::R2D2Connection::is_broken(conn);
+        if broken {
+            tracing::warn!(
+                "a store connection came back inside a transaction: closed, rolled back"
+            );
+        }
+        broken
     }
+}
+
+/// Whether the store can take a write now, waiting at most two seconds for
+/// the write lock: SQLite takes it (`BEGIN IMMEDIATE`), PostgreSQL takes a
+/// writer's lock on the batches table (refused on a read-only replica);
+/// either way rolled back at once. `/readyz` answers with it.
+pub fn probe_write(conn: &mut AnyConnection) -> Result<(), DbError> {
+    use diesel::connection::SimpleConnection;
+    match conn {
+        #[cfg(feature = "sqlite")]
+        AnyConnection::Sqlite(c) => {
+            c.batch_execute("PRAGMA busy_timeout = 2000")?;
+            let probe = c.batch_execute("BEGIN IMMEDIATE; ROLLBACK;");
+            c.batch_execute("PRAGMA busy_timeout = 60000")?;
+            probe?;
+        }
+        #[cfg(feature = "postgres")]
+        AnyConnection::Postgresql(c) => {
+            let probe = c.batch_execute(
+                "BEGIN; SET LOCAL lock_timeout = '2s'; \
+                 LOCK TABLE ingest_batches IN ROW EXCLUSIVE MODE; ROLLBACK;",
+            );
+            if probe.is_err() {
+                let _ = c.batch_execute("ROLLBACK");
+            }
+            probe?;
+        }
+    }
+    Ok(())
 }
 
 /// A pool of `size` connections to `url`; the first is made now, so a

@@ -99,14 +99,12 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: a store connection answers a query.
+/// `GET /readyz`: the store can take a write within two seconds (a
+/// store that answers reads but holds its write lock is not ready: every
+/// push would wait and fail).
 pub async fn readyz(state: Data) -> Reply {
     state
-        .db(|c| {
-            use diesel::connection::SimpleConnection;
-            c.batch_execute("SELECT 1")
-                .map_err(|e| ApiError::unavailable(DbError::from(e)))
-        })
+        .db(|c| crate::db::probe_write(c).map_err(ApiError::unavailable))
         .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
 }

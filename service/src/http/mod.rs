@@ -84,7 +84,18 @@ impl State {
             let mut conn = pool
                 .get()
                 .map_err(|e| ApiError::unavailable(anyhow::anyhow!("{e}")))?;
-            f(&mut conn)
+            // A panic is a bug, but it must not cost more than this request:
+            // the connection it leaves is dropped here, and one left inside
+            // a transaction is closed by the pool (`Manager::has_broken`),
+            // rolling the request's writes back.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut conn))).unwrap_or_else(
+                |p| {
+                    Err(ApiError::internal(anyhow::anyhow!(
+                        "the request failed unexpectedly ({}); nothing it wrote was kept",
+                        crate::app::panic_message(p.as_ref())
+                    )))
+                },
+            )
         })
         .await?
     }
