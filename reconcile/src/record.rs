@@ -584,16 +584,22 @@ impl Side {
         self.files.iter().map(|f| f.read).sum()
     }
 
+    /// Moves every row and reject `by` lines down: a later part of a split
+    /// file, parsed alone, numbers its lines from its own start.
+    pub fn shift_lines(&mut self, by: u32) {
+        for r in self.rows.iter_mut() {
+            r.line = r.line.saturating_add(by);
+        }
+        for e in &mut self.rejects {
+            e.line = e.line.saturating_add(u64::from(by));
+        }
+    }
+
     /// Appends the rows of a later chunk of the file this side read last
     /// (a large file parsed in parts): line numbers are shifted by
     /// `line_shift`, and the chunk's counts join the file's.
     pub fn append_continuation(&mut self, mut other: Side, line_shift: u32) {
-        for r in other.rows.iter_mut() {
-            r.line = r.line.saturating_add(line_shift);
-        }
-        for e in &mut other.rejects {
-            e.line = e.line.saturating_add(u64::from(line_shift));
-        }
+        other.shift_lines(line_shift);
         let parts = std::mem::take(&mut other.files);
         self.append(other);
         if let Some(last) = self.files.last_mut() {

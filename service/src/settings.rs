@@ -189,6 +189,13 @@ pub struct ServerSettings {
     /// Mark the session cookie `Secure` (send it over HTTPS only): on
     /// whenever users reach Tally through TLS (a proxy in front).
     pub secure_cookies: bool,
+    /// Seconds a client gets to send a request's headers.
+    pub header_timeout_s: u64,
+    /// Seconds an upload's body may go without a byte before it is refused
+    /// (408): a stalled upload frees its slot.
+    pub body_idle_timeout_s: u64,
+    /// Uploads one token may have under way at once (429 beyond).
+    pub uploads_per_token: usize,
 }
 
 impl Default for ServerSettings {
@@ -199,6 +206,9 @@ impl Default for ServerSettings {
             body_limit_mb: 256,
             shutdown_timeout_s: 30,
             secure_cookies: false,
+            header_timeout_s: 10,
+            body_idle_timeout_s: 30,
+            uploads_per_token: 2,
         }
     }
 }
@@ -297,6 +307,21 @@ pub const KEYS: &[Key] = &[
         section: "server",
         name: "secure_cookies",
         doc: "session cookie only over HTTPS: true behind a TLS proxy (default false)",
+    },
+    Key {
+        section: "server",
+        name: "header_timeout_s",
+        doc: "seconds a client gets to send a request's headers (default 10)",
+    },
+    Key {
+        section: "server",
+        name: "body_idle_timeout_s",
+        doc: "seconds an upload may send no byte before it is refused, 408 (default 30)",
+    },
+    Key {
+        section: "server",
+        name: "uploads_per_token",
+        doc: "uploads one token may have under way at once, 429 beyond (default 2)",
     },
     Key {
         section: "database",
@@ -464,6 +489,18 @@ impl Settings {
         }
         if self.server.body_limit_mb == 0 {
             return Err("server.body_limit_mb must be at least 1".to_owned());
+        }
+        for (name, v) in [
+            ("header_timeout_s", self.server.header_timeout_s),
+            ("body_idle_timeout_s", self.server.body_idle_timeout_s),
+            (
+                "uploads_per_token",
+                u64::try_from(self.server.uploads_per_token).unwrap_or(u64::MAX),
+            ),
+        ] {
+            if v == 0 {
+                return Err(format!("server.{name} must be at least 1"));
+            }
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| format!("log.level `{}`: {e}", self.log.level))?;

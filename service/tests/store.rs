@@ -103,7 +103,7 @@ fn the_same_file_twice_adds_nothing_and_counts_add_up() {
                 .unwrap()
                 .is_none()
         );
-        let rejects = repo::rejects_of(&mut c, b.id).unwrap();
+        let rejects = repo::rejects_listed(&mut c, b.id, usize::MAX).unwrap();
         assert_eq!(rejects.len(), 1);
         assert_eq!(
             (rejects[0].line, rejects[0].field.as_str()),
@@ -210,7 +210,7 @@ fn a_cost_too_large_to_store_is_a_reject_not_a_rounding() {
             s.backend
         );
         let mut c = db::connect(&s.url).unwrap();
-        let rejects = repo::rejects_of(&mut c, 1).unwrap();
+        let rejects = repo::rejects_listed(&mut c, 1, usize::MAX).unwrap();
         let big = rejects.iter().find(|r| r.line == 4).unwrap();
         assert_eq!(big.field, "cost");
         assert!(big.reason.contains("does not fit"), "{}", big.reason);
@@ -1000,6 +1000,7 @@ fn a_panic_mid_request_loses_no_acknowledged_push() {
             clock: || Ok(1_764_000_000_000),
             metrics: Default::default(),
             evaluations: Default::default(),
+            uploads: tally_service::http::Uploads::new(2),
         };
         actix_web::rt::System::new().block_on(async {
             // A use case that panics inside its transaction, after a write.
@@ -1028,18 +1029,28 @@ fn a_panic_mid_request_loses_no_acknowledged_push() {
                 .db(|c| db::probe_write(c).map_err(ApiError::unavailable))
                 .await
                 .unwrap_or_else(|e| panic!("{}: not writable: {e}", store.backend));
+            let dir = tempfile::tempdir().unwrap();
             for i in 0..5 {
-                let body = line(i);
+                let path = dir.path().join(format!("push{i}.jsonl"));
+                std::fs::write(&path, line(i)).unwrap();
                 let now = chrono::DateTime::from_timestamp_millis(1_764_000_000_000)
                     .unwrap()
                     .naive_utc();
                 let o = state
                     .db(move |c| {
-                        tally_service::app::ingest::ingest_stream(
+                        let plan = tally_service::app::reconcile::ReadPlan {
+                            client_format: None,
+                            profiles: &[],
+                            named: false,
+                            min_split_bytes: u64::MAX,
+                            keep_raw: true,
+                        };
+                        tally_service::app::ingest::ingest_file(
                             c,
-                            body.as_bytes(),
-                            tally_reconcile::parse::client::ClientFormat::Jsonl,
+                            tally_reconcile::SideKind::Client,
+                            &path,
                             &format!("push {i}"),
+                            plan,
                             now,
                         )
                         .map_err(ApiError::internal)
@@ -1065,5 +1076,82 @@ fn a_panic_mid_request_loses_no_acknowledged_push() {
             "{}",
             store.backend
         );
+    }
+}
+
+/// Issue 16: a file is stored part by part (memory bounded by a part, not
+/// the file), and the batch is the one a whole-file read made: every row
+/// counted, rejects on their real lines, ordinals across parts, and a CSV
+/// record with a newline inside quotes straddling a cut still read right.
+#[test]
+fn a_file_larger_than_a_part_is_stored_whole_and_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("big.jsonl");
+    let csv = dir.path().join("big.csv");
+    let rows = 45_000;
+    let mut j = String::new();
+    let mut c = String::from("ts,key,model,route,request_id,input_tokens,output_tokens,team\n");
+    let pad = "x".repeat(150);
+    for i in 0..rows {
+        if i % 10_000 == 7 {
+            j.push_str("{\"ts\":\"not a time\"}\n");
+            c.push_str("not a time,k,m,chat,,1,1,t\n");
+            continue;
+        }
+        // Every id appears twice, far apart: ordinals count across parts.
+        let id = i % (rows / 2);
+        j.push_str(&format!(
+            "{{\"ts\":\"2026-11-20T10:00:00Z\",\"key\":\"k\",\"model\":\"gpt-4o\",\"route\":\"chat\",\"request_id\":\"r{id}\",\"team\":\"{pad}\",\"usage\":{{\"prompt_tokens\":1,\"completion_tokens\":1}}}}\n"
+        ));
+        c.push_str(&format!(
+            "2026-11-20T10:00:00Z,k,gpt-4o,chat,r{id},1,1,\"{pad}\nsecond line\"\n"
+        ));
+    }
+    std::fs::write(&jsonl, &j).unwrap();
+    std::fs::write(&csv, &c).unwrap();
+    assert!(j.len() > 2 * usize::try_from(tally_service::app::ingest::PART_BYTES).unwrap());
+    for store in stores() {
+        // The CSV holds the same ids as the JSON Lines file: all duplicates.
+        for (path, lines_per_row, new) in [(&jsonl, 1, rows - 5), (&csv, 2, 0)] {
+            let out = succeed(
+                tally()
+                    .args(["ingest", "client", "--db", &store.url])
+                    .arg(path),
+                "ingest",
+            );
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains(&format!(
+                    "{rows} read = {new} new + {} duplicate + 5 rejected",
+                    rows - 5 - new
+                )),
+                "{}: {text}",
+                store.backend
+            );
+            let mut conn = db::connect(&store.url).unwrap();
+            let b = repo::batches(&mut conn).unwrap().pop().unwrap();
+            let lines: Vec<i64> = repo::rejects_listed(&mut conn, b.id, 100)
+                .unwrap()
+                .iter()
+                .map(|r| r.line)
+                .collect();
+            // Line 1 of the CSV is its header and each good row two lines
+            // (the bad ones, one); a JSON Lines row is one line.
+            let want: Vec<i64> = (0..5)
+                .map(|k| {
+                    let i = k * 10_000 + 7;
+                    if lines_per_row == 1 {
+                        i + 1
+                    } else {
+                        2 + 2 * i - k
+                    }
+                })
+                .collect();
+            assert_eq!(lines, want, "{} {}", store.backend, path.display());
+        }
+        let keys = repo::dedup_keys(&mut db::connect(&store.url).unwrap(), "client").unwrap();
+        // Each id is stored under ordinals #0 and #1.
+        assert_eq!(keys.len(), rows - 5, "{}", store.backend);
+        assert!(keys.contains(&"id:r0#1".to_owned()));
     }
 }

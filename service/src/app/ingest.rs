@@ -7,17 +7,16 @@
 //! adds only its new rows. Each batch is one transaction.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
-use tally_reconcile::identity::dedup_keys;
-use tally_reconcile::parse::client::{ClientFormat, read_client};
+use tally_reconcile::identity::Ordinals;
 use tally_reconcile::{Side, SideKind};
 use tally_schema::convert::{new_usage_row, side_name};
 use tally_schema::rows::{NewBatch, NewReject, NewUsageRow};
 
-use crate::app::reconcile::{ReadPlan, read_side};
+use crate::app::reconcile::{CutInQuotes, ReadPlan, read_side_in_parts};
 use crate::db::AnyConnection;
 use crate::db::repo::{self, Stored};
 use crate::progress::Progress;
@@ -65,8 +64,14 @@ pub fn file_sha256(path: &Path, read: &mut dyn FnMut(u64)) -> Result<String> {
     Ok(tally_reconcile::keys::hex(&h.finalize()))
 }
 
-/// Ingests one file of `kind` as one batch. Each row's source text is
-/// kept whatever `plan` says: the store keeps every row's provenance.
+/// Bytes of a file parsed and stored at a time: what bounds an ingest's
+/// memory, whatever the file's size (issue 16: a 200 MB push once took
+/// 933 MB). Large enough that per-part costs do not show.
+pub const PART_BYTES: u64 = 4 << 20;
+
+/// Ingests one file of `kind` as one batch, in parts of [`PART_BYTES`]
+/// (see [`repo::store_batch_parts`]). Each row's source text is kept
+/// whatever `plan` says: the store keeps every row's provenance.
 ///
 /// `label` names the batch (the file name as the user gave it, or an
 /// upload's name); `now` is the batch's ingest time (UTC), read once by the
@@ -85,148 +90,125 @@ pub fn ingest_file(
         .len();
     let mut progress = Progress::for_file(&name, bytes);
     let sha = file_sha256(path, &mut |n| progress.show("hashing bytes", n, bytes))?;
-    let side_str = side_name(kind);
-    // Same bytes as an earlier batch: no need to even parse.
-    if let Some(b) = repo::batch_by_hash(conn, side_str, &sha)? {
-        progress.finish();
-        return Ok(already(&name, &b));
-    }
-    progress.show("parsing", 0, 0);
-    let side = read_side(
-        kind,
-        &[PathBuf::from(path)],
-        ReadPlan {
-            keep_raw: true,
-            ..plan
-        },
-    )?;
-    store_side(conn, &side, &name, &sha, now, &mut progress)
-}
-
-/// Reads through to another reader, hashing and counting the bytes.
-struct Hashing<R> {
-    inner: R,
-    hash: Sha256,
-    bytes: u64,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(buf.get(..n).unwrap_or_default());
-        self.bytes += u64::try_from(n).unwrap_or(0);
-        Ok(n)
-    }
-}
-
-/// An upload with no bytes: nothing to store, not even an empty batch.
-#[derive(Debug, thiserror::Error)]
-#[error("the body is empty")]
-pub struct EmptyBody;
-
-/// Ingests client usage from `r` as its bytes arrive (an HTTP body): rows
-/// are parsed while it is read, the bytes hashed on the way, and the batch
-/// stored (or found already stored) once it ends. The same batch as
-/// [`ingest_file`] would make of those bytes. A read error (a body over
-/// its limit, a client gone) fails the whole batch before anything is
-/// stored.
-pub fn ingest_stream(
-    conn: &mut AnyConnection,
-    r: impl Read,
-    format: ClientFormat,
-    label: &str,
-    now: chrono::NaiveDateTime,
-) -> Result<Outcome> {
-    let mut body = Hashing {
-        inner: r,
-        hash: Sha256::new(),
-        bytes: 0,
+    let plan = ReadPlan {
+        keep_raw: true,
+        ..plan
     };
-    let mut side = Side::keeping_raw(SideKind::Client);
-    read_client(&mut body, label, Some(format), &mut side)?;
-    if body.bytes == 0 {
-        return Err(EmptyBody.into());
-    }
-    let sha = tally_reconcile::keys::hex(&body.hash.finalize());
-    if let Some(b) = repo::batch_by_hash(conn, side_name(SideKind::Client), &sha)? {
-        return Ok(already(label, &b));
-    }
-    store_side(
+    let stored = match store_in_parts(
         conn,
-        &side,
-        label,
+        kind,
+        path,
+        &name,
         &sha,
+        plan,
         now,
-        &mut Progress::for_file(label, 0),
-    )
-}
-
-/// Stores a parsed side as one batch named `name` with bytes hashing to
-/// `sha`: its new rows, and its rejects (kept, never dropped).
-fn store_side(
-    conn: &mut AnyConnection,
-    side: &Side,
-    name: &str,
-    sha: &str,
-    now: chrono::NaiveDateTime,
-    progress: &mut Progress<std::io::Stderr>,
-) -> Result<Outcome> {
-    let side_str = side_name(side.kind);
-    let source = side
-        .files
-        .first()
-        .map_or_else(String::new, |f| f.format.clone());
-    let keys = dedup_keys(side);
-    let (mut rows, extra_rejects) = new_rows(side, &keys)?;
-    let mut rejects: Vec<NewReject<'_>> = side
-        .rejects
-        .iter()
-        .map(|e| NewReject {
-            side: side_str,
-            batch_id: 0,
-            line: i64::try_from(e.line).unwrap_or(i64::MAX),
-            field: &e.field,
-            reason: &e.reason,
-            raw: &e.raw,
-        })
-        .collect();
-    rejects.extend(extra_rejects.iter().map(|(line, reason, raw)| NewReject {
-        side: side_str,
-        batch_id: 0,
-        line: *line,
-        field: "cost",
-        reason,
-        raw,
-    }));
-    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-    let batch = NewBatch {
-        side: side_str,
-        source: &source,
-        file_name: name,
-        sha256: sha,
-        ingested_at: now,
-        rows_read: count(rows.len() + rejects.len()),
-        rows_new: 0,
-        rows_duplicate: 0,
-        rows_rejected: count(rejects.len()),
+        PART_BYTES,
+        &mut progress,
+    ) {
+        // A CSV record with a newline inside quotes straddled a cut: the
+        // transaction was rolled back; read the file as one part.
+        Err(e) if e.is::<CutInQuotes>() => store_in_parts(
+            conn,
+            kind,
+            path,
+            &name,
+            &sha,
+            plan,
+            now,
+            u64::MAX,
+            &mut progress,
+        ),
+        other => other,
     };
-    let total = u64::try_from(rows.len()).unwrap_or(u64::MAX);
-    let stored = repo::store_batch(conn, &batch, &mut rows, &rejects, &mut |n| {
-        progress.show("storing rows", u64::try_from(n).unwrap_or(0), total);
-    });
     progress.finish();
     match stored? {
         Stored::New(b) => Ok(Outcome {
-            file: name.to_owned(),
+            file: name,
             batch_id: b.id,
             already: false,
             read: b.rows_read,
             new: b.rows_new,
             duplicate: b.rows_duplicate,
             rejected: b.rows_rejected,
-            source,
+            source: b.source,
         }),
-        Stored::Already(b) => Ok(already(name, &b)),
+        Stored::Already(b) => Ok(already(&name, &b)),
+    }
+}
+
+/// One transaction: the batch, then each part's rows and rejects as it is
+/// parsed.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one private step of `ingest_file`"
+)]
+fn store_in_parts(
+    conn: &mut AnyConnection,
+    kind: SideKind,
+    path: &Path,
+    name: &str,
+    sha: &str,
+    plan: ReadPlan<'_>,
+    now: chrono::NaiveDateTime,
+    part_bytes: u64,
+    progress: &mut Progress<std::io::Stderr>,
+) -> Result<Stored> {
+    let side_str = side_name(kind);
+    let batch = NewBatch {
+        side: side_str,
+        source: "",
+        file_name: name,
+        sha256: sha,
+        ingested_at: now,
+        rows_read: 0,
+        rows_new: 0,
+        rows_duplicate: 0,
+        rows_rejected: 0,
+    };
+    let mut ordinals = Ordinals::default();
+    let mut produce = |sink: &mut repo::PartSink<'_>| -> Result<repo::Produced> {
+        let mut source = String::new();
+        read_side_in_parts(kind, path, plan, part_bytes, &mut |side| {
+            if source.is_empty() {
+                source = side
+                    .files
+                    .first()
+                    .map_or_else(String::new, |f| f.format.clone());
+            }
+            let keys = ordinals.keys(&side);
+            let (mut rows, extra_rejects) = new_rows(&side, &keys)?;
+            let mut rejects: Vec<NewReject<'_>> = side
+                .rejects
+                .iter()
+                .map(|e| NewReject {
+                    side: side_str,
+                    batch_id: 0,
+                    line: i64::try_from(e.line).unwrap_or(i64::MAX),
+                    field: &e.field,
+                    reason: &e.reason,
+                    raw: &e.raw,
+                })
+                .collect();
+            rejects.extend(extra_rejects.iter().map(|(line, reason, raw)| NewReject {
+                side: side_str,
+                batch_id: 0,
+                line: *line,
+                field: "cost",
+                reason,
+                raw,
+            }));
+            sink(&mut rows, &rejects)?;
+            Ok(())
+        })?;
+        Ok(repo::Produced { source })
+    };
+    let stored = repo::store_batch_parts(conn, &batch, &mut produce, &mut |n| {
+        progress.show("storing rows", u64::try_from(n).unwrap_or(0), 0);
+    });
+    match stored {
+        Ok(s) => Ok(s),
+        Err(repo::PartsError::Db(e)) => Err(e.into()),
+        Err(repo::PartsError::Source(e)) => Err(e),
     }
 }
 

@@ -139,6 +139,18 @@ pub struct ReadPlan<'a> {
 
 /// Plans the parse jobs of one side: CSV files large enough are cut in two.
 fn plan_side(side: SideKind, paths: &[PathBuf], plan: ReadPlan<'_>) -> Result<Vec<Job>> {
+    plan_parts(side, paths, plan, None)
+}
+
+/// Plans the parse jobs of one side: with `part_bytes`, each line-based
+/// file is cut into parts of about that size; without, files large enough
+/// are cut in two (one per core).
+fn plan_parts(
+    side: SideKind,
+    paths: &[PathBuf],
+    plan: ReadPlan<'_>,
+    part_bytes: Option<u64>,
+) -> Result<Vec<Job>> {
     let ReadPlan {
         client_format,
         profiles,
@@ -180,8 +192,17 @@ fn plan_side(side: SideKind, paths: &[PathBuf], plan: ReadPlan<'_>) -> Result<Ve
                 (Reader::Gateway(profile), layout)
             }
         };
+        let (parts, min_bytes) = match part_bytes {
+            Some(b) => {
+                let len = std::fs::metadata(path)
+                    .with_context(|| format!("cannot read {what} `{name}`"))?
+                    .len();
+                (len.div_ceil(b.max(1)).max(1), 0)
+            }
+            None => (2, min_bytes),
+        };
         let (header, parts) = match layout {
-            Some(layout) => split::plan(path, 2, layout, min_bytes)
+            Some(layout) => split::plan(path, parts, layout, min_bytes)
                 .with_context(|| format!("cannot read {what} `{name}`"))?,
             None => {
                 let len = std::fs::metadata(path)
@@ -252,6 +273,51 @@ fn read_sides(args: &ReconcileArgs, profiles: &[Profile]) -> Result<(Side, Side)
         bail!("internal error: a file's parts were not all parsed");
     }
     Ok((client, gateway))
+}
+
+/// A file cut into parts had a cut inside a quoted CSV field (a record
+/// spanning lines there): it must be read whole.
+#[derive(Debug, thiserror::Error)]
+#[error("a part of the file ended inside a quoted field")]
+pub struct CutInQuotes;
+
+/// Parses one file in parts of about `part_bytes` each and hands each
+/// part's side to `each`, in order, with its real line numbers: only one
+/// part is in memory at a time. JSON documents are one part. Fails with
+/// [`CutInQuotes`] (after handing on the parts before it) when a CSV cut
+/// fell inside a quoted field; the caller then reads the file whole.
+pub fn read_side_in_parts(
+    kind: SideKind,
+    path: &Path,
+    plan: ReadPlan<'_>,
+    part_bytes: u64,
+    each: &mut dyn FnMut(Side) -> Result<()>,
+) -> Result<()> {
+    let jobs = plan_parts(kind, &[path.to_path_buf()], plan, Some(part_bytes))?;
+    let last = jobs.len().saturating_sub(1);
+    let mut lines_before = 0u64;
+    for (k, job) in jobs.into_iter().enumerate() {
+        let mut side = run_job(&job)?;
+        let (lines, open_quote) = side
+            .files
+            .first()
+            .map_or((0, false), |f| (f.lines, f.open_quote_at_end));
+        if open_quote && k < last {
+            return Err(CutInQuotes.into());
+        }
+        // As in `merge_parts`: a later part numbers its header copy line 1.
+        if job.part == 0 {
+            lines_before = lines;
+        } else {
+            let header_lines = u64::from(!job.header.is_empty());
+            side.shift_lines(
+                u32::try_from(lines_before.saturating_sub(header_lines)).unwrap_or(u32::MAX),
+            );
+            lines_before += lines.saturating_sub(header_lines);
+        }
+        each(side)?;
+    }
+    Ok(())
 }
 
 /// Parses one side's files (the store's ingest reads one file at a time).

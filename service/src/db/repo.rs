@@ -146,24 +146,55 @@ pub fn batches(conn: &mut AnyConnection) -> Result<Vec<Batch>, DbError> {
         .load(conn)?)
 }
 
-/// Stores one file as one transaction: the batch, its new rows (rows whose
-/// dedup key is already stored are skipped and counted as duplicates) and
-/// its rejects. A crash part-way leaves all of it or none.
+/// Receives one part of a batch: its accepted rows (given the batch's id
+/// here) and its rejects.
+pub type PartSink<'s> =
+    dyn FnMut(&mut [NewUsageRow<'_>], &[NewReject<'_>]) -> Result<(), DbError> + 's;
+
+/// What storing a batch in parts failed with: the store, or the producer
+/// of the parts (a parse or read error), passed through unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum PartsError<E> {
+    /// The store.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The producer.
+    #[error("{0}")]
+    Source(E),
+}
+
+/// How a producer of parts ended: the batch's source format.
+pub struct Produced {
+    /// Format or gateway profile the parts were read as.
+    pub source: String,
+}
+
+/// Stores one file as one transaction: the batch, then its parts as
+/// `produce` hands them to the sink (rows whose dedup key is already stored
+/// are skipped and counted as duplicates; rejects are kept), then the
+/// batch's counts. Only one part is in memory at a time, whatever the
+/// file's size; a crash or an error part-way leaves all of it or none.
 ///
-/// `rows` get the new batch's id. If the same bytes were stored before,
-/// nothing is written and that batch is returned.
-///
-/// `stored` is told how many rows have been written so far, after each
-/// chunk (for a progress line).
-pub fn store_batch(
+/// If the same bytes were stored before, nothing is written and that batch
+/// is returned. `stored` is told the rows written so far after each chunk.
+pub fn store_batch_parts<E>(
     conn: &mut AnyConnection,
     batch: &NewBatch<'_>,
-    rows: &mut [NewUsageRow<'_>],
-    rejects: &[NewReject<'_>],
+    produce: &mut dyn FnMut(&mut PartSink<'_>) -> Result<Produced, E>,
     stored: &mut dyn FnMut(usize),
-) -> Result<Stored, DbError> {
+) -> Result<Stored, PartsError<E>> {
     if let Some(b) = batch_by_hash(conn, batch.side, batch.sha256)? {
         return Ok(Stored::Already(b));
+    }
+    // The transaction's error: diesel's, or the producer's carried out.
+    enum TxError<E> {
+        Diesel(DieselError),
+        Source(E),
+    }
+    impl<E> From<DieselError> for TxError<E> {
+        fn from(e: DieselError) -> Self {
+            TxError::Diesel(e)
+        }
     }
     let result = on_backend!(conn, c => c.transaction(|c| {
         // The first statement writes, so a SQLite writer waits for the lock
@@ -172,47 +203,58 @@ pub fn store_batch(
             .values(batch)
             .returning(ingest_batches::id)
             .get_result(c)?;
-        let mut new = 0usize;
-        let mut done = 0usize;
+        let (mut new, mut accepted, mut rejected) = (0usize, 0usize, 0usize);
         let size = BulkInsert::chunk(c);
-        for chunk in rows.chunks_mut(size) {
-            for r in chunk.iter_mut() {
-                r.batch_id = id;
+        let mut sink = |rows: &mut [NewUsageRow<'_>], rejects: &[NewReject<'_>]| -> Result<(), DbError> {
+            for chunk in rows.chunks_mut(size) {
+                for r in chunk.iter_mut() {
+                    r.batch_id = id;
+                }
+                new += BulkInsert::insert_usage(c, chunk)?;
+                accepted += chunk.len();
+                stored(accepted);
             }
-            new += BulkInsert::insert_usage(c, chunk)?;
-            done += chunk.len();
-            stored(done);
-        }
-        for chunk in rejects.chunks(CHUNK) {
-            let chunk: Vec<NewReject<'_>> = chunk
-                .iter()
-                .map(|r| NewReject { batch_id: id, ..r.clone() })
-                .collect();
-            diesel::insert_into(rejects::table).values(&chunk).execute(c)?;
-        }
-        let new = i64::try_from(new).unwrap_or(i64::MAX);
-        let accepted = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+            for chunk in rejects.chunks(CHUNK) {
+                let chunk: Vec<NewReject<'_>> = chunk
+                    .iter()
+                    .map(|r| NewReject { batch_id: id, ..r.clone() })
+                    .collect();
+                diesel::insert_into(rejects::table).values(&chunk).execute(c)?;
+            }
+            rejected += rejects.len();
+            Ok(())
+        };
+        let produced = match produce(&mut sink) {
+            Ok(p) => p,
+            Err(e) => return Err(TxError::Source(e)),
+        };
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         diesel::update(ingest_batches::table.find(id))
             .set((
-                ingest_batches::rows_new.eq(new),
-                ingest_batches::rows_duplicate.eq(accepted - new),
+                ingest_batches::source.eq(&produced.source),
+                ingest_batches::rows_read.eq(count(accepted + rejected)),
+                ingest_batches::rows_new.eq(count(new)),
+                ingest_batches::rows_duplicate.eq(count(accepted - new)),
+                ingest_batches::rows_rejected.eq(count(rejected)),
             ))
             .execute(c)?;
         ingest_batches::table
             .find(id)
             .select(Batch::as_select())
             .first(c)
+            .map_err(TxError::Diesel)
     }));
     match result {
         Ok(b) => Ok(Stored::New(b)),
         // Another process stored the same file between our check and our
         // insert: theirs stands.
-        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+        Err(TxError::Diesel(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _))) => {
             batch_by_hash(conn, batch.side, batch.sha256)?
                 .map(Stored::Already)
-                .ok_or(DbError::Query(DieselError::NotFound))
+                .ok_or(PartsError::Db(DbError::Query(DieselError::NotFound)))
         }
-        Err(e) => Err(e.into()),
+        Err(TxError::Diesel(e)) => Err(PartsError::Db(e.into())),
+        Err(TxError::Source(e)) => Err(PartsError::Source(e)),
     }
 }
 
@@ -233,11 +275,17 @@ pub fn dedup_keys(conn: &mut AnyConnection, side: &str) -> Result<Vec<String>, D
         .load(conn)?)
 }
 
-/// The rejects of a batch, in line order.
-pub fn rejects_of(conn: &mut AnyConnection, batch_id: i64) -> Result<Vec<Reject>, DbError> {
+/// The first `limit` rejects of a batch, in line order (an upload's answer
+/// lists some; all are kept).
+pub fn rejects_listed(
+    conn: &mut AnyConnection,
+    batch_id: i64,
+    limit: usize,
+) -> Result<Vec<Reject>, DbError> {
     Ok(rejects::table
         .filter(rejects::batch_id.eq(batch_id))
         .order((rejects::line, rejects::id))
+        .limit(i64::try_from(limit).unwrap_or(i64::MAX))
         .select(Reject::as_select())
         .load(conn)?)
 }

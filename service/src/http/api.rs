@@ -274,15 +274,26 @@ fn upload_profiles(
 }
 
 /// Writes the body to `path` as it arrives, refusing more than `limit`
-/// bytes. The writes are small and go to the page cache, so they are done
-/// in place rather than on the blocking pool.
-async fn spool(mut body: web::Payload, path: &Path, limit: usize) -> Result<(), ApiError> {
+/// bytes, and a body whose next bytes do not come within `idle`: a stalled
+/// upload ends instead of holding its slot. No store connection is held
+/// meanwhile. The writes are small and go to the page cache, so they are
+/// done in place rather than on the blocking pool.
+async fn spool(
+    mut body: web::Payload,
+    path: &Path,
+    limit: usize,
+    idle: std::time::Duration,
+) -> Result<(), ApiError> {
     let mut f = std::io::BufWriter::with_capacity(
         1 << 20,
         std::fs::File::create(path).map_err(ApiError::internal)?,
     );
     let mut n = 0usize;
-    while let Some(chunk) = body.next().await {
+    loop {
+        let next = actix_web::rt::time::timeout(idle, body.next())
+            .await
+            .map_err(|_| ApiError::body_timeout(idle.as_secs()))?;
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
         n = n.saturating_add(chunk.len());
         if n > limit {
@@ -297,9 +308,8 @@ async fn spool(mut body: web::Payload, path: &Path, limit: usize) -> Result<(), 
     Ok(())
 }
 
-/// An ingest failure: the store's is ours (500), an empty body is a bad
-/// request, anything else is the upload's (422), said without the
-/// server's temporary path.
+/// An ingest failure: the store's is ours (500), anything else is the
+/// upload's (422), said without the server's temporary path.
 fn ingest_error(e: anyhow::Error, tmp: Option<&Path>) -> ApiError {
     if let Some(db) = e.chain().find_map(|c| c.downcast_ref::<DbError>()) {
         return match db {
@@ -307,72 +317,11 @@ fn ingest_error(e: anyhow::Error, tmp: Option<&Path>) -> ApiError {
             _ => ApiError::internal(e),
         };
     }
-    if e.chain().any(|c| c.is::<ingest::EmptyBody>()) {
-        return ApiError::bad_request("the body is empty");
-    }
     let text = format!("{e:#}");
     ApiError::unprocessable(match tmp {
         Some(dir) => text.replace(&format!("{}/", dir.display()), ""),
         None => text,
     })
-}
-
-/// A body's chunks, from the async side to the blocking parser.
-type Chunks = tokio::sync::mpsc::Receiver<Result<web::Bytes, String>>;
-
-/// The blocking end of a body being fed as it arrives.
-struct BodyReader {
-    rx: Chunks,
-    current: web::Bytes,
-}
-
-impl std::io::Read for BodyReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(chunk)) => self.current = chunk,
-                Some(Err(why)) => return Err(std::io::Error::other(why)),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        let chunk = self.current.split_to(n);
-        buf.get_mut(..n)
-            .ok_or_else(|| std::io::Error::other("short buffer"))?
-            .copy_from_slice(&chunk);
-        Ok(n)
-    }
-}
-
-/// Hands the body to the parser chunk by chunk (at most 16 waiting, so a
-/// fast client waits for the parser rather than filling memory), refusing
-/// more than `limit` bytes. A failure is sent on too, so the parser never
-/// takes a cut-off body for a whole one.
-async fn feed(
-    mut body: web::Payload,
-    tx: tokio::sync::mpsc::Sender<Result<web::Bytes, String>>,
-    limit: usize,
-) -> Result<usize, ApiError> {
-    let mut n = 0usize;
-    while let Some(chunk) = body.next().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = tx.send(Err(format!("body: {e}"))).await;
-                return Err(ApiError::bad_request(format!("body: {e}")));
-            }
-        };
-        n = n.saturating_add(chunk.len());
-        if n > limit {
-            let _ = tx.send(Err("the body is over the limit".to_owned())).await;
-            return Err(ApiError::too_large(limit));
-        }
-        if tx.send(Ok(chunk)).await.is_err() {
-            // The parser stopped on an error of its own; its answer says why.
-            break;
-        }
-    }
-    Ok(n)
 }
 
 async fn push(
@@ -388,41 +337,29 @@ async fn push(
         SideKind::Gateway => (None, upload_profiles(q.source.as_deref())?),
     };
     let who = principal(&req).map_or_else(|| "-".to_owned(), |p| p.name);
+    // Held until the answer: a token's uploads under way are bounded, so
+    // one client's stalled or slow bodies cannot take every slot.
+    let _slot = state
+        .uploads
+        .enter(&who)
+        .ok_or_else(|| ApiError::too_many_uploads(state.settings.server.uploads_per_token))?;
     let label = q.name.clone().unwrap_or_else(|| format!("http:{who}"));
     let now = state.now()?;
-    // NDJSON client usage is parsed as it arrives; anything else (CSV,
-    // exports whose format is detected from their start, JSON documents)
-    // is spooled to a file first and read as `tally ingest` reads one.
-    let (o, rejects) = if kind == SideKind::Client && client_format == Some(ClientFormat::Jsonl) {
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        let reader = BodyReader {
-            rx,
-            current: web::Bytes::new(),
-        };
-        let work = state.db(move |c| {
-            let o = ingest::ingest_stream(c, reader, ClientFormat::Jsonl, &label, now)
-                .map_err(|e| ingest_error(e, None))?;
-            Ok((o.clone(), repo::rejects_of(c, o.batch_id)?))
-        });
-        let (done, fed) =
-            futures_util::future::join(work, feed(body, tx, state.settings.body_limit())).await;
-        // The body's own failure (too large, cut off) is the answer.
-        fed?;
-        done?
-    } else {
-        spooled(
-            &state,
-            kind,
-            body,
-            client_format,
-            profiles,
-            &ct,
-            &q,
-            label,
-            now,
-        )
-        .await?
-    };
+    // Every upload is spooled to a private temporary file first and read
+    // as `tally ingest` reads one: a store connection is taken only once
+    // the whole body is in, and memory stays bounded whatever its size.
+    let (o, rejects) = spooled(
+        &state,
+        kind,
+        body,
+        client_format,
+        profiles,
+        &ct,
+        &q,
+        label,
+        now,
+    )
+    .await?;
     if o.new > 0 {
         evaluate_soon(&state);
     }
@@ -499,7 +436,13 @@ async fn spooled(
         .tempdir()
         .map_err(ApiError::internal)?;
     let path = dir.path().join(format!("upload.{ext}"));
-    spool(body, &path, state.settings.body_limit()).await?;
+    spool(
+        body,
+        &path,
+        state.settings.body_limit(),
+        std::time::Duration::from_secs(state.settings.server.body_idle_timeout_s),
+    )
+    .await?;
     let named = q.source.is_some();
     state
         .db(move |c| {
@@ -512,7 +455,7 @@ async fn spooled(
             };
             let o: Outcome = ingest::ingest_file(c, kind, &path, &label, plan, now)
                 .map_err(|e| ingest_error(e, Some(dir.path())))?;
-            let rejects = repo::rejects_of(c, o.batch_id)?;
+            let rejects = repo::rejects_listed(c, o.batch_id, REJECTS_LISTED)?;
             drop(dir);
             Ok((o, rejects))
         })

@@ -104,6 +104,27 @@ impl ApiError {
         )
     }
 
+    /// 408: the client stopped sending its body.
+    pub fn body_timeout(idle_s: u64) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!("no byte of the body arrived for {idle_s} s (server.body_idle_timeout_s)"),
+        )
+    }
+
+    /// 429: this token has as many uploads under way as it may.
+    pub fn too_many_uploads(limit: usize) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_uploads",
+            format!(
+                "this token has {limit} upload(s) under way already (server.uploads_per_token); \
+                 send the next when one ends"
+            ),
+        )
+    }
+
     /// 503: the store cannot be reached.
     pub fn unavailable(cause: impl Into<anyhow::Error>) -> Self {
         Self {

@@ -35,6 +35,67 @@ pub struct State {
     pub metrics: metrics::Metrics,
     /// Quota evaluations after ingests, coalesced.
     pub evaluations: std::sync::Arc<Coalesce>,
+    /// Uploads under way, per token.
+    pub uploads: std::sync::Arc<Uploads>,
+}
+
+/// Uploads under way per token, bounded (`server.uploads_per_token`): a
+/// client with stalled or slow bodies holds at most this many slots.
+#[derive(Debug, Default)]
+pub struct Uploads {
+    limit: usize,
+    under_way: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One upload's slot, given back when dropped (the answer is sent, or the
+/// client went away).
+#[derive(Debug)]
+pub struct UploadSlot {
+    uploads: std::sync::Arc<Uploads>,
+    who: String,
+}
+
+impl Uploads {
+    /// At most `limit` uploads per token.
+    pub fn new(limit: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            limit,
+            under_way: std::sync::Mutex::default(),
+        })
+    }
+
+    /// A slot for `who`, or `None` when it has `limit` under way.
+    pub fn enter(self: &std::sync::Arc<Self>, who: &str) -> Option<UploadSlot> {
+        let mut m = self
+            .under_way
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = m.entry(who.to_owned()).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(UploadSlot {
+            uploads: self.clone(),
+            who: who.to_owned(),
+        })
+    }
+}
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        let mut m = self
+            .uploads
+            .under_way
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = m.get_mut(&self.who) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.who);
+            }
+        }
+    }
 }
 
 /// Coalesces work asked for while it runs: a burst of pushes evaluates
@@ -154,7 +215,10 @@ pub fn build(settings: Settings, no_migrate: bool) -> anyhow::Result<Bound> {
     let port = listener.local_addr()?.port();
     let workers = settings.server.workers;
     let shutdown = settings.server.shutdown_timeout_s;
+    let header_timeout = Duration::from_secs(settings.server.header_timeout_s);
+    let uploads = Uploads::new(settings.server.uploads_per_token);
     let state = web::Data::new(State {
+        uploads,
         pool: pool.clone(),
         settings,
         clock: crate::app::reconcile::now_ms,
@@ -170,7 +234,9 @@ pub fn build(settings: Settings, no_migrate: bool) -> anyhow::Result<Bound> {
     // actix stops accepting on SIGTERM/SIGINT and gives in-flight requests
     // this long; an ingest batch is one transaction either way.
     .shutdown_timeout(shutdown)
-    .client_request_timeout(Duration::from_secs(60));
+    // A client gets this long for its request's headers; a body's pace is
+    // watched by the upload handlers (`server.body_idle_timeout_s`).
+    .client_request_timeout(header_timeout);
     if workers > 0 {
         server = server.workers(workers);
     }
