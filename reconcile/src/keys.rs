@@ -23,6 +23,13 @@ pub fn is_raw_secret(s: &str) -> bool {
         && !s.contains("...")
 }
 
+/// Whether any word of `s` is a raw secret (`sk-...` anywhere in a team,
+/// a tag, a request id or an alias, not only in the key field).
+pub fn contains_raw_secret(s: &str) -> bool {
+    s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .any(is_raw_secret)
+}
+
 /// Lowercase SHA-256 hex of a string.
 pub fn sha256_hex(s: &str) -> String {
     hex(&Sha256::digest(s.as_bytes()))
@@ -318,6 +325,18 @@ impl KeyRegistry {
             let mut names: Vec<String> = vec![e.id.clone()];
             names.extend(e.alias.clone());
             names.extend(e.labels.iter().cloned());
+            // A registry is shown and exported: a secret in it would leak.
+            if let Some(n) = names.iter().find(|n| contains_raw_secret(n)) {
+                return Err(Error::invalid(
+                    file,
+                    format!(
+                        "key #{}: `{}` is a raw API key; name keys by id, alias, label or \
+                         the SHA-256 of the secret, never the secret",
+                        i + 1,
+                        mask_secrets(n)
+                    ),
+                ));
+            }
             for h in &e.sha256 {
                 if !is_hex64(h) {
                     return Err(Error::invalid(
@@ -448,6 +467,31 @@ pub fn display_unknown(canonical: &str, last4: Option<&str>) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_secret_in_any_field_is_masked_and_refused_as_a_name() {
+        // Issue 16: a key pasted into a team, a tag, an id or a model was
+        // stored and reported verbatim.
+        let secret = "sk-proj-AAAAAAAAAAAAAAAAAAAAAAAAAAAAwxyz";
+        let csv = format!(
+            "ts,key,model,route,request_id,input_tokens,output_tokens,team,tags\n\
+             2026-11-20T10:00:00Z,k,gpt-4o {secret},chat,{secret},1,1,{secret},a;{secret}\n"
+        );
+        let mut side = crate::Side::keeping_raw(crate::SideKind::Client);
+        crate::parse::client::read_client(csv.as_bytes(), "c.csv", None, &mut side).unwrap();
+        assert_eq!(side.rows.len(), 1);
+        for (_, s) in side.strings.iter() {
+            assert!(!s.contains(secret), "{s}");
+        }
+        let (id, _) = side.ids.get(side.rows[0].ids);
+        assert_eq!(id, "sk-…wxyz");
+        assert!(!side.raw(0).unwrap().contains(secret));
+        let toml = format!("[[key]]\nid = \"k\"\nalias = \"{secret}\"\n");
+        let e = KeyRegistry::from_toml(&toml, "k.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("raw API key") && !e.contains(secret), "{e}");
+    }
+
     #[test]
     fn owners_read_from_toml_and_csv_alike_and_refuse_blanks_and_twins() {
         let toml =

@@ -334,8 +334,10 @@ fn rpad(s: &str, w: usize) -> String {
 /// The summary for a terminal.
 pub fn render_table(s: &Summary) -> String {
     let mut o = String::new();
+    // Names come from inputs: a control character in one is escaped, so
+    // the summary cannot move the cursor or clear the screen.
     let line = |o: &mut String, t: String| {
-        o.push_str(&t);
+        o.push_str(&crate::text::printable(&t));
         o.push('\n');
     };
     line(

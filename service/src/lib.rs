@@ -11,3 +11,4 @@ pub mod export;
 pub mod http;
 pub mod progress;
 pub mod settings;
+pub mod text;

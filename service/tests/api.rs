@@ -1968,3 +1968,168 @@ fn a_replica_without_the_scheduler_only_serves_http() {
     assert_eq!(got.len(), 5);
     drop(busy);
 }
+
+/// Starts a POST of `path` with a body that claims `len` bytes and sends
+/// `sent` of them, then stalls: the connection stays open.
+fn stalled_upload(s: &Server, path: &str, token: &str, sent: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let addr = s.base.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        c,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/x-ndjson\r\nContent-Length: 100000000\r\n\r\n"
+    )
+    .unwrap();
+    c.write_all(sent).unwrap();
+    c.flush().unwrap();
+    c
+}
+
+/// The status line's code of whatever the server answered on `c`, reading
+/// at most `wait`; `None` if it said nothing (or closed without a word).
+fn status_within(c: &mut std::net::TcpStream, wait: std::time::Duration) -> Option<u16> {
+    use std::io::Read;
+    c.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 256];
+    let n = c.read(&mut buf).ok()?;
+    let head = String::from_utf8_lossy(&buf[..n]);
+    head.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Issue 16: eight stalled uploads once held every store connection, and
+/// every authenticated route, `/readyz` included, answered 503 after 30 s.
+/// Now an upload holds no store connection until its body is in, a token
+/// has at most `uploads_per_token` under way (429 beyond), a body that
+/// stops is ended (408), and headers sent too slowly end the connection.
+#[test]
+fn stalled_and_slow_uploads_starve_no_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("tally.db").display());
+    let s = Server::start(
+        &db,
+        "body_idle_timeout_s = 3\nuploads_per_token = 2\nheader_timeout_s = 2",
+    );
+    let line =
+        b"{\"ts\":\"2026-11-20T10:00:00Z\",\"key\":\"k\",\"model\":\"m\",\"route\":\"chat\"}\n";
+    // Four tokens, two stalled uploads each: more than the pool's four
+    // connections, all admitted.
+    let tokens: Vec<String> = (0..4)
+        .map(|i| s.token(&format!("slow{i}"), Role::Ingest))
+        .collect();
+    let mut stalled: Vec<std::net::TcpStream> = Vec::new();
+    for t in &tokens {
+        for _ in 0..2 {
+            stalled.push(stalled_upload(&s, "/v1/usage/client", t, line));
+        }
+    }
+    // A third from the same token is refused at once (once the first two
+    // hold their slots: requests race to their handlers).
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut third = stalled_upload(&s, "/v1/usage/client", &tokens[0], line);
+    assert_eq!(
+        status_within(&mut third, std::time::Duration::from_secs(2)),
+        Some(429)
+    );
+    // Everyone else is served promptly meanwhile.
+    let admin = s.token("ops", Role::Admin);
+    let started = std::time::Instant::now();
+    let r = s.call("GET", "/readyz", Some(&admin), Body::None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let other = s.token("fast", Role::Ingest);
+    let r = s.call(
+        "POST",
+        "/v1/usage/client",
+        Some(&other),
+        Body::Bytes("application/x-ndjson", line),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = s.call("GET", "/v1/runs", Some(&admin), Body::None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "others waited {:?}",
+        started.elapsed()
+    );
+    // The stalled bodies are ended: 408 each.
+    for c in &mut stalled {
+        assert_eq!(
+            status_within(c, std::time::Duration::from_secs(6)),
+            Some(408)
+        );
+    }
+    // Headers that never finish: the connection is ended.
+    use std::io::Write;
+    let addr = s.base.trim_start_matches("http://");
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut buf = [0u8; 64];
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(6)))
+        .unwrap();
+    let n = std::io::Read::read(&mut slow, &mut buf).unwrap_or(0);
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(n == 0 || head.contains(" 408 "), "{head}");
+}
+
+/// Issue 16: contacts such as `not-an-email` or one with CR/LF were stored
+/// and later kept an alert from everyone; a raw key was taken as an alias.
+#[test]
+fn contacts_and_key_names_are_checked_when_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("tally.db").display());
+    let s = Server::start(&db, "");
+    let p = s.token("platform", Role::Platform);
+    let tok = Some(p.as_str());
+    for bad in [
+        "not-an-email",
+        "ok@example.com\r\nBcc: evil@example.com",
+        "a@example.com, b@",
+    ] {
+        let r = s.call(
+            "PUT",
+            "/v1/keys/k1",
+            tok,
+            Body::Json(&serde_json::json!({"team": "t", "contact": bad})),
+        );
+        assert_error(&r, 422, "invalid_input");
+        assert!(r.text.contains("contact"), "{}", r.text);
+        let r = s.call(
+            "POST",
+            "/v1/owners",
+            tok,
+            Body::Json(&serde_json::json!({"team": "t", "contact": bad})),
+        );
+        assert_error(&r, 422, "invalid_input");
+    }
+    let r = s.call(
+        "PUT",
+        "/v1/keys/k1",
+        tok,
+        Body::Json(&serde_json::json!({"team": "t", "contact": "a@example.com; b@example.com"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let secret = "sk-proj-AAAAAAAAAAAAAAAAAAAAAAAAAAAAwxyz";
+    let r = s.call(
+        "PUT",
+        "/v1/keys/k2",
+        tok,
+        Body::Json(&serde_json::json!({"team": "t", "alias": secret})),
+    );
+    assert_error(&r, 422, "invalid_input");
+    assert!(!r.text.contains(secret), "{}", r.text);
+    // The registry file path refuses them too.
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(
+        &keys,
+        "[[key]]\nid = \"k3\"\nteam = \"t\"\ncontact = \"not-an-email\"\n",
+    )
+    .unwrap();
+    let out = tally()
+        .args(["keys", "import", "--db", &db])
+        .arg(&keys)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an email address"));
+}

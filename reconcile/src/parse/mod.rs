@@ -488,7 +488,7 @@ pub fn build_row(
     } else {
         with_variant(served, variant)
     };
-    row.model = side.intern_models(&with_variant(requested, variant), &served);
+    row.model = side.intern_models(&masked(&with_variant(requested, variant)), &masked(&served));
     let route = match (ex.get(f::ROUTE), &sem.default_route) {
         (Some(r), _) => r.v,
         (None, Some(d)) => d.as_str(),
@@ -591,15 +591,28 @@ pub fn build_row(
     }
     let id2 = ex.get(f::ID2).map_or("", |v| v.v);
     let id2 = if id2 == id { "" } else { id2 };
-    row.ids = side.ids.push(id, id2).ok_or_else(|| {
+    let (id, id2) = (masked(id), masked(id2));
+    row.ids = side.ids.push(&id, &id2).ok_or_else(|| {
         (
             "request_id".to_owned(),
             "id longer than 4095 bytes".to_owned(),
         )
     })?;
-    let labels = [f::TEAM, f::SERVICE, f::ENV, f::TAGS].map(|i| ex.get(i).map_or("", |v| v.v));
-    row.route = side.intern_route(route, labels);
+    let labels =
+        [f::TEAM, f::SERVICE, f::ENV, f::TAGS].map(|i| masked(ex.get(i).map_or("", |v| v.v)));
+    row.route = side.intern_route(&masked(route), labels.each_ref().map(|l| l.as_ref()));
     Ok(row)
+}
+
+/// A field with any raw secret in it masked (`sk-…` and its last 4): a
+/// key pasted into a team, a tag, an id or a model name is never stored
+/// or reported (only the key field is fingerprinted).
+fn masked(s: &str) -> Cow<'_, str> {
+    if s.contains("sk-") || s.contains("sk_") {
+        Cow::Owned(mask_secrets(s))
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 /// OpenRouter moves the `:variant` the client sent into its own column.

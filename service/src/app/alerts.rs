@@ -148,11 +148,28 @@ fn queue(
 }
 
 /// The addresses in a contact field: comma- or semicolon-separated.
-fn split(field: &str) -> impl Iterator<Item = &str> {
+pub fn split(field: &str) -> impl Iterator<Item = &str> {
     field
         .split([',', ';'])
         .map(str::trim)
         .filter(|a| !a.is_empty())
+}
+
+/// Checks a contact field where it is written (keys, owners, quotas,
+/// configuration): every address in it must be one a message can be sent
+/// to, so a typo is refused then, not found when an alert is lost.
+pub fn check_contact(field: &str) -> Result<(), String> {
+    for a in split(field) {
+        if a.chars().any(char::is_control) {
+            return Err(format!(
+                "`{}` holds a control character",
+                crate::text::printable(a)
+            ));
+        }
+        a.parse::<lettre::Address>()
+            .map_err(|e| format!("`{a}` is not an email address ({e})"))?;
+    }
+    Ok(())
 }
 
 /// Splits contact fields into addresses (deduplicated, order kept); the

@@ -196,13 +196,23 @@ impl Mailer {
                 "<tally-outbox-{id}@{}>",
                 self.from.email.domain()
             )));
+        // One address that cannot be used (stored before addresses were
+        // checked on write) must not cost the others their message.
         let mut any = false;
-        for addr in to.split(',').filter(|a| !a.trim().is_empty()) {
-            b = b.to(mailbox(addr)?);
-            any = true;
+        for addr in super::alerts::split(to) {
+            match mailbox(addr) {
+                Ok(m) => {
+                    b = b.to(m);
+                    any = true;
+                }
+                Err(e) => tracing::warn!(outbox_id = id, error = %e, "recipient left out"),
+            }
         }
         if !any {
-            return Err(MailError::Address(to.to_owned(), "no recipient".to_owned()));
+            return Err(MailError::Address(
+                to.to_owned(),
+                "no usable recipient".to_owned(),
+            ));
         }
         let msg = b
             .multipart(MultiPart::alternative_plain_html(
@@ -329,6 +339,12 @@ pub fn flush(
                 repo::mark_sent(conn, id, now)?;
                 out.sent += 1;
             }
+            // No address of it can ever be used: retrying cannot help.
+            Err(e @ MailError::Address(..)) => {
+                tracing::error!(outbox_id = id, error = %e, "email has no usable recipient; not retried");
+                repo::mark_failed(conn, id, &e.to_string(), now + chrono::Duration::days(3650))?;
+                out.failed += 1;
+            }
             Err(e) => {
                 tracing::warn!(outbox_id = id, attempts = attempts + 1, error = %e, "email not sent; will retry");
                 repo::mark_failed(conn, id, &e.to_string(), now + backoff(attempts))?;
@@ -346,6 +362,36 @@ pub fn flush(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_address_costs_only_itself_its_message() {
+        // Issue 16: `not-an-email` beside a good address once kept the
+        // message from everyone, retried for ever.
+        let dir = tempfile::tempdir().unwrap();
+        let mailer = Mailer::new(&EmailSettings {
+            outbox_dir: dir.path().display().to_string(),
+            ..EmailSettings::default()
+        })
+        .unwrap();
+        mailer
+            .send(
+                7,
+                "not-an-email, a@example.com; b@example.com",
+                "s",
+                "t",
+                "<p>h</p>",
+            )
+            .unwrap();
+        let eml = std::fs::read_to_string(dir.path().join("00000007.eml")).unwrap();
+        let to = eml.lines().find(|l| l.starts_with("To:")).unwrap();
+        assert!(
+            to.contains("a@example.com") && to.contains("b@example.com"),
+            "{to}"
+        );
+        assert!(!to.contains("not-an-email"), "{to}");
+        let e = mailer.send(8, "not-an-email", "s", "t", "h").unwrap_err();
+        assert!(matches!(e, MailError::Address(..)), "{e}");
+    }
 
     #[test]
     fn smtp_urls_mean_starttls_unless_they_say_otherwise() {

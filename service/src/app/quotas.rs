@@ -223,8 +223,8 @@ impl QuotaSpec {
             ));
         }
         for r in &self.recipients {
-            r.parse::<lettre::message::Mailbox>()
-                .map_err(|e| QuotaError::Invalid(format!("recipients: `{r}`: {e}")))?;
+            super::alerts::check_contact(r)
+                .map_err(|e| QuotaError::Invalid(format!("recipients: {e}")))?;
         }
         Ok(())
     }

@@ -21,6 +21,12 @@ use crate::db::{AnyConnection, repo};
 /// added or replaced, their owners added. Returns the number of keys.
 pub fn import_keys(conn: &mut AnyConnection, path: &Path) -> Result<usize> {
     let reg = load_keys(path)?;
+    for k in &reg.entries {
+        if let Some(contact) = &k.contact {
+            crate::app::alerts::check_contact(contact)
+                .map_err(|e| anyhow::anyhow!("{}: key `{}`: contact: {e}", path.display(), k.id))?;
+        }
+    }
     repo::in_transaction(conn, |c| -> Result<()> {
         for k in &reg.entries {
             let o = k.owner();
@@ -48,6 +54,12 @@ pub fn import_owners(conn: &mut AnyConnection, path: &Path) -> Result<usize> {
     } else {
         OwnerEntry::from_toml(&read_text(path, "owners")?, &name)?
     };
+    for (i, o) in list.iter().enumerate() {
+        if let Some(contact) = &o.contact {
+            crate::app::alerts::check_contact(contact)
+                .map_err(|e| anyhow::anyhow!("{name}: owner #{}: contact: {e}", i + 1))?;
+        }
+    }
     repo::in_transaction(conn, |c| -> Result<()> {
         for o in &list {
             let who = o.owner();

@@ -638,6 +638,10 @@ impl OwnerInput {
         if self.team.trim().is_empty() {
             return Err(ApiError::unprocessable("`team` is empty"));
         }
+        if let Some(c) = &self.contact {
+            crate::app::alerts::check_contact(c)
+                .map_err(|e| ApiError::unprocessable(format!("`contact`: {e}")))?;
+        }
         Ok(NewOwner {
             team: self.team.trim(),
             service: self.service.trim(),
@@ -804,6 +808,23 @@ impl KeyInput {
         }
         if self.team.trim().is_empty() && !(self.service.is_empty() && self.env.is_empty()) {
             return Err(ApiError::unprocessable("an owner needs a `team`"));
+        }
+        if let Some(c) = &self.contact {
+            crate::app::alerts::check_contact(c)
+                .map_err(|e| ApiError::unprocessable(format!("`contact`: {e}")))?;
+        }
+        for (field, name) in self
+            .alias
+            .iter()
+            .map(|a| ("alias", a))
+            .chain(self.labels.iter().map(|l| ("labels", l)))
+        {
+            if tally_reconcile::keys::contains_raw_secret(name) {
+                return Err(ApiError::unprocessable(format!(
+                    "`{field}`: `{}` is a raw API key; name keys by id, alias, label or the SHA-256 of the secret",
+                    tally_reconcile::keys::mask_secrets(name)
+                )));
+            }
         }
         Ok(tally_reconcile::keys::KeyEntry {
             id,

@@ -251,10 +251,12 @@ pub fn build(settings: Settings, no_migrate: bool) -> anyhow::Result<Bound> {
 pub fn init_logging(settings: &Settings) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log.level)
         .map_err(|e| anyhow::anyhow!("log.level: {e}"))?;
+    // No colours: the writer escapes every control character a value may
+    // carry (a forged log line), and ANSI colours are control characters.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_ansi(false)
+        .with_writer(crate::text::EscapingWriter);
     let done = match settings.log.format {
         crate::settings::LogFormat::Json => builder.json().try_init(),
         crate::settings::LogFormat::Text => builder.try_init(),
