@@ -119,6 +119,9 @@ pub struct AlertSettings {
     pub unattributed_min_cost: String,
     /// A quota forecast needs this much of the period behind it, hours.
     pub forecast_min_elapsed_h: u64,
+    /// Alerts of one kind a run sends a message for, costliest first; the
+    /// rest are recorded and listed in one summary message.
+    pub max_per_run: usize,
 }
 
 impl Default for AlertSettings {
@@ -128,6 +131,7 @@ impl Default for AlertSettings {
             unattributed_min_rows: 1,
             unattributed_min_cost: "0".to_owned(),
             forecast_min_elapsed_h: 6,
+            max_per_run: 20,
         }
     }
 }
@@ -385,6 +389,11 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         section: "alerts",
+        name: "max_per_run",
+        doc: "alerts of one kind a run emails, costliest first; the rest in one summary (default 20)",
+    },
+    Key {
+        section: "alerts",
         name: "unattributed_min_cost",
         doc: "or their cost, USD, that alerts (default 0: any)",
     },
@@ -491,7 +500,11 @@ impl Settings {
             return Err("server.body_limit_mb must be at least 1".to_owned());
         }
         for (name, v) in [
-            ("header_timeout_s", self.server.header_timeout_s),
+            (
+                "alerts.max_per_run",
+                u64::try_from(self.alerts.max_per_run).unwrap_or(u64::MAX),
+            ),
+            ("server.header_timeout_s", self.server.header_timeout_s),
             ("body_idle_timeout_s", self.server.body_idle_timeout_s),
             (
                 "uploads_per_token",

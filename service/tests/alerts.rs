@@ -954,3 +954,84 @@ fn quota_use_from_daily_sums_equals_use_row_by_row() {
         assert_eq!(st[4].unpriced_rows, 3, "{b}");
     }
 }
+
+/// Issue 16: 3,000 unknown keys in a run once queued 3,000 emails. Now a
+/// run emails at most `alerts.max_per_run` alerts of a kind, costliest
+/// first, records the rest and lists them in one summary message; a
+/// second run of the same day sends nothing new.
+#[test]
+fn a_run_emails_at_most_its_cap_per_kind_and_summarises_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("spendlogs.csv");
+    let mut csv = String::from(
+        "request_id,call_type,api_key,spend,total_tokens,prompt_tokens,completion_tokens,startTime,endTime,model,model_group,metadata,cache_hit,status,user,team_id,end_user,request_tags\n",
+    );
+    let keys = 60;
+    let hash = |k: u32| tally_reconcile::keys::sha256_hex(&format!("leaked key {k}"));
+    for k in 0..keys {
+        // Key k costs k + 1 cents: the costliest come last.
+        csv.push_str(&format!(
+            "req-{k},acompletion,{},0.{:02},2,1,1,2026-11-20 10:00:00.000,2026-11-20 10:00:01.000,gpt-4o,gpt-4o,{{}},False,success,,,,[]\n",
+            hash(k),
+            k + 1,
+        ));
+    }
+    std::fs::write(&export, csv).unwrap();
+    for s in stores() {
+        let b = s.backend;
+        succeed(
+            tally()
+                .args(["ingest", "gateway", "--db", &s.url])
+                .arg(&export),
+            "ingest",
+        );
+        for round in 0..2 {
+            succeed(
+                tally()
+                    .args([
+                        "run",
+                        "--from",
+                        "2026-11-20",
+                        "--to",
+                        "2026-11-21",
+                        "--db",
+                        &s.url,
+                    ])
+                    .env("TALLY_ALERTS_PLATFORM_CONTACT", "platform@example.com")
+                    .env("TALLY_ALERTS_MAX_PER_RUN", "20"),
+                "run",
+            );
+            let mut c = db::connect(&s.url).unwrap();
+            let messages = repo::messages(&mut c, 1000).unwrap();
+            // Twenty keys, the summary, and gpt-4o having no price.
+            let leaked = messages
+                .iter()
+                .filter(|m| m.subject.contains("Possibly leaked"))
+                .count();
+            assert_eq!(leaked, 20, "{b} round {round}");
+            assert_eq!(messages.len(), 22, "{b} round {round}");
+            let summary = messages
+                .iter()
+                .find(|m| m.subject.contains("more unregistered_key alerts"))
+                .unwrap_or_else(|| panic!("{b}: no summary"));
+            assert!(
+                summary.subject.starts_with("40 more"),
+                "{}",
+                summary.subject
+            );
+            let leaked =
+                alerts::list(&mut c, Some("firing"), Some("unregistered_key"), 1000).unwrap();
+            // Every key is still an alert of its own (the summary is a
+            // notice of the run, not a condition that stays firing).
+            assert_eq!(leaked.len(), 60, "{b}");
+            // The twenty with messages are the costliest keys.
+            for k in 40..keys {
+                let key = hash(k);
+                assert!(
+                    messages.iter().any(|m| m.body_text.contains(&key[..12])),
+                    "{b}: key {k} has no message"
+                );
+            }
+        }
+    }
+}

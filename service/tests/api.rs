@@ -1962,7 +1962,9 @@ fn a_replica_without_the_scheduler_only_serves_http() {
         "a --no-scheduler replica sent mail"
     );
     assert!(quiet.log().contains("scheduler off"), "{}", quiet.log());
-    // A replica with the scheduler, on the same store, sends them.
+    // A server with the scheduler, on the same store, sends them (after the
+    // first stops: a SQLite store serves one server at a time).
+    drop(quiet);
     let busy = Server::start(&db, &config);
     let got = smtp.wait_for("the run's alerts", |got| got.len() >= 5);
     assert_eq!(got.len(), 5);
@@ -2132,4 +2134,35 @@ fn contacts_and_key_names_are_checked_when_written() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an email address"));
+}
+
+/// Issue 16: two servers on one SQLite file starved each other (37 pushes
+/// in 45 s, "database is locked"). The second is refused at start and
+/// pointed to PostgreSQL; once the first stops, a server starts again.
+#[test]
+fn a_second_server_on_one_sqlite_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("tally.db").display());
+    let first = Server::start(&db, "");
+    let config = dir.path().join("second.toml");
+    std::fs::write(
+        &config,
+        format!("[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{db}\"\n"),
+    )
+    .unwrap();
+    let out = tally()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another `tally serve`") && err.contains("PostgreSQL"),
+        "{err}"
+    );
+    drop(first);
+    let again = Server::start(&db, "");
+    let r = again.call("GET", "/healthz", None, Body::None);
+    assert_eq!(r.status, 200);
 }

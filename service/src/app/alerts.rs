@@ -108,6 +108,128 @@ pub fn fire(
     Ok(1)
 }
 
+/// An alert a run found, before it is raised.
+#[derive(Clone)]
+struct Pending {
+    rule: String,
+    scope: String,
+    period: String,
+    kind: &'static str,
+    title: String,
+    detail: serde_json::Value,
+    to: Vec<String>,
+    lines: Vec<(String, String)>,
+    rows_heading: &'static str,
+    rows: Vec<(String, String)>,
+    /// What ranks it: cost (nano-USD), then rows.
+    weight: (i64, u64),
+}
+
+/// Raises a run's alerts of one kind, costliest first: the first `cap`
+/// each with its message; the rest are recorded (listed, resolved like
+/// any alert) without a message of their own, and those new in this run
+/// are listed in one summary message to the platform contact. 3,000
+/// unknown keys in a run once queued 3,000 emails (issue 16).
+#[expect(clippy::too_many_arguments, reason = "one private step of `after_run`")]
+fn raise_capped(
+    conn: &mut AnyConnection,
+    settings: &Settings,
+    mut items: Vec<Pending>,
+    cap: usize,
+    run_id: i64,
+    link: &str,
+    at: NaiveDateTime,
+    done: &mut RunAlerts,
+) -> Result<(), QuotaError> {
+    items.sort_by(|a, b| b.weight.cmp(&a.weight).then_with(|| a.scope.cmp(&b.scope)));
+    let rest = items.split_off(cap.min(items.len()));
+    for p in &items {
+        let rule = Rule {
+            rule: &p.rule,
+            scope: &p.scope,
+            period: &p.period,
+            threshold: 0,
+            kind: p.kind,
+            title: &p.title,
+            detail: &p.detail,
+            at,
+        };
+        let body = Body {
+            to: &p.to,
+            lines: &p.lines,
+            rows_heading: p.rows_heading,
+            rows: &p.rows,
+            link,
+        };
+        if let Some(queued) = raise(conn, &rule, &body)? {
+            done.fired += 1;
+            done.queued += queued;
+        }
+    }
+    if rest.is_empty() {
+        return Ok(());
+    }
+    let kind = rest.first().map_or("", |p| p.kind);
+    let title = format!(
+        "{} more {kind} alerts in run {run_id} (over the {cap} a run sends)",
+        rest.len()
+    );
+    let detail = serde_json::json!({"run": run_id, "alerts": rest.len()});
+    let to = platform(settings);
+    let summary = Rule {
+        rule: &format!("{kind}:more"),
+        scope: &format!("run {run_id}"),
+        period: &rest.first().map_or_else(String::new, |p| p.period.clone()),
+        threshold: 0,
+        kind,
+        title: &title,
+        detail: &detail,
+        at,
+    };
+    repo::in_transaction(conn, |c| -> Result<(), QuotaError> {
+        let mut new = Vec::new();
+        for p in &rest {
+            let rule = Rule {
+                rule: &p.rule,
+                scope: &p.scope,
+                period: &p.period,
+                threshold: 0,
+                kind: p.kind,
+                title: &p.title,
+                detail: &p.detail,
+                at,
+            };
+            if record(c, &rule)?.is_some() {
+                done.fired += 1;
+                new.push((p.title.clone(), p.period.clone()));
+            }
+        }
+        if new.is_empty() {
+            return Ok(());
+        }
+        let lines = vec![
+            (
+                "Alerts without a message of their own".to_owned(),
+                new.len().to_string(),
+            ),
+            ("Setting".to_owned(), format!("alerts.max_per_run = {cap}")),
+        ];
+        let rows: Vec<(String, String)> = new.into_iter().take(200).collect();
+        let body = Body {
+            to: &to,
+            lines: &lines,
+            rows_heading: "Alerts, costliest first",
+            rows: &rows,
+            link,
+        };
+        if let Some(id) = record(c, &summary)? {
+            done.fired += 1;
+            done.queued += fire(c, id, &summary, &body)?;
+        }
+        Ok(())
+    })
+}
+
 /// Records the alert and, when it is new, queues its message, in one
 /// transaction (an alert is never recorded without its message): `Some`
 /// with the messages queued, `None` when it had fired before.
@@ -365,6 +487,7 @@ pub fn after_run(
         settings.email.base_url.trim_end_matches('/')
     );
     let mut live: Vec<(String, String, String)> = Vec::new();
+    let mut pending: Vec<Pending> = Vec::new();
     for ((key, d), e) in &unattributed {
         let cost = nanos_to_usd(e.nanos, None);
         let over = e.rows >= min_rows || (min_cost > Decimal::ZERO && cost >= min_cost);
@@ -372,7 +495,7 @@ pub fn after_run(
             continue;
         }
         let period = day_label(*d);
-        let (rule, kind, title, to) = if e.registered {
+        let (rule, title, to) = if e.registered {
             let owner = [&e.owner.0, &e.owner.1, &e.owner.2]
                 .into_iter()
                 .filter(|s| !s.is_empty())
@@ -383,7 +506,6 @@ pub fn after_run(
             to.extend(platform(settings));
             (
                 "unattributed",
-                "unattributed",
                 format!(
                     "Unattributed traffic on {key} ({}) on {period}: {} no application logged",
                     if owner.is_empty() { "no owner" } else { &owner },
@@ -393,7 +515,6 @@ pub fn after_run(
             )
         } else {
             (
-                "unregistered_key",
                 "unregistered_key",
                 format!(
                     "Possibly leaked key {key}: {} on {period} on a key in no registry",
@@ -426,27 +547,19 @@ pub fn after_run(
             .iter()
             .map(|(m, n)| (m.clone(), format!("{n} requests")))
             .collect();
-        let rule = Rule {
-            rule,
-            scope: key,
-            period: &period,
-            threshold: 0,
-            kind,
-            title: &title,
-            detail: &detail,
-            at,
-        };
-        let body = Body {
-            to: &to,
-            lines: &lines,
+        pending.push(Pending {
+            rule: rule.to_owned(),
+            scope: key.clone(),
+            period,
+            kind: rule,
+            title,
+            detail,
+            to,
+            lines,
             rows_heading: "Models",
-            rows: &rows,
-            link: &link,
-        };
-        if let Some(queued) = raise(conn, &rule, &body)? {
-            done.fired += 1;
-            done.queued += queued;
-        }
+            rows,
+            weight: (e.nanos, e.rows),
+        });
     }
     // Data quality, to the platform contact: one alert per check and day.
     let mut checks: Vec<(String, String, i64, String)> = Vec::new();
@@ -499,10 +612,9 @@ pub fn after_run(
         ));
     }
     let to = platform(settings);
-    for (rule, scope, d, title) in &checks {
-        let period = day_label(*d);
+    for (rule, scope, d, title) in checks {
+        let period = day_label(d);
         live.push((rule.clone(), scope.clone(), period.clone()));
-        let detail = serde_json::json!({"run": run_id});
         let lines = vec![
             (
                 "Check".to_owned(),
@@ -510,27 +622,24 @@ pub fn after_run(
             ),
             ("Day (UTC)".to_owned(), period.clone()),
         ];
-        let rule = Rule {
+        pending.push(Pending {
             rule,
             scope,
-            period: &period,
-            threshold: 0,
+            period,
             kind: "data_quality",
             title,
-            detail: &detail,
-            at,
-        };
-        let body = Body {
-            to: &to,
-            lines: &lines,
+            detail: serde_json::json!({"run": run_id}),
+            to: to.clone(),
+            lines,
             rows_heading: "",
-            rows: &[],
-            link: &link,
-        };
-        if let Some(queued) = raise(conn, &rule, &body)? {
-            done.fired += 1;
-            done.queued += queued;
-        }
+            rows: Vec::new(),
+            weight: (0, 0),
+        });
+    }
+    let cap = settings.alerts.max_per_run;
+    for kind in ["unregistered_key", "unattributed", "data_quality"] {
+        let of_kind: Vec<Pending> = pending.iter().filter(|p| p.kind == kind).cloned().collect();
+        raise_capped(conn, settings, of_kind, cap, run_id, &link, at, &mut done)?;
     }
     // Resolve this window's alerts whose cause is gone.
     let (first, last) = (day_label(day(from_ms)), day_label(day(to_ms - 1)));

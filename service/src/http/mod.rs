@@ -200,6 +200,8 @@ pub struct Bound {
     pub server: Server,
     /// The store's pool (the scheduler shares it).
     pub pool: Pool,
+    /// This server's claim on a SQLite store, held while it runs.
+    pub claim: crate::db::ServerClaim,
 }
 
 /// Opens the store (running pending migrations unless `no_migrate`),
@@ -207,6 +209,7 @@ pub struct Bound {
 pub fn build(settings: Settings, no_migrate: bool) -> anyhow::Result<Bound> {
     pages::check()?;
     let url = settings.database.url.expose().to_owned();
+    let claim = crate::db::claim_for_server(&url).context("opening the store")?;
     // Migrations on one connection before the pool opens the rest.
     crate::db::open(&url, no_migrate).context("opening the store")?;
     let pool = crate::db::pool(&url, settings.database.pool_size)?;
@@ -244,6 +247,7 @@ pub fn build(settings: Settings, no_migrate: bool) -> anyhow::Result<Bound> {
         port,
         server: server.run(),
         pool,
+        claim,
     })
 }
 
