@@ -20,11 +20,18 @@ const REPORT_TEMPLATE: &str = include_str!("../../templates/report.html");
 const HTML_ROWS: usize = 500;
 
 /// Neutralises text a spreadsheet would run as a formula (OWASP CSV
-/// injection): a leading `=`, `+`, `-`, `@`, tab or carriage return gets a
-/// leading apostrophe.
+/// injection): text starting with a tab, carriage return or newline, or
+/// whose first other character is `=`, `+`, `-` or `@` (spreadsheets trim
+/// leading blanks before they look: ` =1+1`), gets a leading apostrophe.
 pub fn csv_safe(s: &str) -> Cow<'_, str> {
-    match s.as_bytes().first() {
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => Cow::Owned(format!("'{s}")),
+    let first = s.bytes().next();
+    let first_visible = s
+        .bytes()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+    match (first, first_visible) {
+        (Some(b'\t' | b'\r' | b'\n'), _) | (_, Some(b'=' | b'+' | b'-' | b'@')) => {
+            Cow::Owned(format!("'{s}"))
+        }
         _ => Cow::Borrowed(s),
     }
 }
@@ -561,6 +568,11 @@ mod tests {
         assert_eq!(csv_safe("+1"), "'+1");
         assert_eq!(csv_safe("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(csv_safe("gpt-4o"), "gpt-4o");
+        // Issue 16: blanks before the formula once hid it.
+        assert_eq!(csv_safe(" =1+1"), "' =1+1");
+        assert_eq!(csv_safe("\n=1+1"), "'\n=1+1");
+        assert_eq!(csv_safe("\n"), "'\n");
+        assert_eq!(csv_safe("a =1"), "a =1");
     }
 
     #[test]

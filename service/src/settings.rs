@@ -429,6 +429,19 @@ pub const KEYS: &[Key] = &[
     },
 ];
 
+/// A TOML error as "line L, column C: message", without the source line
+/// that `toml`'s own text quotes (`smtp_url = "smtp://u:PASSWORD@..."`).
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let at = e.span().map(|s| s.start).unwrap_or(0);
+    let before = text.get(..at).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!(
+        "line {line}, column {column}: {}",
+        crate::db::redact(e.message())
+    )
+}
+
 impl Settings {
     /// Reads `file` (when given) and applies the environment's `TALLY_...`
     /// overrides from `env`, then checks the result.
@@ -450,10 +463,11 @@ impl Settings {
             origin: origin.to_owned(),
             message,
         };
-        // The file alone first: its errors then come with line, column and key.
-        toml::from_str::<Settings>(&text).map_err(|e| invalid(&origin, e.to_string()))?;
+        // The file alone first: its errors then come with line, column and
+        // key, but never the line itself (it may hold a password).
+        toml::from_str::<Settings>(&text).map_err(|e| invalid(&origin, toml_error(&text, &e)))?;
         let mut table: toml::Table =
-            toml::from_str(&text).map_err(|e| invalid(&origin, e.to_string()))?;
+            toml::from_str(&text).map_err(|e| invalid(&origin, toml_error(&text, &e)))?;
         for key in KEYS {
             let var = key.env();
             let Some(raw) = env(&var) else { continue };

@@ -1085,6 +1085,50 @@ fn config_check_names_bad_keys_and_hides_secrets() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("port") && err.contains("bad.toml"), "{err}");
     assert!(Path::new(&root().join("fixtures/tally.toml")).exists());
+    // Issue 16: a TOML error on the smtp_url line, a password in a query
+    // parameter or holding `@`, and a libpq string each printed a password.
+    std::fs::write(
+        &bad,
+        "[email]\nsmtp_url = \"smtp://u:hunter2@mail:587\nfrom = \"a@example.com\"\n",
+    )
+    .unwrap();
+    let mut cases: Vec<(Vec<(&str, &str)>, Option<&Path>)> = vec![(Vec::new(), Some(&bad))];
+    for url in [
+        "postgres://h/db?user=u&password=hunter2",
+        "postgres://u:hunter2@secret@h/db",
+        "host=h dbname=d password=hunter2",
+        "mysql://u:hunter2@h/db",
+    ] {
+        cases.push((vec![("TALLY_DATABASE_URL", url)], None));
+    }
+    for (env, file) in cases {
+        let mut cmd = tally();
+        cmd.args(["config", "check"]);
+        if let Some(f) = file {
+            cmd.arg("--config").arg(f);
+        }
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains("hunter2"), "{env:?}: {all}");
+    }
+    for url in ["host=h dbname=d password=hunter2", "mysql://u:hunter2@h/db"] {
+        let out = tally()
+            .args(["ingest", "client", "--db", url, "fixtures/client/batch.csv"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+    // No file was made from the libpq string.
+    assert!(!root().join("host=h dbname=d password=hunter2").exists());
 }
 
 /// A SQLite store with the fixture day ingested and run, where the search

@@ -153,7 +153,12 @@ impl Mailer {
             Some(url) => {
                 let url = lettre_url(url.expose())?;
                 let mut b = SmtpTransport::from_url(&url)
-                    .map_err(|err| MailError::Config(format!("smtp_url: {err}")))?
+                    .map_err(|err| {
+                        MailError::Config(format!(
+                            "smtp_url: {}",
+                            crate::db::redact(&err.to_string())
+                        ))
+                    })?
                     .timeout(Some(Duration::from_secs(e.timeout_s.max(1))));
                 if let Some(ca) = &e.ca_file
                     && let Some(tls) = tls_with_ca(&url, ca)?

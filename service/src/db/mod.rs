@@ -92,15 +92,45 @@ pub enum Backend {
     Postgres,
 }
 
-/// The URL with any password replaced by `***`, for messages and logs.
+/// The URL with any password replaced by `***`, for messages and logs:
+/// in the user-info (a password may itself hold `@`, so the host starts
+/// after the last one), in a `password=` query parameter, and in a libpq
+/// `key=value` string.
 pub fn redact(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((cred, host)) = rest.split_once('@')
-        && let Some((user, _)) = cred.split_once(':')
-    {
-        return format!("{scheme}://{user}:***@{host}");
+    // The host starts after the last `@`: a password may hold `@`, `/` or
+    // `?` itself. (An `@` later in the URL only hides more than needed.)
+    let url = match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((cred, host)) => format!("{scheme}://{}@{host}", hide_password(cred)),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    };
+    redact_params(&url)
+}
+
+fn hide_password(cred: &str) -> String {
+    match cred.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => cred.to_owned(),
     }
-    url.to_owned()
+}
+
+/// `password=...` (a query parameter or a libpq key/value pair) hidden.
+fn redact_params(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.to_ascii_lowercase().find("password=") {
+        let (before, at) = rest
+            .split_at_checked(i + "password=".len())
+            .unwrap_or((rest, ""));
+        out.push_str(before);
+        out.push_str("***");
+        let end = at.find(['&', ' ', ';']).unwrap_or(at.len());
+        rest = at.get(end..).unwrap_or("");
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Picks the backend from the URL scheme (never by trying each in turn:
@@ -116,6 +146,16 @@ pub fn backend_of(url: &str) -> Result<(Backend, &str), DbError> {
         return Err(DbError::Url {
             url: redact(url),
             reason: "unknown scheme: use sqlite://PATH or postgres://...".to_owned(),
+        });
+    }
+    // A libpq `host=... password=...` string is not a file name: taken as
+    // one, it once made a SQLite file named after the password.
+    if url.contains('=') && url.contains(' ') {
+        return Err(DbError::Url {
+            url: redact(url),
+            reason: "this looks like a libpq key=value string: write it as a URL, \
+                     postgres://USER:PASSWORD@HOST:PORT/DB"
+                .to_owned(),
         });
     }
     Ok((Backend::Sqlite, url))
@@ -351,5 +391,32 @@ mod tests {
             redact("postgres://u:secret@h:5/db"),
             "postgres://u:***@h:5/db"
         );
+        // Issue 16: each of these printed the password, or part of it.
+        for (url, shown) in [
+            ("postgres://u:p@ss@h/db", "postgres://u:***@h/db"),
+            ("postgres://u:a/b?c@h/db", "postgres://u:***@h/db"),
+            (
+                "postgres://h/db?user=u&password=hunter2&sslmode=require",
+                "postgres://h/db?user=u&password=***&sslmode=require",
+            ),
+            (
+                "postgresql://h/db?PASSWORD=hunter2",
+                "postgresql://h/db?PASSWORD=***",
+            ),
+            (
+                "host=h dbname=d password=hunter2 user=u",
+                "host=h dbname=d password=*** user=u",
+            ),
+            (
+                "smtp://u:hunter2@mail:587?tls=required",
+                "smtp://u:***@mail:587?tls=required",
+            ),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+        }
+        let e = backend_of("host=h dbname=d password=hunter2")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("libpq") && !e.contains("hunter2"), "{e}");
     }
 }
