@@ -1092,14 +1092,15 @@ fn config_check_names_bad_keys_and_hides_secrets() {
         "[email]\nsmtp_url = \"smtp://u:hunter2@mail:587\nfrom = \"a@example.com\"\n",
     )
     .unwrap();
-    let mut cases: Vec<(Vec<(&str, &str)>, Option<&Path>)> = vec![(Vec::new(), Some(&bad))];
+    // (TALLY_DATABASE_URL, config file)
+    let mut cases = vec![(None, Some(bad.as_path()))];
     for url in [
         "postgres://h/db?user=u&password=hunter2",
         "postgres://u:hunter2@secret@h/db",
         "host=h dbname=d password=hunter2",
         "mysql://u:hunter2@h/db",
     ] {
-        cases.push((vec![("TALLY_DATABASE_URL", url)], None));
+        cases.push((Some(url), None));
     }
     for (env, file) in cases {
         let mut cmd = tally();
@@ -1107,8 +1108,8 @@ fn config_check_names_bad_keys_and_hides_secrets() {
         if let Some(f) = file {
             cmd.arg("--config").arg(f);
         }
-        for (k, v) in &env {
-            cmd.env(k, v);
+        if let Some(url) = env {
+            cmd.env("TALLY_DATABASE_URL", url);
         }
         let out = cmd.output().unwrap();
         let all = format!(
