@@ -8,6 +8,7 @@ pub mod app;
 pub mod cli;
 pub mod db;
 pub mod export;
+pub mod files;
 pub mod http;
 pub mod progress;
 pub mod settings;

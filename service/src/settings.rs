@@ -436,8 +436,15 @@ fn toml_error(text: &str, e: &toml::de::Error) -> String {
     let before = text.get(..at).unwrap_or("");
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    // The key is named (it is no secret); its value is not quoted.
+    let key = text
+        .lines()
+        .nth(line - 1)
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| format!(" (key `{}`)", k.trim()))
+        .unwrap_or_default();
     format!(
-        "line {line}, column {column}: {}",
+        "line {line}, column {column}{key}: {}",
         crate::db::redact(e.message())
     )
 }

@@ -1155,3 +1155,27 @@ fn a_file_larger_than_a_part_is_stored_whole_and_exactly() {
         assert!(keys.contains(&"id:r0#1".to_owned()));
     }
 }
+
+/// Issue 16: the SQLite store was created world-readable (usage, contacts,
+/// token hashes); it is its owner's alone, and so are SQLite's own files.
+#[cfg(unix)]
+#[test]
+fn a_new_sqlite_store_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tally.db");
+    succeed(
+        tally()
+            .args(["ingest", "client", "--db"])
+            .arg(&db)
+            .arg(root().join("fixtures/client/batch.csv")),
+        "ingest",
+    );
+    for name in ["tally.db", "tally.db-wal", "tally.db-shm"] {
+        let p = dir.path().join(name);
+        if p.exists() {
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}");
+        }
+    }
+}

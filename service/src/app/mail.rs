@@ -235,11 +235,13 @@ impl Mailer {
                     path: path.display().to_string(),
                     source,
                 };
-                std::fs::create_dir_all(dir).map_err(|s| io(dir, s))?;
+                crate::files::create_private_dir(dir).map_err(|s| io(dir, s))?;
                 let path = dir.join(format!("{id:08}.eml"));
                 // Written whole then renamed: a reader never sees half a message.
                 let tmp = dir.join(format!(".{id:08}.eml.tmp"));
-                std::fs::write(&tmp, msg.formatted()).map_err(|s| io(&tmp, s))?;
+                crate::files::create_private(&tmp)
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, &msg.formatted()))
+                    .map_err(|s| io(&tmp, s))?;
                 std::fs::rename(&tmp, &path).map_err(|s| io(&path, s))
             }
         }
@@ -387,7 +389,14 @@ mod tests {
                 "<p>h</p>",
             )
             .unwrap();
-        let eml = std::fs::read_to_string(dir.path().join("00000007.eml")).unwrap();
+        let eml_path = dir.path().join("00000007.eml");
+        let eml = std::fs::read_to_string(&eml_path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&eml_path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "an .eml is its owner's alone");
+        }
         let to = eml.lines().find(|l| l.starts_with("To:")).unwrap();
         assert!(
             to.contains("a@example.com") && to.contains("b@example.com"),

@@ -173,6 +173,16 @@ pub fn connect(url: &str) -> Result<AnyConnection, DbError> {
     match backend {
         #[cfg(feature = "sqlite")]
         Backend::Sqlite => {
+            // A new store is made readable by its owner only (its WAL and
+            // shared-memory files take the same mode).
+            if target != ":memory:" && !target.starts_with("file:") {
+                crate::files::touch_private(std::path::Path::new(target)).map_err(|e| {
+                    DbError::Url {
+                        url: redact(url),
+                        reason: format!("cannot create the store file: {e}"),
+                    }
+                })?;
+            }
             let mut c = diesel::SqliteConnection::establish(target).map_err(connect_err)?;
             // batch_execute runs every statement (a prepared query would
             // run only the first). The busy timeout comes first: switching
