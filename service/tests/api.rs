@@ -2211,3 +2211,51 @@ fn a_second_server_on_one_sqlite_file_is_refused() {
     let r = again.call("GET", "/healthz", None, Body::None);
     assert_eq!(r.status, 200);
 }
+
+/// Issue 16: API answers lacked `nosniff` and `no-store`, HEAD got 405
+/// without `Allow`, and failed sign-ins were neither limited nor warned of.
+#[test]
+fn api_hygiene_head_allow_and_sign_in_throttling() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("tally.db").display());
+    let s = Server::start(&db, "");
+    let admin = s.token("ops", Role::Admin);
+    let r = s.call("GET", "/v1/runs", Some(&admin), Body::None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    // HEAD is GET without a body, with the same access rules.
+    let h = s.call("HEAD", "/v1/runs", Some(&admin), Body::None);
+    assert_eq!(h.status, 200);
+    assert!(h.text.is_empty());
+    assert_eq!(s.call("HEAD", "/v1/runs", None, Body::None).status, 401);
+    assert_eq!(s.call("HEAD", "/healthz", None, Body::None).status, 200);
+    // 405 says what the path takes.
+    let r = s.call("DELETE", "/v1/runs", Some(&admin), Body::None);
+    assert_error(&r, 405, "method_not_allowed");
+    assert_eq!(r.header("allow"), Some("GET, HEAD, POST"));
+    // Ten wrong tokens, then even the right one is refused for a while.
+    let attempt = |token: &str| {
+        let form = s.call("GET", "/login?next=%2F", None, Body::None);
+        let login = cookie_pair(form.set_cookie("tally_login").unwrap());
+        let csrf = hidden(&form.text, "csrf");
+        let body = format!("token={token}&csrf={csrf}&next=%2F");
+        call_with(
+            &format!("{}/login", s.base),
+            "POST",
+            &[("Cookie", &login)],
+            Body::Bytes(FORM, body.as_bytes()),
+        )
+    };
+    for i in 0..10 {
+        assert_eq!(attempt(&format!("tally_wrong{i}")).status, 401);
+    }
+    let r = attempt(&admin);
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert!(r.header("retry-after").is_some());
+    let log = s.log();
+    assert!(
+        log.contains("WARN") && log.contains("sign-in failed") && log.contains("too many failures"),
+        "{log}"
+    );
+}

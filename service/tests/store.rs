@@ -1001,6 +1001,7 @@ fn a_panic_mid_request_loses_no_acknowledged_push() {
             metrics: Default::default(),
             evaluations: Default::default(),
             uploads: tally_service::http::Uploads::new(2),
+            sign_ins: Default::default(),
         };
         actix_web::rt::System::new().block_on(async {
             // A use case that panics inside its transaction, after a write.

@@ -37,6 +37,62 @@ pub struct State {
     pub evaluations: std::sync::Arc<Coalesce>,
     /// Uploads under way, per token.
     pub uploads: std::sync::Arc<Uploads>,
+    /// Failed sign-ins, per client address.
+    pub sign_ins: SignInThrottle,
+}
+
+/// Failed sign-ins per client address: after [`SignInThrottle::MAX`] in
+/// [`SignInThrottle::WINDOW_MS`], that address is refused (429) until the
+/// oldest failure leaves the window, so tokens cannot be guessed at speed.
+/// (Behind a proxy every client shares its address: a lock-out there is
+/// everyone's, which errs on the safe side.)
+#[derive(Debug, Default)]
+pub struct SignInThrottle {
+    failures: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Vec<i64>>>,
+}
+
+impl SignInThrottle {
+    /// Failures allowed in the window.
+    pub const MAX: usize = 10;
+    /// The window, milliseconds.
+    pub const WINDOW_MS: i64 = 5 * 60 * 1000;
+
+    /// Seconds until `ip` may try again, when it is locked out now.
+    pub fn locked_for(&self, ip: std::net::IpAddr, now_ms: i64) -> Option<i64> {
+        let mut m = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let f = m.get_mut(&ip)?;
+        f.retain(|t| now_ms - t < Self::WINDOW_MS);
+        let oldest = *f.first()?;
+        (f.len() >= Self::MAX).then(|| ((oldest + Self::WINDOW_MS - now_ms) / 1000).max(1))
+    }
+
+    /// Counts a failure of `ip`; how many it has in the window.
+    pub fn failed(&self, ip: std::net::IpAddr, now_ms: i64) -> usize {
+        let mut m = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Bounded whatever the traffic: stale addresses go first.
+        if m.len() > 10_000 {
+            m.retain(|_, f| f.last().is_some_and(|t| now_ms - t < Self::WINDOW_MS));
+        }
+        let f = m.entry(ip).or_default();
+        f.retain(|t| now_ms - t < Self::WINDOW_MS);
+        f.push(now_ms);
+        f.len()
+    }
+
+    /// Forgets `ip`'s failures (it signed in).
+    pub fn succeeded(&self, ip: std::net::IpAddr) {
+        let mut m = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.remove(&ip);
+    }
 }
 
 /// Uploads under way per token, bounded (`server.uploads_per_token`): a
@@ -222,6 +278,7 @@ pub fn build(settings: Settings, no_migrate: bool) -> anyhow::Result<Bound> {
     let uploads = Uploads::new(settings.server.uploads_per_token);
     let state = web::Data::new(State {
         uploads,
+        sign_ins: SignInThrottle::default(),
         pool: pool.clone(),
         settings,
         clock: crate::app::reconcile::now_ms,

@@ -281,12 +281,37 @@ pub async fn login(state: Data, req: HttpRequest, form: web::Form<LoginForm>) ->
         );
     }
     let now = state.now()?;
+    let now_ms = now.and_utc().timestamp_millis();
+    let ip = req
+        .peer_addr()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    if let Some(wait) = state.sign_ins.locked_for(ip, now_ms) {
+        tracing::warn!(client = %ip, retry_in_s = wait, "sign-in refused: too many failures");
+        let mut page = login_page(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            &form.next,
+            Some(&format!(
+                "Too many failed sign-ins from this address. Try again in {wait} s."
+            )),
+        )?;
+        if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&wait.to_string()) {
+            page.headers_mut()
+                .insert(actix_web::http::header::RETRY_AFTER, v);
+        }
+        return Ok(page);
+    }
     let token = form.token;
     let outcome = state
         .db(move |c| tokens::sign_in(c, &token, READERS, now).map_err(ApiError::internal))
         .await?;
+    if !matches!(outcome, SignIn::Signed(..)) {
+        let n = state.sign_ins.failed(ip, now_ms);
+        tracing::warn!(client = %ip, failures_in_window = n, "sign-in failed");
+    }
     match outcome {
         SignIn::Signed(p, session) => {
+            state.sign_ins.succeeded(ip);
             tracing::info!(token = %p.name, "signed in");
             let secure = state.settings.server.secure_cookies;
             let mut c = cookie(SESSION_COOKIE, session.id, "/", secure);

@@ -523,6 +523,8 @@ struct Found {
     path_known: bool,
     /// Whether the path is a page (errors as HTML, sign-in redirect).
     page: bool,
+    /// The methods the table has for the path (`Allow` of a 405).
+    allow: String,
 }
 
 fn lookup(method: &Method, pattern: Option<&str>) -> Found {
@@ -530,17 +532,25 @@ fn lookup(method: &Method, pattern: Option<&str>) -> Found {
         route: None,
         path_known: false,
         page: false,
+        allow: String::new(),
     };
     let Some(pattern) = pattern else {
         return found;
     };
+    let mut allow: Vec<&str> = Vec::new();
     for r in ROUTES.iter().filter(|r| r.path == pattern) {
         found.path_known = true;
         found.page |= r.page;
         if r.method == method.as_str() {
             found.route = Some(r);
         }
+        allow.push(r.method);
+        if r.method == "GET" {
+            allow.push("HEAD");
+        }
     }
+    allow.sort_unstable();
+    found.allow = allow.join(", ");
     found
 }
 
@@ -560,6 +570,13 @@ fn bearer(req: &ServiceRequest) -> Option<String> {
 #[derive(Debug, Clone)]
 pub struct SessionCsrf(pub String);
 
+/// Headers every API answer carries: figures and tokens are not cached
+/// by a proxy or a browser, and no answer is sniffed into another type.
+const API_HEADERS: &[(&str, &str)] = &[
+    ("x-content-type-options", "nosniff"),
+    ("cache-control", "no-store"),
+];
+
 /// Headers every page carries: no script may run at all (so even a value
 /// that escaped escaping could not execute), no framing, no caching of
 /// figures on shared machines.
@@ -578,13 +595,20 @@ const PAGE_HEADERS: &[(&str, &str)] = &[
 /// Authenticates, authorises against [`ROUTES`], and writes one log line
 /// per request (route, status, duration, token name; never the token).
 async fn guard(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let start = Instant::now();
     let pattern = req.match_pattern();
-    let method = req.method().clone();
+    let mut method = req.method().clone();
+    // HEAD is GET without the body: routed and authorised as GET (the
+    // connection, which read the request as HEAD, sends no body).
+    if method == Method::HEAD && lookup(&Method::GET, pattern.as_deref()).route.is_some() {
+        req.head_mut().method = Method::GET;
+        method = Method::GET;
+    }
     let found = lookup(&method, pattern.as_deref());
+    let allow = found.allow.clone();
     let mut who: Option<Principal> = None;
     let denied: Option<ApiError> = match found.route {
         Some(r) if r.roles.is_empty() => None,
@@ -620,13 +644,21 @@ async fn guard(
         Some(e) => req.into_response(e.error_response()),
         None => next.call(req).await?,
     };
-    if found.page {
-        for (name, value) in PAGE_HEADERS {
-            res.headers_mut().insert(
-                actix_web::http::header::HeaderName::from_static(name),
-                actix_web::http::header::HeaderValue::from_static(value),
-            );
-        }
+    let headers = if found.page {
+        PAGE_HEADERS
+    } else {
+        API_HEADERS
+    };
+    for (name, value) in headers {
+        res.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static(name),
+            actix_web::http::header::HeaderValue::from_static(value),
+        );
+    }
+    if res.status() == actix_web::http::StatusCode::METHOD_NOT_ALLOWED
+        && let Ok(v) = actix_web::http::header::HeaderValue::from_str(&allow)
+    {
+        res.headers_mut().insert(actix_web::http::header::ALLOW, v);
     }
     let status = res.status().as_u16();
     let route = pattern.as_deref().unwrap_or("(unmatched)");
