@@ -74,9 +74,13 @@ echo "   one push: $(push "$tok" a); peak rss $(mem VmHWM) MiB, after $(mem VmRS
 grep -o '"read":[0-9]*,"new":[0-9]*' "$work/push.a.out" | sed 's/^/   /'
 stop
 rm -f "$work"/push.db*
+tok=$(token "$db" bench ingest)
+tok2=$(token "$db" bench2 ingest)
 start "$db"
-a=$(push "$tok" b & push "$tok2" c & wait)
-echo "   two at once (new store): peak rss $(mem VmHWM) MiB, after $(mem VmRSS) MiB"
+push "$tok" b >"$work/b.code" &
+push "$tok2" c >"$work/c.code" &
+wait %1 %2
+echo "   two at once (new store): $(cat "$work/b.code"), $(cat "$work/c.code"); peak rss $(mem VmHWM) MiB, after $(mem VmRSS) MiB"
 grep -ho '"read":[0-9]*,"new":[0-9]*' "$work/push.b.out" "$work/push.c.out" | sed 's/^/   /'
 stop
 

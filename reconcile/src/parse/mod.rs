@@ -419,12 +419,22 @@ fn parse_bool(v: &Got<'_>) -> Result<bool, Fault> {
 }
 
 fn parse_ts(v: &Got<'_>, sem: &Semantics, memo: &mut DateMemo) -> Result<i64, Fault> {
-    match (&sem.ts_format, sem.zone) {
+    let ms = match (&sem.ts_format, sem.zone) {
         (TsFormat::Iso, zone) => crate::time::parse_iso_with(v.v, zone, memo),
         (f, zone) => f.parse_value(v.v, zone.unwrap_or(Zone::Utc)),
     }
-    .map_err(|e| fault(v, format!("`{}`: {e}", v.v)))
+    .map_err(|e| fault(v, format!("`{}`: {e}", v.v)))?;
+    // Times are compared and subtracted (clock skew, tolerances): kept to
+    // 1970..=9999 so no difference of two can overflow (an epoch of
+    // i64::MIN once did, found by the fuzzer).
+    if !(0..=MAX_TS_MS).contains(&ms) {
+        return Err(fault(v, format!("`{}` is not between 1970 and 9999", v.v)));
+    }
+    Ok(ms)
 }
+
+/// 9999-12-31T23:59:59.999Z.
+const MAX_TS_MS: i64 = 253_402_300_799_999;
 
 /// LiteLLM appends `_cache_hit<unix time>` to the ids of cache hits.
 fn strip_cache_hit(id: &str) -> Option<&str> {
