@@ -58,10 +58,14 @@ with open(path, "w") as f:
 print(f"   generated {size / 1e6:.0f} MB, {i} rows")
 PY
 
+# A second log of the same size with other ids: two pushes at once must
+# not be one batch twice.
+sed 's/chatcmpl-bench-/chatcmpl-other-/' "$work/push.jsonl" >"$work/push2.jsonl"
+
 push() {
   curl -s -o "$work/push.$2.out" -w "%{http_code} %{time_total}s" -X POST \
     -H "Authorization: Bearer $1" -H "Content-Type: application/x-ndjson" \
-    --data-binary @"$work/push.jsonl" "$base/v1/usage/client?name=push$2"
+    --data-binary @"$work/$3" "$base/v1/usage/client?name=push$2"
 }
 
 echo "== 1. One ${PUSH_MB} MB NDJSON push, then two at once (SQLite)"
@@ -70,16 +74,18 @@ tok=$(token "$db" bench ingest)
 tok2=$(token "$db" bench2 ingest)
 start "$db"
 echo "   server before: rss $(mem VmRSS) MiB"
-echo "   one push: $(push "$tok" a); peak rss $(mem VmHWM) MiB, after $(mem VmRSS) MiB"
+echo "   one push: $(push "$tok" a push.jsonl); peak rss $(mem VmHWM) MiB, after $(mem VmRSS) MiB"
 grep -o '"read":[0-9]*,"new":[0-9]*' "$work/push.a.out" | sed 's/^/   /'
 stop
 rm -f "$work"/push.db*
 tok=$(token "$db" bench ingest)
 tok2=$(token "$db" bench2 ingest)
 start "$db"
-push "$tok" b >"$work/b.code" &
-push "$tok2" c >"$work/c.code" &
-wait %1 %2
+push "$tok" b push.jsonl >"$work/b.code" &
+p1=$!
+push "$tok2" c push2.jsonl >"$work/c.code" &
+p2=$!
+wait "$p1" "$p2"
 echo "   two at once (new store): $(cat "$work/b.code"), $(cat "$work/c.code"); peak rss $(mem VmHWM) MiB, after $(mem VmRSS) MiB"
 grep -ho '"read":[0-9]*,"new":[0-9]*' "$work/push.b.out" "$work/push.c.out" | sed 's/^/   /'
 stop

@@ -2259,3 +2259,28 @@ fn api_hygiene_head_allow_and_sign_in_throttling() {
         "{log}"
     );
 }
+
+/// Issue 16: `/readyz` said ready while the store's write lock was held
+/// and every push waited and failed. Now it answers 503 when the store
+/// cannot take a write within two seconds, and ready once it can.
+#[test]
+fn readyz_is_not_ready_while_the_store_cannot_take_a_write() {
+    use diesel::connection::SimpleConnection;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("tally.db").display());
+    let s = Server::start(&db, "");
+    let admin = s.token("ops", Role::Admin);
+    assert_eq!(
+        s.call("GET", "/readyz", Some(&admin), Body::None).status,
+        200
+    );
+    let mut other = tally_service::db::connect(&db).unwrap();
+    other.batch_execute("BEGIN IMMEDIATE").unwrap();
+    let r = s.call("GET", "/readyz", Some(&admin), Body::None);
+    assert_error(&r, 503, "unavailable");
+    other.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(
+        s.call("GET", "/readyz", Some(&admin), Body::None).status,
+        200
+    );
+}

@@ -674,3 +674,46 @@ fn a_cut_inside_a_quoted_field_is_read_again_whole() {
         "{rejects}"
     );
 }
+
+/// Issue 16: ESC, BEL, CR and LF in names were printed raw by the summary
+/// (a model name could clear the screen or forge lines); and a multibyte
+/// model name panicked every run.
+#[test]
+fn names_from_inputs_cannot_drive_the_terminal_or_panic_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = write(
+        dir.path(),
+        "c.jsonl",
+        concat!(
+            r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"gé-4o-mini-a","route":"chat","team":"t\u001b[2J\u0007","request_id":"r1","usage":{"prompt_tokens":10,"completion_tokens":5}}"#,
+            "\n",
+            r#"{"ts":"2026-11-20T10:00:01Z","key":"k","model":"m\r\nFAKE LINE","route":"chat","team":"t","request_id":"r2","usage":{"prompt_tokens":10,"completion_tokens":5}}"#,
+            "\n"
+        ),
+    );
+    let gateway = write(
+        dir.path(),
+        "g.csv",
+        "request_id,api_key,spend,startTime,model,call_type,prompt_tokens,completion_tokens\nr1,k,0.1,2026-11-20 10:00:00,gé-4o-mini-a,acompletion,10,5\n",
+    );
+    let out = succeed(
+        tally()
+            .arg("reconcile")
+            .arg("--client")
+            .arg(&client)
+            .arg("--gateway")
+            .arg(&gateway)
+            .arg("--now=2026-11-21T06:00:00Z"),
+        "reconcile",
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains('\r'),
+        "{text:?}"
+    );
+    assert!(!text.lines().any(|l| l.starts_with("FAKE LINE")), "{text}");
+    assert!(
+        text.contains("gé-4o-mini-a") || text.contains("gé-4o-mini"),
+        "{text}"
+    );
+}
