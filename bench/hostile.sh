@@ -17,28 +17,9 @@ SOAK_S=${2:-120}
 SLOW=${3:-8}
 cargo build --release -q -p tally-service --all-features --bins
 TALLY=$PWD/target/release/tally
-work=$(mktemp -d /tmp/tally-bench-hostile.XXXXXX)
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-start() {
-  local out=$work/serve.out
-  TALLY_DATABASE_URL=$1 TALLY_SERVER_LISTEN=127.0.0.1:0 TALLY_LOG_LEVEL=warn \
-    TALLY_SERVER_BODY_IDLE_TIMEOUT_S=5 TALLY_SERVER_BODY_LIMIT_MB=1024 \
-    TALLY_SCHEDULE_QUOTAS= TALLY_SCHEDULE_OUTBOX= TALLY_SCHEDULE_DIGEST= \
-    "$TALLY" serve >"$out" 2>"$work/serve.log" &
-  pid=$!
-  for _ in $(seq 100); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done
-  base=$(sed -n 's/^tally serve: listening on //p' "$out")
-  [ -n "$base" ] || { cat "$work/serve.log"; exit 1; }
-}
-stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
-mem() { awk -v k="$1:" '$1 == k {printf "%.0f", $2 / 1024}' "/proc/$pid/status"; }
-token() { "$TALLY" token create --name "$2" --role "$3" --db "$1" | head -1; }
+SERVE_ENV=(TALLY_SERVER_BODY_IDLE_TIMEOUT_S=5 TALLY_SERVER_BODY_LIMIT_MB=1024
+  TALLY_SCHEDULE_QUOTAS= TALLY_SCHEDULE_OUTBOX= TALLY_SCHEDULE_DIGEST=)
+. bench/serve_lib.sh
 
 # A client log of about MB megabytes: distinct ids, realistic lines.
 python3 - "$work/push.jsonl" "$PUSH_MB" <<'PY'

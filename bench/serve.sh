@@ -20,37 +20,15 @@ ROWS=${3:-1000000}
 cargo build --release -q -p tally-service --all-features --bins --example loadgen
 TALLY=$PWD/target/release/tally
 LOAD=$PWD/target/release/examples/loadgen
-work=$(mktemp -d /tmp/tally-bench-serve.XXXXXX)
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# start DB: tally serve over DB on a free port; sets $pid and $base.
-start() {
-  local out=$work/serve.out
-  TALLY_DATABASE_URL=$1 TALLY_SERVER_LISTEN=127.0.0.1:0 TALLY_LOG_LEVEL=warn \
-    "$TALLY" serve >"$out" 2>"$work/serve.log" &
-  pid=$!
-  for _ in $(seq 100); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done
-  base=$(sed -n 's/^tally serve: listening on //p' "$out")
-  [ -n "$base" ] || { cat "$work/serve.log"; exit 1; }
-}
-
-stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
-
-rss_mb() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status"; }
-
-token() { "$TALLY" token create --name "$2" --role "$3" --db "$1" | head -1; }
+SERVE_ENV=()
+. bench/serve_lib.sh
 
 echo "== 1. NDJSON ingest for ${INGEST_S} s (SQLite, 10,000 rows per request, 2 at a time)"
 db=sqlite://$work/ingest.db
 tok=$(token "$db" bench ingest)
 start "$db"
 "$LOAD" ingest "$base" "$tok" "$INGEST_S" 10000 2
-echo "   server memory after: $(rss_mb) MiB; store $(du -m "$work/ingest.db" | cut -f1) MB"
+echo "   server memory after: $(mem VmRSS) MiB; store $(du -m "$work/ingest.db" | cut -f1) MB"
 stop
 
 echo "== 2. Soak: ${SOAK_S} s of ingest at up to 10,000 rows/s, server memory every 30 s"
@@ -61,13 +39,13 @@ start "$db"
 load=$!
 t=0
 while kill -0 "$load" 2>/dev/null; do
-  echo "   t=${t}s rss $(rss_mb) MiB"
+  echo "   t=${t}s rss $(mem VmRSS) MiB"
   sleep 30
   t=$((t + 30))
 done
 wait "$load"
 tail -1 "$work/soak.out"
-echo "   rss at the end $(rss_mb) MiB"
+echo "   rss at the end $(mem VmRSS) MiB"
 stop
 
 echo "== 3. Reads with ${ROWS} rows per side stored"
@@ -90,4 +68,4 @@ for path in \
 done
 echo "   a window off midnight UTC (reads every verdict):"
 "$LOAD" get "$base" "$tok" "/v1/reports/costs?from=2026-11-19T23:59:59Z&to=2026-12-01&group_by=owner" 5 1
-echo "   server memory after: $(rss_mb) MiB"
+echo "   server memory after: $(mem VmRSS) MiB"

@@ -125,6 +125,21 @@ struct Pending {
     weight: (i64, u64),
 }
 
+impl Pending {
+    fn rule(&self, at: NaiveDateTime) -> Rule<'_> {
+        Rule {
+            rule: &self.rule,
+            scope: &self.scope,
+            period: &self.period,
+            threshold: 0,
+            kind: self.kind,
+            title: &self.title,
+            detail: &self.detail,
+            at,
+        }
+    }
+}
+
 /// Raises a run's alerts of one kind, costliest first: the first `cap`
 /// each with its message; the rest are recorded (listed, resolved like
 /// any alert) without a message of their own, and those new in this run
@@ -144,16 +159,7 @@ fn raise_capped(
     items.sort_by(|a, b| b.weight.cmp(&a.weight).then_with(|| a.scope.cmp(&b.scope)));
     let rest = items.split_off(cap.min(items.len()));
     for p in &items {
-        let rule = Rule {
-            rule: &p.rule,
-            scope: &p.scope,
-            period: &p.period,
-            threshold: 0,
-            kind: p.kind,
-            title: &p.title,
-            detail: &p.detail,
-            at,
-        };
+        let rule = p.rule(at);
         let body = Body {
             to: &p.to,
             lines: &p.lines,
@@ -189,17 +195,7 @@ fn raise_capped(
     repo::in_transaction(conn, |c| -> Result<(), QuotaError> {
         let mut new = Vec::new();
         for p in &rest {
-            let rule = Rule {
-                rule: &p.rule,
-                scope: &p.scope,
-                period: &p.period,
-                threshold: 0,
-                kind: p.kind,
-                title: &p.title,
-                detail: &p.detail,
-                at,
-            };
-            if record(c, &rule)?.is_some() {
+            if record(c, &p.rule(at))?.is_some() {
                 done.fired += 1;
                 new.push((p.title.clone(), p.period.clone()));
             }

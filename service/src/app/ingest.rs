@@ -94,20 +94,8 @@ pub fn ingest_file(
         keep_raw: true,
         ..plan
     };
-    let stored = match store_in_parts(
-        conn,
-        kind,
-        path,
-        &name,
-        &sha,
-        plan,
-        now,
-        PART_BYTES,
-        &mut progress,
-    ) {
-        // A CSV record with a newline inside quotes straddled a cut: the
-        // transaction was rolled back; read the file as one part.
-        Err(e) if e.is::<CutInQuotes>() => store_in_parts(
+    let mut store = |part_bytes| {
+        store_in_parts(
             conn,
             kind,
             path,
@@ -115,9 +103,14 @@ pub fn ingest_file(
             &sha,
             plan,
             now,
-            u64::MAX,
+            part_bytes,
             &mut progress,
-        ),
+        )
+    };
+    let stored = match store(PART_BYTES) {
+        // A CSV record with a newline inside quotes straddled a cut: the
+        // transaction was rolled back; read the file as one part.
+        Err(e) if e.is::<CutInQuotes>() => store(u64::MAX),
         other => other,
     };
     progress.finish();
