@@ -1012,6 +1012,32 @@ input_includes_cached = false
     }
 
     #[test]
+    fn token_sums_past_a_count_are_rejects_not_dropped_counts() {
+        let profile = Profile::from_toml(
+            "name = \"x\"\nformat = \"jsonl\"\ndefault_route = \"chat\"\n[fields]\n\
+             timestamp = \"t\"\nkey = \"k\"\nmodel = \"m\"\ninput_tokens = \"in\"\n\
+             cached_tokens = \"c\"\noutput_tokens = \"out\"\n[tokens]\ninput_includes_cached = false\n",
+            "x.toml",
+        )
+        .unwrap();
+        let doc = "{\"t\":\"2026-11-20T10:00:00Z\",\"k\":\"a\",\"m\":\"m\",\"in\":4294967000,\"c\":1000,\"out\":1}\n\
+                   {\"t\":\"2026-11-20T10:00:00Z\",\"k\":\"a\",\"m\":\"m\",\"in\":10,\"c\":5,\"out\":1}\n";
+        let mut side = Side::new(SideKind::Gateway);
+        read_gateway(doc.as_bytes(), "x.jsonl", &profile, &mut side).unwrap();
+        assert_eq!(side.rows.len(), 1);
+        assert_eq!(
+            side.rows[0].tokens.get(crate::record::TokenKind::Input),
+            Some(15)
+        );
+        assert_eq!(side.rejects.len(), 1);
+        assert!(
+            side.rejects[0].reason.contains("out of range"),
+            "{}",
+            side.rejects[0].reason
+        );
+    }
+
+    #[test]
     fn dotted_keys_are_found_whole_when_segments_find_nothing() {
         let v: Value = serde_json::from_str(
             r#"{"attributes": {"gen_ai.usage.input_tokens": 5, "gen_ai": {"system": "openai"}}}"#,

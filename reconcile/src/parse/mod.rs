@@ -513,19 +513,28 @@ pub fn build_row(
         }
     }
     let [input, cached, write, output, reasoning] = counts;
-    let add = |a: Option<u32>, b: Option<u32>| match (a, b) {
-        (Some(a), Some(b)) => a.checked_add(b),
-        (a, _) => a,
+    // A sum past what a count holds is a bad row, never a count dropped.
+    let add = |a: Option<u32>, b: Option<u32>, what: &str| match (a, b) {
+        (Some(a), Some(b)) => a
+            .checked_add(b)
+            .filter(|n| *n < u32::MAX)
+            .map(Some)
+            .ok_or_else(|| (what.to_owned(), format!("{a} + {b} tokens is out of range"))),
+        (a, _) => Ok(a),
     };
     let (excl_cached, excl_write, excl_reasoning) = ex.excludes();
     let input = if excl_cached {
-        add(input, cached)
+        add(input, cached, "input_tokens")?
     } else {
         input
     };
-    let input = if excl_write { add(input, write) } else { input };
+    let input = if excl_write {
+        add(input, write, "input_tokens")?
+    } else {
+        input
+    };
     let output = if excl_reasoning {
-        add(output, reasoning)
+        add(output, reasoning, "output_tokens")?
     } else {
         output
     };
