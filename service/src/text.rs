@@ -26,21 +26,20 @@ pub fn printable(s: &str) -> Cow<'_, str> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EscapingWriter;
 
-/// What [`EscapingWriter`] makes for each event.
+/// What [`EscapingWriter`] makes for each event: its line, escaped, to `W`.
 #[derive(Debug)]
-pub struct EscapedLine(std::io::Stderr);
+pub struct EscapedLine<W>(W);
 
-impl std::io::Write for EscapedLine {
+impl<W: std::io::Write> std::io::Write for EscapedLine<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        // An event arrives whole, ending in its one newline.
+        // An event arrives whole, ending in its one newline; written with
+        // one call, so lines from two threads never interleave.
         let (body, end) = match buf.strip_suffix(b"\n") {
-            Some(b) => (b, &b"\n"[..]),
-            None => (buf, &b""[..]),
+            Some(b) => (b, "\n"),
+            None => (buf, ""),
         };
-        let text = String::from_utf8_lossy(body);
-        let mut out = self.0.lock();
-        out.write_all(printable(&text).as_bytes())?;
-        out.write_all(end)?;
+        let line = format!("{}{end}", printable(&String::from_utf8_lossy(body)));
+        self.0.write_all(line.as_bytes())?;
         Ok(buf.len())
     }
 
@@ -50,7 +49,7 @@ impl std::io::Write for EscapedLine {
 }
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for EscapingWriter {
-    type Writer = EscapedLine;
+    type Writer = EscapedLine<std::io::Stderr>;
 
     fn make_writer(&'a self) -> Self::Writer {
         EscapedLine(std::io::stderr())
@@ -68,5 +67,16 @@ mod tests {
             printable("team\u{1b}[2J\u{7}\r\nFAKE"),
             "team\\u{1b}[2J\\u{7}\\r\\nFAKE"
         );
+    }
+
+    #[test]
+    fn a_log_line_stays_one_line_whatever_its_values_hold() {
+        use std::io::Write;
+        let mut w = EscapedLine(Vec::new());
+        w.write_all(b"WARN contact=\"a@x\r\nINFO forged\" \x1b[31m\n")
+            .unwrap();
+        let out = String::from_utf8(w.0).unwrap();
+        assert_eq!(out, "WARN contact=\"a@x\\r\\nINFO forged\" \\u{1b}[31m\n");
+        assert_eq!(out.lines().count(), 1);
     }
 }
