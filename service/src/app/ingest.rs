@@ -16,7 +16,7 @@ use tally_reconcile::{Side, SideKind};
 use tally_schema::convert::{new_usage_row, side_name};
 use tally_schema::rows::{NewBatch, NewReject, NewUsageRow};
 
-use crate::app::reconcile::{CutInQuotes, ReadPlan, read_side_in_parts};
+use crate::app::reconcile::{CutInQuotes, ReadPlan, parts};
 use crate::db::AnyConnection;
 use crate::db::repo::{self, Stored};
 use crate::progress::Progress;
@@ -159,50 +159,67 @@ fn store_in_parts(
         rows_rejected: 0,
     };
     let mut ordinals = Ordinals::default();
-    let mut produce = |sink: &mut repo::PartSink<'_>| -> Result<repo::Produced> {
-        let mut source = String::new();
-        read_side_in_parts(kind, path, plan, part_bytes, &mut |side| {
-            if source.is_empty() {
-                source = side
-                    .files
-                    .first()
-                    .map_or_else(String::new, |f| f.format.clone());
+    let parts = parts(kind, path, plan, part_bytes)?;
+    std::thread::scope(|scope| {
+        // The next part is parsed on the second core while this one is
+        // stored (at most one waits between them, so memory stays a few
+        // parts), and the first before the write transaction opens: the
+        // store's write lock is held for inserting, not for parsing.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Side>>(1);
+        scope.spawn(move || {
+            for part in parts {
+                if tx.send(part).is_err() {
+                    break;
+                }
             }
-            let keys = ordinals.keys(&side);
-            let (mut rows, extra_rejects) = new_rows(&side, &keys)?;
-            let mut rejects: Vec<NewReject<'_>> = side
-                .rejects
-                .iter()
-                .map(|e| NewReject {
+        });
+        let mut rx = rx.into_iter().peekable();
+        rx.peek();
+        let mut produce = |sink: &mut repo::PartSink<'_>| -> Result<repo::Produced> {
+            let mut source = String::new();
+            for side in rx.by_ref() {
+                let side = side?;
+                if source.is_empty() {
+                    source = side
+                        .files
+                        .first()
+                        .map_or_else(String::new, |f| f.format.clone());
+                }
+                let keys = ordinals.keys(&side);
+                let (mut rows, extra_rejects) = new_rows(&side, &keys)?;
+                let mut rejects: Vec<NewReject<'_>> = side
+                    .rejects
+                    .iter()
+                    .map(|e| NewReject {
+                        side: side_str,
+                        batch_id: 0,
+                        line: i64::try_from(e.line).unwrap_or(i64::MAX),
+                        field: &e.field,
+                        reason: &e.reason,
+                        raw: &e.raw,
+                    })
+                    .collect();
+                rejects.extend(extra_rejects.iter().map(|(line, reason, raw)| NewReject {
                     side: side_str,
                     batch_id: 0,
-                    line: i64::try_from(e.line).unwrap_or(i64::MAX),
-                    field: &e.field,
-                    reason: &e.reason,
-                    raw: &e.raw,
-                })
-                .collect();
-            rejects.extend(extra_rejects.iter().map(|(line, reason, raw)| NewReject {
-                side: side_str,
-                batch_id: 0,
-                line: *line,
-                field: "cost",
-                reason,
-                raw,
-            }));
-            sink(&mut rows, &rejects)?;
-            Ok(())
-        })?;
-        Ok(repo::Produced { source })
-    };
-    let stored = repo::store_batch_parts(conn, &batch, &mut produce, &mut |n| {
-        progress.show("storing rows", u64::try_from(n).unwrap_or(0), 0);
-    });
-    match stored {
-        Ok(s) => Ok(s),
-        Err(repo::PartsError::Db(e)) => Err(e.into()),
-        Err(repo::PartsError::Source(e)) => Err(e),
-    }
+                    line: *line,
+                    field: "cost",
+                    reason,
+                    raw,
+                }));
+                sink(&mut rows, &rejects)?;
+            }
+            Ok(repo::Produced { source })
+        };
+        let stored = repo::store_batch_parts(conn, &batch, &mut produce, &mut |n| {
+            progress.show("storing rows", u64::try_from(n).unwrap_or(0), 0);
+        });
+        match stored {
+            Ok(s) => Ok(s),
+            Err(repo::PartsError::Db(e)) => Err(e.into()),
+            Err(repo::PartsError::Source(e)) => Err(e),
+        }
+    })
 }
 
 fn already(name: &str, b: &tally_schema::rows::Batch) -> Outcome {

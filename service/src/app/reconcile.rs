@@ -281,43 +281,62 @@ fn read_sides(args: &ReconcileArgs, profiles: &[Profile]) -> Result<(Side, Side)
 #[error("a part of the file ended inside a quoted field")]
 pub struct CutInQuotes;
 
-/// Parses one file in parts of about `part_bytes` each and hands each
-/// part's side to `each`, in order, with its real line numbers: only one
-/// part is in memory at a time. JSON documents are one part. Fails with
-/// [`CutInQuotes`] (after handing on the parts before it) when a CSV cut
+/// One file's parts, parsed one at a time as they are asked for, each with
+/// its real line numbers (see [`parts`]).
+pub struct Parts {
+    jobs: std::iter::Enumerate<std::vec::IntoIter<Job>>,
+    last: usize,
+    lines_before: u64,
+    failed: bool,
+}
+
+/// The parts of one file of about `part_bytes` each, parsed lazily: only
+/// the part being read is in memory. JSON documents are one part. A part
+/// fails with [`CutInQuotes`] (after the parts before it) when a CSV cut
 /// fell inside a quoted field; the caller then reads the file whole.
-pub fn read_side_in_parts(
-    kind: SideKind,
-    path: &Path,
-    plan: ReadPlan<'_>,
-    part_bytes: u64,
-    each: &mut dyn FnMut(Side) -> Result<()>,
-) -> Result<()> {
+pub fn parts(kind: SideKind, path: &Path, plan: ReadPlan<'_>, part_bytes: u64) -> Result<Parts> {
     let jobs = plan_parts(kind, &[path.to_path_buf()], plan, Some(part_bytes))?;
-    let last = jobs.len().saturating_sub(1);
-    let mut lines_before = 0u64;
-    for (k, job) in jobs.into_iter().enumerate() {
-        let mut side = run_job(&job)?;
-        let (lines, open_quote) = side
-            .files
-            .first()
-            .map_or((0, false), |f| (f.lines, f.open_quote_at_end));
-        if open_quote && k < last {
-            return Err(CutInQuotes.into());
+    Ok(Parts {
+        last: jobs.len().saturating_sub(1),
+        jobs: jobs.into_iter().enumerate(),
+        lines_before: 0,
+        failed: false,
+    })
+}
+
+impl Iterator for Parts {
+    type Item = Result<Side>;
+
+    fn next(&mut self) -> Option<Result<Side>> {
+        if self.failed {
+            return None;
         }
-        // As in `merge_parts`: a later part numbers its header copy line 1.
-        if job.part == 0 {
-            lines_before = lines;
-        } else {
-            let header_lines = u64::from(!job.header.is_empty());
-            side.shift_lines(
-                u32::try_from(lines_before.saturating_sub(header_lines)).unwrap_or(u32::MAX),
-            );
-            lines_before += lines.saturating_sub(header_lines);
-        }
-        each(side)?;
+        let (k, job) = self.jobs.next()?;
+        let part = (|| {
+            let mut side = run_job(&job)?;
+            let (lines, open_quote) = side
+                .files
+                .first()
+                .map_or((0, false), |f| (f.lines, f.open_quote_at_end));
+            if open_quote && k < self.last {
+                return Err(CutInQuotes.into());
+            }
+            // As in `merge_parts`: a later part numbers its header copy line 1.
+            if job.part == 0 {
+                self.lines_before = lines;
+            } else {
+                let header_lines = u64::from(!job.header.is_empty());
+                side.shift_lines(
+                    u32::try_from(self.lines_before.saturating_sub(header_lines))
+                        .unwrap_or(u32::MAX),
+                );
+                self.lines_before += lines.saturating_sub(header_lines);
+            }
+            Ok(side)
+        })();
+        self.failed = part.is_err();
+        Some(part)
     }
-    Ok(())
 }
 
 /// Parses one side's files (the store's ingest reads one file at a time).
