@@ -1738,7 +1738,7 @@ impl std::io::Read for Trickle<'_> {
 }
 
 #[test]
-fn ndjson_parsed_as_it_arrives_is_the_same_batch_as_the_file() {
+fn an_ndjson_body_trickled_in_is_the_same_batch_as_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("tally.db").display());
     let s = Server::start(&db, "body_limit_mb = 1");

@@ -90,6 +90,11 @@ pub fn ingest_file(
         .len();
     let mut progress = Progress::for_file(&name, bytes);
     let sha = file_sha256(path, &mut |n| progress.show("hashing bytes", n, bytes))?;
+    // Same bytes as an earlier batch: no need to even parse.
+    if let Some(b) = repo::batch_by_hash(conn, side_name(kind), &sha)? {
+        progress.finish();
+        return Ok(already(&name, &b));
+    }
     let plan = ReadPlan {
         keep_raw: true,
         ..plan
