@@ -67,7 +67,7 @@ pub fn file_sha256(path: &Path, read: &mut dyn FnMut(u64)) -> Result<String> {
 /// Bytes of a file parsed and stored at a time: what bounds an ingest's
 /// memory, whatever the file's size (issue 16: a 200 MB push once took
 /// 933 MB). Large enough that per-part costs do not show.
-pub const PART_BYTES: u64 = 4 << 20;
+pub const PART_BYTES: u64 = 2 << 20;
 
 /// Ingests one file of `kind` as one batch, in parts of [`PART_BYTES`]
 /// (see [`repo::store_batch_parts`]). Each row's source text is kept
