@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier};
 
 use chrono::{DateTime, Utc};
-use common::{FIXTURE_ARGS, Store, stores, succeed, tally};
+use common::{FIXTURE_ARGS, Store, run_fixture_day, stores, succeed, tally};
 use fixture_day::load_fixture_day;
 use rust_decimal::Decimal;
 use smtp::Smtp;
@@ -45,16 +45,7 @@ fn settings() -> Settings {
 /// it, the platform contact set from the environment.
 fn reconciled(s: &Store, platform: bool) {
     load_fixture_day(s);
-    let mut cmd = tally();
-    cmd.args([
-        "run",
-        "--from",
-        "2026-11-20",
-        "--to",
-        "2026-11-21",
-        "--db",
-        &s.url,
-    ]);
+    let mut cmd = run_fixture_day(&s.url);
     if platform {
         cmd.env("TALLY_ALERTS_PLATFORM_CONTACT", "platform@example.com");
     }
@@ -617,18 +608,7 @@ fn a_run_alert_resolves_when_its_cause_is_gone() {
                 .arg(&prices),
             "prices import",
         );
-        succeed(
-            tally().args([
-                "run",
-                "--from",
-                "2026-11-20",
-                "--to",
-                "2026-11-21",
-                "--db",
-                &s.url,
-            ]),
-            "run",
-        );
+        succeed(&mut run_fixture_day(&s.url), "run");
         let after = unpriced();
         assert_eq!(after.len(), 1, "{b}: fired again");
         assert_eq!(after[0].state, "resolved", "{b}");
@@ -987,16 +967,7 @@ fn a_run_emails_at_most_its_cap_per_kind_and_summarises_the_rest() {
         );
         for round in 0..2 {
             succeed(
-                tally()
-                    .args([
-                        "run",
-                        "--from",
-                        "2026-11-20",
-                        "--to",
-                        "2026-11-21",
-                        "--db",
-                        &s.url,
-                    ])
+                run_fixture_day(&s.url)
                     .env("TALLY_ALERTS_PLATFORM_CONTACT", "platform@example.com")
                     .env("TALLY_ALERTS_MAX_PER_RUN", "20"),
                 "run",

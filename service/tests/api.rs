@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 
-use common::{Store, root, stores, succeed, tally};
+use common::{Store, root, run_fixture_day, stores, succeed, tally};
 use serde_json::Value;
 use tally_service::app::tokens::Role;
 use tally_service::http::routes::ROUTES;
@@ -1980,17 +1980,7 @@ fn a_replica_without_the_scheduler_only_serves_http() {
     );
     // The run's five alerts wait in the outbox.
     succeed(
-        tally()
-            .args([
-                "run",
-                "--from",
-                "2026-11-20",
-                "--to",
-                "2026-11-21",
-                "--db",
-                &db,
-            ])
-            .env("TALLY_ALERTS_PLATFORM_CONTACT", "platform@example.com"),
+        run_fixture_day(&db).env("TALLY_ALERTS_PLATFORM_CONTACT", "platform@example.com"),
         "run",
     );
     let quiet = Server::start_with(&db, &config, &["--no-scheduler"]);

@@ -35,6 +35,21 @@ pub fn tally() -> Command {
     c
 }
 
+/// `tally run` over the fixture day (2026-11-20, UTC) on the store `db`.
+pub fn run_fixture_day(db: &str) -> Command {
+    let mut c = tally();
+    c.args([
+        "run",
+        "--from",
+        "2026-11-20",
+        "--to",
+        "2026-11-21",
+        "--db",
+        db,
+    ]);
+    c
+}
+
 /// Runs a command that must succeed; on failure the panic shows its stderr.
 pub fn succeed(cmd: &mut Command, what: &str) -> std::process::Output {
     let out = cmd.output().unwrap();
