@@ -273,9 +273,16 @@ impl Row {
             .then(|| crate::prices::Usd::from_parts(self.cost_mantissa, self.cost_scale))
     }
 
-    /// Stores a reported cost; `false` if it does not fit the compact form.
+    /// Stores a reported cost, rounded half-even to the nano-dollar: money
+    /// is read exactly once. Gateways that keep spend as a binary float
+    /// (LiteLLM's `spend` is a double) export `0.015677000000000001` for
+    /// $0.015677; kept as written, that noise showed as a variance of
+    /// `0.000000000000000078` per owner. `false` if it does not fit the
+    /// compact form.
     pub fn set_reported_cost(&mut self, cost: Decimal) -> bool {
-        let cost = cost.normalize();
+        let cost = cost
+            .round_dp_with_strategy(9, rust_decimal::RoundingStrategy::MidpointNearestEven)
+            .normalize();
         let Ok(m) = i64::try_from(cost.mantissa()) else {
             return false;
         };
@@ -785,12 +792,24 @@ mod tests {
     }
 
     #[test]
-    fn reported_cost_is_exact() {
+    fn reported_cost_is_exact_to_the_nano_dollar_and_float_noise_goes() {
         let mut r = Row::new(1);
         assert!(r.reported_cost().is_none());
-        let c: Decimal = "0.00012345678901".parse().unwrap();
-        assert!(r.set_reported_cost(c));
-        assert_eq!(r.reported_cost(), Some(c));
+        let dec = |s: &str| s.parse::<Decimal>().unwrap();
+        assert!(r.set_reported_cost(dec("0.000123456")));
+        assert_eq!(r.reported_cost(), Some(dec("0.000123456")));
+        // LiteLLM's doubles, as psql prints them: the noise is gone.
+        for (float, money) in [
+            ("0.015677000000000001", "0.015677"),
+            ("0.0017849999999999999", "0.001785"),
+            ("0.00012345678901", "0.000123457"),
+            // Half-even at the nano-dollar.
+            ("0.0000000025", "0.000000002"),
+            ("0.0000000035", "0.000000004"),
+        ] {
+            assert!(r.set_reported_cost(dec(float)));
+            assert_eq!(r.reported_cost(), Some(dec(money)), "{float}");
+        }
     }
 
     #[test]

@@ -717,3 +717,60 @@ fn names_from_inputs_cannot_drive_the_terminal_or_panic_a_run() {
         "{text}"
     );
 }
+
+/// Issue 17 (money read exactly once): LiteLLM keeps `spend` as a double,
+/// and psql exports `0.015677000000000001` for $0.015677. Read as written,
+/// the report showed a variance of float noise; rounded to the nano-dollar
+/// when read, a row priced at exactly that amount has none.
+#[test]
+fn float_noise_in_reported_costs_is_no_variance() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = write(
+        dir.path(),
+        "c.jsonl",
+        concat!(
+            r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"gpt-4o","route":"chat","request_id":"r1","usage":{"prompt_tokens":1000,"completion_tokens":1000}}"#,
+            "\n",
+            r#"{"ts":"2026-11-20T10:00:05Z","key":"k","model":"gpt-4o","route":"chat","request_id":"r2","usage":{"prompt_tokens":1000,"completion_tokens":1000}}"#,
+            "\n"
+        ),
+    );
+    let gateway = write(
+        dir.path(),
+        "g.csv",
+        "request_id,api_key,spend,startTime,model,call_type,prompt_tokens,completion_tokens\n\
+         r1,k,0.015677000000000001,2026-11-20 10:00:00,gpt-4o,acompletion,1000,1000\n\
+         r2,k,0.015677000000000002,2026-11-20 10:00:05,gpt-4o,acompletion,1000,1000\n",
+    );
+    let prices = write(
+        dir.path(),
+        "p.toml",
+        "[[price]]\nmodel = \"gpt-4o\"\neffective_from = \"2026-01-01\"\ninput = \"5\"\noutput = \"10.677\"\n",
+    );
+    let out = succeed(
+        tally()
+            .arg("reconcile")
+            .arg("--client")
+            .arg(&client)
+            .arg("--gateway")
+            .arg(&gateway)
+            .arg("--prices")
+            .arg(&prices)
+            .args(["--now=2026-11-21T06:00:00Z", "--format", "json"]),
+        "reconcile",
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dec = |x: &Value| {
+        x.as_str()
+            .unwrap()
+            .parse::<rust_decimal::Decimal>()
+            .unwrap()
+    };
+    assert_eq!(
+        dec(&v["totals"]["variance"]),
+        rust_decimal::Decimal::ZERO,
+        "{}",
+        v["totals"]
+    );
+    assert_eq!(dec(&v["totals"]["billed_reported"]).to_string(), "0.031354");
+}

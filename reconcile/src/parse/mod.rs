@@ -370,6 +370,11 @@ fn plain_cost(t: &str, unit_scale: u32, row: &mut Row) -> bool {
         m /= 10;
         scale -= 1;
     }
+    // More than nano-dollars: a binary float's noise, rounded on the
+    // decimal path (`Row::set_reported_cost`).
+    if scale > 9 {
+        return false;
+    }
     let Ok(scale) = u8::try_from(scale) else {
         return false;
     };
