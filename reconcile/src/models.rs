@@ -69,12 +69,23 @@ impl AliasTable {
 
     /// The family of a model name as any source spells it.
     pub fn family(&self, model: &str) -> String {
+        self.priced_name(model, |_| false)
+    }
+
+    /// The name a model is priced under: at each step an alias wins, then
+    /// a name the catalog prices exactly (`priced`), before the model is cut
+    /// further. The steps: the name as given, without its `:variant`,
+    /// without its provider prefix (`anthropic/`), and last its family (the
+    /// dated snapshot stripped). So a snapshot with its own price is priced
+    /// by it (`gpt-4o-2024-05-13` is $5/$15 per million tokens where
+    /// `gpt-4o` is $2.50/$10), and one without falls back to its family.
+    pub fn priced_name(&self, model: &str, priced: impl Fn(&str) -> bool) -> String {
         let m = model.trim().to_ascii_lowercase();
         if let Some(f) = self.get(&m) {
             return f.to_owned();
         }
         // Fine-tuned models are their own priced family.
-        if m.starts_with("ft:") {
+        if m.starts_with("ft:") || priced(&m) {
             return m;
         }
         // OpenRouter `:free`/`:online` variants and Bedrock `:0` revisions.
@@ -85,10 +96,16 @@ impl AliasTable {
         if let Some(f) = self.get(base) {
             return f.to_owned();
         }
+        if priced(base) {
+            return base.to_owned();
+        }
         // Provider or deployment prefix: `openai/`, `azure/`, `bedrock/...`.
         let base = base.rsplit_once('/').map_or(base, |(_, b)| b);
         if let Some(f) = self.get(base) {
             return f.to_owned();
+        }
+        if priced(base) {
+            return base.to_owned();
         }
         let base = strip_snapshot(base);
         self.get(base)

@@ -370,6 +370,11 @@ impl PriceBook {
         ))
     }
 
+    /// Whether an entry names `model` itself (not through a glob).
+    pub fn prices_exactly(&self, model: &str) -> bool {
+        self.entries.iter().any(|p| p.model == model)
+    }
+
     /// The entries that apply to a family, as a schedule sorted by
     /// `effective_from`. An exact name beats a glob; among globs the longest
     /// pattern wins.

@@ -122,6 +122,10 @@ struct SideNorm {
     key: Vec<u32>,
     model: Vec<u32>,
     served: Vec<u32>,
+    /// The name each requested model is priced under (exact first).
+    model_priced: Vec<u32>,
+    /// The same for the served model.
+    served_priced: Vec<u32>,
     route: Vec<u8>,
     owner: Vec<u32>,
 }
@@ -273,6 +277,9 @@ struct Tables {
     keys: Vec<KeyInfo>,
     key_index: HashMap<String, u32>,
     models: Interner,
+    /// Names models are priced under: the exact model when the catalog
+    /// prices it, else its family (see [`AliasTable::priced_name`]).
+    priced: Interner,
     owners: Vec<Owner>,
     owner_index: HashMap<Owner, u32>,
 }
@@ -341,12 +348,20 @@ impl Tables {
     }
 }
 
-fn normalise(side: &Side, t: &mut Tables, reg: &KeyRegistry, aliases: &AliasTable) -> SideNorm {
+fn normalise(
+    side: &Side,
+    t: &mut Tables,
+    reg: &KeyRegistry,
+    aliases: &AliasTable,
+    prices: &PriceBook,
+) -> SideNorm {
     let n = side.strings.len();
     let mut norm = SideNorm {
         key: vec![NONE; n],
         model: vec![NONE; n],
         served: vec![NONE; n],
+        model_priced: vec![NONE; n],
+        served_priced: vec![NONE; n],
         route: vec![u8::MAX; n],
         owner: vec![NONE; n],
     };
@@ -368,15 +383,27 @@ fn normalise(side: &Side, t: &mut Tables, reg: &KeyRegistry, aliases: &AliasTabl
         }
         if u & 2 != 0 {
             // `requested\x1eserved`: each side of the pair gets its family.
+            // Families compare models; prices look up the exact model
+            // first (`claude-3-5-sonnet-20241022` may cost other than its
+            // family), so each side also gets the name it is priced under.
             let (requested, served) = split_pair(s);
+            let priced = |m: &str| aliases.priced_name(m, |name| prices.prices_exactly(name));
             let fam = t.models.intern(&aliases.family(requested));
+            let at = t.priced.intern(&priced(requested));
             if let Some(slot) = norm.model.get_mut(i) {
                 *slot = fam.0;
             }
+            if let Some(slot) = norm.model_priced.get_mut(i) {
+                *slot = at.0;
+            }
             if !served.is_empty() {
                 let fam = t.models.intern(&aliases.family(served));
+                let at = t.priced.intern(&priced(served));
                 if let Some(slot) = norm.served.get_mut(i) {
                     *slot = fam.0;
+                }
+                if let Some(slot) = norm.served_priced.get_mut(i) {
+                    *slot = at.0;
                 }
             }
         }
@@ -647,6 +674,7 @@ pub fn reconcile<'a>(
         keys: Vec::new(),
         key_index: HashMap::new(),
         models: Interner::default(),
+        priced: Interner::default(),
         owners: Vec::new(),
         owner_index: HashMap::new(),
     };
@@ -654,12 +682,12 @@ pub fn reconcile<'a>(
     for e in &registry.entries {
         t.key_id(&e.id, registry);
     }
-    let cn = normalise(client, &mut t, registry, aliases);
-    let gn = normalise(gateway, &mut t, registry, aliases);
+    let cn = normalise(client, &mut t, registry, aliases, prices);
+    let gn = normalise(gateway, &mut t, registry, aliases, prices);
     let schedules = t
-        .models
+        .priced
         .iter()
-        .map(|(_, fam)| prices.schedule(fam))
+        .map(|(_, name)| prices.schedule(name))
         .collect();
     let matching = {
         let cv = View {
@@ -857,8 +885,33 @@ impl<'a> Reconciliation<'a> {
             .any(|k| matches!((c.tokens.get(k), g.tokens.get(k)), (Some(a), Some(b)) if a != b))
     }
 
-    fn price(&self, family: u32, ts: i64, tokens: &Tokens) -> Option<Usd> {
-        let sched = usize::try_from(family)
+    /// The name a gateway row is priced under (served model first).
+    fn gateway_priced(&self, j: usize) -> u32 {
+        self.gateway.rows.get(j).map_or(NONE, |r| {
+            let s = get_u32(&self.gn.served_priced, r.model);
+            if s == NONE {
+                get_u32(&self.gn.model_priced, r.model)
+            } else {
+                s
+            }
+        })
+    }
+
+    /// The name a client row is priced under (what it saw served first).
+    fn client_priced(&self, i: usize) -> u32 {
+        self.client.rows.get(i).map_or(NONE, |r| {
+            let s = get_u32(&self.cn.served_priced, r.model);
+            if s == NONE {
+                get_u32(&self.cn.model_priced, r.model)
+            } else {
+                s
+            }
+        })
+    }
+
+    /// `priced` is an id of the names models are priced under.
+    fn price(&self, priced: u32, ts: i64, tokens: &Tokens) -> Option<Usd> {
+        let sched = usize::try_from(priced)
             .ok()
             .and_then(|f| self.schedules.get(f))?;
         price_at(sched, ts).map(|p| p.cost(tokens))
@@ -892,13 +945,13 @@ impl<'a> Reconciliation<'a> {
         if r.has(flags::CACHE_HIT) {
             return Some(Usd::ZERO);
         }
-        self.price(self.gateway_served_family(j), r.ts_ms, &r.tokens)
+        self.price(self.gateway_priced(j), r.ts_ms, &r.tokens)
     }
 
     /// Tally's price of a client row.
     pub fn client_cost(&self, i: usize) -> Option<Usd> {
         let r = self.client.rows.get(i)?;
-        self.price(self.client_priced_family(i), r.ts_ms, &r.tokens)
+        self.price(self.client_priced(i), r.ts_ms, &r.tokens)
     }
 
     /// Reported minus computed, when beyond tolerance.
@@ -1469,6 +1522,66 @@ mod tests {
         let s = rec.summary(0);
         assert_eq!(s.totals.billed_computed.to_string(), "120.000064");
         assert_eq!(s.totals.variance.to_string(), "0");
+    }
+
+    #[test]
+    fn a_snapshot_with_its_own_price_is_priced_by_it_and_is_no_fallback() {
+        // Issue 17: the catalog was looked up by family only, so the price
+        // of `claude-3-5-sonnet-20241022` was never used and snapshots of
+        // one family (gpt-4o-2024-05-13 at $5/$15, the family at $2.50/$10)
+        // were priced alike.
+        let gateway = "request_id,api_key,spend,startTime,model,model_group,call_type,prompt_tokens,completion_tokens\n\
+                       a,k1,0.02,2026-11-20 10:00:00,openai/gpt-4o-2024-05-13,gpt-4o,acompletion,1000000,1000000\n\
+                       b,k1,0.02,2026-11-20 10:00:01,gpt-4o-2024-08-06,gpt-4o,acompletion,1000000,1000000\n\
+                       c,k1,0.02,2026-11-20 10:00:02,anthropic/claude-3-5-sonnet-20241022,claude,acompletion,1000000,1000000\n";
+        let client = "ts,key,model,route,request_id,input_tokens,output_tokens\n\
+                      2026-11-20T10:00:00Z,k1,gpt-4o,chat,a,1000000,1000000\n";
+        let mut g = Side::new(SideKind::Gateway);
+        let profiles = crate::parse::mapping::Profile::builtins().unwrap();
+        let litellm = profiles.iter().find(|p| p.name == "litellm").unwrap();
+        crate::parse::mapping::read_gateway(gateway.as_bytes(), "g.csv", litellm, &mut g).unwrap();
+        let mut c = Side::new(SideKind::Client);
+        crate::parse::client::read_client(client.as_bytes(), "c.csv", None, &mut c).unwrap();
+        let price = |m: &str, i: &str, o: &str| {
+            format!(
+                "[[price]]\nmodel = \"{m}\"\neffective_from = \"2026-01-01\"\ninput = \"{i}\"\noutput = \"{o}\"\n"
+            )
+        };
+        let prices = PriceBook::from_toml(
+            &[
+                price("gpt-4o", "2.5", "10"),
+                price("gpt-4o-2024-05-13", "5", "15"),
+                price("claude-3-5-sonnet-20241022", "3", "15"),
+            ]
+            .concat(),
+            "p.toml",
+        )
+        .unwrap();
+        let rec = reconcile(
+            &c,
+            &g,
+            &KeyRegistry::default(),
+            &AliasTable::default(),
+            &prices,
+            Settings::default(),
+        );
+        let usd = |s: &str| Some(Usd::from_decimal(s.parse().unwrap()).unwrap());
+        assert_eq!(rec.gateway_cost(0), usd("20"), "the snapshot's own price");
+        assert_eq!(
+            rec.gateway_cost(1),
+            usd("12.5"),
+            "no price of its own: the family's"
+        );
+        assert_eq!(
+            rec.gateway_cost(2),
+            usd("18"),
+            "exact, without the provider prefix"
+        );
+        // The client saw nothing served: priced as it asked (the family).
+        assert_eq!(rec.client_cost(0), usd("12.5"));
+        // Asking for gpt-4o and being served a gpt-4o snapshot is no fallback.
+        let v = rec.verdict(SideKind::Gateway, 0).unwrap();
+        assert_ne!(v.class, Class::ModelMismatch);
     }
 
     #[test]
