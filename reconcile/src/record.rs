@@ -100,6 +100,12 @@ impl Tokens {
     pub fn any(&self) -> bool {
         self.raw.iter().any(|&v| v != Self::ABSENT)
     }
+
+    /// Whether any token was counted: a failed call's row reports zeros,
+    /// which is usage reported but nothing billed.
+    pub fn any_counted(&self) -> bool {
+        self.raw.iter().any(|&v| v != Self::ABSENT && v != 0)
+    }
 }
 
 /// Packed reference to up to two ids stored back to back in a side's id arena:

@@ -878,7 +878,9 @@ impl<'a> Reconciliation<'a> {
             return false;
         };
         if !c.tokens.any() {
-            return g.tokens.any();
+            // The client logged no usage: a mismatch only if the gateway
+            // counted tokens (a failed call's zeros are not usage).
+            return g.tokens.any_counted();
         }
         TokenKind::ALL
             .into_iter()
@@ -909,8 +911,13 @@ impl<'a> Reconciliation<'a> {
         })
     }
 
-    /// `priced` is an id of the names models are priced under.
+    /// `priced` is an id of the names models are priced under. Tokens
+    /// reported as all zeros (a failed call) cost exactly nothing at any
+    /// price, so such a row is never "unpriced", whatever its model.
     fn price(&self, priced: u32, ts: i64, tokens: &Tokens) -> Option<Usd> {
+        if tokens.any() && !tokens.any_counted() {
+            return Some(Usd::ZERO);
+        }
         let sched = usize::try_from(priced)
             .ok()
             .and_then(|f| self.schedules.get(f))?;
@@ -1582,6 +1589,45 @@ mod tests {
         // Asking for gpt-4o and being served a gpt-4o snapshot is no fallback.
         let v = rec.verdict(SideKind::Gateway, 0).unwrap();
         assert_ne!(v.class, Class::ModelMismatch);
+    }
+
+    #[test]
+    fn litellm_failure_rows_are_kept_and_pair_with_the_clients_error_lines() {
+        // Issue 17: LiteLLM writes a row for every failed call with
+        // `call_type` empty, spend and tokens 0, `model_group` '' and
+        // `status` failure. They were rejected, and the client's error lines
+        // for the same calls became false "missing usage".
+        let gateway = "request_id,call_type,api_key,spend,total_tokens,prompt_tokens,completion_tokens,startTime,endTime,model,model_group,metadata,cache_hit,status\n\
+                       chatcmpl-1,acompletion,k1,0.0001,20,10,10,2026-11-20 10:00:00.100,2026-11-20 10:00:01,gpt-4o-mini,gpt-4o-mini,{},False,success\n\
+                       call-2,,k1,0.0,0,0,0,2026-11-20 10:00:05.100,2026-11-20 10:00:05.200,gpt-4o-mini-mock,,{},False,failure\n\
+                       call-3,,k1,0.0,0,0,0,2026-11-20 10:00:09.100,2026-11-20 10:00:09.200,no-such-model,,{},False,failure\n";
+        let client = "{\"ts\":\"2026-11-20T10:00:00Z\",\"key\":\"k1\",\"model\":\"gpt-4o-mini\",\"route\":\"chat\",\"request_id\":\"chatcmpl-1\",\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":10}}\n\
+                      {\"ts\":\"2026-11-20T10:00:05Z\",\"key\":\"k1\",\"model\":\"gpt-4o-mini-mock\",\"route\":\"chat\",\"request_id\":\"call-2\",\"http_status\":429}\n";
+        let mut g = Side::new(SideKind::Gateway);
+        let profiles = crate::parse::mapping::Profile::builtins().unwrap();
+        let litellm = profiles.iter().find(|p| p.name == "litellm").unwrap();
+        crate::parse::mapping::read_gateway(gateway.as_bytes(), "g.csv", litellm, &mut g).unwrap();
+        assert!(g.rejects.is_empty(), "{:?}", g.rejects);
+        assert_eq!(g.rows.len(), 3);
+        let mut c = Side::new(SideKind::Client);
+        crate::parse::client::read_client(client.as_bytes(), "c.jsonl", None, &mut c).unwrap();
+        assert!(c.rejects.is_empty(), "{:?}", c.rejects);
+        let rec = reconcile(
+            &c,
+            &g,
+            &KeyRegistry::default(),
+            &AliasTable::default(),
+            &PriceBook::default(),
+            Settings::default(),
+        );
+        let class = |side, i| rec.verdict(side, i).unwrap().class;
+        // The failed call both sides saw is a pair, not missing, and its
+        // zero tokens are no token mismatch.
+        assert_eq!(class(SideKind::Client, 1), Class::Matched);
+        assert_eq!(class(SideKind::Gateway, 1), Class::Matched);
+        assert_eq!(class(SideKind::Client, 0), Class::Matched);
+        // The one only the gateway saw is still reported.
+        assert_eq!(class(SideKind::Gateway, 2), Class::Unattributed);
     }
 
     #[test]

@@ -1006,3 +1006,80 @@ fn a_run_emails_at_most_its_cap_per_kind_and_summarises_the_rest() {
         }
     }
 }
+
+/// Issue 17: failed calls that billed nothing (LiteLLM's failure rows:
+/// spend 0, tokens 0, `call_type` empty) on a registered key raised an
+/// "Unattributed traffic ... $0.0000" email. They raise no money alert
+/// now; on a key no registry knows they still alert, by count (probing
+/// with a leaked key is a security signal). Their zero tokens cost nothing
+/// at any price, so they are not "unpriced" either.
+#[test]
+fn failed_calls_that_billed_nothing_raise_no_money_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let known = tally_reconcile::keys::sha256_hex("known key");
+    let leaked = tally_reconcile::keys::sha256_hex("leaked key");
+    let export = dir.path().join("spendlogs.csv");
+    let mut csv = String::from(
+        "request_id,call_type,api_key,spend,total_tokens,prompt_tokens,completion_tokens,startTime,endTime,model,model_group,metadata,cache_hit,status\n",
+    );
+    for (i, key) in [&known, &known, &leaked, &leaked, &leaked]
+        .iter()
+        .enumerate()
+    {
+        csv.push_str(&format!(
+            "call-{i},,{key},0.0,0,0,0,2026-11-20 10:00:0{i}.100,2026-11-20 10:00:0{i}.200,gpt-4o,,{{}},False,failure\n"
+        ));
+    }
+    std::fs::write(&export, csv).unwrap();
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(
+        &keys,
+        format!("[[key]]\nid = \"known\"\nteam = \"t\"\nsha256 = [\"{known}\"]\n"),
+    )
+    .unwrap();
+    for s in stores() {
+        succeed(
+            tally().args(["keys", "import", "--db", &s.url]).arg(&keys),
+            "keys import",
+        );
+        let out = succeed(
+            tally()
+                .args(["ingest", "gateway", "--db", &s.url])
+                .arg(&export),
+            "ingest",
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("5 read = 5 new + 0 duplicate + 0 rejected"),
+            "{text}"
+        );
+        succeed(
+            run_fixture_day(&s.url).env("TALLY_ALERTS_PLATFORM_CONTACT", "platform@example.com"),
+            "run",
+        );
+        let mut c = db::connect(&s.url).unwrap();
+        let firing = alerts::list(&mut c, Some("firing"), None, 100).unwrap();
+        assert!(
+            !firing.iter().any(|a| a.kind == "unattributed"),
+            "{}: {:?}",
+            s.backend,
+            firing.iter().map(|a| &a.title).collect::<Vec<_>>()
+        );
+        // Zero tokens cost nothing at any price: no "without a price" alarm.
+        assert!(
+            !firing.iter().any(|a| a.title.contains("without a price")),
+            "{}",
+            s.backend
+        );
+        let probing: Vec<_> = firing
+            .iter()
+            .filter(|a| a.kind == "unregistered_key")
+            .collect();
+        assert_eq!(probing.len(), 1, "{}", s.backend);
+        assert!(
+            probing[0].title.contains("3 requests"),
+            "{}",
+            probing[0].title
+        );
+    }
+}

@@ -507,6 +507,10 @@ pub fn build_row(
     let route = match (ex.get(f::ROUTE), &sem.default_route) {
         (Some(r), _) => r.v,
         (None, Some(d)) => d.as_str(),
+        // A failed call is a row without a route: LiteLLM writes one for
+        // every failure, `call_type` empty (issue 17: rejected, they made
+        // the client's error lines read as missing usage).
+        (None, None) if status_failed(ex) => "",
         (None, None) => return Err(missing_as(f::ROUTE, "route")),
     };
     // Tokens: parse, then convert to Tally's semantics (input includes cache
@@ -637,6 +641,17 @@ fn masked(s: &str) -> Cow<'_, str> {
     } else {
         Cow::Borrowed(s)
     }
+}
+
+/// Whether a row's status says its call failed (an HTTP status of 400 or
+/// more, or a failure word such as LiteLLM's `failure`).
+fn status_failed(ex: &impl Fields) -> bool {
+    ex.get(field::HTTP_STATUS)
+        .or_else(|| ex.get(field::STATUS))
+        .is_some_and(|s| match s.v.parse::<u16>() {
+            Ok(code) => code >= 400,
+            Err(_) => is_one_of(s.v, &FAILED_WORDS),
+        })
 }
 
 /// OpenRouter moves the `:variant` the client sent into its own column.

@@ -336,6 +336,9 @@ fn usd(nanos: i64) -> String {
 struct KeyDay {
     rows: u64,
     nanos: i64,
+    /// Whether any of its rows billed anything (tokens or a cost): failed
+    /// calls that billed nothing raise no money alert on a registered key.
+    billed: bool,
     unpriced: u64,
     registered: bool,
     owner: (String, String, String),
@@ -445,6 +448,7 @@ pub fn after_run(
         if r.side == "gateway" && r.class == "unattributed" {
             let e = unattributed.entry((r.key_name.clone(), d)).or_default();
             e.rows += rows;
+            e.billed |= r.tokens > 0 || r.reported_nanos > 0 || r.computed_nanos > 0;
             e.nanos = e.nanos.saturating_add(r.computed_nanos);
             // A group all unpriced (the model has no price) shows what the
             // gateway billed for it instead.
@@ -487,7 +491,10 @@ pub fn after_run(
     for ((key, d), e) in &unattributed {
         let cost = nanos_to_usd(e.nanos, None);
         let over = e.rows >= min_rows || (min_cost > Decimal::ZERO && cost >= min_cost);
-        if !over {
+        // Calls that billed nothing (failures refused before any token) on
+        // a known key are no unattributed money. On a key no registry knows
+        // they still alert, by count: probing with a leaked key.
+        if !over || (e.registered && !e.billed) {
             continue;
         }
         let period = day_label(*d);
