@@ -41,7 +41,7 @@ pub enum Command {
     Db(DbCommand),
     /// Key registry in the store.
     #[command(subcommand)]
-    Keys(ImportCommand),
+    Keys(KeysCommand),
     /// Owners and their contacts in the store.
     #[command(subcommand)]
     Owners(ImportCommand),
@@ -248,7 +248,28 @@ pub enum TokenCommand {
     },
 }
 
-/// `tally keys|owners|aliases import FILE`.
+/// `tally keys import FILE [--teams FILE]`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add or replace keys from a registry file (TOML, or CSV by extension),
+    /// or from LiteLLM's key table (CSV from `psql \copy` of
+    /// `LiteLLM_VerificationToken`, or the JSON of
+    /// `/key/list?return_full_object=true`), recognised by its columns.
+    Import {
+        /// The file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// LiteLLM's team table (`LiteLLM_TeamTable` CSV, or `/team/list`
+        /// JSON): keys' teams are named by `team_alias`, not their id.
+        #[arg(long, value_name = "FILE")]
+        teams: Option<PathBuf>,
+        /// The store.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// `tally owners|aliases import FILE`.
 #[derive(Debug, Subcommand)]
 pub enum ImportCommand {
     /// Add or replace entries from a file (TOML, or CSV by extension).
@@ -710,8 +731,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest(cmd) => app::ingest::run_cli(&cmd),
-        Command::Keys(ImportCommand::Import { file, store }) => {
-            import(&file, &store, "key(s)", app::reference::import_keys)
+        Command::Keys(KeysCommand::Import { file, teams, store }) => {
+            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+            let n = app::reference::import_keys(&mut conn, &file, teams.as_deref())?;
+            done(&format!(
+                "{}: {n} key(s) added or replaced\n",
+                file.display()
+            ))
         }
         Command::Owners(ImportCommand::Import { file, store }) => {
             import(&file, &store, "owner(s)", app::reference::import_owners)

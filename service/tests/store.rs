@@ -1181,3 +1181,50 @@ fn a_new_sqlite_store_is_readable_by_its_owner_only() {
         }
     }
 }
+
+/// Issue 17 (item 7): the registry comes from the gateway's own key and
+/// team tables, as `psql \copy` writes them; the gateway's rows (named by
+/// the key's hash) are then attributed to their owner.
+#[test]
+fn keys_import_reads_litellms_key_and_team_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("LiteLLM_VerificationToken.csv");
+    std::fs::write(
+        &keys,
+        "token,key_name,key_alias,team_id,metadata,spend\n\
+         38421a3dd6372becf0707bb0ec1d1be405b690420957d45c1dc25a971cae0e63,sk-...Ab12,support-bot-prod,0b5c-team,\"{\"\"service\"\": \"\"support-bot\"\", \"\"env\"\": \"\"prod\"\", \"\"contact\"\": \"\"oncall@example.com\"\"}\",1.5\n",
+    )
+    .unwrap();
+    let teams = dir.path().join("LiteLLM_TeamTable.csv");
+    std::fs::write(&teams, "team_id,team_alias,spend\n0b5c-team,support,1.5\n").unwrap();
+    for s in stores() {
+        let out = succeed(
+            tally()
+                .args(["keys", "import", "--db", &s.url])
+                .arg(&keys)
+                .arg("--teams")
+                .arg(&teams),
+            "keys import",
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("1 key(s)"));
+        let mut c = db::connect(&s.url).unwrap();
+        let reg = tally_service::app::reference::registry_of(&mut c).unwrap();
+        let e = &reg.entries[0];
+        assert_eq!(
+            (
+                e.id.as_str(),
+                e.team.as_str(),
+                e.service.as_str(),
+                e.env.as_str()
+            ),
+            ("support-bot-prod", "support", "support-bot", "prod"),
+            "{}",
+            s.backend
+        );
+        assert_eq!(e.contact.as_deref(), Some("oncall@example.com"));
+        assert!(matches!(
+            reg.resolve("38421a3dd6372becf0707bb0ec1d1be405b690420957d45c1dc25a971cae0e63"),
+            tally_reconcile::keys::Resolved::Known(0)
+        ));
+    }
+}

@@ -51,9 +51,26 @@ pub(crate) fn has_ext(path: &Path, ext: &str) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case(ext))
 }
 
-/// Loads the key registry: TOML, or CSV when the file ends in `.csv`.
-pub fn load_keys(path: &Path) -> Result<KeyRegistry> {
+/// Loads the key registry: LiteLLM's key table (recognised by its columns;
+/// teams named through its team table `teams` when given), TOML, or CSV
+/// when the file ends in `.csv`.
+pub fn load_keys(path: &Path, teams: Option<&Path>) -> Result<KeyRegistry> {
+    use tally_reconcile::gateway_keys::{is_litellm_keys, litellm_keys, litellm_teams};
     let name = path.display().to_string();
+    let text = read_text(path, "key registry")?;
+    if is_litellm_keys(text.as_bytes()) {
+        let teams = match teams {
+            Some(t) => litellm_teams(&read_text(t, "team table")?, &t.display().to_string())?,
+            None => Default::default(),
+        };
+        return Ok(KeyRegistry::new(
+            litellm_keys(&text, &name, &teams)?,
+            &name,
+        )?);
+    }
+    if teams.is_some() {
+        bail!("--teams goes with LiteLLM's key table; `{name}` is a registry of Tally's own");
+    }
     if has_ext(path, "csv") {
         Ok(KeyRegistry::from_csv(open(path, "key registry")?, &name)?)
     } else {
@@ -558,7 +575,7 @@ pub fn run(args: &ReconcileArgs) -> Result<ExitCode> {
     let registry = args
         .keys
         .as_deref()
-        .map(load_keys)
+        .map(|p| load_keys(p, None))
         .transpose()?
         .unwrap_or_default();
     let aliases = match &args.aliases {

@@ -19,8 +19,8 @@ use crate::db::{AnyConnection, repo};
 
 /// Imports a key registry (TOML, or CSV by extension); keys it names are
 /// added or replaced, their owners added. Returns the number of keys.
-pub fn import_keys(conn: &mut AnyConnection, path: &Path) -> Result<usize> {
-    let reg = load_keys(path)?;
+pub fn import_keys(conn: &mut AnyConnection, path: &Path, teams: Option<&Path>) -> Result<usize> {
+    let reg = load_keys(path, teams)?;
     for k in &reg.entries {
         if let Some(contact) = &k.contact {
             crate::app::alerts::check_contact(contact)
