@@ -253,6 +253,9 @@ pub struct Reconciliation<'a> {
     cn: SideNorm,
     gn: SideNorm,
     schedules: Vec<Vec<Price>>,
+    /// Per model family: whether the catalog prices it (a real model, not
+    /// a deployment alias).
+    family_priced: Vec<bool>,
     /// Pairs and passes.
     pub matching: Matching,
     /// Class of each client row.
@@ -689,6 +692,11 @@ pub fn reconcile<'a>(
         .iter()
         .map(|(_, name)| prices.schedule(name))
         .collect();
+    let family_priced = t
+        .models
+        .iter()
+        .map(|(_, fam)| !prices.schedule(fam).is_empty())
+        .collect();
     let matching = {
         let cv = View {
             side: client,
@@ -711,6 +719,7 @@ pub fn reconcile<'a>(
         cn,
         gn,
         schedules,
+        family_priced,
         matching,
         client_class: Vec::new(),
         gateway_class: Vec::new(),
@@ -866,8 +875,32 @@ impl<'a> Reconciliation<'a> {
         })
     }
 
+    /// Whether a pair's models differ (a fallback, a swap). When the client
+    /// logged what served it, that must be what the gateway served, and
+    /// what it asked for may differ only by a deployment alias both sides
+    /// used (`gpt-4o-mini-mock` serving `gpt-4o-mini`), not by a model the
+    /// catalog prices as a model of its own (`gpt-4o` answered by
+    /// `claude-sonnet-4`). Otherwise what it asked for must be what served.
     fn model_differs(&self, i: usize, j: usize) -> bool {
-        self.client_family(i) != self.gateway_served_family(j)
+        let served = self.gateway_served_family(j);
+        let asked = self.client_family(i);
+        let seen = self
+            .client
+            .rows
+            .get(i)
+            .map_or(NONE, |r| get_u32(&self.cn.served, r.model));
+        if seen == NONE {
+            return asked != served;
+        }
+        if seen != served {
+            return true;
+        }
+        let a_model = usize::try_from(asked)
+            .ok()
+            .and_then(|f| self.family_priced.get(f))
+            .copied()
+            .unwrap_or(false);
+        asked != served && a_model
     }
 
     /// Whether a pair's tokens differ: a count both sides report differs, or
@@ -1628,6 +1661,73 @@ mod tests {
         assert_eq!(class(SideKind::Client, 0), Class::Matched);
         // The one only the gateway saw is still reported.
         assert_eq!(class(SideKind::Gateway, 2), Class::Unattributed);
+    }
+
+    #[test]
+    fn a_deployment_alias_both_sides_agree_on_is_no_model_mismatch() {
+        // Issue 17: the client asked for `gpt-4o-mini-mock` and its response
+        // said `gpt-4o-mini-2024-07-18`; LiteLLM's `model_group` was the
+        // alias and its `model` `gpt-4o-mini`. Nothing fell back, yet every
+        // such pair read as a model mismatch. A real fallback still does.
+        let gateway = "request_id,api_key,spend,startTime,model,model_group,call_type,prompt_tokens,completion_tokens\n\
+                       a,k1,0.0,2026-11-20 10:00:00,gpt-4o-mini,gpt-4o-mini-mock,acompletion,10,10\n\
+                       b,k1,0.0,2026-11-20 10:00:01,anthropic/claude-sonnet-4-20250514,gpt-4o,acompletion,10,10\n\
+                       c,k1,0.0,2026-11-20 10:00:02,anthropic/claude-sonnet-4-20250514,gpt-4o,acompletion,10,10\n\
+                       d,k1,0.0,2026-11-20 10:00:03,gpt-4o-mini,gpt-4o-mini-mock,acompletion,10,10\n";
+        let client = "{\"ts\":\"2026-11-20T10:00:00Z\",\"key\":\"k1\",\"model\":\"gpt-4o-mini-mock\",\"response_model\":\"gpt-4o-mini-2024-07-18\",\"route\":\"chat\",\"request_id\":\"a\",\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":10}}\n\
+                      {\"ts\":\"2026-11-20T10:00:01Z\",\"key\":\"k1\",\"model\":\"gpt-4o\",\"response_model\":\"claude-sonnet-4-20250514\",\"route\":\"chat\",\"request_id\":\"b\",\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":10}}\n\
+                      {\"ts\":\"2026-11-20T10:00:02Z\",\"key\":\"k1\",\"model\":\"gpt-4o\",\"route\":\"chat\",\"request_id\":\"c\",\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":10}}\n\
+                      {\"ts\":\"2026-11-20T10:00:03Z\",\"key\":\"k1\",\"model\":\"gpt-4o-mini-mock\",\"response_model\":\"gpt-4o\",\"route\":\"chat\",\"request_id\":\"d\",\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":10}}\n";
+        let mut g = Side::new(SideKind::Gateway);
+        let profiles = crate::parse::mapping::Profile::builtins().unwrap();
+        let litellm = profiles.iter().find(|p| p.name == "litellm").unwrap();
+        crate::parse::mapping::read_gateway(gateway.as_bytes(), "g.csv", litellm, &mut g).unwrap();
+        let mut c = Side::new(SideKind::Client);
+        crate::parse::client::read_client(client.as_bytes(), "c.jsonl", None, &mut c).unwrap();
+        let price = |m: &str| {
+            format!(
+                "[[price]]\nmodel = \"{m}\"\neffective_from = \"2026-01-01\"\ninput = \"1\"\noutput = \"1\"\n"
+            )
+        };
+        let prices = PriceBook::from_toml(
+            &[
+                price("gpt-4o"),
+                price("gpt-4o-mini"),
+                price("claude-sonnet-4"),
+            ]
+            .concat(),
+            "p.toml",
+        )
+        .unwrap();
+        let settings = Settings {
+            cost_tolerance_absolute: rust_decimal::Decimal::ONE,
+            ..Settings::default()
+        };
+        let rec = reconcile(
+            &c,
+            &g,
+            &KeyRegistry::default(),
+            &AliasTable::default(),
+            &prices,
+            settings,
+        );
+        let class = |i| rec.verdict(SideKind::Client, i).unwrap().class;
+        assert_eq!(class(0), Class::Matched, "the alias both sides used");
+        assert_eq!(
+            class(1),
+            Class::ModelMismatch,
+            "asked gpt-4o, claude served, both saw it"
+        );
+        assert_eq!(
+            class(2),
+            Class::ModelMismatch,
+            "the fallback the client did not log"
+        );
+        assert_eq!(
+            class(3),
+            Class::ModelMismatch,
+            "the client saw another model than was billed"
+        );
     }
 
     #[test]
