@@ -23,6 +23,17 @@ pub fn is_raw_secret(s: &str) -> bool {
         && !s.contains("...")
 }
 
+/// Whether `s` may hold a raw secret (`sk-` or `sk_` somewhere in a text
+/// long enough for one): the cheap test every parsed field passes through
+/// before [`mask_secrets`].
+pub fn may_hold_secret(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 20
+        && memchr::memchr_iter(b'k', b).any(|i| {
+            i > 0 && b.get(i - 1) == Some(&b's') && matches!(b.get(i + 1), Some(b'-' | b'_'))
+        })
+}
+
 /// Whether any word of `s` is a raw secret (`sk-...` anywhere in a team,
 /// a tag, a request id or an alias, not only in the key field).
 pub fn contains_raw_secret(s: &str) -> bool {

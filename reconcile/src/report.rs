@@ -948,13 +948,16 @@ impl<'a> Reconciliation<'a> {
     /// reported as all zeros (a failed call) cost exactly nothing at any
     /// price, so such a row is never "unpriced", whatever its model.
     fn price(&self, priced: u32, ts: i64, tokens: &Tokens) -> Option<Usd> {
-        if tokens.any() && !tokens.any_counted() {
+        let cost = usize::try_from(priced)
+            .ok()
+            .and_then(|f| self.schedules.get(f))
+            .and_then(|sched| price_at(sched, ts))
+            .map(|p| p.cost(tokens));
+        // Checked only when unpriced: a priced row's zeros cost zero anyway.
+        if cost.is_none() && tokens.any() && !tokens.any_counted() {
             return Some(Usd::ZERO);
         }
-        let sched = usize::try_from(priced)
-            .ok()
-            .and_then(|f| self.schedules.get(f))?;
-        price_at(sched, ts).map(|p| p.cost(tokens))
+        cost
     }
 
     /// Tally's price of a gateway row: zero for gateway cache hits, `None`

@@ -636,7 +636,9 @@ pub fn build_row(
 /// key pasted into a team, a tag, an id or a model name is never stored
 /// or reported (only the key field is fingerprinted).
 fn masked(s: &str) -> Cow<'_, str> {
-    if s.contains("sk-") || s.contains("sk_") {
+    // Every field of every row passes here: most are shorter than any
+    // secret, and the rest take one scan (`keys::may_hold_secret`).
+    if crate::keys::may_hold_secret(s) {
         Cow::Owned(mask_secrets(s))
     } else {
         Cow::Borrowed(s)
