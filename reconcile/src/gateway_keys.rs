@@ -59,13 +59,10 @@ pub fn litellm_teams(text: &str, file: &str) -> Result<HashMap<String, String>, 
         let list = v.get("teams").cloned().unwrap_or(v);
         serde_json::from_value(list).map_err(|e| Error::invalid(file, format!("teams: {e}")))?
     } else {
-        csv_rows(text, file)?
-            .into_iter()
-            .map(|get| LitellmTeam {
-                team_id: get("team_id"),
-                team_alias: Some(get("team_alias")).filter(|a| !a.is_empty()),
-            })
-            .collect()
+        crate::keys::csv_entries(text.as_bytes(), file, |get| LitellmTeam {
+            team_id: get("team_id"),
+            team_alias: Some(get("team_alias")).filter(|a| !a.is_empty()),
+        })?
     };
     Ok(teams
         .into_iter()
@@ -95,19 +92,16 @@ pub fn litellm_keys(
         }
         serde_json::from_value(list).map_err(|e| Error::invalid(file, format!("keys: {e}")))?
     } else {
-        csv_rows(text, file)?
-            .into_iter()
-            .map(|get| {
-                let opt = |s: String| Some(s).filter(|s| !s.is_empty());
-                LitellmKey {
-                    token: get("token"),
-                    key_name: opt(get("key_name")),
-                    key_alias: opt(get("key_alias")),
-                    team_id: opt(get("team_id")),
-                    metadata: serde_json::from_str(&get("metadata")).ok(),
-                }
-            })
-            .collect()
+        crate::keys::csv_entries(text.as_bytes(), file, |get| {
+            let opt = |s: String| Some(s).filter(|s| !s.is_empty());
+            LitellmKey {
+                token: get("token"),
+                key_name: opt(get("key_name")),
+                key_alias: opt(get("key_alias")),
+                team_id: opt(get("team_id")),
+                metadata: serde_json::from_str(&get("metadata")).ok(),
+            }
+        })?
     };
     let mut out = Vec::with_capacity(keys.len());
     for (i, k) in keys.into_iter().enumerate() {
@@ -166,30 +160,6 @@ pub fn litellm_keys(
 
 fn is_json(text: &str) -> bool {
     matches!(text.trim_start().as_bytes().first(), Some(b'{' | b'['))
-}
-
-/// The records of a CSV, each as a lookup by column name.
-fn csv_rows(text: &str, file: &str) -> Result<Vec<impl Fn(&str) -> String>, Error> {
-    let mut rdr = csv::ReaderBuilder::new().from_reader(text.as_bytes());
-    let headers = rdr
-        .headers()
-        .map_err(|e| Error::invalid(file, e.to_string()))?
-        .clone();
-    let mut out = Vec::new();
-    for (n, rec) in rdr.records().enumerate() {
-        let rec = rec.map_err(|e| Error::invalid(file, format!("line {}: {e}", n + 2)))?;
-        let headers = headers.clone();
-        out.push(move |name: &str| {
-            headers
-                .iter()
-                .position(|h| h.trim() == name)
-                .and_then(|i| rec.get(i))
-                .map(str::trim)
-                .unwrap_or("")
-                .to_owned()
-        });
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -181,7 +181,7 @@ impl KeyEntry {
 
 /// Reads a CSV file with a header into entries: `make` gets each record as
 /// a lookup of trimmed cells by column name ("" for a missing column).
-fn csv_entries<T>(
+pub(crate) fn csv_entries<T>(
     r: impl std::io::Read,
     file: &str,
     mut make: impl FnMut(&dyn Fn(&str) -> String) -> T,

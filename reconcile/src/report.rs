@@ -134,6 +134,19 @@ fn get_u32(v: &[u32], s: Sym) -> u32 {
     s.index().and_then(|i| v.get(i)).copied().unwrap_or(NONE)
 }
 
+/// Row `i`'s served model in `served` (an id per model symbol), else the
+/// one it asked for in `asked`.
+fn served_else_asked(side: &Side, i: usize, served: &[u32], asked: &[u32]) -> u32 {
+    side.rows.get(i).map_or(NONE, |r| {
+        let s = get_u32(served, r.model);
+        if s == NONE {
+            get_u32(asked, r.model)
+        } else {
+            s
+        }
+    })
+}
+
 /// A side seen through the canonical tables.
 pub struct View<'a> {
     side: &'a Side,
@@ -854,25 +867,11 @@ impl<'a> Reconciliation<'a> {
 
     /// Family that served a gateway row (its served model when given).
     fn gateway_served_family(&self, j: usize) -> u32 {
-        self.gateway.rows.get(j).map_or(NONE, |r| {
-            let s = get_u32(&self.gn.served, r.model);
-            if s == NONE {
-                get_u32(&self.gn.model, r.model)
-            } else {
-                s
-            }
-        })
+        served_else_asked(self.gateway, j, &self.gn.served, &self.gn.model)
     }
 
     fn client_priced_family(&self, i: usize) -> u32 {
-        self.client.rows.get(i).map_or(NONE, |r| {
-            let s = get_u32(&self.cn.served, r.model);
-            if s == NONE {
-                get_u32(&self.cn.model, r.model)
-            } else {
-                s
-            }
-        })
+        served_else_asked(self.client, i, &self.cn.served, &self.cn.model)
     }
 
     /// Whether a pair's models differ (a fallback, a swap). When the client
@@ -922,26 +921,22 @@ impl<'a> Reconciliation<'a> {
 
     /// The name a gateway row is priced under (served model first).
     fn gateway_priced(&self, j: usize) -> u32 {
-        self.gateway.rows.get(j).map_or(NONE, |r| {
-            let s = get_u32(&self.gn.served_priced, r.model);
-            if s == NONE {
-                get_u32(&self.gn.model_priced, r.model)
-            } else {
-                s
-            }
-        })
+        served_else_asked(
+            self.gateway,
+            j,
+            &self.gn.served_priced,
+            &self.gn.model_priced,
+        )
     }
 
     /// The name a client row is priced under (what it saw served first).
     fn client_priced(&self, i: usize) -> u32 {
-        self.client.rows.get(i).map_or(NONE, |r| {
-            let s = get_u32(&self.cn.served_priced, r.model);
-            if s == NONE {
-                get_u32(&self.cn.model_priced, r.model)
-            } else {
-                s
-            }
-        })
+        served_else_asked(
+            self.client,
+            i,
+            &self.cn.served_priced,
+            &self.cn.model_priced,
+        )
     }
 
     /// `priced` is an id of the names models are priced under. Tokens
