@@ -1529,6 +1529,15 @@ impl<'a> Reconciliation<'a> {
 mod tests {
     use super::*;
 
+    /// A LiteLLM SpendLogs CSV, read by the built-in profile.
+    fn litellm_side(csv: &str) -> Side {
+        let mut g = Side::new(SideKind::Gateway);
+        let profiles = crate::parse::mapping::Profile::builtins().unwrap();
+        let litellm = profiles.iter().find(|p| p.name == "litellm").unwrap();
+        crate::parse::mapping::read_gateway(csv.as_bytes(), "g.csv", litellm, &mut g).unwrap();
+        g
+    }
+
     #[test]
     fn a_gateway_row_priced_beyond_the_cost_cache_is_still_exact() {
         // The per-row cost cache holds up to about $9.22 in atto-dollars;
@@ -1536,10 +1545,7 @@ mod tests {
         let gateway = "request_id,api_key,spend,startTime,model,call_type,prompt_tokens,completion_tokens\n\
                        big,k1,120.000002,2026-11-20 10:00:00,o1-pro,acompletion,1,2000000\n\
                        small,k1,0.000062,2026-11-20 10:00:01,o1-pro,acompletion,1,1\n";
-        let mut g = Side::new(SideKind::Gateway);
-        let profiles = crate::parse::mapping::Profile::builtins().unwrap();
-        let litellm = profiles.iter().find(|p| p.name == "litellm").unwrap();
-        crate::parse::mapping::read_gateway(gateway.as_bytes(), "g.csv", litellm, &mut g).unwrap();
+        let g = litellm_side(gateway);
         let c = Side::new(SideKind::Client);
         let prices = PriceBook::from_toml(
             "currency = \"USD\"\n[[price]]\nmodel = \"o1-pro\"\neffective_from = \"2026-01-01T00:00:00Z\"\ninput = \"2\"\ncached_input = \"1\"\noutput = \"60\"\n",
@@ -1574,10 +1580,7 @@ mod tests {
                        c,k1,0.02,2026-11-20 10:00:02,anthropic/claude-3-5-sonnet-20241022,claude,acompletion,1000000,1000000\n";
         let client = "ts,key,model,route,request_id,input_tokens,output_tokens\n\
                       2026-11-20T10:00:00Z,k1,gpt-4o,chat,a,1000000,1000000\n";
-        let mut g = Side::new(SideKind::Gateway);
-        let profiles = crate::parse::mapping::Profile::builtins().unwrap();
-        let litellm = profiles.iter().find(|p| p.name == "litellm").unwrap();
-        crate::parse::mapping::read_gateway(gateway.as_bytes(), "g.csv", litellm, &mut g).unwrap();
+        let g = litellm_side(gateway);
         let mut c = Side::new(SideKind::Client);
         crate::parse::client::read_client(client.as_bytes(), "c.csv", None, &mut c).unwrap();
         let price = |m: &str, i: &str, o: &str| {
@@ -1634,10 +1637,7 @@ mod tests {
                        call-3,,k1,0.0,0,0,0,2026-11-20 10:00:09.100,2026-11-20 10:00:09.200,no-such-model,,{},False,failure\n";
         let client = "{\"ts\":\"2026-11-20T10:00:00Z\",\"key\":\"k1\",\"model\":\"gpt-4o-mini\",\"route\":\"chat\",\"request_id\":\"chatcmpl-1\",\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":10}}\n\
                       {\"ts\":\"2026-11-20T10:00:05Z\",\"key\":\"k1\",\"model\":\"gpt-4o-mini-mock\",\"route\":\"chat\",\"request_id\":\"call-2\",\"http_status\":429}\n";
-        let mut g = Side::new(SideKind::Gateway);
-        let profiles = crate::parse::mapping::Profile::builtins().unwrap();
-        let litellm = profiles.iter().find(|p| p.name == "litellm").unwrap();
-        crate::parse::mapping::read_gateway(gateway.as_bytes(), "g.csv", litellm, &mut g).unwrap();
+        let g = litellm_side(gateway);
         assert!(g.rejects.is_empty(), "{:?}", g.rejects);
         assert_eq!(g.rows.len(), 3);
         let mut c = Side::new(SideKind::Client);
@@ -1676,10 +1676,7 @@ mod tests {
                       {\"ts\":\"2026-11-20T10:00:01Z\",\"key\":\"k1\",\"model\":\"gpt-4o\",\"response_model\":\"claude-sonnet-4-20250514\",\"route\":\"chat\",\"request_id\":\"b\",\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":10}}\n\
                       {\"ts\":\"2026-11-20T10:00:02Z\",\"key\":\"k1\",\"model\":\"gpt-4o\",\"route\":\"chat\",\"request_id\":\"c\",\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":10}}\n\
                       {\"ts\":\"2026-11-20T10:00:03Z\",\"key\":\"k1\",\"model\":\"gpt-4o-mini-mock\",\"response_model\":\"gpt-4o\",\"route\":\"chat\",\"request_id\":\"d\",\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":10}}\n";
-        let mut g = Side::new(SideKind::Gateway);
-        let profiles = crate::parse::mapping::Profile::builtins().unwrap();
-        let litellm = profiles.iter().find(|p| p.name == "litellm").unwrap();
-        crate::parse::mapping::read_gateway(gateway.as_bytes(), "g.csv", litellm, &mut g).unwrap();
+        let g = litellm_side(gateway);
         let mut c = Side::new(SideKind::Client);
         crate::parse::client::read_client(client.as_bytes(), "c.jsonl", None, &mut c).unwrap();
         let price = |m: &str| {

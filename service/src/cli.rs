@@ -536,6 +536,63 @@ pub struct GenerateArgs {
     pub out: PathBuf,
 }
 
+/// Runs `tally ingest client|gateway`: one batch per file, a line of counts
+/// per file. Exits non-zero only when a file cannot be read or stored; bad
+/// rows are counted and kept as rejects.
+fn ingest(cmd: &IngestCommand) -> Result<std::process::ExitCode> {
+    let (kind, files, store, client_format, source) = match cmd {
+        IngestCommand::Client(a) => (
+            tally_reconcile::SideKind::Client,
+            &a.files,
+            &a.store,
+            a.client_format.map(ClientFormatArg::format),
+            None,
+        ),
+        IngestCommand::Gateway(a) => (
+            tally_reconcile::SideKind::Gateway,
+            &a.files,
+            &a.store,
+            None,
+            a.source.as_deref(),
+        ),
+    };
+    let profiles = crate::app::reconcile::profiles_for(source)?;
+    let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+    let now_ms = crate::app::reconcile::now_ms()?;
+    let now = tally_schema::convert::naive_from_ms(now_ms)?;
+    let mut out = String::new();
+    let mut added = 0;
+    for path in files {
+        let plan = app::reconcile::ReadPlan {
+            client_format,
+            profiles: &profiles,
+            named: source.is_some(),
+            min_split_bytes: crate::app::split::MIN_SPLIT_BYTES,
+            keep_raw: true,
+        };
+        let o = app::ingest::ingest_file(
+            &mut conn,
+            kind,
+            path,
+            &path.display().to_string(),
+            plan,
+            now,
+        )?;
+        out.push_str(&app::ingest::describe(&o));
+        added += o.new;
+    }
+    if added > 0 {
+        let settings = load_settings(None)?;
+        out.push_str(&crate::app::schedule::after_ingest(
+            &mut conn,
+            &settings,
+            utc_now()?,
+        ));
+    }
+    crate::app::reconcile::print(&out)?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 /// Runs one reference import against the store and says how many entries.
 fn import(
     file: &std::path::Path,
@@ -727,10 +784,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Reconcile(args) => app::reconcile::run(&args),
         Command::Generate(args) => {
-            app::generate::run(&args)?;
+            app::generate::run(&app::generate::Request {
+                rows: args.rows,
+                seed: args.seed,
+                keys: args.keys,
+                out: args.out.clone(),
+            })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ingest(cmd) => app::ingest::run_cli(&cmd),
+        Command::Ingest(cmd) => ingest(&cmd),
         Command::Keys(KeysCommand::Import { file, teams, store }) => {
             let mut conn = crate::db::open(&store.db, store.no_migrate)?;
             let n = app::reference::import_keys(&mut conn, &file, teams.as_deref())?;

@@ -6,10 +6,21 @@ use std::io::{BufWriter, Write};
 use anyhow::{Context, Result};
 use tally_reconcile::synth;
 
-use crate::cli::GenerateArgs;
+/// What to generate (the CLI maps `tally generate`'s flags into it).
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Client rows.
+    pub rows: u64,
+    /// Seed: the same seed gives the same bytes.
+    pub seed: u64,
+    /// Number of keys.
+    pub keys: u32,
+    /// Output folder.
+    pub out: std::path::PathBuf,
+}
 
 /// Writes client.csv, gateway.csv, keys.toml, prices.toml and truth.csv.
-pub fn run(args: &GenerateArgs) -> Result<synth::Truth> {
+pub fn run(args: &Request) -> Result<synth::Truth> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let open = |name: &str| -> Result<BufWriter<File>> {

@@ -263,64 +263,6 @@ fn new_rows<'a>(
     Ok((rows, bad))
 }
 
-/// Runs `tally ingest client|gateway`: one batch per file, a line of counts
-/// per file. Exits non-zero only when a file cannot be read or stored; bad
-/// rows are counted and kept as rejects.
-pub fn run_cli(cmd: &crate::cli::IngestCommand) -> Result<std::process::ExitCode> {
-    use crate::cli::IngestCommand;
-    let (kind, files, store, client_format, source) = match cmd {
-        IngestCommand::Client(a) => (
-            SideKind::Client,
-            &a.files,
-            &a.store,
-            a.client_format.map(crate::cli::ClientFormatArg::format),
-            None,
-        ),
-        IngestCommand::Gateway(a) => (
-            SideKind::Gateway,
-            &a.files,
-            &a.store,
-            None,
-            a.source.as_deref(),
-        ),
-    };
-    let profiles = crate::app::reconcile::profiles_for(source)?;
-    let mut conn = crate::db::open(&store.db, store.no_migrate)?;
-    let now_ms = crate::app::reconcile::now_ms()?;
-    let now = tally_schema::convert::naive_from_ms(now_ms)?;
-    let mut out = String::new();
-    let mut added = 0;
-    for path in files {
-        let plan = ReadPlan {
-            client_format,
-            profiles: &profiles,
-            named: source.is_some(),
-            min_split_bytes: crate::app::split::MIN_SPLIT_BYTES,
-            keep_raw: true,
-        };
-        let o = ingest_file(
-            &mut conn,
-            kind,
-            path,
-            &path.display().to_string(),
-            plan,
-            now,
-        )?;
-        out.push_str(&describe(&o));
-        added += o.new;
-    }
-    if added > 0 {
-        let settings = crate::cli::load_settings(None)?;
-        out.push_str(&crate::app::schedule::after_ingest(
-            &mut conn,
-            &settings,
-            crate::cli::utc_now()?,
-        ));
-    }
-    crate::app::reconcile::print(&out)?;
-    Ok(std::process::ExitCode::SUCCESS)
-}
-
 /// One line per file: `read = new + duplicate + rejected`.
 pub fn describe(o: &Outcome) -> String {
     let what = if o.already {
