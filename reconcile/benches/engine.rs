@@ -17,7 +17,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tally_reconcile::models::AliasTable;
 use tally_reconcile::parse::client::{ClientFormat, read_client};
-use tally_reconcile::parse::mapping::{Profile, read_gateway};
+use tally_reconcile::parse::mapping::{Profile, read_mapped};
 use tally_reconcile::report::{Settings, reconcile};
 use tally_reconcile::synth::{Spec, dataset};
 use tally_reconcile::{Side, SideKind};
@@ -57,7 +57,7 @@ fn engine(c: &mut Criterion) {
     g.bench_function("litellm_csv", |b| {
         b.iter(|| {
             let mut side = Side::new(SideKind::Gateway);
-            read_gateway(
+            read_mapped(
                 black_box(d.gateway_csv.as_bytes()),
                 "gateway.csv",
                 &litellm,

@@ -17,7 +17,7 @@ use tally_reconcile::keys::{KeyRegistry, OwnerEntry};
 use tally_reconcile::lines::{RecordSink, Tabular};
 use tally_reconcile::models::AliasTable;
 use tally_reconcile::parse::client::read_client;
-use tally_reconcile::parse::mapping::{Profile, choose, read_gateway};
+use tally_reconcile::parse::mapping::{Profile, choose, read_mapped};
 use tally_reconcile::prices::PriceBook;
 use tally_reconcile::report::{Settings, reconcile};
 use tally_reconcile::{Side, SideKind};
@@ -336,7 +336,7 @@ fn read_gateways<'a>(
             _ => head(s, 16),
         };
         if let Ok(p) = choose(profiles, bytes, s.name) {
-            let _ = read_gateway(bytes, s.name, p, &mut gateway);
+            let _ = read_mapped(bytes, s.name, p, &mut gateway);
         }
     }
     gateway
@@ -394,7 +394,7 @@ pub fn execute(seeds: &[Seed], fixed: &Fixed, index: usize, input: &[u8]) {
             };
             let mut side = Side::keeping_raw(SideKind::Gateway);
             for s in seeds.iter().filter(|s| s.kind == Kind::Gateway) {
-                let _ = read_gateway(head(s, 16), s.name, &p, &mut side);
+                let _ = read_mapped(head(s, 16), s.name, &p, &mut side);
             }
             gateway = Some(side);
         }

@@ -293,6 +293,10 @@ struct RegistryFile {
     key: Vec<KeyEntry>,
 }
 
+/// Prefix of the token that names a key by its owner's service and
+/// environment (`owner:search/prod`), for sources that name no key.
+pub const OWNER_PREFIX: &str = "owner:";
+
 /// How a key value was resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved {
@@ -316,6 +320,8 @@ pub struct KeyRegistry {
     pub entries: Vec<KeyEntry>,
     by_name: HashMap<String, usize>,
     by_last4: HashMap<String, Option<usize>>,
+    /// `service/env` to the one key of that owner (`None` when several).
+    by_owner: HashMap<String, Option<usize>>,
 }
 
 fn is_hex64(s: &str) -> bool {
@@ -369,6 +375,12 @@ impl KeyRegistry {
                 }
                 reg.by_name.insert(n, i);
             }
+            if !e.service.is_empty() {
+                reg.by_owner
+                    .entry(format!("{}/{}", e.service, e.env))
+                    .and_modify(|v| *v = None)
+                    .or_insert(Some(i));
+            }
             if let Some(l4) = &e.last4 {
                 reg.by_last4
                     .entry(l4.clone())
@@ -420,6 +432,19 @@ impl KeyRegistry {
 
     /// Resolves a key value as a source wrote it (after [`key_token`]).
     pub fn resolve(&self, token: &str) -> Resolved {
+        // A source that names no key (OpenTelemetry spans): the one key the
+        // registry gives that service and environment. Two keys for one
+        // owner cannot say which was used: the row stays on an unknown key
+        // named after the owner, so it is reported, never guessed.
+        if let Some(owner) = token.strip_prefix(OWNER_PREFIX) {
+            if let Some(Some(i)) = self.by_owner.get(owner) {
+                return Resolved::Known(*i);
+            }
+            return Resolved::Unknown {
+                canonical: token.to_owned(),
+                last4: None,
+            };
+        }
         let mut last4_seen: Option<String> = None;
         let mut hash: Option<String> = None;
         if let Some(rest) = token.strip_prefix(FP_PREFIX) {

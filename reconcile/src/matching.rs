@@ -14,6 +14,18 @@
 //! 3. **loose**: same key, model family and route family, time within the
 //!    tolerance. Pairs made here may differ in tokens.
 //!
+//! **Ids veto time pairs.** When the client's ids and the gateway's ids come
+//! from one id space (the client logged the gateway's call id, or the
+//! provider's response id the gateway also keeps), two rows whose ids differ
+//! are provably different requests, and the time passes never pair them.
+//! Whether a client id field (`request_id`, `response_id`) shares the
+//! gateway's id space is learned from the data, per key: of the rows that
+//! carry an id in that field on the client and an id on the gateway, at
+//! least half paired by id ([`ID_SPACE_SHARE`]). A key with fewer than
+//! [`Params::min_key_pairs`] such rows on either side uses the figure over
+//! all keys. A gateway whose ids the client never sees pairs no row by id,
+//! so its rows still pair by time.
+//!
 //! Within a block the assignment is the optimum of a banded order-preserving
 //! dynamic programme (most pairs, then least total |Δt|), not nearest-row
 //! lookups, so a busy key does not get its rows crossed. Every order in the
@@ -158,6 +170,43 @@ pub struct Matching {
     pub key_offsets: Vec<Offset>,
     /// The same, indexed by key id, for lookups per row.
     offset_by_key: Vec<Option<i64>>,
+    /// Whether each client id field shares the gateway's id space, over
+    /// all keys (see the module documentation).
+    pub id_space: [IdSpace; 2],
+    /// The same per key id, `None` for keys with too few ids to say.
+    id_space_by_key: Vec<[Option<bool>; 2]>,
+    /// Client rows paired by id through their second id (a bit per row).
+    second_id_pairs: Vec<u64>,
+}
+
+/// Share of a client id field's rows with an id on both sides that paired
+/// by id, at or above which the field's ids veto time pairs.
+pub const ID_SPACE_SHARE: (usize, usize) = (1, 2);
+
+/// What the id pass showed about one client id field (`request_id` or
+/// `response_id`) against the gateway's ids.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IdSpace {
+    /// Client rows with an id in this field.
+    pub client_ids: usize,
+    /// Gateway rows with an id.
+    pub gateway_ids: usize,
+    /// Pairs made by id through this field.
+    pub id_pairs: usize,
+}
+
+impl IdSpace {
+    /// Whether the ids are comparable: most rows that could have paired by
+    /// this field did.
+    pub fn comparable(&self) -> bool {
+        let could = self.client_ids.min(self.gateway_ids);
+        let (num, den) = ID_SPACE_SHARE;
+        self.id_pairs > 0 && self.id_pairs.saturating_mul(den) >= could.saturating_mul(num)
+    }
+
+    fn enough(&self, min: usize) -> bool {
+        self.client_ids.min(self.gateway_ids) >= min.max(1)
+    }
 }
 
 impl Matching {
@@ -169,6 +218,49 @@ impl Matching {
             .copied()
             .flatten()
             .unwrap_or(self.global_offset.offset_ms)
+    }
+
+    /// Whether client id field `slot` (0: first id, 1: second) of a key's
+    /// rows shares the gateway's id space, so that differing ids veto a
+    /// time pair.
+    pub fn ids_comparable(&self, key: u32, slot: usize) -> bool {
+        usize::try_from(key)
+            .ok()
+            .and_then(|k| self.id_space_by_key.get(k))
+            .and_then(|s| s.get(slot).copied().flatten())
+            .or_else(|| self.id_space.get(slot).map(IdSpace::comparable))
+            .unwrap_or(false)
+    }
+
+    /// Whether two rows' ids prove them different requests: the client row
+    /// has an id in a field that shares the gateway's id space, the gateway
+    /// row has an id, and they differ.
+    pub fn ids_conflict(&self, key: u32, client_ids: (&str, &str), gateway_id: &str) -> bool {
+        if gateway_id.is_empty() {
+            return false;
+        }
+        let mut compared = false;
+        for (slot, id) in [client_ids.0, client_ids.1].into_iter().enumerate() {
+            if !id.is_empty() && self.ids_comparable(key, slot) {
+                if id == gateway_id {
+                    return false;
+                }
+                compared = true;
+            }
+        }
+        compared
+    }
+
+    fn paired_by_second_id(&self, c: usize) -> bool {
+        self.second_id_pairs
+            .get(c / 64)
+            .is_some_and(|w| w >> (c % 64) & 1 == 1)
+    }
+
+    fn mark_second_id(&mut self, c: usize) {
+        if let Some(w) = self.second_id_pairs.get_mut(c / 64) {
+            *w |= 1 << (c % 64);
+        }
     }
 }
 
@@ -226,9 +318,13 @@ pub fn match_rows<C: MatchView, G: MatchView>(client: &C, gateway: &G, params: P
         },
         key_offsets: Vec::new(),
         offset_by_key: Vec::new(),
+        id_space: [IdSpace::default(); 2],
+        id_space_by_key: Vec::new(),
+        second_id_pairs: vec![0; client.len().div_ceil(64)],
     };
     id_pass(client, gateway, &mut m, params);
     learn_offsets(client, gateway, &mut m, params);
+    learn_id_spaces(client, gateway, &mut m, params);
     block_pass(client, gateway, &mut m, params, true);
     block_pass(client, gateway, &mut m, params, false);
     m
@@ -387,6 +483,9 @@ fn id_pass_part<C: MatchView, G: MatchView>(
                 && m.gateway_pass.get(gj) == Some(&Pass::Unmatched);
             if same.get(k) == Some(&true) && free {
                 pair(m, ci, gj, Pass::Id);
+                if c.second() {
+                    m.mark_second_id(ci);
+                }
             }
             k += 1;
         } else if cs.len() + gs.len() > 1 {
@@ -490,6 +589,9 @@ fn settle_id<C: MatchView, G: MatchView>(
             continue;
         };
         pair(m, ci, gj, Pass::Id);
+        if client.ids(ci).0 != gateway.ids(gj).0 {
+            m.mark_second_id(ci);
+        }
         if let Some(p) = c_paired.get_mut(a) {
             *p = true;
         }
@@ -595,6 +697,108 @@ fn learn_offsets<C: MatchView, G: MatchView>(
     }
 }
 
+/// Counts, per key and over all keys, how many rows carry ids and how many
+/// paired by each client id field, and settles which fields veto time pairs.
+fn learn_id_spaces<C: MatchView, G: MatchView>(
+    client: &C,
+    gateway: &G,
+    m: &mut Matching,
+    params: Params,
+) {
+    // One sequential scan a side; keys are dense ids, so a table per key.
+    let (by_key_c, by_key_g) = crate::par::join(
+        client.len() + gateway.len(),
+        || {
+            let mut t: Vec<[usize; 4]> = Vec::new();
+            for i in 0..client.len() {
+                let key = client.key(i);
+                let Ok(k) = usize::try_from(key) else {
+                    continue;
+                };
+                if key == NONE {
+                    continue;
+                }
+                let (a, b) = client.ids(i);
+                if a.is_empty() && b.is_empty() {
+                    continue;
+                }
+                if t.len() <= k {
+                    t.resize(k + 1, [0; 4]);
+                }
+                let paired = m.client_pass.get(i) == Some(&Pass::Id);
+                let second = paired && m.paired_by_second_id(i);
+                if let Some(e) = t.get_mut(k) {
+                    e[0] += usize::from(!a.is_empty());
+                    e[1] += usize::from(!b.is_empty());
+                    e[2] += usize::from(paired && !second);
+                    e[3] += usize::from(second);
+                }
+            }
+            t
+        },
+        || {
+            let mut t: Vec<usize> = Vec::new();
+            for j in 0..gateway.len() {
+                let key = gateway.key(j);
+                let Ok(k) = usize::try_from(key) else {
+                    continue;
+                };
+                if key == NONE || gateway.ids(j).0.is_empty() {
+                    continue;
+                }
+                if t.len() <= k {
+                    t.resize(k + 1, 0);
+                }
+                if let Some(e) = t.get_mut(k) {
+                    *e += 1;
+                }
+            }
+            t
+        },
+    );
+    let keys = by_key_c.len().max(by_key_g.len());
+    let mut all = [IdSpace::default(); 2];
+    let mut per_key = vec![[IdSpace::default(); 2]; keys];
+    for (k, spaces) in per_key.iter_mut().enumerate() {
+        let c = by_key_c.get(k).copied().unwrap_or([0; 4]);
+        let g = by_key_g.get(k).copied().unwrap_or(0);
+        for (slot, space) in spaces.iter_mut().enumerate() {
+            *space = IdSpace {
+                client_ids: c.get(slot).copied().unwrap_or(0),
+                gateway_ids: g,
+                id_pairs: c.get(slot + 2).copied().unwrap_or(0),
+            };
+            if let Some(a) = all.get_mut(slot) {
+                a.client_ids += space.client_ids;
+                a.gateway_ids += space.gateway_ids;
+                a.id_pairs += space.id_pairs;
+            }
+        }
+    }
+    m.id_space = all;
+    m.id_space_by_key = per_key
+        .iter()
+        .map(|s| s.map(|x| x.enough(params.min_key_pairs).then(|| x.comparable())))
+        .collect();
+}
+
+/// A 32-bit fingerprint of an id for the veto (0 means "no id to compare").
+/// Two different ids that collide merely lose their veto.
+fn veto_hash(id: &str) -> u32 {
+    if id.is_empty() {
+        0
+    } else {
+        u32::try_from(fnv(id.as_bytes()) >> 32).unwrap_or(0) | 1
+    }
+}
+
+/// Whether a client entry's comparable ids and a gateway entry's id prove
+/// them different requests (see [`Matching::ids_conflict`]).
+fn vetoed(client: [u32; 2], gateway: [u32; 2]) -> bool {
+    let g = gateway[0];
+    g != 0 && client != [0, 0] && client[0] != g && client[1] != g
+}
+
 #[derive(Clone, Copy)]
 struct BlockEntry {
     block: u64,
@@ -604,6 +808,9 @@ struct BlockEntry {
     /// The exact block fields, read while the rows are scanned in order:
     /// reading them again from a block's scattered rows cost a cache miss each.
     exact: Exact,
+    /// Id fingerprints for the veto: a client row's comparable ids, a
+    /// gateway row's id first.
+    vid: [u32; 2],
 }
 
 fn loose_block(r: &BlockRow<'_>) -> u64 {
@@ -636,6 +843,7 @@ fn entries<V: MatchView>(
     strict: bool,
     part: u32,
     shift: impl Fn(u32) -> i64,
+    vid: impl Fn(&BlockRow<'_>) -> [u32; 2],
 ) -> Vec<BlockEntry> {
     let part = u8::try_from(part).unwrap_or(u8::MAX);
     let mut out: Vec<BlockEntry> = Vec::new();
@@ -673,6 +881,7 @@ fn entries<V: MatchView>(
                 tie: content_of(r.core_tokens, r.ids),
                 row: idx(*i),
                 exact: exact(r, strict),
+                vid: vid(r),
             })
         }));
     }
@@ -724,11 +933,34 @@ fn block_pass_part<C: MatchView, G: MatchView>(
     let (ce, ge) = crate::par::join(
         client.len() + gateway.len(),
         || {
-            entries(client, client_parts, strict, part, |k| {
-                offsets.offset_for(k)
-            })
+            entries(
+                client,
+                client_parts,
+                strict,
+                part,
+                |k| offsets.offset_for(k),
+                |r| {
+                    let h = |slot: usize, id: &str| {
+                        if id.is_empty() || !offsets.ids_comparable(r.key, slot) {
+                            0
+                        } else {
+                            veto_hash(id)
+                        }
+                    };
+                    [h(0, r.ids.0), h(1, r.ids.1)]
+                },
+            )
         },
-        || entries(gateway, gateway_parts, strict, part, |_| 0),
+        || {
+            entries(
+                gateway,
+                gateway_parts,
+                strict,
+                part,
+                |_| 0,
+                |r| [veto_hash(r.ids.0), 0],
+            )
+        },
     );
     let pass = if strict { Pass::Strict } else { Pass::Loose };
     let (mut i, mut j) = (0, 0);
@@ -767,6 +999,7 @@ fn block_pass_part<C: MatchView, G: MatchView>(
             // itself when it is within the window; no buffers, no DP.
             let tol = params.tolerance_ms;
             if x.exact == y.exact
+                && !vetoed(x.vid, y.vid)
                 && y.ts >= x.ts.saturating_sub(tol)
                 && y.ts <= x.ts.saturating_add(tol)
             {
@@ -778,7 +1011,7 @@ fn block_pass_part<C: MatchView, G: MatchView>(
         cts.extend(cb.iter().map(|e| e.ts));
         gts.clear();
         gts.extend(gb.iter().map(|e| e.ts));
-        let feasible = |a: usize, bb: usize| matches!((cb.get(a), gb.get(bb)), (Some(x), Some(y)) if x.exact == y.exact);
+        let feasible = |a: usize, bb: usize| matches!((cb.get(a), gb.get(bb)), (Some(x), Some(y)) if x.exact == y.exact && !vetoed(x.vid, y.vid));
         for (a, bb) in assign(&cts, &gts, params.tolerance_ms, feasible) {
             if let (Some(x), Some(y)) = (cb.get(a), gb.get(bb)) {
                 found.push((at(x.row), at(y.row)));
@@ -1101,6 +1334,138 @@ mod tests {
             assert_eq!(many.client_partner, one.client_partner, "{per_part}");
             assert_eq!(many.client_pass, one.client_pass, "{per_part}");
             assert_eq!(many.gateway_pass, one.gateway_pass, "{per_part}");
+        }
+    }
+
+    /// A key's worth of rows that pair by id, so the id spaces are learned.
+    fn id_paired(c: &mut Rows, g: &mut Rows, key: u32, n: i64) {
+        for k in 0..n {
+            let id = format!("call-{key}-{k}");
+            c.push(k * 10_000, key, Some((10, 5)), &id);
+            g.push(k * 10_000 + 300, key, Some((10, 5)), &id);
+        }
+    }
+
+    #[test]
+    fn differing_comparable_ids_veto_a_time_pair() {
+        // The case: the client logged the gateway's call id, both
+        // sides lost a row, and the two survivors sit 970 ms apart with equal
+        // key, model and route. Their ids prove them different requests.
+        let mut c = Rows::default();
+        let mut g = Rows::default();
+        id_paired(&mut c, &mut g, 1, 20);
+        c.push(500_000, 1, Some((10, 5)), "call-lost-on-gateway");
+        g.push(500_970, 1, Some((10, 7)), "call-no-client-line");
+        let m = match_rows(&c, &g, Params::default());
+        assert!(m.id_space[0].comparable());
+        assert_eq!(m.client_pass[20], Pass::Unmatched);
+        assert_eq!(m.gateway_pass[20], Pass::Unmatched);
+        // The same two rows with no id on the client pair by time.
+        c.ids[20].0 = String::new();
+        let m = match_rows(&c, &g, Params::default());
+        assert_eq!((m.client_pass[20], m.client_partner[20]), (Pass::Loose, 20));
+    }
+
+    #[test]
+    fn ids_the_client_never_sees_still_pair_by_time() {
+        // The client logs its own ids, the gateway its own: none pair by id,
+        // so the ids say nothing and every row pairs by time.
+        let mut c = Rows::default();
+        let mut g = Rows::default();
+        for k in 0..30 {
+            c.push(k * 10_000, 1, Some((10, 5)), &format!("app-{k}"));
+            g.push(k * 10_000 + 400, 1, Some((10, 5)), &format!("gw-{k}"));
+        }
+        let m = match_rows(&c, &g, Params::default());
+        assert!(!m.id_space[0].comparable());
+        assert!(m.client_pass.iter().all(|p| *p == Pass::Strict));
+    }
+
+    #[test]
+    fn a_key_with_few_ids_borrows_the_verdict_of_all_keys() {
+        // Key 2 has one row a side, too few to judge alone; key 1 shows the
+        // client's ids are the gateway's, so key 2's differing ids veto too.
+        let mut c = Rows::default();
+        let mut g = Rows::default();
+        id_paired(&mut c, &mut g, 1, 20);
+        c.push(900_000, 2, Some((10, 5)), "call-a");
+        g.push(900_500, 2, Some((10, 5)), "call-b");
+        let m = match_rows(&c, &g, Params::default());
+        assert_eq!(m.client_pass[20], Pass::Unmatched);
+        // A key whose own rows show unrelated ids keeps pairing by time even
+        // though other keys' ids are comparable.
+        for k in 0..10 {
+            c.push(1_000_000 + k * 10_000, 3, Some((4, 4)), &format!("app-{k}"));
+            g.push(
+                1_000_000 + k * 10_000 + 100,
+                3,
+                Some((4, 4)),
+                &format!("gw-{k}"),
+            );
+        }
+        let m = match_rows(&c, &g, Params::default());
+        assert!(!m.ids_comparable(3, 0));
+        assert!((21..31).all(|i| m.client_pass[i] == Pass::Strict));
+    }
+
+    #[test]
+    fn a_response_id_in_the_second_field_is_learned_on_its_own() {
+        // The client's first id is its own, the second is the provider's
+        // response id the gateway keeps: only the second field vetoes.
+        let mut c = Rows::default();
+        let mut g = Rows::default();
+        for k in 0..20i64 {
+            c.push(k * 10_000, 1, Some((10, 5)), &format!("app-{k}"));
+            c.ids[usize::try_from(k).unwrap()].1 = format!("chatcmpl-{k}");
+            g.push(k * 10_000 + 300, 1, Some((10, 5)), &format!("chatcmpl-{k}"));
+        }
+        c.push(500_000, 1, Some((10, 5)), "app-x");
+        c.ids[20].1 = "chatcmpl-x".into();
+        g.push(500_500, 1, Some((10, 5)), "chatcmpl-y");
+        c.push(600_000, 1, Some((10, 5)), "app-y");
+        g.push(600_500, 1, Some((10, 5)), "chatcmpl-z");
+        let m = match_rows(&c, &g, Params::default());
+        assert!(!m.ids_comparable(1, 0) && m.ids_comparable(1, 1));
+        assert_eq!(m.client_pass[20], Pass::Unmatched, "response ids differ");
+        assert_eq!(m.client_pass[21], Pass::Strict, "no response id logged");
+    }
+
+    proptest! {
+        #[test]
+        fn no_time_pair_joins_rows_with_conflicting_comparable_ids(
+            rows in prop::collection::vec((0i64..40, 0u32..3, 0u8..4, 0u8..3, 0u8..3), 1..80),
+            extra in prop::collection::vec((0i64..40, 0u32..3, 0u8..4, 0u8..3), 0..40),
+        ) {
+            // Rows on both sides (some ids shared, some lost on one side,
+            // some with no id), crowded into a few seconds on three keys.
+            let mut c = Rows::default();
+            let mut g = Rows::default();
+            for (n, &(t, key, toks, cid, gid)) in rows.iter().enumerate() {
+                let id = format!("r{n}");
+                let cid = match cid { 0 => id.clone(), 1 => String::new(), _ => format!("c{n}") };
+                let gid = match gid { 0 => id.clone(), 1 => String::new(), _ => format!("g{n}") };
+                c.push(t * 100, key, Some((u32::from(toks), 1)), &cid);
+                g.push(t * 100 + 50, key, Some((u32::from(toks % 2), 1)), &gid);
+            }
+            for (n, &(t, key, toks, kind)) in extra.iter().enumerate() {
+                let id = if kind == 0 { String::new() } else { format!("x{n}") };
+                if kind < 2 {
+                    c.push(t * 100 + 7, key, Some((u32::from(toks), 1)), &id);
+                } else {
+                    g.push(t * 100 + 7, key, Some((u32::from(toks), 1)), &id);
+                }
+            }
+            let m = match_rows(&c, &g, Params::default());
+            for (i, &p) in m.client_partner.iter().enumerate() {
+                if p == NONE || m.client_pass[i] == Pass::Id {
+                    continue;
+                }
+                let (a, b) = c.ids(i);
+                prop_assert!(
+                    !m.ids_conflict(c.key[i], (a, b), g.ids(at(p)).0),
+                    "client {} ({:?}) paired with gateway {} ({:?})", i, (a, b), p, g.ids(at(p)).0
+                );
+            }
         }
     }
 

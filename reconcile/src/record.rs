@@ -411,6 +411,10 @@ pub struct FileInfo {
     pub read: u64,
     /// Rows refused.
     pub rejected: u64,
+    /// Records that are not usage and were passed over (OpenTelemetry
+    /// spans with no `gen_ai.*` attribute); not counted in `read`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub not_usage: u64,
     /// Physical lines the reader went through, blank lines and the header
     /// included (a later part of a split file starts after them).
     #[serde(skip)]
@@ -419,6 +423,10 @@ pub struct FileInfo {
     /// split file, the cut was not between records.
     #[serde(skip)]
     pub open_quote_at_end: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A row already normalised (as the store keeps it), to rebuild a side.

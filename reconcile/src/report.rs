@@ -39,11 +39,19 @@ pub enum Class {
     Unattributed,
     /// Same id again on the same side (retry billed twice, double logging).
     Duplicate,
+    /// Paired, the call failed, and nothing was billed: the two sides agree.
+    FailedPair,
+    /// A failed call on one side only that billed nothing (a client error
+    /// line the gateway never logged, a gateway failure row with no client
+    /// line): no money is missing or unattributed.
+    FailedUnbilled,
+    /// Paired, the client saw the call fail, yet the gateway billed it.
+    BilledFailure,
 }
 
 impl Class {
     /// Every class, in report order.
-    pub const ALL: [Class; 7] = [
+    pub const ALL: [Class; 10] = [
         Class::Matched,
         Class::TokenMismatch,
         Class::ModelMismatch,
@@ -51,6 +59,9 @@ impl Class {
         Class::MissingUsage,
         Class::Unattributed,
         Class::Duplicate,
+        Class::FailedPair,
+        Class::FailedUnbilled,
+        Class::BilledFailure,
     ];
 
     /// snake_case name.
@@ -63,6 +74,9 @@ impl Class {
             Class::MissingUsage => "missing_usage",
             Class::Unattributed => "unattributed",
             Class::Duplicate => "duplicate",
+            Class::FailedPair => "failed_pair",
+            Class::FailedUnbilled => "failed_unbilled",
+            Class::BilledFailure => "billed_failure",
         }
     }
 
@@ -75,7 +89,12 @@ impl Class {
     pub fn is_pair(self) -> bool {
         matches!(
             self,
-            Class::Matched | Class::TokenMismatch | Class::ModelMismatch | Class::CostVariance
+            Class::Matched
+                | Class::TokenMismatch
+                | Class::ModelMismatch
+                | Class::CostVariance
+                | Class::FailedPair
+                | Class::BilledFailure
         )
     }
 }
@@ -127,7 +146,34 @@ struct SideNorm {
     /// The same for the served model.
     served_priced: Vec<u32>,
     route: Vec<u8>,
+    /// Per model symbol, the route family a row with no route takes.
+    model_route: Vec<u8>,
     owner: Vec<u32>,
+}
+
+/// Route code of a row that names no route (a LiteLLM failure row): the
+/// family is the one its model implies (see [`route_of_model`]).
+const ROUTE_FROM_MODEL: u8 = 0xfe;
+
+/// The route family a failed call with no route most likely took: an
+/// embedding model's is embeddings, any other model's chat. LiteLLM writes
+/// failure rows with `call_type` empty; with no family they could never
+/// pair by time with the client's error line for the same call.
+fn route_of_model(model: &str) -> u8 {
+    let f = if model.to_ascii_lowercase().contains("embed") {
+        RouteFamily::Embeddings
+    } else {
+        RouteFamily::Chat
+    };
+    route_code(f)
+}
+
+fn route_code(f: RouteFamily) -> u8 {
+    RouteFamily::ALL
+        .iter()
+        .position(|x| *x == f)
+        .and_then(|p| u8::try_from(p).ok())
+        .unwrap_or(u8::MAX)
 }
 
 fn get_u32(v: &[u32], s: Sym) -> u32 {
@@ -169,11 +215,21 @@ impl View<'_> {
     }
 
     fn route_of(&self, r: &crate::record::Row) -> u8 {
-        r.route
+        let code = r
+            .route
             .index()
             .and_then(|s| self.norm.route.get(s))
             .copied()
-            .unwrap_or(u8::MAX)
+            .unwrap_or(u8::MAX);
+        if code == ROUTE_FROM_MODEL {
+            return r
+                .model
+                .index()
+                .and_then(|s| self.norm.model_route.get(s))
+                .copied()
+                .unwrap_or(u8::MAX);
+        }
+        code
     }
 
     fn core_tokens_of(r: &crate::record::Row) -> Option<(u32, u32)> {
@@ -379,6 +435,7 @@ fn normalise(
         model_priced: vec![NONE; n],
         served_priced: vec![NONE; n],
         route: vec![u8::MAX; n],
+        model_route: vec![u8::MAX; n],
         owner: vec![NONE; n],
     };
     let mut used = vec![0u8; n];
@@ -403,6 +460,9 @@ fn normalise(
             // first (`claude-3-5-sonnet-20241022` may cost other than its
             // family), so each side also gets the name it is priced under.
             let (requested, served) = split_pair(s);
+            if let Some(slot) = norm.model_route.get_mut(i) {
+                *slot = route_of_model(requested);
+            }
             let priced = |m: &str| aliases.priced_name(m, |name| prices.prices_exactly(name));
             let fam = t.models.intern(&aliases.family(requested));
             let at = t.priced.intern(&priced(requested));
@@ -426,12 +486,12 @@ fn normalise(
         if u & 4 != 0 {
             // `route\x1eteam\x1fservice\x1fenv\x1ftags`.
             let (route, labels) = split_pair(s);
-            let f = RouteFamily::classify(route);
-            let code = RouteFamily::ALL
-                .iter()
-                .position(|x| *x == f)
-                .and_then(|p| u8::try_from(p).ok());
-            if let (Some(slot), Some(code)) = (norm.route.get_mut(i), code) {
+            let code = if route.trim().is_empty() {
+                ROUTE_FROM_MODEL
+            } else {
+                route_code(RouteFamily::classify(route))
+            };
+            if let Some(slot) = norm.route.get_mut(i) {
                 *slot = code;
             }
             let mut parts = labels.split('\u{1f}');
@@ -640,6 +700,9 @@ pub struct Summary {
     pub costs_by_owner: Vec<OwnerCost>,
     /// Unattributed traffic per key, costliest first.
     pub unattributed_by_key: Vec<KeyCost>,
+    /// Failed calls that billed nothing on keys in no registry, most first:
+    /// someone probing with a leaked key.
+    pub failed_on_unregistered_keys: Vec<KeyCost>,
     /// Models without a price.
     pub unpriced_models: Vec<Unpriced>,
 }
@@ -668,7 +731,39 @@ fn class_index(c: Class) -> usize {
     Class::ALL.iter().position(|x| *x == c).unwrap_or(0)
 }
 
-fn bump(counts: &mut [[u64; 7]; 2], s: SideKind, c: Class) {
+/// A key's rows of one kind being summed: the line, its costs and the
+/// first and last time seen.
+struct KeyAcc {
+    line: KeyCost,
+    computed: Usd,
+    reported: Usd,
+    first: i64,
+    last: i64,
+}
+
+impl KeyAcc {
+    fn add(&mut self, ts: i64, computed: Usd, reported: Usd) {
+        self.line.rows += 1;
+        self.computed = self.computed.saturating_add(computed);
+        self.reported = self.reported.saturating_add(reported);
+        self.first = self.first.min(ts);
+        self.last = self.last.max(ts);
+    }
+
+    fn done(self) -> KeyCost {
+        let mut k = self.line;
+        k.computed_cost = self.computed.to_decimal();
+        k.reported_cost = self.reported.to_decimal();
+        k.first_seen = format_ms(self.first);
+        k.last_seen = format_ms(self.last);
+        k
+    }
+}
+
+/// Row counts per side and class.
+type ClassCounts = [[u64; Class::ALL.len()]; 2];
+
+fn bump(counts: &mut ClassCounts, s: SideKind, c: Class) {
     if let Some(n) = counts
         .get_mut(side_index(s))
         .and_then(|a| a.get_mut(class_index(c)))
@@ -795,6 +890,9 @@ impl<'a> Reconciliation<'a> {
         for (j, c) in gc.iter_mut().enumerate() {
             if self.matching.gateway_pass.get(j) == Some(&Pass::Duplicate) {
                 *c = Class::Duplicate;
+            } else if self.gateway_failed_unbilled(j) {
+                // Stays so only when unpaired: a pair's class replaces it.
+                *c = Class::FailedUnbilled;
             }
         }
         // Classifying a pair prices it and compares both rows: split the
@@ -815,9 +913,40 @@ impl<'a> Reconciliation<'a> {
     fn client_class_of(&self, i: usize) -> Class {
         match self.matching.client_pass.get(i) {
             Some(Pass::Duplicate) => Class::Duplicate,
-            Some(Pass::Unmatched) | None => Class::MissingUsage,
+            Some(Pass::Unmatched) | None => {
+                // An error line with no usage and no gateway row: the call
+                // failed before anything was billed.
+                let failed_empty = self
+                    .client
+                    .rows
+                    .get(i)
+                    .is_some_and(|r| r.has(flags::FAILED) && !r.tokens.any_counted());
+                if failed_empty {
+                    Class::FailedUnbilled
+                } else {
+                    Class::MissingUsage
+                }
+            }
             Some(_) => self.pair_class(i, self.partner_of_client(i)),
         }
+    }
+
+    /// Whether a gateway row records a failed call that billed nothing: no
+    /// cost reported (or zero) and no token counted.
+    fn gateway_failed_unbilled(&self, j: usize) -> bool {
+        self.gateway.rows.get(j).is_some_and(|r| {
+            r.has(flags::FAILED)
+                && !r.tokens.any_counted()
+                && r.reported_usd().is_none_or(|c| c == Usd::ZERO)
+        })
+    }
+
+    /// Whether a gateway row billed anything: a cost above zero or a
+    /// counted token.
+    fn gateway_billed(&self, j: usize) -> bool {
+        self.gateway.rows.get(j).is_some_and(|r| {
+            r.tokens.any_counted() || r.reported_usd().is_some_and(|c| c > Usd::ZERO)
+        })
     }
 
     fn partner_of_client(&self, i: usize) -> usize {
@@ -835,6 +964,28 @@ impl<'a> Reconciliation<'a> {
     }
 
     fn pair_class(&self, i: usize, j: usize) -> Class {
+        let client_failed = self
+            .client
+            .rows
+            .get(i)
+            .is_some_and(|r| r.has(flags::FAILED));
+        if client_failed {
+            // The app saw the call fail: either nothing was billed (the
+            // sides agree) or the gateway billed a failure.
+            return if self.gateway_billed(j) {
+                Class::BilledFailure
+            } else {
+                Class::FailedPair
+            };
+        }
+        let client_empty = self
+            .client
+            .rows
+            .get(i)
+            .is_none_or(|r| !r.tokens.any_counted());
+        if client_empty && self.gateway_failed_unbilled(j) {
+            return Class::FailedPair;
+        }
         if self.model_differs(i, j) {
             Class::ModelMismatch
         } else if self.tokens_differ(i, j) {
@@ -1076,6 +1227,24 @@ impl<'a> Reconciliation<'a> {
             .map_or("", |k| k.name.as_str())
     }
 
+    /// An empty per-key line for key id `k`.
+    fn key_cost(&self, k: u32) -> KeyAcc {
+        let info = self.key_info(k);
+        KeyAcc {
+            line: KeyCost {
+                key: info.map_or_else(String::new, |i| i.name.clone()),
+                registered: info.is_some_and(|i| i.registered),
+                owner: self.key_owner_name(k).to_owned(),
+                contact: info.and_then(|i| i.contact.clone()).unwrap_or_default(),
+                ..KeyCost::default()
+            },
+            computed: Usd::ZERO,
+            reported: Usd::ZERO,
+            first: i64::MAX,
+            last: i64::MIN,
+        }
+    }
+
     /// Family name.
     pub fn family_name(&self, f: u32) -> &str {
         self.models.get(Sym(f))
@@ -1202,17 +1371,18 @@ impl<'a> Reconciliation<'a> {
             .take(no_owner + 1)
             .collect();
         let mut by_owner: crate::intern::FxHashMap<&str, Acc> = Default::default();
-        let mut by_key: BTreeMap<u32, (KeyCost, Usd, Usd, i64, i64)> = BTreeMap::new();
+        let mut by_key: BTreeMap<u32, KeyAcc> = BTreeMap::new();
+        let mut probing: BTreeMap<u32, KeyAcc> = BTreeMap::new();
         let mut unpriced: BTreeMap<u32, Unpriced> = BTreeMap::new();
         // Per side (client, gateway), per class in `Class::ALL` order.
-        let mut class_counts = [[0u64; 7]; 2];
+        let mut class_counts: ClassCounts = [[0u64; Class::ALL.len()]; 2];
         let (mut tmin, mut tmax) = (i64::MAX, i64::MIN);
 
         // The client rows only add to their own counts: sum them on a
         // second core while this one goes through the gateway rows.
         #[derive(Default)]
         struct ClientPart {
-            counts: [u64; 7],
+            counts: [u64; Class::ALL.len()],
             passes: PassCounts,
             tmin: i64,
             tmax: i64,
@@ -1304,29 +1474,15 @@ impl<'a> Reconciliation<'a> {
                             un_r = un_r.saturating_add(reported);
                             un_c = un_c.saturating_add(computed.unwrap_or_default());
                             let k = self.gateway_view().key(j);
-                            let e = by_key.entry(k).or_insert_with(|| {
-                                let info = self.key_info(k);
-                                (
-                                    KeyCost {
-                                        key: info.map_or_else(String::new, |i| i.name.clone()),
-                                        registered: info.is_some_and(|i| i.registered),
-                                        owner: self.key_owner_name(k).to_owned(),
-                                        contact: info
-                                            .and_then(|i| i.contact.clone())
-                                            .unwrap_or_default(),
-                                        ..KeyCost::default()
-                                    },
-                                    Usd::ZERO,
-                                    Usd::ZERO,
-                                    i64::MAX,
-                                    i64::MIN,
-                                )
-                            });
-                            e.0.rows += 1;
-                            e.1 = e.1.saturating_add(computed.unwrap_or_default());
-                            e.2 = e.2.saturating_add(reported);
-                            e.3 = e.3.min(r.ts_ms);
-                            e.4 = e.4.max(r.ts_ms);
+                            let e = by_key.entry(k).or_insert_with(|| self.key_cost(k));
+                            e.add(r.ts_ms, computed.unwrap_or_default(), reported);
+                        }
+                        Class::FailedUnbilled => {
+                            let k = self.gateway_view().key(j);
+                            if !self.key_info(k).is_some_and(|i| i.registered) {
+                                let e = probing.entry(k).or_insert_with(|| self.key_cost(k));
+                                e.add(r.ts_ms, Usd::ZERO, Usd::ZERO);
+                            }
                         }
                         Class::Duplicate => dup_r = dup_r.saturating_add(reported),
                         _ => {}
@@ -1444,22 +1600,18 @@ impl<'a> Reconciliation<'a> {
                 .cmp(&a.computed_cost)
                 .then_with(|| a.owner.cmp(&b.owner))
         });
-        let mut unattributed_by_key: Vec<KeyCost> = by_key
-            .into_values()
-            .map(|(mut k, c, r, first, last)| {
-                k.computed_cost = c.to_decimal();
-                k.reported_cost = r.to_decimal();
-                k.first_seen = format_ms(first);
-                k.last_seen = format_ms(last);
-                k
-            })
-            .collect();
+        let mut unattributed_by_key: Vec<KeyCost> =
+            by_key.into_values().map(KeyAcc::done).collect();
         unattributed_by_key.sort_by(|a, b| {
             b.reported_cost
                 .max(b.computed_cost)
                 .cmp(&a.reported_cost.max(a.computed_cost))
                 .then_with(|| a.key.cmp(&b.key))
         });
+        let mut failed_on_unregistered_keys: Vec<KeyCost> =
+            probing.into_values().map(KeyAcc::done).collect();
+        failed_on_unregistered_keys
+            .sort_by(|a, b| b.rows.cmp(&a.rows).then_with(|| a.key.cmp(&b.key)));
         // By name: family ids follow input order, reports must not.
         let mut unpriced_models: Vec<Unpriced> = unpriced
             .into_iter()
@@ -1508,6 +1660,7 @@ impl<'a> Reconciliation<'a> {
             totals,
             costs_by_owner,
             unattributed_by_key,
+            failed_on_unregistered_keys,
             unpriced_models,
         }
     }
@@ -1534,7 +1687,7 @@ mod tests {
         let mut g = Side::new(SideKind::Gateway);
         let profiles = crate::parse::mapping::Profile::builtins().unwrap();
         let litellm = profiles.iter().find(|p| p.name == "litellm").unwrap();
-        crate::parse::mapping::read_gateway(csv.as_bytes(), "g.csv", litellm, &mut g).unwrap();
+        crate::parse::mapping::read_mapped(csv.as_bytes(), "g.csv", litellm, &mut g).unwrap();
         g
     }
 
@@ -1634,12 +1787,18 @@ mod tests {
         let gateway = "request_id,call_type,api_key,spend,total_tokens,prompt_tokens,completion_tokens,startTime,endTime,model,model_group,metadata,cache_hit,status\n\
                        chatcmpl-1,acompletion,k1,0.0001,20,10,10,2026-11-20 10:00:00.100,2026-11-20 10:00:01,gpt-4o-mini,gpt-4o-mini,{},False,success\n\
                        call-2,,k1,0.0,0,0,0,2026-11-20 10:00:05.100,2026-11-20 10:00:05.200,gpt-4o-mini-mock,,{},False,failure\n\
-                       call-3,,k1,0.0,0,0,0,2026-11-20 10:00:09.100,2026-11-20 10:00:09.200,no-such-model,,{},False,failure\n";
+                       call-3,,k1,0.0,0,0,0,2026-11-20 10:00:09.100,2026-11-20 10:00:09.200,no-such-model,,{},False,failure\n\
+                       call-4,,k1,0.0,0,0,0,2026-11-20 10:00:20.300,2026-11-20 10:00:20.400,text-embedding-3-small,,{},False,failure\n\
+                       chatcmpl-5,acompletion,k1,0.0002,40,20,20,2026-11-20 10:00:30.100,2026-11-20 10:00:31,gpt-4o-mini,gpt-4o-mini,{},False,success\n\
+                       call-6,,k9,0.0,0,0,0,2026-11-20 10:00:40.100,2026-11-20 10:00:40.200,gpt-4o,,{},False,failure\n";
         let client = "{\"ts\":\"2026-11-20T10:00:00Z\",\"key\":\"k1\",\"model\":\"gpt-4o-mini\",\"route\":\"chat\",\"request_id\":\"chatcmpl-1\",\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":10}}\n\
-                      {\"ts\":\"2026-11-20T10:00:05Z\",\"key\":\"k1\",\"model\":\"gpt-4o-mini-mock\",\"route\":\"chat\",\"request_id\":\"call-2\",\"http_status\":429}\n";
+                      {\"ts\":\"2026-11-20T10:00:05Z\",\"key\":\"k1\",\"model\":\"gpt-4o-mini-mock\",\"route\":\"chat\",\"request_id\":\"call-2\",\"http_status\":429}\n\
+                      {\"ts\":\"2026-11-20T10:00:15Z\",\"key\":\"k1\",\"model\":\"gpt-4o\",\"route\":\"chat\",\"http_status\":503}\n\
+                      {\"ts\":\"2026-11-20T10:00:20Z\",\"key\":\"k1\",\"model\":\"text-embedding-3-small\",\"route\":\"embeddings\",\"status\":\"error\"}\n\
+                      {\"ts\":\"2026-11-20T10:00:30Z\",\"key\":\"k1\",\"model\":\"gpt-4o-mini\",\"route\":\"chat\",\"request_id\":\"chatcmpl-5\",\"status\":\"error\"}\n";
         let g = litellm_side(gateway);
         assert!(g.rejects.is_empty(), "{:?}", g.rejects);
-        assert_eq!(g.rows.len(), 3);
+        assert_eq!(g.rows.len(), 6);
         let mut c = Side::new(SideKind::Client);
         crate::parse::client::read_client(client.as_bytes(), "c.jsonl", None, &mut c).unwrap();
         assert!(c.rejects.is_empty(), "{:?}", c.rejects);
@@ -1652,13 +1811,49 @@ mod tests {
             Settings::default(),
         );
         let class = |side, i| rec.verdict(side, i).unwrap().class;
-        // The failed call both sides saw is a pair, not missing, and its
-        // zero tokens are no token mismatch.
-        assert_eq!(class(SideKind::Client, 1), Class::Matched);
-        assert_eq!(class(SideKind::Gateway, 1), Class::Matched);
         assert_eq!(class(SideKind::Client, 0), Class::Matched);
-        // The one only the gateway saw is still reported.
-        assert_eq!(class(SideKind::Gateway, 2), Class::Unattributed);
+        // The failed call both sides saw is a failed pair: not missing, and
+        // its zero tokens are no token mismatch.
+        assert_eq!(class(SideKind::Client, 1), Class::FailedPair);
+        assert_eq!(class(SideKind::Gateway, 1), Class::FailedPair);
+        // A failure only the gateway logged, billing nothing, is reported
+        // as such, not as unattributed money.
+        assert_eq!(class(SideKind::Gateway, 2), Class::FailedUnbilled);
+        // An error line the gateway never logged is no missing usage.
+        assert_eq!(class(SideKind::Client, 2), Class::FailedUnbilled);
+        // A failure row names no route: it pairs by time through the route
+        // its model implies (an embedding model: embeddings).
+        assert_eq!(class(SideKind::Client, 3), Class::FailedPair);
+        assert_eq!(rec.client_partner(3), Some(3));
+        // The app saw an error, the gateway billed the call.
+        assert_eq!(class(SideKind::Client, 4), Class::BilledFailure);
+        assert_eq!(class(SideKind::Gateway, 4), Class::BilledFailure);
+        // Probing with a key in no registry: failed, billed nothing, and
+        // still counted per key in the summary.
+        assert_eq!(class(SideKind::Gateway, 5), Class::FailedUnbilled);
+        let s = rec.summary(0);
+        let count = |side: &str, class: &str| {
+            s.classes
+                .iter()
+                .find(|c| c.class.name() == class)
+                .map_or(0, |c| {
+                    if side == "client" {
+                        c.client_rows
+                    } else {
+                        c.gateway_rows
+                    }
+                })
+        };
+        assert_eq!(count("client", "missing_usage"), 0);
+        assert_eq!(count("gateway", "unattributed"), 0);
+        assert_eq!(count("gateway", "failed_unbilled"), 2);
+        assert_eq!(count("client", "billed_failure"), 1);
+        let probing: Vec<_> = s
+            .failed_on_unregistered_keys
+            .iter()
+            .map(|k| (k.key.as_str(), k.rows))
+            .collect();
+        assert_eq!(probing, [("k1", 1), ("k9", 1)]);
     }
 
     #[test]

@@ -77,6 +77,8 @@ impl RouteFamily {
             || has("completion")
             || r == "generate_content"
             || r == "text_completion"
+            // Langfuse's observation type for a model call.
+            || r == "generation"
         {
             RouteFamily::Chat
         } else {

@@ -330,7 +330,7 @@ pub fn parse_generated(
     let mut gateway = crate::Side::new(crate::SideKind::Gateway);
     let profiles = mapping::Profile::builtins()?;
     let litellm = mapping::choose(&profiles, gateway_csv.as_bytes(), "gateway.csv")?;
-    mapping::read_gateway(gateway_csv.as_bytes(), "gateway.csv", litellm, &mut gateway)?;
+    mapping::read_mapped(gateway_csv.as_bytes(), "gateway.csv", litellm, &mut gateway)?;
     Ok((client, gateway))
 }
 

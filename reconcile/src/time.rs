@@ -64,21 +64,24 @@ pub enum TsFormat {
     UnixSeconds,
     /// Unix milliseconds.
     UnixMillis,
+    /// Unix nanoseconds (OpenTelemetry `startTimeUnixNano`), floored to ms.
+    UnixNanos,
     /// A chrono `strftime` pattern; with `%z`/`%:z` the offset is read.
     Pattern(String),
 }
 
 impl TsFormat {
-    /// Parses a format name: `rfc3339`/`iso8601`, `unix_s`, `unix_ms`, or a
+    /// Parses a format name: `rfc3339`/`iso8601`, `unix_s`, `unix_ms`, `unix_ns`, or a
     /// pattern containing `%`.
     pub fn parse(s: &str) -> Result<Self, String> {
         match s {
             "rfc3339" | "iso8601" | "iso" => Ok(TsFormat::Iso),
             "unix_s" | "unix" | "epoch_s" => Ok(TsFormat::UnixSeconds),
             "unix_ms" | "epoch_ms" => Ok(TsFormat::UnixMillis),
+            "unix_ns" | "epoch_ns" => Ok(TsFormat::UnixNanos),
             p if p.contains('%') => Ok(TsFormat::Pattern(p.to_owned())),
             other => Err(format!(
-                "unknown timestamp format `{other}` (rfc3339, unix_s, unix_ms or a strftime pattern)"
+                "unknown timestamp format `{other}` (rfc3339, unix_s, unix_ms, unix_ns or a strftime pattern)"
             )),
         }
     }
@@ -96,6 +99,10 @@ impl TsFormat {
             TsFormat::UnixMillis => s
                 .parse::<i64>()
                 .map_err(|_| "not an integer of milliseconds"),
+            TsFormat::UnixNanos => s
+                .parse::<u64>()
+                .map_err(|_| "not an integer of nanoseconds")
+                .and_then(|ns| i64::try_from(ns / 1_000_000).map_err(|_| "timestamp out of range")),
             TsFormat::Pattern(p) => {
                 if let Ok(dt) = DateTime::parse_from_str(s, p) {
                     return Ok(dt.timestamp_millis());

@@ -392,6 +392,10 @@ pub struct IngestClientArgs {
     /// Client log encoding, detected when not given.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub client_format: Option<ClientFormatArg>,
+    /// Client log source: a built-in client profile (see `tally sources`)
+    /// or a mapping file with side = "client". Detected when not given.
+    #[arg(long, value_name = "NAME|FILE", conflicts_with = "client_format")]
+    pub client_source: Option<String>,
     /// The store.
     #[command(flatten)]
     pub store: StoreArgs,
@@ -482,6 +486,10 @@ pub struct ReconcileArgs {
     /// Client log encoding, detected when not given.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub client_format: Option<ClientFormatArg>,
+    /// Client log source: a built-in client profile (see `tally sources`)
+    /// or a mapping file with side = "client". Detected when not given.
+    #[arg(long, value_name = "NAME|FILE", conflicts_with = "client_format")]
+    pub client_source: Option<String>,
     /// Matching window around the learned clock offset (e.g. 2s, 1500ms).
     #[arg(long, default_value = "2s", value_name = "DURATION")]
     pub tolerance: String,
@@ -540,13 +548,14 @@ pub struct GenerateArgs {
 /// per file. Exits non-zero only when a file cannot be read or stored; bad
 /// rows are counted and kept as rejects.
 fn ingest(cmd: &IngestCommand) -> Result<std::process::ExitCode> {
-    let (kind, files, store, client_format, source) = match cmd {
+    let (kind, files, store, client_format, source, client_source) = match cmd {
         IngestCommand::Client(a) => (
             tally_reconcile::SideKind::Client,
             &a.files,
             &a.store,
             a.client_format.map(ClientFormatArg::format),
             None,
+            a.client_source.as_deref(),
         ),
         IngestCommand::Gateway(a) => (
             tally_reconcile::SideKind::Gateway,
@@ -554,9 +563,11 @@ fn ingest(cmd: &IngestCommand) -> Result<std::process::ExitCode> {
             &a.store,
             None,
             a.source.as_deref(),
+            None,
         ),
     };
     let profiles = crate::app::reconcile::profiles_for(source)?;
+    let client_profiles = crate::app::reconcile::client_profiles_for(client_source)?;
     let mut conn = crate::db::open(&store.db, store.no_migrate)?;
     let now_ms = crate::app::reconcile::now_ms()?;
     let now = tally_schema::convert::naive_from_ms(now_ms)?;
@@ -567,6 +578,8 @@ fn ingest(cmd: &IngestCommand) -> Result<std::process::ExitCode> {
             client_format,
             profiles: &profiles,
             named: source.is_some(),
+            client_profiles: &client_profiles,
+            client_named: client_source.is_some(),
             min_split_bytes: crate::app::split::MIN_SPLIT_BYTES,
             keep_raw: true,
         };
@@ -900,9 +913,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sources => {
             let profiles = tally_reconcile::parse::mapping::Profile::builtins()
                 .context("built-in profiles")?;
-            let mut out = String::new();
+            let clients = tally_reconcile::parse::mapping::Profile::client_builtins()
+                .context("built-in client profiles")?;
+            let mut out = String::from("gateway exports (--source):\n");
             for p in profiles {
-                out.push_str(&format!("{:<14} {}\n", p.name, p.description));
+                out.push_str(&format!("  {:<14} {}\n", p.name, p.description));
+            }
+            out.push_str(
+                "client logs (--client-source; Tally's own JSON Lines and CSV need none):\n",
+            );
+            for p in clients {
+                out.push_str(&format!("  {:<14} {}\n", p.name, p.description));
             }
             app::reconcile::print(&out)?;
             Ok(ExitCode::SUCCESS)

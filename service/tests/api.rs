@@ -1630,7 +1630,7 @@ fn pages_work_in_headless_chromium() {
     b.url_when(|u| u == format!("{}/runs/1", s.base));
     assert_eq!(b.text("h1"), "Run #1");
     // Counts, both tables, a CSV link per table.
-    assert_eq!(b.all("#counts tr").len(), 1 + 7 + 1);
+    assert_eq!(b.all("#counts tr").len(), 1 + 10 + 1);
     assert_eq!(b.all("#table-missing table tr").len(), 1 + 2);
     assert_eq!(b.all("#table-unattributed table tr").len(), 1 + 3);
     assert_eq!(b.all("a.csv").len(), 2);

@@ -471,7 +471,7 @@ fn bad_inputs_stop_with_a_clear_message() {
             &client,
             &gateway,
             vec!["--source", "nosuch"],
-            "unknown source `nosuch`",
+            "unknown --source `nosuch`",
         ),
         (&client, &gateway, vec!["--tolerance", "2"], "--tolerance"),
     ];

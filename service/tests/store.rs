@@ -1044,6 +1044,8 @@ fn a_panic_mid_request_loses_no_acknowledged_push() {
                             client_format: None,
                             profiles: &[],
                             named: false,
+                            client_profiles: &[],
+                            client_named: false,
                             min_split_bytes: u64::MAX,
                             keep_raw: true,
                         };

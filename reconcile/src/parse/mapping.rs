@@ -43,8 +43,18 @@ pub const BUILTIN: [(&str, &str); 7] = [
     ("flatkey", include_str!("../../../profiles/flatkey.toml")),
 ];
 
-/// Fields a profile can map, in [`Extracted`] terms.
-pub const FIELDS: [&str; 24] = [
+/// Client-log profiles shipped with Tally, in detection order (Tally's own
+/// format is read by [`super::client`] and needs no profile).
+pub const BUILTIN_CLIENT: [(&str, &str); 2] = [
+    ("otlp", include_str!("../../../profiles/client/otlp.toml")),
+    (
+        "langfuse",
+        include_str!("../../../profiles/client/langfuse.toml"),
+    ),
+];
+
+/// Fields a profile can map, in [`Extracted`] terms (index = [`field`] id).
+pub const FIELDS: [&str; 26] = [
     "id",
     "timestamp",
     "end_timestamp",
@@ -69,6 +79,8 @@ pub const FIELDS: [&str; 24] = [
     "stream",
     "cache_hit",
     "cancelled",
+    "id2",
+    "error",
 ];
 
 /// Encoding of an export.
@@ -81,6 +93,31 @@ pub enum Encoding {
     Jsonl,
     /// One JSON document holding an array of objects.
     Json,
+    /// OpenTelemetry traces as OTLP JSON, one `ExportTraceServiceRequest`
+    /// per line (the collector's file exporter): each span with a `gen_ai.*`
+    /// attribute is a row, read as `{resource, scope, span}` with attribute
+    /// lists turned into maps.
+    Otlp,
+}
+
+/// Which side of the reconciliation a profile reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProfileSide {
+    /// A gateway's usage export.
+    #[default]
+    Gateway,
+    /// The application's own log.
+    Client,
+}
+
+/// Where a row's key comes from when the source names none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyFrom {
+    /// The registry key owned by the row's service and environment
+    /// (OpenTelemetry spans name those, never the key).
+    Owner,
 }
 
 #[derive(Deserialize)]
@@ -139,6 +176,10 @@ struct RawProfile {
     description: String,
     format: Encoding,
     #[serde(default)]
+    side: ProfileSide,
+    #[serde(default)]
+    key_from: Option<KeyFrom>,
+    #[serde(default)]
     records: String,
     #[serde(default)]
     detect: Vec<String>,
@@ -168,6 +209,10 @@ pub struct Profile {
     pub records: Vec<String>,
     /// Column or key names whose presence identifies the export.
     pub detect: Vec<String>,
+    /// Which side it reads.
+    pub side: ProfileSide,
+    /// Where a row's key comes from when no key field has one.
+    pub key_from: Option<KeyFrom>,
     /// Per field (in [`FIELDS`] order): alternative dotted paths, first non-empty wins.
     paths: Vec<Vec<Vec<String>>>,
     sem: Semantics,
@@ -215,13 +260,21 @@ impl Profile {
                 .and_then(|i| paths.get(i))
                 .is_some_and(|p| !p.is_empty())
         };
-        for req in ["timestamp", "key"] {
-            if !has(req) {
-                return Err(Error::invalid(
-                    file,
-                    format!("[fields]: `{req}` is required"),
-                ));
-            }
+        if !has("timestamp") {
+            return Err(Error::invalid(file, "[fields]: `timestamp` is required"));
+        }
+        if !has("key") && raw.key_from.is_none() {
+            return Err(Error::invalid(
+                file,
+                "[fields]: map `key` (a key, hash, alias, label or last 4) or set \
+                 key_from = \"owner\" to find it in the registry by service and env",
+            ));
+        }
+        if raw.key_from == Some(KeyFrom::Owner) && !(has("service") && has("env")) {
+            return Err(Error::invalid(
+                file,
+                "[fields]: key_from = \"owner\" needs `service` and `env` mapped",
+            ));
         }
         if !has("model") && !has("served_model") {
             return Err(Error::invalid(
@@ -275,6 +328,8 @@ impl Profile {
                 split_path(&raw.records)
             },
             detect: raw.detect,
+            side: raw.side,
+            key_from: raw.key_from,
             paths,
             sem: Semantics {
                 ts_format,
@@ -291,10 +346,18 @@ impl Profile {
         })
     }
 
-    /// The built-in profiles.
+    /// The built-in gateway profiles.
     pub fn builtins() -> Result<Vec<Profile>, Error> {
-        BUILTIN
-            .iter()
+        Self::all_of(&BUILTIN)
+    }
+
+    /// The built-in client-log profiles.
+    pub fn client_builtins() -> Result<Vec<Profile>, Error> {
+        Self::all_of(&BUILTIN_CLIENT)
+    }
+
+    fn all_of(list: &[(&str, &str)]) -> Result<Vec<Profile>, Error> {
+        list.iter()
             .map(|(name, text)| Profile::from_toml(text, &format!("built-in profile {name}")))
             .collect()
     }
@@ -309,7 +372,8 @@ impl Profile {
                 let h = csv_header(head);
                 self.detect.iter().all(|d| h.iter().any(|c| c == d))
             }
-            (Encoding::Jsonl, Some(b'{')) | (Encoding::Json, Some(b'{' | b'[')) => {
+            (Encoding::Jsonl | Encoding::Otlp, Some(b'{'))
+            | (Encoding::Json, Some(b'{' | b'[')) => {
                 // JSON Lines and JSON documents: every detect key appears as
                 // a key in the head. A JSON array needs `records` empty, an
                 // object needs it set.
@@ -317,7 +381,9 @@ impl Profile {
                 if self.format == Encoding::Json && array != self.records.is_empty() {
                     return false;
                 }
-                if self.format == Encoding::Jsonl && first_line_is_partial_json(head) {
+                if matches!(self.format, Encoding::Jsonl | Encoding::Otlp)
+                    && first_line_is_partial_json(head)
+                {
                     return false;
                 }
                 let text = String::from_utf8_lossy(head);
@@ -371,8 +437,9 @@ pub fn choose<'p>(profiles: &'p [Profile], head: &[u8], file: &str) -> Result<&'
     })
 }
 
-/// Reads a gateway export with a profile into `side`.
-pub fn read_gateway(
+/// Reads a file with a profile into `side` (a gateway export, or a client
+/// log described by a client profile).
+pub fn read_mapped(
     r: impl Read,
     file: &str,
     profile: &Profile,
@@ -382,6 +449,7 @@ pub fn read_gateway(
         Encoding::Csv => read_csv(r, file, profile, side),
         Encoding::Jsonl => read_jsonl(r, file, profile, side),
         Encoding::Json => read_json(r, file, profile, side),
+        Encoding::Otlp => read_otlp(r, file, profile, side),
     }
 }
 
@@ -442,7 +510,7 @@ fn extract_with<'a>(
     let (ec, ew, er) = profile.excludes;
     Extracted {
         id: get(field::ID),
-        id2: None,
+        id2: get(field::ID2),
         ts: get(field::TIMESTAMP),
         ts_end: get(field::END_TIMESTAMP),
         duration_ms: get(field::DURATION_MS),
@@ -471,7 +539,29 @@ fn extract_with<'a>(
         stream: get(field::STREAM),
         cache_hit: get(field::CACHE_HIT),
         cancelled: get(field::CANCELLED),
+        error: get(field::ERROR),
     }
+}
+
+/// The token that stands for "the key of this owner" when a source names
+/// no key ([`KeyFrom::Owner`]); the registry resolves it.
+pub fn owner_key_token(service: &str, env: &str) -> String {
+    format!("{}{service}/{env}", crate::keys::OWNER_PREFIX)
+}
+
+fn with_key_from<'a>(profile: &Profile, mut ex: Extracted<'a>) -> Extracted<'a> {
+    if ex.key.is_none() && profile.key_from == Some(KeyFrom::Owner) {
+        let part =
+            |v: &Option<Val<'_>>| v.as_ref().map_or(String::new(), |v| v.v.trim().to_owned());
+        let (service, env) = (part(&ex.service), part(&ex.env));
+        if !service.is_empty() {
+            ex.key = Some(Val {
+                v: Cow::Owned(owner_key_token(&service, &env)),
+                name: Cow::Borrowed("key (by service and env)"),
+            });
+        }
+    }
+    ex
 }
 
 fn json_getter<'a>(profile: &'a Profile, obj: &'a Value) -> impl FnMut(usize) -> Option<Val<'a>> {
@@ -494,10 +584,144 @@ fn read_jsonl(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> R
         .next_object(&mut sink)
         .map_err(|e| read_err(file, e))?
     {
-        let ex = extract_with(profile, json_getter(profile, &v));
+        let ex = with_key_from(profile, extract_with(profile, json_getter(profile, &v)));
         sink.row(&ex, &profile.sem, line, || lines.text());
     }
     sink.extent(lines.lines(), false);
+    sink.finish(&profile.name);
+    Ok(())
+}
+
+/// An OTLP `AnyValue` as plain JSON: `{"stringValue": "x"}` is `"x"`,
+/// `{"intValue": "7"}` is `"7"` (int64 is a string in OTLP JSON), lists
+/// and key-value lists recursively.
+fn otlp_value(v: &Value) -> Value {
+    let Some(m) = v.as_object() else {
+        return v.clone();
+    };
+    if let Some(list) = m
+        .get("arrayValue")
+        .and_then(|a| a.get("values"))
+        .and_then(Value::as_array)
+    {
+        return Value::Array(list.iter().map(otlp_value).collect());
+    }
+    if let Some(kv) = m.get("kvlistValue").and_then(|a| a.get("values")) {
+        return Value::Object(otlp_attributes(kv));
+    }
+    [
+        "stringValue",
+        "intValue",
+        "doubleValue",
+        "boolValue",
+        "bytesValue",
+    ]
+    .iter()
+    .find_map(|k| m.get(*k).cloned())
+    .unwrap_or(Value::Null)
+}
+
+/// OTLP attributes (`[{"key": k, "value": AnyValue}]`) as a map.
+fn otlp_attributes(list: &Value) -> serde_json::Map<String, Value> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|kv| {
+            let k = kv.get("key")?.as_str()?;
+            Some((
+                k.to_owned(),
+                kv.get("value").map_or(Value::Null, otlp_value),
+            ))
+        })
+        .collect()
+}
+
+/// A span's status as a word: OTLP JSON writes the code as a number
+/// (`2`) or its enum name (`STATUS_CODE_ERROR`).
+fn otlp_status(status: Option<&Value>) -> Value {
+    let code = status.and_then(|s| s.get("code"));
+    let word = match code {
+        Some(Value::Number(n)) if n.as_u64() == Some(2) => "error",
+        Some(Value::Number(n)) if n.as_u64() == Some(1) => "ok",
+        Some(Value::String(s)) if s.ends_with("ERROR") => "error",
+        Some(Value::String(s)) if s.ends_with("OK") => "ok",
+        _ => "unset",
+    };
+    Value::String(word.to_owned())
+}
+
+/// The usage spans of one OTLP line, each as `{resource, scope, span}`
+/// with its attribute lists as maps. Spans with no `gen_ai.*` attribute (an
+/// HTTP server span, a database call) are not usage: the count of them is
+/// returned beside.
+fn otlp_spans(doc: &Value) -> (Vec<Value>, u64) {
+    let mut out = Vec::new();
+    let mut other = 0u64;
+    let list = |v: Option<&Value>| v.and_then(Value::as_array).cloned().unwrap_or_default();
+    for rs in list(doc.get("resourceSpans")) {
+        let resource = rs
+            .get("resource")
+            .and_then(|r| r.get("attributes"))
+            .map(otlp_attributes)
+            .unwrap_or_default();
+        for ss in list(rs.get("scopeSpans")) {
+            let scope = ss.get("scope").cloned().unwrap_or(Value::Null);
+            for span in list(ss.get("spans")) {
+                let attributes = span
+                    .get("attributes")
+                    .map(otlp_attributes)
+                    .unwrap_or_default();
+                if !attributes.keys().any(|k| k.starts_with("gen_ai.")) {
+                    other += 1;
+                    continue;
+                }
+                let mut flat = span.as_object().cloned().unwrap_or_default();
+                flat.insert("attributes".to_owned(), Value::Object(attributes));
+                flat.insert("status".to_owned(), otlp_status(span.get("status")));
+                if let Some(msg) = span
+                    .get("status")
+                    .and_then(|s| s.get("message"))
+                    .filter(|m| m.as_str().is_some_and(|m| !m.is_empty()))
+                {
+                    flat.insert("status_message".to_owned(), msg.clone());
+                }
+                let mut row = serde_json::Map::new();
+                row.insert("resource".to_owned(), Value::Object(resource.clone()));
+                row.insert("scope".to_owned(), scope.clone());
+                row.insert("span".to_owned(), Value::Object(flat));
+                out.push(Value::Object(row));
+            }
+        }
+    }
+    (out, other)
+}
+
+fn read_otlp(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Result<(), Error> {
+    let mut sink = FileSink::new(side, file);
+    let mut lines = JsonLines::new(r);
+    let mut not_usage = 0u64;
+    while let Some((line, v)) = lines
+        .next_object(&mut sink)
+        .map_err(|e| read_err(file, e))?
+    {
+        let (spans, other) = otlp_spans(&v);
+        not_usage += other;
+        if spans.is_empty() && other == 0 {
+            sink.reject(
+                line,
+                "resourceSpans",
+                "no spans: not an OTLP trace export line",
+                lines.text(),
+            );
+            continue;
+        }
+        for span in &spans {
+            let ex = with_key_from(profile, extract_with(profile, json_getter(profile, span)));
+            sink.row(&ex, &profile.sem, line, || span.to_string());
+        }
+    }
+    sink.extent(lines.lines(), false);
+    sink.not_usage(not_usage);
     sink.finish(&profile.name);
     Ok(())
 }
@@ -535,7 +759,7 @@ fn read_json(
     for (i, item) in items.iter().enumerate() {
         let n = u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
         if item.is_object() {
-            let ex = extract_with(profile, json_getter(profile, item));
+            let ex = with_key_from(profile, extract_with(profile, json_getter(profile, item)));
             sink.row(&ex, &profile.sem, n, || item.to_string());
         } else {
             sink.reject(n, "(row)", "record is not a JSON object", item.to_string());
@@ -698,11 +922,18 @@ struct CsvRow<'r> {
     plans: &'r [Plan],
     via_json: Option<&'r ViaJson>,
     excludes: (bool, bool, bool),
+    /// The registry token for the row's owner ([`KeyFrom::Owner`]).
+    owner_key: Option<&'r str>,
 }
 
 impl Fields for CsvRow<'_> {
     #[inline(always)]
     fn get(&self, f: usize) -> Option<Got<'_>> {
+        if f == field::KEY
+            && let Some(k) = self.owner_key
+        {
+            return Got::of(k, "key (by service and env)");
+        }
         let alts = || self.paths.get(f).map_or(&[][..], Vec::as_slice);
         match *self.plans.get(f)? {
             Plan::Absent => None,
@@ -758,6 +989,9 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
         .collect();
     for req in ["timestamp", "key"] {
         let i = FIELDS.iter().position(|f| *f == req).unwrap_or(0);
+        if req == "key" && profile.key_from.is_some() {
+            continue;
+        }
         if resolved.get(i).is_none_or(Vec::is_empty) {
             return Err(Error::invalid(
                 file,
@@ -785,18 +1019,27 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
         if sink.rejected_if_not_utf8(&rec, &header) {
             continue;
         }
+        let owner_key: String;
         let line = rec.line;
         let any_json = cells.read(&rec);
         if any_json {
             via_json.fill(&json_fields, &resolved, &rec, &cells);
         }
-        let row = CsvRow {
+        let mut row = CsvRow {
             rec: &rec,
             paths: &resolved,
             plans: &plans,
             via_json: any_json.then_some(&via_json),
             excludes: profile.excludes,
+            owner_key: None,
         };
+        if profile.key_from == Some(KeyFrom::Owner) && row.get(field::KEY).is_none() {
+            let part = |f| row.get(f).map_or("", |g| g.v);
+            if !part(field::SERVICE).is_empty() {
+                owner_key = owner_key_token(part(field::SERVICE), part(field::ENV));
+                row.owner_key = Some(&owner_key);
+            }
+        }
         sink.row(&row, &profile.sem, line, || rec.raw_text());
     }
     sink.extent(rdr.lines(), rdr.ended_in_quotes());
@@ -845,11 +1088,12 @@ mod tests {
             (f::STREAM, "stream"),
             (f::CACHE_HIT, "cache_hit"),
             (f::CANCELLED, "cancelled"),
+            (f::ID2, "id2"),
+            (f::ERROR, "error"),
         ] {
             assert_eq!(FIELDS[id], name);
         }
-        assert_eq!(f::ID2, FIELDS.len());
-        assert_eq!(f::COUNT, FIELDS.len() + 1);
+        assert_eq!(f::COUNT, FIELDS.len());
     }
 
     #[test]
@@ -912,7 +1156,7 @@ mod tests {
             "\"{\"\"usage_object\"\":{\"\"prompt_tokens_details\"\":{\"\"cached_tokens\"\":64}}}\",True,success\n",
         );
         let mut side = Side::new(SideKind::Gateway);
-        read_gateway(csv.as_bytes(), "spend.csv", &builtin("litellm"), &mut side).unwrap();
+        read_mapped(csv.as_bytes(), "spend.csv", &builtin("litellm"), &mut side).unwrap();
         assert!(side.rejects.is_empty(), "{:?}", side.rejects);
         let r = side.rows[0];
         assert_eq!(side.ids.get(r.ids).0, "chatcmpl-1");
@@ -934,7 +1178,7 @@ mod tests {
             "\"{\"\"usage_object\"\":{\"\"cache_read_input_tokens\"\":4}}\"\n",
         );
         let mut side = Side::new(SideKind::Gateway);
-        read_gateway(csv.as_bytes(), "spend.csv", &builtin("litellm"), &mut side).unwrap();
+        read_mapped(csv.as_bytes(), "spend.csv", &builtin("litellm"), &mut side).unwrap();
         let got = super::super::reject_fields(&side);
         assert_eq!(
             got,
@@ -953,7 +1197,7 @@ mod tests {
         let csv = "generation_id,created_at,cost_total,tokens_prompt,tokens_completion,tokens_reasoning,tokens_cached,model_permaslug,variant,api_key_name,streamed,cancelled\n\
                    gen-1,2026-11-20 10:00:00.040,0.001,10,5,0,0,openai/gpt-oss-120b,free,Support bot,true,false\n";
         let mut side = Side::new(SideKind::Gateway);
-        read_gateway(csv.as_bytes(), "or.csv", &builtin("openrouter"), &mut side).unwrap();
+        read_mapped(csv.as_bytes(), "or.csv", &builtin("openrouter"), &mut side).unwrap();
         let r = side.rows[0];
         assert_eq!(side.models(&r).0, "openai/gpt-oss-120b:free");
         assert_eq!(
@@ -996,7 +1240,7 @@ input_includes_cached = false
             {"rid":"b","when":"20/11/2026 05:00:00","owner":"k2","m":"gpt-4o","in":-1,"out":2}
         ]}}"#;
         let mut side = Side::new(SideKind::Gateway);
-        read_gateway(doc.as_bytes(), "acme.json", &profile, &mut side).unwrap();
+        read_mapped(doc.as_bytes(), "acme.json", &profile, &mut side).unwrap();
         assert_eq!(side.rows.len(), 1);
         let r = side.rows[0];
         assert_eq!(side.strings.get(r.key), "k1");
@@ -1023,7 +1267,7 @@ input_includes_cached = false
         let doc = "{\"t\":\"2026-11-20T10:00:00Z\",\"k\":\"a\",\"m\":\"m\",\"in\":4294967000,\"c\":1000,\"out\":1}\n\
                    {\"t\":\"2026-11-20T10:00:00Z\",\"k\":\"a\",\"m\":\"m\",\"in\":10,\"c\":5,\"out\":1}\n";
         let mut side = Side::new(SideKind::Gateway);
-        read_gateway(doc.as_bytes(), "x.jsonl", &profile, &mut side).unwrap();
+        read_mapped(doc.as_bytes(), "x.jsonl", &profile, &mut side).unwrap();
         assert_eq!(side.rows.len(), 1);
         assert_eq!(
             side.rows[0].tokens.get(crate::record::TokenKind::Input),

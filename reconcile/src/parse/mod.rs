@@ -8,6 +8,7 @@
 //! included, which are embedded mapping profiles.
 
 pub mod client;
+pub mod hint;
 pub mod mapping;
 mod pick;
 mod records;
@@ -95,6 +96,8 @@ pub struct Extracted<'a> {
     pub cache_hit: Option<Val<'a>>,
     /// Whether the call was cancelled.
     pub cancelled: Option<Val<'a>>,
+    /// Error text or type (failure when present).
+    pub error: Option<Val<'a>>,
 }
 
 /// Field ids: positions in [`mapping::FIELDS`], then the client's second id.
@@ -141,8 +144,10 @@ pub mod field {
     pub const CANCELLED: usize = 23;
     /// Secondary id (client `response_id`).
     pub const ID2: usize = 24;
+    /// Error text or type: present and not blank means the call failed.
+    pub const ERROR: usize = 25;
     /// Number of field ids.
-    pub const COUNT: usize = 25;
+    pub const COUNT: usize = 26;
 }
 
 /// One field's text, trimmed and not blank, with the name the source gave it.
@@ -202,6 +207,7 @@ impl Extracted<'_> {
             field::CACHE_HIT => self.cache_hit.as_ref(),
             field::CANCELLED => self.cancelled.as_ref(),
             field::ID2 => self.id2.as_ref(),
+            field::ERROR => self.error.as_ref(),
             t => self.tokens.get(t.wrapping_sub(field::TOKENS))?.as_ref(),
         }
     }
@@ -594,6 +600,9 @@ pub fn build_row(
             }
         }
     }
+    if ex.get(f::ERROR).is_some_and(|e| !is_no_error(e.v)) {
+        row.flags |= flags::FAILED;
+    }
     if let Some(s) = ex.get(f::STREAM) {
         row.flags |= flags::STREAM_KNOWN;
         if parse_bool(&s)? {
@@ -648,12 +657,20 @@ fn masked(s: &str) -> Cow<'_, str> {
 /// Whether a row's status says its call failed (an HTTP status of 400 or
 /// more, or a failure word such as LiteLLM's `failure`).
 fn status_failed(ex: &impl Fields) -> bool {
-    ex.get(field::HTTP_STATUS)
-        .or_else(|| ex.get(field::STATUS))
-        .is_some_and(|s| match s.v.parse::<u16>() {
-            Ok(code) => code >= 400,
-            Err(_) => is_one_of(s.v, &FAILED_WORDS),
-        })
+    ex.get(field::ERROR).is_some_and(|e| !is_no_error(e.v))
+        || ex
+            .get(field::HTTP_STATUS)
+            .or_else(|| ex.get(field::STATUS))
+            .is_some_and(|s| match s.v.parse::<u16>() {
+                Ok(code) => code >= 400,
+                Err(_) => is_one_of(s.v, &FAILED_WORDS),
+            })
+}
+
+/// Whether an error field's value says there was none (loggers write
+/// `null`, `None` or `false` rather than leave it out).
+fn is_no_error(v: &str) -> bool {
+    is_one_of(v, &["null", "none", "false", "0", "{}", "[]"])
 }
 
 /// OpenRouter moves the `:variant` the client sent into its own column.
@@ -673,6 +690,7 @@ pub(crate) struct FileSink<'s> {
     rejected: u64,
     lines: u64,
     open_quote_at_end: bool,
+    not_usage: u64,
 }
 
 impl<'s> FileSink<'s> {
@@ -686,6 +704,7 @@ impl<'s> FileSink<'s> {
             rejected: 0,
             lines: 0,
             open_quote_at_end: false,
+            not_usage: 0,
         }
     }
 
@@ -749,6 +768,11 @@ impl<'s> FileSink<'s> {
         self.open_quote_at_end = open_quote_at_end;
     }
 
+    /// Records passed over as not usage (see [`crate::record::FileInfo::not_usage`]).
+    pub(crate) fn not_usage(&mut self, n: u64) {
+        self.not_usage += n;
+    }
+
     /// Records the file in the side.
     pub(crate) fn finish(self, format: &str) {
         self.side.files.push(crate::record::FileInfo {
@@ -757,6 +781,7 @@ impl<'s> FileSink<'s> {
             first_row: self.first_row,
             read: self.read,
             rejected: self.rejected,
+            not_usage: self.not_usage,
             lines: self.lines,
             open_quote_at_end: self.open_quote_at_end,
         });

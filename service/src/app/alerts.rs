@@ -445,7 +445,11 @@ pub fn after_run(
         let d = r.day_ms;
         let rows = u64::try_from(r.row_count).unwrap_or(0);
         let unpriced = u64::try_from(r.unpriced_rows).unwrap_or(0);
-        if r.side == "gateway" && r.class == "unattributed" {
+        // Failed calls that billed nothing are no unattributed money, but
+        // on a key no registry knows they are probing with a leaked key:
+        // counted with it.
+        let probing = r.class == "failed_unbilled" && !r.registered;
+        if r.side == "gateway" && (r.class == "unattributed" || probing) {
             let e = unattributed.entry((r.key_name.clone(), d)).or_default();
             e.rows += rows;
             e.billed |= r.tokens > 0 || r.reported_nanos > 0 || r.computed_nanos > 0;

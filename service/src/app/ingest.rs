@@ -182,8 +182,15 @@ fn store_in_parts(
         rx.peek();
         let mut produce = |sink: &mut repo::PartSink<'_>| -> Result<repo::Produced> {
             let mut source = String::new();
+            let (mut read, mut accepted) = (0u64, 0u64);
+            let mut first_rejects: Vec<tally_reconcile::RowError> = Vec::new();
             for side in rx.by_ref() {
                 let side = side?;
+                read += side.files.iter().map(|f| f.read).sum::<u64>();
+                accepted += u64::try_from(side.rows.len()).unwrap_or(u64::MAX);
+                if first_rejects.len() < 3 {
+                    first_rejects.extend(side.rejects.iter().take(3).cloned());
+                }
                 if source.is_empty() {
                     source = side
                         .files
@@ -213,6 +220,21 @@ fn store_in_parts(
                     raw,
                 }));
                 sink(&mut rows, &rejects)?;
+            }
+            // Nothing readable: refused whole (the transaction rolls back),
+            // so the same bytes can be ingested again once described.
+            if read > 0 && accepted == 0 {
+                let sources = crate::app::reconcile::client_sources()?;
+                anyhow::bail!(
+                    "{}",
+                    tally_reconcile::parse::hint::explain_counts(
+                        kind,
+                        name,
+                        (read, read),
+                        &first_rejects,
+                        &sources
+                    )
+                );
             }
             Ok(repo::Produced { source })
         };

@@ -12,7 +12,7 @@ use tally_reconcile::keys::KeyRegistry;
 use tally_reconcile::models::AliasTable;
 use tally_reconcile::parse::client::{ClientFormat, read_client};
 
-use tally_reconcile::parse::mapping::{Encoding, Profile, choose, names, read_gateway};
+use tally_reconcile::parse::mapping::{Encoding, Profile, ProfileSide, choose, names, read_mapped};
 use tally_reconcile::parse::peek;
 use tally_reconcile::prices::PriceBook;
 use tally_reconcile::report::{Settings, reconcile};
@@ -98,6 +98,25 @@ pub fn parse_ratio(s: &str) -> Result<Decimal> {
 /// The gateway profiles to try: the named one, or all built-ins.
 pub fn profiles_for(source: Option<&str>) -> Result<Vec<Profile>> {
     let builtins = Profile::builtins().context("built-in profiles")?;
+    named_profile(source, builtins, ProfileSide::Gateway)
+}
+
+/// The client-log profiles to try: the named one, or all built-ins (Tally's
+/// own format is tried after them).
+pub fn client_profiles_for(source: Option<&str>) -> Result<Vec<Profile>> {
+    let builtins = Profile::client_builtins().context("built-in client profiles")?;
+    named_profile(source, builtins, ProfileSide::Client)
+}
+
+fn named_profile(
+    source: Option<&str>,
+    builtins: Vec<Profile>,
+    side: ProfileSide,
+) -> Result<Vec<Profile>> {
+    let (flag, other_flag) = match side {
+        ProfileSide::Gateway => ("--source", "--client-source"),
+        ProfileSide::Client => ("--client-source", "--source"),
+    };
     let Some(src) = source else {
         return Ok(builtins);
     };
@@ -107,13 +126,26 @@ pub fn profiles_for(source: Option<&str>) -> Result<Vec<Profile>> {
     let path = PathBuf::from(src);
     if path.exists() {
         let text = read_text(&path, "mapping file")?;
-        return Ok(vec![Profile::from_toml(
-            &text,
-            &path.display().to_string(),
-        )?]);
+        let p = Profile::from_toml(&text, &path.display().to_string())?;
+        if p.side != side {
+            bail!(
+                "mapping file `{src}` describes a {} (side = \"{}\"): give it with {other_flag}",
+                if p.side == ProfileSide::Client {
+                    "client log"
+                } else {
+                    "gateway export"
+                },
+                if p.side == ProfileSide::Client {
+                    "client"
+                } else {
+                    "gateway"
+                },
+            );
+        }
+        return Ok(vec![p]);
     }
     bail!(
-        "unknown source `{src}`: not a built-in ({}) and no such mapping file",
+        "unknown {flag} `{src}`: not a built-in ({}) and no such mapping file",
         names(&builtins)
     )
 }
@@ -121,8 +153,10 @@ pub fn profiles_for(source: Option<&str>) -> Result<Vec<Profile>> {
 /// What a parse job reads its part as.
 #[derive(Clone)]
 enum Reader {
+    /// Tally's own client log.
     Client(Option<ClientFormat>),
-    Gateway(Profile),
+    /// A gateway export or a client log through a mapping profile.
+    Mapped(Profile),
 }
 
 /// One part of one input file.
@@ -148,10 +182,46 @@ pub struct ReadPlan<'a> {
     pub profiles: &'a [Profile],
     /// Whether the user named the source (then `profiles` is that one).
     pub named: bool,
+    /// Client-log profiles to choose from before Tally's own format.
+    pub client_profiles: &'a [Profile],
+    /// Whether the user named the client source (then `client_profiles`
+    /// is that one).
+    pub client_named: bool,
     /// Files at least this large are parsed in parts.
     pub min_split_bytes: u64,
     /// Keep each accepted row's source text ([`Side::raws`]).
     pub keep_raw: bool,
+}
+
+/// How a file read through a profile is cut into parts.
+fn mapped_reader(profile: Profile) -> (Reader, Option<split::Layout>) {
+    let layout = match profile.format {
+        Encoding::Csv => Some(split::Layout::Csv),
+        Encoding::Jsonl | Encoding::Otlp => Some(split::Layout::Lines),
+        // One JSON document: read whole.
+        Encoding::Json => None,
+    };
+    (Reader::Mapped(profile), layout)
+}
+
+/// A client log Tally cannot place: name the built-in client sources too.
+fn with_client_sources(
+    e: tally_reconcile::Error,
+    client_profiles: &[Profile],
+) -> tally_reconcile::Error {
+    match e {
+        tally_reconcile::Error::UnknownFormat { file, detail } if !client_profiles.is_empty() => {
+            tally_reconcile::Error::UnknownFormat {
+                file,
+                detail: format!(
+                    "{detail}, nor a known client source ({}); describe it with a mapping \
+                     file and --client-source FILE",
+                    names(client_profiles)
+                ),
+            }
+        }
+        other => other,
+    }
 }
 
 /// Plans the parse jobs of one side: CSV files large enough are cut in two.
@@ -172,6 +242,8 @@ fn plan_parts(
         client_format,
         profiles,
         named,
+        client_profiles,
+        client_named,
         min_split_bytes: min_bytes,
         keep_raw,
     } = plan;
@@ -185,28 +257,33 @@ fn plan_parts(
         let (head, _) = peek(open(path, what)?, &name)?;
         let (reader, layout) = match side {
             SideKind::Client => {
-                let f = match client_format {
-                    Some(f) => f,
-                    None => tally_reconcile::parse::client::detect_or_refuse(&head, &name)?,
+                let mapped = match client_profiles.first() {
+                    Some(only) if client_named => Some(only.clone()),
+                    _ if client_format.is_some() => None,
+                    _ => client_profiles.iter().find(|p| p.matches(&head)).cloned(),
                 };
-                let layout = match f {
-                    ClientFormat::Csv => split::Layout::Csv,
-                    ClientFormat::Jsonl => split::Layout::Lines,
-                };
-                (Reader::Client(Some(f)), Some(layout))
+                match mapped {
+                    Some(profile) => mapped_reader(profile),
+                    None => {
+                        let f = match client_format {
+                            Some(f) => f,
+                            None => tally_reconcile::parse::client::detect_or_refuse(&head, &name)
+                                .map_err(|e| with_client_sources(e, client_profiles))?,
+                        };
+                        let layout = match f {
+                            ClientFormat::Csv => split::Layout::Csv,
+                            ClientFormat::Jsonl => split::Layout::Lines,
+                        };
+                        (Reader::Client(Some(f)), Some(layout))
+                    }
+                }
             }
             SideKind::Gateway => {
                 let profile = match profiles.first() {
                     Some(only) if named => only.clone(),
                     _ => choose(profiles, &head, &name)?.clone(),
                 };
-                let layout = match profile.format {
-                    Encoding::Csv => Some(split::Layout::Csv),
-                    Encoding::Jsonl => Some(split::Layout::Lines),
-                    // One JSON document: read whole.
-                    Encoding::Json => None,
-                };
-                (Reader::Gateway(profile), layout)
+                mapped_reader(profile)
             }
         };
         let (parts, min_bytes) = match part_bytes {
@@ -258,7 +335,7 @@ fn run_job(job: &Job) -> Result<Side> {
         Reader::Client(f) => {
             read_client(r, &name, *f, &mut side)?;
         }
-        Reader::Gateway(p) => read_gateway(r, &name, p, &mut side)?,
+        Reader::Mapped(p) => read_mapped(r, &name, p, &mut side)?,
     }
     Ok(side)
 }
@@ -266,10 +343,13 @@ fn run_job(job: &Job) -> Result<Side> {
 /// Parses both sides: every file part is a job, run largest first on as
 /// many workers as cores, then merged in file and part order.
 fn read_sides(args: &ReconcileArgs, profiles: &[Profile]) -> Result<(Side, Side)> {
+    let client_profiles = client_profiles_for(args.client_source.as_deref())?;
     let plan = ReadPlan {
         client_format: args.client_format.map(ClientFormatArg::format),
         profiles,
         named: args.source.is_some(),
+        client_profiles: &client_profiles,
+        client_named: args.client_source.is_some(),
         min_split_bytes: args.split_min_bytes,
         keep_raw: false,
     };
@@ -559,6 +639,31 @@ pub fn settings(
     })
 }
 
+/// A file none of whose rows could be read is not a day with no traffic:
+/// every request would read as missing. Fail, saying what the file has.
+fn refuse_unreadable_files(client: &Side, gateway: &Side) -> Result<()> {
+    let sources = client_sources()?;
+    let refused: Vec<String> = [client, gateway]
+        .into_iter()
+        .flat_map(|side| {
+            tally_reconcile::parse::hint::all_rejected(side)
+                .map(|f| tally_reconcile::parse::hint::explain(side, f, &sources))
+        })
+        .collect();
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        bail!("{}", refused.join("\n"))
+    }
+}
+
+/// The built-in client sources' names, for messages.
+pub fn client_sources() -> Result<String> {
+    Ok(names(
+        &Profile::client_builtins().context("built-in client profiles")?,
+    ))
+}
+
 /// Runs `tally reconcile`.
 pub fn run(args: &ReconcileArgs) -> Result<ExitCode> {
     let mut phases = Phases::new(args.timings);
@@ -589,6 +694,7 @@ pub fn run(args: &ReconcileArgs) -> Result<ExitCode> {
     let profiles = profiles_for(args.source.as_deref())?;
     let (client, gateway) = read_sides(args, &profiles)?;
     phases.lap("parse");
+    refuse_unreadable_files(&client, &gateway)?;
     if args.strict {
         let rejects: Vec<String> = client
             .rejects

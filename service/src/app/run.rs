@@ -67,6 +67,7 @@ fn side_of(
         first_row: 0,
         read: u64::try_from(ids.len()).unwrap_or(u64::MAX),
         rejected: 0,
+        not_usage: 0,
         lines: 0,
         open_quote_at_end: false,
     });

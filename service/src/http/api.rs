@@ -450,6 +450,8 @@ async fn spooled(
                 client_format,
                 profiles: &profiles,
                 named,
+                client_profiles: &[],
+                client_named: false,
                 min_split_bytes: crate::app::split::MIN_SPLIT_BYTES,
                 keep_raw: true,
             };
