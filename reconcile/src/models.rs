@@ -80,13 +80,18 @@ impl AliasTable {
     /// by it (`gpt-4o-2024-05-13` is $5/$15 per million tokens where
     /// `gpt-4o` is $2.50/$10), and one without falls back to its family.
     pub fn priced_name(&self, model: &str, priced: impl Fn(&str) -> bool) -> String {
+        self.priced_by(model, priced).0
+    }
+
+    /// [`AliasTable::priced_name`] and the rule that gave it.
+    pub fn priced_by(&self, model: &str, priced: impl Fn(&str) -> bool) -> (String, PriceRule) {
         let m = model.trim().to_ascii_lowercase();
         if let Some(f) = self.get(&m) {
-            return f.to_owned();
+            return (f.to_owned(), PriceRule::Alias);
         }
         // Fine-tuned models are their own priced family.
         if m.starts_with("ft:") || priced(&m) {
-            return m;
+            return (m, PriceRule::Exact);
         }
         // OpenRouter `:free`/`:online` variants and Bedrock `:0` revisions.
         let base = match m.rsplit_once(':') {
@@ -94,22 +99,88 @@ impl AliasTable {
             _ => m.as_str(),
         };
         if let Some(f) = self.get(base) {
-            return f.to_owned();
+            return (f.to_owned(), PriceRule::Alias);
         }
         if priced(base) {
-            return base.to_owned();
+            return (base.to_owned(), PriceRule::WithoutVariant);
         }
         // Provider or deployment prefix: `openai/`, `azure/`, `bedrock/...`.
         let base = base.rsplit_once('/').map_or(base, |(_, b)| b);
         if let Some(f) = self.get(base) {
-            return f.to_owned();
+            return (f.to_owned(), PriceRule::Alias);
         }
         if priced(base) {
-            return base.to_owned();
+            return (base.to_owned(), PriceRule::WithoutPrefix);
         }
         let base = strip_snapshot(base);
-        self.get(base)
-            .map_or_else(|| base.to_owned(), str::to_owned)
+        match self.get(base) {
+            Some(f) => (f.to_owned(), PriceRule::Alias),
+            None => (base.to_owned(), PriceRule::Family),
+        }
+    }
+}
+
+/// Which step of the price lookup named the price a model is priced under
+/// (see [`AliasTable::priced_name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceRule {
+    /// The model as named.
+    Exact,
+    /// The model without its `:variant`.
+    WithoutVariant,
+    /// The model without its provider or deployment prefix.
+    WithoutPrefix,
+    /// The model's family (its dated snapshot stripped).
+    Family,
+    /// An entry of the alias table.
+    Alias,
+}
+
+impl PriceRule {
+    /// Every rule, in lookup order.
+    pub const ALL: [PriceRule; 5] = [
+        PriceRule::Exact,
+        PriceRule::WithoutVariant,
+        PriceRule::WithoutPrefix,
+        PriceRule::Family,
+        PriceRule::Alias,
+    ];
+
+    /// snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PriceRule::Exact => "exact",
+            PriceRule::WithoutVariant => "without_variant",
+            PriceRule::WithoutPrefix => "without_prefix",
+            PriceRule::Family => "family",
+            PriceRule::Alias => "alias",
+        }
+    }
+
+    fn code(self) -> u8 {
+        Self::ALL
+            .iter()
+            .position(|r| *r == self)
+            .and_then(|p| u8::try_from(p).ok())
+            .unwrap_or(0)
+    }
+
+    fn from_code(c: u8) -> Option<PriceRule> {
+        Self::ALL.get(usize::from(c)).copied()
+    }
+}
+
+impl From<PriceRule> for u8 {
+    fn from(r: PriceRule) -> u8 {
+        r.code()
+    }
+}
+
+impl TryFrom<u8> for PriceRule {
+    type Error = ();
+    fn try_from(c: u8) -> Result<Self, ()> {
+        Self::from_code(c).ok_or(())
     }
 }
 

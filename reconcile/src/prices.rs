@@ -288,10 +288,11 @@ impl PriceBook {
 
     /// Reads LiteLLM's `model_prices_and_context_window.json` (USD per
     /// token, as JSON numbers) as catalog entries effective from
-    /// `effective_from_ms` (the file carries no dates). Only unprefixed
-    /// model names are taken (`gpt-4o`, not `azure/gpt-4o`: prices are kept
-    /// per family), and only entries priced per token for input and output;
-    /// the second value counts the entries left out.
+    /// `effective_from_ms` (the file carries no dates). Provider-prefixed
+    /// names are kept as they are (`azure/gpt-4o` costs other than
+    /// `gpt-4o`, and a row served as `azure/gpt-4o` is priced by its exact
+    /// name first); only entries priced per token for input and output are
+    /// taken, and the second value counts the entries left out.
     pub fn from_litellm_json(
         text: &str,
         file: &str,
@@ -337,7 +338,7 @@ impl PriceBook {
                 skipped += 1;
                 continue;
             };
-            if name == "sample_spec" || name.contains('/') {
+            if name == "sample_spec" {
                 skipped += 1;
                 continue;
             }
@@ -448,9 +449,11 @@ mod tests {
             "dall-e-3": {"output_cost_per_image": 0.04}
         }"#;
         let (book, skipped) = PriceBook::from_litellm_json(json, "p.json", 7).unwrap();
-        assert_eq!(skipped, 3);
-        assert_eq!(book.entries.len(), 1);
-        let p = &book.entries[0];
+        assert_eq!(skipped, 2);
+        assert_eq!(book.entries.len(), 2);
+        assert_eq!(book.entries[0].model, "azure/gpt-4o");
+        assert_eq!(book.entries[0].input, 5_000_000_000);
+        let p = &book.entries[1];
         assert_eq!(p.model, "gpt-4o");
         assert_eq!(p.effective_from_ms, 7);
         assert_eq!(p.input, 2_500_000_000);

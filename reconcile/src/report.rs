@@ -145,6 +145,9 @@ struct SideNorm {
     model_priced: Vec<u32>,
     /// The same for the served model.
     served_priced: Vec<u32>,
+    /// The [`PriceRule`] code that gave `model_priced` and `served_priced`.
+    model_rule: Vec<u8>,
+    served_rule: Vec<u8>,
     route: Vec<u8>,
     /// Per model symbol, the route family a row with no route takes.
     model_route: Vec<u8>,
@@ -325,6 +328,10 @@ pub struct Reconciliation<'a> {
     /// Per model family: whether the catalog prices it (a real model, not
     /// a deployment alias).
     family_priced: Vec<bool>,
+    /// Per model family: when its first price begins.
+    family_first_price: Vec<Option<i64>>,
+    /// The names models are priced under, by id.
+    priced_names: Interner,
     /// Pairs and passes.
     pub matching: Matching,
     /// Class of each client row.
@@ -434,6 +441,8 @@ fn normalise(
         served: vec![NONE; n],
         model_priced: vec![NONE; n],
         served_priced: vec![NONE; n],
+        model_rule: vec![0; n],
+        served_rule: vec![0; n],
         route: vec![u8::MAX; n],
         model_route: vec![u8::MAX; n],
         owner: vec![NONE; n],
@@ -463,23 +472,31 @@ fn normalise(
             if let Some(slot) = norm.model_route.get_mut(i) {
                 *slot = route_of_model(requested);
             }
-            let priced = |m: &str| aliases.priced_name(m, |name| prices.prices_exactly(name));
+            let priced = |m: &str| aliases.priced_by(m, |name| prices.prices_exactly(name));
             let fam = t.models.intern(&aliases.family(requested));
-            let at = t.priced.intern(&priced(requested));
+            let (name, rule) = priced(requested);
+            let at = t.priced.intern(&name);
             if let Some(slot) = norm.model.get_mut(i) {
                 *slot = fam.0;
             }
             if let Some(slot) = norm.model_priced.get_mut(i) {
                 *slot = at.0;
             }
+            if let Some(slot) = norm.model_rule.get_mut(i) {
+                *slot = rule.into();
+            }
             if !served.is_empty() {
                 let fam = t.models.intern(&aliases.family(served));
-                let at = t.priced.intern(&priced(served));
+                let (name, rule) = priced(served);
+                let at = t.priced.intern(&name);
                 if let Some(slot) = norm.served.get_mut(i) {
                     *slot = fam.0;
                 }
                 if let Some(slot) = norm.served_priced.get_mut(i) {
                     *slot = at.0;
+                }
+                if let Some(slot) = norm.served_rule.get_mut(i) {
+                    *slot = rule.into();
                 }
             }
         }
@@ -643,6 +660,24 @@ pub struct Unpriced {
     pub client_rows: u64,
     /// Gateway rows.
     pub gateway_rows: u64,
+    /// When the catalog has a price for it, but only from later than these
+    /// rows: from when (RFC 3339). A LiteLLM price map imported without
+    /// `--effective-from` applies from the day it was imported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priced_only_from: Option<String>,
+}
+
+/// Gateway rows priced by a rule other than the model's exact name.
+#[derive(Debug, Clone, Serialize)]
+pub struct PriceFallback {
+    /// The model as the gateway named it (served, else requested).
+    pub model: String,
+    /// The catalog name its price was taken from.
+    pub priced_as: String,
+    /// The lookup step that found it.
+    pub rule: crate::models::PriceRule,
+    /// Gateway rows.
+    pub gateway_rows: u64,
 }
 
 /// An offset with its key named.
@@ -705,6 +740,10 @@ pub struct Summary {
     pub failed_on_unregistered_keys: Vec<KeyCost>,
     /// Models without a price.
     pub unpriced_models: Vec<Unpriced>,
+    /// Gateway models priced other than by their exact name, most rows
+    /// first: the exact name, then without its variant, without its
+    /// provider prefix, its family, an alias (see the README).
+    pub price_fallbacks: Vec<PriceFallback>,
 }
 
 /// Settings as reported.
@@ -800,11 +839,12 @@ pub fn reconcile<'a>(
         .iter()
         .map(|(_, name)| prices.schedule(name))
         .collect();
-    let family_priced = t
+    let family_first_price: Vec<Option<i64>> = t
         .models
         .iter()
-        .map(|(_, fam)| !prices.schedule(fam).is_empty())
+        .map(|(_, fam)| prices.schedule(fam).first().map(|p| p.effective_from_ms))
         .collect();
+    let family_priced = family_first_price.iter().map(Option::is_some).collect();
     let matching = {
         let cv = View {
             side: client,
@@ -828,6 +868,8 @@ pub fn reconcile<'a>(
         gn,
         schedules,
         family_priced,
+        family_first_price,
+        priced_names: t.priced,
         matching,
         client_class: Vec::new(),
         gateway_class: Vec::new(),
@@ -1227,6 +1269,49 @@ impl<'a> Reconciliation<'a> {
             .map_or("", |k| k.name.as_str())
     }
 
+    /// A gateway row priced other than by its model's exact name: its
+    /// model symbol and the rule's code.
+    fn gateway_fallback(&self, j: usize) -> Option<(u32, u8)> {
+        let r = self.gateway.rows.get(j)?;
+        let i = r.model.index()?;
+        let served = self.gn.served_priced.get(i).is_some_and(|&p| p != NONE);
+        let rule = if served {
+            self.gn.served_rule.get(i)
+        } else {
+            self.gn.model_rule.get(i)
+        }
+        .copied()?;
+        (rule != u8::from(crate::models::PriceRule::Exact)).then_some((r.model.0, rule))
+    }
+
+    /// The catalog name a gateway model symbol is priced under.
+    fn gateway_priced_name_of(&self, sym: Sym) -> &str {
+        let Some(i) = sym.index() else { return "" };
+        let served = self.gn.served_priced.get(i).copied().unwrap_or(NONE);
+        let p = if served == NONE {
+            self.gn.model_priced.get(i).copied().unwrap_or(NONE)
+        } else {
+            served
+        };
+        self.priced_names.get(Sym(p))
+    }
+
+    /// Family id of a family name, if any row has it.
+    fn family_index(&self, name: &str) -> Option<u32> {
+        self.models
+            .iter()
+            .find(|(_, f)| *f == name)
+            .map(|(s, _)| s.0)
+    }
+
+    /// When the first price of family `f`'s catalog name begins, if any.
+    fn schedules_of_family(&self, f: u32) -> Option<i64> {
+        self.family_first_price
+            .get(usize::try_from(f).ok()?)
+            .copied()
+            .flatten()
+    }
+
     /// An empty per-key line for key id `k`.
     fn key_cost(&self, k: u32) -> KeyAcc {
         let info = self.key_info(k);
@@ -1373,6 +1458,7 @@ impl<'a> Reconciliation<'a> {
         let mut by_owner: crate::intern::FxHashMap<&str, Acc> = Default::default();
         let mut by_key: BTreeMap<u32, KeyAcc> = BTreeMap::new();
         let mut probing: BTreeMap<u32, KeyAcc> = BTreeMap::new();
+        let mut fallbacks: BTreeMap<(u32, u8), u64> = BTreeMap::new();
         let mut unpriced: BTreeMap<u32, Unpriced> = BTreeMap::new();
         // Per side (client, gateway), per class in `Class::ALL` order.
         let mut class_counts: ClassCounts = [[0u64; Class::ALL.len()]; 2];
@@ -1456,6 +1542,9 @@ impl<'a> Reconciliation<'a> {
                         Some(c) => {
                             acc.computed = acc.computed.saturating_add(c);
                             billed_c = billed_c.saturating_add(c);
+                            if let Some(k) = self.gateway_fallback(j) {
+                                *fallbacks.entry(k).or_default() += 1;
+                            }
                         }
                         None => {
                             acc.unpriced += 1;
@@ -1621,6 +1710,39 @@ impl<'a> Reconciliation<'a> {
             })
             .collect();
         unpriced_models.sort_by(|a, b| a.model.cmp(&b.model));
+        for u in &mut unpriced_models {
+            let later = self
+                .family_index(&u.model)
+                .and_then(|f| self.schedules_of_family(f))
+                .and_then(|first_ms| (first_ms > tmax).then(|| format_ms(first_ms)));
+            u.priced_only_from = later;
+        }
+        // One line per model name: a name appears under several symbols
+        // (one per requested-and-served pair).
+        let mut merged: BTreeMap<(String, String, crate::models::PriceRule), u64> = BTreeMap::new();
+        for ((sym, rule), rows) in fallbacks {
+            let (requested, served) = split_pair(self.gateway.strings.get(Sym(sym)));
+            let model = if served.is_empty() { requested } else { served };
+            let Ok(rule) = crate::models::PriceRule::try_from(rule) else {
+                continue;
+            };
+            let priced = self.gateway_priced_name_of(Sym(sym)).to_owned();
+            *merged.entry((model.to_owned(), priced, rule)).or_default() += rows;
+        }
+        let mut price_fallbacks: Vec<PriceFallback> = merged
+            .into_iter()
+            .map(|((model, priced_as, rule), gateway_rows)| PriceFallback {
+                model,
+                priced_as,
+                rule,
+                gateway_rows,
+            })
+            .collect();
+        price_fallbacks.sort_by(|a, b| {
+            b.gateway_rows
+                .cmp(&a.gateway_rows)
+                .then_with(|| a.model.cmp(&b.model))
+        });
         let offsets = self.offsets();
         let count = |s: SideKind, c: Class| {
             class_counts
@@ -1661,6 +1783,7 @@ impl<'a> Reconciliation<'a> {
             costs_by_owner,
             unattributed_by_key,
             failed_on_unregistered_keys,
+            price_fallbacks,
             unpriced_models,
         }
     }
@@ -1689,6 +1812,73 @@ mod tests {
         let litellm = profiles.iter().find(|p| p.name == "litellm").unwrap();
         crate::parse::mapping::read_mapped(csv.as_bytes(), "g.csv", litellm, &mut g).unwrap();
         g
+    }
+
+    #[test]
+    fn the_report_says_which_rule_priced_each_fallback_model() {
+        // Exact snapshot first, then without the provider prefix, then the
+        // family; a model whose only price starts after its rows says so.
+        let gateway = "request_id,api_key,spend,startTime,model,model_group,call_type,prompt_tokens,completion_tokens\n\
+                       a,k1,0.0,2026-11-20 10:00:00,claude-3-5-sonnet-20241022,claude-3-5-sonnet,acompletion,10,10\n\
+                       b,k1,0.0,2026-11-20 10:00:01,openai/gpt-4o,gpt-4o,acompletion,10,10\n\
+                       c,k1,0.0,2026-11-20 10:00:02,gpt-4o-2024-11-20,gpt-4o,acompletion,10,10\n\
+                       d,k1,0.0,2026-11-20 10:00:03,gpt-4o-2024-11-20,gpt-4o,acompletion,10,10\n\
+                       e,k1,0.0,2026-11-20 10:00:04,o3-mini,o3-mini,acompletion,10,10\n";
+        let g = litellm_side(gateway);
+        let c = Side::new(SideKind::Client);
+        let price = |m: &str, from: &str| {
+            format!(
+                "[[price]]\nmodel = \"{m}\"\neffective_from = \"{from}\"\ninput = \"1\"\noutput = \"1\"\n"
+            )
+        };
+        let prices = PriceBook::from_toml(
+            &[
+                price("claude-3-5-sonnet-20241022", "2026-01-01"),
+                price("gpt-4o", "2026-01-01"),
+                price("o3-mini", "2026-12-04"),
+            ]
+            .concat(),
+            "p.toml",
+        )
+        .unwrap();
+        let rec = reconcile(
+            &c,
+            &g,
+            &KeyRegistry::default(),
+            &AliasTable::default(),
+            &prices,
+            Settings::default(),
+        );
+        let s = rec.summary(0);
+        let got: Vec<_> = s
+            .price_fallbacks
+            .iter()
+            .map(|f| {
+                (
+                    f.model.as_str(),
+                    f.priced_as.as_str(),
+                    f.rule.name(),
+                    f.gateway_rows,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("gpt-4o-2024-11-20", "gpt-4o", "family", 2),
+                ("openai/gpt-4o", "gpt-4o", "without_prefix", 1),
+            ]
+        );
+        let o3 = s
+            .unpriced_models
+            .iter()
+            .find(|u| u.model == "o3-mini")
+            .unwrap();
+        assert_eq!(
+            o3.priced_only_from.as_deref(),
+            Some("2026-12-04T00:00:00.000Z")
+        );
+        assert_eq!(s.unpriced_models.len(), 1);
     }
 
     #[test]

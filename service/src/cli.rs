@@ -473,9 +473,15 @@ pub struct ReconcileArgs {
     /// Key registry (TOML or CSV).
     #[arg(long, value_name = "FILE")]
     pub keys: Option<PathBuf>,
-    /// Price catalog (TOML). Without it every row is unpriced.
+    /// Price catalog: Tally's TOML, or LiteLLM's
+    /// `model_prices_and_context_window.json` (with --prices-effective-from).
+    /// Without it every row is unpriced.
     #[arg(long, value_name = "FILE")]
     pub prices: Option<PathBuf>,
+    /// For LiteLLM's price map (which has no dates): from when its prices
+    /// apply (YYYY-MM-DD or RFC 3339, UTC).
+    #[arg(long, value_name = "TIME", requires = "prices")]
+    pub prices_effective_from: Option<String>,
     /// Model alias table (TOML).
     #[arg(long, value_name = "FILE")]
     pub aliases: Option<PathBuf>,
@@ -542,6 +548,12 @@ pub struct GenerateArgs {
     /// Output directory: client.csv, gateway.csv, keys.toml, prices.toml, truth.csv.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+}
+
+/// A UTC time as its day, `YYYY-MM-DD`.
+fn day_text(ms: i64) -> String {
+    let t = tally_reconcile::time::format_ms(ms);
+    t.get(..10).unwrap_or(&t).to_owned()
 }
 
 /// Runs `tally ingest client|gateway`: one batch per file, a line of counts
@@ -826,6 +838,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             store,
         }) => {
             let now_ms = app::reconcile::now_ms()?;
+            let dated = effective_from.is_some();
             let from_ms = match effective_from {
                 Some(t) => parse_time(&t).context("--effective-from")?,
                 None => now_ms - now_ms.rem_euclid(tally_reconcile::time::DAY_MS),
@@ -834,15 +847,25 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let now = tally_schema::convert::naive_from_ms(now_ms)?;
             let r = app::reference::import_prices(&mut conn, &file, from_ms, now)?;
             let skipped = if r.skipped > 0 {
-                format!(
-                    " ({} entries without per-token prices or with a provider prefix left out)",
-                    r.skipped
-                )
+                format!(" ({} entries without per-token prices left out)", r.skipped)
             } else {
                 String::new()
             };
+            // LiteLLM's map has no dates: say from when its prices count,
+            // and how to make them count for earlier rows.
+            let from = if r.dated_by_file {
+                String::new()
+            } else if dated {
+                format!(", effective from {}", day_text(from_ms))
+            } else {
+                format!(
+                    ", effective from {} (today: the file has no dates; rows before it stay \
+                     unpriced; to price them, import again with --effective-from YYYY-MM-DD)",
+                    day_text(from_ms)
+                )
+            };
             done(&format!(
-                "{}: {} price(s) added or replaced{skipped}\n",
+                "{}: {} price(s) added or replaced{from}{skipped}\n",
                 file.display(),
                 r.prices
             ))

@@ -537,6 +537,25 @@ pub fn render_table(s: &Summary) -> String {
             );
         }
     }
+    if !s.failed_on_unregistered_keys.is_empty() {
+        line(&mut o, String::new());
+        line(
+            &mut o,
+            "Failed calls on keys in no registry (probing with a leaked key?)".to_owned(),
+        );
+        for k in s.failed_on_unregistered_keys.iter().take(15) {
+            line(
+                &mut o,
+                format!(
+                    "  {}{} failed calls  {} .. {}",
+                    pad(&k.key, 28),
+                    rpad(&k.rows.to_string(), 6),
+                    k.first_seen,
+                    k.last_seen
+                ),
+            );
+        }
+    }
     if !s.unpriced_models.is_empty() {
         line(&mut o, String::new());
         line(
@@ -544,13 +563,38 @@ pub fn render_table(s: &Summary) -> String {
             "Unpriced models (add them to the price catalog)".to_owned(),
         );
         for u in &s.unpriced_models {
+            let later = u
+                .priced_only_from
+                .as_deref()
+                .map_or_else(String::new, |from| {
+                    format!("  (the catalog prices it only from {from})")
+                });
             line(
                 &mut o,
                 format!(
-                    "  {}{} gateway rows, {} client rows",
+                    "  {}{} gateway rows, {} client rows{later}",
                     pad(&u.model, 30),
                     u.gateway_rows,
                     u.client_rows
+                ),
+            );
+        }
+    }
+    if !s.price_fallbacks.is_empty() {
+        line(&mut o, String::new());
+        line(
+            &mut o,
+            "Priced by a fallback rule (no price for the exact model name)".to_owned(),
+        );
+        for f in s.price_fallbacks.iter().take(15) {
+            line(
+                &mut o,
+                format!(
+                    "  {}as {} ({}): {} gateway rows",
+                    pad(&f.model, 36),
+                    f.priced_as,
+                    f.rule.name(),
+                    f.gateway_rows
                 ),
             );
         }

@@ -81,6 +81,32 @@ pub fn load_keys(path: &Path, teams: Option<&Path>) -> Result<KeyRegistry> {
     }
 }
 
+/// Reads a price catalog for a one-shot reconcile: Tally's TOML, or
+/// LiteLLM's price map (`.json`), which has no dates and so needs
+/// `effective_from` (refused without: today's date would leave every past
+/// row unpriced and every owner at $0).
+pub fn load_prices(path: &Path, effective_from: Option<&str>) -> Result<PriceBook> {
+    let name = path.display().to_string();
+    let text = read_text(path, "price catalog")?;
+    if has_ext(path, "json") {
+        let Some(from) = effective_from else {
+            bail!(
+                "`{name}` is LiteLLM's price map, which has no dates: say from when its prices \
+                 apply with --prices-effective-from YYYY-MM-DD (on or before the rows' first day)"
+            );
+        };
+        let from_ms = tally_reconcile::time::parse_date_or_iso(from)
+            .map_err(|e| anyhow::anyhow!("--prices-effective-from `{from}`: {e}"))?;
+        return Ok(PriceBook::from_litellm_json(&text, &name, from_ms)?.0);
+    }
+    if effective_from.is_some() {
+        bail!(
+            "--prices-effective-from goes with LiteLLM's price map; `{name}` dates its own prices"
+        );
+    }
+    Ok(PriceBook::from_toml(&text, &name)?)
+}
+
 /// Parses `1%` or `0.01`.
 pub fn parse_ratio(s: &str) -> Result<Decimal> {
     let t = s.trim();
@@ -688,7 +714,7 @@ pub fn run(args: &ReconcileArgs) -> Result<ExitCode> {
         None => AliasTable::default(),
     };
     let prices = match &args.prices {
-        Some(p) => PriceBook::from_toml(&read_text(p, "price catalog")?, &p.display().to_string())?,
+        Some(p) => load_prices(p, args.prices_effective_from.as_deref())?,
         None => PriceBook::default(),
     };
     let profiles = profiles_for(args.source.as_deref())?;

@@ -83,9 +83,11 @@ pub fn import_owners(conn: &mut AnyConnection, path: &Path) -> Result<usize> {
 pub struct PricesImported {
     /// Prices added or replaced.
     pub prices: usize,
-    /// LiteLLM entries left out (provider-prefixed names, per-image and
-    /// other non-token prices).
+    /// LiteLLM entries left out (per-image and other non-token prices).
     pub skipped: usize,
+    /// Whether the file dated its own prices (Tally's TOML); LiteLLM's map
+    /// takes the date given.
+    pub dated_by_file: bool,
 }
 
 /// Imports a price catalog: Tally's TOML, or LiteLLM's
@@ -99,7 +101,8 @@ pub fn import_prices(
 ) -> Result<PricesImported> {
     let name = path.display().to_string();
     let text = read_text(path, "price catalog")?;
-    let (book, skipped) = if has_ext(path, "json") {
+    let litellm = has_ext(path, "json");
+    let (book, skipped) = if litellm {
         PriceBook::from_litellm_json(&text, &name, effective_from_ms)?
     } else {
         (PriceBook::from_toml(&text, &name)?, 0)
@@ -119,6 +122,7 @@ pub fn import_prices(
     Ok(PricesImported {
         prices: rows.len(),
         skipped,
+        dated_by_file: !litellm,
     })
 }
 
