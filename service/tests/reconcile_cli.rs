@@ -89,6 +89,9 @@ fn fixture_day_finds_exactly_the_planted_faults() {
         ("missing_usage", 2, 0),
         ("unattributed", 0, 3),
         ("duplicate", 1, 1),
+        ("failed_pair", 0, 0),
+        ("failed_unbilled", 0, 0),
+        ("billed_failure", 0, 0),
     ]
     .iter()
     .map(|(c, a, b)| ((*c).to_owned(), *a, *b))
