@@ -446,6 +446,34 @@ fn a_partner_just_across_the_window_edge_is_matched_not_missing() {
 }
 
 #[test]
+fn a_price_map_imported_without_a_date_says_from_when_it_counts() {
+    // LiteLLM's map has no dates: without --effective-from its prices
+    // count from today, and the message says so and how to date them.
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("model_prices_and_context_window.json");
+    std::fs::write(
+        &json,
+        r#"{"gpt-4o": {"input_cost_per_token": 2.5e-06, "output_cost_per_token": 1e-05}}"#,
+    )
+    .unwrap();
+    let db = tmp.path().join("t.db");
+    let out = succeed(
+        tally()
+            .args(["prices", "import", "--db"])
+            .arg(&db)
+            .arg(&json),
+        "prices import",
+    );
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.contains("1 price(s)")
+            && out.contains("(today: the file has no dates; rows before it stay unpriced")
+            && out.contains("--effective-from YYYY-MM-DD"),
+        "{out}"
+    );
+}
+
+#[test]
 fn imports_add_or_replace_and_litellm_prices_need_no_dates() {
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("model_prices_and_context_window.json");
@@ -481,7 +509,9 @@ fn imports_add_or_replace_and_litellm_prices_need_no_dates() {
         );
         let out = String::from_utf8(out.stdout).unwrap();
         assert!(
-            out.contains("1 price(s)") && out.contains("2 entries"),
+            out.contains("2 price(s)")
+                && out.contains("effective from 2026-11-01")
+                && out.contains("1 entries"),
             "{out}"
         );
         let mut c = db::connect(&s.url).unwrap();
@@ -490,12 +520,16 @@ fn imports_add_or_replace_and_litellm_prices_need_no_dates() {
         let support = owners.iter().find(|o| o.team == "support").unwrap();
         assert_eq!(support.contact.as_deref(), Some("oncall@example.com"));
         let prices = repo::prices(&mut c).unwrap();
-        assert_eq!(prices.len(), 1);
+        assert_eq!(prices.len(), 2);
+        let gpt4o = prices.iter().find(|p| p.model == "gpt-4o").unwrap();
         assert_eq!(
-            (prices[0].input_nanos, prices[0].output_nanos),
+            (gpt4o.input_nanos, gpt4o.output_nanos),
             (2_500_000_000, 10_000_000_000)
         );
-        assert_eq!(prices[0].effective_from.to_string(), "2026-11-01 00:00:00");
+        assert_eq!(gpt4o.effective_from.to_string(), "2026-11-01 00:00:00");
+        // Azure's own price is kept under its prefixed name.
+        let azure = prices.iter().find(|p| p.model == "azure/gpt-4o").unwrap();
+        assert_eq!(azure.input_nanos, 5_000_000_000);
         // Keys re-imported keep their owner's contact.
         let keys = repo::keys(&mut c).unwrap();
         let k = keys
