@@ -158,6 +158,75 @@ pub fn litellm_keys(
     Ok(out)
 }
 
+/// Whether a registry file is OpenRouter's key list (`GET /api/v1/keys`:
+/// `{"data": [{"hash", "name", "label", ...}]}`).
+pub fn is_openrouter_keys(head: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(head);
+    let t = text.trim_start();
+    t.starts_with('{') && t.contains("\"data\"") && t.contains("\"hash\"")
+}
+
+/// Registry entries from OpenRouter's key list. `hash` is the SHA-256 hex
+/// of the key (what its activity API filters on); `name` is what the
+/// per-generation export calls `api_key_name`; `label` is a second name
+/// (a masked form of the key on older accounts: kept only when it holds no
+/// secret). OpenRouter knows no owners: the entries have none until the
+/// registry gives them one.
+pub fn openrouter_keys(text: &str, file: &str) -> Result<Vec<KeyEntry>, Error> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| Error::invalid(file, e.to_string()))?;
+    let list = v
+        .get("data")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| Error::invalid(file, "no `data` list of keys"))?;
+    let mut out = Vec::with_capacity(list.len());
+    for (i, k) in list.iter().enumerate() {
+        let text_of = |name: &str| {
+            k.get(name)
+                .and_then(serde_json::Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let hash = text_of("hash")
+            .map(|h| h.to_ascii_lowercase())
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| {
+                Error::invalid(
+                    file,
+                    format!(
+                        "key #{}: `hash` is not the SHA-256 hex OpenRouter lists",
+                        i + 1
+                    ),
+                )
+            })?;
+        let name = text_of("name");
+        let mut labels: Vec<String> = Vec::new();
+        for l in [name.clone(), text_of("label")].into_iter().flatten() {
+            if !crate::keys::contains_raw_secret(&l) && !labels.contains(&l) {
+                labels.push(l);
+            }
+        }
+        let id = labels
+            .first()
+            .cloned()
+            .unwrap_or_else(|| format!("openrouter-{}", hash.get(..12).unwrap_or("")));
+        labels.retain(|l| *l != id);
+        out.push(KeyEntry {
+            id,
+            alias: None,
+            labels,
+            last4: None,
+            sha256: vec![hash],
+            team: String::new(),
+            service: String::new(),
+            env: String::new(),
+            contact: None,
+        });
+    }
+    Ok(out)
+}
+
 fn is_json(text: &str) -> bool {
     matches!(text.trim_start().as_bytes().first(), Some(b'{' | b'['))
 }
@@ -168,6 +237,40 @@ mod tests {
     use crate::keys::{KeyRegistry, Resolved};
 
     const TOKEN: &str = "38421a3dd6372becf0707bb0ec1d1be405b690420957d45c1dc25a971cae0e63";
+
+    #[test]
+    fn openrouters_key_list_names_keys_by_name_label_and_hash() {
+        // As `GET /api/v1/keys` answers (its API reference's example).
+        let hash = "f01d52606dc8f0a8303a7b5cc3fa07109c2e346cec7c0a16b40de462992ce943";
+        let json = format!(
+            r#"{{"data": [{{"hash": "{hash}", "name": "My Production Key", "label": "Production API Key",
+                "disabled": false, "limit": 100, "usage": 25.5, "created_at": "2025-08-24T10:30:00Z"}},
+               {{"hash": "{}", "name": "", "label": "sk-or-v1-0e6...c96"}}]}}"#,
+            "c".repeat(64)
+        );
+        assert!(is_openrouter_keys(json.as_bytes()));
+        assert!(!is_openrouter_keys(b"token,key_name\n"));
+        let entries = openrouter_keys(&json, "keys.json").unwrap();
+        assert_eq!(entries[0].id, "My Production Key");
+        assert_eq!(entries[0].labels, ["Production API Key"]);
+        assert_eq!(entries[1].id, "sk-or-v1-0e6...c96");
+        let reg = KeyRegistry::new(entries, "keys.json").unwrap();
+        // The per-generation export's `api_key_name` and the activity API's
+        // hash both find the key.
+        assert!(matches!(
+            reg.resolve("My Production Key"),
+            Resolved::Known(0)
+        ));
+        assert!(matches!(
+            reg.resolve("Production API Key"),
+            Resolved::Known(0)
+        ));
+        assert!(matches!(reg.resolve(hash), Resolved::Known(0)));
+        let bad = openrouter_keys(r#"{"data": [{"hash": "sk-or-v1-x"}]}"#, "k.json")
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("not the SHA-256 hex"), "{bad}");
+    }
 
     #[test]
     fn litellm_key_and_team_tables_become_the_registry() {

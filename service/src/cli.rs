@@ -470,9 +470,13 @@ pub struct ReconcileArgs {
     /// Gateway usage exports.
     #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
     pub gateway: Vec<PathBuf>,
-    /// Key registry (TOML or CSV).
+    /// Key registry: Tally's TOML or CSV, LiteLLM's key table (CSV from
+    /// `psql \copy` or `/key/list` JSON) or OpenRouter's key list (JSON).
     #[arg(long, value_name = "FILE")]
     pub keys: Option<PathBuf>,
+    /// With LiteLLM's key table: its team table, to name teams.
+    #[arg(long, value_name = "FILE", requires = "keys")]
+    pub teams: Option<PathBuf>,
     /// Price catalog: Tally's TOML, or LiteLLM's
     /// `model_prices_and_context_window.json` (with --prices-effective-from).
     /// Without it every row is unpriced.

@@ -55,9 +55,17 @@ pub(crate) fn has_ext(path: &Path, ext: &str) -> bool {
 /// teams named through its team table `teams` when given), TOML, or CSV
 /// when the file ends in `.csv`.
 pub fn load_keys(path: &Path, teams: Option<&Path>) -> Result<KeyRegistry> {
-    use tally_reconcile::gateway_keys::{is_litellm_keys, litellm_keys, litellm_teams};
+    use tally_reconcile::gateway_keys::{
+        is_litellm_keys, is_openrouter_keys, litellm_keys, litellm_teams, openrouter_keys,
+    };
     let name = path.display().to_string();
     let text = read_text(path, "key registry")?;
+    if is_openrouter_keys(text.as_bytes()) {
+        if teams.is_some() {
+            bail!("--teams goes with LiteLLM's key table; `{name}` is OpenRouter's key list");
+        }
+        return Ok(KeyRegistry::new(openrouter_keys(&text, &name)?, &name)?);
+    }
     if is_litellm_keys(text.as_bytes()) {
         let teams = match teams {
             Some(t) => litellm_teams(&read_text(t, "team table")?, &t.display().to_string())?,
@@ -706,7 +714,7 @@ pub fn run(args: &ReconcileArgs) -> Result<ExitCode> {
     let registry = args
         .keys
         .as_deref()
-        .map(|p| load_keys(p, None))
+        .map(|p| load_keys(p, args.teams.as_deref()))
         .transpose()?
         .unwrap_or_default();
     let aliases = match &args.aliases {
