@@ -788,6 +788,19 @@ impl<'a> Reconciliation<'a> {
             .filter_map(move |j| self.gateway_line(j))
     }
 
+    /// Failed calls on one side only that billed nothing (client error
+    /// lines the gateway never logged, gateway failure rows no client line
+    /// names): neither missing usage nor unattributed money.
+    pub fn failed_unbilled(&self) -> impl Iterator<Item = RowLine<'_>> {
+        let c = (0..self.client.rows.len())
+            .filter(move |&i| self.client_class.get(i) == Some(&Class::FailedUnbilled))
+            .filter_map(move |i| self.client_line(i));
+        let g = (0..self.gateway.rows.len())
+            .filter(move |&j| self.gateway_class.get(j) == Some(&Class::FailedUnbilled))
+            .filter_map(move |j| self.gateway_line(j));
+        c.chain(g)
+    }
+
     /// Duplicate rows of both sides.
     pub fn duplicates(&self) -> impl Iterator<Item = RowLine<'_>> {
         let c = (0..self.client.rows.len())
@@ -805,7 +818,7 @@ impl<'a> Reconciliation<'a> {
         let disagreeing = (0..self.client.rows.len()).filter(move |&i| {
             self.client_class
                 .get(i)
-                .is_some_and(|c| c.is_pair() && *c != Class::Matched)
+                .is_some_and(|c| c.is_pair() && !matches!(c, Class::Matched | Class::FailedPair))
         });
         let pairs = disagreeing
             .flat_map(move |i| self.matches_in(i..i + 1))
@@ -815,6 +828,9 @@ impl<'a> Reconciliation<'a> {
                         format!("requested {}, served {}", m.requested_model, m.served_model)
                     }
                     Class::TokenMismatch => token_detail(&m),
+                    Class::BilledFailure => {
+                        "the application saw this call fail; the gateway billed it".to_owned()
+                    }
                     Class::CostVariance => {
                         let v = m
                             .pair

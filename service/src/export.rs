@@ -221,11 +221,12 @@ struct FullReport<'a> {
     summary: &'a Summary,
     missing_usage: Vec<RowLine<'a>>,
     unattributed: Vec<RowLine<'a>>,
+    /// Failed calls on one side only that billed nothing.
+    failed_unbilled: Vec<RowLine<'a>>,
     discrepancies: Vec<DiscrepancyLine<'a>>,
     rejects: Vec<&'a RowError>,
 }
 
-/// Writes every report file into `dir`.
 /// Writes every report file into `dir`. The summary is made by
 /// `make_summary` while matches.csv (which does not need it) is already
 /// being written; it is returned for the terminal.
@@ -250,6 +251,7 @@ pub fn write_all(
             summary,
             missing_usage: rec.missing_usage().collect(),
             unattributed: rec.unattributed().collect(),
+            failed_unbilled: rec.failed_unbilled().collect(),
             discrepancies: rec.discrepancies().collect(),
             rejects: rejects(rec).collect(),
         };
@@ -258,6 +260,9 @@ pub fn write_all(
         })?;
         csv("unattributed.csv", &|w| {
             write_csv(w, full.unattributed.iter())
+        })?;
+        csv("failed_calls.csv", &|w| {
+            write_csv(w, full.failed_unbilled.iter())
         })?;
         csv("discrepancies.csv", &|w| {
             write_csv(w, full.discrepancies.iter())

@@ -338,9 +338,10 @@ fn raw_keys_never_reach_any_output() {
 }
 
 /// Every report file but matches.csv.
-const OTHER_REPORT_FILES: [&str; 6] = [
+const OTHER_REPORT_FILES: [&str; 7] = [
     "missing_usage.csv",
     "unattributed.csv",
+    "failed_calls.csv",
     "discrepancies.csv",
     "costs_by_owner.csv",
     "rejects.csv",
