@@ -844,7 +844,20 @@ pub fn reconcile<'a>(
         .iter()
         .map(|(_, fam)| prices.schedule(fam).first().map(|p| p.effective_from_ms))
         .collect();
-    let family_priced = family_first_price.iter().map(Option::is_some).collect();
+    // A family is a real model (not a deployment alias) when the catalog
+    // prices it, or prices a snapshot of it: `claude-3-5-sonnet` is a model
+    // when only `claude-3-5-sonnet-20241022` has a price.
+    let catalog_families: std::collections::HashSet<String> = prices
+        .entries
+        .iter()
+        .map(|p| aliases.family(&p.model))
+        .collect();
+    let family_priced = t
+        .models
+        .iter()
+        .zip(&family_first_price)
+        .map(|((_, fam), first)| first.is_some() || catalog_families.contains(fam))
+        .collect();
     let matching = {
         let cv = View {
             side: client,

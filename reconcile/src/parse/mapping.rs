@@ -54,7 +54,7 @@ pub const BUILTIN_CLIENT: [(&str, &str); 2] = [
 ];
 
 /// Fields a profile can map, in [`Extracted`] terms (index = [`field`] id).
-pub const FIELDS: [&str; 26] = [
+pub const FIELDS: [&str; 27] = [
     "id",
     "timestamp",
     "end_timestamp",
@@ -81,6 +81,7 @@ pub const FIELDS: [&str; 26] = [
     "cancelled",
     "id2",
     "error",
+    "succeeded",
 ];
 
 /// Encoding of an export.
@@ -540,6 +541,7 @@ fn extract_with<'a>(
         cache_hit: get(field::CACHE_HIT),
         cancelled: get(field::CANCELLED),
         error: get(field::ERROR),
+        succeeded: get(field::SUCCEEDED),
     }
 }
 
@@ -1052,6 +1054,55 @@ mod tests {
     use super::*;
     use crate::record::{SideKind, TokenKind, flags};
 
+    #[test]
+    fn every_sources_failed_calls_are_rows_marked_failed() {
+        use crate::record::flags;
+        let failed =
+            |side: &Side| -> Vec<bool> { side.rows.iter().map(|r| r.has(flags::FAILED)).collect() };
+        // Portkey: `is_success` 0/1, the status code beside it.
+        let portkey = concat!(
+            r#"{"id":"a","trace_id":"t1","created_at":"2026-11-20T10:00:00Z","ai_model":"gpt-4o","req_units":10,"res_units":5,"cost":0.01,"is_success":1,"response_status_code":200,"request_url":"/v1/chat/completions","metadata":{"key_id":"k"}}"#,
+            "\n",
+            r#"{"id":"b","trace_id":"t2","created_at":"2026-11-20T10:00:01Z","ai_model":"gpt-4o","req_units":0,"res_units":0,"cost":0,"is_success":0,"response_status_code":200,"request_url":"/v1/chat/completions","metadata":{"key_id":"k"}}"#,
+            "\n"
+        );
+        let mut side = Side::new(crate::record::SideKind::Gateway);
+        read_mapped(
+            portkey.as_bytes(),
+            "p.jsonl",
+            &builtin("portkey"),
+            &mut side,
+        )
+        .unwrap();
+        assert!(side.rejects.is_empty(), "{:?}", side.rejects);
+        assert_eq!(failed(&side), [false, true]);
+        // OpenRouter: `cancelled`.
+        let or = "generation_id,created_at,cost_total,tokens_prompt,tokens_completion,tokens_reasoning,tokens_cached,model_permaslug,variant,api_key_name,cancelled,streamed\n\
+                  gen-1,2026-11-20 10:00:00.000,0.001,10,5,0,0,openai/gpt-4o,,k,false,true\n\
+                  gen-2,2026-11-20 10:00:01.000,0,0,0,0,0,openai/gpt-4o,,k,true,true\n";
+        let mut side = Side::new(crate::record::SideKind::Gateway);
+        read_mapped(or.as_bytes(), "or.csv", &builtin("openrouter"), &mut side).unwrap();
+        assert!(side.rejects.is_empty(), "{:?}", side.rejects);
+        assert_eq!(failed(&side), [false, true]);
+        // Helicone: the response status.
+        let helicone = concat!(
+            r#"{"request_id":"r1","request_created_at":"2026-11-20T10:00:00Z","request_model":"gpt-4o","request_path":"/v1/chat/completions","prompt_tokens":10,"completion_tokens":5,"response_status":200,"request_properties":{"Key-Id":"k"}}"#,
+            "\n",
+            r#"{"request_id":"r2","request_created_at":"2026-11-20T10:00:01Z","request_model":"gpt-4o","request_path":"/v1/chat/completions","response_status":500,"request_properties":{"Key-Id":"k"}}"#,
+            "\n"
+        );
+        let mut side = Side::new(crate::record::SideKind::Gateway);
+        read_mapped(
+            helicone.as_bytes(),
+            "h.jsonl",
+            &builtin("helicone"),
+            &mut side,
+        )
+        .unwrap();
+        assert!(side.rejects.is_empty(), "{:?}", side.rejects);
+        assert_eq!(failed(&side), [false, true]);
+    }
+
     fn builtin(name: &str) -> Profile {
         Profile::builtins()
             .unwrap()
@@ -1090,6 +1141,7 @@ mod tests {
             (f::CANCELLED, "cancelled"),
             (f::ID2, "id2"),
             (f::ERROR, "error"),
+            (f::SUCCEEDED, "succeeded"),
         ] {
             assert_eq!(FIELDS[id], name);
         }

@@ -98,6 +98,8 @@ pub struct Extracted<'a> {
     pub cancelled: Option<Val<'a>>,
     /// Error text or type (failure when present).
     pub error: Option<Val<'a>>,
+    /// Whether the call succeeded.
+    pub succeeded: Option<Val<'a>>,
 }
 
 /// Field ids: positions in [`mapping::FIELDS`], then the client's second id.
@@ -146,8 +148,11 @@ pub mod field {
     pub const ID2: usize = 24;
     /// Error text or type: present and not blank means the call failed.
     pub const ERROR: usize = 25;
+    /// Whether the call succeeded (Portkey `is_success`, Cloudflare
+    /// `success`): false means it failed.
+    pub const SUCCEEDED: usize = 26;
     /// Number of field ids.
-    pub const COUNT: usize = 26;
+    pub const COUNT: usize = 27;
 }
 
 /// One field's text, trimmed and not blank, with the name the source gave it.
@@ -208,6 +213,7 @@ impl Extracted<'_> {
             field::CANCELLED => self.cancelled.as_ref(),
             field::ID2 => self.id2.as_ref(),
             field::ERROR => self.error.as_ref(),
+            field::SUCCEEDED => self.succeeded.as_ref(),
             t => self.tokens.get(t.wrapping_sub(field::TOKENS))?.as_ref(),
         }
     }
@@ -603,6 +609,11 @@ pub fn build_row(
     if ex.get(f::ERROR).is_some_and(|e| !is_no_error(e.v)) {
         row.flags |= flags::FAILED;
     }
+    if let Some(s) = ex.get(f::SUCCEEDED)
+        && !parse_bool(&s)?
+    {
+        row.flags |= flags::FAILED;
+    }
     if let Some(s) = ex.get(f::STREAM) {
         row.flags |= flags::STREAM_KNOWN;
         if parse_bool(&s)? {
@@ -657,7 +668,9 @@ fn masked(s: &str) -> Cow<'_, str> {
 /// Whether a row's status says its call failed (an HTTP status of 400 or
 /// more, or a failure word such as LiteLLM's `failure`).
 fn status_failed(ex: &impl Fields) -> bool {
-    ex.get(field::ERROR).is_some_and(|e| !is_no_error(e.v))
+    ex.get(field::SUCCEEDED)
+        .is_some_and(|s| parse_bool(&s) == Ok(false))
+        || ex.get(field::ERROR).is_some_and(|e| !is_no_error(e.v))
         || ex
             .get(field::HTTP_STATUS)
             .or_else(|| ex.get(field::STATUS))
