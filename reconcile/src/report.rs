@@ -799,6 +799,12 @@ impl KeyAcc {
     }
 }
 
+/// A failed call that counted no token (an error line, a refusal) costs
+/// nothing at any price: it is never "unpriced", whatever its model.
+fn failed_without_usage(r: &crate::record::Row) -> bool {
+    r.has(flags::FAILED) && !r.tokens.any_counted()
+}
+
 /// Row counts per side and class.
 type ClassCounts = [[u64; Class::ALL.len()]; 2];
 
@@ -1186,7 +1192,7 @@ impl<'a> Reconciliation<'a> {
 
     fn price_gateway_row(&self, j: usize) -> Option<Usd> {
         let r = self.gateway.rows.get(j)?;
-        if r.has(flags::CACHE_HIT) {
+        if r.has(flags::CACHE_HIT) || failed_without_usage(r) {
             return Some(Usd::ZERO);
         }
         self.price(self.gateway_priced(j), r.ts_ms, &r.tokens)
@@ -1195,6 +1201,9 @@ impl<'a> Reconciliation<'a> {
     /// Tally's price of a client row.
     pub fn client_cost(&self, i: usize) -> Option<Usd> {
         let r = self.client.rows.get(i)?;
+        if failed_without_usage(r) {
+            return Some(Usd::ZERO);
+        }
         self.price(self.client_priced(i), r.ts_ms, &r.tokens)
     }
 
@@ -1286,6 +1295,15 @@ impl<'a> Reconciliation<'a> {
     /// model symbol and the rule's code.
     fn gateway_fallback(&self, j: usize) -> Option<(u32, u8)> {
         let r = self.gateway.rows.get(j)?;
+        // Only rows a catalog price priced: a failure's or a cache hit's
+        // zero is no rule's doing.
+        let has_price = usize::try_from(self.gateway_priced(j))
+            .ok()
+            .and_then(|p| self.schedules.get(p))
+            .is_some_and(|s| !s.is_empty());
+        if !has_price || r.has(flags::CACHE_HIT) || failed_without_usage(r) {
+            return None;
+        }
         let i = r.model.index()?;
         let served = self.gn.served_priced.get(i).is_some_and(|&p| p != NONE);
         let rule = if served {
