@@ -186,3 +186,84 @@ fn the_same_log_without_its_mapping_fails_and_says_what_it_has() {
         assert!(err.contains(want), "{want} in {err}");
     }
 }
+
+#[test]
+fn ingest_refuses_an_unreadable_log_whole_then_takes_it_with_its_mapping() {
+    // Refused whole: nothing stored, so the same bytes are not "already
+    // ingested" when they come back with their mapping.
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("t.db");
+    let log = format!("{DAY}/app.jsonl");
+    let out = tally()
+        .args(["ingest", "client", &log, "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("was rejected (189 of 189)"), "{err}");
+    let out = succeed(
+        tally()
+            .args(["ingest", "client", &log])
+            .args([
+                "--client-source",
+                &format!("{DAY}/app-mapping.toml"),
+                "--db",
+            ])
+            .arg(&db),
+        "ingest with the mapping",
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("189 read = 189 new + 0 duplicate + 0 rejected (support-app-log;"),
+        "{text}"
+    );
+}
+
+#[test]
+fn otlp_spans_are_detected_and_reconciled_by_their_owners_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys.toml");
+    std::fs::write(
+        &keys,
+        "[[key]]\nid = \"search-prod\"\nsha256 = [\"a740b5da0cf24cfb7244ce173656de06ca6149289e496954b8f177b877af2491\"]\nservice = \"search-api\"\nenv = \"prod\"\n",
+    )
+    .unwrap();
+    let gateway = tmp.path().join("spend.csv");
+    std::fs::write(
+        &gateway,
+        "request_id,call_type,api_key,spend,total_tokens,prompt_tokens,completion_tokens,startTime,endTime,model,model_group,metadata,cache_hit,status\n\
+         chatcmpl-otel-1,acompletion,a740b5da0cf24cfb7244ce173656de06ca6149289e496954b8f177b877af2491,0.0003,1500,1200,300,2026-11-20 02:00:00.12,2026-11-20 02:00:01.1,gpt-4o-mini,gpt-4o-mini,{},False,success\n",
+    )
+    .unwrap();
+    let out = succeed(
+        tally()
+            .args([
+                "reconcile",
+                "--client",
+                "fixtures/client/samples/otel_spans.jsonl",
+            ])
+            .arg("--gateway")
+            .arg(&gateway)
+            .arg("--keys")
+            .arg(&keys)
+            .args(["--format", "json"]),
+        "reconcile OTLP spans",
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["inputs"][0]["format"], "otlp");
+    let class = |name: &str| {
+        s["classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["class"] == name)
+            .unwrap()["client_rows"]
+            .as_u64()
+            .unwrap()
+    };
+    // The chat span pairs with the gateway row of its owner's key; the
+    // 429 span is a failure the gateway never logged.
+    assert_eq!(class("matched"), 1);
+    assert_eq!(class("failed_unbilled"), 1);
+}

@@ -1054,6 +1054,90 @@ mod tests {
     use super::*;
     use crate::record::{SideKind, TokenKind, flags};
 
+    fn client_profile(head: &[u8]) -> Profile {
+        Profile::client_builtins()
+            .unwrap()
+            .into_iter()
+            .find(|p| p.matches(head))
+            .expect("a built-in client profile detects the sample")
+    }
+
+    #[test]
+    fn otlp_spans_are_client_rows_keyed_by_their_owner() {
+        // The collector's file exporter: one ExportTraceServiceRequest per
+        // line; an HTTP server span beside the GenAI ones is not usage.
+        let text = include_str!("../../../fixtures/client/samples/otel_spans.jsonl");
+        let p = client_profile(text.as_bytes());
+        assert_eq!((p.name.as_str(), p.side), ("otlp", ProfileSide::Client));
+        let mut side = Side::new(crate::record::SideKind::Client);
+        read_mapped(text.as_bytes(), "spans.jsonl", &p, &mut side).unwrap();
+        assert!(side.rejects.is_empty(), "{:?}", side.rejects);
+        assert_eq!(side.rows.len(), 3);
+        let f = &side.files[0];
+        assert_eq!((f.read, f.rejected, f.not_usage), (3, 0, 1));
+        let r = &side.rows[0];
+        assert_eq!(
+            r.ts_ms,
+            crate::time::parse_iso("2026-11-20T02:00:00Z", None).unwrap()
+        );
+        assert_eq!(side.strings.get(r.key), "owner:search-api/prod");
+        assert_eq!(side.models(r), ("gpt-4o-mini", "gpt-4o-mini-2024-07-18"));
+        assert_eq!(side.ids.get(r.ids), ("a1b2c3d4e5f60718", "chatcmpl-otel-1"));
+        use crate::record::{TokenKind, flags};
+        assert_eq!(
+            TokenKind::ALL.map(|k| r.tokens.get(k)),
+            [Some(1200), Some(1024), None, Some(300), None]
+        );
+        assert!(!r.has(flags::FAILED));
+        // Status ERROR (as its enum name) with error.type: a failed call.
+        assert!(side.rows[1].has(flags::FAILED));
+        assert_eq!(side.strings.get(side.rows[2].key), "owner:support-bot/prod");
+        // The registry gives the one key of that service and environment.
+        let reg = crate::keys::KeyRegistry::from_toml(
+            "[[key]]\nid = \"search-prod\"\nservice = \"search-api\"\nenv = \"prod\"\n\
+             [[key]]\nid = \"bot-a\"\nservice = \"support-bot\"\nenv = \"prod\"\n\
+             [[key]]\nid = \"bot-b\"\nservice = \"support-bot\"\nenv = \"prod\"\n",
+            "k.toml",
+        )
+        .unwrap();
+        use crate::keys::Resolved;
+        assert_eq!(reg.resolve("owner:search-api/prod"), Resolved::Known(0));
+        // Two keys for one owner: never guessed.
+        assert!(matches!(
+            reg.resolve("owner:support-bot/prod"),
+            Resolved::Unknown { .. }
+        ));
+    }
+
+    #[test]
+    fn langfuse_observations_add_back_what_langfuse_splits_off() {
+        let text = include_str!("../../../fixtures/client/samples/langfuse_observations.json");
+        let p = client_profile(text.as_bytes());
+        assert_eq!(p.name, "langfuse");
+        let mut side = Side::new(crate::record::SideKind::Client);
+        read_mapped(text.as_bytes(), "obs.json", &p, &mut side).unwrap();
+        assert!(side.rejects.is_empty(), "{:?}", side.rejects);
+        assert_eq!(side.rows.len(), 2);
+        use crate::record::{TokenKind, flags};
+        let r = &side.rows[0];
+        // usageDetails.input 176 excludes the 1024 cached; output 250
+        // excludes 50 reasoning: the SDK's 1200 and 300 again.
+        assert_eq!(
+            TokenKind::ALL.map(|k| r.tokens.get(k)),
+            [Some(1200), Some(1024), None, Some(300), Some(50)]
+        );
+        assert_eq!(side.strings.get(r.key), "search-api-prod");
+        assert_eq!(side.ids.get(r.ids), ("obs-1", "chatcmpl-lf-1"));
+        assert_eq!(side.route_and_labels(r).0, "GENERATION");
+        assert_eq!(
+            crate::routes::RouteFamily::classify("GENERATION"),
+            crate::routes::RouteFamily::Chat
+        );
+        // level ERROR: failed; no key in its metadata: by owner.
+        assert!(side.rows[1].has(flags::FAILED));
+        assert_eq!(side.strings.get(side.rows[1].key), "owner:search-api/prod");
+    }
+
     #[test]
     fn every_sources_failed_calls_are_rows_marked_failed() {
         use crate::record::flags;
