@@ -31,6 +31,10 @@ pub enum Kind {
     Gateway,
     /// A gateway mapping file (TOML), then used on every gateway seed.
     Mapping,
+    /// A client log in another shape, read through every client profile.
+    MappedClient,
+    /// A client mapping file (TOML), then used on every mapped client seed.
+    ClientMapping,
     /// The price catalog in Tally's TOML.
     Prices,
     /// LiteLLM's price map (JSON).
@@ -72,6 +76,13 @@ pub fn seeds() -> Vec<Seed> {
         seed!(Client, "fixtures/client/app.jsonl"),
         seed!(Client, "fixtures/client/batch.csv"),
         seed!(Client, "fixtures/gateway/samples/client.jsonl"),
+        seed!(MappedClient, "fixtures/client/samples/otel_spans.jsonl"),
+        seed!(MappedClient, "fixtures/client/samples/langfuse_observations.json"),
+        seed!(MappedClient, "fixtures/litellm_day/app.jsonl"),
+        seed!(ClientMapping, "profiles/client/otlp.toml"),
+        seed!(ClientMapping, "profiles/client/langfuse.toml"),
+        seed!(ClientMapping, "fixtures/litellm_day/app-mapping.toml"),
+        seed!(Gateway, "fixtures/litellm_day/spendlogs.csv"),
         seed!(Gateway, "fixtures/gateway/litellm_spendlogs.csv"),
         seed!(Gateway, "fixtures/gateway/openrouter.csv"),
         seed!(Gateway, "fixtures/gateway/samples/cloudflare.json"),
@@ -297,6 +308,7 @@ fn text(bytes: &[u8]) -> String {
 /// Sides hold the first lines of each seed, so an execution is small.
 pub struct Fixed {
     profiles: Vec<Profile>,
+    client_profiles: Vec<Profile>,
     registry: KeyRegistry,
     aliases: AliasTable,
     prices: PriceBook,
@@ -342,6 +354,30 @@ fn read_gateways<'a>(
     gateway
 }
 
+/// Reads every mapped client seed (`replaced` stands in for one) through
+/// every client profile, then Tally's own format, into `client`.
+fn read_mapped_clients(
+    seeds: &[Seed],
+    profiles: &[Profile],
+    replaced: Option<(usize, &[u8])>,
+    client: &mut Side,
+) {
+    for (i, s) in seeds
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.kind == Kind::MappedClient)
+    {
+        let bytes = match replaced {
+            Some((r, b)) if r == i => b,
+            _ => head(s, 16),
+        };
+        for p in profiles {
+            let _ = read_mapped(bytes, s.name, p, client);
+        }
+        let _ = read_client(bytes, s.name, None, client);
+    }
+}
+
 impl Fixed {
     /// Parses every seed once; a seed that does not parse is a bug in the
     /// fixtures, reported as such.
@@ -357,9 +393,16 @@ impl Fixed {
         for s in seeds.iter().filter(|s| s.kind == Kind::Client) {
             read_client(head(s, 16), s.name, None, &mut client).map_err(|e| e.to_string())?;
         }
+        let mut client_profiles = Profile::client_builtins().map_err(|e| e.to_string())?;
+        for s in seeds.iter().filter(|s| s.kind == Kind::ClientMapping) {
+            client_profiles
+                .push(Profile::from_toml(&text(&s.bytes), s.name).map_err(|e| e.to_string())?);
+        }
+        read_mapped_clients(seeds, &client_profiles, None, &mut client);
         let gateway = read_gateways(seeds, &profiles, None);
         Ok(Fixed {
             profiles,
+            client_profiles,
             registry,
             aliases,
             prices,
@@ -386,6 +429,25 @@ pub fn execute(seeds: &[Seed], fixed: &Fixed, index: usize, input: &[u8]) {
         }
         Kind::Gateway => {
             gateway = Some(read_gateways(seeds, &fixed.profiles, Some((index, input))))
+        }
+        Kind::MappedClient => {
+            let mut side = Side::keeping_raw(SideKind::Client);
+            read_mapped_clients(
+                seeds,
+                &fixed.client_profiles,
+                Some((index, input)),
+                &mut side,
+            );
+            client = Some(side);
+        }
+        Kind::ClientMapping => {
+            // A mutated client mapping, tried on every mapped client seed.
+            let Ok(p) = Profile::from_toml(&text(input), "client-mapping.toml") else {
+                return;
+            };
+            let mut side = Side::keeping_raw(SideKind::Client);
+            read_mapped_clients(seeds, std::slice::from_ref(&p), None, &mut side);
+            client = Some(side);
         }
         Kind::Mapping => {
             // A mutated mapping file is tried first, on every gateway seed.
