@@ -77,7 +77,10 @@ pub fn seeds() -> Vec<Seed> {
         seed!(Client, "fixtures/client/batch.csv"),
         seed!(Client, "fixtures/gateway/samples/client.jsonl"),
         seed!(MappedClient, "fixtures/client/samples/otel_spans.jsonl"),
-        seed!(MappedClient, "fixtures/client/samples/langfuse_observations.json"),
+        seed!(
+            MappedClient,
+            "fixtures/client/samples/langfuse_observations.json"
+        ),
         seed!(MappedClient, "fixtures/litellm_day/app.jsonl"),
         seed!(ClientMapping, "profiles/client/otlp.toml"),
         seed!(ClientMapping, "profiles/client/langfuse.toml"),

@@ -140,6 +140,12 @@ fn a_real_litellm_day_is_reconciled_exactly() {
     let probing = report["failed_on_unregistered_keys"].as_array().unwrap();
     assert_eq!(probing.len(), 1);
     assert_eq!(probing[0]["rows"], 4);
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    let key = probing[0]["key"].as_str().unwrap();
+    assert!(
+        html.contains("Failed calls on keys in no registry") && html.contains(key),
+        "the page names the probing key"
+    );
 
     // Nothing priced by a guess: every gateway model by its exact name, no
     // unpriced row (failures cost nothing, at any price).
