@@ -792,22 +792,21 @@ impl<'a> Reconciliation<'a> {
     /// lines the gateway never logged, gateway failure rows no client line
     /// names): neither missing usage nor unattributed money.
     pub fn failed_unbilled(&self) -> impl Iterator<Item = RowLine<'_>> {
-        let c = (0..self.client.rows.len())
-            .filter(move |&i| self.client_class.get(i) == Some(&Class::FailedUnbilled))
-            .filter_map(move |i| self.client_line(i));
-        let g = (0..self.gateway.rows.len())
-            .filter(move |&j| self.gateway_class.get(j) == Some(&Class::FailedUnbilled))
-            .filter_map(move |j| self.gateway_line(j));
-        c.chain(g)
+        self.both_sides(Class::FailedUnbilled)
     }
 
     /// Duplicate rows of both sides.
     pub fn duplicates(&self) -> impl Iterator<Item = RowLine<'_>> {
+        self.both_sides(Class::Duplicate)
+    }
+
+    /// The rows of a class, client side first.
+    fn both_sides(&self, class: Class) -> impl Iterator<Item = RowLine<'_>> {
         let c = (0..self.client.rows.len())
-            .filter(move |&i| self.client_class.get(i) == Some(&Class::Duplicate))
+            .filter(move |&i| self.client_class.get(i) == Some(&class))
             .filter_map(move |i| self.client_line(i));
         let g = (0..self.gateway.rows.len())
-            .filter(move |&j| self.gateway_class.get(j) == Some(&Class::Duplicate))
+            .filter(move |&j| self.gateway_class.get(j) == Some(&class))
             .filter_map(move |j| self.gateway_line(j));
         c.chain(g)
     }

@@ -1837,6 +1837,37 @@ mod tests {
     use super::*;
 
     /// A LiteLLM SpendLogs CSV, read by the built-in profile.
+    /// A catalog of `(model, effective_from, input, output)` entries, USD
+    /// per million tokens.
+    fn catalog(entries: &[(&str, &str, &str, &str)]) -> PriceBook {
+        let text: String = entries
+            .iter()
+            .map(|(m, from, i, o)| {
+                format!(
+                    "[[price]]\nmodel = \"{m}\"\neffective_from = \"{from}\"\ninput = \"{i}\"\noutput = \"{o}\"\n"
+                )
+            })
+            .collect();
+        PriceBook::from_toml(&text, "p.toml").unwrap()
+    }
+
+    /// Reconciles with no registry and no aliases.
+    fn plain<'a>(
+        c: &'a Side,
+        g: &'a Side,
+        prices: &PriceBook,
+        settings: Settings,
+    ) -> Reconciliation<'a> {
+        reconcile(
+            c,
+            g,
+            &KeyRegistry::default(),
+            &AliasTable::default(),
+            prices,
+            settings,
+        )
+    }
+
     fn litellm_side(csv: &str) -> Side {
         let mut g = Side::new(SideKind::Gateway);
         let profiles = crate::parse::mapping::Profile::builtins().unwrap();
@@ -1857,29 +1888,12 @@ mod tests {
                        e,k1,0.0,2026-11-20 10:00:04,o3-mini,o3-mini,acompletion,10,10\n";
         let g = litellm_side(gateway);
         let c = Side::new(SideKind::Client);
-        let price = |m: &str, from: &str| {
-            format!(
-                "[[price]]\nmodel = \"{m}\"\neffective_from = \"{from}\"\ninput = \"1\"\noutput = \"1\"\n"
-            )
-        };
-        let prices = PriceBook::from_toml(
-            &[
-                price("claude-3-5-sonnet-20241022", "2026-01-01"),
-                price("gpt-4o", "2026-01-01"),
-                price("o3-mini", "2026-12-04"),
-            ]
-            .concat(),
-            "p.toml",
-        )
-        .unwrap();
-        let rec = reconcile(
-            &c,
-            &g,
-            &KeyRegistry::default(),
-            &AliasTable::default(),
-            &prices,
-            Settings::default(),
-        );
+        let prices = catalog(&[
+            ("claude-3-5-sonnet-20241022", "2026-01-01", "1", "1"),
+            ("gpt-4o", "2026-01-01", "1", "1"),
+            ("o3-mini", "2026-12-04", "1", "1"),
+        ]);
+        let rec = plain(&c, &g, &prices, Settings::default());
         let s = rec.summary(0);
         let got: Vec<_> = s
             .price_fallbacks
@@ -1926,14 +1940,7 @@ mod tests {
             "p.toml",
         )
         .unwrap();
-        let rec = reconcile(
-            &c,
-            &g,
-            &KeyRegistry::default(),
-            &AliasTable::default(),
-            &prices,
-            Settings::default(),
-        );
+        let rec = plain(&c, &g, &prices, Settings::default());
         let atto = |usd: &str| Usd::from_decimal(usd.parse().unwrap()).unwrap();
         assert_eq!(rec.gateway_cost(0), Some(atto("120.000002")));
         assert_eq!(rec.gateway_cost(1), Some(atto("0.000062")));
@@ -1957,29 +1964,12 @@ mod tests {
         let g = litellm_side(gateway);
         let mut c = Side::new(SideKind::Client);
         crate::parse::client::read_client(client.as_bytes(), "c.csv", None, &mut c).unwrap();
-        let price = |m: &str, i: &str, o: &str| {
-            format!(
-                "[[price]]\nmodel = \"{m}\"\neffective_from = \"2026-01-01\"\ninput = \"{i}\"\noutput = \"{o}\"\n"
-            )
-        };
-        let prices = PriceBook::from_toml(
-            &[
-                price("gpt-4o", "2.5", "10"),
-                price("gpt-4o-2024-05-13", "5", "15"),
-                price("claude-3-5-sonnet-20241022", "3", "15"),
-            ]
-            .concat(),
-            "p.toml",
-        )
-        .unwrap();
-        let rec = reconcile(
-            &c,
-            &g,
-            &KeyRegistry::default(),
-            &AliasTable::default(),
-            &prices,
-            Settings::default(),
-        );
+        let prices = catalog(&[
+            ("gpt-4o", "2026-01-01", "2.5", "10"),
+            ("gpt-4o-2024-05-13", "2026-01-01", "5", "15"),
+            ("claude-3-5-sonnet-20241022", "2026-01-01", "3", "15"),
+        ]);
+        let rec = plain(&c, &g, &prices, Settings::default());
         let usd = |s: &str| Some(Usd::from_decimal(s.parse().unwrap()).unwrap());
         assert_eq!(rec.gateway_cost(0), usd("20"), "the snapshot's own price");
         assert_eq!(
@@ -2023,14 +2013,7 @@ mod tests {
         let mut c = Side::new(SideKind::Client);
         crate::parse::client::read_client(client.as_bytes(), "c.jsonl", None, &mut c).unwrap();
         assert!(c.rejects.is_empty(), "{:?}", c.rejects);
-        let rec = reconcile(
-            &c,
-            &g,
-            &KeyRegistry::default(),
-            &AliasTable::default(),
-            &PriceBook::default(),
-            Settings::default(),
-        );
+        let rec = plain(&c, &g, &PriceBook::default(), Settings::default());
         let class = |side, i| rec.verdict(side, i).unwrap().class;
         assert_eq!(class(SideKind::Client, 0), Class::Matched);
         // The failed call both sides saw is a failed pair: not missing, and
@@ -2095,33 +2078,16 @@ mod tests {
         let g = litellm_side(gateway);
         let mut c = Side::new(SideKind::Client);
         crate::parse::client::read_client(client.as_bytes(), "c.jsonl", None, &mut c).unwrap();
-        let price = |m: &str| {
-            format!(
-                "[[price]]\nmodel = \"{m}\"\neffective_from = \"2026-01-01\"\ninput = \"1\"\noutput = \"1\"\n"
-            )
-        };
-        let prices = PriceBook::from_toml(
-            &[
-                price("gpt-4o"),
-                price("gpt-4o-mini"),
-                price("claude-sonnet-4"),
-            ]
-            .concat(),
-            "p.toml",
-        )
-        .unwrap();
+        let prices = catalog(&[
+            ("gpt-4o", "2026-01-01", "1", "1"),
+            ("gpt-4o-mini", "2026-01-01", "1", "1"),
+            ("claude-sonnet-4", "2026-01-01", "1", "1"),
+        ]);
         let settings = Settings {
             cost_tolerance_absolute: rust_decimal::Decimal::ONE,
             ..Settings::default()
         };
-        let rec = reconcile(
-            &c,
-            &g,
-            &KeyRegistry::default(),
-            &AliasTable::default(),
-            &prices,
-            settings,
-        );
+        let rec = plain(&c, &g, &prices, settings);
         let class = |i| rec.verdict(SideKind::Client, i).unwrap().class;
         assert_eq!(class(0), Class::Matched, "the alias both sides used");
         assert_eq!(

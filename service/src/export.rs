@@ -519,17 +519,29 @@ pub fn render_table(s: &Summary) -> String {
             ),
         );
     }
-    if !s.unattributed_by_key.is_empty() {
-        line(&mut o, String::new());
-        line(&mut o, "Unattributed traffic by key".to_owned());
-        for k in s.unattributed_by_key.iter().take(15) {
-            let reg = if k.registered {
-                k.owner.clone()
-            } else {
-                "NOT IN REGISTRY (possibly leaked)".to_owned()
-            };
-            line(
-                &mut o,
+    // A titled list after a blank line, when it has anything.
+    let section = |o: &mut String, title: &str, rows: Vec<String>| {
+        if rows.is_empty() {
+            return;
+        }
+        line(o, String::new());
+        line(o, title.to_owned());
+        for r in rows {
+            line(o, r);
+        }
+    };
+    section(
+        &mut o,
+        "Unattributed traffic by key",
+        s.unattributed_by_key
+            .iter()
+            .take(15)
+            .map(|k| {
+                let reg = if k.registered {
+                    k.owner.clone()
+                } else {
+                    "NOT IN REGISTRY (possibly leaked)".to_owned()
+                };
                 format!(
                     "  {}{} rows  {} reported  {}  {} .. {}",
                     pad(&k.key, 28),
@@ -538,72 +550,65 @@ pub fn render_table(s: &Summary) -> String {
                     reg,
                     k.first_seen,
                     k.last_seen
-                ),
-            );
-        }
-    }
-    if !s.failed_on_unregistered_keys.is_empty() {
-        line(&mut o, String::new());
-        line(
-            &mut o,
-            "Failed calls on keys in no registry (probing with a leaked key?)".to_owned(),
-        );
-        for k in s.failed_on_unregistered_keys.iter().take(15) {
-            line(
-                &mut o,
+                )
+            })
+            .collect(),
+    );
+    section(
+        &mut o,
+        "Failed calls on keys in no registry (probing with a leaked key?)",
+        s.failed_on_unregistered_keys
+            .iter()
+            .take(15)
+            .map(|k| {
                 format!(
                     "  {}{} failed calls  {} .. {}",
                     pad(&k.key, 28),
                     rpad(&k.rows.to_string(), 6),
                     k.first_seen,
                     k.last_seen
-                ),
-            );
-        }
-    }
-    if !s.unpriced_models.is_empty() {
-        line(&mut o, String::new());
-        line(
-            &mut o,
-            "Unpriced models (add them to the price catalog)".to_owned(),
-        );
-        for u in &s.unpriced_models {
-            let later = u
-                .priced_only_from
-                .as_deref()
-                .map_or_else(String::new, |from| {
-                    format!("  (the catalog prices it only from {from})")
-                });
-            line(
-                &mut o,
+                )
+            })
+            .collect(),
+    );
+    section(
+        &mut o,
+        "Unpriced models (add them to the price catalog)",
+        s.unpriced_models
+            .iter()
+            .map(|u| {
+                let later = u
+                    .priced_only_from
+                    .as_deref()
+                    .map_or_else(String::new, |from| {
+                        format!("  (the catalog prices it only from {from})")
+                    });
                 format!(
                     "  {}{} gateway rows, {} client rows{later}",
                     pad(&u.model, 30),
                     u.gateway_rows,
                     u.client_rows
-                ),
-            );
-        }
-    }
-    if !s.price_fallbacks.is_empty() {
-        line(&mut o, String::new());
-        line(
-            &mut o,
-            "Priced by a fallback rule (no price for the exact model name)".to_owned(),
-        );
-        for f in s.price_fallbacks.iter().take(15) {
-            line(
-                &mut o,
+                )
+            })
+            .collect(),
+    );
+    section(
+        &mut o,
+        "Priced by a fallback rule (no price for the exact model name)",
+        s.price_fallbacks
+            .iter()
+            .take(15)
+            .map(|f| {
                 format!(
                     "  {}as {} ({}): {} gateway rows",
                     pad(&f.model, 36),
                     f.priced_as,
                     f.rule.name(),
                     f.gateway_rows
-                ),
-            );
-        }
-    }
+                )
+            })
+            .collect(),
+    );
     o
 }
 
