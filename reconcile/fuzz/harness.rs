@@ -84,6 +84,7 @@ pub fn seeds() -> Vec<Seed> {
         seed!(MappedClient, "fixtures/litellm_day/app.jsonl"),
         seed!(ClientMapping, "profiles/client/otlp.toml"),
         seed!(ClientMapping, "profiles/client/langfuse.toml"),
+        seed!(ClientMapping, "profiles/client/langfuse-export.toml"),
         seed!(ClientMapping, "fixtures/litellm_day/app-mapping.toml"),
         seed!(Gateway, "fixtures/litellm_day/spendlogs.csv"),
         seed!(Gateway, "fixtures/gateway/litellm_spendlogs.csv"),

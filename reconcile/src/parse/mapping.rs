@@ -45,11 +45,15 @@ pub const BUILTIN: [(&str, &str); 7] = [
 
 /// Client-log profiles shipped with Tally, in detection order (Tally's own
 /// format is read by [`super::client`] and needs no profile).
-pub const BUILTIN_CLIENT: [(&str, &str); 2] = [
+pub const BUILTIN_CLIENT: [(&str, &str); 3] = [
     ("otlp", include_str!("../../../profiles/client/otlp.toml")),
     (
         "langfuse",
         include_str!("../../../profiles/client/langfuse.toml"),
+    ),
+    (
+        "langfuse-export",
+        include_str!("../../../profiles/client/langfuse-export.toml"),
     ),
 ];
 
@@ -1111,11 +1115,27 @@ mod tests {
 
     #[test]
     fn langfuse_observations_add_back_what_langfuse_splits_off() {
-        let text = include_str!("../../../fixtures/client/samples/langfuse_observations.json");
+        // The public API's JSON and the blob storage export's JSON Lines
+        // read the same.
+        for (text, name) in [
+            (
+                include_str!("../../../fixtures/client/samples/langfuse_observations.json"),
+                "langfuse",
+            ),
+            (
+                include_str!("../../../fixtures/client/samples/langfuse_export.jsonl"),
+                "langfuse-export",
+            ),
+        ] {
+            langfuse_sample(text, name);
+        }
+    }
+
+    fn langfuse_sample(text: &str, name: &str) {
         let p = client_profile(text.as_bytes());
-        assert_eq!(p.name, "langfuse");
+        assert_eq!(p.name, name);
         let mut side = Side::new(crate::record::SideKind::Client);
-        read_mapped(text.as_bytes(), "obs.json", &p, &mut side).unwrap();
+        read_mapped(text.as_bytes(), "obs", &p, &mut side).unwrap();
         assert!(side.rejects.is_empty(), "{:?}", side.rejects);
         assert_eq!(side.rows.len(), 2);
         use crate::record::{TokenKind, flags};
