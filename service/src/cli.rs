@@ -111,9 +111,6 @@ pub enum QuotaCommand {
     /// Measure every quota now and fire what is due (the scheduler does
     /// this on its own).
     Evaluate {
-        /// Configuration file (recipients, links); `TALLY_...` override it.
-        #[arg(long, env = "TALLY_CONFIG", value_name = "FILE")]
-        config: Option<PathBuf>,
         /// Evaluate as at this time instead of now (benchmarks, replays).
         #[arg(long, hide = true, value_name = "TIME")]
         now: Option<String>,
@@ -194,11 +191,18 @@ pub enum AlertsCommand {
         #[arg(long, env = "TALLY_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Send the alert messages held for want of a recipient (alerts that
+    /// fired when no contact and no `alerts.platform_contact` was set).
+    Resend {
+        /// Send them here (default: `alerts.platform_contact`).
+        #[arg(long, value_name = "ADDRESS")]
+        to: Option<String>,
+        /// The store.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Send what the outbox holds that is due (the scheduler does this).
     Flush {
-        /// Configuration file; `TALLY_...` variables override it.
-        #[arg(long, env = "TALLY_CONFIG", value_name = "FILE")]
-        config: Option<PathBuf>,
         /// The store.
         #[command(flatten)]
         store: StoreArgs,
@@ -357,21 +361,49 @@ pub struct ReportArgs {
     pub store: StoreArgs,
 }
 
-/// Where the store is and whether to bring its schema up to date.
+/// The configuration and the store: every command that touches the store
+/// reads the same settings `tally serve` does (file, then `TALLY_...`
+/// variables), so alerts raised from the command line reach the same
+/// recipients with the same links.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArgs {
+    /// Configuration file (TOML), as `tally serve` reads it; `TALLY_...`
+    /// variables override it.
+    #[arg(long, env = "TALLY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// The store: a SQLite file (`tally.db`, `sqlite://PATH`) or a
-    /// PostgreSQL URL (`postgres://user:pass@host/db`).
-    #[arg(
-        long,
-        env = "TALLY_DATABASE_URL",
-        default_value = "tally.db",
-        value_name = "URL"
-    )]
-    pub db: String,
+    /// PostgreSQL URL (`postgres://user:pass@host/db`). Default: the
+    /// configuration's `database.url` (`TALLY_DATABASE_URL`), else tally.db.
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
     /// Do not run pending migrations; refuse a store that has any.
     #[arg(long, env = "TALLY_NO_MIGRATE")]
     pub no_migrate: bool,
+}
+
+impl StoreArgs {
+    /// The settings, with `--db` in place of `database.url` when given.
+    pub fn settings(&self) -> Result<crate::settings::Settings> {
+        let mut s = load_settings(self.config.as_deref())?;
+        if let Some(db) = &self.db {
+            s.database.url = crate::settings::Secret::new(db.clone());
+        }
+        Ok(s)
+    }
+
+    /// Opens the store the settings name (migrating it unless told not to).
+    pub fn open(&self) -> Result<crate::db::AnyConnection> {
+        self.open_with_settings().map(|(_, c)| c)
+    }
+
+    /// The settings and the store they name.
+    pub fn open_with_settings(
+        &self,
+    ) -> Result<(crate::settings::Settings, crate::db::AnyConnection)> {
+        let s = self.settings()?;
+        let conn = crate::db::open(s.database.url.expose(), self.no_migrate)?;
+        Ok((s, conn))
+    }
 }
 
 /// `tally ingest ...`.
@@ -422,14 +454,13 @@ pub enum DbCommand {
     /// Run pending migrations (every command that opens the store does this
     /// too, unless --no-migrate).
     Migrate {
-        /// The store: a SQLite file or a PostgreSQL URL.
-        #[arg(
-            long,
-            env = "TALLY_DATABASE_URL",
-            default_value = "tally.db",
-            value_name = "URL"
-        )]
-        db: String,
+        /// Configuration file (TOML); `TALLY_...` variables override it.
+        #[arg(long, env = "TALLY_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The store: a SQLite file or a PostgreSQL URL. Default: the
+        /// configuration's `database.url`, else tally.db.
+        #[arg(long, value_name = "URL")]
+        db: Option<String>,
     },
 }
 
@@ -554,6 +585,12 @@ pub struct GenerateArgs {
     pub out: PathBuf,
 }
 
+/// What a command that may raise alerts says of messages held for want of
+/// a recipient.
+fn alerts_note(conn: &mut crate::db::AnyConnection) -> String {
+    crate::app::alerts::held_note(conn)
+}
+
 /// A UTC time as its day, `YYYY-MM-DD`.
 fn day_text(ms: i64) -> String {
     let t = tally_reconcile::time::format_ms(ms);
@@ -584,7 +621,7 @@ fn ingest(cmd: &IngestCommand) -> Result<std::process::ExitCode> {
     };
     let profiles = crate::app::reconcile::profiles_for(source)?;
     let client_profiles = crate::app::reconcile::client_profiles_for(client_source)?;
-    let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+    let (settings, mut conn) = store.open_with_settings()?;
     let now_ms = crate::app::reconcile::now_ms()?;
     let now = tally_schema::convert::naive_from_ms(now_ms)?;
     let mut out = String::new();
@@ -611,12 +648,12 @@ fn ingest(cmd: &IngestCommand) -> Result<std::process::ExitCode> {
         added += o.new;
     }
     if added > 0 {
-        let settings = load_settings(None)?;
         out.push_str(&crate::app::schedule::after_ingest(
             &mut conn,
             &settings,
             utc_now()?,
         ));
+        out.push_str(&alerts_note(&mut conn));
     }
     crate::app::reconcile::print(&out)?;
     Ok(std::process::ExitCode::SUCCESS)
@@ -629,7 +666,7 @@ fn import(
     what: &str,
     f: fn(&mut crate::db::AnyConnection, &std::path::Path) -> Result<usize>,
 ) -> Result<ExitCode> {
-    let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+    let mut conn = store.open()?;
     let n = f(&mut conn, file)?;
     done(&format!(
         "{}: {n} {what} added or replaced\n",
@@ -680,7 +717,7 @@ fn quota(cmd: QuotaCommand) -> Result<ExitCode> {
                 recipients: a.recipients.clone(),
                 basis: parse_enum("--basis", &a.basis)?,
             };
-            let mut conn = crate::db::open(&a.store.db, a.store.no_migrate)?;
+            let mut conn = a.store.open()?;
             quotas::set(&mut conn, &spec, utc_now()?.naive_utc())?;
             done(&format!(
                 "quota `{}` set: {} {} per {} ({})\n",
@@ -692,21 +729,20 @@ fn quota(cmd: QuotaCommand) -> Result<ExitCode> {
             ))
         }
         QuotaCommand::List { format, store } => {
-            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
-            let st = quotas::current(&mut conn, &load_settings(None)?, utc_now()?)?;
+            let (settings, mut conn) = store.open_with_settings()?;
+            let st = quotas::current(&mut conn, &settings, utc_now()?)?;
             match format {
                 OutputFormat::Table => done(&quotas::describe(&st)),
                 OutputFormat::Json => done(&format!("{}\n", serde_json::to_string_pretty(&st)?)),
             }
         }
         QuotaCommand::Delete { name, store } => {
-            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+            let mut conn = store.open()?;
             quotas::delete(&mut conn, &name)?;
             done(&format!("quota `{name}` deleted\n"))
         }
-        QuotaCommand::Evaluate { config, now, store } => {
-            let settings = load_settings(config.as_deref())?;
-            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+        QuotaCommand::Evaluate { now, store } => {
+            let (settings, mut conn) = store.open_with_settings()?;
             let at = match now {
                 Some(t) => {
                     chrono::DateTime::from_timestamp_millis(parse_time(&t).context("--now")?)
@@ -715,8 +751,9 @@ fn quota(cmd: QuotaCommand) -> Result<ExitCode> {
                 None => utc_now()?,
             };
             let e = quotas::evaluate(&mut conn, &settings, at)?;
+            let held = alerts_note(&mut conn);
             done(&format!(
-                "{} quota(s) measured: {} alert(s) fired, {} resolved, {} message(s) queued\n",
+                "{} quota(s) measured: {} alert(s) fired, {} resolved, {} message(s) queued\n{held}",
                 e.quotas, e.fired, e.resolved, e.queued
             ))
         }
@@ -733,7 +770,7 @@ fn alerts(cmd: AlertsCommand) -> Result<ExitCode> {
             format,
             store,
         } => {
-            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+            let mut conn = store.open()?;
             let list = alerts::list(&mut conn, state.as_deref(), None, limit)?;
             match format {
                 OutputFormat::Json => done(&format!("{}\n", serde_json::to_string_pretty(&list)?)),
@@ -762,10 +799,16 @@ fn alerts(cmd: AlertsCommand) -> Result<ExitCode> {
                 mailer.describe()
             ))
         }
-        AlertsCommand::Flush { config, store } => {
-            let settings = load_settings(config.as_deref())?;
+        AlertsCommand::Resend { to, store } => {
+            let (settings, mut conn) = store.open_with_settings()?;
+            let n = alerts::resend(&mut conn, &settings, to.as_deref(), utc_now()?.naive_utc())?;
+            done(&format!(
+                "{n} held message(s) released; `tally alerts flush` (or the server) sends them\n"
+            ))
+        }
+        AlertsCommand::Flush { store } => {
+            let (settings, mut conn) = store.open_with_settings()?;
             let mailer = mail::Mailer::new(&settings.email)?;
-            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
             let f = mail::flush(&mut conn, &mailer, utc_now()?.naive_utc())?;
             done(&format!(
                 "{} sent, {} failed (retried later), {} waiting\n",
@@ -785,7 +828,7 @@ fn token(cmd: TokenCommand) -> Result<ExitCode> {
     };
     match cmd {
         TokenCommand::Create { name, role, store } => {
-            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+            let mut conn = store.open()?;
             let token = tokens::create(&mut conn, &name, role, now()?)?;
             done(&format!(
                 "{token}\n\nThe token for `{}` ({}). It is shown this once: only its hash is stored.\n",
@@ -794,11 +837,11 @@ fn token(cmd: TokenCommand) -> Result<ExitCode> {
             ))
         }
         TokenCommand::List { store } => {
-            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+            let mut conn = store.open()?;
             done(&tokens::describe(&tokens::list(&mut conn)?))
         }
         TokenCommand::Revoke { name, store } => {
-            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+            let mut conn = store.open()?;
             if tokens::revoke(&mut conn, &name, now()?)? {
                 done(&format!("revoked the token `{name}`\n"))
             } else {
@@ -823,7 +866,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Ingest(cmd) => ingest(&cmd),
         Command::Keys(KeysCommand::Import { file, teams, store }) => {
-            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+            let mut conn = store.open()?;
             let n = app::reference::import_keys(&mut conn, &file, teams.as_deref())?;
             done(&format!(
                 "{}: {n} key(s) added or replaced\n",
@@ -847,7 +890,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 Some(t) => parse_time(&t).context("--effective-from")?,
                 None => now_ms - now_ms.rem_euclid(tally_reconcile::time::DAY_MS),
             };
-            let mut conn = crate::db::open(&store.db, store.no_migrate)?;
+            let mut conn = store.open()?;
             let now = tally_schema::convert::naive_from_ms(now_ms)?;
             let r = app::reference::import_prices(&mut conn, &file, from_ms, now)?;
             let skipped = if r.skipped > 0 {
@@ -882,12 +925,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 &args.cost_tolerance,
                 &args.cost_tolerance_abs,
             )?;
-            let mut conn = crate::db::open(&args.store.db, args.store.no_migrate)?;
+            let (config, mut conn) = args.store.open_with_settings()?;
             // Alerts and quotas as the server would (recipients and links
-            // from the TALLY_... environment); messages wait in the outbox.
+            // from the same configuration); messages wait in the outbox.
             let (o, alerts) = app::schedule::run_and_alert(
                 &mut conn,
-                &load_settings(None)?,
+                &config,
                 (from, to),
                 args.slice_rows,
                 settings,
@@ -900,18 +943,27 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     app::run::describe_timings(&o.timings).as_bytes(),
                 );
             }
-            done(&(app::run::describe(&o) + &alerts))
+            let held = alerts_note(&mut conn);
+            done(&(app::run::describe(&o) + &alerts + &held))
         }
         Command::Report(args) => {
             let from = parse_time(&args.from).context("--from")?;
             let to = parse_time(&args.to).context("--to")?;
-            let mut conn = crate::db::open(&args.store.db, args.store.no_migrate)?;
+            let mut conn = args.store.open()?;
             let text =
                 app::report::report(&mut conn, args.kind, from, to, args.group_by, args.format)?;
             done(&text)
         }
-        Command::Db(DbCommand::Migrate { db }) => {
-            let mut conn = crate::db::connect(&db)?;
+        Command::Db(DbCommand::Migrate { config, db }) => {
+            let url = match db {
+                Some(db) => db,
+                None => load_settings(config.as_deref())?
+                    .database
+                    .url
+                    .expose()
+                    .to_owned(),
+            };
+            let mut conn = crate::db::connect(&url)?;
             let applied = crate::db::migrate(&mut conn)?;
             let text = if applied.is_empty() {
                 "The store is up to date.\n".to_owned()

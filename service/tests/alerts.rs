@@ -308,7 +308,13 @@ fn evaluators_racing_on_one_store_send_one_email_per_threshold() {
         let mut c = db::connect(&s.url).unwrap();
         let all = alerts::list(&mut c, None, Some("quota_threshold"), 1000).unwrap();
         assert_eq!(all.len(), 3 * rounds, "{b}");
-        assert_eq!(repo::messages(&mut c, 1000).unwrap().len(), rounds, "{b}");
+        // The run's own alerts had nobody to tell: their messages are held.
+        let addressed = repo::messages(&mut c, 1000)
+            .unwrap()
+            .into_iter()
+            .filter(|m| !m.recipients.is_empty())
+            .count();
+        assert_eq!(addressed, rounds, "{b}");
     }
 }
 

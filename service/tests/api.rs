@@ -7,6 +7,8 @@
 
 #[expect(dead_code, reason = "shared test support: this binary uses part of it")]
 mod common;
+#[path = "common/fixture_day.rs"]
+mod fixture_day;
 #[expect(dead_code, reason = "shared test support: this binary uses part of it")]
 #[path = "common/smtp.rs"]
 mod smtp;
@@ -2273,4 +2275,115 @@ fn readyz_is_not_ready_while_the_store_cannot_take_a_write() {
         s.call("GET", "/readyz", Some(&admin), Body::None).status,
         200
     );
+}
+
+/// The alert messages a store's outbox holds: recipients, subject, text.
+fn outbox_of(db: &str) -> Vec<(String, String, String)> {
+    let mut c = tally_service::db::connect(db).unwrap();
+    let mut m: Vec<_> = tally_service::db::repo::messages(&mut c, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.recipients, m.subject, m.body_text))
+        .collect();
+    m.sort();
+    m
+}
+
+/// Issue 18: `tally run` ignored the configuration file, so its alerts
+/// fired with no recipients and queued nothing, and a later run through the
+/// server found them already fired: the leaked-key email was lost. A run
+/// from the command line with the server's configuration now queues the
+/// same messages as the same run through the server.
+#[test]
+fn a_command_line_run_with_the_servers_configuration_queues_what_the_server_would() {
+    let alerts = "[alerts]\nplatform_contact = \"platform@example.com\"\n\
+                  [email]\nbase_url = \"https://tally.example.com\"\n";
+    for (cli, served) in stores().into_iter().zip(stores()) {
+        fixture_day::load_fixture_day(&cli);
+        fixture_day::load_fixture_day(&served);
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("tally.toml");
+        std::fs::write(
+            &config,
+            format!("{alerts}[database]\nurl = \"{}\"\n", cli.url),
+        )
+        .unwrap();
+        // The store comes from the configuration too: no --db.
+        succeed(
+            tally()
+                .args([
+                    "run",
+                    "--from",
+                    "2026-11-20",
+                    "--to",
+                    "2026-11-21",
+                    "--config",
+                ])
+                .arg(&config),
+            "tally run --config",
+        );
+        let s = Server::start_with(&served.url, alerts, &["--no-scheduler"]);
+        let token = s.token("ops", Role::Platform);
+        let body = serde_json::json!({"from": "2026-11-20", "to": "2026-11-21"});
+        let r = s.call("POST", "/v1/runs", Some(&token), Body::Json(&body));
+        assert_eq!(r.status, 201, "{}", r.text);
+        let (a, b) = (outbox_of(&cli.url), outbox_of(&served.url));
+        assert!(
+            a.iter().any(|m| m.1.starts_with("Possibly leaked key")
+                && m.0 == "platform@example.com"
+                && m.2.contains("https://tally.example.com/runs/1")),
+            "{}: {a:#?}",
+            cli.backend
+        );
+        assert_eq!(a, b, "{}", cli.backend);
+    }
+}
+
+/// Alerts that fire with nobody to tell keep their message, held; the
+/// command says so, and `tally alerts resend` sends it once someone is
+/// named (it would never fire again for the same cause).
+#[test]
+fn alerts_with_nobody_to_tell_are_held_and_can_be_resent() {
+    for s in stores() {
+        fixture_day::load_fixture_day(&s);
+        let out = succeed(&mut run_fixture_day(&s.url), "run");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains("alert message(s) held: nobody to send them to")
+                && text.contains("tally alerts resend"),
+            "{}: {text}",
+            s.backend
+        );
+        let held = outbox_of(&s.url);
+        assert!(
+            !held.is_empty() && held.iter().all(|m| m.0.is_empty()),
+            "{held:?}"
+        );
+        // Nobody to send to yet: refused, naming what to set.
+        let out = tally()
+            .args(["alerts", "resend", "--db", &s.url])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("alerts.platform_contact"));
+        let out = succeed(
+            tally()
+                .args(["alerts", "resend", "--db", &s.url])
+                .env("TALLY_ALERTS_PLATFORM_CONTACT", "oncall@example.com"),
+            "resend",
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.starts_with(&format!("{} held message(s) released", held.len())),
+            "{text}"
+        );
+        let sent = outbox_of(&s.url);
+        assert!(sent.iter().all(|m| m.0 == "oncall@example.com"), "{sent:?}");
+        // And the flush picks them up: due now.
+        let smtp = smtp::Smtp::start();
+        let mut c = tally_service::db::connect(&s.url).unwrap();
+        let now = chrono::Utc::now().naive_utc() + chrono::Duration::seconds(1);
+        let f = tally_service::app::mail::flush(&mut c, &smtp.mailer(), now).unwrap();
+        assert_eq!(f.sent, u64::try_from(held.len()).unwrap(), "{}", s.backend);
+    }
 }

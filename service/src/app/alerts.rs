@@ -75,22 +75,16 @@ pub struct Body<'a> {
 }
 
 /// Renders and queues the message of alert `alert_id` (recorded by
-/// `rule`); 0 when it has nobody to go to (the alert is still in the
-/// history), else 1.
+/// `rule`): 1 when it has someone to go to. With nobody (no contact and no
+/// `alerts.platform_contact`) the message is still written, held, and 0 is
+/// returned: `tally alerts resend` sends it once there is someone to tell,
+/// since the alert will not fire again for the same cause.
 pub fn fire(
     conn: &mut AnyConnection,
     alert_id: i64,
     rule: &Rule<'_>,
     b: &Body<'_>,
 ) -> Result<usize, QuotaError> {
-    if b.to.is_empty() {
-        tracing::warn!(
-            alert_id,
-            title = rule.title,
-            "alert has no recipient: set the owner's contact or alerts.platform_contact"
-        );
-        return Ok(0);
-    }
     let ctx = minijinja::context! {
         title => rule.title, kind => rule.kind, lines => b.lines,
         rows_heading => b.rows_heading, rows => b.rows, link => b.link,
@@ -105,7 +99,57 @@ pub fn fire(
         &html,
         rule.at,
     )?;
+    if b.to.is_empty() {
+        tracing::warn!(
+            alert_id,
+            title = rule.title,
+            "alert has no recipient: its message is held; set the owner's contact or \
+             alerts.platform_contact and run `tally alerts resend`"
+        );
+        return Ok(0);
+    }
     Ok(1)
+}
+
+/// Messages held for want of a recipient: id and subject.
+pub fn held(conn: &mut AnyConnection) -> Result<Vec<(i64, String)>, QuotaError> {
+    Ok(repo::held_messages(conn)?)
+}
+
+/// Sends the held messages to `to` (checked as any contact is), else to
+/// the platform contact; how many were released.
+pub fn resend(
+    conn: &mut AnyConnection,
+    settings: &Settings,
+    to: Option<&str>,
+    now: NaiveDateTime,
+) -> Result<usize, QuotaError> {
+    let to = match to {
+        Some(t) => t.to_owned(),
+        None => platform(settings).join(", "),
+    };
+    if to.trim().is_empty() {
+        return Err(QuotaError::Invalid(
+            "no one to send held messages to: give --to ADDRESS or set alerts.platform_contact"
+                .to_owned(),
+        ));
+    }
+    check_contact(&to).map_err(QuotaError::Invalid)?;
+    Ok(repo::release_held(conn, &to, now)?)
+}
+
+/// A line for people when alert messages are held; empty when none are.
+pub fn held_note(conn: &mut AnyConnection) -> String {
+    match held(conn) {
+        Ok(h) if !h.is_empty() => format!(
+            "{} alert message(s) held: nobody to send them to (no owner or key contact, no \
+             alerts.platform_contact in the configuration); set one and run \
+             `tally alerts resend`, or `tally alerts resend --to ADDRESS`\n",
+            h.len()
+        ),
+        Ok(_) => String::new(),
+        Err(e) => format!("held messages could not be counted: {e}\n"),
+    }
 }
 
 /// An alert a run found, before it is raised.

@@ -1046,6 +1046,7 @@ pub fn due_messages(
 ) -> Result<Vec<OutboxRow>, DbError> {
     Ok(outbox::table
         .filter(outbox::sent_at.is_null())
+        .filter(outbox::recipients.ne(HELD))
         .filter(outbox::next_attempt_at.le(now))
         .order(outbox::id)
         .limit(limit)
@@ -1083,13 +1084,45 @@ pub fn retrying_count(conn: &mut AnyConnection) -> Result<u64, DbError> {
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-/// Unsent messages.
+/// Unsent messages that have someone to go to.
 pub fn unsent_count(conn: &mut AnyConnection) -> Result<u64, DbError> {
+    // Held messages wait for a recipient, not for the mail server.
     let n: i64 = outbox::table
         .filter(outbox::sent_at.is_null())
+        .filter(outbox::recipients.ne(HELD))
         .count()
         .get_result(conn)?;
     Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// The recipients of a message held for want of any: an alert fired when
+/// neither its owner nor `alerts.platform_contact` had an address.
+pub const HELD: &str = "";
+
+/// Messages held for want of a recipient, oldest first: id and subject.
+pub fn held_messages(conn: &mut AnyConnection) -> Result<Vec<(i64, String)>, DbError> {
+    Ok(outbox::table
+        .filter(outbox::sent_at.is_null())
+        .filter(outbox::recipients.eq(HELD))
+        .order(outbox::id)
+        .select((outbox::id, outbox::subject))
+        .load(conn)?)
+}
+
+/// Gives every held message recipients `to` and makes it due at `now`;
+/// returns how many.
+pub fn release_held(
+    conn: &mut AnyConnection,
+    to: &str,
+    now: NaiveDateTime,
+) -> Result<usize, DbError> {
+    Ok(diesel::update(
+        outbox::table
+            .filter(outbox::sent_at.is_null())
+            .filter(outbox::recipients.eq(HELD)),
+    )
+    .set((outbox::recipients.eq(to), outbox::next_attempt_at.eq(now)))
+    .execute(conn)?)
 }
 
 /// Records that the server accepted message `id`.
