@@ -6,10 +6,12 @@
 
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod db;
 pub mod export;
 pub mod files;
 pub mod http;
-pub mod progress;
+pub mod mail;
+pub mod output;
 pub mod settings;
 pub mod text;

@@ -538,12 +538,12 @@ impl Settings {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| format!("log.level `{}`: {e}", self.log.level))?;
-        crate::app::mail::check(&self.email).map_err(|e| e.to_string())?;
-        crate::app::alerts::check_contact(&self.alerts.platform_contact)
+        crate::mail::check(&self.email).map_err(|e| e.to_string())?;
+        crate::mail::check_contact(&self.alerts.platform_contact)
             .map_err(|e| format!("alerts.platform_contact: {e}"))?;
         for (name, expr) in self.schedule.jobs() {
             if !expr.is_empty() {
-                crate::app::schedule::parse(expr)
+                <cron::Schedule as std::str::FromStr>::from_str(expr)
                     .map_err(|e| format!("schedule.{name} `{expr}`: {e}"))?;
             }
         }

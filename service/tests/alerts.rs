@@ -18,9 +18,10 @@ use fixture_day::load_fixture_day;
 use rust_decimal::Decimal;
 use smtp::Smtp;
 use tally_reconcile::quota::{Metric, Period};
+use tally_service::app::alerts;
 use tally_service::app::quotas::{self, Basis, QuotaSpec, Scope};
-use tally_service::app::{alerts, mail};
 use tally_service::db::{self, repo};
+use tally_service::mail;
 use tally_service::settings::{AlertSettings, Settings};
 
 fn utc(s: &str) -> DateTime<Utc> {

@@ -2383,7 +2383,7 @@ fn alerts_with_nobody_to_tell_are_held_and_can_be_resent() {
         let smtp = smtp::Smtp::start();
         let mut c = tally_service::db::connect(&s.url).unwrap();
         let now = chrono::Utc::now().naive_utc() + chrono::Duration::seconds(1);
-        let f = tally_service::app::mail::flush(&mut c, &smtp.mailer(), now).unwrap();
+        let f = tally_service::mail::flush(&mut c, &smtp.mailer(), now).unwrap();
         assert_eq!(f.sent, u64::try_from(held.len()).unwrap(), "{}", s.backend);
     }
 }

@@ -1090,6 +1090,7 @@ fn a_panic_mid_request_loses_no_acknowledged_push() {
                             &format!("push {i}"),
                             plan,
                             now,
+                            &mut |_| {},
                         )
                         .map_err(ApiError::internal)
                     })

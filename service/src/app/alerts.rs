@@ -13,10 +13,10 @@ use tally_reconcile::time::DAY_MS;
 use tally_schema::convert::nanos_to_usd;
 use tally_schema::rows::{AlertRow, KeyRow, NewAlert, NewOutbox, OwnerRow};
 
-use super::mail::{self, MailError, Mailer};
 use super::quotas::QuotaError;
 use super::sums::each_group;
 use crate::db::{AnyConnection, repo};
+use crate::mail::{self, MailError, Mailer};
 use crate::settings::Settings;
 
 /// An alert to record.
@@ -309,30 +309,7 @@ fn queue(
     )?)
 }
 
-/// The addresses in a contact field: comma- or semicolon-separated.
-pub fn split(field: &str) -> impl Iterator<Item = &str> {
-    field
-        .split([',', ';'])
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-}
-
-/// Checks a contact field where it is written (keys, owners, quotas,
-/// configuration): every address in it must be one a message can be sent
-/// to, so a typo is refused then, not found when an alert is lost.
-pub fn check_contact(field: &str) -> Result<(), String> {
-    for a in split(field) {
-        if a.chars().any(char::is_control) {
-            return Err(format!(
-                "`{}` holds a control character",
-                crate::text::printable(a)
-            ));
-        }
-        a.parse::<lettre::Address>()
-            .map_err(|e| format!("`{a}` is not an email address ({e})"))?;
-    }
-    Ok(())
-}
+pub use crate::mail::{check_contact, split};
 
 /// Splits contact fields into addresses (deduplicated, order kept); the
 /// platform contact when there are none.

@@ -582,6 +582,37 @@ pub fn owner_page(conn: &mut AnyConnection, id: i64, month: Month) -> Result<Own
     })
 }
 
+/// What the store holds, for the server's metrics.
+pub struct StoreState {
+    /// Every batch.
+    pub batches: Vec<tally_schema::rows::Batch>,
+    /// Every run, newest first.
+    pub runs: Vec<tally_schema::rows::RunRow>,
+    /// The newest run's counts per side and class.
+    pub latest_counts: Vec<tally_schema::rows::RunCount>,
+    /// Firing alerts per kind.
+    pub firing: Vec<(String, i64)>,
+    /// Messages waiting, and of those retrying after a failure.
+    pub outbox: (u64, u64),
+}
+
+/// Reads [`StoreState`].
+pub fn store_state(c: &mut AnyConnection) -> Result<StoreState, crate::app::error::AppError> {
+    let batches = repo::batches(c)?;
+    let runs = repo::runs(c)?;
+    let latest_counts = match runs.first() {
+        Some(r) => repo::run_counts(c, r.id)?,
+        None => Vec::new(),
+    };
+    Ok(StoreState {
+        batches,
+        runs,
+        latest_counts,
+        firing: repo::firing_by_kind(c)?,
+        outbox: (repo::unsent_count(c)?, repo::retrying_count(c)?),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

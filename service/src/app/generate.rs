@@ -51,15 +51,5 @@ pub fn run(args: &Request) -> Result<synth::Truth> {
     let mut p = open("prices.toml")?;
     synth::write_prices(&mut p).context("writing prices.toml")?;
     p.flush()?;
-    super::reconcile::print(&format!(
-        "generated {} client rows, {} gateway rows: {} true pairs, {} missing on the gateway, {} extra gateway rows, {} token mismatches -> {}\n",
-        truth.client_rows,
-        truth.gateway_rows,
-        truth.pairs,
-        truth.missing,
-        truth.extra,
-        truth.token_mismatches,
-        args.out.display()
-    ))?;
     Ok(truth)
 }

@@ -19,7 +19,6 @@ use tally_schema::rows::{NewBatch, NewReject, NewUsageRow};
 use crate::app::reconcile::{CutInQuotes, ReadPlan, parts};
 use crate::db::AnyConnection;
 use crate::db::repo::{self, Stored};
-use crate::progress::Progress;
 
 /// What ingesting one file did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +39,26 @@ pub struct Outcome {
     pub rejected: i64,
     /// Format or gateway profile it was read as.
     pub source: String,
+}
+
+/// Where an ingest is, for whatever display the caller supplies (the
+/// command line draws a progress line; the server shows nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Hashing the file: bytes read so far, of the total.
+    Hashing {
+        /// Bytes read.
+        done: u64,
+        /// The file's size.
+        total: u64,
+    },
+    /// Storing rows: how many so far.
+    Storing {
+        /// Rows stored.
+        rows: u64,
+    },
+    /// Done, stored or not.
+    Finished,
 }
 
 /// SHA-256 hex of a file's bytes, streamed; `read` is told the bytes
@@ -83,16 +102,21 @@ pub fn ingest_file(
     label: &str,
     plan: ReadPlan<'_>,
     now: chrono::NaiveDateTime,
+    progress: &mut dyn FnMut(Step),
 ) -> Result<Outcome> {
     let name = label.to_owned();
     let bytes = std::fs::metadata(path)
         .with_context(|| format!("cannot open `{name}`"))?
         .len();
-    let mut progress = Progress::for_file(&name, bytes);
-    let sha = file_sha256(path, &mut |n| progress.show("hashing bytes", n, bytes))?;
+    let sha = file_sha256(path, &mut |n| {
+        progress(Step::Hashing {
+            done: n,
+            total: bytes,
+        });
+    })?;
     // Same bytes as an earlier batch: no need to even parse.
     if let Some(b) = repo::batch_by_hash(conn, side_name(kind), &sha)? {
-        progress.finish();
+        progress(Step::Finished);
         return Ok(already(&name, &b));
     }
     let plan = ReadPlan {
@@ -109,7 +133,7 @@ pub fn ingest_file(
             plan,
             now,
             part_bytes,
-            &mut progress,
+            &mut *progress,
         )
     };
     let stored = match store(PART_BYTES) {
@@ -118,7 +142,7 @@ pub fn ingest_file(
         Err(e) if e.is::<CutInQuotes>() => store(u64::MAX),
         other => other,
     };
-    progress.finish();
+    progress(Step::Finished);
     match stored? {
         Stored::New(b) => Ok(Outcome {
             file: name,
@@ -149,7 +173,7 @@ fn store_in_parts(
     plan: ReadPlan<'_>,
     now: chrono::NaiveDateTime,
     part_bytes: u64,
-    progress: &mut Progress<std::io::Stderr>,
+    progress: &mut dyn FnMut(Step),
 ) -> Result<Stored> {
     let side_str = side_name(kind);
     let batch = NewBatch {
@@ -239,7 +263,9 @@ fn store_in_parts(
             Ok(repo::Produced { source })
         };
         let stored = repo::store_batch_parts(conn, &batch, &mut produce, &mut |n| {
-            progress.show("storing rows", u64::try_from(n).unwrap_or(0), 0);
+            progress(Step::Storing {
+                rows: u64::try_from(n).unwrap_or(0),
+            });
         });
         match stored {
             Ok(s) => Ok(s),
@@ -299,4 +325,14 @@ pub fn describe(o: &Outcome) -> String {
         "{}: {} read = {} new + {} duplicate + {} rejected ({}; {})\n",
         o.file, o.read, o.new, o.duplicate, o.rejected, o.source, what
     )
+}
+
+/// The first `limit` rejects of batch `batch_id`, as an upload's answer
+/// lists them.
+pub fn rejects_of(
+    c: &mut AnyConnection,
+    batch_id: i64,
+    limit: usize,
+) -> Result<Vec<tally_schema::rows::Reject>, crate::app::error::AppError> {
+    Ok(repo::rejects_listed(c, batch_id, limit)?)
 }

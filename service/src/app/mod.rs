@@ -3,12 +3,13 @@
 pub mod alerts;
 pub mod chart;
 pub mod dashboard;
+pub mod error;
 pub mod generate;
 pub mod ingest;
-pub mod mail;
 pub mod quotas;
 pub mod reconcile;
 pub mod reference;
+pub mod registry;
 pub mod report;
 pub mod run;
 pub mod schedule;

@@ -36,7 +36,7 @@ pub enum QuotaError {
     Db(#[from] DbError),
     /// Rendering a message.
     #[error(transparent)]
-    Mail(#[from] super::mail::MailError),
+    Mail(#[from] crate::mail::MailError),
 }
 
 impl From<diesel::result::Error> for QuotaError {

@@ -1,9 +1,8 @@
 //! `tally reconcile`: files in, report out, no database.
 
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use rust_decimal::Decimal;
@@ -19,17 +18,7 @@ use tally_reconcile::report::{Settings, reconcile};
 use tally_reconcile::{Side, SideKind, matching};
 
 use crate::app::split;
-use crate::cli::{ClientFormatArg, OutputFormat, ReconcileArgs};
 use crate::export;
-
-/// Writes to standard output (a closed pipe is not an error worth a trace).
-pub fn print(text: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("writing to standard output"),
-    }
-}
 
 /// Reads a whole small input (catalog, registry, mapping), naming it in
 /// the error.
@@ -376,10 +365,10 @@ fn run_job(job: &Job) -> Result<Side> {
 
 /// Parses both sides: every file part is a job, run largest first on as
 /// many workers as cores, then merged in file and part order.
-fn read_sides(args: &ReconcileArgs, profiles: &[Profile]) -> Result<(Side, Side)> {
+fn read_sides(args: &ReconcileRequest, profiles: &[Profile]) -> Result<(Side, Side)> {
     let client_profiles = client_profiles_for(args.client_source.as_deref())?;
     let plan = ReadPlan {
-        client_format: args.client_format.map(ClientFormatArg::format),
+        client_format: args.client_format,
         profiles,
         named: args.source.is_some(),
         client_profiles: &client_profiles,
@@ -587,74 +576,6 @@ fn merge_parts(target: &mut Side, parts: Vec<(Job, Result<Side>)>) -> Result<()>
     Ok(())
 }
 
-/// The wall clock, read once per command (the engine never reads it).
-pub fn now_ms() -> Result<i64> {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .context("system clock is before 1970")?;
-    Ok(i64::try_from(d.as_millis())?)
-}
-
-/// Phase timer for `--timings` (stderr, so reports on stdout stay clean).
-struct Phases {
-    on: bool,
-    last: std::time::Instant,
-    last_cpu_ms: u64,
-}
-
-/// CPU time used by the process so far, in ms (Linux; 0 elsewhere).
-fn cpu_ms() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces), from field 3:
-    // utime and stime are fields 14 and 15, in clock ticks (100 per second
-    // on Linux).
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let ticks: u64 = after
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|t| t.parse::<u64>().ok())
-        .sum();
-    ticks * 10
-}
-
-impl Phases {
-    fn new(on: bool) -> Self {
-        Self {
-            on,
-            last: std::time::Instant::now(),
-            last_cpu_ms: if on { cpu_ms() } else { 0 },
-        }
-    }
-
-    fn lap(&mut self, what: &str) {
-        if self.on {
-            let now = std::time::Instant::now();
-            let ms = now.duration_since(self.last).as_millis();
-            let cpu = cpu_ms();
-            // Peak and current resident memory so far (Linux; blank elsewhere).
-            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-            let field = |name: &str| {
-                status
-                    .lines()
-                    .find(|l| l.starts_with(name))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|kb| kb.parse::<u64>().ok())
-                    .map_or_else(String::new, |kb| format!("{} MB", kb / 1024))
-            };
-            let _ = writeln!(
-                std::io::stderr(),
-                "timing {what}: {ms} ms (cpu {} ms, peak rss {}, rss {})",
-                cpu.saturating_sub(self.last_cpu_ms),
-                field("VmHWM:"),
-                field("VmRSS:")
-            );
-            self.last = now;
-            self.last_cpu_ms = cpu;
-        }
-    }
-}
-
 /// Engine settings from the matching and cost tolerance flags.
 pub fn settings(
     tolerance: &str,
@@ -698,38 +619,68 @@ pub fn client_sources() -> Result<String> {
     ))
 }
 
-/// Runs `tally reconcile`.
-pub fn run(args: &ReconcileArgs) -> Result<ExitCode> {
-    let mut phases = Phases::new(args.timings);
-    let now_ms = match &args.now {
-        Some(s) => tally_reconcile::time::parse_iso(s, None)
-            .map_err(|e| anyhow::anyhow!("--now `{s}`: {e}"))?,
-        None => now_ms()?,
-    };
-    let settings = settings(
-        &args.tolerance,
-        &args.cost_tolerance,
-        &args.cost_tolerance_abs,
-    )?;
-    let registry = args
+/// A one-shot reconciliation of files, as `tally reconcile` asks for it.
+#[derive(Debug, Clone)]
+pub struct ReconcileRequest {
+    /// Client logs.
+    pub client: Vec<PathBuf>,
+    /// Gateway exports.
+    pub gateway: Vec<PathBuf>,
+    /// Key registry (Tally's, LiteLLM's key table, OpenRouter's key list).
+    pub keys: Option<PathBuf>,
+    /// LiteLLM's team table, with its key table.
+    pub teams: Option<PathBuf>,
+    /// Price catalog.
+    pub prices: Option<PathBuf>,
+    /// From when a LiteLLM price map's prices apply.
+    pub prices_effective_from: Option<String>,
+    /// Model alias table.
+    pub aliases: Option<PathBuf>,
+    /// Gateway source (built-in name or mapping file); detected when none.
+    pub source: Option<String>,
+    /// Client source (built-in client profile or mapping file).
+    pub client_source: Option<String>,
+    /// Tally's own client format, detected when none.
+    pub client_format: Option<ClientFormat>,
+    /// Matching and cost tolerances.
+    pub engine: Settings,
+    /// Where to write the report files.
+    pub out: Option<PathBuf>,
+    /// Whether to write matches.csv (every pair).
+    pub with_matches: bool,
+    /// Whether any rejected row is fatal.
+    pub strict: bool,
+    /// Files at least this large are parsed in parts.
+    pub split_min_bytes: u64,
+    /// The report's "generated at", UTC ms.
+    pub now_ms: i64,
+}
+
+/// Reconciles files into a summary (and the report files when asked);
+/// `lap` is told when each phase ends, for timings.
+pub fn reconcile_files(
+    req: &ReconcileRequest,
+    lap: &mut dyn FnMut(&str),
+) -> Result<tally_reconcile::report::Summary> {
+    let registry = req
         .keys
         .as_deref()
-        .map(|p| load_keys(p, args.teams.as_deref()))
+        .map(|p| load_keys(p, req.teams.as_deref()))
         .transpose()?
         .unwrap_or_default();
-    let aliases = match &args.aliases {
+    let aliases = match &req.aliases {
         Some(p) => AliasTable::from_toml(&read_text(p, "alias table")?, &p.display().to_string())?,
         None => AliasTable::default(),
     };
-    let prices = match &args.prices {
-        Some(p) => load_prices(p, args.prices_effective_from.as_deref())?,
+    let prices = match &req.prices {
+        Some(p) => load_prices(p, req.prices_effective_from.as_deref())?,
         None => PriceBook::default(),
     };
-    let profiles = profiles_for(args.source.as_deref())?;
-    let (client, gateway) = read_sides(args, &profiles)?;
-    phases.lap("parse");
+    let profiles = profiles_for(req.source.as_deref())?;
+    let (client, gateway) = read_sides(req, &profiles)?;
+    lap("parse");
     refuse_unreadable_files(&client, &gateway)?;
-    if args.strict {
+    if req.strict {
         let rejects: Vec<String> = client
             .rejects
             .iter()
@@ -746,29 +697,26 @@ pub fn run(args: &ReconcileArgs) -> Result<ExitCode> {
             bail!("--strict: {} rejected row(s):\n  {shown}", rejects.len());
         }
     }
-    let rec = reconcile(&client, &gateway, &registry, &aliases, &prices, settings);
-    phases.lap("match+classify");
-    let summary = match &args.out {
+    let rec = reconcile(
+        &client,
+        &gateway,
+        &registry,
+        &aliases,
+        &prices,
+        req.engine.clone(),
+    );
+    lap("match+classify");
+    Ok(match &req.out {
         Some(dir) => {
-            let summary = export::write_all(dir, &rec, !args.no_matches, || rec.summary(now_ms))?;
-            phases.lap("summary+export");
+            let summary =
+                export::write_all(dir, &rec, req.with_matches, || rec.summary(req.now_ms))?;
+            lap("summary+export");
             summary
         }
         None => {
-            let summary = rec.summary(now_ms);
-            phases.lap("summary");
+            let summary = rec.summary(req.now_ms);
+            lap("summary");
             summary
         }
-    };
-    match args.format {
-        OutputFormat::Table => {
-            let mut text = export::render_table(&summary);
-            if let Some(dir) = &args.out {
-                text.push_str(&format!("\nReport written to {}\n", dir.display()));
-            }
-            print(&text)?;
-        }
-        OutputFormat::Json => print(&(serde_json::to_string_pretty(&summary)? + "\n"))?,
-    }
-    Ok(ExitCode::SUCCESS)
+    })
 }

@@ -11,7 +11,7 @@ use chrono::NaiveDateTime;
 use tally_reconcile::keys::{KeyRegistry, OwnerEntry};
 use tally_reconcile::models::AliasTable;
 use tally_reconcile::prices::PriceBook;
-use tally_schema::convert::{key_entry, new_key, new_price, price};
+use tally_schema::convert::{key_entry, new_price, price};
 use tally_schema::rows::{AliasRow, NewOwner};
 
 use crate::app::reconcile::{has_ext, load_keys, open, read_text};
@@ -21,27 +21,11 @@ use crate::db::{AnyConnection, repo};
 /// added or replaced, their owners added. Returns the number of keys.
 pub fn import_keys(conn: &mut AnyConnection, path: &Path, teams: Option<&Path>) -> Result<usize> {
     let reg = load_keys(path, teams)?;
-    for k in &reg.entries {
-        if let Some(contact) = &k.contact {
-            crate::app::alerts::check_contact(contact)
-                .map_err(|e| anyhow::anyhow!("{}: key `{}`: contact: {e}", path.display(), k.id))?;
-        }
-    }
-    repo::in_transaction(conn, |c| -> Result<()> {
-        for k in &reg.entries {
-            let o = k.owner();
-            let owner = if o.is_empty() {
-                None
-            } else {
-                Some(repo::owner_id(c, &o.team, &o.service, &o.env)?)
-            };
-            repo::upsert_key(c, &new_key(k, owner))?;
-        }
-        // Together with the keys already stored, every name must still
-        // point at one key, or every later run would stop on the clash.
-        registry_of(c).with_context(|| format!("{}: not imported", path.display()))?;
-        Ok(())
-    })?;
+    // Together with the keys already stored, every name must still point
+    // at one key, or every later run would stop on the clash: the same
+    // check as a key put through the API.
+    super::registry::put_keys(conn, &reg.entries)
+        .with_context(|| format!("{}: not imported", path.display()))?;
     Ok(reg.entries.len())
 }
 

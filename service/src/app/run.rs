@@ -566,3 +566,18 @@ pub fn view(r: RunRow, counts: Option<Vec<RunCount>>) -> RunView {
         }),
     }
 }
+
+/// Every run, newest first.
+pub fn list(c: &mut AnyConnection) -> Result<Vec<RunRow>, crate::app::error::AppError> {
+    Ok(repo::runs(c)?)
+}
+
+/// Run `id` and its counts per side and class.
+pub fn get(
+    c: &mut AnyConnection,
+    id: i64,
+) -> Result<(RunRow, Vec<tally_schema::rows::RunCount>), crate::app::error::AppError> {
+    let run = repo::run(c, id)?
+        .ok_or_else(|| crate::app::error::AppError::NotFound(format!("no run {id}")))?;
+    Ok((run, repo::run_counts(c, id)?))
+}

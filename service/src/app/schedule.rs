@@ -15,8 +15,9 @@ use chrono::{DateTime, Utc};
 use cron::Schedule;
 use tally_reconcile::time::DAY_MS;
 
-use super::{alerts, mail, quotas};
+use super::{alerts, quotas};
 use crate::db::{AnyConnection, Pool, repo};
+use crate::mail;
 use crate::settings::Settings;
 
 /// Parses a cron expression (with a seconds field).

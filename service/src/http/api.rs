@@ -11,15 +11,16 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tally_reconcile::SideKind;
 use tally_reconcile::parse::client::ClientFormat;
-use tally_schema::rows::{AliasRow, KeyRow, NewOwner, OwnerRow, PriceRow, Reject};
+use tally_schema::rows::{KeyRow, NewOwner, OwnerRow, PriceRow, Reject};
 
 use super::State;
 use super::error::ApiError;
 use super::routes::{not_found_response, principal};
 use crate::app::ingest::{self, Outcome};
 use crate::app::reconcile::ReadPlan;
+use crate::app::registry;
 use crate::app::report::{self, GroupBy, Kind};
-use crate::db::{DbError, repo};
+use crate::db::DbError;
 
 type Data = web::Data<State>;
 type Reply = Result<HttpResponse, ApiError>;
@@ -27,7 +28,7 @@ type Reply = Result<HttpResponse, ApiError>;
 use crate::app::run::utc;
 
 fn time_param(name: &str, value: &str) -> Result<i64, ApiError> {
-    crate::cli::parse_time(value).map_err(|e| ApiError::bad_request(format!("`{name}`: {e}")))
+    crate::clock::parse_time(value).map_err(|e| ApiError::bad_request(format!("`{name}`: {e}")))
 }
 
 fn window(from: &str, to: &str) -> Result<(i64, i64), ApiError> {
@@ -113,15 +114,11 @@ pub async fn readyz(state: Data) -> Reply {
 pub async fn metrics(state: Data) -> Reply {
     let figures = state
         .db(|c| {
-            let batches = repo::batches(c)?;
-            let runs = repo::runs(c)?;
-            let counts = match runs.first() {
-                Some(r) => repo::run_counts(c, r.id)?,
-                None => Vec::new(),
-            };
-            let mut figures = super::metrics::StoreFigures::new(&batches, &runs, counts);
-            figures.firing = repo::firing_by_kind(c)?;
-            figures.outbox = (repo::unsent_count(c)?, repo::retrying_count(c)?);
+            let st = crate::app::dashboard::store_state(c)?;
+            let mut figures =
+                super::metrics::StoreFigures::new(&st.batches, &st.runs, st.latest_counts);
+            figures.firing = st.firing;
+            figures.outbox = st.outbox;
             Ok(figures)
         })
         .await?;
@@ -455,9 +452,9 @@ async fn spooled(
                 min_split_bytes: crate::app::split::MIN_SPLIT_BYTES,
                 keep_raw: true,
             };
-            let o: Outcome = ingest::ingest_file(c, kind, &path, &label, plan, now)
+            let o: Outcome = ingest::ingest_file(c, kind, &path, &label, plan, now, &mut |_| {})
                 .map_err(|e| ingest_error(e, Some(dir.path())))?;
-            let rejects = repo::rejects_listed(c, o.batch_id, REJECTS_LISTED)?;
+            let rejects = ingest::rejects_of(c, o.batch_id, REJECTS_LISTED)?;
             drop(dir);
             Ok((o, rejects))
         })
@@ -498,7 +495,7 @@ pub async fn create_run(state: Data, body: web::Json<RunRequest>) -> Reply {
 
 /// `GET /v1/runs`: newest first.
 pub async fn list_runs(state: Data, q: web::Query<PageQuery>) -> Reply {
-    let runs = state.db(|c| Ok(repo::runs(c)?)).await?;
+    let runs = state.db(|c| Ok(crate::app::run::list(c)?)).await?;
     let views = runs
         .into_iter()
         .map(|r| crate::app::run::view(r, None))
@@ -509,13 +506,7 @@ pub async fn list_runs(state: Data, q: web::Query<PageQuery>) -> Reply {
 /// `GET /v1/runs/{id}`.
 pub async fn get_run(state: Data, id: web::Path<i64>) -> Reply {
     let id = id.into_inner();
-    let (run, counts) = state
-        .db(move |c| {
-            let run =
-                repo::run(c, id)?.ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
-            Ok((run, repo::run_counts(c, id)?))
-        })
-        .await?;
+    let (run, counts) = state.db(move |c| Ok(crate::app::run::get(c, id)?)).await?;
     Ok(HttpResponse::Ok().json(crate::app::run::view(run, Some(counts))))
 }
 
@@ -636,15 +627,8 @@ pub struct OwnerInput {
 }
 
 impl OwnerInput {
-    fn checked(&self) -> Result<NewOwner<'_>, ApiError> {
-        if self.team.trim().is_empty() {
-            return Err(ApiError::unprocessable("`team` is empty"));
-        }
-        if let Some(c) = &self.contact {
-            crate::app::alerts::check_contact(c)
-                .map_err(|e| ApiError::unprocessable(format!("`contact`: {e}")))?;
-        }
-        Ok(NewOwner {
+    fn owner(&self) -> NewOwner<'_> {
+        NewOwner {
             team: self.team.trim(),
             service: self.service.trim(),
             env: self.env.trim(),
@@ -653,21 +637,14 @@ impl OwnerInput {
                 .as_deref()
                 .map(str::trim)
                 .filter(|c| !c.is_empty()),
-        })
+        }
     }
-}
-
-fn find_owner(c: &mut crate::db::AnyConnection, id: i64) -> Result<OwnerRow, ApiError> {
-    repo::owners(c)?
-        .into_iter()
-        .find(|o| o.id == id)
-        .ok_or_else(|| ApiError::not_found(format!("no owner {id}")))
 }
 
 /// `GET /v1/owners`.
 pub async fn list_owners(state: Data, q: web::Query<PageQuery>) -> Reply {
     let list: Vec<OwnerView> = state
-        .db(|c| Ok(repo::owners(c)?.into_iter().map(Into::into).collect()))
+        .db(|c| Ok(registry::owners(c)?.into_iter().map(Into::into).collect()))
         .await?;
     Ok(HttpResponse::Ok().json(page_of(list, q.page, q.per_page)?))
 }
@@ -675,7 +652,7 @@ pub async fn list_owners(state: Data, q: web::Query<PageQuery>) -> Reply {
 /// `GET /v1/owners/{id}`.
 pub async fn get_owner(state: Data, id: web::Path<i64>) -> Reply {
     let id = id.into_inner();
-    let o = state.db(move |c| find_owner(c, id)).await?;
+    let o = state.db(move |c| Ok(registry::owner(c, id)?)).await?;
     Ok(HttpResponse::Ok().json(OwnerView::from(o)))
 }
 
@@ -683,10 +660,7 @@ pub async fn get_owner(state: Data, id: web::Path<i64>) -> Reply {
 /// with the same team, service and env.
 pub async fn create_owner(state: Data, body: web::Json<OwnerInput>) -> Reply {
     let o = state
-        .db(move |c| {
-            let id = repo::upsert_owner(c, &body.checked()?)?;
-            find_owner(c, id)
-        })
+        .db(move |c| Ok(registry::put_owner(c, &body.owner())?))
         .await?;
     Ok(HttpResponse::Created().json(OwnerView::from(o)))
 }
@@ -695,12 +669,7 @@ pub async fn create_owner(state: Data, body: web::Json<OwnerInput>) -> Reply {
 pub async fn update_owner(state: Data, id: web::Path<i64>, body: web::Json<OwnerInput>) -> Reply {
     let id = id.into_inner();
     let o = state
-        .db(move |c| {
-            if !repo::update_owner(c, id, &body.checked()?)? {
-                return Err(ApiError::not_found(format!("no owner {id}")));
-            }
-            find_owner(c, id)
-        })
+        .db(move |c| Ok(registry::update_owner(c, id, &body.owner())?))
         .await?;
     Ok(HttpResponse::Ok().json(OwnerView::from(o)))
 }
@@ -708,18 +677,10 @@ pub async fn update_owner(state: Data, id: web::Path<i64>, body: web::Json<Owner
 /// `DELETE /v1/owners/{id}`.
 pub async fn delete_owner(state: Data, id: web::Path<i64>) -> Reply {
     let id = id.into_inner();
-    deleted(
-        state.db(move |c| Ok(repo::delete_owner(c, id)?)).await?,
-        "owner",
-    )
-}
-
-fn deleted(found: bool, what: &str) -> Reply {
-    if found {
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(ApiError::not_found(format!("no such {what}")))
-    }
+    state
+        .db(move |c| Ok(registry::delete_owner(c, id)?))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 // ---- Keys ---------------------------------------------------------------
@@ -761,11 +722,8 @@ fn key_view(k: KeyRow, owners: &[OwnerRow]) -> KeyView {
 }
 
 fn key_views(c: &mut crate::db::AnyConnection) -> Result<Vec<KeyView>, ApiError> {
-    let owners = repo::owners(c)?;
-    Ok(repo::keys(c)?
-        .into_iter()
-        .map(|k| key_view(k, &owners))
-        .collect())
+    let (keys, owners) = registry::keys(c)?;
+    Ok(keys.into_iter().map(|k| key_view(k, &owners)).collect())
 }
 
 /// A key as sent.
@@ -810,10 +768,6 @@ impl KeyInput {
         }
         if self.team.trim().is_empty() && !(self.service.is_empty() && self.env.is_empty()) {
             return Err(ApiError::unprocessable("an owner needs a `team`"));
-        }
-        if let Some(c) = &self.contact {
-            crate::app::alerts::check_contact(c)
-                .map_err(|e| ApiError::unprocessable(format!("`contact`: {e}")))?;
         }
         for (field, name) in self
             .alias
@@ -867,19 +821,7 @@ pub async fn put_key(state: Data, id: web::Path<String>, body: web::Json<KeyInpu
     let entry = body.into_inner().entry(id.into_inner())?;
     let k = state
         .db(move |c| {
-            repo::in_transaction(c, |c| -> Result<(), ApiError> {
-                let o = entry.owner();
-                let owner = if o.is_empty() {
-                    None
-                } else {
-                    Some(repo::owner_id(c, &o.team, &o.service, &o.env)?)
-                };
-                repo::upsert_key(c, &tally_schema::convert::new_key(&entry, owner))?;
-                // A name another key already has would stop every run.
-                crate::app::reference::registry_of(c)
-                    .map_err(|e| ApiError::conflict(format!("{e:#}")))?;
-                Ok(())
-            })?;
+            registry::put_keys(c, std::slice::from_ref(&entry))?;
             key_views(c)?
                 .into_iter()
                 .find(|k| k.key_id == entry.id)
@@ -892,10 +834,8 @@ pub async fn put_key(state: Data, id: web::Path<String>, body: web::Json<KeyInpu
 /// `DELETE /v1/keys/{key_id}`.
 pub async fn delete_key(state: Data, id: web::Path<String>) -> Reply {
     let id = id.into_inner();
-    deleted(
-        state.db(move |c| Ok(repo::delete_key(c, &id)?)).await?,
-        "key",
-    )
+    state.db(move |c| Ok(registry::delete_key(c, &id)?)).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 // ---- Aliases ------------------------------------------------------------
@@ -920,7 +860,7 @@ pub struct AliasInput {
 pub async fn list_aliases(state: Data, q: web::Query<PageQuery>) -> Reply {
     let list: Vec<AliasView> = state
         .db(|c| {
-            Ok(repo::aliases(c)?
+            Ok(registry::aliases(c)?
                 .into_iter()
                 .map(|a| AliasView {
                     alias: a.alias,
@@ -938,33 +878,23 @@ pub async fn put_alias(
     alias: web::Path<String>,
     body: web::Json<AliasInput>,
 ) -> Reply {
-    // Stored lowercase, as the engine compares names.
-    let row = AliasRow {
-        alias: alias.trim().to_ascii_lowercase(),
-        model: body.model.trim().to_ascii_lowercase(),
-    };
-    if row.alias.is_empty() || row.model.is_empty() {
-        return Err(ApiError::unprocessable(
-            "an alias and its `model` need names",
-        ));
-    }
-    let view = AliasView {
-        alias: row.alias.clone(),
-        model: row.model.clone(),
-    };
-    state.db(move |c| Ok(repo::upsert_alias(c, &row)?)).await?;
-    Ok(HttpResponse::Ok().json(view))
+    let alias = alias.into_inner();
+    let row = state
+        .db(move |c| Ok(registry::put_alias(c, &alias, &body.model)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(AliasView {
+        alias: row.alias,
+        model: row.model,
+    }))
 }
 
 /// `DELETE /v1/aliases/{alias}`.
 pub async fn delete_alias(state: Data, alias: web::Path<String>) -> Reply {
-    let alias = alias.trim().to_ascii_lowercase();
-    deleted(
-        state
-            .db(move |c| Ok(repo::delete_alias(c, &alias)?))
-            .await?,
-        "alias",
-    )
+    let alias = alias.into_inner();
+    state
+        .db(move |c| Ok(registry::delete_alias(c, &alias)?))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 // ---- Prices -------------------------------------------------------------
@@ -1015,7 +945,7 @@ impl From<PriceRow> for PriceView {
 /// `GET /v1/prices`.
 pub async fn list_prices(state: Data, q: web::Query<PageQuery>) -> Reply {
     let list: Vec<PriceView> = state
-        .db(|c| Ok(repo::prices(c)?.into_iter().map(Into::into).collect()))
+        .db(|c| Ok(registry::prices(c)?.into_iter().map(Into::into).collect()))
         .await?;
     Ok(HttpResponse::Ok().json(page_of(list, q.page, q.per_page)?))
 }
@@ -1059,16 +989,7 @@ pub async fn create_price(
         .ok_or_else(|| ApiError::unprocessable("no price in the body"))?;
     let now = state.now()?;
     let view = state
-        .db(move |c| {
-            let row = tally_schema::convert::new_price(&price, now)
-                .map_err(|e| ApiError::unprocessable(e.to_string()))?;
-            repo::upsert_price(c, &row)?;
-            repo::prices(c)?
-                .into_iter()
-                .find(|p| p.model == price.model && p.effective_from == row.effective_from)
-                .map(PriceView::from)
-                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("price vanished after upsert")))
-        })
+        .db(move |c| Ok(PriceView::from(registry::put_price(c, &price, now)?)))
         .await?;
     Ok(HttpResponse::Created().json(view))
 }
@@ -1076,10 +997,10 @@ pub async fn create_price(
 /// `DELETE /v1/prices/{id}`.
 pub async fn delete_price(state: Data, id: web::Path<i64>) -> Reply {
     let id = id.into_inner();
-    deleted(
-        state.db(move |c| Ok(repo::delete_price(c, id)?)).await?,
-        "price",
-    )
+    state
+        .db(move |c| Ok(registry::delete_price(c, id)?))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[cfg(test)]

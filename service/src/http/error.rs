@@ -211,6 +211,18 @@ impl From<crate::app::dashboard::ViewError> for ApiError {
     }
 }
 
+impl From<crate::app::error::AppError> for ApiError {
+    fn from(e: crate::app::error::AppError) -> Self {
+        use crate::app::error::AppError;
+        match e {
+            AppError::Invalid(m) => ApiError::unprocessable(m),
+            AppError::NotFound(m) => ApiError::not_found(m),
+            AppError::Conflict(m) => ApiError::conflict(m),
+            AppError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::app::quotas::QuotaError> for ApiError {
     fn from(e: crate::app::quotas::QuotaError) -> Self {
         use crate::app::quotas::QuotaError;

@@ -281,7 +281,7 @@ pub fn build(settings: Settings, no_migrate: bool) -> anyhow::Result<Bound> {
         sign_ins: SignInThrottle::default(),
         pool: pool.clone(),
         settings,
-        clock: crate::app::reconcile::now_ms,
+        clock: crate::clock::now_ms,
         metrics: metrics::Metrics::default(),
         evaluations: std::sync::Arc::default(),
     });
@@ -341,12 +341,12 @@ pub fn serve(settings: Settings, no_migrate: bool, no_scheduler: bool) -> anyhow
             Some(crate::app::schedule::Scheduler::start(
                 bound.pool.clone(),
                 jobs,
-                crate::app::reconcile::now_ms,
+                crate::clock::now_ms,
             )?)
         };
         tracing::info!(listen = %addr, port = bound.port, store = %db, "tally serve started");
         // On standard output for scripts (and tests) that bind port 0.
-        crate::app::reconcile::print(&format!(
+        crate::output::print(&format!(
             "tally serve: listening on http://{ip}:{}\n",
             bound.port
         ))?;

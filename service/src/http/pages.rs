@@ -393,7 +393,7 @@ pub struct RunForm {
 pub async fn start_run(state: Data, req: HttpRequest, form: web::Form<RunForm>) -> Page {
     check_csrf(&req, &form.csrf)?;
     let parse = |name: &str, v: &str| {
-        crate::cli::parse_time(v.trim())
+        crate::clock::parse_time(v.trim())
             .map_err(|e| ApiError::bad_request(format!("`{name}`: {e}")))
     };
     let w = (parse("from", &form.from)?, parse("to", &form.to)?);

@@ -9,7 +9,7 @@
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 
-use tally_service::app::mail;
+use tally_service::mail;
 use tally_service::settings::{EmailSettings, Secret};
 
 use crate::common::root;

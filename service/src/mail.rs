@@ -204,7 +204,7 @@ impl Mailer {
         // One address that cannot be used (stored before addresses were
         // checked on write) must not cost the others their message.
         let mut any = false;
-        for addr in super::alerts::split(to) {
+        for addr in split(to) {
             match mailbox(addr) {
                 Ok(m) => {
                     b = b.to(m);
@@ -250,30 +250,21 @@ impl Mailer {
 
 /// Every email template, compiled into the binary.
 const TEMPLATES: &[(&str, &str)] = &[
-    (
-        "alert.txt",
-        include_str!("../../../templates/email/alert.txt"),
-    ),
+    ("alert.txt", include_str!("../../templates/email/alert.txt")),
     (
         "alert.html",
-        include_str!("../../../templates/email/alert.html"),
+        include_str!("../../templates/email/alert.html"),
     ),
     (
         "digest.txt",
-        include_str!("../../../templates/email/digest.txt"),
+        include_str!("../../templates/email/digest.txt"),
     ),
     (
         "digest.html",
-        include_str!("../../../templates/email/digest.html"),
+        include_str!("../../templates/email/digest.html"),
     ),
-    (
-        "test.txt",
-        include_str!("../../../templates/email/test.txt"),
-    ),
-    (
-        "test.html",
-        include_str!("../../../templates/email/test.html"),
-    ),
+    ("test.txt", include_str!("../../templates/email/test.txt")),
+    ("test.html", include_str!("../../templates/email/test.html")),
 ];
 
 fn build_env() -> Result<Environment<'static>, String> {
@@ -364,6 +355,31 @@ pub fn flush(
     }
     out.waiting = repo::unsent_count(conn)?;
     Ok(out)
+}
+
+/// The addresses in a contact field: comma- or semicolon-separated.
+pub fn split(field: &str) -> impl Iterator<Item = &str> {
+    field
+        .split([',', ';'])
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+}
+
+/// Checks a contact field where it is written (keys, owners, quotas,
+/// configuration): every address in it must be one a message can be sent
+/// to, so a typo is refused then, not found when an alert is lost.
+pub fn check_contact(field: &str) -> Result<(), String> {
+    for a in split(field) {
+        if a.chars().any(char::is_control) {
+            return Err(format!(
+                "`{}` holds a control character",
+                crate::text::printable(a)
+            ));
+        }
+        a.parse::<lettre::Address>()
+            .map_err(|e| format!("`{a}` is not an email address ({e})"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
 //! The command line.
 
+pub mod progress;
+mod reconcile;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -7,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::app;
+use crate::clock::{parse_time, utc_now};
 
 /// Tally reconciles LLM usage: what your applications logged against what
 /// your gateway billed.
@@ -622,7 +626,7 @@ fn ingest(cmd: &IngestCommand) -> Result<std::process::ExitCode> {
     let profiles = crate::app::reconcile::profiles_for(source)?;
     let client_profiles = crate::app::reconcile::client_profiles_for(client_source)?;
     let (settings, mut conn) = store.open_with_settings()?;
-    let now_ms = crate::app::reconcile::now_ms()?;
+    let now_ms = crate::clock::now_ms()?;
     let now = tally_schema::convert::naive_from_ms(now_ms)?;
     let mut out = String::new();
     let mut added = 0;
@@ -636,14 +640,18 @@ fn ingest(cmd: &IngestCommand) -> Result<std::process::ExitCode> {
             min_split_bytes: crate::app::split::MIN_SPLIT_BYTES,
             keep_raw: true,
         };
-        let o = app::ingest::ingest_file(
-            &mut conn,
-            kind,
-            path,
-            &path.display().to_string(),
-            plan,
-            now,
-        )?;
+        let label = path.display().to_string();
+        let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+        let mut bar = progress::Progress::for_file(&label, bytes);
+        let o = app::ingest::ingest_file(&mut conn, kind, path, &label, plan, now, &mut |step| {
+            match step {
+                app::ingest::Step::Hashing { done, total } => {
+                    bar.show("hashing bytes", done, total)
+                }
+                app::ingest::Step::Storing { rows } => bar.show("storing rows", rows, 0),
+                app::ingest::Step::Finished => bar.finish(),
+            }
+        })?;
         out.push_str(&app::ingest::describe(&o));
         added += o.new;
     }
@@ -655,7 +663,7 @@ fn ingest(cmd: &IngestCommand) -> Result<std::process::ExitCode> {
         ));
         out.push_str(&alerts_note(&mut conn));
     }
-    crate::app::reconcile::print(&out)?;
+    crate::output::print(&out)?;
     Ok(std::process::ExitCode::SUCCESS)
 }
 
@@ -676,13 +684,8 @@ fn import(
 
 /// Prints a command's output; success.
 fn done(text: &str) -> Result<ExitCode> {
-    app::reconcile::print(text)?;
+    crate::output::print(text)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// A time given on the command line: `YYYY-MM-DD` (00:00 UTC) or RFC 3339.
-pub fn parse_time(s: &str) -> Result<i64> {
-    tally_reconcile::time::parse_date_or_iso(s).map_err(anyhow::Error::msg)
 }
 
 /// The server configuration from `file` and the process environment.
@@ -690,10 +693,6 @@ pub(crate) fn load_settings(file: Option<&std::path::Path>) -> Result<crate::set
     Ok(crate::settings::Settings::load(file, |k| {
         std::env::var(k).ok()
     })?)
-}
-
-pub(crate) fn utc_now() -> Result<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::from_timestamp_millis(app::reconcile::now_ms()?).context("clock out of range")
 }
 
 /// `tally quota set|list|delete|evaluate`.
@@ -762,7 +761,8 @@ fn quota(cmd: QuotaCommand) -> Result<ExitCode> {
 
 /// `tally alerts list|test-email|flush`.
 fn alerts(cmd: AlertsCommand) -> Result<ExitCode> {
-    use crate::app::{alerts, mail};
+    use crate::app::alerts;
+    use crate::mail;
     match cmd {
         AlertsCommand::List {
             state,
@@ -823,7 +823,7 @@ fn token(cmd: TokenCommand) -> Result<ExitCode> {
     use crate::app::tokens;
     let now = || -> Result<chrono::NaiveDateTime> {
         Ok(tally_schema::convert::naive_from_ms(
-            app::reconcile::now_ms()?,
+            crate::clock::now_ms()?
         )?)
     };
     match cmd {
@@ -854,15 +854,24 @@ fn token(cmd: TokenCommand) -> Result<ExitCode> {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Reconcile(args) => app::reconcile::run(&args),
+        Command::Reconcile(args) => reconcile::run(&args),
         Command::Generate(args) => {
-            app::generate::run(&app::generate::Request {
+            let truth = app::generate::run(&app::generate::Request {
                 rows: args.rows,
                 seed: args.seed,
                 keys: args.keys,
                 out: args.out.clone(),
             })?;
-            Ok(ExitCode::SUCCESS)
+            done(&format!(
+                "generated {} client rows, {} gateway rows: {} true pairs, {} missing on the gateway, {} extra gateway rows, {} token mismatches -> {}\n",
+                truth.client_rows,
+                truth.gateway_rows,
+                truth.pairs,
+                truth.missing,
+                truth.extra,
+                truth.token_mismatches,
+                args.out.display()
+            ))
         }
         Command::Ingest(cmd) => ingest(&cmd),
         Command::Keys(KeysCommand::Import { file, teams, store }) => {
@@ -884,7 +893,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             effective_from,
             store,
         }) => {
-            let now_ms = app::reconcile::now_ms()?;
+            let now_ms = crate::clock::now_ms()?;
             let dated = effective_from.is_some();
             let from_ms = match effective_from {
                 Some(t) => parse_time(&t).context("--effective-from")?,
@@ -934,7 +943,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 (from, to),
                 args.slice_rows,
                 settings,
-                app::reconcile::now_ms,
+                crate::clock::now_ms,
             )?;
             if args.timings {
                 let mut err = std::io::stderr().lock();
@@ -974,7 +983,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     applied.join(", ")
                 )
             };
-            app::reconcile::print(&text)?;
+            crate::output::print(&text)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => {
@@ -1004,7 +1013,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             for p in clients {
                 out.push_str(&format!("  {:<14} {}\n", p.name, p.description));
             }
-            app::reconcile::print(&out)?;
+            crate::output::print(&out)?;
             Ok(ExitCode::SUCCESS)
         }
     }
