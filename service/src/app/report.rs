@@ -16,7 +16,7 @@ use crate::db::{AnyConnection, repo};
 use crate::export;
 
 /// Which report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// Cost per group: computed and gateway-reported, variance, missing and
@@ -31,7 +31,7 @@ pub enum Kind {
 }
 
 /// How `costs` groups rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GroupBy {
     /// team/service/env.
@@ -51,7 +51,7 @@ pub enum GroupBy {
 }
 
 /// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Aligned columns for people.
     Table,

@@ -13,7 +13,7 @@ use tally_schema::rows::{NewSession, NewToken, TokenRow};
 use crate::db::{AnyConnection, DbError, repo};
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Everything.

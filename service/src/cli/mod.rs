@@ -468,6 +468,51 @@ pub enum DbCommand {
     },
 }
 
+/// Use cases' enums as flag values: the command line knows clap, the use
+/// cases do not.
+macro_rules! flag_values {
+    ($t:ty { $($v:ident => $name:literal),+ $(,)? }) => {
+        impl ValueEnum for $t {
+            fn value_variants<'a>() -> &'a [Self] {
+                &[$(<$t>::$v),+]
+            }
+
+            fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+                Some(clap::builder::PossibleValue::new(match self {
+                    $(<$t>::$v => $name),+
+                }))
+            }
+        }
+    };
+}
+
+flag_values!(app::report::Kind {
+    Costs => "costs",
+    Missing => "missing",
+    Unattributed => "unattributed",
+    Discrepancies => "discrepancies",
+});
+flag_values!(app::report::GroupBy {
+    Owner => "owner",
+    Team => "team",
+    Service => "service",
+    Env => "env",
+    Key => "key",
+    Model => "model",
+    Day => "day",
+});
+flag_values!(app::report::Format {
+    Table => "table",
+    Csv => "csv",
+    Json => "json",
+});
+flag_values!(app::tokens::Role {
+    Admin => "admin",
+    Finance => "finance",
+    Platform => "platform",
+    Ingest => "ingest",
+});
+
 /// How the summary is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
