@@ -15,7 +15,7 @@ use tally_reconcile::parse::mapping::{Encoding, Profile, ProfileSide, choose, na
 use tally_reconcile::parse::peek;
 use tally_reconcile::prices::PriceBook;
 use tally_reconcile::report::{Settings, reconcile};
-use tally_reconcile::{Side, SideKind, matching};
+use tally_reconcile::{Side, SideKind};
 
 use crate::app::split;
 use crate::export;
@@ -576,22 +576,26 @@ fn merge_parts(target: &mut Side, parts: Vec<(Job, Result<Side>)>) -> Result<()>
     Ok(())
 }
 
-/// Engine settings from the matching and cost tolerance flags.
+/// Engine settings from the tolerance flags (or API fields): each one left
+/// out keeps the engine's own default (`report::Settings::default()`:
+/// 2 s, 1 %, $0.000001), the one place those defaults live.
 pub fn settings(
-    tolerance: &str,
-    cost_tolerance: &str,
-    cost_tolerance_abs: &str,
+    tolerance: Option<&str>,
+    cost_tolerance: Option<&str>,
+    cost_tolerance_abs: Option<&str>,
 ) -> Result<Settings> {
-    let tolerance_ms = tally_reconcile::time::parse_duration_ms(tolerance)
-        .map_err(|e| anyhow::anyhow!("--tolerance: {e}"))?;
-    Ok(Settings {
-        matching: matching::Params {
-            tolerance_ms,
-            ..matching::Params::default()
-        },
-        cost_tolerance_relative: parse_ratio(cost_tolerance).context("--cost-tolerance")?,
-        cost_tolerance_absolute: parse_ratio(cost_tolerance_abs).context("--cost-tolerance-abs")?,
-    })
+    let mut s = Settings::default();
+    if let Some(t) = tolerance {
+        s.matching.tolerance_ms = tally_reconcile::time::parse_duration_ms(t)
+            .map_err(|e| anyhow::anyhow!("--tolerance: {e}"))?;
+    }
+    if let Some(r) = cost_tolerance {
+        s.cost_tolerance_relative = parse_ratio(r).context("--cost-tolerance")?;
+    }
+    if let Some(a) = cost_tolerance_abs {
+        s.cost_tolerance_absolute = parse_ratio(a).context("--cost-tolerance-abs")?;
+    }
+    Ok(s)
 }
 
 /// A file none of whose rows could be read is not a day with no traffic:

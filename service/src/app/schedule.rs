@@ -123,7 +123,7 @@ pub fn reconcile_trailing(
     let mut day = first;
     let mut runs = 0;
     while day <= now {
-        let engine = super::reconcile::settings("2s", "1%", "0.000001")?;
+        let engine = super::reconcile::settings(None, None, None)?;
         run_and_alert(
             conn,
             settings,

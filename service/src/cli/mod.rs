@@ -320,15 +320,15 @@ pub struct RunArgs {
     /// Window end, exclusive.
     #[arg(long, value_name = "TIME")]
     pub to: String,
-    /// Matching window around the learned clock offset.
-    #[arg(long, default_value = "2s", value_name = "DURATION")]
-    pub tolerance: String,
-    /// Cost variance tolerance, relative.
-    #[arg(long, default_value = "1%", value_name = "PERCENT")]
-    pub cost_tolerance: String,
-    /// Cost variance tolerance, absolute USD.
-    #[arg(long, default_value = "0.000001", value_name = "USD")]
-    pub cost_tolerance_abs: String,
+    /// Matching window around the learned clock offset [default: 2s].
+    #[arg(long, value_name = "DURATION")]
+    pub tolerance: Option<String>,
+    /// Cost variance tolerance, relative [default: 1%].
+    #[arg(long, value_name = "PERCENT")]
+    pub cost_tolerance: Option<String>,
+    /// Cost variance tolerance, absolute USD [default: 0.000001].
+    #[arg(long, value_name = "USD")]
+    pub cost_tolerance_abs: Option<String>,
     /// The window is reconciled in slices of about this many rows per side
     /// (memory stays bounded by a slice); partners are still found across
     /// slice edges.
@@ -580,15 +580,17 @@ pub struct ReconcileArgs {
     /// or a mapping file with side = "client". Detected when not given.
     #[arg(long, value_name = "NAME|FILE", conflicts_with = "client_format")]
     pub client_source: Option<String>,
-    /// Matching window around the learned clock offset (e.g. 2s, 1500ms).
-    #[arg(long, default_value = "2s", value_name = "DURATION")]
-    pub tolerance: String,
-    /// Cost variance tolerance: relative (1%) and absolute (USD), whichever is larger.
-    #[arg(long, default_value = "1%", value_name = "PERCENT")]
-    pub cost_tolerance: String,
-    /// Absolute cost variance tolerance, USD.
-    #[arg(long, default_value = "0.000001", value_name = "USD")]
-    pub cost_tolerance_abs: String,
+    /// Matching window around the learned clock offset (e.g. 2s, 1500ms)
+    /// [default: 2s].
+    #[arg(long, value_name = "DURATION")]
+    pub tolerance: Option<String>,
+    /// Cost variance tolerance: relative and absolute (USD), whichever is
+    /// larger [default: 1%].
+    #[arg(long, value_name = "PERCENT")]
+    pub cost_tolerance: Option<String>,
+    /// Absolute cost variance tolerance, USD [default: 0.000001].
+    #[arg(long, value_name = "USD")]
+    pub cost_tolerance_abs: Option<String>,
     /// Write matches.csv, missing_usage.csv, unattributed.csv,
     /// discrepancies.csv, costs_by_owner.csv, rejects.csv, report.json and
     /// report.html into this directory.
@@ -975,9 +977,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let from = parse_time(&args.from).context("--from")?;
             let to = parse_time(&args.to).context("--to")?;
             let settings = app::reconcile::settings(
-                &args.tolerance,
-                &args.cost_tolerance,
-                &args.cost_tolerance_abs,
+                args.tolerance.as_deref(),
+                args.cost_tolerance.as_deref(),
+                args.cost_tolerance_abs.as_deref(),
             )?;
             let (config, mut conn) = args.store.open_with_settings()?;
             // Alerts and quotas as the server would (recipients and links

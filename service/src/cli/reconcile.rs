@@ -30,9 +30,9 @@ pub fn run(args: &ReconcileArgs) -> Result<ExitCode> {
         client_source: args.client_source.clone(),
         client_format: args.client_format.map(ClientFormatArg::format),
         engine: settings(
-            &args.tolerance,
-            &args.cost_tolerance,
-            &args.cost_tolerance_abs,
+            args.tolerance.as_deref(),
+            args.cost_tolerance.as_deref(),
+            args.cost_tolerance_abs.as_deref(),
         )?,
         out: args.out.clone(),
         with_matches: !args.no_matches,

@@ -484,9 +484,9 @@ pub async fn create_run(state: Data, body: web::Json<RunRequest>) -> Reply {
     let r = body.into_inner();
     let w = window(&r.from, &r.to)?;
     let settings = crate::app::reconcile::settings(
-        r.tolerance.as_deref().unwrap_or("2s"),
-        r.cost_tolerance.as_deref().unwrap_or("1%"),
-        r.cost_tolerance_abs.as_deref().unwrap_or("0.000001"),
+        r.tolerance.as_deref(),
+        r.cost_tolerance.as_deref(),
+        r.cost_tolerance_abs.as_deref(),
     )
     .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
     let o = state.run_window(w, settings).await?;

@@ -400,8 +400,7 @@ pub async fn start_run(state: Data, req: HttpRequest, form: web::Form<RunForm>) 
     if w.0 >= w.1 {
         return Err(ApiError::bad_request("`from` must be before `to`").into());
     }
-    let settings =
-        crate::app::reconcile::settings("2s", "1%", "0.000001").map_err(ApiError::internal)?;
+    let settings = crate::app::reconcile::settings(None, None, None).map_err(ApiError::internal)?;
     let o = state.run_window(w, settings).await?;
     Ok(see_other(&format!("/runs/{}", o.run.id)))
 }
