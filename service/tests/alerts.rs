@@ -72,6 +72,10 @@ fn support_month(limit: &str) -> QuotaSpec {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "smtp-tests"),
+    ignore = "needs python3-aiosmtpd: cargo test --features smtp-tests"
+)]
 fn quota_and_run_alerts_reach_a_real_smtp_server_once_each() {
     for s in stores() {
         let b = s.backend;
@@ -229,6 +233,10 @@ fn quota_use_equals_an_independent_sum_of_the_same_rows() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "smtp-tests"),
+    ignore = "needs python3-aiosmtpd: cargo test --features smtp-tests"
+)]
 fn smtp_down_for_ten_minutes_during_a_burst_then_every_alert_arrives_once() {
     for s in stores() {
         let b = s.backend;
@@ -423,6 +431,10 @@ fn quotas_are_checked_set_replaced_and_deleted() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "smtp-tests"),
+    ignore = "needs python3-aiosmtpd: cargo test --features smtp-tests"
+)]
 fn each_owner_gets_one_digest_of_yesterday() {
     for s in stores() {
         let b = s.backend;
@@ -460,6 +472,10 @@ fn each_owner_gets_one_digest_of_yesterday() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "smtp-tests"),
+    ignore = "needs python3-aiosmtpd: cargo test --features smtp-tests"
+)]
 fn test_email_checks_the_setup_and_without_smtp_writes_eml_files() {
     let mut smtp = Smtp::start();
     let dir = tempfile::tempdir().unwrap();
@@ -776,6 +792,10 @@ fn mailer(url: &str, ca: Option<&str>) -> mail::Mailer {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "smtp-tests"),
+    ignore = "needs python3-aiosmtpd: cargo test --features smtp-tests"
+)]
 fn starttls_and_smtps_verify_the_server_and_carry_the_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = private_ca(dir.path());

@@ -1612,6 +1612,10 @@ fn base64_decode(s: &str) -> Vec<u8> {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "browser-tests"),
+    ignore = "needs Chromium and chromedriver: cargo test --features browser-tests"
+)]
 fn pages_work_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let db = fixture_store(dir.path());
@@ -1818,6 +1822,10 @@ fn recent_client_rows() -> Vec<u8> {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "smtp-tests"),
+    ignore = "needs python3-aiosmtpd: cargo test --features smtp-tests"
+)]
 fn the_scheduler_sends_alerts_and_a_gateway_can_ask_before_sending() {
     let dir = tempfile::tempdir().unwrap();
     let db = fixture_store(dir.path());
@@ -1972,6 +1980,10 @@ fn the_scheduler_sends_alerts_and_a_gateway_can_ask_before_sending() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "smtp-tests"),
+    ignore = "needs python3-aiosmtpd: cargo test --features smtp-tests"
+)]
 fn a_replica_without_the_scheduler_only_serves_http() {
     let dir = tempfile::tempdir().unwrap();
     let db = fixture_store(dir.path());
@@ -2343,6 +2355,10 @@ fn a_command_line_run_with_the_servers_configuration_queues_what_the_server_woul
 /// command says so, and `tally alerts resend` sends it once someone is
 /// named (it would never fire again for the same cause).
 #[test]
+#[cfg_attr(
+    not(feature = "smtp-tests"),
+    ignore = "needs python3-aiosmtpd: cargo test --features smtp-tests"
+)]
 fn alerts_with_nobody_to_tell_are_held_and_can_be_resent() {
     for s in stores() {
         fixture_day::load_fixture_day(&s);

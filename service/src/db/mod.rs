@@ -3,7 +3,7 @@
 //! Every difference between the two backends lives in this module: which
 //! connection a URL opens, SQLite's per-connection pragmas, the embedded
 //! migrations of each, and the repository functions whose SQL differs
-//! (written once and compiled for each backend by [`on_backend!`]).
+//! (written once and compiled for each backend by `on_backend!`).
 
 pub mod repo;
 

@@ -790,7 +790,7 @@ pub fn each_current_verdict(
 }
 
 /// Calls `each` with every verdict of run `run_id` whose class is one of
-/// `classes` (never `matched`: see [`not_matched`]), in time then row order. Streamed, like
+/// `classes` (never `matched`: see `not_matched`), in time then row order. Streamed, like
 /// [`each_current_verdict`]; for a run's own page, whatever has superseded
 /// it since.
 pub fn each_verdict_of_run(

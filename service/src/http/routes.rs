@@ -420,7 +420,7 @@ pub const ROUTES: &[Route] = &[
     },
 ];
 
-/// Registers every route's handler, behind [`guard`].
+/// Registers every route's handler, behind `guard`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let json = web::JsonConfig::default()
         .limit(1 << 20)
