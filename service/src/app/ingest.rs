@@ -9,7 +9,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use sha2::{Digest, Sha256};
 use tally_reconcile::identity::Ordinals;
 use tally_reconcile::{Side, SideKind};
@@ -17,8 +17,8 @@ use tally_schema::convert::{new_usage_row, side_name};
 use tally_schema::rows::{NewBatch, NewReject, NewUsageRow};
 
 use crate::app::reconcile::{CutInQuotes, ReadPlan, parts};
-use crate::db::AnyConnection;
 use crate::db::repo::{self, Stored};
+use crate::db::{AnyConnection, DbError};
 
 /// What ingesting one file did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +39,34 @@ pub struct Outcome {
     pub rejected: i64,
     /// Format or gateway profile it was read as.
     pub source: String,
+}
+
+/// Why an ingest stored nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The input: unreadable, of no known format, or with no readable row.
+    /// The message names the file as the caller named it (never a
+    /// server's temporary file), and the line and field where there is one.
+    #[error("{0}")]
+    Input(String),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] DbError),
+}
+
+impl From<IngestError> for super::error::AppError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Input(m) => super::error::AppError::Invalid(m),
+            IngestError::Store(e) => super::error::AppError::Store(e),
+        }
+    }
+}
+
+/// An ingest step's failure, before it is told apart for the caller.
+enum Failed {
+    Input(anyhow::Error),
+    Store(DbError),
 }
 
 /// Where an ingest is, for whatever display the caller supplies (the
@@ -62,17 +90,14 @@ pub enum Step {
 }
 
 /// SHA-256 hex of a file's bytes, streamed; `read` is told the bytes
-/// read so far.
-pub fn file_sha256(path: &Path, read: &mut dyn FnMut(u64)) -> Result<String> {
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
+/// read so far. The caller names the file in its error.
+pub fn file_sha256(path: &Path, read: &mut dyn FnMut(u64)) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("cannot read `{}`", path.display()))?;
+        let n = f.read(&mut buf)?;
         if n == 0 {
             break;
         }
@@ -103,17 +128,17 @@ pub fn ingest_file(
     plan: ReadPlan<'_>,
     now: chrono::NaiveDateTime,
     progress: &mut dyn FnMut(Step),
-) -> Result<Outcome> {
+) -> Result<Outcome, IngestError> {
     let name = label.to_owned();
-    let bytes = std::fs::metadata(path)
-        .with_context(|| format!("cannot open `{name}`"))?
-        .len();
+    let unreadable = |e: std::io::Error| IngestError::Input(format!("cannot read `{name}`: {e}"));
+    let bytes = std::fs::metadata(path).map_err(unreadable)?.len();
     let sha = file_sha256(path, &mut |n| {
         progress(Step::Hashing {
             done: n,
             total: bytes,
         });
-    })?;
+    })
+    .map_err(unreadable)?;
     // Same bytes as an earlier batch: no need to even parse.
     if let Some(b) = repo::batch_by_hash(conn, side_name(kind), &sha)? {
         progress(Step::Finished);
@@ -139,11 +164,15 @@ pub fn ingest_file(
     let stored = match store(PART_BYTES) {
         // A CSV record with a newline inside quotes straddled a cut: the
         // transaction was rolled back; read the file as one part.
-        Err(e) if e.is::<CutInQuotes>() => store(u64::MAX),
+        Err(Failed::Input(e)) if e.is::<CutInQuotes>() => store(u64::MAX),
         other => other,
     };
     progress(Step::Finished);
-    match stored? {
+    let stored = stored.map_err(|e| match e {
+        Failed::Store(e) => IngestError::Store(e),
+        Failed::Input(e) => IngestError::Input(format!("{e:#}")),
+    })?;
+    match stored {
         Stored::New(b) => Ok(Outcome {
             file: name,
             batch_id: b.id,
@@ -174,7 +203,7 @@ fn store_in_parts(
     now: chrono::NaiveDateTime,
     part_bytes: u64,
     progress: &mut dyn FnMut(Step),
-) -> Result<Stored> {
+) -> Result<Stored, Failed> {
     let side_str = side_name(kind);
     let batch = NewBatch {
         side: side_str,
@@ -188,7 +217,7 @@ fn store_in_parts(
         rows_rejected: 0,
     };
     let mut ordinals = Ordinals::default();
-    let parts = parts(kind, path, plan, part_bytes)?;
+    let parts = parts(kind, path, name, plan, part_bytes).map_err(Failed::Input)?;
     std::thread::scope(|scope| {
         // The next part is parsed on the second core while this one is
         // stored (at most one waits between them, so memory stays a few
@@ -269,8 +298,8 @@ fn store_in_parts(
         });
         match stored {
             Ok(s) => Ok(s),
-            Err(repo::PartsError::Db(e)) => Err(e.into()),
-            Err(repo::PartsError::Source(e)) => Err(e),
+            Err(repo::PartsError::Db(e)) => Err(Failed::Store(e)),
+            Err(repo::PartsError::Source(e)) => Err(Failed::Input(e)),
         }
     })
 }

@@ -29,7 +29,13 @@ pub(crate) fn read_text(path: &Path, what: &str) -> Result<String> {
 
 /// Opens an input for streaming, naming it in the error.
 pub(crate) fn open(path: &Path, what: &str) -> Result<BufReader<File>> {
-    let f = File::open(path).with_context(|| format!("cannot open {what} `{}`", path.display()))?;
+    open_as(path, &path.display().to_string(), what)
+}
+
+/// [`open`], naming the input `name` (an upload's name, not the server's
+/// temporary file).
+fn open_as(path: &Path, name: &str, what: &str) -> Result<BufReader<File>> {
+    let f = File::open(path).with_context(|| format!("cannot open {what} `{name}`"))?;
     Ok(BufReader::with_capacity(1 << 20, f))
 }
 
@@ -188,6 +194,8 @@ struct Job {
     file: usize,
     part: usize,
     path: PathBuf,
+    /// How messages name the file.
+    name: String,
     header: Arc<Vec<u8>>,
     range: split::Part,
     reader: Reader,
@@ -249,7 +257,7 @@ fn with_client_sources(
 
 /// Plans the parse jobs of one side: CSV files large enough are cut in two.
 fn plan_side(side: SideKind, paths: &[PathBuf], plan: ReadPlan<'_>) -> Result<Vec<Job>> {
-    plan_parts(side, paths, plan, None)
+    plan_parts(side, paths, plan, None, None)
 }
 
 /// Plans the parse jobs of one side: with `part_bytes`, each line-based
@@ -260,6 +268,7 @@ fn plan_parts(
     paths: &[PathBuf],
     plan: ReadPlan<'_>,
     part_bytes: Option<u64>,
+    label: Option<&str>,
 ) -> Result<Vec<Job>> {
     let ReadPlan {
         client_format,
@@ -276,8 +285,9 @@ fn plan_parts(
     };
     let mut jobs = Vec::new();
     for (file, path) in paths.iter().enumerate() {
-        let name = path.display().to_string();
-        let (head, _) = peek(open(path, what)?, &name)?;
+        // Messages name the file as the user knows it.
+        let name = label.map_or_else(|| path.display().to_string(), str::to_owned);
+        let (head, _) = peek(open_as(path, &name, what)?, &name)?;
         let (reader, layout) = match side {
             SideKind::Client => {
                 let mapped = match client_profiles.first() {
@@ -335,6 +345,7 @@ fn plan_parts(
                 file,
                 part,
                 path: path.clone(),
+                name: name.clone(),
                 header: Arc::clone(&header),
                 range,
                 reader: reader.clone(),
@@ -346,7 +357,7 @@ fn plan_parts(
 }
 
 fn run_job(job: &Job) -> Result<Side> {
-    let name = job.path.display().to_string();
+    let name = job.name.clone();
     let r = split::open_part(&job.path, &job.header, &job.range)
         .with_context(|| format!("cannot read `{name}`"))?;
     let mut side = if job.keep_raw {
@@ -414,8 +425,20 @@ pub struct Parts {
 /// the part being read is in memory. JSON documents are one part. A part
 /// fails with [`CutInQuotes`] (after the parts before it) when a CSV cut
 /// fell inside a quoted field; the caller then reads the file whole.
-pub fn parts(kind: SideKind, path: &Path, plan: ReadPlan<'_>, part_bytes: u64) -> Result<Parts> {
-    let jobs = plan_parts(kind, &[path.to_path_buf()], plan, Some(part_bytes))?;
+pub fn parts(
+    kind: SideKind,
+    path: &Path,
+    label: &str,
+    plan: ReadPlan<'_>,
+    part_bytes: u64,
+) -> Result<Parts> {
+    let jobs = plan_parts(
+        kind,
+        &[path.to_path_buf()],
+        plan,
+        Some(part_bytes),
+        Some(label),
+    )?;
     Ok(Parts {
         last: jobs.len().saturating_sub(1),
         jobs: jobs.into_iter().enumerate(),
@@ -545,7 +568,7 @@ fn merge_parts(target: &mut Side, parts: Vec<(Job, Result<Side>)>) -> Result<()>
             return Ok(());
         };
         let len = std::fs::metadata(&job.path)
-            .with_context(|| format!("cannot read `{}`", job.path.display()))?
+            .with_context(|| format!("cannot read `{}`", job.name))?
             .len();
         job.range = split::Part { start: 0, end: len };
         let whole = run_job(&job)?;

@@ -9,9 +9,12 @@ use tally_schema::rows::{
     QuotaRow, Reject, RollupRow, RunCount, RunRow, TokenRow, UsageRow, VerdictRow,
 };
 use tally_schema::schema::{
-    alerts, api_keys, api_tokens, ingest_batches, job_locks, model_aliases, outbox, owners, prices,
-    quotas, rejects, run_counts, run_rollups, runs, usage_rows, verdicts, web_sessions,
+    alerts, api_keys, api_tokens, ingest_batches, model_aliases, outbox, owners, prices, quotas,
+    rejects, run_counts, run_rollups, runs, usage_rows, verdicts, web_sessions,
 };
+// SQLite's job leases; PostgreSQL locks jobs with advisory locks.
+#[cfg(feature = "sqlite")]
+use tally_schema::schema::job_locks;
 
 use super::{AnyConnection, DbError, on_backend};
 
@@ -588,6 +591,7 @@ pub fn nth_ts(
 
 /// Verdicts per INSERT: 13 columns x 2,000 stays under both backends'
 /// bind parameter limits.
+#[cfg(feature = "sqlite")]
 const VERDICT_CHUNK: usize = 2_000;
 
 /// Adds a run (its counts are filled in by [`finish_run`]). Call inside a
@@ -1234,6 +1238,8 @@ pub fn try_lock_job(
     match conn {
         #[cfg(feature = "postgres")]
         AnyConnection::Postgresql(c) => {
+            // The lock lives with the session: no holder, no lease.
+            let _ = (holder, now, until);
             let r: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
                 .bind::<diesel::sql_types::BigInt, _>(job_key(job))
                 .get_result(c)?;
@@ -1262,6 +1268,7 @@ pub fn unlock_job(conn: &mut AnyConnection, job: &str, holder: &str) -> Result<(
     match conn {
         #[cfg(feature = "postgres")]
         AnyConnection::Postgresql(c) => {
+            let _ = holder;
             let _: Locked = diesel::sql_query("SELECT pg_advisory_unlock($1) AS locked")
                 .bind::<diesel::sql_types::BigInt, _>(job_key(job))
                 .get_result(c)?;

@@ -20,7 +20,6 @@ use crate::app::ingest::{self, Outcome};
 use crate::app::reconcile::ReadPlan;
 use crate::app::registry;
 use crate::app::report::{self, GroupBy, Kind};
-use crate::db::DbError;
 
 type Data = web::Data<State>;
 type Reply = Result<HttpResponse, ApiError>;
@@ -305,20 +304,14 @@ async fn spool(
     Ok(())
 }
 
-/// An ingest failure: the store's is ours (500), anything else is the
-/// upload's (422), said without the server's temporary path.
-fn ingest_error(e: anyhow::Error, tmp: Option<&Path>) -> ApiError {
-    if let Some(db) = e.chain().find_map(|c| c.downcast_ref::<DbError>()) {
-        return match db {
-            DbError::Pool(_) | DbError::Connect { .. } => ApiError::unavailable(e),
-            _ => ApiError::internal(e),
-        };
+/// An ingest failure: the store's is ours (500, or 503 when it cannot be
+/// reached), the input's is the upload's (422); the use case names the
+/// file by the upload's name, never the server's temporary file.
+fn ingest_error(e: ingest::IngestError) -> ApiError {
+    match e {
+        ingest::IngestError::Input(m) => ApiError::unprocessable(m),
+        ingest::IngestError::Store(e) => e.into(),
     }
-    let text = format!("{e:#}");
-    ApiError::unprocessable(match tmp {
-        Some(dir) => text.replace(&format!("{}/", dir.display()), ""),
-        None => text,
-    })
 }
 
 async fn push(
@@ -453,7 +446,7 @@ async fn spooled(
                 keep_raw: true,
             };
             let o: Outcome = ingest::ingest_file(c, kind, &path, &label, plan, now, &mut |_| {})
-                .map_err(|e| ingest_error(e, Some(dir.path())))?;
+                .map_err(ingest_error)?;
             let rejects = ingest::rejects_of(c, o.batch_id, REJECTS_LISTED)?;
             drop(dir);
             Ok((o, rejects))
@@ -1005,7 +998,6 @@ pub async fn delete_price(state: Data, id: web::Path<i64>) -> Reply {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
 
     use super::*;
 
@@ -1019,14 +1011,45 @@ mod tests {
     }
 
     #[test]
-    fn ingest_errors_hide_the_temporary_path() {
-        let tmp = PathBuf::from("/tmp/tally-upload123");
-        let e = ingest_error(
-            anyhow::anyhow!("/tmp/tally-upload123/upload.csv: unknown header"),
-            Some(&tmp),
-        );
+    fn ingest_errors_name_the_upload_never_the_temporary_file() {
+        // The spooled body lives in a server-side temporary folder; what
+        // the client is told names only the upload.
+        let tmp = tempfile::tempdir().unwrap();
+        let spooled = tmp.path().join("upload.csv");
+        std::fs::write(&spooled, "a,b,c\n1,2,3\n").unwrap();
+        let mut c = crate::db::open(
+            &format!("sqlite://{}", tmp.path().join("t.db").display()),
+            false,
+        )
+        .unwrap();
+        let profiles = tally_reconcile::parse::mapping::Profile::builtins().unwrap();
+        let plan = ReadPlan {
+            client_format: None,
+            profiles: &profiles,
+            named: false,
+            client_profiles: &[],
+            client_named: false,
+            min_split_bytes: u64::MAX,
+            keep_raw: true,
+        };
+        let now = chrono::DateTime::from_timestamp(1_795_000_000, 0)
+            .unwrap()
+            .naive_utc();
+        let e = ingest::ingest_file(
+            &mut c,
+            SideKind::Gateway,
+            &spooled,
+            "nightly.csv",
+            plan,
+            now,
+            &mut |_| {},
+        )
+        .unwrap_err();
+        let e = ingest_error(e);
         assert_eq!(e.code(), "invalid_input");
-        assert!(!e.to_string().contains("/tmp"), "{e}");
+        let text = e.to_string();
+        assert!(text.contains("nightly.csv"), "{text}");
+        assert!(!text.contains(&tmp.path().display().to_string()), "{text}");
     }
 }
 
