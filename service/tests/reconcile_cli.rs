@@ -778,3 +778,110 @@ fn float_noise_in_reported_costs_is_no_variance() {
     );
     assert_eq!(dec(&v["totals"]["billed_reported"]).to_string(), "0.031354");
 }
+
+/// `fixtures/faults.txt` is the oracle: every finding of the report (each
+/// one-sided row, each disagreeing pair, duplicate and unpriced row, each
+/// reject) is one of its lines, and every line is found. A new false alarm
+/// or a lost fault fails here, whichever file it shows in.
+#[test]
+fn the_fixture_days_findings_are_exactly_its_fault_list() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let run = run_fixtures();
+    let faults = std::fs::read_to_string(root().join("fixtures/faults.txt")).unwrap();
+    let is_id = |t: &str| {
+        ["chatcmpl-", "resp_", "msg_", "gen-"]
+            .iter()
+            .any(|p| t.starts_with(p))
+            || (t.len() == 36 && t.matches('-').count() == 4)
+    };
+    let mut want: BTreeSet<(String, String)> = BTreeSet::new();
+    for line in faults.lines().filter(|l| !l.trim().is_empty()) {
+        let (class, rest) = line.split_once(':').unwrap();
+        if class == "rejected" {
+            // `client/app.jsonl lines 6 (ts), 41 (...); gateway/x.csv line 2 (...)`
+            for part in rest.split(';') {
+                let mut words = part.split_whitespace();
+                let file = words.next().unwrap();
+                for w in words.skip(1) {
+                    if let Ok(n) = w.trim_end_matches(',').parse::<u64>() {
+                        want.insert(("rejected".into(), format!("fixtures/{file}:{n}")));
+                    }
+                }
+            }
+            continue;
+        }
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        let ident = words
+            .iter()
+            .find(|w| is_id(w))
+            .map(|w| (*w).to_owned())
+            .or_else(|| {
+                let at = words.iter().position(|w| *w == "at")?;
+                words.get(at + 1).map(|w| (*w).to_owned())
+            })
+            .unwrap_or_else(|| panic!("no id or time in `{line}`"));
+        want.insert((class.to_owned(), ident));
+    }
+    let rows = |name: &str| -> Vec<BTreeMap<String, String>> {
+        let h = run.header(name);
+        run.csv(name)
+            .iter()
+            .map(|r| {
+                h.iter()
+                    .map(str::to_owned)
+                    .zip(r.iter().map(str::to_owned))
+                    .collect()
+            })
+            .collect()
+    };
+    // Gateway rows' ids by file and line, from the pairs.
+    let gateway_id: BTreeMap<(String, String), String> = rows("matches.csv")
+        .into_iter()
+        .map(|r| {
+            (
+                (r["gateway_file"].clone(), r["gateway_line"].clone()),
+                r["gateway_id"].clone(),
+            )
+        })
+        .collect();
+    let mut got: BTreeSet<(String, String)> = BTreeSet::new();
+    for r in rows("missing_usage.csv") {
+        let id = if r["id2"].is_empty() {
+            &r["id"]
+        } else {
+            &r["id2"]
+        };
+        got.insert(("missing_usage".into(), id.clone()));
+    }
+    for r in rows("unattributed.csv") {
+        got.insert(("unattributed".into(), r["id"].clone()));
+    }
+    for r in rows("discrepancies.csv") {
+        let kind = r["kind"].clone();
+        let ident = if kind == "duplicate" {
+            r["detail"].split('`').nth(1).unwrap().to_owned()
+        } else {
+            // A fault names its row by the gateway's id, or by its time
+            // when the client logged none.
+            let id = gateway_id
+                .get(&(r["gateway_file"].clone(), r["gateway_line"].clone()))
+                .cloned()
+                .unwrap_or_default();
+            if want.contains(&(kind.clone(), id.clone())) {
+                id
+            } else {
+                r["ts"].clone()
+            }
+        };
+        got.insert((kind, ident));
+    }
+    for r in rows("rejects.csv") {
+        got.insert(("rejected".into(), format!("{}:{}", r["file"], r["line"])));
+    }
+    let missed: Vec<_> = want.difference(&got).collect();
+    let extra: Vec<_> = got.difference(&want).collect();
+    assert!(
+        missed.is_empty() && extra.is_empty(),
+        "faults not found: {missed:?}\nfindings not in faults.txt: {extra:?}"
+    );
+}
