@@ -204,7 +204,7 @@ impl Mailer {
         // One address that cannot be used (stored before addresses were
         // checked on write) must not cost the others their message.
         let mut any = false;
-        for addr in split(to) {
+        for addr in addresses_in(to) {
             match mailbox(addr) {
                 Ok(m) => {
                     b = b.to(m);
@@ -358,7 +358,7 @@ pub fn flush(
 }
 
 /// The addresses in a contact field: comma- or semicolon-separated.
-pub fn split(field: &str) -> impl Iterator<Item = &str> {
+pub fn addresses_in(field: &str) -> impl Iterator<Item = &str> {
     field
         .split([',', ';'])
         .map(str::trim)
@@ -369,7 +369,7 @@ pub fn split(field: &str) -> impl Iterator<Item = &str> {
 /// configuration): every address in it must be one a message can be sent
 /// to, so a typo is refused then, not found when an alert is lost.
 pub fn check_contact(field: &str) -> Result<(), String> {
-    for a in split(field) {
+    for a in addresses_in(field) {
         if a.chars().any(char::is_control) {
             return Err(format!(
                 "`{}` holds a control character",

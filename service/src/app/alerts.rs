@@ -309,14 +309,14 @@ fn queue(
     )?)
 }
 
-pub use crate::mail::{check_contact, split};
+pub use crate::mail::check_contact;
 
 /// Splits contact fields into addresses (deduplicated, order kept); the
 /// platform contact when there are none.
 pub fn addresses(contacts: Vec<String>, settings: &Settings) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for c in &contacts {
-        for a in split(c) {
+        for a in crate::mail::addresses_in(c) {
             if !out.iter().any(|o| o == a) {
                 out.push(a.to_owned());
             }
@@ -329,7 +329,7 @@ pub fn addresses(contacts: Vec<String>, settings: &Settings) -> Vec<String> {
 }
 
 fn platform(settings: &Settings) -> Vec<String> {
-    split(&settings.alerts.platform_contact)
+    crate::mail::addresses_in(&settings.alerts.platform_contact)
         .map(str::to_owned)
         .collect()
 }
@@ -447,7 +447,7 @@ impl Contacts {
 /// registry is its own alert, to the platform contact), and data quality
 /// per day. An alert of a day in the window whose cause is gone now (late
 /// client rows arrived) is resolved.
-pub fn after_run(
+pub fn raise_for_run(
     conn: &mut AnyConnection,
     settings: &Settings,
     run_id: i64,

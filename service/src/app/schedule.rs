@@ -43,7 +43,7 @@ pub fn after_run(
     window: (i64, i64),
     now: DateTime<Utc>,
 ) -> String {
-    let first = match alerts::after_run(conn, settings, run_id, window, now) {
+    let first = match alerts::raise_for_run(conn, settings, run_id, window, now) {
         Ok(a) => {
             tracing::info!(
                 run_id,
