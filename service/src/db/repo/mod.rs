@@ -1,0 +1,309 @@
+//! Repository functions: plain synchronous diesel over [`AnyConnection`].
+//!
+//! One module per resource: usage rows and batches here, then owners, keys,
+//! aliases and prices (`reference`), tokens and sessions (`access`), runs
+//! and verdicts (`results`), quotas, alerts, the outbox and job locks
+//! (`alerting`). Callers name them all as `repo::…`.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use tally_schema::rows::{
+    AlertRow, AliasRow, Batch, KeyRow, NewAlert, NewBatch, NewKey, NewOutbox, NewOwner, NewPrice,
+    NewQuota, NewReject, NewRun, NewSession, NewToken, NewUsageRow, OutboxRow, OwnerRow, PriceRow,
+    QuotaRow, Reject, RollupRow, RunCount, RunRow, TokenRow, UsageRow, VerdictRow,
+};
+use tally_schema::schema::{
+    alerts, api_keys, api_tokens, ingest_batches, model_aliases, outbox, owners, prices, quotas,
+    rejects, run_counts, run_rollups, runs, usage_rows, verdicts, web_sessions,
+};
+// SQLite's job leases; PostgreSQL locks jobs with advisory locks.
+#[cfg(feature = "sqlite")]
+use tally_schema::schema::job_locks;
+
+use super::{AnyConnection, DbError, on_backend};
+
+/// Rows per multi-row INSERT: 26 columns x 1,000 stays under both SQLite's
+/// (32,766) and PostgreSQL's (65,535) bind parameter limits.
+const CHUNK: usize = 1_000;
+
+/// Inserting many usage rows, each backend its fastest way; rows whose
+/// dedup key is stored already are skipped. Returns the rows added.
+trait BulkInsert {
+    /// Rows per call.
+    fn chunk(&self) -> usize;
+    fn insert_usage(&mut self, rows: &[NewUsageRow<'_>]) -> Result<usize, DieselError>;
+    /// Verdicts of a new run (nothing to skip).
+    fn insert_verdicts(&mut self, rows: &[VerdictRow]) -> Result<usize, DieselError>;
+}
+
+#[cfg(feature = "sqlite")]
+impl BulkInsert for diesel::SqliteConnection {
+    fn chunk(&self) -> usize {
+        CHUNK
+    }
+
+    /// Multi-row INSERT ... ON CONFLICT DO NOTHING; full chunks as a
+    /// fixed-size array, so diesel caches the prepared statement instead
+    /// of parsing and planning it for every chunk.
+    fn insert_usage(&mut self, rows: &[NewUsageRow<'_>]) -> Result<usize, DieselError> {
+        match <&[NewUsageRow<'_>; CHUNK]>::try_from(rows) {
+            Ok(full) => diesel::insert_into(usage_rows::table)
+                .values(full)
+                .on_conflict_do_nothing()
+                .execute(self),
+            Err(_) => diesel::insert_into(usage_rows::table)
+                .values(rows)
+                .on_conflict_do_nothing()
+                .execute(self),
+        }
+    }
+
+    fn insert_verdicts(&mut self, rows: &[VerdictRow]) -> Result<usize, DieselError> {
+        // Fixed-size arrays again, for the statement cache.
+        let mut n = 0;
+        for chunk in rows.chunks(VERDICT_CHUNK) {
+            n += match <&[VerdictRow; VERDICT_CHUNK]>::try_from(chunk) {
+                Ok(full) => diesel::insert_into(verdicts::table)
+                    .values(full)
+                    .execute(self)?,
+                Err(_) => diesel::insert_into(verdicts::table)
+                    .values(chunk)
+                    .execute(self)?,
+            };
+        }
+        Ok(n)
+    }
+}
+
+/// Rows per COPY on PostgreSQL.
+#[cfg(feature = "postgres")]
+const PG_CHUNK: usize = 50_000;
+
+#[cfg(feature = "postgres")]
+impl BulkInsert for diesel::PgConnection {
+    fn chunk(&self) -> usize {
+        PG_CHUNK
+    }
+
+    /// COPY (binary), the bulk path PostgreSQL is built for. COPY cannot
+    /// skip conflicts, so the chunk's keys already stored are looked up
+    /// first (one `= ANY` query) and left out. Another ingest committing
+    /// the same rows in between makes this batch fail whole on the unique
+    /// key, never store a row twice.
+    fn insert_usage(&mut self, rows: &[NewUsageRow<'_>]) -> Result<usize, DieselError> {
+        let Some(first) = rows.first() else {
+            return Ok(0);
+        };
+        let keys: Vec<&str> = rows.iter().map(|r| r.dedup_key).collect();
+        let stored: std::collections::HashSet<String> = usage_rows::table
+            .filter(usage_rows::side.eq(first.side))
+            .filter(usage_rows::dedup_key.eq_any(&keys))
+            .select(usage_rows::dedup_key)
+            .load::<String>(self)?
+            .into_iter()
+            .collect();
+        let new: Vec<NewUsageRow<'_>> = rows
+            .iter()
+            .filter(|r| !stored.contains(r.dedup_key))
+            .cloned()
+            .collect();
+        if new.is_empty() {
+            return Ok(0);
+        }
+        diesel::copy_from(usage_rows::table)
+            .from_insertable(&new)
+            .execute(self)
+    }
+
+    fn insert_verdicts(&mut self, rows: &[VerdictRow]) -> Result<usize, DieselError> {
+        diesel::copy_from(verdicts::table)
+            .from_insertable(rows)
+            .execute(self)
+    }
+}
+
+/// What storing a batch did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// The batch is new: its row, counts filled in.
+    New(Batch),
+    /// A file with the same bytes was ingested before: that batch.
+    Already(Batch),
+}
+
+/// The batch of `side` whose file had these bytes, if any.
+pub fn batch_by_hash(
+    conn: &mut AnyConnection,
+    side: &str,
+    sha256: &str,
+) -> Result<Option<Batch>, DbError> {
+    Ok(ingest_batches::table
+        .filter(ingest_batches::side.eq(side))
+        .filter(ingest_batches::sha256.eq(sha256))
+        .select(Batch::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Every batch, oldest first.
+pub fn batches(conn: &mut AnyConnection) -> Result<Vec<Batch>, DbError> {
+    Ok(ingest_batches::table
+        .order(ingest_batches::id)
+        .select(Batch::as_select())
+        .load(conn)?)
+}
+
+/// Receives one part of a batch: its accepted rows (given the batch's id
+/// here) and its rejects.
+pub type PartSink<'s> =
+    dyn FnMut(&mut [NewUsageRow<'_>], &[NewReject<'_>]) -> Result<(), DbError> + 's;
+
+/// What storing a batch in parts failed with: the store, or the producer
+/// of the parts (a parse or read error), passed through unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum PartsError<E> {
+    /// The store.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The producer.
+    #[error("{0}")]
+    Source(E),
+}
+
+/// How a producer of parts ended: the batch's source format.
+pub struct Produced {
+    /// Format or gateway profile the parts were read as.
+    pub source: String,
+}
+
+/// Stores one file as one transaction: the batch, then its parts as
+/// `produce` hands them to the sink (rows whose dedup key is already stored
+/// are skipped and counted as duplicates; rejects are kept), then the
+/// batch's counts. Only one part is in memory at a time, whatever the
+/// file's size; a crash or an error part-way leaves all of it or none.
+///
+/// If the same bytes were stored before, nothing is written and that batch
+/// is returned. `stored` is told the rows written so far after each chunk.
+pub fn store_batch_parts<E>(
+    conn: &mut AnyConnection,
+    batch: &NewBatch<'_>,
+    produce: &mut dyn FnMut(&mut PartSink<'_>) -> Result<Produced, E>,
+    stored: &mut dyn FnMut(usize),
+) -> Result<Stored, PartsError<E>> {
+    if let Some(b) = batch_by_hash(conn, batch.side, batch.sha256)? {
+        return Ok(Stored::Already(b));
+    }
+    // The transaction's error: diesel's, or the producer's carried out.
+    enum TxError<E> {
+        Diesel(DieselError),
+        Source(E),
+    }
+    impl<E> From<DieselError> for TxError<E> {
+        fn from(e: DieselError) -> Self {
+            TxError::Diesel(e)
+        }
+    }
+    let result = on_backend!(conn, c => c.transaction(|c| {
+        // The first statement writes, so a SQLite writer waits for the lock
+        // (busy timeout) instead of failing on a stale read snapshot.
+        let id: i64 = diesel::insert_into(ingest_batches::table)
+            .values(batch)
+            .returning(ingest_batches::id)
+            .get_result(c)?;
+        let (mut new, mut accepted, mut rejected) = (0usize, 0usize, 0usize);
+        let size = BulkInsert::chunk(c);
+        let mut sink = |rows: &mut [NewUsageRow<'_>], rejects: &[NewReject<'_>]| -> Result<(), DbError> {
+            for chunk in rows.chunks_mut(size) {
+                for r in chunk.iter_mut() {
+                    r.batch_id = id;
+                }
+                new += BulkInsert::insert_usage(c, chunk)?;
+                accepted += chunk.len();
+                stored(accepted);
+            }
+            for chunk in rejects.chunks(CHUNK) {
+                let chunk: Vec<NewReject<'_>> = chunk
+                    .iter()
+                    .map(|r| NewReject { batch_id: id, ..r.clone() })
+                    .collect();
+                diesel::insert_into(rejects::table).values(&chunk).execute(c)?;
+            }
+            rejected += rejects.len();
+            Ok(())
+        };
+        let produced = match produce(&mut sink) {
+            Ok(p) => p,
+            Err(e) => return Err(TxError::Source(e)),
+        };
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        diesel::update(ingest_batches::table.find(id))
+            .set((
+                ingest_batches::source.eq(&produced.source),
+                ingest_batches::rows_read.eq(count(accepted + rejected)),
+                ingest_batches::rows_new.eq(count(new)),
+                ingest_batches::rows_duplicate.eq(count(accepted - new)),
+                ingest_batches::rows_rejected.eq(count(rejected)),
+            ))
+            .execute(c)?;
+        ingest_batches::table
+            .find(id)
+            .select(Batch::as_select())
+            .first(c)
+            .map_err(TxError::Diesel)
+    }));
+    match result {
+        Ok(b) => Ok(Stored::New(b)),
+        // Another process stored the same file between our check and our
+        // insert: theirs stands.
+        Err(TxError::Diesel(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _))) => {
+            batch_by_hash(conn, batch.side, batch.sha256)?
+                .map(Stored::Already)
+                .ok_or(PartsError::Db(DbError::Query(DieselError::NotFound)))
+        }
+        Err(TxError::Diesel(e)) => Err(PartsError::Db(e.into())),
+        Err(TxError::Source(e)) => Err(PartsError::Source(e)),
+    }
+}
+
+/// Stored usage rows of a side.
+pub fn count_usage(conn: &mut AnyConnection, side: &str) -> Result<i64, DbError> {
+    Ok(usage_rows::table
+        .filter(usage_rows::side.eq(side))
+        .count()
+        .get_result(conn)?)
+}
+
+/// The dedup keys of a side's stored rows, sorted (for checks and tests).
+pub fn dedup_keys(conn: &mut AnyConnection, side: &str) -> Result<Vec<String>, DbError> {
+    Ok(usage_rows::table
+        .filter(usage_rows::side.eq(side))
+        .order(usage_rows::dedup_key)
+        .select(usage_rows::dedup_key)
+        .load(conn)?)
+}
+
+/// The first `limit` rejects of a batch, in line order (an upload's answer
+/// lists some; all are kept).
+pub fn rejects_listed(
+    conn: &mut AnyConnection,
+    batch_id: i64,
+    limit: usize,
+) -> Result<Vec<Reject>, DbError> {
+    Ok(rejects::table
+        .filter(rejects::batch_id.eq(batch_id))
+        .order((rejects::line, rejects::id))
+        .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+        .select(Reject::as_select())
+        .load(conn)?)
+}
+
+mod access;
+mod alerting;
+mod reference;
+mod results;
+
+pub use access::*;
+pub use alerting::*;
+pub use reference::*;
+pub use results::*;

@@ -1,0 +1,395 @@
+//! Runs, their verdicts, counts and daily sums.
+
+// The parent's imports and helpers: these files are sections of one repository.
+use super::*;
+
+/// Calls `each` with a side's stored rows with `from_ms <= ts_ms < to_ms`,
+/// in time then id order (so a run sees them in a deterministic order).
+/// Streamed: only the caller's copy of each row is kept. Stops at the
+/// first error `each` returns.
+pub fn each_usage_in<E: From<DbError>>(
+    conn: &mut AnyConnection,
+    side: &str,
+    (from_ms, to_ms): (i64, i64),
+    mut each: impl FnMut(UsageRow) -> Result<(), E>,
+) -> Result<(), E> {
+    let query = usage_rows::table
+        .filter(usage_rows::side.eq(side))
+        .filter(usage_rows::ts_ms.ge(from_ms))
+        .filter(usage_rows::ts_ms.lt(to_ms))
+        .order((usage_rows::ts_ms, usage_rows::id))
+        .select(UsageRow::as_select());
+    for row in query
+        .load_iter::<UsageRow, _>(conn)
+        .map_err(DbError::from)?
+    {
+        each(row.map_err(DbError::from)?)?;
+    }
+    Ok(())
+}
+
+/// The time of a side's `n`-th stored row (0-based) at or after `from_ms`
+/// and before `to_ms`, if there are that many: where a run's slice of `n`
+/// rows ends. An index-only walk of `(side, ts_ms)`.
+pub fn nth_ts(
+    conn: &mut AnyConnection,
+    side: &str,
+    (from_ms, to_ms): (i64, i64),
+    n: i64,
+) -> Result<Option<i64>, DbError> {
+    Ok(usage_rows::table
+        .filter(usage_rows::side.eq(side))
+        .filter(usage_rows::ts_ms.ge(from_ms))
+        .filter(usage_rows::ts_ms.lt(to_ms))
+        .order(usage_rows::ts_ms)
+        .select(usage_rows::ts_ms)
+        .offset(n)
+        .first(conn)
+        .optional()?)
+}
+
+/// Verdicts per INSERT: 13 columns x 2,000 stays under both backends'
+/// bind parameter limits.
+#[cfg(feature = "sqlite")]
+pub(super) const VERDICT_CHUNK: usize = 2_000;
+
+/// Adds a run (its counts are filled in by [`finish_run`]). Call inside a
+/// transaction with [`insert_verdicts`] and [`finish_run`], so a report
+/// sees the old run or the new one, never a mix.
+pub fn begin_run(conn: &mut AnyConnection, run: &NewRun<'_>) -> Result<i64, DbError> {
+    Ok(on_backend!(conn, c => diesel::insert_into(runs::table)
+        .values(run)
+        .returning(runs::id)
+        .get_result(c))?)
+}
+
+/// Adds verdicts to a run.
+pub fn insert_verdicts(
+    conn: &mut AnyConnection,
+    run_id: i64,
+    verdicts: Vec<VerdictRow>,
+) -> Result<(), DbError> {
+    let rows: Vec<VerdictRow> = verdicts
+        .into_iter()
+        .map(|v| VerdictRow { run_id, ..v })
+        .collect();
+    on_backend!(conn, c => BulkInsert::insert_verdicts(c, &rows))?;
+    Ok(())
+}
+
+/// What a run found, once all its verdicts are in.
+#[derive(Debug, Clone)]
+pub struct RunTotals<'a> {
+    /// Rows per class (`run_id` is set here).
+    pub counts: &'a [RunCount],
+    /// Client rows in the window.
+    pub client_rows: i64,
+    /// Gateway rows in the window.
+    pub gateway_rows: i64,
+    /// Learned global offset, ms.
+    pub global_offset_ms: i64,
+    /// Learned offsets, JSON.
+    pub key_offsets: &'a str,
+    /// When it finished.
+    pub finished_at: chrono::NaiveDateTime,
+}
+
+/// Completes a run: its counts, and every current run whose window lies
+/// within its own marked superseded by it. Returns the run and the ids of
+/// the runs it superseded.
+pub fn finish_run(
+    conn: &mut AnyConnection,
+    run_id: i64,
+    t: &RunTotals<'_>,
+) -> Result<(RunRow, Vec<i64>), DbError> {
+    let counts: Vec<RunCount> = t
+        .counts
+        .iter()
+        .map(|k| RunCount {
+            run_id,
+            ..k.clone()
+        })
+        .collect();
+    on_backend!(conn, c => diesel::insert_into(run_counts::table).values(&counts).execute(c))?;
+    diesel::update(runs::table.find(run_id))
+        .set((
+            runs::client_rows.eq(t.client_rows),
+            runs::gateway_rows.eq(t.gateway_rows),
+            runs::global_offset_ms.eq(t.global_offset_ms),
+            runs::key_offsets.eq(t.key_offsets),
+            runs::finished_at.eq(t.finished_at),
+        ))
+        .execute(conn)?;
+    let run: RunRow = runs::table
+        .find(run_id)
+        .select(RunRow::as_select())
+        .first(conn)?;
+    let covered = runs::table
+        .filter(runs::status.eq("current"))
+        .filter(runs::id.ne(run_id))
+        .filter(runs::window_from.ge(run.window_from))
+        .filter(runs::window_to.le(run.window_to));
+    let superseded: Vec<i64> = covered.select(runs::id).order(runs::id).load(conn)?;
+    diesel::update(runs::table.filter(runs::id.eq_any(&superseded)))
+        .set((
+            runs::status.eq("superseded"),
+            runs::superseded_by.eq(Some(run_id)),
+        ))
+        .execute(conn)?;
+    Ok((run, superseded))
+}
+
+/// Every run, newest first.
+pub fn runs(conn: &mut AnyConnection) -> Result<Vec<RunRow>, DbError> {
+    Ok(runs::table
+        .order(runs::id.desc())
+        .select(RunRow::as_select())
+        .load(conn)?)
+}
+
+/// The run `id`, if any.
+pub fn run(conn: &mut AnyConnection, id: i64) -> Result<Option<RunRow>, DbError> {
+    Ok(runs::table
+        .find(id)
+        .select(RunRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// A run's rows per class.
+pub fn run_counts(conn: &mut AnyConnection, run_id: i64) -> Result<Vec<RunCount>, DbError> {
+    Ok(run_counts::table
+        .filter(run_counts::run_id.eq(run_id))
+        .order(run_counts::class)
+        .select(RunCount::as_select())
+        .load(conn)?)
+}
+
+/// A verdict with the row it judges.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    /// The verdict.
+    pub verdict: VerdictRow,
+    /// `client` or `gateway`.
+    pub side: String,
+    /// The row's time, UTC ms.
+    pub ts_ms: i64,
+    /// Requested model as the source named it.
+    pub model: String,
+    /// Its request id.
+    pub request_id: String,
+    /// Input plus output tokens (`None` when the source had no usage).
+    pub tokens: Option<i64>,
+}
+
+/// A verdict row joined with the columns of its usage row that reports show.
+type JudgedRow = (
+    VerdictRow,
+    String,
+    i64,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+);
+
+impl From<JudgedRow> for Judged {
+    fn from((verdict, side, ts_ms, model, request_id, input, output): JudgedRow) -> Self {
+        let tokens = match (input, output) {
+            (None, None) => None,
+            (i, o) => Some(i.unwrap_or(0).saturating_add(o.unwrap_or(0))),
+        };
+        Judged {
+            verdict,
+            side,
+            ts_ms,
+            model,
+            request_id,
+            tokens,
+        }
+    }
+}
+
+/// Calls `each` with the verdict of the newest current run on every row
+/// with `from_ms <= ts_ms < to_ms` (of one side, when given), in row id
+/// order. Streamed: a report over ten million rows holds one at a time.
+pub fn each_current_verdict(
+    conn: &mut AnyConnection,
+    side: Option<&str>,
+    (from_ms, to_ms): (i64, i64),
+    mut each: impl FnMut(Judged),
+) -> Result<(), DbError> {
+    let mut query = verdicts::table
+        .inner_join(runs::table)
+        .inner_join(usage_rows::table)
+        .filter(runs::status.eq("current"))
+        .filter(usage_rows::ts_ms.ge(from_ms))
+        .filter(usage_rows::ts_ms.lt(to_ms))
+        .order((verdicts::usage_row_id, verdicts::run_id.desc()))
+        .select((
+            VerdictRow::as_select(),
+            usage_rows::side,
+            usage_rows::ts_ms,
+            usage_rows::model,
+            usage_rows::request_id,
+            usage_rows::input_tokens,
+            usage_rows::output_tokens,
+        ))
+        .into_boxed();
+    if let Some(side) = side {
+        query = query.filter(usage_rows::side.eq(side.to_owned()));
+    }
+    let mut last: Option<i64> = None;
+    for row in query.load_iter::<JudgedRow, _>(conn)? {
+        let j = Judged::from(row?);
+        // Rows come newest run first: the first verdict of a row wins.
+        if last == Some(j.verdict.usage_row_id) {
+            continue;
+        }
+        last = Some(j.verdict.usage_row_id);
+        each(j);
+    }
+    Ok(())
+}
+
+/// Calls `each` with every verdict of run `run_id` whose class is one of
+/// `classes` (never `matched`: see `not_matched`), in time then row order. Streamed, like
+/// [`each_current_verdict`]; for a run's own page, whatever has superseded
+/// it since.
+pub fn each_verdict_of_run(
+    conn: &mut AnyConnection,
+    run_id: i64,
+    classes: &[&str],
+    mut each: impl FnMut(Judged),
+) -> Result<(), DbError> {
+    let query = verdicts::table
+        .inner_join(usage_rows::table)
+        .filter(verdicts::run_id.eq(run_id))
+        .filter(verdicts::class.eq_any(classes))
+        .filter(not_matched())
+        .order((usage_rows::ts_ms, verdicts::usage_row_id))
+        .select((
+            VerdictRow::as_select(),
+            usage_rows::side,
+            usage_rows::ts_ms,
+            usage_rows::model,
+            usage_rows::request_id,
+            usage_rows::input_tokens,
+            usage_rows::output_tokens,
+        ));
+    for row in query.load_iter::<JudgedRow, _>(conn)? {
+        each(Judged::from(row?));
+    }
+    Ok(())
+}
+
+/// `class <> 'matched'` as literal SQL: the term the partial index
+/// `verdicts_by_class` is defined by, which a planner needs to see as
+/// written (a bound parameter does not prove it). Lists of matched rows
+/// are never asked for.
+fn not_matched() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    diesel::dsl::sql::<diesel::sql_types::Bool>("verdicts.class <> 'matched'")
+}
+
+/// Stores a run's rollups (in the run's transaction).
+pub fn insert_rollups(conn: &mut AnyConnection, rows: &[RollupRow]) -> Result<(), DbError> {
+    // 15 values a row: well under SQLite's 32,766 bound parameters.
+    for chunk in rows.chunks(1000) {
+        on_backend!(conn, c => diesel::insert_into(run_rollups::table).values(chunk).execute(c))?;
+    }
+    Ok(())
+}
+
+/// The current runs whose rollups answer for `[from_ms, to_ms)` exactly:
+/// `Some` when the window starts and ends at midnight UTC and no two current
+/// runs overlap inside it (then every row there has at most one current
+/// verdict, and a day's sums are that day's rows). `None` otherwise:
+/// read the verdicts instead.
+pub fn rollup_runs(
+    conn: &mut AnyConnection,
+    (from_ms, to_ms): (i64, i64),
+) -> Result<Option<Vec<i64>>, DbError> {
+    use tally_reconcile::time::DAY_MS;
+    if from_ms.rem_euclid(DAY_MS) != 0 || to_ms.rem_euclid(DAY_MS) != 0 {
+        return Ok(None);
+    }
+    let (Ok(from), Ok(to)) = (
+        tally_schema::convert::naive_from_ms(from_ms),
+        tally_schema::convert::naive_from_ms(to_ms),
+    ) else {
+        return Ok(None);
+    };
+    let mut windows: Vec<(i64, chrono::NaiveDateTime, chrono::NaiveDateTime)> = runs::table
+        .filter(runs::status.eq("current"))
+        .filter(runs::window_from.lt(to))
+        .filter(runs::window_to.gt(from))
+        .order(runs::window_from)
+        .select((runs::id, runs::window_from, runs::window_to))
+        .load(conn)?;
+    windows.sort_by_key(|w| w.1);
+    let disjoint = windows.windows(2).all(|w| w[0].2 <= w[1].1);
+    Ok(disjoint.then(|| windows.into_iter().map(|w| w.0).collect()))
+}
+
+/// Calls `each` with every rollup of `run_ids` in `[from_ms, to_ms)`.
+pub fn each_rollup(
+    conn: &mut AnyConnection,
+    run_ids: &[i64],
+    (from_ms, to_ms): (i64, i64),
+    mut each: impl FnMut(RollupRow),
+) -> Result<(), DbError> {
+    let query = run_rollups::table
+        .filter(run_rollups::run_id.eq_any(run_ids))
+        .filter(run_rollups::day_ms.ge(from_ms))
+        .filter(run_rollups::day_ms.lt(to_ms))
+        .select(RollupRow::as_select());
+    for row in query.load_iter::<RollupRow, _>(conn)? {
+        each(row?);
+    }
+    Ok(())
+}
+
+/// Calls `each` with the verdicts of `run_ids` in `[from_ms, to_ms)` whose
+/// class is one of `classes` (and, when given, whose owner is `owner`:
+/// team, service, env), in row order, at most `limit` of them: the rows a
+/// page lists, read through the class index rather than every verdict.
+/// Only exact when the runs do not overlap ([`rollup_runs`]).
+pub fn each_verdict_of_classes(
+    conn: &mut AnyConnection,
+    run_ids: &[i64],
+    classes: &[&str],
+    owner: Option<(&str, &str, &str)>,
+    (from_ms, to_ms): (i64, i64),
+    limit: i64,
+    mut each: impl FnMut(Judged),
+) -> Result<(), DbError> {
+    let mut query = verdicts::table
+        .inner_join(usage_rows::table)
+        .filter(verdicts::run_id.eq_any(run_ids))
+        .filter(verdicts::class.eq_any(classes))
+        .filter(not_matched())
+        .filter(usage_rows::ts_ms.ge(from_ms))
+        .filter(usage_rows::ts_ms.lt(to_ms))
+        .order((verdicts::run_id, verdicts::class, verdicts::usage_row_id))
+        .limit(limit)
+        .select((
+            VerdictRow::as_select(),
+            usage_rows::side,
+            usage_rows::ts_ms,
+            usage_rows::model,
+            usage_rows::request_id,
+            usage_rows::input_tokens,
+            usage_rows::output_tokens,
+        ))
+        .into_boxed();
+    if let Some((team, service, env)) = owner {
+        query = query
+            .filter(verdicts::team.eq(team.to_owned()))
+            .filter(verdicts::service.eq(service.to_owned()))
+            .filter(verdicts::env.eq(env.to_owned()));
+    }
+    for row in query.load_iter::<JudgedRow, _>(conn)? {
+        each(Judged::from(row?));
+    }
+    Ok(())
+}
