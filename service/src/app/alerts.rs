@@ -451,17 +451,50 @@ pub fn raise_for_run(
     conn: &mut AnyConnection,
     settings: &Settings,
     run_id: i64,
-    (from_ms, to_ms): (i64, i64),
+    window: (i64, i64),
     now: DateTime<Utc>,
 ) -> Result<RunAlerts, QuotaError> {
     let at = now.naive_utc();
     let mut done = RunAlerts::default();
-    let mut unattributed: BTreeMap<(String, i64), KeyDay> = BTreeMap::new();
+    let (unattributed, quality) = gather(conn, run_id, window)?;
+    let contacts = Contacts::load(conn)?;
+    let mut pending = key_alerts(settings, &contacts, &unattributed, run_id);
+    pending.extend(quality_alerts(settings, &quality, run_id));
+    let link = format!(
+        "{}/runs/{run_id}",
+        settings.email.base_url.trim_end_matches('/')
+    );
+    let cap = settings.alerts.max_per_run;
+    for kind in ["unregistered_key", "unattributed", "data_quality"] {
+        let of_kind: Vec<Pending> = pending.iter().filter(|p| p.kind == kind).cloned().collect();
+        raise_capped(conn, settings, of_kind, cap, run_id, &link, at, &mut done)?;
+    }
+    let live: Vec<(&str, &str, &str)> = pending
+        .iter()
+        .map(|p| (p.rule.as_str(), p.scope.as_str(), p.period.as_str()))
+        .collect();
+    done.resolved += resolve_cleared(conn, window, &live, at)?;
+    Ok(done)
+}
+
+/// Unattributed traffic per key and UTC day (ms).
+type KeyDays = BTreeMap<(String, i64), KeyDay>;
+
+fn day_of(ts: i64) -> i64 {
+    ts - ts.rem_euclid(DAY_MS)
+}
+
+/// What a run found, from its own daily sums (written in its transaction:
+/// the unattributed rows per key, the unpriced rows per model, the
+/// duplicates per side) and two narrow queries for the rest.
+fn gather(
+    conn: &mut AnyConnection,
+    run_id: i64,
+    (from_ms, to_ms): (i64, i64),
+) -> Result<(KeyDays, Quality), QuotaError> {
+    let mut unattributed = KeyDays::new();
     let mut q = Quality::default();
-    let day = |ts: i64| ts - ts.rem_euclid(DAY_MS);
-    // The run's own daily sums (written in its transaction) hold the
-    // unattributed rows per key, the unpriced rows per model and the
-    // duplicates per side; two narrow queries find the rest.
+    let day = day_of;
     repo::each_rollup(conn, &[run_id], (day(from_ms), to_ms), |r| {
         let d = r.day_ms;
         let rows = u64::try_from(r.row_count).unwrap_or(0);
@@ -504,16 +537,22 @@ pub fn raise_for_run(
     for ts in repo::streamed_without_usage(conn, run_id, (from_ms, to_ms))? {
         *q.stream_no_usage.entry(day(ts)).or_default() += 1;
     }
-    let contacts = Contacts::load(conn)?;
+    Ok((unattributed, q))
+}
+
+/// An alert per key and day with unattributed traffic over the thresholds:
+/// to the key's contacts on a registered key, to the platform contact as
+/// a possibly leaked key otherwise.
+fn key_alerts(
+    settings: &Settings,
+    contacts: &Contacts,
+    unattributed: &KeyDays,
+    run_id: i64,
+) -> Vec<Pending> {
     let min_rows = settings.alerts.unattributed_min_rows.max(1);
     let min_cost = settings.unattributed_min_cost();
-    let link = format!(
-        "{}/runs/{run_id}",
-        settings.email.base_url.trim_end_matches('/')
-    );
-    let mut live: Vec<(String, String, String)> = Vec::new();
     let mut pending: Vec<Pending> = Vec::new();
-    for ((key, d), e) in &unattributed {
+    for ((key, d), e) in unattributed {
         let cost = nanos_to_usd(e.nanos, None);
         let over = e.rows >= min_rows || (min_cost > Decimal::ZERO && cost >= min_cost);
         // Calls that billed nothing (failures refused before any token) on
@@ -551,7 +590,6 @@ pub fn raise_for_run(
                 platform(settings),
             )
         };
-        live.push((rule.to_owned(), key.clone(), period.clone()));
         let detail = serde_json::json!({"key": key, "rows": e.rows, "cost": cost.to_string(), "unpriced_rows": e.unpriced, "run": run_id});
         let mut lines = vec![
             ("Key".to_owned(), key.clone()),
@@ -589,7 +627,12 @@ pub fn raise_for_run(
             weight: (e.nanos, e.rows),
         });
     }
-    // Data quality, to the platform contact: one alert per check and day.
+    pending
+}
+
+/// Data quality, to the platform contact: one alert per check and day.
+fn quality_alerts(settings: &Settings, q: &Quality, run_id: i64) -> Vec<Pending> {
+    let mut pending: Vec<Pending> = Vec::new();
     let mut checks: Vec<(String, String, i64, String)> = Vec::new();
     for (d, n) in &q.zero_cost {
         checks.push((
@@ -642,7 +685,6 @@ pub fn raise_for_run(
     let to = platform(settings);
     for (rule, scope, d, title) in checks {
         let period = day_label(d);
-        live.push((rule.clone(), scope.clone(), period.clone()));
         let lines = vec![
             (
                 "Check".to_owned(),
@@ -664,12 +706,19 @@ pub fn raise_for_run(
             weight: (0, 0),
         });
     }
-    let cap = settings.alerts.max_per_run;
-    for kind in ["unregistered_key", "unattributed", "data_quality"] {
-        let of_kind: Vec<Pending> = pending.iter().filter(|p| p.kind == kind).cloned().collect();
-        raise_capped(conn, settings, of_kind, cap, run_id, &link, at, &mut done)?;
-    }
-    // Resolve this window's alerts whose cause is gone.
+    pending
+}
+
+/// Resolves this window's alerts whose cause is gone (not among `live`,
+/// the rule, scope and period of what the run found); how many.
+fn resolve_cleared(
+    conn: &mut AnyConnection,
+    (from_ms, to_ms): (i64, i64),
+    live: &[(&str, &str, &str)],
+    at: chrono::NaiveDateTime,
+) -> Result<usize, QuotaError> {
+    let day = day_of;
+    let mut resolved = 0;
     let (first, last) = (day_label(day(from_ms)), day_label(day(to_ms - 1)));
     for prefix in ["unattributed", "unregistered_key", "data_quality:"] {
         for a in repo::firing_alerts(conn, prefix)? {
@@ -680,13 +729,13 @@ pub fn raise_for_run(
                 whole && (a.period.as_str() < last.as_str() || to_ms.rem_euclid(DAY_MS) == 0);
             let still = live
                 .iter()
-                .any(|(r, s, p)| *r == a.rule && *s == a.scope && *p == a.period);
+                .any(|&(r, s, p)| r == a.rule && s == a.scope && p == a.period);
             if in_window && whole && !still && repo::resolve_alert(conn, a.id, at)? {
-                done.resolved += 1;
+                resolved += 1;
             }
         }
     }
-    Ok(done)
+    Ok(resolved)
 }
 
 /// Each owner's digest of the UTC day before `now`: spend, unattributed
