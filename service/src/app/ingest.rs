@@ -340,22 +340,6 @@ fn new_rows<'a>(
     Ok((rows, bad))
 }
 
-/// One line per file: `read = new + duplicate + rejected`.
-pub fn describe(o: &Outcome) -> String {
-    let what = if o.already {
-        format!(
-            "already ingested as batch {} (same bytes): nothing added",
-            o.batch_id
-        )
-    } else {
-        format!("batch {}", o.batch_id)
-    };
-    format!(
-        "{}: {} read = {} new + {} duplicate + {} rejected ({}; {})\n",
-        o.file, o.read, o.new, o.duplicate, o.rejected, o.source, what
-    )
-}
-
 /// The first `limit` rejects of batch `batch_id`, as an upload's answer
 /// lists them.
 pub fn rejects_of(

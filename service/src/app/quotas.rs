@@ -162,7 +162,7 @@ fn billed() -> Basis {
     Basis::Billed
 }
 
-fn enum_name<T: Serialize>(v: &T) -> String {
+pub(crate) fn enum_name<T: Serialize>(v: &T) -> String {
     serde_json::to_value(v)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
@@ -816,32 +816,6 @@ pub fn evaluate(
 fn fmt_range(s: &QuotaStatus, tz: Tz) -> String {
     let f = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string();
     format!("{} to {}", f(s.period_start), f(s.period_end))
-}
-
-/// The quota table for people: name, scope, period, used of limit.
-pub fn describe(statuses: &[QuotaStatus]) -> String {
-    if statuses.is_empty() {
-        return "no quotas\n".to_owned();
-    }
-    let mut out = String::new();
-    for s in statuses {
-        let q = &s.quota;
-        out.push_str(&format!(
-            "{:<24} {:<28} {:<8} {:<22} {} of {} ({} %){}{}\n",
-            q.name,
-            s.scope_label,
-            enum_name(&q.basis),
-            format!("{} {}", s.period_label, q.time_zone),
-            show(q.metric, s.used),
-            show(q.metric, q.limit),
-            s.percent,
-            if s.over { "  OVER" } else { "" },
-            s.forecast_at
-                .map(|t| format!("  forecast: limit at {}", t.to_rfc3339()))
-                .unwrap_or_default(),
-        ));
-    }
-    out
 }
 
 /// Width of a quota bar on the page, pixels.

@@ -444,49 +444,6 @@ pub fn run(
     })
 }
 
-/// `--timings`: where the run's time went, one line.
-pub fn describe_timings(t: &Timings) -> String {
-    format!(
-        "timing run: load {} ms, engine {} ms, write verdicts {} ms, commit {} ms\n",
-        t.load.as_millis(),
-        t.engine.as_millis(),
-        t.write.as_millis(),
-        t.commit.as_millis()
-    )
-}
-
-/// The outcome for people.
-pub fn describe(o: &RunOutcome) -> String {
-    let r = &o.run;
-    let mut out = format!(
-        "Run {} over [{}, {}) UTC: {} client rows, {} gateway rows (tolerance {} ms, global offset {:+} ms)\n",
-        r.id,
-        r.window_from.format("%Y-%m-%d %H:%M:%S"),
-        r.window_to.format("%Y-%m-%d %H:%M:%S"),
-        r.client_rows,
-        r.gateway_rows,
-        r.tolerance_ms,
-        r.global_offset_ms
-    );
-    out.push_str(&format!(
-        "  {:<16} {:>12} {:>12}\n",
-        "class", "client", "gateway"
-    ));
-    for c in Class::ALL {
-        if let Some(k) = o.counts.iter().find(|k| k.class == c.name()) {
-            out.push_str(&format!(
-                "  {:<16} {:>12} {:>12}\n",
-                k.class, k.client_rows, k.gateway_rows
-            ));
-        }
-    }
-    if !o.superseded.is_empty() {
-        let ids: Vec<String> = o.superseded.iter().map(ToString::to_string).collect();
-        out.push_str(&format!("Supersedes run(s) {}\n", ids.join(", ")));
-    }
-    out
-}
-
 // ---- Views ---------------------------------------------------------------
 
 /// Times in views: RFC 3339, UTC, millisecond precision.

@@ -230,23 +230,3 @@ pub fn session(
 pub fn sign_out(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> Result<(), DbError> {
     repo::delete_session(conn, &hash(id), now)
 }
-
-/// The token list as a table for people.
-pub fn describe(list: &[TokenView]) -> String {
-    let mut out = format!(
-        "{:<24} {:<9} {:<9} {:<20} {}\n",
-        "name", "role", "token", "created (UTC)", "revoked (UTC)"
-    );
-    for t in list {
-        let fmt = |t: &NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
-        out.push_str(&format!(
-            "{:<24} {:<9} {:<9} {:<20} {}\n",
-            t.name,
-            t.role,
-            t.hint,
-            fmt(&t.created_at),
-            t.revoked_at.as_ref().map_or_else(|| "-".to_owned(), fmt)
-        ));
-    }
-    out
-}

@@ -2,6 +2,7 @@
 
 pub mod progress;
 mod reconcile;
+mod render;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -699,7 +700,7 @@ fn ingest(cmd: &IngestCommand) -> Result<std::process::ExitCode> {
                 app::ingest::Step::Finished => bar.finish(),
             }
         })?;
-        out.push_str(&app::ingest::describe(&o));
+        out.push_str(&render::describe_ingest(&o));
         added += o.new;
     }
     if added > 0 {
@@ -778,7 +779,7 @@ fn quota(cmd: QuotaCommand) -> Result<ExitCode> {
             let (settings, mut conn) = store.open_with_settings()?;
             let st = quotas::current(&mut conn, &settings, utc_now()?)?;
             match format {
-                OutputFormat::Table => done(&quotas::describe(&st)),
+                OutputFormat::Table => done(&render::describe_quotas(&st)),
                 OutputFormat::Json => done(&format!("{}\n", serde_json::to_string_pretty(&st)?)),
             }
         }
@@ -885,7 +886,7 @@ fn token(cmd: TokenCommand) -> Result<ExitCode> {
         }
         TokenCommand::List { store } => {
             let mut conn = store.open()?;
-            done(&tokens::describe(&tokens::list(&mut conn)?))
+            done(&render::describe_tokens(&tokens::list(&mut conn)?))
         }
         TokenCommand::Revoke { name, store } => {
             let mut conn = store.open()?;
@@ -996,11 +997,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 let mut err = std::io::stderr().lock();
                 let _ = std::io::Write::write_all(
                     &mut err,
-                    app::run::describe_timings(&o.timings).as_bytes(),
+                    render::describe_timings(&o.timings).as_bytes(),
                 );
             }
             let held = alerts_note(&mut conn);
-            done(&(app::run::describe(&o) + &alerts + &held))
+            done(&(render::describe_run(&o) + &alerts + &held))
         }
         Command::Report(args) => {
             let from = parse_time(&args.from).context("--from")?;

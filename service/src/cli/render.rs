@@ -1,0 +1,113 @@
+//! The command line's text for use cases' results.
+
+use tally_reconcile::report::Class;
+
+use crate::app::ingest::Outcome;
+use crate::app::quotas::{QuotaStatus, enum_name, show};
+use crate::app::run::{RunOutcome, Timings};
+use crate::app::tokens::TokenView;
+
+/// `--timings`: where the run's time went, one line.
+pub fn describe_timings(t: &Timings) -> String {
+    format!(
+        "timing run: load {} ms, engine {} ms, write verdicts {} ms, commit {} ms\n",
+        t.load.as_millis(),
+        t.engine.as_millis(),
+        t.write.as_millis(),
+        t.commit.as_millis()
+    )
+}
+
+/// The outcome for people.
+pub fn describe_run(o: &RunOutcome) -> String {
+    let r = &o.run;
+    let mut out = format!(
+        "Run {} over [{}, {}) UTC: {} client rows, {} gateway rows (tolerance {} ms, global offset {:+} ms)\n",
+        r.id,
+        r.window_from.format("%Y-%m-%d %H:%M:%S"),
+        r.window_to.format("%Y-%m-%d %H:%M:%S"),
+        r.client_rows,
+        r.gateway_rows,
+        r.tolerance_ms,
+        r.global_offset_ms
+    );
+    out.push_str(&format!(
+        "  {:<16} {:>12} {:>12}\n",
+        "class", "client", "gateway"
+    ));
+    for c in Class::ALL {
+        if let Some(k) = o.counts.iter().find(|k| k.class == c.name()) {
+            out.push_str(&format!(
+                "  {:<16} {:>12} {:>12}\n",
+                k.class, k.client_rows, k.gateway_rows
+            ));
+        }
+    }
+    if !o.superseded.is_empty() {
+        let ids: Vec<String> = o.superseded.iter().map(ToString::to_string).collect();
+        out.push_str(&format!("Supersedes run(s) {}\n", ids.join(", ")));
+    }
+    out
+}
+
+/// One line per file: `read = new + duplicate + rejected`.
+pub fn describe_ingest(o: &Outcome) -> String {
+    let what = if o.already {
+        format!(
+            "already ingested as batch {} (same bytes): nothing added",
+            o.batch_id
+        )
+    } else {
+        format!("batch {}", o.batch_id)
+    };
+    format!(
+        "{}: {} read = {} new + {} duplicate + {} rejected ({}; {})\n",
+        o.file, o.read, o.new, o.duplicate, o.rejected, o.source, what
+    )
+}
+
+/// The quota table for people: name, scope, period, used of limit.
+pub fn describe_quotas(statuses: &[QuotaStatus]) -> String {
+    if statuses.is_empty() {
+        return "no quotas\n".to_owned();
+    }
+    let mut out = String::new();
+    for s in statuses {
+        let q = &s.quota;
+        out.push_str(&format!(
+            "{:<24} {:<28} {:<8} {:<22} {} of {} ({} %){}{}\n",
+            q.name,
+            s.scope_label,
+            enum_name(&q.basis),
+            format!("{} {}", s.period_label, q.time_zone),
+            show(q.metric, s.used),
+            show(q.metric, q.limit),
+            s.percent,
+            if s.over { "  OVER" } else { "" },
+            s.forecast_at
+                .map(|t| format!("  forecast: limit at {}", t.to_rfc3339()))
+                .unwrap_or_default(),
+        ));
+    }
+    out
+}
+
+/// The token list as a table for people.
+pub fn describe_tokens(list: &[TokenView]) -> String {
+    let mut out = format!(
+        "{:<24} {:<9} {:<9} {:<20} {}\n",
+        "name", "role", "token", "created (UTC)", "revoked (UTC)"
+    );
+    for t in list {
+        let fmt = |t: &chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
+        out.push_str(&format!(
+            "{:<24} {:<9} {:<9} {:<20} {}\n",
+            t.name,
+            t.role,
+            t.hint,
+            fmt(&t.created_at),
+            t.revoked_at.as_ref().map_or_else(|| "-".to_owned(), fmt)
+        ));
+    }
+    out
+}
