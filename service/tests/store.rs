@@ -1265,3 +1265,36 @@ fn keys_import_reads_litellms_key_and_team_tables() {
         ));
     }
 }
+
+/// Lists are read a page at a time from the store (issue 18): a registry
+/// imported from a gateway can hold thousands of keys, and runs pile up a
+/// day at a time. On both backends the pages cut the ordered list and
+/// say its length.
+#[test]
+fn keys_and_runs_are_read_a_page_at_a_time() {
+    use tally_service::app::page::Page;
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys.toml");
+    let text: String = (0..250)
+        .map(|i| format!("[[key]]\nid = \"k-{i:03}\"\nteam = \"t\"\n"))
+        .collect();
+    std::fs::write(&keys, text).unwrap();
+    for s in stores() {
+        import(&s, "keys", &keys);
+        let mut c = db::connect(&s.url).unwrap();
+        let page = Page::new(Some(3), Some(100)).unwrap();
+        let (p, _) = tally_service::app::registry::keys_page(&mut c, page).unwrap();
+        let ids: Vec<&str> = p.items.iter().map(|k| k.key_id.as_str()).collect();
+        assert_eq!((ids.len(), p.total), (50, 250), "{}", s.backend);
+        assert_eq!((ids[0], ids[49]), ("k-200", "k-249"), "{}", s.backend);
+        load_fixture_day(&s);
+        for _ in 0..3 {
+            succeed(&mut common::run_fixture_day(&s.url), "run");
+        }
+        let runs =
+            tally_service::app::run::list(&mut c, Page::new(Some(1), Some(2)).unwrap()).unwrap();
+        let got: Vec<i64> = runs.items.iter().map(|r| r.id).collect();
+        assert_eq!((got, runs.total), (vec![3, 2], 3), "{}", s.backend);
+        assert!(Page::new(Some(0), None).is_err());
+    }
+}

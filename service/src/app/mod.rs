@@ -6,6 +6,7 @@ pub mod dashboard;
 pub mod error;
 pub mod generate;
 pub mod ingest;
+pub mod page;
 pub mod quotas;
 pub mod reconcile;
 pub mod reference;

@@ -67,6 +67,25 @@ pub fn keys(c: &mut AnyConnection) -> Result<(Vec<KeyRow>, Vec<OwnerRow>), AppEr
     Ok((repo::keys(c)?, owners))
 }
 
+/// A page of keys by id (read page by page from the store: a registry
+/// imported from a gateway may hold thousands), with the owners.
+pub fn keys_page(
+    c: &mut AnyConnection,
+    page: super::page::Page,
+) -> Result<(super::page::Paged<KeyRow>, Vec<OwnerRow>), AppError> {
+    let (offset, limit) = page.offset_limit();
+    let (items, total) = repo::keys_page(c, offset, limit)?;
+    let owners = repo::owners(c)?;
+    Ok((
+        super::page::Paged {
+            items,
+            page,
+            total: usize::try_from(total).unwrap_or(0),
+        },
+        owners,
+    ))
+}
+
 /// Adds or replaces keys (and adds their owners), in one transaction;
 /// refused whole when a name would then point at two keys, which would
 /// stop every later run.

@@ -524,9 +524,19 @@ pub fn view(r: RunRow, counts: Option<Vec<RunCount>>) -> RunView {
     }
 }
 
-/// Every run, newest first.
-pub fn list(c: &mut AnyConnection) -> Result<Vec<RunRow>, crate::app::error::AppError> {
-    Ok(repo::runs(c)?)
+/// A page of runs, newest first (read page by page from the store: runs
+/// accumulate, a day's worth for every reconciled window).
+pub fn list(
+    c: &mut AnyConnection,
+    page: crate::app::page::Page,
+) -> Result<crate::app::page::Paged<RunRow>, crate::app::error::AppError> {
+    let (offset, limit) = page.offset_limit();
+    let (items, total) = repo::runs_page(c, offset, limit)?;
+    Ok(crate::app::page::Paged {
+        items,
+        page,
+        total: usize::try_from(total).unwrap_or(0),
+    })
 }
 
 /// Run `id` and its counts per side and class.

@@ -69,6 +69,22 @@ pub fn keys(conn: &mut AnyConnection) -> Result<Vec<KeyRow>, DbError> {
         .load(conn)?)
 }
 
+/// One page of keys by id, and how many there are.
+pub fn keys_page(
+    conn: &mut AnyConnection,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<KeyRow>, i64), DbError> {
+    let total: i64 = api_keys::table.count().get_result(conn)?;
+    let rows = api_keys::table
+        .order(api_keys::key_id)
+        .offset(offset)
+        .limit(limit)
+        .select(KeyRow::as_select())
+        .load(conn)?;
+    Ok((rows, total))
+}
+
 /// Adds an alias or points it at another family.
 pub fn upsert_alias(conn: &mut AnyConnection, a: &AliasRow) -> Result<(), DbError> {
     on_backend!(conn, c => diesel::insert_into(model_aliases::table)

@@ -147,6 +147,22 @@ pub fn runs(conn: &mut AnyConnection) -> Result<Vec<RunRow>, DbError> {
         .load(conn)?)
 }
 
+/// One page of runs, newest first, and how many there are.
+pub fn runs_page(
+    conn: &mut AnyConnection,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<RunRow>, i64), DbError> {
+    let total: i64 = runs::table.count().get_result(conn)?;
+    let rows = runs::table
+        .order(runs::id.desc())
+        .offset(offset)
+        .limit(limit)
+        .select(RunRow::as_select())
+        .load(conn)?;
+    Ok((rows, total))
+}
+
 /// The run `id`, if any.
 pub fn run(conn: &mut AnyConnection, id: i64) -> Result<Option<RunRow>, DbError> {
     Ok(runs::table

@@ -45,10 +45,8 @@ fn window(from: &str, to: &str) -> Result<(i64, i64), ApiError> {
 
 // ---- Pagination ---------------------------------------------------------
 
-/// Items per page when not asked.
-pub const PER_PAGE: usize = 100;
 /// The most items a page may hold.
-pub const MAX_PER_PAGE: usize = 10_000;
+pub const MAX_PER_PAGE: usize = crate::app::page::Page::MAX_SIZE;
 
 /// One page of a list.
 #[derive(Debug, Serialize)]
@@ -63,30 +61,51 @@ pub struct Paged<T> {
     pub total: usize,
 }
 
+/// A malformed page in a query string is the request's fault (400).
+fn checked_page(
+    page: Option<usize>,
+    per_page: Option<usize>,
+) -> Result<crate::app::page::Page, ApiError> {
+    crate::app::page::Page::new(page, per_page).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
 fn page_of<T>(
     items: Vec<T>,
     page: Option<usize>,
     per_page: Option<usize>,
 ) -> Result<Paged<T>, ApiError> {
-    let page = page.unwrap_or(1);
-    let per_page = per_page.unwrap_or(PER_PAGE);
-    if page == 0 || per_page == 0 || per_page > MAX_PER_PAGE {
-        return Err(ApiError::bad_request(format!(
-            "`page` starts at 1 and `per_page` is 1 to {MAX_PER_PAGE}"
-        )));
-    }
+    let p = checked_page(page, per_page)?;
     let total = items.len();
     let items = items
         .into_iter()
-        .skip((page - 1).saturating_mul(per_page))
-        .take(per_page)
+        .skip((p.number - 1).saturating_mul(p.size))
+        .take(p.size)
         .collect();
     Ok(Paged {
         items,
-        page,
-        per_page,
+        page: p.number,
+        per_page: p.size,
         total,
     })
+}
+
+impl<T> Paged<T> {
+    /// A page the use case read from the store, as the API shows it.
+    fn from_store<U>(p: crate::app::page::Paged<U>, view: impl FnMut(U) -> T) -> Self {
+        Paged {
+            items: p.items.into_iter().map(view).collect(),
+            page: p.page.number,
+            per_page: p.page.size,
+            total: p.total,
+        }
+    }
+}
+
+impl PageQuery {
+    /// The page asked for, checked.
+    fn page(&self) -> Result<crate::app::page::Page, ApiError> {
+        checked_page(self.page, self.per_page)
+    }
 }
 
 /// `?page=&per_page=`.

@@ -215,8 +215,9 @@ impl KeyInput {
 
 /// `GET /v1/keys`.
 pub async fn list_keys(state: Data, q: web::Query<PageQuery>) -> Reply {
-    let list = state.db(key_views).await?;
-    Ok(HttpResponse::Ok().json(page_of(list, q.page, q.per_page)?))
+    let page = q.page()?;
+    let (keys, owners) = state.db(move |c| Ok(registry::keys_page(c, page)?)).await?;
+    Ok(HttpResponse::Ok().json(Paged::from_store(keys, |k| key_view(k, &owners))))
 }
 
 /// `GET /v1/keys/{key_id}`.

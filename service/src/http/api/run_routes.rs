@@ -35,12 +35,11 @@ pub async fn create_run(state: Data, body: web::Json<RunRequest>) -> Reply {
 
 /// `GET /v1/runs`: newest first.
 pub async fn list_runs(state: Data, q: web::Query<PageQuery>) -> Reply {
-    let runs = state.db(|c| Ok(crate::app::run::list(c)?)).await?;
-    let views = runs
-        .into_iter()
-        .map(|r| crate::app::run::view(r, None))
-        .collect();
-    Ok(HttpResponse::Ok().json(page_of(views, q.page, q.per_page)?))
+    let page = q.page()?;
+    let runs = state
+        .db(move |c| Ok(crate::app::run::list(c, page)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(Paged::from_store(runs, |r| crate::app::run::view(r, None))))
 }
 
 /// `GET /v1/runs/{id}`.
