@@ -6,7 +6,6 @@
     reason = "tests: a failed unwrap is a failed test"
 )]
 
-#[expect(dead_code, reason = "shared test support: this binary uses part of it")]
 mod common;
 #[path = "common/fixture_day.rs"]
 mod fixture_day;
