@@ -636,6 +636,7 @@ pub fn evaluate(
     // Per quota: its current period, the thresholds reached, and whether
     // a forecast still holds.
     let mut current: HashMap<String, (String, Vec<u32>, bool)> = HashMap::new();
+    let link = format!("{}/quotas", settings.email.base_url.trim_end_matches('/'));
     for s in &statuses {
         let q = &s.quota;
         let tz = q.tz()?;
@@ -645,49 +646,7 @@ pub fn evaluate(
             (period.clone(), s.reached.clone(), s.forecast_at.is_some()),
         );
         let to = recipients_of(q, &contacts, settings);
-        let month = s.period_start.with_timezone(&tz).format("%B").to_string();
-        let what = match q.period {
-            Period::Month => format!("{month} {}", enum_name(&q.metric)),
-            Period::Week => format!("weekly {}", enum_name(&q.metric)),
-            Period::Day => format!("daily {}", enum_name(&q.metric)),
-        };
-        let limit = show(q.metric, q.limit);
-        let used = show(q.metric, s.used);
-        let mut lines = vec![
-            ("Quota".to_owned(), q.name.clone()),
-            ("Scope".to_owned(), s.scope_label.clone()),
-            (
-                "Period".to_owned(),
-                format!("{} ({}; {})", s.period_label, q.time_zone, fmt_range(s, tz)),
-            ),
-            (
-                "Used".to_owned(),
-                format!("{used} of {limit} ({} %)", s.percent),
-            ),
-            (
-                "Basis".to_owned(),
-                format!("{} usage, {} rows", enum_name(&q.basis), s.rows),
-            ),
-        ];
-        if s.unpriced_rows > 0 {
-            lines.push((
-                "Not priced".to_owned(),
-                format!("{} rows (left out of the cost)", s.unpriced_rows),
-            ));
-        }
-        let mut rows = s
-            .top_keys
-            .iter()
-            .map(|(k, v)| (format!("key {k}"), v.clone()))
-            .collect::<Vec<_>>();
-        rows.extend(
-            s.top_models
-                .iter()
-                .map(|(m, v)| (format!("model {m}"), v.clone())),
-        );
-        let link = format!("{}/quotas", settings.email.base_url.trim_end_matches('/'));
-        // Every reached threshold is recorded; only the highest is emailed
-        // (a jump from 0 to 120 % is one message, listing the others).
+        let (what, lines, rows) = message_parts(s, tz);
         let body = Body {
             to: &to,
             lines: &lines,
@@ -710,89 +669,175 @@ pub fn evaluate(
             detail: &detail,
             at: fired_at,
         };
-        // Every threshold reached is recorded, and the message of the
-        // highest queued, in one transaction: never an alert without its
-        // message. The message goes with the highest threshold reached,
-        // from whichever evaluator recorded it: with two racing, one.
-        let (fired, queued) = if s.reached.is_empty() {
-            (0, 0)
-        } else {
-            repo::in_transaction(conn, |c| -> Result<_, QuotaError> {
-                let mut new: Vec<(u32, i64, String)> = Vec::new();
-                for &t in &s.reached {
-                    let title = format!("{} at {t} % of its {what} quota", s.scope_label);
-                    let rule = Rule {
-                        threshold: i64::from(t),
-                        title: &title,
-                        ..base
-                    };
-                    if let Some(id) = record(c, &rule)? {
-                        new.push((t, id, title));
-                    }
-                }
-                let top = s.reached.iter().max().copied();
-                let Some((t, id, title)) = new.iter().find(|(t, _, _)| Some(*t) == top) else {
-                    return Ok((new.len(), 0));
-                };
-                let mut lines = lines.clone();
-                let earlier: Vec<String> = new
-                    .iter()
-                    .filter(|(x, _, _)| x < t)
-                    .map(|(x, _, _)| format!("{x} %"))
-                    .collect();
-                if !earlier.is_empty() {
-                    lines.push(("Also crossed".to_owned(), earlier.join(", ")));
-                }
-                let rule = Rule {
-                    threshold: i64::from(*t),
-                    title,
-                    ..base
-                };
-                let body = Body {
-                    lines: &lines,
-                    ..body
-                };
-                Ok((new.len(), fire(c, *id, &rule, &body)?))
-            })?
-        };
+        let (fired, queued) = raise_thresholds(conn, s, &what, &base, &body)?;
         done.fired += fired;
         done.queued += queued;
-        let limit_reached = s.reached.iter().any(|t| *t >= 100);
-        if let (Some(at), false) = (s.forecast_at, limit_reached) {
-            let when = at
-                .with_timezone(&tz)
-                .format("%Y-%m-%d %H:%M %Z")
-                .to_string();
-            let title = format!(
-                "{} is on course to exceed its {what} quota on {when}",
-                s.scope_label
-            );
-            let detail = serde_json::json!({"quota": q.name, "forecast_at": at.to_rfc3339(), "used": s.used.to_string(), "limit": q.limit.to_string()});
-            let mut lines = lines.clone();
-            lines.push(("Projected to reach the limit".to_owned(), when));
-            let rule = Rule {
-                rule: &format!("forecast:{}", q.name),
-                scope: &s.scope_label,
-                period: &period,
-                threshold: 100,
-                kind: "quota_forecast",
-                title: &title,
-                detail: &detail,
-                at: fired_at,
-            };
-            let body = Body {
-                lines: &lines,
-                ..body
-            };
-            if let Some(queued) = raise(conn, &rule, &body)? {
-                done.fired += 1;
-                done.queued += queued;
-            }
+        if let Some(queued) = raise_forecast(conn, s, tz, &what, &base, &body)? {
+            done.fired += 1;
+            done.queued += queued;
         }
     }
-    // A quota alert resolves when its period has ended, its quota is
-    // gone, or its cause cleared (a raised limit; a forecast that no
-    // longer holds). It does not fire again in the same period.
+    done.resolved += resolve_cleared(conn, &current, fired_at)?;
+    Ok(done)
+}
+
+/// What a quota's messages say: the quota in words (`November cost`), the
+/// figures, and its largest keys and models.
+#[expect(clippy::type_complexity, reason = "three parts of one message")]
+fn message_parts(
+    s: &QuotaStatus,
+    tz: chrono_tz::Tz,
+) -> (String, Vec<(String, String)>, Vec<(String, String)>) {
+    let q = &s.quota;
+    let month = s.period_start.with_timezone(&tz).format("%B").to_string();
+    let what = match q.period {
+        Period::Month => format!("{month} {}", enum_name(&q.metric)),
+        Period::Week => format!("weekly {}", enum_name(&q.metric)),
+        Period::Day => format!("daily {}", enum_name(&q.metric)),
+    };
+    let limit = show(q.metric, q.limit);
+    let used = show(q.metric, s.used);
+    let mut lines = vec![
+        ("Quota".to_owned(), q.name.clone()),
+        ("Scope".to_owned(), s.scope_label.clone()),
+        (
+            "Period".to_owned(),
+            format!("{} ({}; {})", s.period_label, q.time_zone, fmt_range(s, tz)),
+        ),
+        (
+            "Used".to_owned(),
+            format!("{used} of {limit} ({} %)", s.percent),
+        ),
+        (
+            "Basis".to_owned(),
+            format!("{} usage, {} rows", enum_name(&q.basis), s.rows),
+        ),
+    ];
+    if s.unpriced_rows > 0 {
+        lines.push((
+            "Not priced".to_owned(),
+            format!("{} rows (left out of the cost)", s.unpriced_rows),
+        ));
+    }
+    let mut rows = s
+        .top_keys
+        .iter()
+        .map(|(k, v)| (format!("key {k}"), v.clone()))
+        .collect::<Vec<_>>();
+    rows.extend(
+        s.top_models
+            .iter()
+            .map(|(m, v)| (format!("model {m}"), v.clone())),
+    );
+    (what, lines, rows)
+}
+
+/// Every threshold reached is recorded, and the message of the highest
+/// queued, in one transaction: never an alert without its message. The
+/// message goes with the highest threshold reached, from whichever
+/// evaluator recorded it: with two racing, one. A jump from 0 to 120 % is
+/// one message, listing the others. Alerts fired and messages queued.
+fn raise_thresholds(
+    conn: &mut AnyConnection,
+    s: &QuotaStatus,
+    what: &str,
+    base: &Rule<'_>,
+    body: &Body<'_>,
+) -> Result<(usize, usize), QuotaError> {
+    if s.reached.is_empty() {
+        return Ok((0, 0));
+    }
+    repo::in_transaction(conn, |c| -> Result<_, QuotaError> {
+        let mut new: Vec<(u32, i64, String)> = Vec::new();
+        for &t in &s.reached {
+            let title = format!("{} at {t} % of its {what} quota", s.scope_label);
+            let rule = Rule {
+                threshold: i64::from(t),
+                title: &title,
+                ..*base
+            };
+            if let Some(id) = record(c, &rule)? {
+                new.push((t, id, title));
+            }
+        }
+        let top = s.reached.iter().max().copied();
+        let Some((t, id, title)) = new.iter().find(|(t, _, _)| Some(*t) == top) else {
+            return Ok((new.len(), 0));
+        };
+        let mut lines = body.lines.to_vec();
+        let earlier: Vec<String> = new
+            .iter()
+            .filter(|(x, _, _)| x < t)
+            .map(|(x, _, _)| format!("{x} %"))
+            .collect();
+        if !earlier.is_empty() {
+            lines.push(("Also crossed".to_owned(), earlier.join(", ")));
+        }
+        let rule = Rule {
+            threshold: i64::from(*t),
+            title,
+            ..*base
+        };
+        let body = Body {
+            lines: &lines,
+            ..*body
+        };
+        Ok((new.len(), fire(c, *id, &rule, &body)?))
+    })
+}
+
+/// The forecast alert, while the limit is not yet reached: `Some` with
+/// the messages queued when it fired now.
+fn raise_forecast(
+    conn: &mut AnyConnection,
+    s: &QuotaStatus,
+    tz: chrono_tz::Tz,
+    what: &str,
+    base: &Rule<'_>,
+    body: &Body<'_>,
+) -> Result<Option<usize>, QuotaError> {
+    let limit_reached = s.reached.iter().any(|t| *t >= 100);
+    let (Some(at), false) = (s.forecast_at, limit_reached) else {
+        return Ok(None);
+    };
+    let q = &s.quota;
+    let when = at
+        .with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M %Z")
+        .to_string();
+    let title = format!(
+        "{} is on course to exceed its {what} quota on {when}",
+        s.scope_label
+    );
+    let detail = serde_json::json!({"quota": q.name, "forecast_at": at.to_rfc3339(), "used": s.used.to_string(), "limit": q.limit.to_string()});
+    let mut lines = body.lines.to_vec();
+    lines.push(("Projected to reach the limit".to_owned(), when));
+    let rule = Rule {
+        rule: &format!("forecast:{}", q.name),
+        scope: &s.scope_label,
+        period: base.period,
+        threshold: 100,
+        kind: "quota_forecast",
+        title: &title,
+        detail: &detail,
+        at: base.at,
+    };
+    let body = Body {
+        lines: &lines,
+        ..*body
+    };
+    raise(conn, &rule, &body)
+}
+
+/// A quota alert resolves when its period has ended, its quota is gone,
+/// or its cause cleared (a raised limit; a forecast that no longer holds).
+/// It does not fire again in the same period. How many resolved.
+fn resolve_cleared(
+    conn: &mut AnyConnection,
+    current: &HashMap<String, (String, Vec<u32>, bool)>,
+    at: chrono::NaiveDateTime,
+) -> Result<usize, QuotaError> {
+    let mut resolved = 0;
     for prefix in ["quota:", "forecast:"] {
         for a in repo::firing_alerts(conn, prefix)? {
             let name = a.rule.trim_start_matches(prefix);
@@ -805,12 +850,12 @@ pub fn evaluate(
                             _ => *forecast,
                         }
                 });
-            if !holds && repo::resolve_alert(conn, a.id, fired_at)? {
-                done.resolved += 1;
+            if !holds && repo::resolve_alert(conn, a.id, at)? {
+                resolved += 1;
             }
         }
     }
-    Ok(done)
+    Ok(resolved)
 }
 
 fn fmt_range(s: &QuotaStatus, tz: Tz) -> String {
