@@ -25,6 +25,16 @@ pub enum AppError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] DbError),
+    /// Something that should not happen did (stored data that cannot be
+    /// read back, a clock out of range): the message says what.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<tally_schema::convert::ConvertError> for AppError {
+    fn from(e: tally_schema::convert::ConvertError) -> Self {
+        AppError::Internal(e.to_string())
+    }
 }
 
 impl From<diesel::result::Error> for AppError {

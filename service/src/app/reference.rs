@@ -14,6 +14,7 @@ use tally_reconcile::prices::PriceBook;
 use tally_schema::convert::{key_entry, new_price, price};
 use tally_schema::rows::{AliasRow, NewOwner};
 
+use crate::app::error::AppError;
 use crate::app::reconcile::{has_ext, load_keys, open, read_text};
 use crate::db::{AnyConnection, repo};
 
@@ -142,7 +143,7 @@ pub struct Reference {
 
 /// The store's keys as one registry: an error when two keys claim one
 /// name (alias, label or hash).
-pub fn registry_of(conn: &mut AnyConnection) -> Result<KeyRegistry> {
+pub fn registry_of(conn: &mut AnyConnection) -> Result<KeyRegistry, AppError> {
     let owners = repo::owners(conn)?;
     let by_id: std::collections::HashMap<i64, &tally_schema::rows::OwnerRow> =
         owners.iter().map(|o| (o.id, o)).collect();
@@ -153,11 +154,12 @@ pub fn registry_of(conn: &mut AnyConnection) -> Result<KeyRegistry> {
             key_entry(k, owner)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(KeyRegistry::new(entries, "the store's keys")?)
+    // A name two stored keys share: the registry as stored cannot stand.
+    KeyRegistry::new(entries, "the store's keys").map_err(|e| AppError::Conflict(e.to_string()))
 }
 
 /// Reads the reference data back.
-pub fn load(conn: &mut AnyConnection) -> Result<Reference> {
+pub fn load(conn: &mut AnyConnection) -> Result<Reference, AppError> {
     let registry = registry_of(conn)?;
     let aliases = repo::aliases(conn)?;
     let aliases =

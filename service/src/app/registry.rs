@@ -106,7 +106,7 @@ pub fn put_keys(c: &mut AnyConnection, entries: &[KeyEntry]) -> Result<(), AppEr
             };
             repo::upsert_key(c, &new_key(k, owner))?;
         }
-        super::reference::registry_of(c).map_err(|e| AppError::Conflict(format!("{e:#}")))?;
+        super::reference::registry_of(c)?;
         Ok(())
     })
 }

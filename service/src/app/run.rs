@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 
-use anyhow::{Context, Result, bail};
 use tally_reconcile::record::{FileInfo, TokenKind};
 use tally_reconcile::report::{Class, Settings, reconcile};
 use tally_reconcile::time::{DAY_MS, format_ms};
@@ -18,6 +17,7 @@ use tally_reconcile::{Side, SideKind};
 use tally_schema::convert::{atto_to_nanos, naive_from_ms, normalised, side_name};
 use tally_schema::rows::{NewRun, RollupRow, RunCount, RunRow, VerdictRow};
 
+use crate::app::error::AppError;
 use crate::app::reference;
 use crate::db::{AnyConnection, repo};
 
@@ -45,22 +45,28 @@ fn side_of(
     conn: &mut AnyConnection,
     kind: SideKind,
     (lo, hi): (i64, i64),
-) -> Result<(Side, Vec<i64>)> {
+) -> Result<(Side, Vec<i64>), AppError> {
     let mut side = Side::new(kind);
     let mut ids = Vec::new();
-    repo::each_usage_in(conn, side_name(kind), (lo, hi), |r| -> Result<()> {
-        // The row's place in (time, id) order is its ordinal: ties between
-        // equally good partners break the same way on every run.
-        let line = u32::try_from(ids.len() + 1).context("more than 4 billion rows in one run")?;
-        if !side.push_normalised(&normalised(&r, line)?) {
-            bail!(
-                "stored usage row {} cannot be read back (id too long)",
-                r.id
-            );
-        }
-        ids.push(r.id);
-        Ok(())
-    })?;
+    repo::each_usage_in(
+        conn,
+        side_name(kind),
+        (lo, hi),
+        |r| -> Result<(), AppError> {
+            // The row's place in (time, id) order is its ordinal: ties between
+            // equally good partners break the same way on every run.
+            let line = u32::try_from(ids.len() + 1)
+                .map_err(|_| AppError::Invalid("more than 4 billion rows in one run".to_owned()))?;
+            if !side.push_normalised(&normalised(&r, line)?) {
+                return Err(AppError::Internal(format!(
+                    "stored usage row {} cannot be read back (id too long)",
+                    r.id
+                )));
+            }
+            ids.push(r.id);
+            Ok(())
+        },
+    )?;
     side.files.push(FileInfo {
         name: "store".to_owned(),
         format: "store".to_owned(),
@@ -98,7 +104,7 @@ fn judge_slice(
     counts: &mut HashMap<Class, (i64, i64)>,
     offsets: &mut Vec<SliceOffsets>,
     time: &mut Timings,
-) -> Result<(Vec<VerdictRow>, Vec<DaySide>)> {
+) -> Result<(Vec<VerdictRow>, Vec<DaySide>), AppError> {
     let (lo, hi) = (from_ms.saturating_sub(margin), to_ms.saturating_add(margin));
     let t0 = std::time::Instant::now();
     let (client, client_ids) = side_of(conn, SideKind::Client, (lo, hi))?;
@@ -140,20 +146,27 @@ fn judge_slice(
             }
             let v = rec
                 .verdict(kind, i)
-                .with_context(|| format!("internal error: no verdict for {kind:?} row {i}"))?;
+                .ok_or_else(|| AppError::Internal(format!("no verdict for {kind:?} row {i}")))?;
             let c = counts.entry(v.class).or_default();
             match kind {
                 SideKind::Client => c.0 += 1,
                 SideKind::Gateway => c.1 += 1,
             }
             let owner = v.owner.cloned().unwrap_or_default();
-            let nanos = |u: Option<tally_reconcile::prices::Usd>| -> Result<Option<i64>> {
-                u.map(|u| atto_to_nanos(u.0).context("a cost does not fit the store"))
-                    .transpose()
+            let nanos = |u: Option<tally_reconcile::prices::Usd>| -> Result<Option<i64>, AppError> {
+                u.map(|u| {
+                    atto_to_nanos(u.0).ok_or_else(|| {
+                        AppError::Internal("a cost does not fit the store".to_owned())
+                    })
+                })
+                .transpose()
             };
             verdicts.push(VerdictRow {
                 run_id: 0,
-                usage_row_id: ids.get(i).copied().context("row without a store id")?,
+                usage_row_id: ids
+                    .get(i)
+                    .copied()
+                    .ok_or_else(|| AppError::Internal("a row without a store id".to_owned()))?,
                 class: v.class.name().to_owned(),
                 partner_row_id: v.partner.and_then(|p| partner_ids.get(p).copied()),
                 key_name: v.key.to_owned(),
@@ -268,8 +281,11 @@ impl Rollups {
         }
     }
 
-    fn rows(self, run_id: i64) -> Result<Vec<RollupRow>> {
-        let fit = |n: i128| i64::try_from(n).context("a rollup sum does not fit the store");
+    fn rows(self, run_id: i64) -> Result<Vec<RollupRow>, AppError> {
+        let fit = |n: i128| {
+            i64::try_from(n)
+                .map_err(|_| AppError::Internal("a rollup sum does not fit the store".to_owned()))
+        };
         self.groups
             .into_iter()
             .map(
@@ -339,19 +355,22 @@ pub fn run(
     (from_ms, to_ms): (i64, i64),
     slice_rows: i64,
     settings: Settings,
-    now: impl Fn() -> Result<i64>,
-) -> Result<RunOutcome> {
+    now: impl Fn() -> anyhow::Result<i64>,
+) -> Result<RunOutcome, AppError> {
     if from_ms >= to_ms {
-        bail!("--from must be before --to");
+        return Err(AppError::Invalid("--from must be before --to".to_owned()));
     }
     if slice_rows <= 0 {
-        bail!("--slice-rows must be positive");
+        return Err(AppError::Invalid(
+            "--slice-rows must be positive".to_owned(),
+        ));
     }
-    let started = now()?;
+    let clock = || now().map_err(|e| AppError::Internal(format!("{e:#}")));
+    let started = clock()?;
     let tolerance_ms = settings.matching.tolerance_ms;
     let margin = tolerance_ms.saturating_add(MARGIN_BEYOND_TOLERANCE_MS);
     let refs = reference::load(conn)?;
-    let run = repo::in_transaction(conn, |conn| -> Result<_> {
+    let run = repo::in_transaction(conn, |conn| -> Result<_, AppError> {
         let id = repo::begin_run(
             conn,
             &NewRun {
@@ -418,7 +437,8 @@ pub fn run(
             .filter_map(|s| s.offsets.first())
             .max_by_key(|o| o.pairs)
             .map_or(0, |o| o.offset_ms);
-        let key_offsets = serde_json::to_string(&offsets)?;
+        let key_offsets =
+            serde_json::to_string(&offsets).map_err(|e| AppError::Internal(e.to_string()))?;
         let total = |f: fn(&RunCount) -> i64| counts.iter().map(f).sum::<i64>();
         let (run, superseded) = repo::finish_run(
             conn,
@@ -429,7 +449,7 @@ pub fn run(
                 gateway_rows: total(|c| c.gateway_rows),
                 global_offset_ms: global,
                 key_offsets: &key_offsets,
-                finished_at: naive_from_ms(now()?)?,
+                finished_at: naive_from_ms(clock()?)?,
             },
         )?;
         Ok((run, counts, superseded, time, std::time::Instant::now()))

@@ -102,9 +102,10 @@ pub fn run_and_alert(
     slice_rows: i64,
     engine: tally_reconcile::report::Settings,
     clock: Clock,
-) -> Result<(super::run::RunOutcome, String)> {
+) -> Result<(super::run::RunOutcome, String), super::error::AppError> {
     let o = super::run::run(conn, window, slice_rows, engine, clock)?;
-    let said = after_run(conn, config, o.run.id, window, now_of(clock)?);
+    let now = now_of(clock).map_err(|e| super::error::AppError::Internal(format!("{e:#}")))?;
+    let said = after_run(conn, config, o.run.id, window, now);
     Ok((o, said))
 }
 

@@ -233,9 +233,11 @@ impl State {
         let config = self.settings.clone();
         self.db(move |c| {
             let slice = crate::app::run::DEFAULT_SLICE_ROWS;
-            crate::app::schedule::run_and_alert(c, &config, window, slice, engine, clock)
-                .map(|(o, _)| o)
-                .map_err(ApiError::internal)
+            // The store out of reach is 503, a bad window 422, the rest 500.
+            Ok(
+                crate::app::schedule::run_and_alert(c, &config, window, slice, engine, clock)
+                    .map(|(o, _)| o)?,
+            )
         })
         .await
     }
