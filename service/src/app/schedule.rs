@@ -33,17 +33,26 @@ fn now_of(clock: Clock) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms).context("clock out of range")
 }
 
-/// What a run or an ingest sets off: a run's alerts, then quotas. A
-/// failure here is logged, never fails the run or ingest that is stored.
-/// Returns a line for people.
+/// What a run or an ingest set off: the run's alerts, then the quotas.
+/// A failure of either is logged where it happens and kept here as text:
+/// it never fails the run or ingest that is already stored.
+#[derive(Debug, Default)]
+pub struct FollowUp {
+    /// The run's alerts (`None` after an ingest).
+    pub alerts: Option<Result<alerts::RunAlerts, String>>,
+    /// The quotas measured.
+    pub quotas: Option<Result<quotas::Evaluated, String>>,
+}
+
+/// A run's alerts, then the quotas.
 pub fn after_run(
     conn: &mut AnyConnection,
     settings: &Settings,
     run_id: i64,
     window: (i64, i64),
     now: DateTime<Utc>,
-) -> String {
-    let first = match alerts::raise_for_run(conn, settings, run_id, window, now) {
+) -> FollowUp {
+    let alerts = match alerts::raise_for_run(conn, settings, run_id, window, now) {
         Ok(a) => {
             tracing::info!(
                 run_id,
@@ -52,22 +61,22 @@ pub fn after_run(
                 queued = a.queued,
                 "run alerts"
             );
-            format!(
-                "alerts: {} fired, {} resolved, {} message(s) queued\n",
-                a.fired, a.resolved, a.queued
-            )
+            Ok(a)
         }
         Err(e) => {
             tracing::error!(run_id, error = %e, "run alerts failed");
-            format!("alerts failed: {e}\n")
+            Err(e.to_string())
         }
     };
-    first + &after_ingest(conn, settings, now)
+    FollowUp {
+        alerts: Some(alerts),
+        ..after_ingest(conn, settings, now)
+    }
 }
 
-/// Quotas after new usage; a line for people.
-pub fn after_ingest(conn: &mut AnyConnection, settings: &Settings, now: DateTime<Utc>) -> String {
-    match quotas::evaluate(conn, settings, now) {
+/// The quotas, after new usage.
+pub fn after_ingest(conn: &mut AnyConnection, settings: &Settings, now: DateTime<Utc>) -> FollowUp {
+    let quotas = match quotas::evaluate(conn, settings, now) {
         Ok(q) => {
             tracing::info!(
                 quotas = q.quotas,
@@ -76,25 +85,22 @@ pub fn after_ingest(conn: &mut AnyConnection, settings: &Settings, now: DateTime
                 queued = q.queued,
                 "quotas evaluated"
             );
-            if q.quotas == 0 {
-                String::new()
-            } else {
-                format!(
-                    "quotas: {} measured, {} alert(s) fired, {} resolved, {} message(s) queued\n",
-                    q.quotas, q.fired, q.resolved, q.queued
-                )
-            }
+            Ok(q)
         }
         Err(e) => {
             tracing::error!(error = %e, "quota evaluation failed");
-            format!("quota evaluation failed: {e}\n")
+            Err(e.to_string())
         }
+    };
+    FollowUp {
+        alerts: None,
+        quotas: Some(quotas),
     }
 }
 
 /// Reconciles a window, then raises what it found: the run's alerts, then
 /// quotas. Every way a run starts (CLI, API, page, schedule) comes here.
-/// Returns the run and a line about its alerts for people.
+/// Returns the run and what its alerts and the quotas did.
 pub fn run_and_alert(
     conn: &mut AnyConnection,
     config: &Settings,
@@ -102,7 +108,7 @@ pub fn run_and_alert(
     slice_rows: i64,
     engine: tally_reconcile::report::Settings,
     clock: Clock,
-) -> Result<(super::run::RunOutcome, String), super::error::AppError> {
+) -> Result<(super::run::RunOutcome, FollowUp), super::error::AppError> {
     let o = super::run::run(conn, window, slice_rows, engine, clock)?;
     let now = now_of(clock).map_err(|e| super::error::AppError::Internal(format!("{e:#}")))?;
     let said = after_run(conn, config, o.run.id, window, now);

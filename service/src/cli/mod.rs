@@ -704,10 +704,8 @@ fn ingest(cmd: &IngestCommand) -> Result<std::process::ExitCode> {
         added += o.new;
     }
     if added > 0 {
-        out.push_str(&crate::app::schedule::after_ingest(
-            &mut conn,
-            &settings,
-            utc_now()?,
+        out.push_str(&render::describe_follow_up(
+            &crate::app::schedule::after_ingest(&mut conn, &settings, utc_now()?),
         ));
         out.push_str(&alerts_note(&mut conn));
     }
@@ -1001,7 +999,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
             let held = alerts_note(&mut conn);
-            done(&(render::describe_run(&o) + &alerts + &held))
+            done(&(render::describe_run(&o) + &render::describe_follow_up(&alerts) + &held))
         }
         Command::Report(args) => {
             let from = parse_time(&args.from).context("--from")?;

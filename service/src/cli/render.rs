@@ -5,6 +5,7 @@ use tally_reconcile::report::Class;
 use crate::app::ingest::Outcome;
 use crate::app::quotas::{QuotaStatus, enum_name, show};
 use crate::app::run::{RunOutcome, Timings};
+use crate::app::schedule::FollowUp;
 use crate::app::tokens::TokenView;
 
 /// `--timings`: where the run's time went, one line.
@@ -108,6 +109,28 @@ pub fn describe_tokens(list: &[TokenView]) -> String {
             fmt(&t.created_at),
             t.revoked_at.as_ref().map_or_else(|| "-".to_owned(), fmt)
         ));
+    }
+    out
+}
+
+/// What a run's alerts and the quotas did, a line each.
+pub fn describe_follow_up(f: &FollowUp) -> String {
+    let mut out = String::new();
+    match &f.alerts {
+        Some(Ok(a)) => out.push_str(&format!(
+            "alerts: {} fired, {} resolved, {} message(s) queued\n",
+            a.fired, a.resolved, a.queued
+        )),
+        Some(Err(e)) => out.push_str(&format!("alerts failed: {e}\n")),
+        None => {}
+    }
+    match &f.quotas {
+        Some(Ok(q)) if q.quotas > 0 => out.push_str(&format!(
+            "quotas: {} measured, {} alert(s) fired, {} resolved, {} message(s) queued\n",
+            q.quotas, q.fired, q.resolved, q.queued
+        )),
+        Some(Err(e)) => out.push_str(&format!("quota evaluation failed: {e}\n")),
+        _ => {}
     }
     out
 }
