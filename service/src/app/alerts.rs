@@ -917,3 +917,34 @@ pub fn list(
         .map(AlertView::from)
         .collect())
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+    use crate::app::testing::{DAY, fixture_store};
+
+    #[test]
+    fn a_runs_alerts_fire_once_per_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = fixture_store(dir.path());
+        let mut settings = Settings::default();
+        settings.alerts.platform_contact = "platform@example.com".to_owned();
+        let clock = || Ok(DAY.1 + 3_600_000);
+        let now = DateTime::from_timestamp_millis(DAY.1 + 3_600_000).unwrap();
+        let o = crate::app::run::run(&mut c, DAY, 10_000, Default::default(), clock).unwrap();
+        let first = raise_for_run(&mut c, &settings, o.run.id, DAY, now).unwrap();
+        // The leaked key and the day's data-quality checks.
+        assert!(first.fired >= 2, "{first:?}");
+        assert_eq!(first.queued, first.fired, "one message each: {first:?}");
+        let kinds: Vec<String> = repo::firing_alerts(&mut c, "unregistered_key")
+            .unwrap()
+            .into_iter()
+            .map(|a| a.title)
+            .collect();
+        assert_eq!(kinds.len(), 1, "{kinds:?}");
+        assert!(kinds[0].starts_with("Possibly leaked key"), "{kinds:?}");
+        // The same cause on the next run: nothing new.
+        let again = raise_for_run(&mut c, &settings, o.run.id, DAY, now).unwrap();
+        assert_eq!((again.fired, again.queued, again.resolved), (0, 0, 0));
+    }
+}

@@ -26,3 +26,59 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "no message".to_owned())
 }
+
+/// The fixture day in a fresh SQLite store, loaded through the use cases
+/// themselves, for the use cases' own tests.
+#[cfg(all(test, feature = "sqlite"))]
+pub(crate) mod testing {
+    use std::path::{Path, PathBuf};
+
+    use crate::db::AnyConnection;
+
+    fn fixture(rel: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures")
+            .join(rel)
+    }
+
+    /// A store in `dir` holding the fixture day's reference data and rows.
+    pub fn fixture_store(dir: &Path) -> AnyConnection {
+        let url = format!("sqlite://{}", dir.join("tally.db").display());
+        let mut c = crate::db::open(&url, false).expect("a fresh SQLite store");
+        super::reference::import_keys(&mut c, &fixture("keys.toml"), None).expect("keys");
+        let now = chrono::DateTime::from_timestamp(1_795_200_000, 0)
+            .expect("a time")
+            .naive_utc();
+        super::reference::import_prices(&mut c, &fixture("prices.toml"), 0, now).expect("prices");
+        super::reference::import_aliases(&mut c, &fixture("aliases.toml")).expect("aliases");
+        let builtins = tally_reconcile::parse::mapping::Profile::builtins().expect("profiles");
+        for (kind, files) in [
+            (
+                tally_reconcile::SideKind::Client,
+                ["client/app.jsonl", "client/batch.csv"],
+            ),
+            (
+                tally_reconcile::SideKind::Gateway,
+                ["gateway/litellm_spendlogs.csv", "gateway/openrouter.csv"],
+            ),
+        ] {
+            for f in files {
+                let plan = super::reconcile::ReadPlan {
+                    client_format: None,
+                    profiles: &builtins,
+                    named: false,
+                    client_profiles: &[],
+                    client_named: false,
+                    min_split_bytes: u64::MAX,
+                    keep_raw: true,
+                };
+                super::ingest::ingest_file(&mut c, kind, &fixture(f), f, plan, now, &mut |_| {})
+                    .expect("ingest");
+            }
+        }
+        c
+    }
+
+    /// 2026-11-20, UTC, in ms.
+    pub const DAY: (i64, i64) = (1_795_132_800_000, 1_795_219_200_000);
+}

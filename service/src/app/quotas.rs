@@ -938,3 +938,47 @@ pub fn bars(statuses: &[QuotaStatus]) -> Vec<QuotaBar> {
         })
         .collect()
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+    use crate::app::testing::{DAY, fixture_store};
+
+    #[test]
+    fn a_quota_fires_each_threshold_once_with_one_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = fixture_store(dir.path());
+        let clock = || Ok(DAY.1 + 3_600_000);
+        crate::app::run::run(&mut c, DAY, 10_000, Default::default(), clock).unwrap();
+        let now = DateTime::from_timestamp_millis(DAY.0 + 20 * 3_600_000).unwrap();
+        let spec = QuotaSpec {
+            name: "support-day".to_owned(),
+            scope: Scope {
+                service: Some("support-bot".to_owned()),
+                ..Scope::default()
+            },
+            metric: Metric::Cost,
+            limit: Decimal::new(5, 2),
+            period: Period::Day,
+            time_zone: "UTC".to_owned(),
+            thresholds: vec![50, 80, 100],
+            recipients: vec!["oncall@example.com".to_owned()],
+            basis: Basis::Billed,
+        };
+        set(&mut c, &spec, now.naive_utc()).unwrap();
+        let settings = Settings::default();
+        let e = evaluate(&mut c, &settings, now).unwrap();
+        // $0.12 of $0.05: 50, 80 and 100 % recorded, one message.
+        assert_eq!((e.quotas, e.fired, e.queued), (1, 3, 1), "{e:?}");
+        let again = evaluate(&mut c, &settings, now).unwrap();
+        assert_eq!((again.fired, again.queued), (0, 0), "{again:?}");
+        // Raising the limit clears the cause: the alerts resolve.
+        let raised = QuotaSpec {
+            limit: Decimal::from(1000),
+            ..spec
+        };
+        set(&mut c, &raised, now.naive_utc()).unwrap();
+        let cleared = evaluate(&mut c, &settings, now).unwrap();
+        assert_eq!((cleared.fired, cleared.resolved), (0, 3), "{cleared:?}");
+    }
+}

@@ -568,3 +568,46 @@ pub fn get(
         .ok_or_else(|| crate::app::error::AppError::NotFound(format!("no run {id}")))?;
     Ok((run, repo::run_counts(c, id)?))
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+    use crate::app::testing::{DAY, fixture_store};
+
+    fn counts(o: &RunOutcome) -> Vec<(String, i64, i64)> {
+        o.counts
+            .iter()
+            .filter(|c| c.client_rows + c.gateway_rows > 0)
+            .map(|c| (c.class.clone(), c.client_rows, c.gateway_rows))
+            .collect()
+    }
+
+    #[test]
+    fn a_run_judges_the_stored_day_and_the_next_supersedes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = fixture_store(dir.path());
+        let clock = || Ok(DAY.1 + 3_600_000);
+        let first = run(&mut c, DAY, DEFAULT_SLICE_ROWS, Settings::default(), clock).unwrap();
+        // The fixture day's planted faults, as `tally reconcile` finds them.
+        assert_eq!(
+            counts(&first),
+            [
+                ("matched".to_owned(), 105, 105),
+                ("token_mismatch".to_owned(), 3, 3),
+                ("model_mismatch".to_owned(), 1, 1),
+                ("cost_variance".to_owned(), 1, 1),
+                ("missing_usage".to_owned(), 2, 0),
+                ("unattributed".to_owned(), 0, 3),
+                ("duplicate".to_owned(), 1, 1),
+            ]
+        );
+        // The same day again: the same verdicts, and the new run
+        // supersedes the old one, which stays as history.
+        let again = run(&mut c, DAY, DEFAULT_SLICE_ROWS, Settings::default(), clock).unwrap();
+        assert_eq!(counts(&again), counts(&first));
+        assert_eq!(again.superseded, [first.run.id]);
+        // A window the wrong way round is the caller's mistake.
+        let e = run(&mut c, (DAY.1, DAY.0), 10, Settings::default(), clock).unwrap_err();
+        assert!(matches!(e, AppError::Invalid(_)), "{e}");
+    }
+}
