@@ -30,6 +30,10 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// The fixture day in a fresh SQLite store, loaded through the use cases
 /// themselves, for the use cases' own tests.
 #[cfg(all(test, feature = "sqlite"))]
+#[expect(
+    clippy::expect_used,
+    reason = "test support: a fixture that cannot load is a failed test"
+)]
 pub(crate) mod testing {
     use std::path::{Path, PathBuf};
 
