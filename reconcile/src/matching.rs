@@ -711,23 +711,13 @@ fn learn_id_spaces<C: MatchView, G: MatchView>(
         || {
             let mut t: Vec<[usize; 4]> = Vec::new();
             for i in 0..client.len() {
-                let key = client.key(i);
-                let Ok(k) = usize::try_from(key) else {
-                    continue;
-                };
-                if key == NONE {
-                    continue;
-                }
                 let (a, b) = client.ids(i);
                 if a.is_empty() && b.is_empty() {
                     continue;
                 }
-                if t.len() <= k {
-                    t.resize(k + 1, [0; 4]);
-                }
                 let paired = m.client_pass.get(i) == Some(&Pass::Id);
                 let second = paired && m.paired_by_second_id(i);
-                if let Some(e) = t.get_mut(k) {
+                if let Some(e) = of_key(&mut t, client.key(i)) {
                     e[0] += usize::from(!a.is_empty());
                     e[1] += usize::from(!b.is_empty());
                     e[2] += usize::from(paired && !second);
@@ -739,17 +729,9 @@ fn learn_id_spaces<C: MatchView, G: MatchView>(
         || {
             let mut t: Vec<usize> = Vec::new();
             for j in 0..gateway.len() {
-                let key = gateway.key(j);
-                let Ok(k) = usize::try_from(key) else {
-                    continue;
-                };
-                if key == NONE || gateway.ids(j).0.is_empty() {
-                    continue;
-                }
-                if t.len() <= k {
-                    t.resize(k + 1, 0);
-                }
-                if let Some(e) = t.get_mut(k) {
+                if !gateway.ids(j).0.is_empty()
+                    && let Some(e) = of_key(&mut t, gateway.key(j))
+                {
                     *e += 1;
                 }
             }
@@ -780,6 +762,16 @@ fn learn_id_spaces<C: MatchView, G: MatchView>(
         .iter()
         .map(|s| s.map(|x| x.enough(params.min_key_pairs).then(|| x.comparable())))
         .collect();
+}
+
+/// Key `key`'s entry of a table indexed by key id, grown to hold it
+/// (`None` for a row with no key). Key ids are dense, so tables stay small.
+fn of_key<T: Clone + Default>(table: &mut Vec<T>, key: u32) -> Option<&mut T> {
+    let k = usize::try_from(key).ok().filter(|_| key != NONE)?;
+    if table.len() <= k {
+        table.resize(k + 1, T::default());
+    }
+    table.get_mut(k)
 }
 
 /// A 32-bit fingerprint of an id for the veto (0 means "no id to compare").

@@ -186,14 +186,17 @@ fn get_u32(v: &[u32], s: Sym) -> u32 {
 /// Row `i`'s served model in `served` (an id per model symbol), else the
 /// one it asked for in `asked`.
 fn served_else_asked(side: &Side, i: usize, served: &[u32], asked: &[u32]) -> u32 {
-    side.rows.get(i).map_or(NONE, |r| {
-        let s = get_u32(served, r.model);
-        if s == NONE {
-            get_u32(asked, r.model)
-        } else {
-            s
-        }
-    })
+    side.rows
+        .get(i)
+        .map_or(NONE, |r| served_else_asked_of(r.model, served, asked).0)
+}
+
+/// The same for a model symbol, and whether the served model gave it.
+fn served_else_asked_of(model: Sym, served: &[u32], asked: &[u32]) -> (u32, bool) {
+    match get_u32(served, model) {
+        NONE => (get_u32(asked, model), false),
+        s => (s, true),
+    }
 }
 
 /// A side seen through the canonical tables.
@@ -977,12 +980,7 @@ impl<'a> Reconciliation<'a> {
             Some(Pass::Unmatched) | None => {
                 // An error line with no usage and no gateway row: the call
                 // failed before anything was billed.
-                let failed_empty = self
-                    .client
-                    .rows
-                    .get(i)
-                    .is_some_and(|r| r.has(flags::FAILED) && !r.tokens.any_counted());
-                if failed_empty {
+                if self.client.rows.get(i).is_some_and(failed_without_usage) {
                     Class::FailedUnbilled
                 } else {
                     Class::MissingUsage
@@ -996,9 +994,7 @@ impl<'a> Reconciliation<'a> {
     /// cost reported (or zero) and no token counted.
     fn gateway_failed_unbilled(&self, j: usize) -> bool {
         self.gateway.rows.get(j).is_some_and(|r| {
-            r.has(flags::FAILED)
-                && !r.tokens.any_counted()
-                && r.reported_usd().is_none_or(|c| c == Usd::ZERO)
+            failed_without_usage(r) && r.reported_usd().is_none_or(|c| c == Usd::ZERO)
         })
     }
 
@@ -1305,7 +1301,8 @@ impl<'a> Reconciliation<'a> {
             return None;
         }
         let i = r.model.index()?;
-        let served = self.gn.served_priced.get(i).is_some_and(|&p| p != NONE);
+        let (_, served) =
+            served_else_asked_of(r.model, &self.gn.served_priced, &self.gn.model_priced);
         let rule = if served {
             self.gn.served_rule.get(i)
         } else {
@@ -1317,30 +1314,8 @@ impl<'a> Reconciliation<'a> {
 
     /// The catalog name a gateway model symbol is priced under.
     fn gateway_priced_name_of(&self, sym: Sym) -> &str {
-        let Some(i) = sym.index() else { return "" };
-        let served = self.gn.served_priced.get(i).copied().unwrap_or(NONE);
-        let p = if served == NONE {
-            self.gn.model_priced.get(i).copied().unwrap_or(NONE)
-        } else {
-            served
-        };
+        let (p, _) = served_else_asked_of(sym, &self.gn.served_priced, &self.gn.model_priced);
         self.priced_names.get(Sym(p))
-    }
-
-    /// Family id of a family name, if any row has it.
-    fn family_index(&self, name: &str) -> Option<u32> {
-        self.models
-            .iter()
-            .find(|(_, f)| *f == name)
-            .map(|(s, _)| s.0)
-    }
-
-    /// When the first price of family `f`'s catalog name begins, if any.
-    fn schedules_of_family(&self, f: u32) -> Option<i64> {
-        self.family_first_price
-            .get(usize::try_from(f).ok()?)
-            .copied()
-            .flatten()
     }
 
     /// An empty per-key line for key id `k`.
@@ -1737,17 +1712,16 @@ impl<'a> Reconciliation<'a> {
             .into_iter()
             .map(|(f, mut u)| {
                 u.model = self.family_name(f).to_owned();
+                // Priced, but only from after these rows.
+                u.priced_only_from = usize::try_from(f)
+                    .ok()
+                    .and_then(|f| self.family_first_price.get(f).copied().flatten())
+                    .filter(|&first_ms| first_ms > tmax)
+                    .map(format_ms);
                 u
             })
             .collect();
         unpriced_models.sort_by(|a, b| a.model.cmp(&b.model));
-        for u in &mut unpriced_models {
-            let later = self
-                .family_index(&u.model)
-                .and_then(|f| self.schedules_of_family(f))
-                .and_then(|first_ms| (first_ms > tmax).then(|| format_ms(first_ms)));
-            u.priced_only_from = later;
-        }
         // One line per model name: a name appears under several symbols
         // (one per requested-and-served pair).
         let mut merged: BTreeMap<(String, String, crate::models::PriceRule), u64> = BTreeMap::new();
