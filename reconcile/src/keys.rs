@@ -297,6 +297,12 @@ struct RegistryFile {
 /// environment (`owner:search/prod`), for sources that name no key.
 pub const OWNER_PREFIX: &str = "owner:";
 
+/// The token that stands for "the key of this owner" when a source names
+/// no key; [`KeyRegistry::resolve`] finds it by service and environment.
+pub fn owner_key_token(service: &str, env: &str) -> String {
+    format!("{OWNER_PREFIX}{service}/{env}")
+}
+
 /// How a key value was resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved {

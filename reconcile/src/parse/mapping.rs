@@ -342,6 +342,7 @@ impl Profile {
                 cost_unit: raw.cost.unit.unwrap_or(CostUnit::Usd),
                 default_route: raw.default_route,
                 strip_cache_hit_suffix: strip,
+                key_from_owner: raw.key_from == Some(KeyFrom::Owner),
             },
             excludes: (
                 !raw.tokens.input_includes_cached,
@@ -549,27 +550,6 @@ fn extract_with<'a>(
     }
 }
 
-/// The token that stands for "the key of this owner" when a source names
-/// no key ([`KeyFrom::Owner`]); the registry resolves it.
-pub fn owner_key_token(service: &str, env: &str) -> String {
-    format!("{}{service}/{env}", crate::keys::OWNER_PREFIX)
-}
-
-fn with_key_from<'a>(profile: &Profile, mut ex: Extracted<'a>) -> Extracted<'a> {
-    if ex.key.is_none() && profile.key_from == Some(KeyFrom::Owner) {
-        let part =
-            |v: &Option<Val<'_>>| v.as_ref().map_or(String::new(), |v| v.v.trim().to_owned());
-        let (service, env) = (part(&ex.service), part(&ex.env));
-        if !service.is_empty() {
-            ex.key = Some(Val {
-                v: Cow::Owned(owner_key_token(&service, &env)),
-                name: Cow::Borrowed("key (by service and env)"),
-            });
-        }
-    }
-    ex
-}
-
 fn json_getter<'a>(profile: &'a Profile, obj: &'a Value) -> impl FnMut(usize) -> Option<Val<'a>> {
     move |field: usize| {
         profile.paths.get(field)?.iter().find_map(|p| {
@@ -590,7 +570,7 @@ fn read_jsonl(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> R
         .next_object(&mut sink)
         .map_err(|e| read_err(file, e))?
     {
-        let ex = with_key_from(profile, extract_with(profile, json_getter(profile, &v)));
+        let ex = extract_with(profile, json_getter(profile, &v));
         sink.row(&ex, &profile.sem, line, || lines.text());
     }
     sink.extent(lines.lines(), false);
@@ -722,7 +702,7 @@ fn read_otlp(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Re
             continue;
         }
         for span in &spans {
-            let ex = with_key_from(profile, extract_with(profile, json_getter(profile, span)));
+            let ex = extract_with(profile, json_getter(profile, span));
             sink.row(&ex, &profile.sem, line, || span.to_string());
         }
     }
@@ -765,7 +745,7 @@ fn read_json(
     for (i, item) in items.iter().enumerate() {
         let n = u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
         if item.is_object() {
-            let ex = with_key_from(profile, extract_with(profile, json_getter(profile, item)));
+            let ex = extract_with(profile, json_getter(profile, item));
             sink.row(&ex, &profile.sem, n, || item.to_string());
         } else {
             sink.reject(n, "(row)", "record is not a JSON object", item.to_string());
@@ -928,18 +908,11 @@ struct CsvRow<'r> {
     plans: &'r [Plan],
     via_json: Option<&'r ViaJson>,
     excludes: (bool, bool, bool),
-    /// The registry token for the row's owner ([`KeyFrom::Owner`]).
-    owner_key: Option<&'r str>,
 }
 
 impl Fields for CsvRow<'_> {
     #[inline(always)]
     fn get(&self, f: usize) -> Option<Got<'_>> {
-        if f == field::KEY
-            && let Some(k) = self.owner_key
-        {
-            return Got::of(k, "key (by service and env)");
-        }
         let alts = || self.paths.get(f).map_or(&[][..], Vec::as_slice);
         match *self.plans.get(f)? {
             Plan::Absent => None,
@@ -1025,27 +998,18 @@ fn read_csv(r: impl Read, file: &str, profile: &Profile, side: &mut Side) -> Res
         if sink.rejected_if_not_utf8(&rec, &header) {
             continue;
         }
-        let owner_key: String;
         let line = rec.line;
         let any_json = cells.read(&rec);
         if any_json {
             via_json.fill(&json_fields, &resolved, &rec, &cells);
         }
-        let mut row = CsvRow {
+        let row = CsvRow {
             rec: &rec,
             paths: &resolved,
             plans: &plans,
             via_json: any_json.then_some(&via_json),
             excludes: profile.excludes,
-            owner_key: None,
         };
-        if profile.key_from == Some(KeyFrom::Owner) && row.get(field::KEY).is_none() {
-            let part = |f| row.get(f).map_or("", |g| g.v);
-            if !part(field::SERVICE).is_empty() {
-                owner_key = owner_key_token(part(field::SERVICE), part(field::ENV));
-                row.owner_key = Some(&owner_key);
-            }
-        }
         sink.row(&row, &profile.sem, line, || rec.raw_text());
     }
     sink.extent(rdr.lines(), rdr.ended_in_quotes());

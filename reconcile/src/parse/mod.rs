@@ -275,6 +275,9 @@ pub struct Semantics {
     pub default_route: Option<String>,
     /// Strip LiteLLM's `_cache_hit<time>` suffix from ids (and flag the hit).
     pub strip_cache_hit_suffix: bool,
+    /// A row with no key names its owner's key: the registry's key for its
+    /// service and environment (`key_from = "owner"`).
+    pub key_from_owner: bool,
 }
 
 impl Default for Semantics {
@@ -285,6 +288,7 @@ impl Default for Semantics {
             cost_unit: CostUnit::Usd,
             default_route: None,
             strip_cache_hit_suffix: false,
+            key_from_owner: false,
         }
     }
 }
@@ -498,8 +502,20 @@ pub fn build_row(
                 )
             })?;
     }
-    let key = ex.get(f::KEY).ok_or_else(|| missing_as(f::KEY, "key"))?;
-    row.key = side.strings.intern(&key_token(key.v));
+    row.key = match ex.get(f::KEY) {
+        Some(key) => side.strings.intern(&key_token(key.v)),
+        // A source that names no key (OpenTelemetry spans): the owner's,
+        // which the registry resolves.
+        None if sem.key_from_owner => {
+            let service = ex
+                .get(f::SERVICE)
+                .ok_or_else(|| missing_as(f::KEY, "key"))?;
+            let env = ex.get(f::ENV).map_or("", |e| e.v);
+            side.strings
+                .intern(&crate::keys::owner_key_token(service.v, env))
+        }
+        None => return Err(missing_as(f::KEY, "key")),
+    };
     let served = ex.get(f::SERVED_MODEL);
     let requested = ex.get(f::MODEL);
     let variant = ex
