@@ -138,20 +138,6 @@ pub fn resend(
     Ok(repo::release_held(conn, &to, now)?)
 }
 
-/// A line for people when alert messages are held; empty when none are.
-pub fn held_note(conn: &mut AnyConnection) -> String {
-    match held(conn) {
-        Ok(h) if !h.is_empty() => format!(
-            "{} alert message(s) held: nobody to send them to (no owner or key contact, no \
-             alerts.platform_contact in the configuration); set one and run \
-             `tally alerts resend`, or `tally alerts resend --to ADDRESS`\n",
-            h.len()
-        ),
-        Ok(_) => String::new(),
-        Err(e) => format!("held messages could not be counted: {e}\n"),
-    }
-}
-
 /// An alert a run found, before it is raised.
 #[derive(Clone)]
 struct Pending {

@@ -277,7 +277,7 @@ fn store_in_parts(
             // Nothing readable: refused whole (the transaction rolls back),
             // so the same bytes can be ingested again once described.
             if read > 0 && accepted == 0 {
-                let sources = crate::app::reconcile::client_sources()?;
+                let sources = crate::app::reconcile::client_sources();
                 anyhow::bail!(
                     "{}",
                     tally_reconcile::parse::hint::explain_counts(

@@ -157,18 +157,12 @@ fn named_profile(
         let text = read_text(&path, "mapping file")?;
         let p = Profile::from_toml(&text, &path.display().to_string())?;
         if p.side != side {
+            let (what, name) = match p.side {
+                ProfileSide::Client => ("client log", "client"),
+                ProfileSide::Gateway => ("gateway export", "gateway"),
+            };
             bail!(
-                "mapping file `{src}` describes a {} (side = \"{}\"): give it with {other_flag}",
-                if p.side == ProfileSide::Client {
-                    "client log"
-                } else {
-                    "gateway export"
-                },
-                if p.side == ProfileSide::Client {
-                    "client"
-                } else {
-                    "gateway"
-                },
+                "mapping file `{src}` describes a {what} (side = \"{name}\"): give it with {other_flag}"
             );
         }
         return Ok(vec![p]);
@@ -624,7 +618,7 @@ pub fn settings(
 /// A file none of whose rows could be read is not a day with no traffic:
 /// every request would read as missing. Fail, saying what the file has.
 fn refuse_unreadable_files(client: &Side, gateway: &Side) -> Result<()> {
-    let sources = client_sources()?;
+    let sources = client_sources();
     let refused: Vec<String> = [client, gateway]
         .into_iter()
         .flat_map(|side| {
@@ -639,11 +633,13 @@ fn refuse_unreadable_files(client: &Side, gateway: &Side) -> Result<()> {
     }
 }
 
-/// The built-in client sources' names, for messages.
-pub fn client_sources() -> Result<String> {
-    Ok(names(
-        &Profile::client_builtins().context("built-in client profiles")?,
-    ))
+/// The built-in client sources' names, for messages (no profile parsed).
+pub fn client_sources() -> String {
+    tally_reconcile::parse::mapping::BUILTIN_CLIENT
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A one-shot reconciliation of files, as `tally reconcile` asks for it.

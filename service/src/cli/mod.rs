@@ -637,12 +637,6 @@ pub struct GenerateArgs {
     pub out: PathBuf,
 }
 
-/// What a command that may raise alerts says of messages held for want of
-/// a recipient.
-fn alerts_note(conn: &mut crate::db::AnyConnection) -> String {
-    crate::app::alerts::held_note(conn)
-}
-
 /// A UTC time as its day, `YYYY-MM-DD`.
 fn day_text(ms: i64) -> String {
     let t = tally_reconcile::time::format_ms(ms);
@@ -707,7 +701,7 @@ fn ingest(cmd: &IngestCommand) -> Result<std::process::ExitCode> {
         out.push_str(&render::describe_follow_up(
             &crate::app::schedule::after_ingest(&mut conn, &settings, utc_now()?),
         ));
-        out.push_str(&alerts_note(&mut conn));
+        out.push_str(&render::describe_held(crate::app::alerts::held(&mut conn)));
     }
     crate::output::print(&out)?;
     Ok(std::process::ExitCode::SUCCESS)
@@ -796,7 +790,7 @@ fn quota(cmd: QuotaCommand) -> Result<ExitCode> {
                 None => utc_now()?,
             };
             let e = quotas::evaluate(&mut conn, &settings, at)?;
-            let held = alerts_note(&mut conn);
+            let held = render::describe_held(crate::app::alerts::held(&mut conn));
             done(&format!(
                 "{} quota(s) measured: {} alert(s) fired, {} resolved, {} message(s) queued\n{held}",
                 e.quotas, e.fired, e.resolved, e.queued
@@ -998,7 +992,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     render::describe_timings(&o.timings).as_bytes(),
                 );
             }
-            let held = alerts_note(&mut conn);
+            let held = render::describe_held(crate::app::alerts::held(&mut conn));
             done(&(render::describe_run(&o) + &render::describe_follow_up(&alerts) + &held))
         }
         Command::Report(args) => {

@@ -134,3 +134,18 @@ pub fn describe_follow_up(f: &FollowUp) -> String {
     }
     out
 }
+
+/// What a command that may raise alerts says of messages held for want of
+/// a recipient: nothing when none are.
+pub fn describe_held(held: Result<Vec<(i64, String)>, crate::app::quotas::QuotaError>) -> String {
+    match held {
+        Ok(h) if !h.is_empty() => format!(
+            "{} alert message(s) held: nobody to send them to (no owner or key contact, no \
+             alerts.platform_contact in the configuration); set one and run \
+             `tally alerts resend`, or `tally alerts resend --to ADDRESS`\n",
+            h.len()
+        ),
+        Ok(_) => String::new(),
+        Err(e) => format!("held messages could not be counted: {e}\n"),
+    }
+}
