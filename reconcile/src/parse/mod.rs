@@ -532,13 +532,17 @@ pub fn build_row(
         with_variant(served, variant)
     };
     row.model = side.intern_models(&masked(&with_variant(requested, variant)), &masked(&served));
+    let failed = call_failed(ex)?;
+    if failed {
+        row.flags |= flags::FAILED;
+    }
     let route = match (ex.get(f::ROUTE), &sem.default_route) {
         (Some(r), _) => r.v,
         (None, Some(d)) => d.as_str(),
         // A failed call is a row without a route: LiteLLM writes one for
         // every failure, `call_type` empty (issue 17: rejected, they made
         // the client's error lines read as missing usage).
-        (None, None) if status_failed(ex) => "",
+        (None, None) if failed => "",
         (None, None) => return Err(missing_as(f::ROUTE, "route")),
     };
     // Tokens: parse, then convert to Tally's semantics (input includes cache
@@ -605,41 +609,11 @@ pub fn build_row(
             return Err(fault(&c, format!("cost `{}` is out of range", c.v)));
         }
     }
-    if let Some(s) = ex.get(f::HTTP_STATUS).or_else(|| ex.get(f::STATUS)) {
-        let t = s.v;
-        match t.parse::<u16>() {
-            Ok(code) => {
-                if code >= 400 {
-                    row.flags |= flags::FAILED;
-                }
-            }
-            // `success` on nearly every LiteLLM row: settle it in one compare.
-            Err(_) if t.eq_ignore_ascii_case("success") => {}
-            Err(_) => {
-                if is_one_of(t, &FAILED_WORDS) {
-                    row.flags |= flags::FAILED;
-                }
-            }
-        }
-    }
-    if ex.get(f::ERROR).is_some_and(|e| !is_no_error(e.v)) {
-        row.flags |= flags::FAILED;
-    }
-    if let Some(s) = ex.get(f::SUCCEEDED)
-        && !parse_bool(&s)?
-    {
-        row.flags |= flags::FAILED;
-    }
     if let Some(s) = ex.get(f::STREAM) {
         row.flags |= flags::STREAM_KNOWN;
         if parse_bool(&s)? {
             row.flags |= flags::STREAM;
         }
-    }
-    if let Some(c) = ex.get(f::CANCELLED)
-        && parse_bool(&c)?
-    {
-        row.flags |= flags::FAILED;
     }
     if let Some(c) = ex.get(f::CACHE_HIT)
         && parse_bool(&c)?
@@ -681,19 +655,30 @@ fn masked(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// Whether a row's status says its call failed (an HTTP status of 400 or
-/// more, or a failure word such as LiteLLM's `failure`).
-fn status_failed(ex: &impl Fields) -> bool {
-    ex.get(field::SUCCEEDED)
-        .is_some_and(|s| parse_bool(&s) == Ok(false))
-        || ex.get(field::ERROR).is_some_and(|e| !is_no_error(e.v))
-        || ex
-            .get(field::HTTP_STATUS)
-            .or_else(|| ex.get(field::STATUS))
-            .is_some_and(|s| match s.v.parse::<u16>() {
-                Ok(code) => code >= 400,
-                Err(_) => is_one_of(s.v, &FAILED_WORDS),
-            })
+/// Whether a row says its call failed: an HTTP status of 400 or more or a
+/// failure word such as LiteLLM's `failure` (`http_status`, else `status`),
+/// an `error` that is not `null`/`none`/`false`, `succeeded` false
+/// (Portkey's `is_success`), or `cancelled` true (OpenRouter). A value that
+/// is not a boolean where one is due is a fault of the row.
+fn call_failed(ex: &impl Fields) -> Result<bool, Fault> {
+    let by_status = ex
+        .get(field::HTTP_STATUS)
+        .or_else(|| ex.get(field::STATUS))
+        .is_some_and(|s| match s.v.parse::<u16>() {
+            Ok(code) => code >= 400,
+            // `success` on nearly every LiteLLM row: settled in one compare.
+            Err(_) => !s.v.eq_ignore_ascii_case("success") && is_one_of(s.v, &FAILED_WORDS),
+        });
+    let by_error = ex.get(field::ERROR).is_some_and(|e| !is_no_error(e.v));
+    let not_succeeded = match ex.get(field::SUCCEEDED) {
+        Some(s) => !parse_bool(&s)?,
+        None => false,
+    };
+    let cancelled = match ex.get(field::CANCELLED) {
+        Some(c) => parse_bool(&c)?,
+        None => false,
+    };
+    Ok(by_status || by_error || not_succeeded || cancelled)
 }
 
 /// Whether an error field's value says there was none (loggers write
