@@ -6,12 +6,55 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use anyhow::{Context, Result};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 use tally_reconcile::error::RowError;
 use tally_reconcile::lines::{DiscrepancyLine, RecordSink, RowLine, Tabular};
 use tally_reconcile::report::{Reconciliation, Summary};
+
+/// Why a report could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Writing failed (the disk is full, the directory is not writable).
+    #[error("{what}: {error}")]
+    Io {
+        /// What was being written.
+        what: String,
+        /// The operating system's error.
+        error: std::io::Error,
+    },
+    /// A CSV record could not be written.
+    #[error("{0}")]
+    Csv(#[from] csv::Error),
+    /// report.json could not be written.
+    #[error("report.json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// report.html could not be rendered.
+    #[error("report.html: {0:#}")]
+    Template(#[from] minijinja::Error),
+    /// A writer thread died.
+    #[error("{0} panicked")]
+    Panicked(&'static str),
+    /// A file's writing failed; says which.
+    #[error("writing {file}: {error}")]
+    File {
+        /// The file.
+        file: String,
+        /// What went wrong.
+        error: Box<ExportError>,
+    },
+}
+
+impl From<std::io::Error> for ExportError {
+    fn from(error: std::io::Error) -> Self {
+        ExportError::Io {
+            what: "writing".to_owned(),
+            error,
+        }
+    }
+}
+
+type Result<T, E = ExportError> = std::result::Result<T, E>;
 
 /// The HTML report template.
 const REPORT_TEMPLATE: &str = include_str!("../../templates/report.html");
@@ -102,7 +145,7 @@ fn write_matches_batched(mut w: impl Write, rec: &Reconciliation<'_>, batch: usi
     let n = rec.client.rows.len();
     let mut header = csv::Writer::from_writer(Vec::new());
     header.write_record(tally_reconcile::lines::PairLine::headers())?;
-    w.write_all(&header.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
+    w.write_all(&header.into_inner().map_err(|e| e.into_error())?)?;
     let mut written = 0;
     // Double-buffered: batch k+1 is formatted while batch k is written, so
     // neither the formatters nor the (kernel-bound) writer wait on the other.
@@ -120,9 +163,7 @@ fn write_matches_batched(mut w: impl Write, rec: &Reconciliation<'_>, batch: usi
             start += workers * batch;
             let next = spawn_batch(start);
             for h in in_flight {
-                let (bytes, lines) = h
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("a formatter panicked"))?;
+                let (bytes, lines) = h.join().map_err(|_| ExportError::Panicked("a formatter"))?;
                 w.write_all(&bytes)?;
                 written += lines;
             }
@@ -206,7 +247,10 @@ fn format_lines<T: Tabular>(lines: impl Iterator<Item = T>) -> (Vec<u8>, u64) {
 
 fn create(dir: &Path, name: &str) -> Result<BufWriter<File>> {
     let p = dir.join(name);
-    let f = File::create(&p).with_context(|| format!("cannot create {}", p.display()))?;
+    let f = File::create(&p).map_err(|error| ExportError::Io {
+        what: format!("cannot create {}", p.display()),
+        error,
+    })?;
     Ok(BufWriter::with_capacity(1 << 20, f))
 }
 
@@ -236,9 +280,15 @@ pub fn write_all(
     with_matches: bool,
     make_summary: impl FnOnce() -> Summary,
 ) -> Result<Summary> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|error| ExportError::Io {
+        what: format!("cannot create {}", dir.display()),
+        error,
+    })?;
     let csv = |name: &str, f: &dyn Fn(BufWriter<File>) -> Result<u64>| -> Result<u64> {
-        f(create(dir, name)?).with_context(|| format!("writing {name}"))
+        f(create(dir, name)?).map_err(|e| ExportError::File {
+            file: name.to_owned(),
+            error: Box::new(e),
+        })
     };
     // matches.csv is by far the largest file: write it while the summary
     // and the rest are being assembled.
@@ -274,19 +324,88 @@ pub fn write_all(
             write_csv(w, full.rejects.iter().copied())
         })?;
         let mut w = create(dir, "report.json")?;
-        serde_json::to_writer_pretty(&mut w, &full).context("writing report.json")?;
+        serde_json::to_writer_pretty(&mut w, &full)?;
         w.write_all(b"\n")?;
         w.flush()?;
         let html = render_html(&full)?;
         let mut w = create(dir, "report.html")?;
         w.write_all(html.as_bytes())
-            .context("writing report.html")?;
+            .map_err(|error| ExportError::Io {
+                what: "writing report.html".to_owned(),
+                error,
+            })?;
         w.flush()?;
         if let Some(big) = big {
             big.join()
-                .map_err(|_| anyhow::anyhow!("matches.csv writer panicked"))??;
+                .map_err(|_| ExportError::Panicked("the matches.csv writer"))??;
         }
         Ok(summary.clone())
+    })
+}
+
+/// Collects a line's cells as text, for the table format.
+struct Cells(Vec<String>);
+
+impl RecordSink for Cells {
+    fn text(&mut self, s: &str) {
+        // A terminal, not a spreadsheet: no neutralising, but no control
+        // characters either.
+        self.0.push(s.chars().filter(|c| !c.is_control()).collect());
+    }
+
+    fn plain(&mut self, s: &str) {
+        self.0.push(s.to_owned());
+    }
+}
+
+/// Aligned columns, money rounded for people.
+pub fn text_table<T: Tabular>(lines: &[T]) -> String {
+    let headers = T::headers();
+    let is_money = |h: &str| h.ends_with("_cost") || h.ends_with("_reported") || h == "variance";
+    let mut rows: Vec<Vec<String>> = vec![headers.iter().map(|h| (*h).to_owned()).collect()];
+    for l in lines {
+        let mut c = Cells(Vec::new());
+        l.write(&mut c);
+        let cells =
+            c.0.into_iter()
+                .zip(headers)
+                .map(|(s, h)| match s.parse::<Decimal>() {
+                    Ok(d) if is_money(h) => money(d),
+                    _ => s,
+                })
+                .collect();
+        rows.push(cells);
+    }
+    let cols = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(s, w)| format!("{s:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Lines as CSV text, safe to open in a spreadsheet.
+pub fn csv_string<T: Tabular>(lines: &[T]) -> Result<String> {
+    let mut buf = Vec::new();
+    write_csv(&mut buf, lines.iter())?;
+    String::from_utf8(buf).map_err(|e| ExportError::Io {
+        what: "CSV".to_owned(),
+        error: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
     })
 }
 
@@ -314,8 +433,7 @@ fn money_filter(v: minijinja::Value) -> String {
 fn render_html(full: &FullReport<'_>) -> Result<String> {
     let mut env = minijinja::Environment::new();
     env.add_filter("usd", money_filter);
-    env.add_template("report.html", REPORT_TEMPLATE)
-        .context("templates/report.html")?;
+    env.add_template("report.html", REPORT_TEMPLATE)?;
     let tmpl = env.get_template("report.html")?;
     fn take<'x>(v: &[RowLine<'x>]) -> Vec<RowLine<'x>> {
         v.iter().take(HTML_ROWS).cloned().collect()

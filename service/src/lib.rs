@@ -11,6 +11,7 @@ pub mod db;
 pub mod export;
 pub mod files;
 pub mod http;
+pub mod jobs;
 pub mod mail;
 pub mod output;
 pub mod settings;

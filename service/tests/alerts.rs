@@ -642,7 +642,7 @@ fn a_run_alert_resolves_when_its_cause_is_gone() {
     }
 }
 
-fn fixed_clock() -> anyhow::Result<i64> {
+fn fixed_clock() -> Result<i64, tally_service::clock::ClockError> {
     Ok(utc("2026-11-21T01:00:00Z").timestamp_millis())
 }
 
@@ -656,14 +656,8 @@ fn the_reconcile_job_runs_each_day_of_the_trailing_window_once_at_a_time() {
         config.schedule.reconcile_window_h = 48;
         for _ in 0..2 {
             assert!(
-                tally_service::app::schedule::run_job(
-                    &pool,
-                    "reconcile",
-                    &config,
-                    fixed_clock,
-                    "test"
-                )
-                .unwrap(),
+                tally_service::jobs::run_job(&pool, "reconcile", &config, fixed_clock, "test")
+                    .unwrap(),
                 "{b}"
             );
         }
@@ -698,14 +692,8 @@ fn the_reconcile_job_runs_each_day_of_the_trailing_window_once_at_a_time() {
             .unwrap()
         );
         assert!(
-            !tally_service::app::schedule::run_job(
-                &pool,
-                "reconcile",
-                &config,
-                fixed_clock,
-                "test"
-            )
-            .unwrap(),
+            !tally_service::jobs::run_job(&pool, "reconcile", &config, fixed_clock, "test")
+                .unwrap(),
             "{b}"
         );
         assert_eq!(repo::runs(&mut c).unwrap().len(), 6, "{b}");

@@ -75,6 +75,44 @@ fn settings_and_the_store_import_no_use_case() {
 }
 
 #[test]
+fn use_cases_never_read_the_wall_clock() {
+    let bad = offenders(
+        "app",
+        &[
+            "SystemTime",
+            "Utc::now",
+            "Local::now",
+            "clock::now_ms",
+            "clock::utc_now",
+        ],
+    );
+    assert!(
+        bad.is_empty(),
+        "app/ reads the clock instead of being given it:\n{}",
+        bad.join("\n")
+    );
+}
+
+/// The error policy: typed errors below the drivers (`main`, `cli/`,
+/// `http/`, `jobs.rs`), which alone may hold an `anyhow::Error`.
+#[test]
+fn nothing_below_the_drivers_returns_anyhow() {
+    for dir in [
+        "app",
+        "db",
+        "mail.rs",
+        "settings.rs",
+        "export.rs",
+        "clock.rs",
+        "files.rs",
+        "text.rs",
+    ] {
+        let bad = offenders(dir, &["anyhow"]);
+        assert!(bad.is_empty(), "{dir} uses anyhow:\n{}", bad.join("\n"));
+    }
+}
+
+#[test]
 fn the_server_reaches_the_store_only_through_use_cases() {
     let bad = offenders("http", &["repo::", "crate::cli"]);
     assert!(

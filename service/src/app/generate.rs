@@ -3,8 +3,9 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 
-use anyhow::{Context, Result};
 use tally_reconcile::synth;
+
+use crate::app::error::{AppResult as Result, Context};
 
 /// What to generate (the CLI maps `tally generate`'s flags into it).
 #[derive(Debug, Clone)]
@@ -21,13 +22,12 @@ pub struct Request {
 
 /// Writes client.csv, gateway.csv, keys.toml, prices.toml and truth.csv.
 pub fn run(args: &Request) -> Result<synth::Truth> {
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out).or_io(|| format!("creating {}", args.out.display()))?;
     let open = |name: &str| -> Result<BufWriter<File>> {
         let p = args.out.join(name);
         Ok(BufWriter::with_capacity(
             1 << 20,
-            File::create(&p).with_context(|| format!("creating {}", p.display()))?,
+            File::create(&p).or_io(|| format!("creating {}", p.display()))?,
         ))
     };
     let spec = synth::Spec {
@@ -41,15 +41,15 @@ pub fn run(args: &Request) -> Result<synth::Truth> {
         open("gateway.csv")?,
         open("truth.csv")?,
     );
-    let truth = synth::generate(&spec, &mut c, &mut g, &mut t).context("writing dataset")?;
+    let truth = synth::generate(&spec, &mut c, &mut g, &mut t).or_io(|| "writing the dataset")?;
     for w in [&mut c, &mut g, &mut t] {
-        w.flush().context("writing dataset")?;
+        w.flush().or_io(|| "writing the dataset")?;
     }
     let mut k = open("keys.toml")?;
-    synth::write_keys(&spec, &mut k).context("writing keys.toml")?;
-    k.flush()?;
+    synth::write_keys(&spec, &mut k).or_io(|| "writing keys.toml")?;
+    k.flush().or_io(|| "writing keys.toml")?;
     let mut p = open("prices.toml")?;
-    synth::write_prices(&mut p).context("writing prices.toml")?;
-    p.flush()?;
+    synth::write_prices(&mut p).or_io(|| "writing prices.toml")?;
+    p.flush().or_io(|| "writing prices.toml")?;
     Ok(truth)
 }

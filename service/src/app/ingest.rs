@@ -9,14 +9,14 @@
 use std::io::Read;
 use std::path::Path;
 
-use anyhow::Result;
 use sha2::{Digest, Sha256};
 use tally_reconcile::identity::Ordinals;
 use tally_reconcile::{Side, SideKind};
 use tally_schema::convert::{new_usage_row, side_name};
 use tally_schema::rows::{NewBatch, NewReject, NewUsageRow};
 
-use crate::app::reconcile::{CutInQuotes, ReadPlan, parts};
+use crate::app::error::AppError;
+use crate::app::reconcile::{PartError, ReadPlan, parts};
 use crate::db::repo::{self, Stored};
 use crate::db::{AnyConnection, DbError};
 
@@ -52,20 +52,35 @@ pub enum IngestError {
     /// The store.
     #[error(transparent)]
     Store(#[from] DbError),
+    /// Anything else (a worker thread that died, stored data that cannot
+    /// be read back).
+    #[error(transparent)]
+    Other(AppError),
 }
 
-impl From<IngestError> for super::error::AppError {
+impl From<IngestError> for AppError {
     fn from(e: IngestError) -> Self {
         match e {
-            IngestError::Input(m) => super::error::AppError::Invalid(m),
-            IngestError::Store(e) => super::error::AppError::Store(e),
+            IngestError::Input(m) => AppError::Invalid(m),
+            IngestError::Store(e) => AppError::Store(e),
+            IngestError::Other(e) => e,
+        }
+    }
+}
+
+impl From<AppError> for IngestError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Invalid(m) => IngestError::Input(m),
+            AppError::Store(e) => IngestError::Store(e),
+            other => IngestError::Other(other),
         }
     }
 }
 
 /// An ingest step's failure, before it is told apart for the caller.
 enum Failed {
-    Input(anyhow::Error),
+    Input(PartError),
     Store(DbError),
 }
 
@@ -164,13 +179,14 @@ pub fn ingest_file(
     let stored = match store(PART_BYTES) {
         // A CSV record with a newline inside quotes straddled a cut: the
         // transaction was rolled back; read the file as one part.
-        Err(Failed::Input(e)) if e.is::<CutInQuotes>() => store(u64::MAX),
+        Err(Failed::Input(PartError::CutInQuotes)) => store(u64::MAX),
         other => other,
     };
     progress(Step::Finished);
     let stored = stored.map_err(|e| match e {
         Failed::Store(e) => IngestError::Store(e),
-        Failed::Input(e) => IngestError::Input(format!("{e:#}")),
+        Failed::Input(PartError::Failed(e)) => e.into(),
+        Failed::Input(e @ PartError::CutInQuotes) => IngestError::Input(e.to_string()),
     })?;
     match stored {
         Stored::New(b) => Ok(Outcome {
@@ -217,13 +233,14 @@ fn store_in_parts(
         rows_rejected: 0,
     };
     let mut ordinals = Ordinals::default();
-    let parts = parts(kind, path, name, plan, part_bytes).map_err(Failed::Input)?;
+    let parts = parts(kind, path, name, plan, part_bytes)
+        .map_err(|e| Failed::Input(PartError::Failed(e)))?;
     std::thread::scope(|scope| {
         // The next part is parsed on the second core while this one is
         // stored (at most one waits between them, so memory stays a few
         // parts), and the first before the write transaction opens: the
         // store's write lock is held for inserting, not for parsing.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Side>>(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Side, PartError>>(1);
         scope.spawn(move || {
             for part in parts {
                 if tx.send(part).is_err() {
@@ -233,7 +250,7 @@ fn store_in_parts(
         });
         let mut rx = rx.into_iter().peekable();
         rx.peek();
-        let mut produce = |sink: &mut repo::PartSink<'_>| -> Result<repo::Produced> {
+        let mut produce = |sink: &mut repo::PartSink<'_>| -> Result<repo::Produced, PartError> {
             let mut source = String::new();
             let (mut read, mut accepted) = (0u64, 0u64);
             let mut first_rejects: Vec<tally_reconcile::RowError> = Vec::new();
@@ -272,21 +289,21 @@ fn store_in_parts(
                     reason,
                     raw,
                 }));
-                sink(&mut rows, &rejects)?;
+                sink(&mut rows, &rejects).map_err(AppError::from)?;
             }
             // Nothing readable: refused whole (the transaction rolls back),
             // so the same bytes can be ingested again once described.
             if read > 0 && accepted == 0 {
                 let sources = crate::app::reconcile::client_sources();
-                anyhow::bail!(
-                    "{}",
-                    tally_reconcile::parse::hint::explain_counts(
+                return Err(
+                    AppError::Invalid(tally_reconcile::parse::hint::explain_counts(
                         kind,
                         name,
                         (read, read),
                         &first_rejects,
-                        &sources
-                    )
+                        &sources,
+                    ))
+                    .into(),
                 );
             }
             Ok(repo::Produced { source })
@@ -323,7 +340,7 @@ fn already(name: &str, b: &tally_schema::rows::Batch) -> Outcome {
 fn new_rows<'a>(
     side: &'a Side,
     keys: &'a [String],
-) -> Result<(Vec<NewUsageRow<'a>>, Vec<(i64, String, &'a str)>)> {
+) -> Result<(Vec<NewUsageRow<'a>>, Vec<(i64, String, &'a str)>), AppError> {
     let mut rows = Vec::with_capacity(side.rows.len());
     let mut bad = Vec::new();
     for (i, key) in keys.iter().enumerate() {
@@ -334,7 +351,7 @@ fn new_rows<'a>(
                 let line = side.rows.get(i).map_or(0, |r| i64::from(r.line));
                 bad.push((line, e.to_string(), raw));
             }
-            None => anyhow::bail!("internal error: row {i} has no dedup key"),
+            None => return Err(AppError::Internal(format!("row {i} has no dedup key"))),
         }
     }
     Ok((rows, bad))
@@ -346,6 +363,6 @@ pub fn rejects_of(
     c: &mut AnyConnection,
     batch_id: i64,
     limit: usize,
-) -> Result<Vec<tally_schema::rows::Reject>, crate::app::error::AppError> {
+) -> Result<Vec<tally_schema::rows::Reject>, AppError> {
     Ok(repo::rejects_listed(c, batch_id, limit)?)
 }

@@ -4,7 +4,6 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use rust_decimal::Decimal;
 use std::sync::{Arc, Mutex};
 use tally_reconcile::keys::KeyRegistry;
@@ -17,14 +16,14 @@ use tally_reconcile::prices::PriceBook;
 use tally_reconcile::report::{Settings, reconcile};
 use tally_reconcile::{Side, SideKind};
 
+use crate::app::error::{AppError, AppResult as Result, Context, refuse};
 use crate::app::split;
 use crate::export;
 
 /// Reads a whole small input (catalog, registry, mapping), naming it in
 /// the error.
 pub(crate) fn read_text(path: &Path, what: &str) -> Result<String> {
-    std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {what} `{}`", path.display()))
+    std::fs::read_to_string(path).or_invalid(|| format!("cannot read {what} `{}`", path.display()))
 }
 
 /// Opens an input for streaming, naming it in the error.
@@ -35,7 +34,7 @@ pub(crate) fn open(path: &Path, what: &str) -> Result<BufReader<File>> {
 /// [`open`], naming the input `name` (an upload's name, not the server's
 /// temporary file).
 fn open_as(path: &Path, name: &str, what: &str) -> Result<BufReader<File>> {
-    let f = File::open(path).with_context(|| format!("cannot open {what} `{name}`"))?;
+    let f = File::open(path).or_invalid(|| format!("cannot open {what} `{name}`"))?;
     Ok(BufReader::with_capacity(1 << 20, f))
 }
 
@@ -57,7 +56,7 @@ pub fn load_keys(path: &Path, teams: Option<&Path>) -> Result<KeyRegistry> {
     let text = read_text(path, "key registry")?;
     if is_openrouter_keys(text.as_bytes()) {
         if teams.is_some() {
-            bail!("--teams goes with LiteLLM's key table; `{name}` is OpenRouter's key list");
+            refuse!("--teams goes with LiteLLM's key table; `{name}` is OpenRouter's key list");
         }
         return Ok(KeyRegistry::new(openrouter_keys(&text, &name)?, &name)?);
     }
@@ -72,7 +71,7 @@ pub fn load_keys(path: &Path, teams: Option<&Path>) -> Result<KeyRegistry> {
         )?);
     }
     if teams.is_some() {
-        bail!("--teams goes with LiteLLM's key table; `{name}` is a registry of Tally's own");
+        refuse!("--teams goes with LiteLLM's key table; `{name}` is a registry of Tally's own");
     }
     if has_ext(path, "csv") {
         Ok(KeyRegistry::from_csv(open(path, "key registry")?, &name)?)
@@ -93,17 +92,17 @@ pub fn load_prices(path: &Path, effective_from: Option<&str>) -> Result<PriceBoo
     let text = read_text(path, "price catalog")?;
     if has_ext(path, "json") {
         let Some(from) = effective_from else {
-            bail!(
+            refuse!(
                 "`{name}` is LiteLLM's price map, which has no dates: say from when its prices \
                  apply with --prices-effective-from YYYY-MM-DD (on or before the rows' first day)"
             );
         };
         let from_ms = tally_reconcile::time::parse_date_or_iso(from)
-            .map_err(|e| anyhow::anyhow!("--prices-effective-from `{from}`: {e}"))?;
+            .or_invalid(|| format!("--prices-effective-from `{from}`"))?;
         return Ok(PriceBook::from_litellm_json(&text, &name, from_ms)?.0);
     }
     if effective_from.is_some() {
-        bail!(
+        refuse!(
             "--prices-effective-from goes with LiteLLM's price map; `{name}` dates its own prices"
         );
     }
@@ -117,23 +116,23 @@ pub fn parse_ratio(s: &str) -> Result<Decimal> {
         Some(p) => p.trim().parse::<Decimal>().map(|d| d / Decimal::from(100)),
         None => t.parse::<Decimal>(),
     }
-    .with_context(|| format!("`{t}` is not a ratio (e.g. 1% or 0.01)"))?;
+    .or_invalid(|| format!("`{t}` is not a ratio (e.g. 1% or 0.01)"))?;
     if d.is_sign_negative() {
-        bail!("`{t}` is negative");
+        refuse!("`{t}` is negative");
     }
     Ok(d)
 }
 
 /// The gateway profiles to try: the named one, or all built-ins.
 pub fn profiles_for(source: Option<&str>) -> Result<Vec<Profile>> {
-    let builtins = Profile::builtins().context("built-in profiles")?;
+    let builtins = Profile::builtins().or_internal(|| "built-in profiles")?;
     named_profile(source, builtins, ProfileSide::Gateway)
 }
 
 /// The client-log profiles to try: the named one, or all built-ins (Tally's
 /// own format is tried after them).
 pub fn client_profiles_for(source: Option<&str>) -> Result<Vec<Profile>> {
-    let builtins = Profile::client_builtins().context("built-in client profiles")?;
+    let builtins = Profile::client_builtins().or_internal(|| "built-in client profiles")?;
     named_profile(source, builtins, ProfileSide::Client)
 }
 
@@ -161,13 +160,13 @@ fn named_profile(
                 ProfileSide::Client => ("client log", "client"),
                 ProfileSide::Gateway => ("gateway export", "gateway"),
             };
-            bail!(
+            refuse!(
                 "mapping file `{src}` describes a {what} (side = \"{name}\"): give it with {other_flag}"
             );
         }
         return Ok(vec![p]);
     }
-    bail!(
+    refuse!(
         "unknown {flag} `{src}`: not a built-in ({}) and no such mapping file",
         names(&builtins)
     )
@@ -316,7 +315,7 @@ fn plan_parts(
         let (parts, min_bytes) = match part_bytes {
             Some(b) => {
                 let len = std::fs::metadata(path)
-                    .with_context(|| format!("cannot read {what} `{name}`"))?
+                    .or_invalid(|| format!("cannot read {what} `{name}`"))?
                     .len();
                 (len.div_ceil(b.max(1)).max(1), 0)
             }
@@ -324,10 +323,10 @@ fn plan_parts(
         };
         let (header, parts) = match layout {
             Some(layout) => split::plan(path, parts, layout, min_bytes)
-                .with_context(|| format!("cannot read {what} `{name}`"))?,
+                .or_invalid(|| format!("cannot read {what} `{name}`"))?,
             None => {
                 let len = std::fs::metadata(path)
-                    .with_context(|| format!("cannot read {what} `{name}`"))?
+                    .or_invalid(|| format!("cannot read {what} `{name}`"))?
                     .len();
                 (Vec::new(), vec![split::Part { start: 0, end: len }])
             }
@@ -353,7 +352,7 @@ fn plan_parts(
 fn run_job(job: &Job) -> Result<Side> {
     let name = job.name.clone();
     let r = split::open_part(&job.path, &job.header, &job.range)
-        .with_context(|| format!("cannot read `{name}`"))?;
+        .or_invalid(|| format!("cannot read `{name}`"))?;
     let mut side = if job.keep_raw {
         Side::keeping_raw(job.side)
     } else {
@@ -385,7 +384,8 @@ fn read_sides(args: &ReconcileRequest, profiles: &[Profile]) -> Result<(Side, Si
         let c = s.spawn(|| plan_side(SideKind::Client, &args.client, plan));
         let g = plan_side(SideKind::Gateway, &args.gateway, plan);
         (
-            c.join().map_err(|_| anyhow::anyhow!("planning panicked")),
+            c.join()
+                .map_err(|_| AppError::Internal("planning panicked".to_owned())),
             g,
         )
     });
@@ -395,16 +395,24 @@ fn read_sides(args: &ReconcileRequest, profiles: &[Profile]) -> Result<(Side, Si
     if client.files.len() != expected(&args.client)
         || gateway.files.len() != expected(&args.gateway)
     {
-        bail!("internal error: a file's parts were not all parsed");
+        return Err(AppError::Internal(
+            "a file's parts were not all parsed".to_owned(),
+        ));
     }
     Ok((client, gateway))
 }
 
-/// A file cut into parts had a cut inside a quoted CSV field (a record
-/// spanning lines there): it must be read whole.
+/// Why a part of a file could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("a part of the file ended inside a quoted field")]
-pub struct CutInQuotes;
+pub enum PartError {
+    /// A file cut into parts had a cut inside a quoted CSV field (a record
+    /// spanning lines there): it must be read whole.
+    #[error("a part of the file ended inside a quoted field")]
+    CutInQuotes,
+    /// The part could not be read or parsed.
+    #[error(transparent)]
+    Failed(#[from] AppError),
+}
 
 /// One file's parts, parsed one at a time as they are asked for, each with
 /// its real line numbers (see [`parts`]).
@@ -417,7 +425,7 @@ pub struct Parts {
 
 /// The parts of one file of about `part_bytes` each, parsed lazily: only
 /// the part being read is in memory. JSON documents are one part. A part
-/// fails with [`CutInQuotes`] (after the parts before it) when a CSV cut
+/// fails with [`PartError::CutInQuotes`] (after the parts before it) when a CSV cut
 /// fell inside a quoted field; the caller then reads the file whole.
 pub fn parts(
     kind: SideKind,
@@ -442,9 +450,9 @@ pub fn parts(
 }
 
 impl Iterator for Parts {
-    type Item = Result<Side>;
+    type Item = std::result::Result<Side, PartError>;
 
-    fn next(&mut self) -> Option<Result<Side>> {
+    fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
             return None;
         }
@@ -456,7 +464,7 @@ impl Iterator for Parts {
                 .first()
                 .map_or((0, false), |f| (f.lines, f.open_quote_at_end));
             if open_quote && k < self.last {
-                return Err(CutInQuotes.into());
+                return Err(PartError::CutInQuotes);
             }
             // As in `merge_parts`: a later part numbers its header copy line 1.
             if job.part == 0 {
@@ -484,7 +492,9 @@ pub fn read_side(kind: SideKind, paths: &[PathBuf], plan: ReadPlan<'_>) -> Resul
         SideKind::Gateway => gateway,
     };
     if side.files.len() != paths.len() {
-        bail!("internal error: a file's parts were not all parsed");
+        return Err(AppError::Internal(
+            "a file's parts were not all parsed".to_owned(),
+        ));
     }
     Ok(side)
 }
@@ -519,7 +529,7 @@ fn parse_jobs(mut jobs: Vec<Job>) -> Result<(Side, Side)> {
     });
     let mut done = done
         .into_inner()
-        .map_err(|_| anyhow::anyhow!("a parser panicked"))?;
+        .map_err(|_| AppError::Internal("a parser panicked".to_owned()))?;
     done.sort_by_key(|(j, _)| (j.side == SideKind::Gateway, j.file, j.part));
     let empty = |kind| {
         if keep_raw {
@@ -562,7 +572,7 @@ fn merge_parts(target: &mut Side, parts: Vec<(Job, Result<Side>)>) -> Result<()>
             return Ok(());
         };
         let len = std::fs::metadata(&job.path)
-            .with_context(|| format!("cannot read `{}`", job.name))?
+            .or_invalid(|| format!("cannot read `{}`", job.name))?
             .len();
         job.range = split::Part { start: 0, end: len };
         let whole = run_job(&job)?;
@@ -603,14 +613,14 @@ pub fn settings(
 ) -> Result<Settings> {
     let mut s = Settings::default();
     if let Some(t) = tolerance {
-        s.matching.tolerance_ms = tally_reconcile::time::parse_duration_ms(t)
-            .map_err(|e| anyhow::anyhow!("--tolerance: {e}"))?;
+        s.matching.tolerance_ms =
+            tally_reconcile::time::parse_duration_ms(t).or_invalid(|| "--tolerance")?;
     }
     if let Some(r) = cost_tolerance {
-        s.cost_tolerance_relative = parse_ratio(r).context("--cost-tolerance")?;
+        s.cost_tolerance_relative = parse_ratio(r).or_invalid(|| "--cost-tolerance")?;
     }
     if let Some(a) = cost_tolerance_abs {
-        s.cost_tolerance_absolute = parse_ratio(a).context("--cost-tolerance-abs")?;
+        s.cost_tolerance_absolute = parse_ratio(a).or_invalid(|| "--cost-tolerance-abs")?;
     }
     Ok(s)
 }
@@ -629,7 +639,7 @@ fn refuse_unreadable_files(client: &Side, gateway: &Side) -> Result<()> {
     if refused.is_empty() {
         Ok(())
     } else {
-        bail!("{}", refused.join("\n"))
+        refuse!("{}", refused.join("\n"))
     }
 }
 
@@ -717,7 +727,7 @@ pub fn reconcile_files(
                 .cloned()
                 .collect::<Vec<_>>()
                 .join("\n  ");
-            bail!("--strict: {} rejected row(s):\n  {shown}", rejects.len());
+            refuse!("--strict: {} rejected row(s):\n  {shown}", rejects.len());
         }
     }
     let rec = reconcile(

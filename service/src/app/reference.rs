@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
 use chrono::NaiveDateTime;
 use tally_reconcile::keys::{KeyRegistry, OwnerEntry};
 use tally_reconcile::models::AliasTable;
@@ -14,7 +13,7 @@ use tally_reconcile::prices::PriceBook;
 use tally_schema::convert::{key_entry, new_price, price};
 use tally_schema::rows::{AliasRow, NewOwner};
 
-use crate::app::error::AppError;
+use crate::app::error::{AppError, AppResult as Result, Context};
 use crate::app::reconcile::{has_ext, load_keys, open, read_text};
 use crate::db::{AnyConnection, repo};
 
@@ -25,8 +24,12 @@ pub fn import_keys(conn: &mut AnyConnection, path: &Path, teams: Option<&Path>) 
     // Together with the keys already stored, every name must still point
     // at one key, or every later run would stop on the clash: the same
     // check as a key put through the API.
-    super::registry::put_keys(conn, &reg.entries)
-        .with_context(|| format!("{}: not imported", path.display()))?;
+    super::registry::put_keys(conn, &reg.entries).map_err(|e| match e {
+        AppError::Conflict(m) => {
+            AppError::Conflict(format!("{}: not imported: {m}", path.display()))
+        }
+        other => other,
+    })?;
     Ok(reg.entries.len())
 }
 
@@ -42,7 +45,7 @@ pub fn import_owners(conn: &mut AnyConnection, path: &Path) -> Result<usize> {
     for (i, o) in list.iter().enumerate() {
         if let Some(contact) = &o.contact {
             crate::app::alerts::check_contact(contact)
-                .map_err(|e| anyhow::anyhow!("{name}: owner #{}: contact: {e}", i + 1))?;
+                .or_invalid(|| format!("{name}: owner #{}: contact", i + 1))?;
         }
     }
     repo::in_transaction(conn, |c| -> Result<()> {
@@ -96,8 +99,8 @@ pub fn import_prices(
         .entries
         .iter()
         .map(|p| new_price(p, now))
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("{name}: a price does not fit the store"))?;
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .or_invalid(|| format!("{name}: a price does not fit the store"))?;
     repo::in_transaction(conn, |c| -> Result<()> {
         for r in &rows {
             repo::upsert_price(c, r)?;
@@ -153,7 +156,7 @@ pub fn registry_of(conn: &mut AnyConnection) -> Result<KeyRegistry, AppError> {
             let owner = k.owner_id.and_then(|id| by_id.get(&id).copied());
             key_entry(k, owner)
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     // A name two stored keys share: the registry as stored cannot stand.
     KeyRegistry::new(entries, "the store's keys").map_err(|e| AppError::Conflict(e.to_string()))
 }

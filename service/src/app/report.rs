@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use tally_reconcile::SideKind;
@@ -13,7 +12,6 @@ use tally_reconcile::time::format_ms;
 use tally_schema::convert::{nanos_to_usd, side_name};
 
 use crate::db::{AnyConnection, repo};
-use crate::export;
 
 /// Which report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -48,17 +46,6 @@ pub enum GroupBy {
     Model,
     /// UTC day.
     Day,
-}
-
-/// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// Aligned columns for people.
-    Table,
-    /// CSV, safe to open in a spreadsheet.
-    Csv,
-    /// A JSON array.
-    Json,
 }
 
 /// One group of the costs report.
@@ -413,70 +400,6 @@ pub(crate) fn row_line(j: repo::Judged) -> RowLine {
     }
 }
 
-/// Collects a line's cells as text, for the table format.
-struct Cells(Vec<String>);
-
-impl RecordSink for Cells {
-    fn text(&mut self, s: &str) {
-        // A terminal, not a spreadsheet: no neutralising, but no control
-        // characters either.
-        self.0.push(s.chars().filter(|c| !c.is_control()).collect());
-    }
-
-    fn plain(&mut self, s: &str) {
-        self.0.push(s.to_owned());
-    }
-}
-
-/// Aligned columns, money rounded for people.
-fn table<T: Tabular>(lines: &[T]) -> String {
-    let headers = T::headers();
-    let is_money = |h: &str| h.ends_with("_cost") || h.ends_with("_reported") || h == "variance";
-    let mut rows: Vec<Vec<String>> = vec![headers.iter().map(|h| (*h).to_owned()).collect()];
-    for l in lines {
-        let mut c = Cells(Vec::new());
-        l.write(&mut c);
-        let cells =
-            c.0.into_iter()
-                .zip(headers)
-                .map(|(s, h)| match s.parse::<Decimal>() {
-                    Ok(d) if is_money(h) => export::money(d),
-                    _ => s,
-                })
-                .collect();
-        rows.push(cells);
-    }
-    let cols = rows.first().map_or(0, Vec::len);
-    let widths: Vec<usize> = (0..cols)
-        .map(|i| {
-            rows.iter()
-                .filter_map(|r| r.get(i))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in &rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(s, w)| format!("{s:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-fn render<T: Tabular + Serialize>(lines: &[T], format: Format) -> Result<String> {
-    Ok(match format {
-        Format::Table => table(lines),
-        Format::Json => serde_json::to_string_pretty(lines)? + "\n",
-        Format::Csv => csv(lines)?,
-    })
-}
-
 /// The costs report over `[from_ms, to_ms)`, one line per group, in group
 /// order.
 pub fn cost_lines(
@@ -510,27 +433,4 @@ pub fn row_lines(
     })?;
     lines.sort_by_key(|(t, id, _)| (*t, *id));
     Ok(lines.into_iter().map(|(_, _, l)| l).collect())
-}
-
-/// Builds and renders a report over `[from_ms, to_ms)`.
-pub fn report(
-    conn: &mut AnyConnection,
-    kind: Kind,
-    from_ms: i64,
-    to_ms: i64,
-    by: GroupBy,
-    format: Format,
-) -> Result<String> {
-    let window = (from_ms, to_ms);
-    if kind == Kind::Costs {
-        return render(&cost_lines(conn, window, by)?, format);
-    }
-    render(&row_lines(conn, kind, window)?, format)
-}
-
-/// Lines as CSV, safe to open in a spreadsheet.
-pub fn csv<T: Tabular>(lines: &[T]) -> Result<String> {
-    let mut buf = Vec::new();
-    export::write_csv(&mut buf, lines.iter())?;
-    Ok(String::from_utf8(buf)?)
 }

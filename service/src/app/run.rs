@@ -355,7 +355,7 @@ pub fn run(
     (from_ms, to_ms): (i64, i64),
     slice_rows: i64,
     settings: Settings,
-    now: impl Fn() -> anyhow::Result<i64>,
+    now: crate::clock::Clock,
 ) -> Result<RunOutcome, AppError> {
     if from_ms >= to_ms {
         return Err(AppError::Invalid("--from must be before --to".to_owned()));
@@ -365,7 +365,7 @@ pub fn run(
             "--slice-rows must be positive".to_owned(),
         ));
     }
-    let clock = || now().map_err(|e| AppError::Internal(format!("{e:#}")));
+    let clock = || now().map_err(AppError::from);
     let started = clock()?;
     let tolerance_ms = settings.matching.tolerance_ms;
     let margin = tolerance_ms.saturating_add(MARGIN_BEYOND_TOLERANCE_MS);

@@ -10,6 +10,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tally_schema::rows::{NewSession, NewToken, TokenRow};
 
+use crate::app::error::AppError;
 use crate::db::{AnyConnection, DbError, repo};
 
 /// What a token may do.
@@ -98,12 +99,13 @@ pub fn create(
     name: &str,
     role: Role,
     now: NaiveDateTime,
-) -> anyhow::Result<String> {
+) -> Result<String, AppError> {
     let name = name.trim();
-    anyhow::ensure!(
-        !name.is_empty() && name.chars().all(|c| !c.is_control()),
-        "a token needs a name (printable text)"
-    );
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(AppError::Invalid(
+            "a token needs a name (printable text)".to_owned(),
+        ));
+    }
     let token = format!("{PREFIX}{}", random_hex()?);
     let last4 = token.get(token.len().saturating_sub(4)..).unwrap_or("");
     repo::insert_token(
@@ -143,9 +145,9 @@ pub fn authenticate(conn: &mut AnyConnection, token: &str) -> Result<Option<Prin
 pub const SESSION_HOURS: i64 = 12;
 
 /// 32 random bytes as hex (session ids, form tokens).
-pub fn random_hex() -> anyhow::Result<String> {
+pub fn random_hex() -> Result<String, AppError> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    getrandom::fill(&mut bytes).map_err(|e| AppError::Io(format!("no randomness: {e}")))?;
     Ok(tally_reconcile::keys::hex(&bytes))
 }
 
@@ -176,7 +178,7 @@ pub fn sign_in(
     token: &str,
     allowed: &[Role],
     now: NaiveDateTime,
-) -> anyhow::Result<SignIn> {
+) -> Result<SignIn, AppError> {
     let token = token.trim();
     if !token.starts_with(PREFIX) {
         return Ok(SignIn::NotLive);

@@ -13,6 +13,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::app;
 use crate::clock::{parse_time, utc_now};
 
+/// A time flag's value, or an error naming the flag.
+fn time_flag(flag: &str, value: &str) -> Result<i64> {
+    parse_time(value).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+}
+
 /// Tally reconciles LLM usage: what your applications logged against what
 /// your gateway billed.
 #[derive(Debug, Parser)]
@@ -360,7 +365,7 @@ pub struct ReportArgs {
     pub group_by: crate::app::report::GroupBy,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
-    pub format: crate::app::report::Format,
+    pub format: render::Format,
     /// The store.
     #[command(flatten)]
     pub store: StoreArgs,
@@ -501,11 +506,6 @@ flag_values!(app::report::GroupBy {
     Key => "key",
     Model => "model",
     Day => "day",
-});
-flag_values!(app::report::Format {
-    Table => "table",
-    Csv => "csv",
-    Json => "json",
 });
 flag_values!(app::tokens::Role {
     Admin => "admin",
@@ -699,7 +699,7 @@ fn ingest(cmd: &IngestCommand) -> Result<std::process::ExitCode> {
     }
     if added > 0 {
         out.push_str(&render::describe_follow_up(
-            &crate::app::schedule::after_ingest(&mut conn, &settings, utc_now()?),
+            &crate::app::follow_up::after_ingest(&mut conn, &settings, utc_now()?),
         ));
         out.push_str(&render::describe_held(crate::app::alerts::held(&mut conn)));
     }
@@ -712,7 +712,7 @@ fn import(
     file: &std::path::Path,
     store: &StoreArgs,
     what: &str,
-    f: fn(&mut crate::db::AnyConnection, &std::path::Path) -> Result<usize>,
+    f: fn(&mut crate::db::AnyConnection, &std::path::Path) -> Result<usize, app::error::AppError>,
 ) -> Result<ExitCode> {
     let mut conn = store.open()?;
     let n = f(&mut conn, file)?;
@@ -783,10 +783,8 @@ fn quota(cmd: QuotaCommand) -> Result<ExitCode> {
         QuotaCommand::Evaluate { now, store } => {
             let (settings, mut conn) = store.open_with_settings()?;
             let at = match now {
-                Some(t) => {
-                    chrono::DateTime::from_timestamp_millis(parse_time(&t).context("--now")?)
-                        .context("--now out of range")?
-                }
+                Some(t) => chrono::DateTime::from_timestamp_millis(time_flag("--now", &t)?)
+                    .context("--now out of range")?,
                 None => utc_now()?,
             };
             let e = quotas::evaluate(&mut conn, &settings, at)?;
@@ -936,7 +934,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let now_ms = crate::clock::now_ms()?;
             let dated = effective_from.is_some();
             let from_ms = match effective_from {
-                Some(t) => parse_time(&t).context("--effective-from")?,
+                Some(t) => time_flag("--effective-from", &t)?,
                 None => now_ms - now_ms.rem_euclid(tally_reconcile::time::DAY_MS),
             };
             let mut conn = store.open()?;
@@ -967,8 +965,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             ))
         }
         Command::Run(args) => {
-            let from = parse_time(&args.from).context("--from")?;
-            let to = parse_time(&args.to).context("--to")?;
+            let from = time_flag("--from", &args.from)?;
+            let to = time_flag("--to", &args.to)?;
             let settings = app::reconcile::settings(
                 args.tolerance.as_deref(),
                 args.cost_tolerance.as_deref(),
@@ -977,7 +975,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let (config, mut conn) = args.store.open_with_settings()?;
             // Alerts and quotas as the server would (recipients and links
             // from the same configuration); messages wait in the outbox.
-            let (o, alerts) = app::schedule::run_and_alert(
+            let (o, alerts) = app::follow_up::run_and_alert(
                 &mut conn,
                 &config,
                 (from, to),
@@ -996,11 +994,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             done(&(render::describe_run(&o) + &render::describe_follow_up(&alerts) + &held))
         }
         Command::Report(args) => {
-            let from = parse_time(&args.from).context("--from")?;
-            let to = parse_time(&args.to).context("--to")?;
+            let from = time_flag("--from", &args.from)?;
+            let to = time_flag("--to", &args.to)?;
             let mut conn = args.store.open()?;
-            let text =
-                app::report::report(&mut conn, args.kind, from, to, args.group_by, args.format)?;
+            let text = match args.kind {
+                app::report::Kind::Costs => render::report_lines(
+                    &app::report::cost_lines(&mut conn, (from, to), args.group_by)?,
+                    args.format,
+                )?,
+                kind => render::report_lines(
+                    &app::report::row_lines(&mut conn, kind, (from, to))?,
+                    args.format,
+                )?,
+            };
             done(&text)
         }
         Command::Db(DbCommand::Migrate { config, db }) => {

@@ -2,10 +2,10 @@
 
 use tally_reconcile::report::Class;
 
+use crate::app::follow_up::FollowUp;
 use crate::app::ingest::Outcome;
 use crate::app::quotas::{QuotaStatus, enum_name, show};
 use crate::app::run::{RunOutcome, Timings};
-use crate::app::schedule::FollowUp;
 use crate::app::tokens::TokenView;
 
 /// `--timings`: where the run's time went, one line.
@@ -148,4 +148,27 @@ pub fn describe_held(held: Result<Vec<(i64, String)>, crate::app::quotas::QuotaE
         Ok(_) => String::new(),
         Err(e) => format!("held messages could not be counted: {e}\n"),
     }
+}
+
+/// How `tally report` prints its lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// CSV, safe to open in a spreadsheet.
+    Csv,
+    /// A JSON array.
+    Json,
+}
+
+/// A report's lines in the format asked for.
+pub fn report_lines<T: tally_reconcile::lines::Tabular + serde::Serialize>(
+    lines: &[T],
+    format: Format,
+) -> anyhow::Result<String> {
+    Ok(match format {
+        Format::Table => crate::export::text_table(lines),
+        Format::Json => serde_json::to_string_pretty(lines)? + "\n",
+        Format::Csv => crate::export::csv_string(lines)?,
+    })
 }

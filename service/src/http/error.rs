@@ -219,7 +219,7 @@ impl From<crate::app::error::AppError> for ApiError {
             AppError::NotFound(m) => ApiError::not_found(m),
             AppError::Conflict(m) => ApiError::conflict(m),
             AppError::Store(e) => e.into(),
-            e @ AppError::Internal(_) => ApiError::internal(e),
+            e @ (AppError::Internal(_) | AppError::Io(_)) => ApiError::internal(e),
         }
     }
 }

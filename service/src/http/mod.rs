@@ -30,7 +30,7 @@ pub struct State {
     /// The configuration it started with.
     pub settings: Settings,
     /// The clock: UTC milliseconds now (injected, so tests can fix it).
-    pub clock: fn() -> anyhow::Result<i64>,
+    pub clock: crate::clock::Clock,
     /// This process's HTTP figures.
     pub metrics: metrics::Metrics,
     /// Quota evaluations after ingests, coalesced.
@@ -235,7 +235,7 @@ impl State {
             let slice = crate::app::run::DEFAULT_SLICE_ROWS;
             // The store out of reach is 503, a bad window 422, the rest 500.
             Ok(
-                crate::app::schedule::run_and_alert(c, &config, window, slice, engine, clock)
+                crate::app::follow_up::run_and_alert(c, &config, window, slice, engine, clock)
                     .map(|(o, _)| o)?,
             )
         })
@@ -340,7 +340,7 @@ pub fn serve(settings: Settings, no_migrate: bool, no_scheduler: bool) -> anyhow
             tracing::info!("scheduler off (--no-scheduler): this replica only serves HTTP");
             None
         } else {
-            Some(crate::app::schedule::Scheduler::start(
+            Some(crate::jobs::Scheduler::start(
                 bound.pool.clone(),
                 jobs,
                 crate::clock::now_ms,

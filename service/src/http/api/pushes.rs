@@ -169,14 +169,12 @@ async fn spool(
     Ok(())
 }
 
-/// An ingest failure: the store's is ours (500, or 503 when it cannot be
-/// reached), the input's is the upload's (422); the use case names the
-/// file by the upload's name, never the server's temporary file.
+/// An ingest failure, mapped as every use case's is: the input's is the
+/// upload's (422; the use case names the file by the upload's name, never
+/// the server's temporary file), the store's is ours (500, or 503 when it
+/// cannot be reached).
 fn ingest_error(e: ingest::IngestError) -> ApiError {
-    match e {
-        ingest::IngestError::Input(m) => ApiError::unprocessable(m),
-        ingest::IngestError::Store(e) => e.into(),
-    }
+    crate::app::error::AppError::from(e).into()
 }
 
 async fn push(
@@ -252,7 +250,7 @@ pub(super) fn evaluate_soon(state: &Data) {
                     .and_then(chrono::DateTime::from_timestamp_millis);
                 match (pool.get(), now) {
                     (Ok(mut c), Some(now)) => {
-                        crate::app::schedule::after_ingest(&mut c, &state.settings, now);
+                        crate::app::follow_up::after_ingest(&mut c, &state.settings, now);
                     }
                     (Err(e), _) => {
                         tracing::error!(error = %e, "quota evaluation: no store connection")

@@ -5,7 +5,7 @@ use super::*;
 
 /// Lines as a spreadsheet-safe CSV download named `file`.
 pub fn csv_download<T: tally_reconcile::lines::Tabular>(lines: &[T], file: &str) -> Reply {
-    let text = report::csv(lines).map_err(ApiError::internal)?;
+    let text = crate::export::csv_string(lines).map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/csv; charset=utf-8"))
         .insert_header((

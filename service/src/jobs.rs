@@ -3,6 +3,9 @@
 //! its own thread at the times its cron expression gives (UTC), never
 //! overlaps itself, and with several replicas on one PostgreSQL runs on one
 //! of them at a time (a lock in the store: [`repo::try_lock_job`]).
+//!
+//! A driver like the command line and the server: it calls use cases and
+//! logs their failures, once, here.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -13,136 +16,20 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use cron::Schedule;
-use tally_reconcile::time::DAY_MS;
 
-use super::{alerts, quotas};
-use crate::db::{AnyConnection, Pool, repo};
+use crate::app::{alerts, follow_up, quotas};
+use crate::clock::Clock;
+use crate::db::{Pool, repo};
 use crate::mail;
 use crate::settings::Settings;
+
+fn now_of(clock: Clock) -> Result<DateTime<Utc>> {
+    Ok(crate::clock::utc_of(clock()?)?)
+}
 
 /// Parses a cron expression (with a seconds field).
 pub fn parse(expr: &str) -> Result<Schedule, cron::error::Error> {
     Schedule::from_str(expr)
-}
-
-/// A clock: UTC milliseconds now.
-pub type Clock = fn() -> Result<i64>;
-
-fn now_of(clock: Clock) -> Result<DateTime<Utc>> {
-    let ms = clock()?;
-    DateTime::from_timestamp_millis(ms).context("clock out of range")
-}
-
-/// What a run or an ingest set off: the run's alerts, then the quotas.
-/// A failure of either is logged where it happens and kept here as text:
-/// it never fails the run or ingest that is already stored.
-#[derive(Debug, Default)]
-pub struct FollowUp {
-    /// The run's alerts (`None` after an ingest).
-    pub alerts: Option<Result<alerts::RunAlerts, String>>,
-    /// The quotas measured.
-    pub quotas: Option<Result<quotas::Evaluated, String>>,
-}
-
-/// A run's alerts, then the quotas.
-pub fn after_run(
-    conn: &mut AnyConnection,
-    settings: &Settings,
-    run_id: i64,
-    window: (i64, i64),
-    now: DateTime<Utc>,
-) -> FollowUp {
-    let alerts = match alerts::raise_for_run(conn, settings, run_id, window, now) {
-        Ok(a) => {
-            tracing::info!(
-                run_id,
-                fired = a.fired,
-                resolved = a.resolved,
-                queued = a.queued,
-                "run alerts"
-            );
-            Ok(a)
-        }
-        Err(e) => {
-            tracing::error!(run_id, error = %e, "run alerts failed");
-            Err(e.to_string())
-        }
-    };
-    FollowUp {
-        alerts: Some(alerts),
-        ..after_ingest(conn, settings, now)
-    }
-}
-
-/// The quotas, after new usage.
-pub fn after_ingest(conn: &mut AnyConnection, settings: &Settings, now: DateTime<Utc>) -> FollowUp {
-    let quotas = match quotas::evaluate(conn, settings, now) {
-        Ok(q) => {
-            tracing::info!(
-                quotas = q.quotas,
-                fired = q.fired,
-                resolved = q.resolved,
-                queued = q.queued,
-                "quotas evaluated"
-            );
-            Ok(q)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "quota evaluation failed");
-            Err(e.to_string())
-        }
-    };
-    FollowUp {
-        alerts: None,
-        quotas: Some(quotas),
-    }
-}
-
-/// Reconciles a window, then raises what it found: the run's alerts, then
-/// quotas. Every way a run starts (CLI, API, page, schedule) comes here.
-/// Returns the run and what its alerts and the quotas did.
-pub fn run_and_alert(
-    conn: &mut AnyConnection,
-    config: &Settings,
-    window: (i64, i64),
-    slice_rows: i64,
-    engine: tally_reconcile::report::Settings,
-    clock: Clock,
-) -> Result<(super::run::RunOutcome, FollowUp), super::error::AppError> {
-    let o = super::run::run(conn, window, slice_rows, engine, clock)?;
-    let now = now_of(clock).map_err(|e| super::error::AppError::Internal(format!("{e:#}")))?;
-    let said = after_run(conn, config, o.run.id, window, now);
-    Ok((o, said))
-}
-
-/// Reconciles each UTC day of the trailing window as its own run (so a
-/// day's new run supersedes that day's last one and runs never overlap).
-pub fn reconcile_trailing(
-    conn: &mut AnyConnection,
-    settings: &Settings,
-    clock: Clock,
-) -> Result<usize> {
-    let now = clock()?;
-    let back = i64::try_from(settings.schedule.reconcile_window_h)
-        .unwrap_or(48)
-        .saturating_mul(3_600_000);
-    let first = (now - back) - (now - back).rem_euclid(DAY_MS);
-    let mut day = first;
-    let mut runs = 0;
-    while day <= now {
-        let engine = super::reconcile::settings(None, None, None)?;
-        run_and_alert(
-            conn,
-            settings,
-            (day, day + DAY_MS),
-            super::run::DEFAULT_SLICE_ROWS,
-            engine,
-            clock,
-        )?;
-        runs += 1;
-        day += DAY_MS;
-    }
-    Ok(runs)
 }
 
 /// Runs one job now, under its lock; `Ok(false)` when another process
@@ -165,7 +52,7 @@ pub fn run_job(
         let mut conn = pool.get().context("store connection")?;
         match name {
             "reconcile" => {
-                let n = reconcile_trailing(&mut conn, settings, clock)?;
+                let n = follow_up::reconcile_trailing(&mut conn, settings, clock)?;
                 tracing::info!(job = name, runs = n, "done");
             }
             "quotas" => {
@@ -205,7 +92,7 @@ pub fn run_job(
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or_else(|p| {
         Err(anyhow::anyhow!(
             "the job panicked: {}",
-            super::panic_message(p.as_ref())
+            crate::app::panic_message(p.as_ref())
         ))
     });
     repo::unlock_job(&mut lock, name, holder)?;
