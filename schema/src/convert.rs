@@ -8,6 +8,7 @@ use tally_reconcile::record::{Normalised, Side, SideKind, TokenKind, Tokens, fla
 
 use tally_reconcile::keys::KeyEntry;
 
+use crate::enums::EnumCol;
 use crate::rows::{KeyRow, NewKey, NewPrice, NewUsageRow, OwnerRow, PriceRow, UsageRow};
 
 /// A value that cannot be stored as it is.
@@ -104,7 +105,7 @@ pub fn new_usage_row<'a>(
         None => (None, None),
     };
     Some(Ok(NewUsageRow {
-        side: side_name(side.kind),
+        side: EnumCol(side.kind),
         batch_id,
         line: i64::from(r.line),
         dedup_key,

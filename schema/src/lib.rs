@@ -6,6 +6,7 @@
 #![deny(clippy::string_slice)]
 
 pub mod convert;
+pub mod enums;
 pub mod rows;
 #[expect(
     missing_docs,

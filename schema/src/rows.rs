@@ -3,6 +3,11 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use tally_reconcile::SideKind;
+use tally_reconcile::quota::{Metric, Period};
+use tally_reconcile::report::Class;
+
+use crate::enums::{AlertKind, Basis, EnumCol};
 
 use crate::schema::{
     alerts, api_keys, api_tokens, ingest_batches, model_aliases, outbox, owners, prices, quotas,
@@ -16,7 +21,7 @@ pub struct Batch {
     /// Row id.
     pub id: i64,
     /// `client` or `gateway`.
-    pub side: String,
+    pub side: EnumCol<SideKind>,
     /// Format or gateway profile.
     pub source: String,
     /// File name as given.
@@ -40,7 +45,7 @@ pub struct Batch {
 #[diesel(table_name = ingest_batches)]
 pub struct NewBatch<'a> {
     /// `client` or `gateway`.
-    pub side: &'a str,
+    pub side: EnumCol<SideKind>,
     /// Format or gateway profile.
     pub source: &'a str,
     /// File name as given.
@@ -67,7 +72,7 @@ pub struct NewBatch<'a> {
 #[diesel(table_name = usage_rows, treat_none_as_default_value = false)]
 pub struct NewUsageRow<'a> {
     /// `client` or `gateway`.
-    pub side: &'a str,
+    pub side: EnumCol<SideKind>,
     /// Batch that stores it.
     pub batch_id: i64,
     /// Line in the batch's file.
@@ -125,7 +130,7 @@ pub struct NewUsageRow<'a> {
 #[diesel(table_name = rejects)]
 pub struct NewReject<'a> {
     /// `client` or `gateway`.
-    pub side: &'a str,
+    pub side: EnumCol<SideKind>,
     /// Batch it came in.
     pub batch_id: i64,
     /// Line in the batch's file.
@@ -145,7 +150,7 @@ pub struct Reject {
     /// Row id.
     pub id: i64,
     /// `client` or `gateway`.
-    pub side: String,
+    pub side: EnumCol<SideKind>,
     /// Batch it came in.
     pub batch_id: i64,
     /// Line in the batch's file.
@@ -408,7 +413,7 @@ pub struct RunCount {
     /// Run.
     pub run_id: i64,
     /// Class.
-    pub class: String,
+    pub class: EnumCol<Class>,
     /// Client rows.
     pub client_rows: i64,
     /// Gateway rows.
@@ -424,7 +429,7 @@ pub struct VerdictRow {
     /// Row.
     pub usage_row_id: i64,
     /// Class.
-    pub class: String,
+    pub class: EnumCol<Class>,
     /// Partner row.
     pub partner_row_id: Option<i64>,
     /// Canonical key.
@@ -500,7 +505,7 @@ pub struct NewSession<'a> {
 }
 
 /// A run's sums for one UTC day and one combination of dimensions.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = run_rollups)]
 pub struct RollupRow {
     /// Run.
@@ -508,9 +513,9 @@ pub struct RollupRow {
     /// UTC day (its midnight), ms.
     pub day_ms: i64,
     /// `client` or `gateway`.
-    pub side: String,
+    pub side: EnumCol<SideKind>,
     /// Class.
-    pub class: String,
+    pub class: EnumCol<Class>,
     /// Canonical key name.
     pub key_name: String,
     /// Whether the registry knows the key.
@@ -554,11 +559,11 @@ pub struct QuotaRow {
     /// Scope: one key.
     pub scope_key: Option<String>,
     /// `cost`, `tokens` or `requests`.
-    pub metric: String,
+    pub metric: EnumCol<Metric>,
     /// Limit in the metric's unit (nano-dollars for cost).
     pub limit_units: i64,
     /// `day`, `week` or `month`.
-    pub period: String,
+    pub period: EnumCol<Period>,
     /// IANA zone.
     pub time_zone: String,
     /// Thresholds, percent, comma-separated.
@@ -566,7 +571,7 @@ pub struct QuotaRow {
     /// Recipients, comma-separated ("" for the owner's contacts).
     pub recipients: String,
     /// `billed` or `client`.
-    pub basis: String,
+    pub basis: EnumCol<Basis>,
     /// Created.
     pub created_at: NaiveDateTime,
     /// Last changed.
@@ -588,11 +593,11 @@ pub struct NewQuota<'a> {
     /// Scope: one key.
     pub scope_key: Option<&'a str>,
     /// Metric.
-    pub metric: &'a str,
+    pub metric: EnumCol<Metric>,
     /// Limit in the metric's unit.
     pub limit_units: i64,
     /// Period.
-    pub period: &'a str,
+    pub period: EnumCol<Period>,
     /// IANA zone.
     pub time_zone: &'a str,
     /// Thresholds, comma-separated.
@@ -600,7 +605,7 @@ pub struct NewQuota<'a> {
     /// Recipients, comma-separated.
     pub recipients: &'a str,
     /// Basis.
-    pub basis: &'a str,
+    pub basis: EnumCol<Basis>,
     /// Created (kept on replace).
     #[diesel(skip_update)]
     pub created_at: NaiveDateTime,
@@ -623,7 +628,7 @@ pub struct AlertRow {
     /// Threshold, percent (0 when none).
     pub threshold: i64,
     /// Kind.
-    pub kind: String,
+    pub kind: EnumCol<AlertKind>,
     /// `firing` or `resolved`.
     pub state: String,
     /// One line.
@@ -649,7 +654,7 @@ pub struct NewAlert<'a> {
     /// Threshold.
     pub threshold: i64,
     /// Kind.
-    pub kind: &'a str,
+    pub kind: EnumCol<AlertKind>,
     /// State.
     pub state: &'a str,
     /// One line.

@@ -7,9 +7,8 @@
 //! A driver like the command line and the server: it calls use cases and
 //! logs their failures, once, here.
 
-use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -23,13 +22,53 @@ use crate::db::{Pool, repo};
 use crate::mail;
 use crate::settings::Settings;
 
-fn now_of(clock: Clock) -> Result<DateTime<Utc>> {
-    Ok(crate::clock::utc_of(clock()?)?)
+/// The jobs a schedule may name, in the order `/metrics` lists them.
+pub const JOBS: [&str; 4] = ["reconcile", "quotas", "outbox", "digest"];
+
+/// How this process's job runs ended, per job of [`JOBS`]: done, failed,
+/// or left to another replica that held the lock. Counted here, read by
+/// `/metrics`, so on-call (and a test) can see the schedule turning.
+static RUNS: [[AtomicU64; 3]; 4] = [const { [const { AtomicU64::new(0) }; 3] }; 4];
+
+/// How a job run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// It ran to the end.
+    Done = 0,
+    /// It failed (logged where it failed).
+    Failed = 1,
+    /// Another process held its lock.
+    Skipped = 2,
 }
 
-/// Parses a cron expression (with a seconds field).
-pub fn parse(expr: &str) -> Result<Schedule, cron::error::Error> {
-    Schedule::from_str(expr)
+impl Ended {
+    /// Every way, with its `/metrics` label.
+    pub const ALL: [(Ended, &'static str); 3] = [
+        (Ended::Done, "done"),
+        (Ended::Failed, "failed"),
+        (Ended::Skipped, "skipped"),
+    ];
+}
+
+fn count_run(job: &str, ended: Ended) {
+    if let Some(i) = JOBS.iter().position(|j| *j == job)
+        && let Some(c) = RUNS.get(i).and_then(|r| r.get(ended as usize))
+    {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// This process's job runs of `job` that ended so.
+pub fn runs(job: &str, ended: Ended) -> u64 {
+    JOBS.iter()
+        .position(|j| *j == job)
+        .and_then(|i| RUNS.get(i))
+        .and_then(|r| r.get(ended as usize))
+        .map_or(0, |c| c.load(Ordering::Relaxed))
+}
+
+fn now_of(clock: Clock) -> Result<DateTime<Utc>> {
+    Ok(crate::clock::utc_of(clock()?)?)
 }
 
 /// Runs one job now, under its lock; `Ok(false)` when another process
@@ -117,14 +156,13 @@ impl Scheduler {
             u64::from_le_bytes(salt)
         );
         let mut threads = Vec::new();
-        for (name, expr) in settings.schedule.jobs() {
-            if expr.trim().is_empty() {
+        for (name, job) in settings.schedule.jobs() {
+            let Some(schedule) = job.schedule().cloned() else {
                 continue;
-            }
-            let schedule = parse(expr).map_err(|e| anyhow::anyhow!("schedule.{name}: {e}"))?;
+            };
+            tracing::info!(job = name, cron = job.as_str(), "scheduled");
             let (pool, settings, stop, holder) =
                 (pool.clone(), settings.clone(), stop.clone(), holder.clone());
-            tracing::info!(job = name, cron = expr, "scheduled");
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("job-{name}"))
@@ -174,8 +212,13 @@ fn job_loop(
             ));
         }
         // The job's own errors are logged here, once; the schedule goes on.
-        if let Err(e) = run_job(pool, name, settings, clock, holder) {
-            tracing::error!(job = name, error = format!("{e:#}"), "job failed");
+        match run_job(pool, name, settings, clock, holder) {
+            Ok(true) => count_run(name, Ended::Done),
+            Ok(false) => count_run(name, Ended::Skipped),
+            Err(e) => {
+                count_run(name, Ended::Failed);
+                tracing::error!(job = name, error = format!("{e:#}"), "job failed");
+            }
         }
     }
 }

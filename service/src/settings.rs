@@ -115,8 +115,8 @@ pub struct AlertSettings {
     pub platform_contact: String,
     /// Unattributed traffic on a key in a day alerts from this many rows...
     pub unattributed_min_rows: u64,
-    /// ...or from this cost, USD (decimal text).
-    pub unattributed_min_cost: String,
+    /// ...or from this cost, USD.
+    pub unattributed_min_cost: rust_decimal::Decimal,
     /// A quota forecast needs this much of the period behind it, hours.
     pub forecast_min_elapsed_h: u64,
     /// Alerts of one kind a run sends a message for, costliest first; the
@@ -129,34 +129,99 @@ impl Default for AlertSettings {
         Self {
             platform_contact: String::new(),
             unattributed_min_rows: 1,
-            unattributed_min_cost: "0".to_owned(),
+            unattributed_min_cost: rust_decimal::Decimal::ZERO,
             forecast_min_elapsed_h: 6,
             max_per_run: 20,
         }
     }
 }
 
-/// `[schedule]`: cron expressions with a seconds field (`sec min hour
-/// day-of-month month day-of-week`), UTC; "" turns a job off.
+/// A job's schedule: a cron expression with a seconds field (`sec min
+/// hour day-of-month month day-of-week`), UTC, parsed when the
+/// configuration is read; "" turns the job off.
+#[derive(Debug, Clone)]
+pub struct JobSchedule {
+    text: String,
+    schedule: Option<cron::Schedule>,
+}
+
+impl JobSchedule {
+    /// A job that never runs.
+    pub fn off() -> Self {
+        Self {
+            text: String::new(),
+            schedule: None,
+        }
+    }
+
+    /// Parses an expression ("" or blanks: off).
+    pub fn parse(expr: &str) -> Result<Self, String> {
+        let text = expr.trim().to_owned();
+        if text.is_empty() {
+            return Ok(Self::off());
+        }
+        let schedule = <cron::Schedule as std::str::FromStr>::from_str(&text).map_err(|e| {
+            // cron's message ends with its reason, after the
+            // expression underlined.
+            let why = e.to_string();
+            format!(
+                "`{text}` is not a cron expression with seconds \
+                     (sec min hour day-of-month month day-of-week): {}",
+                why.lines().last().unwrap_or_default().trim()
+            )
+        })?;
+        Ok(Self {
+            text,
+            schedule: Some(schedule),
+        })
+    }
+
+    /// The schedule, unless the job is off.
+    pub fn schedule(&self) -> Option<&cron::Schedule> {
+        self.schedule.as_ref()
+    }
+
+    /// The expression as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl PartialEq for JobSchedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for JobSchedule {}
+
+impl<'de> Deserialize<'de> for JobSchedule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[schedule]`: when each job runs (see [`JobSchedule`]).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScheduleSettings {
     /// Reconcile the trailing window.
-    pub reconcile: String,
+    pub reconcile: JobSchedule,
     /// The trailing window, hours (from a UTC midnight: the window starts at
     /// the midnight at or before now minus this).
     pub reconcile_window_h: u64,
     /// Evaluate quotas.
-    pub quotas: String,
+    pub quotas: JobSchedule,
     /// Send what the outbox holds.
-    pub outbox: String,
+    pub outbox: JobSchedule,
     /// Each owner's daily digest of yesterday (UTC).
-    pub digest: String,
+    pub digest: JobSchedule,
 }
 
 impl ScheduleSettings {
-    /// Each job's name and expression.
-    pub fn jobs(&self) -> [(&'static str, &str); 4] {
+    /// Each job's name and schedule.
+    pub fn jobs(&self) -> [(&'static str, &JobSchedule); 4] {
         [
             ("reconcile", &self.reconcile),
             ("quotas", &self.quotas),
@@ -168,12 +233,15 @@ impl ScheduleSettings {
 
 impl Default for ScheduleSettings {
     fn default() -> Self {
+        // A default that did not parse would be a job silently off: a
+        // test reads them all.
+        let every = |expr: &str| JobSchedule::parse(expr).unwrap_or_else(|_| JobSchedule::off());
         Self {
-            reconcile: String::new(),
+            reconcile: JobSchedule::off(),
             reconcile_window_h: 48,
-            quotas: "0 */5 * * * *".to_owned(),
-            outbox: "*/30 * * * * *".to_owned(),
-            digest: "0 0 7 * * *".to_owned(),
+            quotas: every("0 */5 * * * *"),
+            outbox: every("*/30 * * * * *"),
+            digest: every("0 0 7 * * *"),
         }
     }
 }
@@ -183,7 +251,7 @@ impl Default for ScheduleSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
     /// Address and port to listen on.
-    pub listen: String,
+    pub listen: SocketAddr,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
     /// Largest request body accepted (an upload), in MiB.
@@ -205,7 +273,7 @@ pub struct ServerSettings {
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
-            listen: "127.0.0.1:8080".to_owned(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             workers: 0,
             body_limit_mb: 256,
             shutdown_timeout_s: 30,
@@ -436,12 +504,20 @@ fn toml_error(text: &str, e: &toml::de::Error) -> String {
     let before = text.get(..at).unwrap_or("");
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    // The key is named (it is no secret); its value is not quoted.
+    // The key is named with its section (it is no secret); its value is
+    // not quoted.
+    let section = text
+        .lines()
+        .take(line - 1)
+        .filter_map(|l| l.trim().strip_prefix('[').and_then(|l| l.strip_suffix(']')))
+        .last()
+        .map(|s| format!("{}.", s.trim()))
+        .unwrap_or_default();
     let key = text
         .lines()
         .nth(line - 1)
         .and_then(|l| l.split_once('='))
-        .map(|(k, _)| format!(" (key `{}`)", k.trim()))
+        .map(|(k, _)| format!(" (key `{section}{}`)", k.trim()))
         .unwrap_or_default();
     format!(
         "line {line}, column {column}{key}: {}",
@@ -512,7 +588,6 @@ impl Settings {
 
     /// Checks what the types cannot.
     fn check(&self) -> Result<(), String> {
-        self.listen_addr()?;
         crate::db::backend_of(self.database.url.expose()).map_err(|e| e.to_string())?;
         if self.database.pool_size == 0 {
             return Err("database.pool_size must be at least 1".to_owned());
@@ -541,30 +616,10 @@ impl Settings {
         crate::mail::check(&self.email).map_err(|e| e.to_string())?;
         crate::mail::check_contact(&self.alerts.platform_contact)
             .map_err(|e| format!("alerts.platform_contact: {e}"))?;
-        for (name, expr) in self.schedule.jobs() {
-            if !expr.is_empty() {
-                <cron::Schedule as std::str::FromStr>::from_str(expr)
-                    .map_err(|e| format!("schedule.{name} `{expr}`: {e}"))?;
-            }
+        if self.alerts.unattributed_min_cost.is_sign_negative() {
+            return Err("alerts.unattributed_min_cost must not be negative".to_owned());
         }
-        self.alerts
-            .unattributed_min_cost
-            .parse::<rust_decimal::Decimal>()
-            .map_err(|e| {
-                format!(
-                    "alerts.unattributed_min_cost `{}`: {e}",
-                    self.alerts.unattributed_min_cost
-                )
-            })?;
         Ok(())
-    }
-
-    /// `server.listen` as an address.
-    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
-        self.server
-            .listen
-            .parse()
-            .map_err(|e| format!("server.listen `{}`: {e}", self.server.listen))
     }
 
     /// How much of a period must pass before its burn rate may forecast.
@@ -573,14 +628,6 @@ impl Settings {
             .ok()
             .and_then(chrono::Duration::try_hours)
             .unwrap_or(chrono::Duration::MAX)
-    }
-
-    /// The minimum cost of unattributed traffic that alerts.
-    pub fn unattributed_min_cost(&self) -> rust_decimal::Decimal {
-        self.alerts
-            .unattributed_min_cost
-            .parse()
-            .unwrap_or(rust_decimal::Decimal::ZERO)
     }
 
     /// The upload limit in bytes.
@@ -607,7 +654,7 @@ mod tests {
     fn the_example_file_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tally.toml");
         let s = Settings::load(Some(&path), no_env).unwrap();
-        assert_eq!(s.server.listen, "127.0.0.1:8080");
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
     }
 
     #[test]
@@ -651,7 +698,7 @@ mod tests {
         };
         let s = Settings::load(Some(f.path()), env).unwrap();
         assert_eq!(s.server.workers, 3);
-        assert_eq!(s.server.listen, "127.0.0.1:1");
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:1");
         assert_eq!(s.database.url.expose(), "postgres://u:hunter2@h/db");
         // The password never shows in what is printed.
         assert!(!format!("{s:?}").contains("hunter2"));
@@ -695,6 +742,37 @@ mod tests {
                 .to_string();
             assert!(e.contains(key), "{e}");
         }
+    }
+
+    #[test]
+    fn values_become_runtime_values_once_and_defaults_parse() {
+        let d = Settings::default();
+        // Every default schedule but reconcile's (off) is a live schedule.
+        for (name, job) in d.schedule.jobs() {
+            assert_eq!(job.schedule().is_some(), name != "reconcile", "{name}");
+        }
+        let f = write(
+            "[schedule]\nreconcile = \"0 15 * * * *\"\noutbox = \"\"\n\
+             [alerts]\nunattributed_min_cost = \"0.25\"\n[server]\nlisten = \"0.0.0.0:9000\"\n",
+        );
+        let s = Settings::load(Some(f.path()), no_env).unwrap();
+        assert!(s.schedule.reconcile.schedule().is_some());
+        assert!(
+            s.schedule.outbox.schedule().is_none(),
+            "\"\" turns a job off"
+        );
+        assert_eq!(
+            s.alerts.unattributed_min_cost,
+            rust_decimal::Decimal::new(25, 2)
+        );
+        assert_eq!(s.server.listen.port(), 9000);
+        // An override in the environment is parsed the same way.
+        let env = |k: &str| (k == "TALLY_ALERTS_UNATTRIBUTED_MIN_COST").then(|| "1.5".to_owned());
+        let s = Settings::load(None, env).unwrap();
+        assert_eq!(
+            s.alerts.unattributed_min_cost,
+            rust_decimal::Decimal::new(15, 1)
+        );
     }
 
     #[test]

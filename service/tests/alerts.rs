@@ -18,6 +18,7 @@ use fixture_day::load_fixture_day;
 use rust_decimal::Decimal;
 use smtp::Smtp;
 use tally_reconcile::quota::{Metric, Period};
+use tally_schema::enums::AlertKind;
 use tally_service::app::alerts;
 use tally_service::app::quotas::{self, Basis, QuotaSpec, Scope};
 use tally_service::db::{self, repo};
@@ -1075,7 +1076,7 @@ fn failed_calls_that_billed_nothing_raise_no_money_alert() {
         let mut c = db::connect(&s.url).unwrap();
         let firing = alerts::list(&mut c, Some("firing"), None, 100).unwrap();
         assert!(
-            !firing.iter().any(|a| a.kind == "unattributed"),
+            !firing.iter().any(|a| a.kind == AlertKind::Unattributed),
             "{}: {:?}",
             s.backend,
             firing.iter().map(|a| &a.title).collect::<Vec<_>>()
@@ -1088,7 +1089,7 @@ fn failed_calls_that_billed_nothing_raise_no_money_alert() {
         );
         let probing: Vec<_> = firing
             .iter()
-            .filter(|a| a.kind == "unregistered_key")
+            .filter(|a| a.kind == AlertKind::UnregisteredKey)
             .collect();
         assert_eq!(probing.len(), 1, "{}", s.backend);
         assert!(

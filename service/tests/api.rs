@@ -96,6 +96,38 @@ impl Server {
         text.lines().next().unwrap().to_owned()
     }
 
+    /// This server's scheduled runs of `job` that ran to the end, as its
+    /// `/metrics` counts them.
+    fn job_runs(&self, token: &str, job: &str) -> u64 {
+        let m = self.call("GET", "/metrics", Some(token), Body::None).text;
+        let needle = format!("tally_job_runs_total{{job=\"{job}\",ended=\"done\"}} ");
+        m.lines()
+            .find_map(|l| l.strip_prefix(needle.as_str()))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {needle} in /metrics:\n{m}"))
+    }
+
+    /// Waits until each of `jobs` has run to the end twice more than it
+    /// had when called (so at least one whole run began after the call),
+    /// within a bound: "nothing more happened" is asserted after the
+    /// schedule has turned, not after a guessed sleep.
+    fn wait_for_job_runs(&self, token: &str, jobs: &[&str]) {
+        let since: Vec<u64> = jobs.iter().map(|j| self.job_runs(token, j)).collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while jobs
+            .iter()
+            .zip(&since)
+            .any(|(j, n)| self.job_runs(token, j) < n + 2)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{jobs:?} did not run twice more within 60 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap()
     }
@@ -1924,7 +1956,8 @@ fn the_scheduler_sends_alerts_and_a_gateway_can_ask_before_sending() {
         m.text
     );
     assert!(m.text.contains("Basis: client usage, 2 rows"), "{}", m.text);
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // Quotas evaluated and the outbox flushed again since: still once.
+    s.wait_for_job_runs(&admin, &["quotas", "outbox"]);
     let again = smtp.received();
     assert_eq!(
         again.iter().filter(|m| m.subject == subject).count(),
@@ -2005,12 +2038,20 @@ fn a_replica_without_the_scheduler_only_serves_http() {
             .status,
         200
     );
-    std::thread::sleep(std::time::Duration::from_millis(3000));
+    // No job was scheduled (a scheduler logs each job before the server
+    // listens) and none has run: the outbox still holds the five.
+    let log = quiet.log();
+    assert!(log.contains("scheduler off"), "{log}");
+    assert!(!log.contains("scheduled"), "{log}");
+    let m = quiet.call("GET", "/metrics", Some(&admin), Body::None).text;
+    assert!(m.contains("\ntally_outbox_unsent 5\n"), "{m}");
+    for job in ["reconcile", "quotas", "outbox", "digest"] {
+        assert_eq!(quiet.job_runs(&admin, job), 0, "{job}");
+    }
     assert!(
         smtp.received().is_empty(),
         "a --no-scheduler replica sent mail"
     );
-    assert!(quiet.log().contains("scheduler off"), "{}", quiet.log());
     // A server with the scheduler, on the same store, sends them (after the
     // first stops: a SQLite store serves one server at a time).
     drop(quiet);

@@ -14,6 +14,8 @@ use std::path::Path;
 
 use common::{FIXTURE_ARGS, Store, root, stores, succeed, tally};
 use fixture_day::{fixture, import, ingest, load_fixture_day};
+use tally_reconcile::SideKind;
+use tally_reconcile::report::Class;
 use tally_service::db::{self, repo};
 
 /// The dedup keys of a store's gateway rows, sorted: what identifies its
@@ -96,10 +98,10 @@ fn the_same_file_twice_adds_nothing_and_counts_add_up() {
         let b = &batches[0];
         assert_eq!(b.rows_read, b.rows_new + b.rows_duplicate + b.rows_rejected);
         assert_eq!(b.source, "litellm");
-        let by_hash = repo::batch_by_hash(&mut c, "gateway", &b.sha256).unwrap();
+        let by_hash = repo::batch_by_hash(&mut c, SideKind::Gateway, &b.sha256).unwrap();
         assert_eq!(by_hash.as_ref(), Some(b));
         assert!(
-            repo::batch_by_hash(&mut c, "client", &b.sha256)
+            repo::batch_by_hash(&mut c, SideKind::Client, &b.sha256)
                 .unwrap()
                 .is_none()
         );
@@ -281,7 +283,7 @@ fn a_stored_run_classifies_the_fixture_day_exactly_as_tally_reconcile() {
         let mut got: Vec<(String, i64, i64)> = repo::run_counts(&mut c, run.id)
             .unwrap()
             .into_iter()
-            .map(|k| (k.class, k.client_rows, k.gateway_rows))
+            .map(|k| (k.class.to_string(), k.client_rows, k.gateway_rows))
             .collect();
         got.retain(|(_, a, b)| a + b > 0);
         let mut want = expected.clone();
@@ -400,7 +402,7 @@ fn late_rows_change_verdicts_in_a_new_run_and_the_old_run_stays_as_history() {
         let old: i64 = repo::run_counts(&mut c, runs[1].id)
             .unwrap()
             .iter()
-            .filter(|k| k.class == "missing_usage")
+            .filter(|k| *k.class == Class::MissingUsage)
             .map(|k| k.client_rows)
             .sum();
         assert_eq!(old, i64::try_from(missing_before).unwrap());
@@ -718,7 +720,7 @@ fn a_run_in_many_slices_gives_the_verdicts_of_one_pass() {
             let counts: Vec<(String, i64, i64)> = repo::run_counts(&mut c, id)
                 .unwrap()
                 .into_iter()
-                .map(|k| (k.class, k.client_rows, k.gateway_rows))
+                .map(|k| (k.class.to_string(), k.client_rows, k.gateway_rows))
                 .collect();
             let missing = report(&s, &["missing", "--format", "csv"]);
             (counts, missing)
@@ -922,14 +924,15 @@ fn a_runs_own_verdicts_are_listed_by_class_in_time_order() {
         let mut c = db::open(&s.url, false).unwrap();
         let run = repo::runs(&mut c).unwrap()[0].id;
         let mut seen = Vec::new();
-        repo::each_verdict_of_run(&mut c, run, &["missing_usage", "unattributed"], |j| {
-            seen.push((j.ts_ms, j.side.clone(), j.verdict.class.clone()));
+        let classes = [Class::MissingUsage, Class::Unattributed];
+        repo::each_verdict_of_run(&mut c, run, &classes, |j| {
+            seen.push((j.ts_ms, *j.side, *j.verdict.class));
         })
         .unwrap();
-        let count = |class: &str| seen.iter().filter(|(_, _, c)| c == class).count();
+        let count = |class: Class| seen.iter().filter(|(_, _, c)| *c == class).count();
         // The fixture day: 2 client rows missing, 3 gateway rows unattributed.
         assert_eq!(
-            (count("missing_usage"), count("unattributed")),
+            (count(Class::MissingUsage), count(Class::Unattributed)),
             (2, 3),
             "{}",
             s.backend
@@ -941,10 +944,12 @@ fn a_runs_own_verdicts_are_listed_by_class_in_time_order() {
         );
         assert!(
             seen.iter()
-                .all(|(_, side, class)| (class == "missing_usage") == (side == "client"))
+                .all(|(_, side, class)| (*class == Class::MissingUsage)
+                    == (*side == SideKind::Client))
         );
         let mut none = 0;
-        repo::each_verdict_of_run(&mut c, run + 100, &["missing_usage"], |_| none += 1).unwrap();
+        repo::each_verdict_of_run(&mut c, run + 100, &[Class::MissingUsage], |_| none += 1)
+            .unwrap();
         assert_eq!(none, 0);
     }
 }

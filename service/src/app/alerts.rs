@@ -9,8 +9,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
+use tally_reconcile::SideKind;
+use tally_reconcile::report::Class;
 use tally_reconcile::time::DAY_MS;
 use tally_schema::convert::nanos_to_usd;
+use tally_schema::enums::{AlertKind, StoredName};
 use tally_schema::rows::{AlertRow, KeyRow, NewAlert, NewOutbox, OwnerRow};
 
 use super::quotas::QuotaError;
@@ -31,7 +34,7 @@ pub struct Rule<'a> {
     /// Threshold, percent (0 for none).
     pub threshold: i64,
     /// Kind.
-    pub kind: &'a str,
+    pub kind: AlertKind,
     /// One line.
     pub title: &'a str,
     /// Figures.
@@ -50,7 +53,7 @@ pub fn record(conn: &mut AnyConnection, r: &Rule<'_>) -> Result<Option<i64>, Quo
             scope: r.scope,
             period: r.period,
             threshold: r.threshold,
-            kind: r.kind,
+            kind: r.kind.into(),
             state: "firing",
             title: r.title,
             detail: &detail,
@@ -144,7 +147,7 @@ struct Pending {
     rule: String,
     scope: String,
     period: String,
-    kind: &'static str,
+    kind: AlertKind,
     title: String,
     detail: serde_json::Value,
     to: Vec<String>,
@@ -202,10 +205,9 @@ fn raise_capped(
             done.queued += queued;
         }
     }
-    if rest.is_empty() {
+    let Some(kind) = rest.first().map(|p| p.kind) else {
         return Ok(());
-    }
-    let kind = rest.first().map_or("", |p| p.kind);
+    };
     let title = format!(
         "{} more {kind} alerts in run {run_id} (over the {cap} a run sends)",
         rest.len()
@@ -451,7 +453,11 @@ pub fn raise_for_run(
         settings.email.base_url.trim_end_matches('/')
     );
     let cap = settings.alerts.max_per_run;
-    for kind in ["unregistered_key", "unattributed", "data_quality"] {
+    for kind in [
+        AlertKind::UnregisteredKey,
+        AlertKind::Unattributed,
+        AlertKind::DataQuality,
+    ] {
         let of_kind: Vec<Pending> = pending.iter().filter(|p| p.kind == kind).cloned().collect();
         raise_capped(conn, settings, of_kind, cap, run_id, &link, at, &mut done)?;
     }
@@ -488,8 +494,9 @@ fn gather(
         // Failed calls that billed nothing are no unattributed money, but
         // on a key no registry knows they are probing with a leaked key:
         // counted with it.
-        let probing = r.class == "failed_unbilled" && !r.registered;
-        if r.side == "gateway" && (r.class == "unattributed" || probing) {
+        let gateway = *r.side == SideKind::Gateway;
+        let probing = *r.class == Class::FailedUnbilled && !r.registered;
+        if gateway && (*r.class == Class::Unattributed || probing) {
             let e = unattributed.entry((r.key_name.clone(), d)).or_default();
             e.rows += rows;
             e.billed |= r.tokens > 0 || r.reported_nanos > 0 || r.computed_nanos > 0;
@@ -505,16 +512,11 @@ fn gather(
             e.owner = (r.team.clone(), r.service.clone(), r.env.clone());
             *e.models.entry(r.model_family.clone()).or_default() += rows;
         }
-        if r.side == "gateway" && unpriced > 0 {
+        if gateway && unpriced > 0 {
             *q.unpriced.entry((d, r.model_family.clone())).or_default() += unpriced;
         }
-        if r.class == "duplicate" {
-            let side = if r.side == "client" {
-                "client"
-            } else {
-                "gateway"
-            };
-            *q.duplicates.entry((d, side)).or_default() += rows;
+        if *r.class == Class::Duplicate {
+            *q.duplicates.entry((d, r.side.stored_name())).or_default() += rows;
         }
     })?;
     for ts in repo::billed_at_zero_cost(conn, (from_ms, to_ms))? {
@@ -536,7 +538,7 @@ fn key_alerts(
     run_id: i64,
 ) -> Vec<Pending> {
     let min_rows = settings.alerts.unattributed_min_rows.max(1);
-    let min_cost = settings.unattributed_min_cost();
+    let min_cost = settings.alerts.unattributed_min_cost;
     let mut pending: Vec<Pending> = Vec::new();
     for ((key, d), e) in unattributed {
         let cost = nanos_to_usd(e.nanos, None);
@@ -558,7 +560,7 @@ fn key_alerts(
             let mut to = contacts.of_key(key);
             to.extend(platform(settings));
             (
-                "unattributed",
+                AlertKind::Unattributed,
                 format!(
                     "Unattributed traffic on {key} ({}) on {period}: {} no application logged",
                     if owner.is_empty() { "no owner" } else { &owner },
@@ -568,7 +570,7 @@ fn key_alerts(
             )
         } else {
             (
-                "unregistered_key",
+                AlertKind::UnregisteredKey,
                 format!(
                     "Possibly leaked key {key}: {} on {period} on a key in no registry",
                     count(e.rows, "request")
@@ -600,7 +602,7 @@ fn key_alerts(
             .map(|(m, n)| (m.clone(), format!("{n} requests")))
             .collect();
         pending.push(Pending {
-            rule: rule.to_owned(),
+            rule: rule.as_str().to_owned(),
             scope: key.clone(),
             period,
             kind: rule,
@@ -682,7 +684,7 @@ fn quality_alerts(settings: &Settings, q: &Quality, run_id: i64) -> Vec<Pending>
             rule,
             scope,
             period,
-            kind: "data_quality",
+            kind: AlertKind::DataQuality,
             title,
             detail: serde_json::json!({"run": run_id}),
             to: to.clone(),
@@ -746,7 +748,7 @@ pub fn digest(
     }
     let mut by: BTreeMap<(String, String, String), Sums> = BTreeMap::new();
     // Yesterday is a whole UTC day: its runs' daily sums when they answer.
-    each_group(conn, "gateway", (from, to), true, |g| {
+    each_group(conn, SideKind::Gateway, (from, to), true, |g| {
         let s = by
             .entry((g.team.to_owned(), g.service.to_owned(), g.env.to_owned()))
             .or_default();
@@ -755,13 +757,13 @@ pub fn digest(
         if g.rows > g.unpriced {
             *s.models.entry(g.model_family.to_owned()).or_default() += g.computed_nanos;
         }
-        if g.class == "unattributed" {
+        if g.class == Class::Unattributed {
             s.unattributed_rows += g.rows;
             s.unattributed_nanos = s.unattributed_nanos.saturating_add(g.computed_nanos);
         }
     })?;
-    each_group(conn, "client", (from, to), true, |g| {
-        if g.class == "missing_usage" {
+    each_group(conn, SideKind::Client, (from, to), true, |g| {
+        if g.class == Class::MissingUsage {
             by.entry((g.team.to_owned(), g.service.to_owned(), g.env.to_owned()))
                 .or_default()
                 .missing += g.rows;
@@ -802,7 +804,7 @@ pub fn digest(
             scope: &who,
             period: &day,
             threshold: 0,
-            kind: "digest",
+            kind: AlertKind::Digest,
             title: &title,
             detail: &detail,
             at,
@@ -845,7 +847,7 @@ pub struct AlertView {
     /// Id.
     pub id: i64,
     /// Kind.
-    pub kind: String,
+    pub kind: AlertKind,
     /// Rule.
     pub rule: String,
     /// Scope.
@@ -870,7 +872,7 @@ impl From<AlertRow> for AlertView {
     fn from(a: AlertRow) -> Self {
         Self {
             id: a.id,
-            kind: a.kind,
+            kind: a.kind.0,
             rule: a.rule,
             scope: a.scope,
             period: a.period,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 use serde::Serialize;
+use tally_reconcile::SideKind;
 use tally_reconcile::report::Class;
 use tally_schema::convert::nanos_to_usd;
 
@@ -196,14 +197,13 @@ pub fn overview(conn: &mut AnyConnection, month: Month) -> Result<Overview, View
         k.rows += rows;
         k.reported += nanos_to_usd(nanos, None);
     };
-    let unattributed = Class::Unattributed.name();
     match repo::rollup_runs(conn, window)? {
         // The runs' daily sums, and the missing rows through the class
         // index: a few thousand rows read, not every verdict.
         Some(runs) => {
             repo::each_rollup(conn, &runs, window, |r| {
                 by_owner.add_rollup(&r);
-                if r.class == unattributed {
+                if *r.class == Class::Unattributed {
                     let owner = report::owner_label(&r.team, &r.service, &r.env);
                     traffic(
                         &r.key_name,
@@ -215,19 +215,19 @@ pub fn overview(conn: &mut AnyConnection, month: Month) -> Result<Overview, View
                 }
             })?;
             let limit = i64::try_from(PAGE_ROWS).unwrap_or(i64::MAX);
-            let classes = [Class::MissingUsage.name()];
+            let classes = [Class::MissingUsage];
             repo::each_verdict_of_classes(conn, &runs, &classes, None, window, limit, |j| {
                 missing.push(report::row_line(j));
             })?;
         }
         None => repo::each_current_verdict(conn, None, window, |j| {
             by_owner.add(&j);
-            let class = Class::from_name(&j.verdict.class);
-            if class == Some(Class::Unattributed) {
+            let class = *j.verdict.class;
+            if class == Class::Unattributed {
                 let v = &j.verdict;
                 let nanos = v.reported_cost_nanos.unwrap_or(0);
                 traffic(&v.key_name, v.registered, report::owner_name(v), 1, nanos);
-            } else if class == Some(Class::MissingUsage) && missing.len() < PAGE_ROWS {
+            } else if class == Class::MissingUsage && missing.len() < PAGE_ROWS {
                 missing.push(report::row_line(j));
             }
         })?,
@@ -352,7 +352,7 @@ pub fn run_rows(
     run_or_404(conn, id)?;
     let mut rows = Vec::new();
     let mut total = 0;
-    repo::each_verdict_of_run(conn, id, &[class.name()], |j| {
+    repo::each_verdict_of_run(conn, id, &[class], |j| {
         let line = report::row_line(j);
         if filter.keeps(&line) {
             total += 1;
@@ -447,11 +447,11 @@ pub fn owner_page(conn: &mut AnyConnection, id: i64, month: Month) -> Result<Own
     let mut by_model = Costs::new(GroupBy::Model);
     let mut by_key = Costs::new(GroupBy::Key);
     let mut classes: BTreeMap<String, ClassRows> = BTreeMap::new();
-    let mut count = |class: &str, gateway: bool, n: i64| {
+    let mut count = |class: Class, gateway: bool, n: i64| {
         let c = classes
-            .entry(class.to_owned())
+            .entry(class.name().to_owned())
             .or_insert_with(|| ClassRows {
-                class: class.to_owned(),
+                class: class.name().to_owned(),
                 client_rows: 0,
                 gateway_rows: 0,
             });
@@ -482,14 +482,13 @@ pub fn owner_page(conn: &mut AnyConnection, id: i64, month: Month) -> Result<Own
                 by_day.add_rollup(&r);
                 by_model.add_rollup(&r);
                 by_key.add_rollup(&r);
-                count(&r.class, r.side == "gateway", r.row_count);
+                count(*r.class, *r.side == SideKind::Gateway, r.row_count);
             })?;
             // Every class but plain matches (a matched row without a price
             // is in the models table's unpriced count).
-            let classes: Vec<&str> = Class::ALL
-                .iter()
-                .filter(|c| **c != Class::Matched)
-                .map(|c| c.name())
+            let classes: Vec<Class> = Class::ALL
+                .into_iter()
+                .filter(|c| *c != Class::Matched)
                 .collect();
             let limit = i64::try_from(PAGE_ROWS).unwrap_or(i64::MAX);
             repo::each_verdict_of_classes(conn, &runs, &classes, Some(mine), window, limit, |j| {
@@ -506,7 +505,7 @@ pub fn owner_page(conn: &mut AnyConnection, id: i64, month: Month) -> Result<Own
             by_day.add(&j);
             by_model.add(&j);
             by_key.add(&j);
-            count(&v.class, report::is_gateway(&j), 1);
+            count(*v.class, report::is_gateway(&j), 1);
             if listed(&j) && rows.len() < PAGE_ROWS {
                 rows.push(report::row_line(j));
             }

@@ -12,13 +12,14 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 use tally_reconcile::identity::Ordinals;
 use tally_reconcile::{Side, SideKind};
-use tally_schema::convert::{new_usage_row, side_name};
+use tally_schema::convert::new_usage_row;
 use tally_schema::rows::{NewBatch, NewReject, NewUsageRow};
 
 use crate::app::error::AppError;
 use crate::app::reconcile::{PartError, ReadPlan, parts};
 use crate::db::repo::{self, Stored};
 use crate::db::{AnyConnection, DbError};
+use tally_schema::enums::EnumCol;
 
 /// What ingesting one file did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,7 +156,7 @@ pub fn ingest_file(
     })
     .map_err(unreadable)?;
     // Same bytes as an earlier batch: no need to even parse.
-    if let Some(b) = repo::batch_by_hash(conn, side_name(kind), &sha)? {
+    if let Some(b) = repo::batch_by_hash(conn, kind, &sha)? {
         progress(Step::Finished);
         return Ok(already(&name, &b));
     }
@@ -220,9 +221,9 @@ fn store_in_parts(
     part_bytes: u64,
     progress: &mut dyn FnMut(Step),
 ) -> Result<Stored, Failed> {
-    let side_str = side_name(kind);
+    let side_col = EnumCol(kind);
     let batch = NewBatch {
-        side: side_str,
+        side: side_col,
         source: "",
         file_name: name,
         sha256: sha,
@@ -273,7 +274,7 @@ fn store_in_parts(
                     .rejects
                     .iter()
                     .map(|e| NewReject {
-                        side: side_str,
+                        side: side_col,
                         batch_id: 0,
                         line: i64::try_from(e.line).unwrap_or(i64::MAX),
                         field: &e.field,
@@ -282,7 +283,7 @@ fn store_in_parts(
                     })
                     .collect();
                 rejects.extend(extra_rejects.iter().map(|(line, reason, raw)| NewReject {
-                    side: side_str,
+                    side: side_col,
                     batch_id: 0,
                     line: *line,
                     field: "cost",

@@ -13,8 +13,11 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::Serialize;
+use tally_reconcile::SideKind;
 use tally_reconcile::quota::{self, Metric, Period};
+use tally_reconcile::report::Class;
 use tally_schema::convert::{nanos_to_usd, usd_to_nanos};
+use tally_schema::enums::{AlertKind, EnumCol, StoredName};
 use tally_schema::rows::{NewQuota, QuotaRow};
 
 use super::alerts::{Body, Rule, fire, raise, record};
@@ -45,15 +48,7 @@ impl From<diesel::result::Error> for QuotaError {
     }
 }
 
-/// Which usage a quota counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Basis {
-    /// Gateway rows: what was billed (matched and unattributed alike).
-    Billed,
-    /// Client-logged rows (duplicates left out).
-    Client,
-}
+pub use tally_schema::enums::Basis;
 
 /// Whose usage a quota limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
@@ -162,18 +157,13 @@ fn billed() -> Basis {
     Basis::Billed
 }
 
-pub(crate) fn enum_name<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-/// Parses a lowercase enum name (`cost`, `month`, `billed`), naming the
-/// field when it is not one.
-pub fn parse_enum<T: serde::de::DeserializeOwned>(field: &str, s: &str) -> Result<T, QuotaError> {
-    serde_json::from_value(serde_json::Value::String(s.to_owned()))
-        .map_err(|_| QuotaError::Invalid(format!("{field}: `{s}` is not one I know")))
+/// Parses a stored enum's name (`cost`, `month`, `billed`), naming the
+/// field and the names it takes when it is not one.
+pub fn parse_name<T: StoredName>(field: &str, s: &str) -> Result<T, QuotaError> {
+    T::from_stored_name(s.trim()).ok_or_else(|| {
+        let known: Vec<&str> = T::all().iter().map(|v| v.stored_name()).collect();
+        QuotaError::Invalid(format!("{field}: `{s}` is not one of {}", known.join(", ")))
+    })
 }
 
 /// The limit in stored units (nano-dollars for cost).
@@ -230,7 +220,7 @@ impl QuotaSpec {
     }
 
     fn from_row(r: QuotaRow) -> Result<Self, QuotaError> {
-        let metric: Metric = parse_enum("metric", &r.metric)?;
+        let metric = *r.metric;
         Ok(Self {
             scope: Scope {
                 team: r.scope_team,
@@ -240,7 +230,7 @@ impl QuotaSpec {
             },
             limit: limit_of(metric, r.limit_units),
             metric,
-            period: parse_enum("period", &r.period)?,
+            period: *r.period,
             time_zone: r.time_zone,
             thresholds: r
                 .thresholds
@@ -254,7 +244,7 @@ impl QuotaSpec {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect(),
-            basis: parse_enum("basis", &r.basis)?,
+            basis: *r.basis,
             name: r.name,
         })
     }
@@ -276,9 +266,6 @@ pub fn set(conn: &mut AnyConnection, q: &QuotaSpec, now: NaiveDateTime) -> Resul
         .collect::<Vec<_>>()
         .join(",");
     let recipients = q.recipients.join(",");
-    let metric = enum_name(&q.metric);
-    let period = enum_name(&q.period);
-    let basis = enum_name(&q.basis);
     repo::upsert_quota(
         conn,
         &NewQuota {
@@ -287,13 +274,13 @@ pub fn set(conn: &mut AnyConnection, q: &QuotaSpec, now: NaiveDateTime) -> Resul
             scope_service: q.scope.service.as_deref(),
             scope_env: q.scope.env.as_deref(),
             scope_key: q.scope.key.as_deref(),
-            metric: &metric,
+            metric: EnumCol(q.metric),
             limit_units: limit_units(q.metric, q.limit)?,
-            period: &period,
+            period: EnumCol(q.period),
             time_zone: &q.time_zone,
             thresholds: &thresholds,
             recipients: &recipients,
-            basis: &basis,
+            basis: EnumCol(q.basis),
             created_at: now,
             updated_at: now,
         },
@@ -406,10 +393,10 @@ fn amount(metric: Metric, g: &Group<'_>) -> (Decimal, u64) {
     }
 }
 
-fn side_of(b: Basis) -> &'static str {
+fn side_of(b: Basis) -> SideKind {
     match b {
-        Basis::Billed => "gateway",
-        Basis::Client => "client",
+        Basis::Billed => SideKind::Gateway,
+        Basis::Client => SideKind::Client,
     }
 }
 
@@ -461,15 +448,20 @@ pub fn measure_with(
     let mut groups: BTreeMap<(&'static str, i64, i64), Vec<usize>> = BTreeMap::new();
     for (i, (q, (s, e))) in specs.iter().zip(&bounds).enumerate() {
         groups
-            .entry((side_of(q.basis), s.timestamp_millis(), e.timestamp_millis()))
+            .entry((
+                q.basis.stored_name(),
+                s.timestamp_millis(),
+                e.timestamp_millis(),
+            ))
             .or_default()
             .push(i);
     }
     let mut tallies: Vec<Tally> = specs.iter().map(|_| Tally::default()).collect();
-    for ((side, from, to), members) in &groups {
-        let client = *side == "client";
+    for ((basis, from, to), members) in &groups {
+        let side = side_of(Basis::from_stored_name(basis).unwrap_or(Basis::Billed));
         each_group(conn, side, (*from, *to), use_rollups, |g| {
-            if client && g.class == "duplicate" {
+            // A client row logged twice is one request.
+            if side == SideKind::Client && g.class == Class::Duplicate {
                 return;
             }
             for &i in members {
@@ -657,14 +649,14 @@ pub fn evaluate(
         let rule_name = format!("quota:{}", q.name);
         let detail = serde_json::json!({
             "quota": q.name, "used": s.used.to_string(), "limit": q.limit.to_string(),
-            "percent": s.percent.to_string(), "metric": enum_name(&q.metric),
+            "percent": s.percent.to_string(), "metric": q.metric.stored_name(),
         });
         let base = Rule {
             rule: &rule_name,
             scope: &s.scope_label,
             period: &period,
             threshold: 0,
-            kind: "quota_threshold",
+            kind: AlertKind::QuotaThreshold,
             title: "",
             detail: &detail,
             at: fired_at,
@@ -691,9 +683,9 @@ fn message_parts(
     let q = &s.quota;
     let month = s.period_start.with_timezone(&tz).format("%B").to_string();
     let what = match q.period {
-        Period::Month => format!("{month} {}", enum_name(&q.metric)),
-        Period::Week => format!("weekly {}", enum_name(&q.metric)),
-        Period::Day => format!("daily {}", enum_name(&q.metric)),
+        Period::Month => format!("{month} {}", q.metric.stored_name()),
+        Period::Week => format!("weekly {}", q.metric.stored_name()),
+        Period::Day => format!("daily {}", q.metric.stored_name()),
     };
     let limit = show(q.metric, q.limit);
     let used = show(q.metric, s.used);
@@ -710,7 +702,7 @@ fn message_parts(
         ),
         (
             "Basis".to_owned(),
-            format!("{} usage, {} rows", enum_name(&q.basis), s.rows),
+            format!("{} usage, {} rows", q.basis.stored_name(), s.rows),
         ),
     ];
     if s.unpriced_rows > 0 {
@@ -817,7 +809,7 @@ fn raise_forecast(
         scope: &s.scope_label,
         period: base.period,
         threshold: 100,
-        kind: "quota_forecast",
+        kind: AlertKind::QuotaForecast,
         title: &title,
         detail: &detail,
         at: base.at,
@@ -910,7 +902,7 @@ pub fn bars(statuses: &[QuotaStatus]) -> Vec<QuotaBar> {
                 name: q.name.clone(),
                 scope: s.scope_label.clone(),
                 period: format!("{} ({})", s.period_label, q.time_zone),
-                basis: enum_name(&q.basis),
+                basis: q.basis.stored_name().to_owned(),
                 used: show(q.metric, s.used),
                 limit: show(q.metric, q.limit),
                 percent: format!("{} %", s.percent),

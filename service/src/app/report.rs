@@ -9,7 +9,7 @@ use tally_reconcile::SideKind;
 use tally_reconcile::lines::{RecordSink, Tabular};
 use tally_reconcile::report::Class;
 use tally_reconcile::time::format_ms;
-use tally_schema::convert::{nanos_to_usd, side_name};
+use tally_schema::convert::nanos_to_usd;
 
 use crate::db::{AnyConnection, repo};
 
@@ -298,7 +298,7 @@ impl Costs {
     pub(crate) fn add(&mut self, j: &repo::Judged) {
         let v = &j.verdict;
         let gateway = is_gateway(j);
-        let class = Class::from_name(&v.class);
+        let class = Some(*v.class);
         let line = self.line(Dims::of(v, j.ts_ms));
         let computed = usd(v.computed_cost_nanos);
         let reported = usd(v.reported_cost_nanos);
@@ -325,8 +325,8 @@ impl Costs {
             model: &r.model_family,
             ts_ms: r.day_ms,
         };
-        let gateway = r.side == side_name(SideKind::Gateway);
-        let class = Class::from_name(&r.class);
+        let gateway = *r.side == SideKind::Gateway;
+        let class = Some(*r.class);
         let sums = Sums {
             rows: r.row_count,
             unpriced: r.unpriced_rows,
@@ -357,14 +357,12 @@ impl Costs {
 }
 
 pub(crate) fn is_gateway(j: &repo::Judged) -> bool {
-    j.side == side_name(SideKind::Gateway)
+    *j.side == SideKind::Gateway
 }
 
 /// Whether a row report lists a verdict.
 pub(crate) fn wanted(j: &repo::Judged, kind: Kind) -> bool {
-    let Some(class) = Class::from_name(&j.verdict.class) else {
-        return false;
-    };
+    let class = *j.verdict.class;
     match kind {
         Kind::Missing => class == Class::MissingUsage,
         Kind::Unattributed => class == Class::Unattributed,
@@ -388,8 +386,8 @@ pub(crate) fn row_line(j: repo::Judged) -> RowLine {
     RowLine {
         ts: format_ms(j.ts_ms),
         owner: owner_name(&v),
-        side: j.side,
-        class: v.class,
+        side: j.side.to_string(),
+        class: v.class.to_string(),
         key: v.key_name,
         registered: v.registered,
         model: j.model,

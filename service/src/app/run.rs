@@ -15,6 +15,7 @@ use tally_reconcile::report::{Class, Settings, reconcile};
 use tally_reconcile::time::{DAY_MS, format_ms};
 use tally_reconcile::{Side, SideKind};
 use tally_schema::convert::{atto_to_nanos, naive_from_ms, normalised, side_name};
+use tally_schema::enums::EnumCol;
 use tally_schema::rows::{NewRun, RollupRow, RunCount, RunRow, VerdictRow};
 
 use crate::app::error::AppError;
@@ -167,7 +168,7 @@ fn judge_slice(
                     .get(i)
                     .copied()
                     .ok_or_else(|| AppError::Internal("a row without a store id".to_owned()))?,
-                class: v.class.name().to_owned(),
+                class: EnumCol(v.class),
                 partner_row_id: v.partner.and_then(|p| partner_ids.get(p).copied()),
                 key_name: v.key.to_owned(),
                 registered: v.registered,
@@ -239,7 +240,7 @@ impl Sums {
 }
 
 /// A rollup group: day, side, and the dimensions reports group by.
-type GroupKey<S> = (i64, bool, S, S, bool, S, S, S, S);
+type GroupKey<S> = (i64, bool, Class, S, bool, S, S, S, S);
 
 /// A run's sums per day and dimensions, built slice by slice: each slice
 /// groups by borrowed strings and only its distinct groups are copied.
@@ -255,7 +256,7 @@ impl Rollups {
             let key = (
                 *day,
                 *gateway,
-                v.class.as_str(),
+                *v.class,
                 v.key_name.as_str(),
                 v.registered,
                 v.team.as_str(),
@@ -269,7 +270,7 @@ impl Rollups {
             let key = (
                 h,
                 g,
-                c.to_owned(),
+                c,
                 k.to_owned(),
                 r,
                 t.to_owned(),
@@ -306,13 +307,12 @@ impl Rollups {
                     Ok(RollupRow {
                         run_id,
                         day_ms,
-                        side: side_name(if gateway {
+                        side: EnumCol(if gateway {
                             SideKind::Gateway
                         } else {
                             SideKind::Client
-                        })
-                        .to_owned(),
-                        class,
+                        }),
+                        class: EnumCol(class),
                         key_name,
                         registered,
                         team,
@@ -425,7 +425,7 @@ pub fn run(
                 let (client_rows, gateway_rows) = counts.get(c).copied().unwrap_or_default();
                 RunCount {
                     run_id: id,
-                    class: c.name().to_owned(),
+                    class: EnumCol(*c),
                     client_rows,
                     gateway_rows,
                 }
@@ -517,7 +517,7 @@ pub struct RunView {
 pub fn view(r: RunRow, counts: Option<Vec<RunCount>>) -> RunView {
     // In the report's class order, however they were read.
     let counts = counts.map(|mut cs| {
-        cs.sort_by_key(|c| tally_reconcile::report::Class::from_name(&c.class));
+        cs.sort_by_key(|c| *c.class);
         cs
     });
     RunView {
@@ -535,7 +535,7 @@ pub fn view(r: RunRow, counts: Option<Vec<RunCount>>) -> RunView {
         counts: counts.map(|cs| {
             cs.into_iter()
                 .map(|c| ClassCount {
-                    class: c.class,
+                    class: c.class.to_string(),
                     client_rows: c.client_rows,
                     gateway_rows: c.gateway_rows,
                 })
@@ -578,7 +578,7 @@ mod tests {
         o.counts
             .iter()
             .filter(|c| c.client_rows + c.gateway_rows > 0)
-            .map(|c| (c.class.clone(), c.client_rows, c.gateway_rows))
+            .map(|c| (c.class.to_string(), c.client_rows, c.gateway_rows))
             .collect()
     }
 

@@ -4,6 +4,8 @@
 //! overlap) from each row's newest current verdict. Either way the caller
 //! sees groups of the same shape, so the two readings cannot diverge.
 
+use tally_reconcile::SideKind;
+use tally_reconcile::report::Class;
 use tally_reconcile::time::DAY_MS;
 
 use crate::db::{AnyConnection, DbError, repo};
@@ -12,7 +14,7 @@ use crate::db::{AnyConnection, DbError, repo};
 #[derive(Debug, Clone, Copy)]
 pub struct Group<'a> {
     /// Class.
-    pub class: &'a str,
+    pub class: Class,
     /// Canonical key name.
     pub key_name: &'a str,
     /// Owner: team.
@@ -37,7 +39,7 @@ pub struct Group<'a> {
 /// false reads row by row (the two agree; a test checks it).
 pub fn each_group(
     conn: &mut AnyConnection,
-    side: &str,
+    side: SideKind,
     (from, to): (i64, i64),
     use_sums: bool,
     mut each: impl FnMut(Group<'_>),
@@ -59,7 +61,7 @@ pub fn each_group(
     let mut by_row = |j: repo::Judged| {
         let v = &j.verdict;
         each(Group {
-            class: &v.class,
+            class: *v.class,
             key_name: &v.key_name,
             team: &v.team,
             service: &v.service,
@@ -77,11 +79,11 @@ pub fn each_group(
     repo::each_current_verdict(conn, Some(side), (from, inner.0), &mut by_row)?;
     repo::each_current_verdict(conn, Some(side), (inner.1, to), &mut by_row)?;
     repo::each_rollup(conn, &run_ids, inner, |r| {
-        if r.side != side {
+        if *r.side != side {
             return;
         }
         each(Group {
-            class: &r.class,
+            class: *r.class,
             key_name: &r.key_name,
             team: &r.team,
             service: &r.service,

@@ -737,7 +737,7 @@ pub(crate) fn load_settings(file: Option<&std::path::Path>) -> Result<crate::set
 
 /// `tally quota set|list|delete|evaluate`.
 fn quota(cmd: QuotaCommand) -> Result<ExitCode> {
-    use crate::app::quotas::{self, QuotaSpec, parse_enum};
+    use crate::app::quotas::{self, QuotaSpec, parse_name};
     match cmd {
         QuotaCommand::Set(a) => {
             let spec = QuotaSpec {
@@ -748,13 +748,13 @@ fn quota(cmd: QuotaCommand) -> Result<ExitCode> {
                     env: a.env.clone(),
                     key: a.key.clone(),
                 },
-                metric: parse_enum("--metric", &a.metric)?,
+                metric: parse_name("--metric", &a.metric)?,
                 limit: a.limit,
-                period: parse_enum("--period", &a.period)?,
+                period: parse_name("--period", &a.period)?,
                 time_zone: a.time_zone.clone(),
                 thresholds: a.thresholds.clone(),
                 recipients: a.recipients.clone(),
-                basis: parse_enum("--basis", &a.basis)?,
+                basis: parse_name("--basis", &a.basis)?,
             };
             let mut conn = a.store.open()?;
             quotas::set(&mut conn, &spec, utc_now()?.naive_utc())?;

@@ -4,9 +4,10 @@ use tally_reconcile::report::Class;
 
 use crate::app::follow_up::FollowUp;
 use crate::app::ingest::Outcome;
-use crate::app::quotas::{QuotaStatus, enum_name, show};
+use crate::app::quotas::{QuotaStatus, show};
 use crate::app::run::{RunOutcome, Timings};
 use crate::app::tokens::TokenView;
+use tally_schema::enums::StoredName;
 
 /// `--timings`: where the run's time went, one line.
 pub fn describe_timings(t: &Timings) -> String {
@@ -37,7 +38,7 @@ pub fn describe_run(o: &RunOutcome) -> String {
         "class", "client", "gateway"
     ));
     for c in Class::ALL {
-        if let Some(k) = o.counts.iter().find(|k| k.class == c.name()) {
+        if let Some(k) = o.counts.iter().find(|k| *k.class == c) {
             out.push_str(&format!(
                 "  {:<16} {:>12} {:>12}\n",
                 k.class, k.client_rows, k.gateway_rows
@@ -79,7 +80,7 @@ pub fn describe_quotas(statuses: &[QuotaStatus]) -> String {
             "{:<24} {:<28} {:<8} {:<22} {} of {} ({} %){}{}\n",
             q.name,
             s.scope_label,
-            enum_name(&q.basis),
+            q.basis.stored_name(),
             format!("{} {}", s.period_label, q.time_zone),
             show(q.metric, s.used),
             show(q.metric, q.limit),

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
+use tally_schema::enums::StoredName;
 
 use rust_decimal::Decimal;
 use tally_schema::rows::{Batch, RunCount, RunRow};
@@ -67,6 +68,21 @@ impl Metrics {
     pub fn render(&self, store: &StoreFigures) -> String {
         let mut out = String::new();
         store.write(&mut out);
+        family(
+            &mut out,
+            "tally_job_runs_total",
+            "counter",
+            "Scheduled job runs of this process, by job and how they ended (skipped: another replica held the lock).",
+        );
+        for job in crate::jobs::JOBS {
+            for (ended, name) in crate::jobs::Ended::ALL {
+                let _ = writeln!(
+                    out,
+                    "tally_job_runs_total{{job=\"{job}\",ended=\"{name}\"}} {}",
+                    crate::jobs::runs(job, ended)
+                );
+            }
+        }
         if let Ok(h) = self.http.lock() {
             family(
                 &mut out,
@@ -143,7 +159,7 @@ impl StoreFigures {
         let mut ingested: BTreeMap<(String, String), (i64, i64, i64)> = BTreeMap::new();
         for b in batches {
             let e = ingested
-                .entry((b.side.clone(), b.source.clone()))
+                .entry((b.side.to_string(), b.source.clone()))
                 .or_default();
             e.0 += b.rows_new;
             e.1 += b.rows_rejected;
@@ -270,7 +286,7 @@ impl StoreFigures {
                     let _ = writeln!(
                         out,
                         "tally_latest_run_rows{{class=\"{}\",side=\"{side}\"}} {n}",
-                        label(&c.class)
+                        label(c.class.stored_name())
                     );
                 }
             }

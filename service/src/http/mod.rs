@@ -271,7 +271,7 @@ pub fn build(settings: Settings, no_migrate: bool) -> anyhow::Result<Bound> {
     // Migrations on one connection before the pool opens the rest.
     crate::db::open(&url, no_migrate).context("opening the store")?;
     let pool = crate::db::pool(&url, settings.database.pool_size)?;
-    let addr = settings.listen_addr().map_err(anyhow::Error::msg)?;
+    let addr = settings.server.listen;
     let listener = TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let port = listener.local_addr()?.port();
     let workers = settings.server.workers;
@@ -330,10 +330,10 @@ pub fn init_logging(settings: &Settings) -> anyhow::Result<()> {
 /// Runs `tally serve` until SIGTERM or SIGINT.
 pub fn serve(settings: Settings, no_migrate: bool, no_scheduler: bool) -> anyhow::Result<()> {
     init_logging(&settings)?;
-    let addr = settings.server.listen.clone();
+    let addr = settings.server.listen;
     let db = crate::db::redact(settings.database.url.expose());
     actix_web::rt::System::new().block_on(async move {
-        let ip = settings.listen_addr().map_err(anyhow::Error::msg)?.ip();
+        let ip = settings.server.listen.ip();
         let jobs = settings.clone();
         let bound = build(settings, no_migrate)?;
         let scheduler = if no_scheduler {

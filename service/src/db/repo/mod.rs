@@ -8,6 +8,9 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use tally_reconcile::SideKind;
+use tally_reconcile::report::Class;
+use tally_schema::enums::EnumCol;
 use tally_schema::rows::{
     AlertRow, AliasRow, Batch, KeyRow, NewAlert, NewBatch, NewKey, NewOutbox, NewOwner, NewPrice,
     NewQuota, NewReject, NewRun, NewSession, NewToken, NewUsageRow, OutboxRow, OwnerRow, PriceRow,
@@ -135,11 +138,11 @@ pub enum Stored {
 /// The batch of `side` whose file had these bytes, if any.
 pub fn batch_by_hash(
     conn: &mut AnyConnection,
-    side: &str,
+    side: SideKind,
     sha256: &str,
 ) -> Result<Option<Batch>, DbError> {
     Ok(ingest_batches::table
-        .filter(ingest_batches::side.eq(side))
+        .filter(ingest_batches::side.eq(EnumCol(side)))
         .filter(ingest_batches::sha256.eq(sha256))
         .select(Batch::as_select())
         .first(conn)
@@ -191,7 +194,7 @@ pub fn store_batch_parts<E>(
     produce: &mut dyn FnMut(&mut PartSink<'_>) -> Result<Produced, E>,
     stored: &mut dyn FnMut(usize),
 ) -> Result<Stored, PartsError<E>> {
-    if let Some(b) = batch_by_hash(conn, batch.side, batch.sha256)? {
+    if let Some(b) = batch_by_hash(conn, *batch.side, batch.sha256)? {
         return Ok(Stored::Already(b));
     }
     // The transaction's error: diesel's, or the producer's carried out.
@@ -257,7 +260,7 @@ pub fn store_batch_parts<E>(
         // Another process stored the same file between our check and our
         // insert: theirs stands.
         Err(TxError::Diesel(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _))) => {
-            batch_by_hash(conn, batch.side, batch.sha256)?
+            batch_by_hash(conn, *batch.side, batch.sha256)?
                 .map(Stored::Already)
                 .ok_or(PartsError::Db(DbError::Query(DieselError::NotFound)))
         }

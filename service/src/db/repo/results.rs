@@ -186,8 +186,8 @@ pub fn run_counts(conn: &mut AnyConnection, run_id: i64) -> Result<Vec<RunCount>
 pub struct Judged {
     /// The verdict.
     pub verdict: VerdictRow,
-    /// `client` or `gateway`.
-    pub side: String,
+    /// Which side the row is on.
+    pub side: EnumCol<SideKind>,
     /// The row's time, UTC ms.
     pub ts_ms: i64,
     /// Requested model as the source named it.
@@ -201,7 +201,7 @@ pub struct Judged {
 /// A verdict row joined with the columns of its usage row that reports show.
 type JudgedRow = (
     VerdictRow,
-    String,
+    EnumCol<SideKind>,
     i64,
     String,
     String,
@@ -231,7 +231,7 @@ impl From<JudgedRow> for Judged {
 /// order. Streamed: a report over ten million rows holds one at a time.
 pub fn each_current_verdict(
     conn: &mut AnyConnection,
-    side: Option<&str>,
+    side: Option<SideKind>,
     (from_ms, to_ms): (i64, i64),
     mut each: impl FnMut(Judged),
 ) -> Result<(), DbError> {
@@ -253,7 +253,7 @@ pub fn each_current_verdict(
         ))
         .into_boxed();
     if let Some(side) = side {
-        query = query.filter(usage_rows::side.eq(side.to_owned()));
+        query = query.filter(usage_rows::side.eq(EnumCol(side)));
     }
     let mut last: Option<i64> = None;
     for row in query.load_iter::<JudgedRow, _>(conn)? {
@@ -275,13 +275,13 @@ pub fn each_current_verdict(
 pub fn each_verdict_of_run(
     conn: &mut AnyConnection,
     run_id: i64,
-    classes: &[&str],
+    classes: &[Class],
     mut each: impl FnMut(Judged),
 ) -> Result<(), DbError> {
     let query = verdicts::table
         .inner_join(usage_rows::table)
         .filter(verdicts::run_id.eq(run_id))
-        .filter(verdicts::class.eq_any(classes))
+        .filter(verdicts::class.eq_any(stored(classes)))
         .filter(not_matched())
         .order((usage_rows::ts_ms, verdicts::usage_row_id))
         .select((
@@ -373,7 +373,7 @@ pub fn each_rollup(
 pub fn each_verdict_of_classes(
     conn: &mut AnyConnection,
     run_ids: &[i64],
-    classes: &[&str],
+    classes: &[Class],
     owner: Option<(&str, &str, &str)>,
     (from_ms, to_ms): (i64, i64),
     limit: i64,
@@ -382,7 +382,7 @@ pub fn each_verdict_of_classes(
     let mut query = verdicts::table
         .inner_join(usage_rows::table)
         .filter(verdicts::run_id.eq_any(run_ids))
-        .filter(verdicts::class.eq_any(classes))
+        .filter(verdicts::class.eq_any(stored(classes)))
         .filter(not_matched())
         .filter(usage_rows::ts_ms.ge(from_ms))
         .filter(usage_rows::ts_ms.lt(to_ms))
@@ -408,4 +408,9 @@ pub fn each_verdict_of_classes(
         each(Judged::from(row?));
     }
     Ok(())
+}
+
+/// Classes as their column values.
+fn stored(classes: &[Class]) -> Vec<EnumCol<Class>> {
+    classes.iter().copied().map(EnumCol).collect()
 }
