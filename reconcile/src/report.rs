@@ -809,6 +809,131 @@ fn failed_without_usage(r: &crate::record::Row) -> bool {
 }
 
 /// Row counts per side and class.
+/// One owner's sums over the gateway's rows (and its missing client rows).
+#[derive(Default)]
+struct OwnerAcc {
+    billed: u64,
+    computed: Usd,
+    reported: Usd,
+    unpriced: u64,
+    unpriced_reported: Usd,
+    missing: u64,
+    missing_cost: Usd,
+    unattributed: u64,
+    unattributed_reported: Usd,
+}
+
+impl OwnerAcc {
+    fn add(&mut self, o: &OwnerAcc) {
+        self.billed += o.billed;
+        self.computed = self.computed.saturating_add(o.computed);
+        self.reported = self.reported.saturating_add(o.reported);
+        self.unpriced += o.unpriced;
+        self.unpriced_reported = self.unpriced_reported.saturating_add(o.unpriced_reported);
+        self.missing += o.missing;
+        self.missing_cost = self.missing_cost.saturating_add(o.missing_cost);
+        self.unattributed += o.unattributed;
+        self.unattributed_reported = self
+            .unattributed_reported
+            .saturating_add(o.unattributed_reported);
+    }
+}
+
+/// What the sweep over the client's rows gathers.
+#[derive(Default)]
+struct ClientSweep {
+    counts: [u64; Class::ALL.len()],
+    passes: PassCounts,
+    tmin: i64,
+    tmax: i64,
+    unpriced_rows: u64,
+    unpriced: BTreeMap<u32, u64>,
+    missing: Usd,
+    /// Missing rows and their cost, by owner slot.
+    missing_by_owner: Vec<(u64, Usd)>,
+}
+
+/// What the sweep over the gateway's rows gathers.
+#[derive(Default)]
+struct GatewaySweep {
+    counts: ClassCounts,
+    tmin: i64,
+    tmax: i64,
+    /// By owner slot (see `Reconciliation::owner_slot`).
+    by_owner_id: Vec<OwnerAcc>,
+    /// Unattributed rows by key.
+    by_key: BTreeMap<u32, KeyAcc>,
+    /// Failed calls that billed nothing, on keys no registry knows.
+    probing: BTreeMap<u32, KeyAcc>,
+    /// Rows priced by a fallback rule, by (model symbol, rule).
+    fallbacks: BTreeMap<(u32, u8), u64>,
+    /// Rows without a price, by model family.
+    unpriced: BTreeMap<u32, Unpriced>,
+    unpriced_rows: u64,
+    billed_computed: Usd,
+    billed_reported: Usd,
+    unpriced_reported: Usd,
+    unattributed_computed: Usd,
+    unattributed_reported: Usd,
+    duplicate_reported: Usd,
+}
+
+impl GatewaySweep {
+    /// The run's money totals, with the client sweep's.
+    fn totals(&self, client: &ClientSweep) -> Totals {
+        Totals {
+            billed_computed: self.billed_computed.to_decimal(),
+            billed_reported: self.billed_reported.to_decimal(),
+            variance: self
+                .billed_reported
+                .saturating_sub(self.unpriced_reported)
+                .saturating_sub(self.billed_computed)
+                .to_decimal(),
+            unpriced_reported: self.unpriced_reported.to_decimal(),
+            unpriced_gateway_rows: self.unpriced_rows,
+            unpriced_client_rows: client.unpriced_rows,
+            missing_usage_computed: client.missing.to_decimal(),
+            unattributed_computed: self.unattributed_computed.to_decimal(),
+            unattributed_reported: self.unattributed_reported.to_decimal(),
+            duplicate_reported: self.duplicate_reported.to_decimal(),
+        }
+    }
+}
+
+/// Read, accepted, duplicate and rejected rows of one side.
+fn side_counts(side: &Side, classes: &[Class]) -> SideCounts {
+    let dups =
+        u64::try_from(classes.iter().filter(|c| **c == Class::Duplicate).count()).unwrap_or(0);
+    let rejected = u64::try_from(side.rejects.len()).unwrap_or(0);
+    let rows = u64::try_from(side.rows.len()).unwrap_or(0);
+    SideCounts {
+        read: side.read(),
+        accepted: rows - dups,
+        duplicates: dups,
+        rejected,
+    }
+}
+
+/// Keys with unattributed traffic, costliest first (the larger of
+/// reported and computed), then by name.
+fn ranked_by_cost(by_key: BTreeMap<u32, KeyAcc>) -> Vec<KeyCost> {
+    let mut keys: Vec<KeyCost> = by_key.into_values().map(KeyAcc::done).collect();
+    keys.sort_by(|a, b| {
+        b.reported_cost
+            .max(b.computed_cost)
+            .cmp(&a.reported_cost.max(a.computed_cost))
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    keys
+}
+
+/// Keys, most rows first, then by name.
+fn ranked_by_rows(by_key: BTreeMap<u32, KeyAcc>) -> Vec<KeyCost> {
+    let mut keys: Vec<KeyCost> = by_key.into_values().map(KeyAcc::done).collect();
+    keys.sort_by(|a, b| b.rows.cmp(&a.rows).then_with(|| a.key.cmp(&b.key)));
+    keys
+}
+
 type ClassCounts = [[u64; Class::ALL.len()]; 2];
 
 fn bump(counts: &mut ClassCounts, s: SideKind, c: Class) {
@@ -1418,218 +1543,199 @@ impl<'a> Reconciliation<'a> {
     }
 
     /// Builds the summary. `now_ms` is when the report is made.
+    ///
+    /// One sweep over each side's rows (the client's on a second core),
+    /// then the lists built from what the sweeps gathered.
     pub fn summary(&self, now_ms: i64) -> Summary {
-        let mut totals = Totals::default();
-        let mut billed_c = Usd::ZERO;
-        let mut billed_r = Usd::ZERO;
-        let mut un_c = Usd::ZERO;
-        let mut un_r = Usd::ZERO;
-        let mut dup_r = Usd::ZERO;
-        let mut unpriced_r = Usd::ZERO;
-        #[derive(Default)]
-        struct Acc {
-            billed: u64,
-            computed: Usd,
-            reported: Usd,
-            unpriced: u64,
-            unpriced_reported: Usd,
-            missing: u64,
-            missing_cost: Usd,
-            unattributed: u64,
-            unattributed_reported: Usd,
-        }
-        impl Acc {
-            fn add(&mut self, o: &Acc) {
-                self.billed += o.billed;
-                self.computed = self.computed.saturating_add(o.computed);
-                self.reported = self.reported.saturating_add(o.reported);
-                self.unpriced += o.unpriced;
-                self.unpriced_reported = self.unpriced_reported.saturating_add(o.unpriced_reported);
-                self.missing += o.missing;
-                self.missing_cost = self.missing_cost.saturating_add(o.missing_cost);
-                self.unattributed += o.unattributed;
-                self.unattributed_reported = self
-                    .unattributed_reported
-                    .saturating_add(o.unattributed_reported);
-            }
-        }
-        // By owner id (an index, not a hashed name; the last slot for rows
-        // with no owner), for both sides; merged by name below, since two
-        // ids may carry one name. Sorted at the end.
-        let no_owner = self.owner_names.len();
-        let slot = |id: u32| usize::try_from(id).map_or(no_owner, |o| o.min(no_owner));
-        let mut by_owner_id: Vec<Acc> = std::iter::repeat_with(Acc::default)
-            .take(no_owner + 1)
-            .collect();
-        let mut by_owner: crate::intern::FxHashMap<&str, Acc> = Default::default();
-        let mut by_key: BTreeMap<u32, KeyAcc> = BTreeMap::new();
-        let mut probing: BTreeMap<u32, KeyAcc> = BTreeMap::new();
-        let mut fallbacks: BTreeMap<(u32, u8), u64> = BTreeMap::new();
-        let mut unpriced: BTreeMap<u32, Unpriced> = BTreeMap::new();
-        // Per side (client, gateway), per class in `Class::ALL` order.
-        let mut class_counts: ClassCounts = [[0u64; Class::ALL.len()]; 2];
-        let (mut tmin, mut tmax) = (i64::MAX, i64::MIN);
-
-        // The client rows only add to their own counts: sum them on a
-        // second core while this one goes through the gateway rows.
-        #[derive(Default)]
-        struct ClientPart {
-            counts: [u64; Class::ALL.len()],
-            passes: PassCounts,
-            tmin: i64,
-            tmax: i64,
-            unpriced_rows: u64,
-            unpriced: BTreeMap<u32, u64>,
-            missing: Usd,
-            /// Missing rows and their cost, by owner slot.
-            missing_by_owner: Vec<(u64, Usd)>,
-        }
-        let client_part = || {
-            let mut p = ClientPart {
-                tmin: i64::MAX,
-                tmax: i64::MIN,
-                missing_by_owner: vec![(0, Usd::ZERO); no_owner + 1],
-                ..ClientPart::default()
-            };
-            for (i, r) in self.client.rows.iter().enumerate() {
-                p.tmin = p.tmin.min(r.ts_ms);
-                p.tmax = p.tmax.max(r.ts_ms);
-                let class = self
-                    .client_class
-                    .get(i)
-                    .copied()
-                    .unwrap_or(Class::MissingUsage);
-                if let Some(n) = p.counts.get_mut(class_index(class)) {
-                    *n += 1;
-                }
-                match self.matching.client_pass.get(i) {
-                    Some(Pass::Id) => p.passes.id += 1,
-                    Some(Pass::Strict) => p.passes.strict += 1,
-                    Some(Pass::Loose) => p.passes.loose += 1,
-                    _ => {}
-                }
-                let cost = self.client_cost(i);
-                if cost.is_none() {
-                    p.unpriced_rows += 1;
-                    *p.unpriced.entry(self.client_priced_family(i)).or_default() += 1;
-                }
-                if class == Class::MissingUsage {
-                    if let Some(e) = p.missing_by_owner.get_mut(slot(self.client_owner_id(i))) {
-                        e.0 += 1;
-                        e.1 = e.1.saturating_add(cost.unwrap_or_default());
-                    }
-                    p.missing = p.missing.saturating_add(cost.unwrap_or_default());
-                }
-            }
-            p
-        };
-        let (client_part, ()) = crate::par::join(
+        let (client, mut gateway) = crate::par::join(
             self.client.rows.len() + self.gateway.rows.len(),
-            client_part,
-            || {
-                for (j, r) in self.gateway.rows.iter().enumerate() {
-                    tmin = tmin.min(r.ts_ms);
-                    tmax = tmax.max(r.ts_ms);
-                    let class = self
-                        .gateway_class
-                        .get(j)
-                        .copied()
-                        .unwrap_or(Class::Unattributed);
-                    bump(&mut class_counts, SideKind::Gateway, class);
-                    let reported = r.reported_usd().unwrap_or_default();
-                    let computed = self.gateway_cost(j);
-                    let Some(acc) = by_owner_id.get_mut(slot(self.gateway_owner_id(j))) else {
-                        continue;
-                    };
-                    acc.billed += 1;
-                    acc.reported = acc.reported.saturating_add(reported);
-                    billed_r = billed_r.saturating_add(reported);
-                    match computed {
-                        Some(c) => {
-                            acc.computed = acc.computed.saturating_add(c);
-                            billed_c = billed_c.saturating_add(c);
-                            if let Some(k) = self.gateway_fallback(j) {
-                                *fallbacks.entry(k).or_default() += 1;
-                            }
-                        }
-                        None => {
-                            acc.unpriced += 1;
-                            acc.unpriced_reported = acc.unpriced_reported.saturating_add(reported);
-                            unpriced_r = unpriced_r.saturating_add(reported);
-                            totals.unpriced_gateway_rows += 1;
-                            let f = self.gateway_served_family(j);
-                            unpriced.entry(f).or_default().gateway_rows += 1;
-                        }
-                    }
-                    match class {
-                        Class::Unattributed => {
-                            acc.unattributed += 1;
-                            acc.unattributed_reported =
-                                acc.unattributed_reported.saturating_add(reported);
-                            un_r = un_r.saturating_add(reported);
-                            un_c = un_c.saturating_add(computed.unwrap_or_default());
-                            let k = self.gateway_view().key(j);
-                            let e = by_key.entry(k).or_insert_with(|| self.key_cost(k));
-                            e.add(r.ts_ms, computed.unwrap_or_default(), reported);
-                        }
-                        Class::FailedUnbilled => {
-                            let k = self.gateway_view().key(j);
-                            if !self.key_info(k).is_some_and(|i| i.registered) {
-                                let e = probing.entry(k).or_insert_with(|| self.key_cost(k));
-                                e.add(r.ts_ms, Usd::ZERO, Usd::ZERO);
-                            }
-                        }
-                        Class::Duplicate => dup_r = dup_r.saturating_add(reported),
-                        _ => {}
+            || self.sweep_client(),
+            || self.sweep_gateway(),
+        );
+        let (tmin, tmax) = (gateway.tmin.min(client.tmin), gateway.tmax.max(client.tmax));
+        let mut class_counts = gateway.counts;
+        if let Some(c) = class_counts.get_mut(side_index(SideKind::Client)) {
+            *c = client.counts;
+        }
+        for (f, n) in &client.unpriced {
+            gateway.unpriced.entry(*f).or_default().client_rows += n;
+        }
+        for (acc, (n, cost)) in gateway.by_owner_id.iter_mut().zip(&client.missing_by_owner) {
+            acc.missing += n;
+            acc.missing_cost = acc.missing_cost.saturating_add(*cost);
+        }
+        let totals = gateway.totals(&client);
+        let count = |s: SideKind, c: Class| {
+            class_counts
+                .get(side_index(s))
+                .and_then(|a| a.get(class_index(c)))
+                .copied()
+                .unwrap_or(0)
+        };
+        Summary {
+            schema_version: SCHEMA_VERSION,
+            generated_at: format_ms(now_ms),
+            currency: "USD".to_owned(),
+            period: if tmin <= tmax {
+                [format_ms(tmin), format_ms(tmax)]
+            } else {
+                [String::new(), String::new()]
+            },
+            parameters: Parameters {
+                tolerance_ms: self.settings.matching.tolerance_ms,
+                min_key_pairs: self.settings.matching.min_key_pairs,
+                cost_tolerance_relative: self.settings.cost_tolerance_relative,
+                cost_tolerance_absolute: self.settings.cost_tolerance_absolute,
+            },
+            inputs: self.input_counts(),
+            client: side_counts(self.client, &self.client_class),
+            gateway: side_counts(self.gateway, &self.gateway_class),
+            classes: Class::ALL
+                .iter()
+                .map(|&c| ClassCount {
+                    class: c,
+                    client_rows: count(SideKind::Client, c),
+                    gateway_rows: count(SideKind::Gateway, c),
+                })
+                .collect(),
+            passes: client.passes,
+            offsets: self.offsets(),
+            totals,
+            costs_by_owner: self.costs_by_owner(&gateway.by_owner_id),
+            unattributed_by_key: ranked_by_cost(gateway.by_key),
+            failed_on_unregistered_keys: ranked_by_rows(gateway.probing),
+            price_fallbacks: self.price_fallbacks(gateway.fallbacks),
+            unpriced_models: self.unpriced_models(gateway.unpriced, tmax),
+        }
+    }
+
+    /// The owner slot of an owner id: the id itself, or the last slot for
+    /// rows with no owner (ids index `owner_names`; a hashed name would
+    /// cost more per row).
+    fn owner_slot(&self, id: u32) -> usize {
+        let no_owner = self.owner_names.len();
+        usize::try_from(id).map_or(no_owner, |o| o.min(no_owner))
+    }
+
+    /// The client rows' sweep: they only add to their own counts.
+    fn sweep_client(&self) -> ClientSweep {
+        let mut p = ClientSweep {
+            tmin: i64::MAX,
+            tmax: i64::MIN,
+            missing_by_owner: vec![(0, Usd::ZERO); self.owner_names.len() + 1],
+            ..ClientSweep::default()
+        };
+        for (i, r) in self.client.rows.iter().enumerate() {
+            p.tmin = p.tmin.min(r.ts_ms);
+            p.tmax = p.tmax.max(r.ts_ms);
+            let class = self
+                .client_class
+                .get(i)
+                .copied()
+                .unwrap_or(Class::MissingUsage);
+            if let Some(n) = p.counts.get_mut(class_index(class)) {
+                *n += 1;
+            }
+            match self.matching.client_pass.get(i) {
+                Some(Pass::Id) => p.passes.id += 1,
+                Some(Pass::Strict) => p.passes.strict += 1,
+                Some(Pass::Loose) => p.passes.loose += 1,
+                _ => {}
+            }
+            let cost = self.client_cost(i);
+            if cost.is_none() {
+                p.unpriced_rows += 1;
+                *p.unpriced.entry(self.client_priced_family(i)).or_default() += 1;
+            }
+            if class == Class::MissingUsage {
+                let slot = self.owner_slot(self.client_owner_id(i));
+                if let Some(e) = p.missing_by_owner.get_mut(slot) {
+                    e.0 += 1;
+                    e.1 = e.1.saturating_add(cost.unwrap_or_default());
+                }
+                p.missing = p.missing.saturating_add(cost.unwrap_or_default());
+            }
+        }
+        p
+    }
+
+    /// The gateway rows' sweep: what was billed, by owner, key and model.
+    fn sweep_gateway(&self) -> GatewaySweep {
+        let mut g = GatewaySweep {
+            tmin: i64::MAX,
+            tmax: i64::MIN,
+            by_owner_id: std::iter::repeat_with(OwnerAcc::default)
+                .take(self.owner_names.len() + 1)
+                .collect(),
+            ..GatewaySweep::default()
+        };
+        for (j, r) in self.gateway.rows.iter().enumerate() {
+            g.tmin = g.tmin.min(r.ts_ms);
+            g.tmax = g.tmax.max(r.ts_ms);
+            let class = self
+                .gateway_class
+                .get(j)
+                .copied()
+                .unwrap_or(Class::Unattributed);
+            bump(&mut g.counts, SideKind::Gateway, class);
+            let reported = r.reported_usd().unwrap_or_default();
+            let computed = self.gateway_cost(j);
+            let Some(acc) = g
+                .by_owner_id
+                .get_mut(self.owner_slot(self.gateway_owner_id(j)))
+            else {
+                continue;
+            };
+            acc.billed += 1;
+            acc.reported = acc.reported.saturating_add(reported);
+            g.billed_reported = g.billed_reported.saturating_add(reported);
+            match computed {
+                Some(c) => {
+                    acc.computed = acc.computed.saturating_add(c);
+                    g.billed_computed = g.billed_computed.saturating_add(c);
+                    if let Some(k) = self.gateway_fallback(j) {
+                        *g.fallbacks.entry(k).or_default() += 1;
                     }
                 }
-            },
-        );
-        tmin = tmin.min(client_part.tmin);
-        tmax = tmax.max(client_part.tmax);
-        if let Some(c) = class_counts.get_mut(side_index(SideKind::Client)) {
-            *c = client_part.counts;
-        }
-        let passes = client_part.passes;
-        totals.unpriced_client_rows = client_part.unpriced_rows;
-        for (f, n) in client_part.unpriced {
-            unpriced.entry(f).or_default().client_rows += n;
-        }
-        let missing = client_part.missing;
-        for (acc, (n, cost)) in by_owner_id.iter_mut().zip(client_part.missing_by_owner) {
-            acc.missing += n;
-            acc.missing_cost = acc.missing_cost.saturating_add(cost);
-        }
-        for (o, acc) in by_owner_id.iter().enumerate() {
-            if acc.billed > 0 || acc.missing > 0 {
-                let name = self.owner_name(u32::try_from(o).unwrap_or(NONE));
-                by_owner.entry(name).or_default().add(acc);
+                None => {
+                    acc.unpriced += 1;
+                    acc.unpriced_reported = acc.unpriced_reported.saturating_add(reported);
+                    g.unpriced_reported = g.unpriced_reported.saturating_add(reported);
+                    g.unpriced_rows += 1;
+                    let f = self.gateway_served_family(j);
+                    g.unpriced.entry(f).or_default().gateway_rows += 1;
+                }
+            }
+            match class {
+                Class::Unattributed => {
+                    acc.unattributed += 1;
+                    acc.unattributed_reported = acc.unattributed_reported.saturating_add(reported);
+                    g.unattributed_reported = g.unattributed_reported.saturating_add(reported);
+                    g.unattributed_computed = g
+                        .unattributed_computed
+                        .saturating_add(computed.unwrap_or_default());
+                    let k = self.gateway_view().key(j);
+                    let e = g.by_key.entry(k).or_insert_with(|| self.key_cost(k));
+                    e.add(r.ts_ms, computed.unwrap_or_default(), reported);
+                }
+                Class::FailedUnbilled => {
+                    let k = self.gateway_view().key(j);
+                    if !self.key_info(k).is_some_and(|i| i.registered) {
+                        let e = g.probing.entry(k).or_insert_with(|| self.key_cost(k));
+                        e.add(r.ts_ms, Usd::ZERO, Usd::ZERO);
+                    }
+                }
+                Class::Duplicate => {
+                    g.duplicate_reported = g.duplicate_reported.saturating_add(reported);
+                }
+                _ => {}
             }
         }
-        totals.billed_computed = billed_c.to_decimal();
-        totals.billed_reported = billed_r.to_decimal();
-        totals.variance = billed_r
-            .saturating_sub(unpriced_r)
-            .saturating_sub(billed_c)
-            .to_decimal();
-        totals.unpriced_reported = unpriced_r.to_decimal();
-        totals.missing_usage_computed = missing.to_decimal();
-        totals.unattributed_computed = un_c.to_decimal();
-        totals.unattributed_reported = un_r.to_decimal();
-        totals.duplicate_reported = dup_r.to_decimal();
+        g
+    }
 
-        let side_counts = |side: &Side, classes: &[Class]| {
-            let dups = u64::try_from(classes.iter().filter(|c| **c == Class::Duplicate).count())
-                .unwrap_or(0);
-            let rejected = u64::try_from(side.rejects.len()).unwrap_or(0);
-            let rows = u64::try_from(side.rows.len()).unwrap_or(0);
-            SideCounts {
-                read: side.read(),
-                accepted: rows - dups,
-                duplicates: dups,
-                rejected,
-            }
-        };
+    /// Read, accepted, duplicate and rejected rows of each input file.
+    fn input_counts(&self) -> Vec<InputCounts> {
         let mut inputs = Vec::new();
         for (side, classes) in [
             (self.client, &self.client_class),
@@ -1658,13 +1764,26 @@ impl<'a> Reconciliation<'a> {
                 });
             }
         }
+        inputs
+    }
+
+    /// Cost per owner, costliest first. Owner ids are merged by name: two
+    /// ids may carry one name.
+    fn costs_by_owner(&self, by_owner_id: &[OwnerAcc]) -> Vec<OwnerCost> {
+        let mut by_owner: crate::intern::FxHashMap<&str, OwnerAcc> = Default::default();
+        for (o, acc) in by_owner_id.iter().enumerate() {
+            if acc.billed > 0 || acc.missing > 0 {
+                let name = self.owner_name(u32::try_from(o).unwrap_or(NONE));
+                by_owner.entry(name).or_default().add(acc);
+            }
+        }
         let owner_parts: HashMap<&str, &Owner> = self
             .owner_names
             .iter()
             .map(String::as_str)
             .zip(self.owners.iter())
             .collect();
-        let mut costs_by_owner: Vec<OwnerCost> = by_owner
+        let mut costs: Vec<OwnerCost> = by_owner
             .into_iter()
             .map(|(name, a)| {
                 let parts = owner_parts.get(name).copied().cloned().unwrap_or_default();
@@ -1690,29 +1809,22 @@ impl<'a> Reconciliation<'a> {
                 }
             })
             .collect();
-        costs_by_owner.sort_by(|a, b| {
+        costs.sort_by(|a, b| {
             b.computed_cost
                 .cmp(&a.computed_cost)
                 .then_with(|| a.owner.cmp(&b.owner))
         });
-        let mut unattributed_by_key: Vec<KeyCost> =
-            by_key.into_values().map(KeyAcc::done).collect();
-        unattributed_by_key.sort_by(|a, b| {
-            b.reported_cost
-                .max(b.computed_cost)
-                .cmp(&a.reported_cost.max(a.computed_cost))
-                .then_with(|| a.key.cmp(&b.key))
-        });
-        let mut failed_on_unregistered_keys: Vec<KeyCost> =
-            probing.into_values().map(KeyAcc::done).collect();
-        failed_on_unregistered_keys
-            .sort_by(|a, b| b.rows.cmp(&a.rows).then_with(|| a.key.cmp(&b.key)));
-        // By name: family ids follow input order, reports must not.
-        let mut unpriced_models: Vec<Unpriced> = unpriced
+        costs
+    }
+
+    /// Models with rows and no price, by name (family ids follow input
+    /// order; reports must not), each with the first date a price covers
+    /// when that is after every row.
+    fn unpriced_models(&self, unpriced: BTreeMap<u32, Unpriced>, tmax: i64) -> Vec<Unpriced> {
+        let mut models: Vec<Unpriced> = unpriced
             .into_iter()
             .map(|(f, mut u)| {
                 u.model = self.family_name(f).to_owned();
-                // Priced, but only from after these rows.
                 u.priced_only_from = usize::try_from(f)
                     .ok()
                     .and_then(|f| self.family_first_price.get(f).copied().flatten())
@@ -1721,9 +1833,14 @@ impl<'a> Reconciliation<'a> {
                 u
             })
             .collect();
-        unpriced_models.sort_by(|a, b| a.model.cmp(&b.model));
-        // One line per model name: a name appears under several symbols
-        // (one per requested-and-served pair).
+        models.sort_by(|a, b| a.model.cmp(&b.model));
+        models
+    }
+
+    /// Rows priced by a fallback rule, one line per model name (a name
+    /// appears under several symbols: one per requested-and-served pair),
+    /// most rows first.
+    fn price_fallbacks(&self, fallbacks: BTreeMap<(u32, u8), u64>) -> Vec<PriceFallback> {
         let mut merged: BTreeMap<(String, String, crate::models::PriceRule), u64> = BTreeMap::new();
         for ((sym, rule), rows) in fallbacks {
             let (requested, served) = split_pair(self.gateway.strings.get(Sym(sym)));
@@ -1734,7 +1851,7 @@ impl<'a> Reconciliation<'a> {
             let priced = self.gateway_priced_name_of(Sym(sym)).to_owned();
             *merged.entry((model.to_owned(), priced, rule)).or_default() += rows;
         }
-        let mut price_fallbacks: Vec<PriceFallback> = merged
+        let mut lines: Vec<PriceFallback> = merged
             .into_iter()
             .map(|((model, priced_as, rule), gateway_rows)| PriceFallback {
                 model,
@@ -1743,54 +1860,12 @@ impl<'a> Reconciliation<'a> {
                 gateway_rows,
             })
             .collect();
-        price_fallbacks.sort_by(|a, b| {
+        lines.sort_by(|a, b| {
             b.gateway_rows
                 .cmp(&a.gateway_rows)
                 .then_with(|| a.model.cmp(&b.model))
         });
-        let offsets = self.offsets();
-        let count = |s: SideKind, c: Class| {
-            class_counts
-                .get(side_index(s))
-                .and_then(|a| a.get(class_index(c)))
-                .copied()
-                .unwrap_or(0)
-        };
-        Summary {
-            schema_version: SCHEMA_VERSION,
-            generated_at: format_ms(now_ms),
-            currency: "USD".to_owned(),
-            period: if tmin <= tmax {
-                [format_ms(tmin), format_ms(tmax)]
-            } else {
-                [String::new(), String::new()]
-            },
-            parameters: Parameters {
-                tolerance_ms: self.settings.matching.tolerance_ms,
-                min_key_pairs: self.settings.matching.min_key_pairs,
-                cost_tolerance_relative: self.settings.cost_tolerance_relative,
-                cost_tolerance_absolute: self.settings.cost_tolerance_absolute,
-            },
-            inputs,
-            client: side_counts(self.client, &self.client_class),
-            gateway: side_counts(self.gateway, &self.gateway_class),
-            classes: Class::ALL
-                .iter()
-                .map(|&c| ClassCount {
-                    class: c,
-                    client_rows: count(SideKind::Client, c),
-                    gateway_rows: count(SideKind::Gateway, c),
-                })
-                .collect(),
-            passes,
-            offsets,
-            totals,
-            costs_by_owner,
-            unattributed_by_key,
-            failed_on_unregistered_keys,
-            price_fallbacks,
-            unpriced_models,
-        }
+        lines
     }
 
     fn offset_line(&self, o: &Offset) -> OffsetLine {

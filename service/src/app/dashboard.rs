@@ -11,7 +11,6 @@ use tally_reconcile::SideKind;
 use tally_reconcile::report::Class;
 use tally_schema::convert::nanos_to_usd;
 
-use crate::app::chart::{self, Chart};
 use crate::app::report::{self, CostLine, Costs, GroupBy, Kind, RowLine};
 use crate::app::run::{RunView, view};
 use crate::db::{AnyConnection, DbError, repo};
@@ -136,8 +135,6 @@ pub struct Overview {
     pub total: CostLine,
     /// Per owner, most expensive first.
     pub owners: Vec<OwnerSpend>,
-    /// Spend by owner: computed and gateway-reported.
-    pub chart: Chart,
     /// Unattributed traffic by key, most billed first.
     pub unattributed: Vec<KeyTraffic>,
     /// The first rows missing on the gateway.
@@ -165,9 +162,6 @@ fn add_into(total: &mut CostLine, l: &CostLine) {
     total.unattributed_rows += l.unattributed_rows;
     total.unattributed_reported += l.unattributed_reported;
 }
-
-/// Series of the spend charts.
-const SERIES: &[&str] = &["computed", "reported"];
 
 /// The overview of `month`.
 pub fn overview(conn: &mut AnyConnection, month: Month) -> Result<Overview, ViewError> {
@@ -242,20 +236,6 @@ pub fn overview(conn: &mut AnyConnection, month: Month) -> Result<Overview, View
     for l in &lines {
         add_into(&mut total, l);
     }
-    let chart = chart::horizontal(
-        &lines
-            .iter()
-            .map(|l| {
-                (
-                    l.group.clone(),
-                    ids.get(&l.group).map(|id| format!("/owners/{id}")),
-                    vec![l.computed_cost, l.reported_cost],
-                )
-            })
-            .collect::<Vec<_>>(),
-        SERIES,
-        760,
-    );
     let owners = lines
         .into_iter()
         .map(|line| OwnerSpend {
@@ -274,7 +254,6 @@ pub fn overview(conn: &mut AnyConnection, month: Month) -> Result<Overview, View
         month,
         total,
         owners,
-        chart,
         unattributed,
         missing,
         runs,
@@ -411,6 +390,17 @@ pub struct OwnerKey {
     pub line: CostLine,
 }
 
+/// One day's spend.
+#[derive(Debug, Clone, Serialize)]
+pub struct DaySpend {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    /// Tally's price.
+    pub computed_cost: Decimal,
+    /// What the gateway billed.
+    pub reported_cost: Decimal,
+}
+
 /// An owner's page.
 #[derive(Debug, Serialize)]
 pub struct OwnerPage {
@@ -424,8 +414,8 @@ pub struct OwnerPage {
     pub month: Month,
     /// The month's total.
     pub total: CostLine,
-    /// Spend per day: computed and reported.
-    pub chart: Chart,
+    /// Spend per day of the month (every day, zero where nothing).
+    pub days: Vec<DaySpend>,
     /// Its keys with their spend.
     pub keys: Vec<OwnerKey>,
     /// Models, most expensive first.
@@ -523,25 +513,18 @@ pub fn owner_page(conn: &mut AnyConnection, id: i64, month: Month) -> Result<Own
     for l in days.values() {
         add_into(&mut total, l);
     }
-    let chart = chart::columns(
-        &month
-            .days
-            .iter()
-            .map(|d| {
-                let l = days.get(d);
-                (
-                    d.get(8..).unwrap_or(d).to_owned(),
-                    None,
-                    vec![
-                        l.map_or(Decimal::ZERO, |l| l.computed_cost),
-                        l.map_or(Decimal::ZERO, |l| l.reported_cost),
-                    ],
-                )
-            })
-            .collect::<Vec<_>>(),
-        SERIES,
-        760,
-    );
+    let by_day = month
+        .days
+        .iter()
+        .map(|d| {
+            let l = days.get(d);
+            DaySpend {
+                day: d.clone(),
+                computed_cost: l.map_or(Decimal::ZERO, |l| l.computed_cost),
+                reported_cost: l.map_or(Decimal::ZERO, |l| l.reported_cost),
+            }
+        })
+        .collect();
     let spend: BTreeMap<String, CostLine> = by_key
         .lines()
         .into_iter()
@@ -573,7 +556,7 @@ pub fn owner_page(conn: &mut AnyConnection, id: i64, month: Month) -> Result<Own
         contact: owner.contact.unwrap_or_default(),
         month,
         total,
-        chart,
+        days: by_day,
         keys,
         models,
         classes,

@@ -1,7 +1,6 @@
 //! Use cases: each one orchestrates I/O around the pure engine.
 
 pub mod alerts;
-pub mod chart;
 pub mod dashboard;
 pub mod error;
 pub mod follow_up;

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pages;
 pub mod routes;
+pub mod views;
 
 use std::net::TcpListener;
 use std::time::Duration;

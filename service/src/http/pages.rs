@@ -377,7 +377,8 @@ pub async fn overview(state: Data, req: HttpRequest, q: web::Query<MonthQuery>) 
     let o = state
         .db(move |c| Ok(dashboard::overview(c, month)?))
         .await?;
-    let ctx = with_who(&req, minijinja::context! { o })?;
+    let chart = super::views::overview_chart(&o);
+    let ctx = with_who(&req, minijinja::context! { o, chart })?;
     Ok(html(StatusCode::OK, render("overview.html", ctx)?))
 }
 
@@ -467,7 +468,8 @@ pub async fn owner(
     let p = state
         .db(move |c| Ok(dashboard::owner_page(c, id, month)?))
         .await?;
-    let ctx = with_who(&req, minijinja::context! { p })?;
+    let chart = super::views::owner_chart(&p);
+    let ctx = with_who(&req, minijinja::context! { p, chart })?;
     Ok(html(StatusCode::OK, render("owner.html", ctx)?))
 }
 
@@ -479,12 +481,12 @@ pub async fn quotas(state: Data, req: HttpRequest) -> Page {
         .db(move |c| {
             let st = crate::app::quotas::current(c, &settings, now)?;
             let alerts = crate::app::alerts::list(c, None, None, 200)?;
-            Ok((crate::app::quotas::bars(&st), alerts))
+            Ok((super::views::quota_bars::bars(&st), alerts))
         })
         .await?;
     let ctx = with_who(
         &req,
-        minijinja::context! { bars, alerts, bar_px => crate::app::quotas::BAR_PX },
+        minijinja::context! { bars, alerts, bar_px => super::views::quota_bars::BAR_PX },
     )?;
     Ok(html(StatusCode::OK, render("quotas.html", ctx)?))
 }
