@@ -4,10 +4,6 @@
 //! `bench/run.sh` times the whole command against DuckDB; this is the tight
 //! loop for working on one phase.
 #![expect(
-    missing_docs,
-    reason = "criterion's macros generate undocumented functions"
-)]
-#![expect(
     clippy::unwrap_used,
     reason = "a benchmark on generated data: a failure is a broken bench"
 )]

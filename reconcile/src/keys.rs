@@ -104,9 +104,7 @@ pub fn mask_secrets(text: &str) -> String {
 /// Who a key (or a client row) belongs to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Owner {
-    /// Team.
     pub team: String,
-    /// Service.
     pub service: String,
     /// Environment (prod, staging, ...).
     pub env: String,
@@ -160,7 +158,6 @@ pub struct KeyEntry {
     /// Owning service.
     #[serde(default)]
     pub service: String,
-    /// Environment.
     #[serde(default)]
     pub env: String,
     /// Contact email for alerts about this key.
@@ -212,13 +209,10 @@ pub(crate) fn csv_entries<T>(
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct OwnerEntry {
-    /// Team.
     #[serde(default)]
     pub team: String,
-    /// Service.
     #[serde(default)]
     pub service: String,
-    /// Environment.
     #[serde(default)]
     pub env: String,
     /// Contact email(s) for alerts, comma-separated.

@@ -302,7 +302,6 @@ pub struct TokenCounts {
     pub cache_write: Option<u32>,
     /// Total output.
     pub output: Option<u32>,
-    /// Reasoning.
     pub reasoning: Option<u32>,
 }
 
@@ -334,7 +333,6 @@ impl TokenCounts {
 /// Where a row came from.
 #[derive(Debug, Clone, Serialize)]
 pub struct Source<'a> {
-    /// File.
     pub file: &'a str,
     /// Line (or record) number.
     pub line: u32,
@@ -351,7 +349,6 @@ pub struct MatchLine<'a> {
     pub client_ts: Ts,
     /// Gateway request start.
     pub gateway_ts: Ts,
-    /// Owner.
     pub owner: &'a str,
     /// Route family.
     pub route: &'static str,
@@ -442,7 +439,6 @@ pub struct RowLine<'a> {
     pub class: Class,
     /// client or gateway.
     pub side: SideKind,
-    /// Source.
     pub source: Source<'a>,
     /// Request start.
     pub ts: Ts,
@@ -450,7 +446,6 @@ pub struct RowLine<'a> {
     pub key: &'a str,
     /// Whether the key is registered.
     pub key_registered: bool,
-    /// Owner.
     pub owner: &'a str,
     /// Route family.
     pub route: &'static str,
@@ -462,7 +457,6 @@ pub struct RowLine<'a> {
     pub id2: &'a str,
     /// Whether it streamed (`None`: not said).
     pub stream: Option<bool>,
-    /// Tokens.
     pub tokens: TokenCounts,
     /// Tally's price (`None`: unpriced).
     pub computed_cost: Option<Amount>,
@@ -538,9 +532,7 @@ pub struct DiscrepancyLine<'a> {
     pub ts: Ts,
     /// Key name.
     pub key: &'a str,
-    /// Owner.
     pub owner: &'a str,
-    /// Model.
     pub model: &'a str,
     /// Tally's price of the gateway row (or client row when alone).
     pub computed_cost: Option<Amount>,

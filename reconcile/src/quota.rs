@@ -15,7 +15,6 @@ pub enum Metric {
     Cost,
     /// Tokens, input plus output.
     Tokens,
-    /// Requests.
     Requests,
 }
 

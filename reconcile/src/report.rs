@@ -582,7 +582,6 @@ pub struct InputCounts {
     pub file: String,
     /// Format it was read as.
     pub format: String,
-    /// Counts.
     #[serde(flatten)]
     pub counts: SideCounts,
 }
@@ -603,11 +602,8 @@ pub struct ClassCount {
 pub struct OwnerCost {
     /// `team/service/env`.
     pub owner: String,
-    /// Team.
     pub team: String,
-    /// Service.
     pub service: String,
-    /// Environment.
     pub env: String,
     /// Gateway rows billed to the owner.
     pub billed_rows: u64,
@@ -642,7 +638,6 @@ pub struct KeyCost {
     pub owner: String,
     /// Registry contact.
     pub contact: String,
-    /// Rows.
     pub rows: u64,
     /// Tally's price.
     pub computed_cost: Decimal,
@@ -732,7 +727,6 @@ pub struct Summary {
     pub passes: PassCounts,
     /// Learned offsets: global first, then per key.
     pub offsets: Vec<OffsetLine>,
-    /// Totals.
     pub totals: Totals,
     /// Per owner.
     pub costs_by_owner: Vec<OwnerCost>,

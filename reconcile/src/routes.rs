@@ -11,7 +11,6 @@ pub enum RouteFamily {
     Chat,
     /// OpenAI Responses API.
     Responses,
-    /// Embeddings.
     Embeddings,
     /// Anthropic Messages API.
     Messages,

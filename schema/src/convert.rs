@@ -25,11 +25,9 @@ pub enum ConvertError {
     /// row): which row and column.
     #[error("stored {table} row {id}: column `{column}` holds {value}, which cannot be read")]
     StoredOutOfRange {
-        /// Table.
         table: &'static str,
         /// Row id.
         id: i64,
-        /// Column.
         column: &'static str,
         /// The value.
         value: String,

@@ -8,10 +8,6 @@
 pub mod convert;
 pub mod enums;
 pub mod rows;
-#[expect(
-    missing_docs,
-    reason = "diesel's table! macro generates undocumented items"
-)]
 pub mod schema;
 
 /// JSON Schema (draft 2020-12) of one client usage log record.

@@ -220,13 +220,9 @@ pub struct UsageRow {
 pub struct OwnerRow {
     /// Row id.
     pub id: i64,
-    /// Team.
     pub team: String,
-    /// Service.
     pub service: String,
-    /// Environment.
     pub env: String,
-    /// Contact.
     pub contact: Option<String>,
 }
 
@@ -234,13 +230,9 @@ pub struct OwnerRow {
 #[derive(Debug, Clone, Insertable, AsChangeset)]
 #[diesel(table_name = owners, treat_none_as_null = true)]
 pub struct NewOwner<'a> {
-    /// Team.
     pub team: &'a str,
-    /// Service.
     pub service: &'a str,
-    /// Environment.
     pub env: &'a str,
-    /// Contact.
     pub contact: Option<&'a str>,
 }
 
@@ -252,7 +244,6 @@ pub struct KeyRow {
     pub id: i64,
     /// Tally's id.
     pub key_id: String,
-    /// Alias.
     pub alias: Option<String>,
     /// Last four.
     pub last4: Option<String>,
@@ -260,9 +251,7 @@ pub struct KeyRow {
     pub labels: String,
     /// SHA-256 digests, JSON array.
     pub sha256: String,
-    /// Owner.
     pub owner_id: Option<i64>,
-    /// Contact.
     pub contact: Option<String>,
 }
 
@@ -272,7 +261,6 @@ pub struct KeyRow {
 pub struct NewKey<'a> {
     /// Tally's id.
     pub key_id: &'a str,
-    /// Alias.
     pub alias: Option<&'a str>,
     /// Last four.
     pub last4: Option<&'a str>,
@@ -280,9 +268,7 @@ pub struct NewKey<'a> {
     pub labels: String,
     /// SHA-256 digests, JSON array.
     pub sha256: String,
-    /// Owner.
     pub owner_id: Option<i64>,
-    /// Contact.
     pub contact: Option<&'a str>,
 }
 
@@ -306,7 +292,6 @@ pub struct PriceRow {
     pub model: String,
     /// From when.
     pub effective_from: NaiveDateTime,
-    /// Currency.
     pub currency: String,
     /// Nano-dollars per million uncached input tokens.
     pub input_nanos: i64,
@@ -330,7 +315,6 @@ pub struct NewPrice<'a> {
     pub model: &'a str,
     /// From when.
     pub effective_from: NaiveDateTime,
-    /// Currency.
     pub currency: &'a str,
     /// Uncached input.
     pub input_nanos: i64,
@@ -338,9 +322,7 @@ pub struct NewPrice<'a> {
     pub cached_input_nanos: i64,
     /// Cache writes.
     pub cache_write_nanos: i64,
-    /// Output.
     pub output_nanos: i64,
-    /// Reasoning.
     pub reasoning_nanos: Option<i64>,
     /// Imported when.
     pub imported_at: NaiveDateTime,
@@ -356,9 +338,7 @@ pub struct RunRow {
     pub window_from: NaiveDateTime,
     /// Window end.
     pub window_to: NaiveDateTime,
-    /// Started.
     pub started_at: NaiveDateTime,
-    /// Finished.
     pub finished_at: NaiveDateTime,
     /// `current` or `superseded`.
     pub status: String,
@@ -386,9 +366,7 @@ pub struct NewRun<'a> {
     pub window_from: NaiveDateTime,
     /// Window end.
     pub window_to: NaiveDateTime,
-    /// Started.
     pub started_at: NaiveDateTime,
-    /// Finished.
     pub finished_at: NaiveDateTime,
     /// `current`.
     pub status: &'a str,
@@ -410,9 +388,7 @@ pub struct NewRun<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = run_counts)]
 pub struct RunCount {
-    /// Run.
     pub run_id: i64,
-    /// Class.
     pub class: EnumCol<Class>,
     /// Client rows.
     pub client_rows: i64,
@@ -424,11 +400,9 @@ pub struct RunCount {
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = verdicts, treat_none_as_default_value = false)]
 pub struct VerdictRow {
-    /// Run.
     pub run_id: i64,
     /// Row.
     pub usage_row_id: i64,
-    /// Class.
     pub class: EnumCol<Class>,
     /// Partner row.
     pub partner_row_id: Option<i64>,
@@ -436,11 +410,8 @@ pub struct VerdictRow {
     pub key_name: String,
     /// Registered key.
     pub registered: bool,
-    /// Team.
     pub team: String,
-    /// Service.
     pub service: String,
-    /// Env.
     pub env: String,
     /// Model family.
     pub model_family: String,
@@ -448,7 +419,6 @@ pub struct VerdictRow {
     pub computed_cost_nanos: Option<i64>,
     /// Reported cost.
     pub reported_cost_nanos: Option<i64>,
-    /// Detail.
     pub detail: String,
 }
 
@@ -458,17 +428,13 @@ pub struct VerdictRow {
 pub struct TokenRow {
     /// Row id.
     pub id: i64,
-    /// Name.
     pub name: String,
-    /// Role.
     pub role: String,
     /// SHA-256 hex of the token.
     pub token_sha256: String,
     /// Last four characters.
     pub last4: String,
-    /// Created.
     pub created_at: NaiveDateTime,
-    /// Revoked.
     pub revoked_at: Option<NaiveDateTime>,
 }
 
@@ -476,15 +442,12 @@ pub struct TokenRow {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = api_tokens)]
 pub struct NewToken<'a> {
-    /// Name.
     pub name: &'a str,
-    /// Role.
     pub role: &'a str,
     /// SHA-256 hex of the token.
     pub token_sha256: &'a str,
     /// Last four characters.
     pub last4: &'a str,
-    /// Created.
     pub created_at: NaiveDateTime,
 }
 
@@ -494,13 +457,10 @@ pub struct NewToken<'a> {
 pub struct NewSession<'a> {
     /// SHA-256 hex of the session id.
     pub session_sha256: &'a str,
-    /// Token.
     pub token_id: i64,
     /// CSRF token.
     pub csrf: &'a str,
-    /// Created.
     pub created_at: NaiveDateTime,
-    /// Expires.
     pub expires_at: NaiveDateTime,
 }
 
@@ -508,13 +468,11 @@ pub struct NewSession<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = run_rollups)]
 pub struct RollupRow {
-    /// Run.
     pub run_id: i64,
     /// UTC day (its midnight), ms.
     pub day_ms: i64,
     /// `client` or `gateway`.
     pub side: EnumCol<SideKind>,
-    /// Class.
     pub class: EnumCol<Class>,
     /// Canonical key name.
     pub key_name: String,
@@ -572,7 +530,6 @@ pub struct QuotaRow {
     pub recipients: String,
     /// `billed` or `client`.
     pub basis: EnumCol<Basis>,
-    /// Created.
     pub created_at: NaiveDateTime,
     /// Last changed.
     pub updated_at: NaiveDateTime,
@@ -592,11 +549,9 @@ pub struct NewQuota<'a> {
     pub scope_env: Option<&'a str>,
     /// Scope: one key.
     pub scope_key: Option<&'a str>,
-    /// Metric.
     pub metric: EnumCol<Metric>,
     /// Limit in the metric's unit.
     pub limit_units: i64,
-    /// Period.
     pub period: EnumCol<Period>,
     /// IANA zone.
     pub time_zone: &'a str,
@@ -604,7 +559,6 @@ pub struct NewQuota<'a> {
     pub thresholds: &'a str,
     /// Recipients, comma-separated.
     pub recipients: &'a str,
-    /// Basis.
     pub basis: EnumCol<Basis>,
     /// Created (kept on replace).
     #[diesel(skip_update)]
@@ -619,15 +573,11 @@ pub struct NewQuota<'a> {
 pub struct AlertRow {
     /// Row id.
     pub id: i64,
-    /// Rule.
     pub rule: String,
-    /// Scope.
     pub scope: String,
-    /// Period.
     pub period: String,
     /// Threshold, percent (0 when none).
     pub threshold: i64,
-    /// Kind.
     pub kind: EnumCol<AlertKind>,
     /// `firing` or `resolved`.
     pub state: String,
@@ -635,9 +585,7 @@ pub struct AlertRow {
     pub title: String,
     /// Figures, JSON.
     pub detail: String,
-    /// Fired.
     pub fired_at: NaiveDateTime,
-    /// Resolved.
     pub resolved_at: Option<NaiveDateTime>,
 }
 
@@ -645,23 +593,16 @@ pub struct AlertRow {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = alerts)]
 pub struct NewAlert<'a> {
-    /// Rule.
     pub rule: &'a str,
-    /// Scope.
     pub scope: &'a str,
-    /// Period.
     pub period: &'a str,
-    /// Threshold.
     pub threshold: i64,
-    /// Kind.
     pub kind: EnumCol<AlertKind>,
-    /// State.
     pub state: &'a str,
     /// One line.
     pub title: &'a str,
     /// Figures, JSON.
     pub detail: &'a str,
-    /// Fired.
     pub fired_at: NaiveDateTime,
 }
 
@@ -671,11 +612,9 @@ pub struct NewAlert<'a> {
 pub struct OutboxRow {
     /// Row id.
     pub id: i64,
-    /// Alert.
     pub alert_id: Option<i64>,
     /// Recipients, comma-separated.
     pub recipients: String,
-    /// Subject.
     pub subject: String,
     /// Plain text.
     pub body_text: String,
@@ -697,11 +636,9 @@ pub struct OutboxRow {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = outbox)]
 pub struct NewOutbox<'a> {
-    /// Alert.
     pub alert_id: Option<i64>,
     /// Recipients, comma-separated.
     pub recipients: &'a str,
-    /// Subject.
     pub subject: &'a str,
     /// Plain text.
     pub body_text: &'a str,

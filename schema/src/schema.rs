@@ -114,11 +114,8 @@ diesel::table! {
     owners (id) {
         /// Row id.
         id -> BigInt,
-        /// Team.
         team -> Text,
-        /// Service.
         service -> Text,
-        /// Environment.
         env -> Text,
         /// Contact email(s).
         contact -> Nullable<Text>,
@@ -140,7 +137,6 @@ diesel::table! {
         labels -> Text,
         /// SHA-256 hex digests of the secret, a JSON array of strings.
         sha256 -> Text,
-        /// Owner.
         owner_id -> Nullable<BigInt>,
         /// Contact for this key (else the owner's).
         contact -> Nullable<Text>,
@@ -174,7 +170,6 @@ diesel::table! {
         cached_input_nanos -> BigInt,
         /// Cache writes.
         cache_write_nanos -> BigInt,
-        /// Output.
         output_nanos -> BigInt,
         /// Reasoning, when priced apart from output.
         reasoning_nanos -> Nullable<BigInt>,
@@ -218,7 +213,6 @@ diesel::table! {
 diesel::table! {
     /// Rows per class of a run.
     run_counts (run_id, class) {
-        /// Run.
         run_id -> BigInt,
         /// Class name.
         class -> Text,
@@ -232,7 +226,6 @@ diesel::table! {
 diesel::table! {
     /// A row's verdict in a run.
     verdicts (run_id, usage_row_id) {
-        /// Run.
         run_id -> BigInt,
         /// The row.
         usage_row_id -> BigInt,
@@ -303,13 +296,11 @@ diesel::table! {
     /// A run's sums per UTC day and per every dimension a costs report
     /// groups by.
     run_rollups (run_id, day_ms, side, class, key_name, registered, team, service, env, model_family) {
-        /// Run.
         run_id -> BigInt,
         /// The rows' UTC day (its midnight), ms.
         day_ms -> BigInt,
         /// `client` or `gateway`.
         side -> Text,
-        /// Class.
         class -> Text,
         /// Canonical key name.
         key_name -> Text,
@@ -412,7 +403,6 @@ diesel::table! {
         alert_id -> Nullable<BigInt>,
         /// Recipients, comma-separated.
         recipients -> Text,
-        /// Subject.
         subject -> Text,
         /// Plain-text part.
         body_text -> Text,

@@ -50,21 +50,20 @@ impl Ended {
     ];
 }
 
+fn counter(job: &str, ended: Ended) -> Option<&'static AtomicU64> {
+    let i = JOBS.iter().position(|j| *j == job)?;
+    RUNS.get(i)?.get(ended as usize)
+}
+
 fn count_run(job: &str, ended: Ended) {
-    if let Some(i) = JOBS.iter().position(|j| *j == job)
-        && let Some(c) = RUNS.get(i).and_then(|r| r.get(ended as usize))
-    {
+    if let Some(c) = counter(job, ended) {
         c.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 /// This process's job runs of `job` that ended so.
 pub fn runs(job: &str, ended: Ended) -> u64 {
-    JOBS.iter()
-        .position(|j| *j == job)
-        .and_then(|i| RUNS.get(i))
-        .and_then(|r| r.get(ended as usize))
-        .map_or(0, |c| c.load(Ordering::Relaxed))
+    counter(job, ended).map_or(0, |c| c.load(Ordering::Relaxed))
 }
 
 fn now_of(clock: Clock) -> Result<DateTime<Utc>> {

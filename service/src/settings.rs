@@ -62,7 +62,6 @@ pub struct Settings {
     pub server: ServerSettings,
     /// The store.
     pub database: DatabaseSettings,
-    /// Logging.
     pub log: LogSettings,
     /// Alert email.
     pub email: EmailSettings,

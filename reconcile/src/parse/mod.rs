@@ -112,7 +112,6 @@ pub mod field {
     pub const END_TIMESTAMP: usize = 2;
     /// Duration in ms.
     pub const DURATION_MS: usize = 3;
-    /// Key.
     pub const KEY: usize = 4;
     /// Requested model.
     pub const MODEL: usize = 5;

@@ -33,7 +33,6 @@ pub struct Rule<'a> {
     pub period: &'a str,
     /// Threshold, percent (0 for none).
     pub threshold: i64,
-    /// Kind.
     pub kind: AlertKind,
     /// One line.
     pub title: &'a str,
@@ -844,15 +843,10 @@ pub fn test_email(mailer: &Mailer, to: &str, now: DateTime<Utc>) -> Result<(), M
 /// An alert as the API and pages show it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertView {
-    /// Id.
     pub id: i64,
-    /// Kind.
     pub kind: AlertKind,
-    /// Rule.
     pub rule: String,
-    /// Scope.
     pub scope: String,
-    /// Period.
     pub period: String,
     /// Threshold, percent (0 when none).
     pub threshold: i64,
@@ -864,7 +858,6 @@ pub struct AlertView {
     pub detail: serde_json::Value,
     /// Fired (UTC, RFC 3339).
     pub fired_at: String,
-    /// Resolved.
     pub resolved_at: Option<String>,
 }
 

@@ -369,7 +369,6 @@ pub fn run_page(
 /// Rows of one class for one owner.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClassRows {
-    /// Class.
     pub class: String,
     /// Client rows.
     pub client_rows: i64,
@@ -382,7 +381,6 @@ pub struct ClassRows {
 pub struct OwnerKey {
     /// Tally's key id.
     pub key_id: String,
-    /// Alias.
     pub alias: String,
     /// Last four characters.
     pub last4: String,

@@ -56,10 +56,8 @@ pub struct Scope {
     /// Team (owner labels: every one given must match).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
-    /// Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-    /// Environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<String>,
     /// One key, by its canonical name (instead of owner labels).

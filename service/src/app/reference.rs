@@ -140,7 +140,6 @@ pub struct Reference {
     pub registry: KeyRegistry,
     /// Model aliases.
     pub aliases: AliasTable,
-    /// Prices.
     pub prices: PriceBook,
 }
 

@@ -34,13 +34,9 @@ pub enum Kind {
 pub enum GroupBy {
     /// team/service/env.
     Owner,
-    /// Team.
     Team,
-    /// Service.
     Service,
-    /// Environment.
     Env,
-    /// Key.
     Key,
     /// Model family.
     Model,
@@ -112,7 +108,6 @@ pub struct RowLine {
     pub side: String,
     /// Its class.
     pub class: String,
-    /// Key.
     pub key: String,
     /// Whether the registry knows the key.
     pub registered: bool,

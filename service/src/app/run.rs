@@ -475,7 +475,6 @@ pub fn utc(t: chrono::NaiveDateTime) -> String {
 /// Rows of one class in a run.
 #[derive(Debug, serde::Serialize)]
 pub struct ClassCount {
-    /// Class.
     pub class: String,
     /// Client rows.
     pub client_rows: i64,
@@ -486,15 +485,12 @@ pub struct ClassCount {
 /// A run, as the API and the pages show it.
 #[derive(Debug, serde::Serialize)]
 pub struct RunView {
-    /// Id.
     pub id: i64,
     /// Window start, inclusive.
     pub from: String,
     /// Window end, exclusive.
     pub to: String,
-    /// Started.
     pub started_at: String,
-    /// Finished.
     pub finished_at: String,
     /// `current` or `superseded`.
     pub status: String,

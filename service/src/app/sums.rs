@@ -13,7 +13,6 @@ use crate::db::{AnyConnection, DbError, repo};
 /// Rows of one class, key, owner and model: a day's sum, or one row.
 #[derive(Debug, Clone, Copy)]
 pub struct Group<'a> {
-    /// Class.
     pub class: Class,
     /// Canonical key name.
     pub key_name: &'a str,
@@ -25,7 +24,6 @@ pub struct Group<'a> {
     pub env: &'a str,
     /// Model family.
     pub model_family: &'a str,
-    /// Rows.
     pub rows: u64,
     /// Of those, rows without a price.
     pub unpriced: u64,

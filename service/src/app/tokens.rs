@@ -59,9 +59,7 @@ pub struct Principal {
 /// A token as listed: never the token, never its hash.
 #[derive(Debug, Clone, Serialize)]
 pub struct TokenView {
-    /// Name.
     pub name: String,
-    /// Role.
     pub role: String,
     /// `...` and the last four characters.
     pub hint: String,

@@ -528,7 +528,6 @@ pub enum OutputFormat {
 pub enum ClientFormatArg {
     /// JSON Lines.
     Jsonl,
-    /// CSV.
     Csv,
 }
 

@@ -7,13 +7,9 @@ use super::*;
 /// An owner.
 #[derive(Debug, Serialize)]
 pub struct OwnerView {
-    /// Id.
     pub id: i64,
-    /// Team.
     pub team: String,
-    /// Service.
     pub service: String,
-    /// Environment.
     pub env: String,
     /// Contact email(s).
     pub contact: Option<String>,
@@ -107,15 +103,12 @@ pub async fn delete_owner(state: Data, id: web::Path<i64>) -> Reply {
 pub struct KeyView {
     /// Tally's id.
     pub key_id: String,
-    /// Alias.
     pub alias: Option<String>,
-    /// Labels.
     pub labels: Vec<String>,
     /// Last four characters of the secret.
     pub last4: Option<String>,
     /// SHA-256 fingerprints of the secret known.
     pub fingerprints: usize,
-    /// Owner.
     pub owner: Option<OwnerView>,
     /// Contact for this key (else the owner's).
     pub contact: Option<String>,
@@ -320,13 +313,11 @@ pub async fn delete_alias(state: Data, alias: web::Path<String>) -> Reply {
 /// A price: USD per million tokens, as decimal strings.
 #[derive(Debug, Serialize)]
 pub struct PriceView {
-    /// Id.
     pub id: i64,
     /// Family or glob.
     pub model: String,
     /// From when (UTC).
     pub effective_from: String,
-    /// Currency.
     pub currency: String,
     /// Uncached input.
     pub input: Decimal,
@@ -334,7 +325,6 @@ pub struct PriceView {
     pub cached_input: Decimal,
     /// Cache writes.
     pub cache_write: Decimal,
-    /// Output.
     pub output: Decimal,
     /// Reasoning, when priced apart from output.
     pub reasoning: Option<Decimal>,

@@ -15,9 +15,7 @@ pub struct Rect {
     pub x: u32,
     /// Top.
     pub y: u32,
-    /// Width.
     pub w: u32,
-    /// Height.
     pub h: u32,
     /// Which series (a CSS class: `computed`, `reported`).
     pub series: &'static str,

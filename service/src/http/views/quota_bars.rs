@@ -12,13 +12,11 @@ pub const BAR_PX: u32 = 300;
 /// A quota as the page draws it: figures as text, geometry in whole pixels.
 #[derive(Debug, Clone, Serialize)]
 pub struct QuotaBar {
-    /// Name.
     pub name: String,
     /// Scope in words.
     pub scope: String,
     /// Period in words and zone.
     pub period: String,
-    /// Basis.
     pub basis: String,
     /// Used, for people.
     pub used: String,
