@@ -14,7 +14,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tally_reconcile::models::AliasTable;
 use tally_reconcile::parse::client::{ClientFormat, read_client};
 use tally_reconcile::parse::mapping::{Profile, read_mapped};
-use tally_reconcile::report::{Settings, reconcile};
+use tally_reconcile::report::{EngineSettings, reconcile};
 use tally_reconcile::synth::{Spec, dataset};
 use tally_reconcile::{Side, SideKind};
 
@@ -77,7 +77,7 @@ fn engine(c: &mut Criterion) {
                 &d.keys,
                 &aliases,
                 &d.prices,
-                Settings::default(),
+                EngineSettings::default(),
             );
             black_box(rec.client_class.len())
         });

@@ -14,12 +14,12 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use tally_reconcile::keys::{KeyRegistry, OwnerEntry};
-use tally_reconcile::lines::{RecordSink, Tabular};
 use tally_reconcile::models::AliasTable;
 use tally_reconcile::parse::client::read_client;
 use tally_reconcile::parse::mapping::{Profile, choose, read_mapped};
 use tally_reconcile::prices::PriceBook;
-use tally_reconcile::report::{Settings, reconcile};
+use tally_reconcile::report::{EngineSettings, reconcile};
+use tally_reconcile::report_lines::{RecordSink, Tabular};
 use tally_reconcile::{Side, SideKind};
 
 /// What a seed is, so the harness knows how to read it.
@@ -505,7 +505,7 @@ pub fn execute(seeds: &[Seed], fixed: &Fixed, index: usize, input: &[u8]) {
         registry.as_ref().unwrap_or(&fixed.registry),
         aliases.as_ref().unwrap_or(&fixed.aliases),
         prices.as_ref().unwrap_or(&fixed.prices),
-        Settings::default(),
+        EngineSettings::default(),
     );
     let summary = r.summary(1_764_000_000_000);
     let mut sink = CountingSink(0);

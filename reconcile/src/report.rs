@@ -101,7 +101,7 @@ impl Class {
 
 /// Reconciliation settings.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct EngineSettings {
     /// Matching parameters.
     pub matching: matching::Params,
     /// Relative cost tolerance (0.01 = 1 %).
@@ -110,7 +110,7 @@ pub struct Settings {
     pub cost_tolerance_absolute: Decimal,
 }
 
-impl Default for Settings {
+impl Default for EngineSettings {
     fn default() -> Self {
         Self {
             matching: matching::Params::default(),
@@ -347,7 +347,7 @@ pub struct Reconciliation<'a> {
     /// times was a tenth of the time after parsing. 80 MB at ten million
     /// rows, taken after matching has freed its sort entries.
     gateway_costs: Vec<i64>,
-    settings: Settings,
+    settings: EngineSettings,
 }
 
 /// [`Reconciliation::gateway_costs`]: the catalog has no price.
@@ -946,7 +946,7 @@ pub fn reconcile<'a>(
     registry: &KeyRegistry,
     aliases: &AliasTable,
     prices: &PriceBook,
-    settings: Settings,
+    settings: EngineSettings,
 ) -> Reconciliation<'a> {
     let mut t = Tables {
         keys: Vec::new(),
@@ -1027,7 +1027,7 @@ pub fn reconcile<'a>(
 /// In integers (atto-dollars times powers of ten): this runs for every
 /// pair several times, and the same check in `Decimal` was a few percent of
 /// a whole run. Exact either way; `Decimal` only when a product overflows.
-fn within(reported: Usd, computed: Usd, s: &Settings) -> bool {
+fn within(reported: Usd, computed: Usd, s: &EngineSettings) -> bool {
     let diff = reported.saturating_sub(computed).abs().0;
     let (rel, abs) = (s.cost_tolerance_relative, s.cost_tolerance_absolute);
     // diff <= |computed| * rel.mantissa / 10^rel.scale
@@ -1060,7 +1060,7 @@ fn within(reported: Usd, computed: Usd, s: &Settings) -> bool {
 }
 
 /// [`within`] in `Decimal`, for amounts whose integer products overflow.
-fn within_decimal(reported: Usd, computed: Usd, s: &Settings) -> bool {
+fn within_decimal(reported: Usd, computed: Usd, s: &EngineSettings) -> bool {
     let diff = reported.saturating_sub(computed).abs().to_decimal();
     let rel = computed.to_decimal().abs() * s.cost_tolerance_relative;
     diff <= rel.max(s.cost_tolerance_absolute)
@@ -1899,7 +1899,7 @@ mod tests {
         c: &'a Side,
         g: &'a Side,
         prices: &PriceBook,
-        settings: Settings,
+        settings: EngineSettings,
     ) -> Reconciliation<'a> {
         reconcile(
             c,
@@ -1936,7 +1936,7 @@ mod tests {
             ("gpt-4o", "2026-01-01", "1", "1"),
             ("o3-mini", "2026-12-04", "1", "1"),
         ]);
-        let rec = plain(&c, &g, &prices, Settings::default());
+        let rec = plain(&c, &g, &prices, EngineSettings::default());
         let s = rec.summary(0);
         let got: Vec<_> = s
             .price_fallbacks
@@ -1983,7 +1983,7 @@ mod tests {
             "p.toml",
         )
         .unwrap();
-        let rec = plain(&c, &g, &prices, Settings::default());
+        let rec = plain(&c, &g, &prices, EngineSettings::default());
         let atto = |usd: &str| Usd::from_decimal(usd.parse().unwrap()).unwrap();
         assert_eq!(rec.gateway_cost(0), Some(atto("120.000002")));
         assert_eq!(rec.gateway_cost(1), Some(atto("0.000062")));
@@ -2012,7 +2012,7 @@ mod tests {
             ("gpt-4o-2024-05-13", "2026-01-01", "5", "15"),
             ("claude-3-5-sonnet-20241022", "2026-01-01", "3", "15"),
         ]);
-        let rec = plain(&c, &g, &prices, Settings::default());
+        let rec = plain(&c, &g, &prices, EngineSettings::default());
         let usd = |s: &str| Some(Usd::from_decimal(s.parse().unwrap()).unwrap());
         assert_eq!(rec.gateway_cost(0), usd("20"), "the snapshot's own price");
         assert_eq!(
@@ -2056,7 +2056,7 @@ mod tests {
         let mut c = Side::new(SideKind::Client);
         crate::parse::client::read_client(client.as_bytes(), "c.jsonl", None, &mut c).unwrap();
         assert!(c.rejects.is_empty(), "{:?}", c.rejects);
-        let rec = plain(&c, &g, &PriceBook::default(), Settings::default());
+        let rec = plain(&c, &g, &PriceBook::default(), EngineSettings::default());
         let class = |side, i| rec.verdict(side, i).unwrap().class;
         assert_eq!(class(SideKind::Client, 0), Class::Matched);
         // The failed call both sides saw is a failed pair: not missing, and
@@ -2126,9 +2126,9 @@ mod tests {
             ("gpt-4o-mini", "2026-01-01", "1", "1"),
             ("claude-sonnet-4", "2026-01-01", "1", "1"),
         ]);
-        let settings = Settings {
+        let settings = EngineSettings {
             cost_tolerance_absolute: rust_decimal::Decimal::ONE,
-            ..Settings::default()
+            ..EngineSettings::default()
         };
         let rec = plain(&c, &g, &prices, settings);
         let class = |i| rec.verdict(SideKind::Client, i).unwrap().class;
@@ -2163,7 +2163,7 @@ mod tests {
             &d.keys,
             &AliasTable::default(),
             &d.prices,
-            Settings::default(),
+            EngineSettings::default(),
         );
         for v in [rec.client_view(), rec.gateway_view()] {
             assert!(v.len() > 2_000);
@@ -2195,10 +2195,10 @@ mod tests {
             rel in proptest::sample::select(vec!["0", "0.01", "0.005", "0.1234", "1", "0.0000000000000000000000001"]),
             abs in proptest::sample::select(vec!["0", "0.000001", "0.00000000000000000005", "0.5"]),
         ) {
-            let s = Settings {
+            let s = EngineSettings {
                 cost_tolerance_relative: rel.parse().unwrap(),
                 cost_tolerance_absolute: abs.parse().unwrap(),
-                ..Settings::default()
+                ..EngineSettings::default()
             };
             let (c, r) = (Usd(computed), Usd(computed + delta));
             proptest::prop_assert_eq!(within(r, c, &s), within_decimal(r, c, &s));

@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use tally_reconcile::matching::{NONE, Pass};
 use tally_reconcile::models::AliasTable;
 use tally_reconcile::prices::Usd;
-use tally_reconcile::report::{Class, Reconciliation, Settings, reconcile};
+use tally_reconcile::report::{Class, EngineSettings, Reconciliation, reconcile};
 use tally_reconcile::{Side, synth};
 
 fn data(rows: u64, seed: u64, keys: u32) -> synth::Dataset {
@@ -35,7 +35,7 @@ fn run<'a>(c: &'a Side, g: &'a Side, d: &synth::Dataset) -> Reconciliation<'a> {
         &d.keys,
         &AliasTable::default(),
         &d.prices,
-        Settings::default(),
+        EngineSettings::default(),
     )
 }
 

@@ -9,8 +9,8 @@ use std::path::Path;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 use tally_reconcile::error::RowError;
-use tally_reconcile::lines::{DiscrepancyLine, RecordSink, RowLine, Tabular};
 use tally_reconcile::report::{Reconciliation, Summary};
+use tally_reconcile::report_lines::{DiscrepancyLine, RecordSink, RowLine, Tabular};
 
 /// Why a report could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +144,7 @@ fn write_matches_batched(mut w: impl Write, rec: &Reconciliation<'_>, batch: usi
         .clamp(1, 8);
     let n = rec.client.rows.len();
     let mut header = csv::Writer::from_writer(Vec::new());
-    header.write_record(tally_reconcile::lines::PairLine::headers())?;
+    header.write_record(tally_reconcile::report_lines::PairLine::headers())?;
     w.write_all(&header.into_inner().map_err(|e| e.into_error())?)?;
     let mut written = 0;
     // Double-buffered: batch k+1 is formatted while batch k is written, so
@@ -762,7 +762,7 @@ mod tests {
             &d.keys,
             &tally_reconcile::models::AliasTable::default(),
             &d.prices,
-            tally_reconcile::report::Settings::default(),
+            tally_reconcile::report::EngineSettings::default(),
         );
         let mut plain = Vec::new();
         let n = write_csv(&mut plain, rec.pairs()).unwrap();

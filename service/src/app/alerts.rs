@@ -16,11 +16,34 @@ use tally_schema::convert::nanos_to_usd;
 use tally_schema::enums::{AlertKind, StoredName};
 use tally_schema::rows::{AlertRow, KeyRow, NewAlert, NewOutbox, OwnerRow};
 
-use super::quotas::QuotaError;
 use super::sums::each_group;
-use crate::db::{AnyConnection, repo};
+use crate::db::{AnyConnection, DbError, repo};
 use crate::mail::{self, MailError, Mailer};
 use crate::settings::Settings;
+
+/// What the alert and quota use cases fail with (a quota is an alert
+/// rule over usage).
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    /// A value is not acceptable (names the field).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such quota.
+    #[error("no quota named `{0}`")]
+    NotFound(String),
+    /// The store.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Rendering a message.
+    #[error(transparent)]
+    Mail(#[from] crate::mail::MailError),
+}
+
+impl From<diesel::result::Error> for AlertError {
+    fn from(e: diesel::result::Error) -> Self {
+        AlertError::Db(e.into())
+    }
+}
 
 /// An alert to record.
 #[derive(Clone, Copy)]
@@ -43,7 +66,7 @@ pub struct Rule<'a> {
 }
 
 /// Records an alert unless it fired already; its id when new.
-pub fn record(conn: &mut AnyConnection, r: &Rule<'_>) -> Result<Option<i64>, QuotaError> {
+pub fn record(conn: &mut AnyConnection, r: &Rule<'_>) -> Result<Option<i64>, AlertError> {
     let detail = r.detail.to_string();
     Ok(repo::insert_alert_once(
         conn,
@@ -86,7 +109,7 @@ pub fn fire(
     alert_id: i64,
     rule: &Rule<'_>,
     b: &Body<'_>,
-) -> Result<usize, QuotaError> {
+) -> Result<usize, AlertError> {
     let ctx = minijinja::context! {
         title => rule.title, kind => rule.kind, lines => b.lines,
         rows_heading => b.rows_heading, rows => b.rows, link => b.link,
@@ -114,7 +137,7 @@ pub fn fire(
 }
 
 /// Messages held for want of a recipient: id and subject.
-pub fn held(conn: &mut AnyConnection) -> Result<Vec<(i64, String)>, QuotaError> {
+pub fn held(conn: &mut AnyConnection) -> Result<Vec<(i64, String)>, AlertError> {
     Ok(repo::held_messages(conn)?)
 }
 
@@ -125,18 +148,18 @@ pub fn resend(
     settings: &Settings,
     to: Option<&str>,
     now: NaiveDateTime,
-) -> Result<usize, QuotaError> {
+) -> Result<usize, AlertError> {
     let to = match to {
         Some(t) => t.to_owned(),
         None => platform(settings).join(", "),
     };
     if to.trim().is_empty() {
-        return Err(QuotaError::Invalid(
+        return Err(AlertError::Invalid(
             "no one to send held messages to: give --to ADDRESS or set alerts.platform_contact"
                 .to_owned(),
         ));
     }
-    check_contact(&to).map_err(QuotaError::Invalid)?;
+    check_contact(&to).map_err(AlertError::Invalid)?;
     Ok(repo::release_held(conn, &to, now)?)
 }
 
@@ -187,7 +210,7 @@ fn raise_capped(
     link: &str,
     at: NaiveDateTime,
     done: &mut RunAlerts,
-) -> Result<(), QuotaError> {
+) -> Result<(), AlertError> {
     items.sort_by(|a, b| b.weight.cmp(&a.weight).then_with(|| a.scope.cmp(&b.scope)));
     let rest = items.split_off(cap.min(items.len()));
     for p in &items {
@@ -223,7 +246,7 @@ fn raise_capped(
         detail: &detail,
         at,
     };
-    repo::in_transaction(conn, |c| -> Result<(), QuotaError> {
+    repo::in_transaction(conn, |c| -> Result<(), AlertError> {
         let mut new = Vec::new();
         for p in &rest {
             if record(c, &p.rule(at))?.is_some() {
@@ -264,7 +287,7 @@ pub fn raise(
     conn: &mut AnyConnection,
     rule: &Rule<'_>,
     b: &Body<'_>,
-) -> Result<Option<usize>, QuotaError> {
+) -> Result<Option<usize>, AlertError> {
     repo::in_transaction(conn, |c| match record(c, rule)? {
         Some(id) => Ok(Some(fire(c, id, rule, b)?)),
         None => Ok(None),
@@ -279,7 +302,7 @@ fn queue(
     text: &str,
     html: &str,
     at: NaiveDateTime,
-) -> Result<i64, QuotaError> {
+) -> Result<i64, AlertError> {
     let to = to.join(", ");
     Ok(repo::enqueue(
         conn,
@@ -380,7 +403,7 @@ pub struct Contacts {
 
 impl Contacts {
     /// Reads owners and keys.
-    pub fn load(conn: &mut AnyConnection) -> Result<Self, QuotaError> {
+    pub fn load(conn: &mut AnyConnection) -> Result<Self, AlertError> {
         Ok(Self {
             owners: repo::owners(conn)?,
             keys: repo::keys(conn)?,
@@ -440,7 +463,7 @@ pub fn raise_for_run(
     run_id: i64,
     window: (i64, i64),
     now: DateTime<Utc>,
-) -> Result<RunAlerts, QuotaError> {
+) -> Result<RunAlerts, AlertError> {
     let at = now.naive_utc();
     let mut done = RunAlerts::default();
     let (unattributed, quality) = gather(conn, run_id, window)?;
@@ -482,7 +505,7 @@ fn gather(
     conn: &mut AnyConnection,
     run_id: i64,
     (from_ms, to_ms): (i64, i64),
-) -> Result<(KeyDays, Quality), QuotaError> {
+) -> Result<(KeyDays, Quality), AlertError> {
     let mut unattributed = KeyDays::new();
     let mut q = Quality::default();
     let day = day_of;
@@ -703,7 +726,7 @@ fn resolve_cleared(
     (from_ms, to_ms): (i64, i64),
     live: &[(&str, &str, &str)],
     at: chrono::NaiveDateTime,
-) -> Result<usize, QuotaError> {
+) -> Result<usize, AlertError> {
     let day = day_of;
     let mut resolved = 0;
     let (first, last) = (day_label(day(from_ms)), day_label(day(to_ms - 1)));
@@ -732,7 +755,7 @@ pub fn digest(
     conn: &mut AnyConnection,
     settings: &Settings,
     now: DateTime<Utc>,
-) -> Result<usize, QuotaError> {
+) -> Result<usize, AlertError> {
     let today = now.timestamp_millis() - now.timestamp_millis().rem_euclid(DAY_MS);
     let (from, to) = (today - DAY_MS, today);
     let day = day_label(from);
@@ -810,7 +833,7 @@ pub fn digest(
         };
         let to = addresses(to, settings);
         // Recorded (as history, resolved at once) with its message, or not at all.
-        let sent = repo::in_transaction(conn, |c| -> Result<bool, QuotaError> {
+        let sent = repo::in_transaction(conn, |c| -> Result<bool, AlertError> {
             let Some(id) = record(c, &rule)? else {
                 return Ok(false);
             };
@@ -885,11 +908,11 @@ pub fn list(
     state: Option<&str>,
     kind: Option<&str>,
     limit: i64,
-) -> Result<Vec<AlertView>, QuotaError> {
+) -> Result<Vec<AlertView>, AlertError> {
     if let Some(s) = state
         && !matches!(s, "firing" | "resolved")
     {
-        return Err(QuotaError::Invalid(format!(
+        return Err(AlertError::Invalid(format!(
             "state: `{s}`: firing or resolved"
         )));
     }

@@ -11,7 +11,7 @@ use tally_reconcile::SideKind;
 use tally_reconcile::report::Class;
 use tally_schema::convert::nanos_to_usd;
 
-use crate::app::report::{self, CostLine, Costs, GroupBy, Kind, RowLine};
+use crate::app::report::{self, CostLine, Costs, GroupBy, Kind, VerdictLine};
 use crate::app::run::{RunView, view};
 use crate::db::{AnyConnection, DbError, repo};
 
@@ -138,7 +138,7 @@ pub struct Overview {
     /// Unattributed traffic by key, most billed first.
     pub unattributed: Vec<KeyTraffic>,
     /// The first rows missing on the gateway.
-    pub missing: Vec<RowLine>,
+    pub missing: Vec<VerdictLine>,
     /// The latest runs.
     pub runs: Vec<RunView>,
 }
@@ -276,7 +276,7 @@ pub struct RowFilter {
 }
 
 impl RowFilter {
-    fn keeps(&self, l: &RowLine) -> bool {
+    fn keeps(&self, l: &VerdictLine) -> bool {
         let has = |hay: &str, needle: &str| {
             needle.is_empty() || hay.to_lowercase().contains(&needle.trim().to_lowercase())
         };
@@ -290,7 +290,7 @@ pub struct RowTable {
     /// `missing` or `unattributed`.
     pub kind: &'static str,
     /// The first [`PAGE_ROWS`] rows the filter keeps.
-    pub rows: Vec<RowLine>,
+    pub rows: Vec<VerdictLine>,
     /// All rows the filter keeps.
     pub total: usize,
 }
@@ -327,7 +327,7 @@ pub fn run_rows(
     class: Class,
     filter: &RowFilter,
     limit: usize,
-) -> Result<(Vec<RowLine>, usize), ViewError> {
+) -> Result<(Vec<VerdictLine>, usize), ViewError> {
     run_or_404(conn, id)?;
     let mut rows = Vec::new();
     let mut total = 0;
@@ -422,7 +422,7 @@ pub struct OwnerPage {
     pub classes: Vec<ClassRows>,
     /// Its rows that are not plain matches: missing, unattributed,
     /// discrepancies (the first [`PAGE_ROWS`]).
-    pub rows: Vec<RowLine>,
+    pub rows: Vec<VerdictLine>,
 }
 
 /// Owner `id`'s page for `month`.
@@ -618,7 +618,7 @@ mod tests {
 
     #[test]
     fn filters_are_case_insensitive_substrings() {
-        let line = RowLine {
+        let line = VerdictLine {
             ts: String::new(),
             side: "client".into(),
             class: "missing_usage".into(),

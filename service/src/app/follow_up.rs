@@ -85,7 +85,7 @@ pub fn run_and_alert(
     config: &Settings,
     window: (i64, i64),
     slice_rows: i64,
-    engine: tally_reconcile::report::Settings,
+    engine: tally_reconcile::report::EngineSettings,
     clock: Clock,
 ) -> Result<(super::run::RunOutcome, FollowUp), AppError> {
     let o = super::run::run(conn, window, slice_rows, engine, clock)?;

@@ -20,33 +20,10 @@ use tally_schema::convert::{nanos_to_usd, usd_to_nanos};
 use tally_schema::enums::{AlertKind, EnumCol, StoredName};
 use tally_schema::rows::{NewQuota, QuotaRow};
 
-use super::alerts::{Body, Rule, fire, raise, record};
+use super::alerts::{AlertError, Body, Rule, fire, raise, record};
 use super::sums::{Group, each_group};
-use crate::db::{AnyConnection, DbError, repo};
+use crate::db::{AnyConnection, repo};
 use crate::settings::Settings;
-
-/// What quota use cases fail with.
-#[derive(Debug, thiserror::Error)]
-pub enum QuotaError {
-    /// A value is not acceptable (names the field).
-    #[error("{0}")]
-    Invalid(String),
-    /// No such quota.
-    #[error("no quota named `{0}`")]
-    NotFound(String),
-    /// The store.
-    #[error(transparent)]
-    Db(#[from] DbError),
-    /// Rendering a message.
-    #[error(transparent)]
-    Mail(#[from] crate::mail::MailError),
-}
-
-impl From<diesel::result::Error> for QuotaError {
-    fn from(e: diesel::result::Error) -> Self {
-        QuotaError::Db(e.into())
-    }
-}
 
 pub use tally_schema::enums::Basis;
 
@@ -79,7 +56,7 @@ impl Scope {
             .join("/")
     }
 
-    fn check(&self) -> Result<(), QuotaError> {
+    fn check(&self) -> Result<(), AlertError> {
         let labels = [&self.team, &self.service, &self.env];
         let any_label = labels.iter().any(|l| l.is_some());
         if labels
@@ -87,15 +64,15 @@ impl Scope {
             .chain([&&self.key])
             .any(|v| v.as_deref() == Some(""))
         {
-            return Err(QuotaError::Invalid(
+            return Err(AlertError::Invalid(
                 "scope: a label or key may not be empty".to_owned(),
             ));
         }
         match (any_label, self.key.is_some()) {
-            (false, false) => Err(QuotaError::Invalid(
+            (false, false) => Err(AlertError::Invalid(
                 "scope: give a team, service or env (owner), or a key".to_owned(),
             )),
-            (true, true) => Err(QuotaError::Invalid(
+            (true, true) => Err(AlertError::Invalid(
                 "scope: either owner labels or a key, not both".to_owned(),
             )),
             _ => Ok(()),
@@ -157,34 +134,34 @@ fn billed() -> Basis {
 
 /// Parses a stored enum's name (`cost`, `month`, `billed`), naming the
 /// field and the names it takes when it is not one.
-pub fn parse_name<T: StoredName>(field: &str, s: &str) -> Result<T, QuotaError> {
+pub fn parse_name<T: StoredName>(field: &str, s: &str) -> Result<T, AlertError> {
     T::from_stored_name(s.trim()).ok_or_else(|| {
         let known: Vec<&str> = T::all().iter().map(|v| v.stored_name()).collect();
-        QuotaError::Invalid(format!("{field}: `{s}` is not one of {}", known.join(", ")))
+        AlertError::Invalid(format!("{field}: `{s}` is not one of {}", known.join(", ")))
     })
 }
 
 /// The limit in stored units (nano-dollars for cost).
-fn limit_units(metric: Metric, limit: Decimal) -> Result<i64, QuotaError> {
+fn limit_units(metric: Metric, limit: Decimal) -> Result<i64, AlertError> {
     if limit <= Decimal::ZERO {
-        return Err(QuotaError::Invalid("limit: must be more than 0".to_owned()));
+        return Err(AlertError::Invalid("limit: must be more than 0".to_owned()));
     }
     match metric {
         Metric::Cost => usd_to_nanos(limit)
-            .map_err(|e| QuotaError::Invalid(format!("limit: {e}")))
+            .map_err(|e| AlertError::Invalid(format!("limit: {e}")))
             .and_then(|(n, exact)| match exact {
                 None => Ok(n),
-                Some(_) => Err(QuotaError::Invalid(
+                Some(_) => Err(AlertError::Invalid(
                     "limit: at most 9 decimal places of a dollar".to_owned(),
                 )),
             }),
         Metric::Tokens | Metric::Requests => {
             if limit.fract() != Decimal::ZERO {
-                return Err(QuotaError::Invalid(
+                return Err(AlertError::Invalid(
                     "limit: a whole number of tokens or requests".to_owned(),
                 ));
             }
-            i64::try_from(limit).map_err(|_| QuotaError::Invalid("limit: too large".to_owned()))
+            i64::try_from(limit).map_err(|_| AlertError::Invalid("limit: too large".to_owned()))
         }
     }
 }
@@ -198,26 +175,26 @@ fn limit_of(metric: Metric, units: i64) -> Decimal {
 
 impl QuotaSpec {
     /// Checks everything the types do not.
-    pub fn check(&self) -> Result<(), QuotaError> {
+    pub fn check(&self) -> Result<(), AlertError> {
         if self.name.trim().is_empty() || self.name.len() > 200 {
-            return Err(QuotaError::Invalid("name: 1 to 200 characters".to_owned()));
+            return Err(AlertError::Invalid("name: 1 to 200 characters".to_owned()));
         }
         self.scope.check()?;
         limit_units(self.metric, self.limit)?;
-        quota::zone(&self.time_zone).map_err(|e| QuotaError::Invalid(format!("time_zone: {e}")))?;
+        quota::zone(&self.time_zone).map_err(|e| AlertError::Invalid(format!("time_zone: {e}")))?;
         if self.thresholds.is_empty() || self.thresholds.iter().any(|t| *t == 0 || *t > 1000) {
-            return Err(QuotaError::Invalid(
+            return Err(AlertError::Invalid(
                 "thresholds: one or more percentages from 1 to 1000".to_owned(),
             ));
         }
         for r in &self.recipients {
             super::alerts::check_contact(r)
-                .map_err(|e| QuotaError::Invalid(format!("recipients: {e}")))?;
+                .map_err(|e| AlertError::Invalid(format!("recipients: {e}")))?;
         }
         Ok(())
     }
 
-    fn from_row(r: QuotaRow) -> Result<Self, QuotaError> {
+    fn from_row(r: QuotaRow) -> Result<Self, AlertError> {
         let metric = *r.metric;
         Ok(Self {
             scope: Scope {
@@ -248,13 +225,13 @@ impl QuotaSpec {
     }
 
     /// The quota's time zone.
-    pub fn tz(&self) -> Result<Tz, QuotaError> {
-        quota::zone(&self.time_zone).map_err(|e| QuotaError::Invalid(e.to_string()))
+    pub fn tz(&self) -> Result<Tz, AlertError> {
+        quota::zone(&self.time_zone).map_err(|e| AlertError::Invalid(e.to_string()))
     }
 }
 
 /// Adds or replaces a quota (by name).
-pub fn set(conn: &mut AnyConnection, q: &QuotaSpec, now: NaiveDateTime) -> Result<(), QuotaError> {
+pub fn set(conn: &mut AnyConnection, q: &QuotaSpec, now: NaiveDateTime) -> Result<(), AlertError> {
     q.check()?;
     let mut thresholds = q.thresholds.clone();
     thresholds.sort_unstable();
@@ -288,7 +265,7 @@ pub fn set(conn: &mut AnyConnection, q: &QuotaSpec, now: NaiveDateTime) -> Resul
 }
 
 /// Every quota.
-pub fn list(conn: &mut AnyConnection) -> Result<Vec<QuotaSpec>, QuotaError> {
+pub fn list(conn: &mut AnyConnection) -> Result<Vec<QuotaSpec>, AlertError> {
     repo::quotas(conn)?
         .into_iter()
         .map(QuotaSpec::from_row)
@@ -296,11 +273,11 @@ pub fn list(conn: &mut AnyConnection) -> Result<Vec<QuotaSpec>, QuotaError> {
 }
 
 /// Deletes a quota.
-pub fn delete(conn: &mut AnyConnection, name: &str) -> Result<(), QuotaError> {
+pub fn delete(conn: &mut AnyConnection, name: &str) -> Result<(), AlertError> {
     if repo::delete_quota(conn, name)? {
         Ok(())
     } else {
-        Err(QuotaError::NotFound(name.to_owned()))
+        Err(AlertError::NotFound(name.to_owned()))
     }
 }
 
@@ -425,7 +402,7 @@ pub fn measure(
     specs: Vec<QuotaSpec>,
     now: DateTime<Utc>,
     min_elapsed: chrono::Duration,
-) -> Result<Vec<QuotaStatus>, QuotaError> {
+) -> Result<Vec<QuotaStatus>, AlertError> {
     measure_with(conn, specs, now, min_elapsed, true)
 }
 
@@ -437,11 +414,11 @@ pub fn measure_with(
     now: DateTime<Utc>,
     min_elapsed: chrono::Duration,
     use_rollups: bool,
-) -> Result<Vec<QuotaStatus>, QuotaError> {
+) -> Result<Vec<QuotaStatus>, AlertError> {
     let mut bounds = Vec::with_capacity(specs.len());
     for q in &specs {
         let b = quota::bounds(q.period, q.tz()?, now)
-            .map_err(|e| QuotaError::Invalid(e.to_string()))?;
+            .map_err(|e| AlertError::Invalid(e.to_string()))?;
         bounds.push(b);
     }
     let mut groups: BTreeMap<(&'static str, i64, i64), Vec<usize>> = BTreeMap::new();
@@ -510,7 +487,7 @@ pub fn status(
     owner: Option<&str>,
     now: DateTime<Utc>,
     settings: &Settings,
-) -> Result<Vec<QuotaStatus>, QuotaError> {
+) -> Result<Vec<QuotaStatus>, AlertError> {
     let specs = list(conn)?;
     let wanted: Vec<QuotaSpec> = match (key, owner) {
         (Some(k), None) => {
@@ -561,7 +538,7 @@ pub fn status(
                 .collect()
         }
         _ => {
-            return Err(QuotaError::Invalid(
+            return Err(AlertError::Invalid(
                 "give exactly one of key= or owner=".to_owned(),
             ));
         }
@@ -574,7 +551,7 @@ pub fn current(
     conn: &mut AnyConnection,
     settings: &Settings,
     now: DateTime<Utc>,
-) -> Result<Vec<QuotaStatus>, QuotaError> {
+) -> Result<Vec<QuotaStatus>, AlertError> {
     let specs = list(conn)?;
     measure(conn, specs, now, settings.forecast_min_elapsed())
 }
@@ -616,7 +593,7 @@ pub fn evaluate(
     conn: &mut AnyConnection,
     settings: &Settings,
     now: DateTime<Utc>,
-) -> Result<Evaluated, QuotaError> {
+) -> Result<Evaluated, AlertError> {
     let statuses = current(conn, settings, now)?;
     let contacts = super::alerts::Contacts::load(conn)?;
     let fired_at = now.naive_utc();
@@ -734,11 +711,11 @@ fn raise_thresholds(
     what: &str,
     base: &Rule<'_>,
     body: &Body<'_>,
-) -> Result<(usize, usize), QuotaError> {
+) -> Result<(usize, usize), AlertError> {
     if s.reached.is_empty() {
         return Ok((0, 0));
     }
-    repo::in_transaction(conn, |c| -> Result<_, QuotaError> {
+    repo::in_transaction(conn, |c| -> Result<_, AlertError> {
         let mut new: Vec<(u32, i64, String)> = Vec::new();
         for &t in &s.reached {
             let title = format!("{} at {t} % of its {what} quota", s.scope_label);
@@ -786,7 +763,7 @@ fn raise_forecast(
     what: &str,
     base: &Rule<'_>,
     body: &Body<'_>,
-) -> Result<Option<usize>, QuotaError> {
+) -> Result<Option<usize>, AlertError> {
     let limit_reached = s.reached.iter().any(|t| *t >= 100);
     let (Some(at), false) = (s.forecast_at, limit_reached) else {
         return Ok(None);
@@ -827,7 +804,7 @@ fn resolve_cleared(
     conn: &mut AnyConnection,
     current: &HashMap<String, (String, Vec<u32>, bool)>,
     at: chrono::NaiveDateTime,
-) -> Result<usize, QuotaError> {
+) -> Result<usize, AlertError> {
     let mut resolved = 0;
     for prefix in ["quota:", "forecast:"] {
         for a in repo::firing_alerts(conn, prefix)? {

@@ -13,7 +13,7 @@ use tally_reconcile::parse::client::{ClientFormat, read_client};
 use tally_reconcile::parse::mapping::{Encoding, Profile, ProfileSide, choose, names, read_mapped};
 use tally_reconcile::parse::peek;
 use tally_reconcile::prices::PriceBook;
-use tally_reconcile::report::{Settings, reconcile};
+use tally_reconcile::report::{EngineSettings, reconcile};
 use tally_reconcile::{Side, SideKind};
 
 use crate::app::error::{AppError, AppResult as Result, Context, refuse};
@@ -604,14 +604,14 @@ fn merge_parts(target: &mut Side, parts: Vec<(Job, Result<Side>)>) -> Result<()>
 }
 
 /// Engine settings from the tolerance flags (or API fields): each one left
-/// out keeps the engine's own default (`report::Settings::default()`:
+/// out keeps the engine's own default (`report::EngineSettings::default()`:
 /// 2 s, 1 %, $0.000001), the one place those defaults live.
 pub fn settings(
     tolerance: Option<&str>,
     cost_tolerance: Option<&str>,
     cost_tolerance_abs: Option<&str>,
-) -> Result<Settings> {
-    let mut s = Settings::default();
+) -> Result<EngineSettings> {
+    let mut s = EngineSettings::default();
     if let Some(t) = tolerance {
         s.matching.tolerance_ms =
             tally_reconcile::time::parse_duration_ms(t).or_invalid(|| "--tolerance")?;
@@ -676,7 +676,7 @@ pub struct ReconcileRequest {
     /// Tally's own client format, detected when none.
     pub client_format: Option<ClientFormat>,
     /// Matching and cost tolerances.
-    pub engine: Settings,
+    pub engine: EngineSettings,
     /// Where to write the report files.
     pub out: Option<PathBuf>,
     /// Whether to write matches.csv (every pair).

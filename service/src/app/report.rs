@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use tally_reconcile::SideKind;
-use tally_reconcile::lines::{RecordSink, Tabular};
 use tally_reconcile::report::Class;
+use tally_reconcile::report_lines::{RecordSink, Tabular};
 use tally_reconcile::time::format_ms;
 use tally_schema::convert::nanos_to_usd;
 
@@ -99,9 +99,10 @@ impl Tabular for CostLine {
     }
 }
 
-/// One row of the row reports.
+/// One row of the row reports, as its stored verdict lists it (the engine's
+/// `report_lines::RowLine` is the same row straight from a reconcile).
 #[derive(Debug, Clone, Serialize)]
-pub struct RowLine {
+pub struct VerdictLine {
     /// Request start, UTC.
     pub ts: String,
     /// `client` or `gateway`.
@@ -125,7 +126,7 @@ pub struct RowLine {
     pub detail: String,
 }
 
-impl Tabular for RowLine {
+impl Tabular for VerdictLine {
     fn headers() -> &'static [&'static str] {
         &[
             "ts",
@@ -371,14 +372,14 @@ pub(crate) fn wanted(j: &repo::Judged, kind: Kind) -> bool {
 }
 
 /// A verdict as a row report line.
-pub(crate) fn row_line(j: repo::Judged) -> RowLine {
+pub(crate) fn row_line(j: repo::Judged) -> VerdictLine {
     let v = j.verdict;
     let detail = if v.detail.is_empty() && v.computed_cost_nanos.is_none() {
         format!("no price for `{}`", v.model_family)
     } else {
         v.detail.clone()
     };
-    RowLine {
+    VerdictLine {
         ts: format_ms(j.ts_ms),
         owner: owner_name(&v),
         side: j.side.to_string(),
@@ -416,9 +417,9 @@ pub fn row_lines(
     conn: &mut AnyConnection,
     kind: Kind,
     (from_ms, to_ms): (i64, i64),
-) -> Result<Vec<RowLine>, crate::db::DbError> {
+) -> Result<Vec<VerdictLine>, crate::db::DbError> {
     // Only the listed rows are kept.
-    let mut lines: Vec<(i64, i64, RowLine)> = Vec::new();
+    let mut lines: Vec<(i64, i64, VerdictLine)> = Vec::new();
     repo::each_current_verdict(conn, None, (from_ms, to_ms), |j| {
         if wanted(&j, kind) {
             lines.push((j.ts_ms, j.verdict.usage_row_id, row_line(j)));

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use tally_reconcile::record::{FileInfo, TokenKind};
-use tally_reconcile::report::{Class, Settings, reconcile};
+use tally_reconcile::report::{Class, EngineSettings, reconcile};
 use tally_reconcile::time::{DAY_MS, format_ms};
 use tally_reconcile::{Side, SideKind};
 use tally_schema::convert::{atto_to_nanos, naive_from_ms, normalised, side_name};
@@ -101,7 +101,7 @@ fn judge_slice(
     conn: &mut AnyConnection,
     refs: &reference::Reference,
     (from_ms, to_ms, margin): (i64, i64, i64),
-    settings: &Settings,
+    settings: &EngineSettings,
     counts: &mut HashMap<Class, (i64, i64)>,
     offsets: &mut Vec<SliceOffsets>,
     time: &mut Timings,
@@ -354,7 +354,7 @@ pub fn run(
     conn: &mut AnyConnection,
     (from_ms, to_ms): (i64, i64),
     slice_rows: i64,
-    settings: Settings,
+    settings: EngineSettings,
     now: crate::clock::Clock,
 ) -> Result<RunOutcome, AppError> {
     if from_ms >= to_ms {
@@ -583,7 +583,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut c = fixture_store(dir.path());
         let clock = || Ok(DAY.1 + 3_600_000);
-        let first = run(&mut c, DAY, DEFAULT_SLICE_ROWS, Settings::default(), clock).unwrap();
+        let first = run(
+            &mut c,
+            DAY,
+            DEFAULT_SLICE_ROWS,
+            EngineSettings::default(),
+            clock,
+        )
+        .unwrap();
         // The fixture day's planted faults, as `tally reconcile` finds them.
         assert_eq!(
             counts(&first),
@@ -599,11 +606,18 @@ mod tests {
         );
         // The same day again: the same verdicts, and the new run
         // supersedes the old one, which stays as history.
-        let again = run(&mut c, DAY, DEFAULT_SLICE_ROWS, Settings::default(), clock).unwrap();
+        let again = run(
+            &mut c,
+            DAY,
+            DEFAULT_SLICE_ROWS,
+            EngineSettings::default(),
+            clock,
+        )
+        .unwrap();
         assert_eq!(counts(&again), counts(&first));
         assert_eq!(again.superseded, [first.run.id]);
         // A window the wrong way round is the caller's mistake.
-        let e = run(&mut c, (DAY.1, DAY.0), 10, Settings::default(), clock).unwrap_err();
+        let e = run(&mut c, (DAY.1, DAY.0), 10, EngineSettings::default(), clock).unwrap_err();
         assert!(matches!(e, AppError::Invalid(_)), "{e}");
     }
 }

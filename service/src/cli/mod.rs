@@ -997,11 +997,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let to = time_flag("--to", &args.to)?;
             let mut conn = args.store.open()?;
             let text = match args.kind {
-                app::report::Kind::Costs => render::report_lines(
+                app::report::Kind::Costs => render::report_text(
                     &app::report::cost_lines(&mut conn, (from, to), args.group_by)?,
                     args.format,
                 )?,
-                kind => render::report_lines(
+                kind => render::report_text(
                     &app::report::row_lines(&mut conn, kind, (from, to))?,
                     args.format,
                 )?,

@@ -138,7 +138,7 @@ pub fn describe_follow_up(f: &FollowUp) -> String {
 
 /// What a command that may raise alerts says of messages held for want of
 /// a recipient: nothing when none are.
-pub fn describe_held(held: Result<Vec<(i64, String)>, crate::app::quotas::QuotaError>) -> String {
+pub fn describe_held(held: Result<Vec<(i64, String)>, crate::app::alerts::AlertError>) -> String {
     match held {
         Ok(h) if !h.is_empty() => format!(
             "{} alert message(s) held: nobody to send them to (no owner or key contact, no \
@@ -163,7 +163,7 @@ pub enum Format {
 }
 
 /// A report's lines in the format asked for.
-pub fn report_lines<T: tally_reconcile::lines::Tabular + serde::Serialize>(
+pub fn report_text<T: tally_reconcile::report_lines::Tabular + serde::Serialize>(
     lines: &[T],
     format: Format,
 ) -> anyhow::Result<String> {

@@ -224,14 +224,14 @@ impl From<crate::app::error::AppError> for ApiError {
     }
 }
 
-impl From<crate::app::quotas::QuotaError> for ApiError {
-    fn from(e: crate::app::quotas::QuotaError) -> Self {
-        use crate::app::quotas::QuotaError;
+impl From<crate::app::alerts::AlertError> for ApiError {
+    fn from(e: crate::app::alerts::AlertError) -> Self {
+        use crate::app::alerts::AlertError;
         match e {
-            QuotaError::Db(e) => e.into(),
-            QuotaError::Invalid(m) => ApiError::bad_request(m),
-            QuotaError::NotFound(name) => ApiError::not_found(format!("no quota named `{name}`")),
-            e @ QuotaError::Mail(_) => ApiError::internal(e),
+            AlertError::Db(e) => e.into(),
+            AlertError::Invalid(m) => ApiError::bad_request(m),
+            AlertError::NotFound(name) => ApiError::not_found(format!("no quota named `{name}`")),
+            e @ AlertError::Mail(_) => ApiError::internal(e),
         }
     }
 }

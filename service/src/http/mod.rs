@@ -228,7 +228,7 @@ impl State {
     pub async fn run_window(
         &self,
         window: (i64, i64),
-        engine: tally_reconcile::report::Settings,
+        engine: tally_reconcile::report::EngineSettings,
     ) -> Result<crate::app::run::RunOutcome, ApiError> {
         let clock = self.clock;
         let config = self.settings.clone();

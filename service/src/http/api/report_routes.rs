@@ -4,7 +4,7 @@
 use super::*;
 
 /// Lines as a spreadsheet-safe CSV download named `file`.
-pub fn csv_download<T: tally_reconcile::lines::Tabular>(lines: &[T], file: &str) -> Reply {
+pub fn csv_download<T: tally_reconcile::report_lines::Tabular>(lines: &[T], file: &str) -> Reply {
     let text = crate::export::csv_string(lines).map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/csv; charset=utf-8"))
@@ -37,7 +37,7 @@ pub struct ReportQuery {
     per_page: Option<usize>,
 }
 
-fn report_page<T: Serialize + tally_reconcile::lines::Tabular>(
+fn report_page<T: Serialize + tally_reconcile::report_lines::Tabular>(
     lines: Vec<T>,
     q: &ReportQuery,
     file: &str,
