@@ -463,271 +463,242 @@ fn rpad(s: &str, w: usize) -> String {
 
 /// The summary for a terminal.
 pub fn render_table(s: &Summary) -> String {
-    let mut o = String::new();
-    // Names come from inputs: a control character in one is escaped, so
-    // the summary cannot move the cursor or clear the screen.
-    let line = |o: &mut String, t: String| {
-        o.push_str(&crate::text::printable(&t));
-        o.push('\n');
-    };
-    line(
-        &mut o,
-        format!(
-            "Tally reconciliation  {} .. {}  (generated {})",
-            s.period[0], s.period[1], s.generated_at
-        ),
+    let mut o = Lines::default();
+    o.line(format!(
+        "Tally reconciliation  {} .. {}  (generated {})",
+        s.period[0], s.period[1], s.generated_at
+    ));
+    o.blank();
+    inputs_table(&mut o, s);
+    o.blank();
+    classes_table(&mut o, s);
+    o.blank();
+    offsets_table(&mut o, s);
+    o.blank();
+    totals_table(&mut o, s);
+    o.blank();
+    owners_table(&mut o, s);
+    o.section(
+        "Unattributed traffic by key",
+        s.unattributed_by_key.iter().take(15).map(|k| {
+            let reg = if k.registered {
+                k.owner.clone()
+            } else {
+                "NOT IN REGISTRY (possibly leaked)".to_owned()
+            };
+            format!(
+                "  {}{} rows  {} reported  {}  {} .. {}",
+                pad(&k.key, 28),
+                rpad(&k.rows.to_string(), 6),
+                money(k.reported_cost),
+                reg,
+                k.first_seen,
+                k.last_seen
+            )
+        }),
     );
-    line(&mut o, String::new());
-    line(&mut o, "Inputs".to_owned());
+    o.section(
+        "Failed calls on keys in no registry (probing with a leaked key?)",
+        s.failed_on_unregistered_keys.iter().take(15).map(|k| {
+            format!(
+                "  {}{} failed calls  {} .. {}",
+                pad(&k.key, 28),
+                rpad(&k.rows.to_string(), 6),
+                k.first_seen,
+                k.last_seen
+            )
+        }),
+    );
+    o.section(
+        "Unpriced models (add them to the price catalog)",
+        s.unpriced_models.iter().map(|u| {
+            let later = u
+                .priced_only_from
+                .as_deref()
+                .map_or_else(String::new, |from| {
+                    format!("  (the catalog prices it only from {from})")
+                });
+            format!(
+                "  {}{} gateway rows, {} client rows{later}",
+                pad(&u.model, 30),
+                u.gateway_rows,
+                u.client_rows
+            )
+        }),
+    );
+    o.section(
+        "Priced by a fallback rule (no price for the exact model name)",
+        s.price_fallbacks.iter().take(15).map(|f| {
+            format!(
+                "  {}as {} ({}): {} gateway rows",
+                pad(&f.model, 36),
+                f.priced_as,
+                f.rule.name(),
+                f.gateway_rows
+            )
+        }),
+    );
+    o.0
+}
+
+/// The terminal summary being written. Names come from inputs: a control
+/// character in one is escaped, so the summary cannot move the cursor or
+/// clear the screen.
+#[derive(Default)]
+struct Lines(String);
+
+impl Lines {
+    fn line(&mut self, t: impl AsRef<str>) {
+        self.0.push_str(&crate::text::printable(t.as_ref()));
+        self.0.push('\n');
+    }
+
+    fn blank(&mut self) {
+        self.0.push('\n');
+    }
+
+    /// A titled list after a blank line, when it has anything.
+    fn section(&mut self, title: &str, rows: impl Iterator<Item = String>) {
+        let mut rows = rows.peekable();
+        if rows.peek().is_none() {
+            return;
+        }
+        self.blank();
+        self.line(title);
+        for r in rows {
+            self.line(r);
+        }
+    }
+}
+
+/// Each input file's counts, then each side's.
+fn inputs_table(o: &mut Lines, s: &Summary) {
+    o.line("Inputs");
     for f in &s.inputs {
         let side = match f.side {
             tally_reconcile::SideKind::Client => "client ",
             tally_reconcile::SideKind::Gateway => "gateway",
         };
-        line(
-            &mut o,
-            format!(
-                "  {side}  {}  [{}]  read {} = accepted {} + duplicates {} + rejected {}",
-                f.file,
-                f.format,
-                f.counts.read,
-                f.counts.accepted,
-                f.counts.duplicates,
-                f.counts.rejected
-            ),
-        );
+        o.line(format!(
+            "  {side}  {}  [{}]  read {} = accepted {} + duplicates {} + rejected {}",
+            f.file,
+            f.format,
+            f.counts.read,
+            f.counts.accepted,
+            f.counts.duplicates,
+            f.counts.rejected
+        ));
     }
     for (name, c) in [("client ", &s.client), ("gateway", &s.gateway)] {
-        line(
-            &mut o,
-            format!(
-                "  {name}  total: read {} = accepted {} + duplicates {} + rejected {}",
-                c.read, c.accepted, c.duplicates, c.rejected
-            ),
-        );
+        o.line(format!(
+            "  {name}  total: read {} = accepted {} + duplicates {} + rejected {}",
+            c.read, c.accepted, c.duplicates, c.rejected
+        ));
     }
-    line(&mut o, String::new());
-    line(
-        &mut o,
-        format!(
-            "{}{}{}",
-            pad("Rows per class", 24),
-            rpad("client", 12),
-            rpad("gateway", 12)
-        ),
-    );
+}
+
+/// Rows per class and side, and pairs per matching pass.
+fn classes_table(o: &mut Lines, s: &Summary) {
+    o.line(format!(
+        "{}{}{}",
+        pad("Rows per class", 24),
+        rpad("client", 12),
+        rpad("gateway", 12)
+    ));
     for c in &s.classes {
-        line(
-            &mut o,
-            format!(
-                "  {}{}{}",
-                pad(c.class.name(), 22),
-                rpad(&c.client_rows.to_string(), 12),
-                rpad(&c.gateway_rows.to_string(), 12)
-            ),
-        );
+        o.line(format!(
+            "  {}{}{}",
+            pad(c.class.name(), 22),
+            rpad(&c.client_rows.to_string(), 12),
+            rpad(&c.gateway_rows.to_string(), 12)
+        ));
     }
-    line(
-        &mut o,
-        format!(
-            "  pairs by pass: id {}, strict {}, loose {}",
-            s.passes.id, s.passes.strict, s.passes.loose
-        ),
-    );
-    line(&mut o, String::new());
+    o.line(format!(
+        "  pairs by pass: id {}, strict {}, loose {}",
+        s.passes.id, s.passes.strict, s.passes.loose
+    ));
+}
+
+/// The learned clock offsets: global, then the first ten keys.
+fn offsets_table(o: &mut Lines, s: &Summary) {
     if let Some(g) = s.offsets.first() {
-        line(
-            &mut o,
-            format!(
-                "Clock offset (gateway - client): {:+} ms global (MAD {} ms, {} id pairs)",
-                g.offset_ms, g.mad_ms, g.pairs
-            ),
-        );
+        o.line(format!(
+            "Clock offset (gateway - client): {:+} ms global (MAD {} ms, {} id pairs)",
+            g.offset_ms, g.mad_ms, g.pairs
+        ));
     }
     for k in s.offsets.iter().skip(1).take(10) {
-        line(
-            &mut o,
-            format!(
-                "  {}{:+} ms (MAD {} ms, {} pairs)",
-                pad(&k.key, 24),
-                k.offset_ms,
-                k.mad_ms,
-                k.pairs
-            ),
-        );
+        o.line(format!(
+            "  {}{:+} ms (MAD {} ms, {} pairs)",
+            pad(&k.key, 24),
+            k.offset_ms,
+            k.mad_ms,
+            k.pairs
+        ));
     }
     if s.offsets.len() > 11 {
-        line(
-            &mut o,
-            format!("  ... {} more keys in report.json", s.offsets.len() - 11),
-        );
+        o.line(format!(
+            "  ... {} more keys in report.json",
+            s.offsets.len() - 11
+        ));
     }
-    line(&mut o, String::new());
+}
+
+/// The money totals.
+fn totals_table(o: &mut Lines, s: &Summary) {
     let t = &s.totals;
-    line(
-        &mut o,
-        format!("Cost ({}, rounded to 4 places)", s.currency),
-    );
-    line(
-        &mut o,
-        format!(
-            "  billed: computed {}  gateway {}  variance {}",
-            money(t.billed_computed),
-            money(t.billed_reported),
-            money(t.variance)
-        ),
-    );
-    line(
-        &mut o,
-        format!(
-            "  missing usage rows (client only): {} by price",
-            money(t.missing_usage_computed)
-        ),
-    );
-    line(
-        &mut o,
-        format!(
-            "  unattributed (gateway only): {} reported, {} by price",
-            money(t.unattributed_reported),
-            money(t.unattributed_computed)
-        ),
-    );
-    line(
-        &mut o,
-        format!(
-            "  duplicate gateway rows: {} reported",
-            money(t.duplicate_reported)
-        ),
-    );
-    line(
-        &mut o,
-        format!(
-            "  unpriced rows: {} gateway ({} reported, left out of the variance), {} client; never priced at zero",
-            t.unpriced_gateway_rows,
-            money(t.unpriced_reported),
-            t.unpriced_client_rows
-        ),
-    );
-    line(&mut o, String::new());
-    line(
-        &mut o,
-        format!(
-            "{}{}{}{}{}{}{}",
-            pad("Cost per owner", 34),
-            rpad("rows", 8),
-            rpad("computed", 14),
-            rpad("gateway", 14),
-            rpad("variance", 14),
-            rpad("missing", 9),
-            rpad("unattr.", 9)
-        ),
-    );
+    o.line(format!("Cost ({}, rounded to 4 places)", s.currency));
+    o.line(format!(
+        "  billed: computed {}  gateway {}  variance {}",
+        money(t.billed_computed),
+        money(t.billed_reported),
+        money(t.variance)
+    ));
+    o.line(format!(
+        "  missing usage rows (client only): {} by price",
+        money(t.missing_usage_computed)
+    ));
+    o.line(format!(
+        "  unattributed (gateway only): {} reported, {} by price",
+        money(t.unattributed_reported),
+        money(t.unattributed_computed)
+    ));
+    o.line(format!(
+        "  duplicate gateway rows: {} reported",
+        money(t.duplicate_reported)
+    ));
+    o.line(format!(
+        "  unpriced rows: {} gateway ({} reported, left out of the variance), {} client; never priced at zero",
+        t.unpriced_gateway_rows,
+        money(t.unpriced_reported),
+        t.unpriced_client_rows
+    ));
+}
+
+/// Cost per owner.
+fn owners_table(o: &mut Lines, s: &Summary) {
+    o.line(format!(
+        "{}{}{}{}{}{}{}",
+        pad("Cost per owner", 34),
+        rpad("rows", 8),
+        rpad("computed", 14),
+        rpad("gateway", 14),
+        rpad("variance", 14),
+        rpad("missing", 9),
+        rpad("unattr.", 9)
+    ));
     for c in &s.costs_by_owner {
-        line(
-            &mut o,
-            format!(
-                "  {}{}{}{}{}{}{}",
-                pad(&c.owner, 32),
-                rpad(&c.billed_rows.to_string(), 8),
-                rpad(&money(c.computed_cost), 14),
-                rpad(&money(c.reported_cost), 14),
-                rpad(&money(c.variance), 14),
-                rpad(&c.missing_usage_rows.to_string(), 9),
-                rpad(&c.unattributed_rows.to_string(), 9)
-            ),
-        );
+        o.line(format!(
+            "  {}{}{}{}{}{}{}",
+            pad(&c.owner, 32),
+            rpad(&c.billed_rows.to_string(), 8),
+            rpad(&money(c.computed_cost), 14),
+            rpad(&money(c.reported_cost), 14),
+            rpad(&money(c.variance), 14),
+            rpad(&c.missing_usage_rows.to_string(), 9),
+            rpad(&c.unattributed_rows.to_string(), 9)
+        ));
     }
-    // A titled list after a blank line, when it has anything.
-    let section = |o: &mut String, title: &str, rows: Vec<String>| {
-        if rows.is_empty() {
-            return;
-        }
-        line(o, String::new());
-        line(o, title.to_owned());
-        for r in rows {
-            line(o, r);
-        }
-    };
-    section(
-        &mut o,
-        "Unattributed traffic by key",
-        s.unattributed_by_key
-            .iter()
-            .take(15)
-            .map(|k| {
-                let reg = if k.registered {
-                    k.owner.clone()
-                } else {
-                    "NOT IN REGISTRY (possibly leaked)".to_owned()
-                };
-                format!(
-                    "  {}{} rows  {} reported  {}  {} .. {}",
-                    pad(&k.key, 28),
-                    rpad(&k.rows.to_string(), 6),
-                    money(k.reported_cost),
-                    reg,
-                    k.first_seen,
-                    k.last_seen
-                )
-            })
-            .collect(),
-    );
-    section(
-        &mut o,
-        "Failed calls on keys in no registry (probing with a leaked key?)",
-        s.failed_on_unregistered_keys
-            .iter()
-            .take(15)
-            .map(|k| {
-                format!(
-                    "  {}{} failed calls  {} .. {}",
-                    pad(&k.key, 28),
-                    rpad(&k.rows.to_string(), 6),
-                    k.first_seen,
-                    k.last_seen
-                )
-            })
-            .collect(),
-    );
-    section(
-        &mut o,
-        "Unpriced models (add them to the price catalog)",
-        s.unpriced_models
-            .iter()
-            .map(|u| {
-                let later = u
-                    .priced_only_from
-                    .as_deref()
-                    .map_or_else(String::new, |from| {
-                        format!("  (the catalog prices it only from {from})")
-                    });
-                format!(
-                    "  {}{} gateway rows, {} client rows{later}",
-                    pad(&u.model, 30),
-                    u.gateway_rows,
-                    u.client_rows
-                )
-            })
-            .collect(),
-    );
-    section(
-        &mut o,
-        "Priced by a fallback rule (no price for the exact model name)",
-        s.price_fallbacks
-            .iter()
-            .take(15)
-            .map(|f| {
-                format!(
-                    "  {}as {} ({}): {} gateway rows",
-                    pad(&f.model, 36),
-                    f.priced_as,
-                    f.rule.name(),
-                    f.gateway_rows
-                )
-            })
-            .collect(),
-    );
-    o
 }
 
 #[cfg(test)]
