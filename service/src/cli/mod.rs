@@ -892,24 +892,7 @@ fn token(cmd: TokenCommand) -> Result<ExitCode> {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Reconcile(args) => reconcile::run(&args),
-        Command::Generate(args) => {
-            let truth = app::generate::run(&app::generate::Request {
-                rows: args.rows,
-                seed: args.seed,
-                keys: args.keys,
-                out: args.out.clone(),
-            })?;
-            done(&format!(
-                "generated {} client rows, {} gateway rows: {} true pairs, {} missing on the gateway, {} extra gateway rows, {} token mismatches -> {}\n",
-                truth.client_rows,
-                truth.gateway_rows,
-                truth.pairs,
-                truth.missing,
-                truth.extra,
-                truth.token_mismatches,
-                args.out.display()
-            ))
-        }
+        Command::Generate(args) => generate(&args),
         Command::Ingest(cmd) => ingest(&cmd),
         Command::Keys(KeysCommand::Import { file, teams, store }) => {
             let mut conn = store.open()?;
@@ -929,108 +912,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             file,
             effective_from,
             store,
-        }) => {
-            let now_ms = crate::clock::now_ms()?;
-            let dated = effective_from.is_some();
-            let from_ms = match effective_from {
-                Some(t) => time_flag("--effective-from", &t)?,
-                None => now_ms - now_ms.rem_euclid(tally_reconcile::time::DAY_MS),
-            };
-            let mut conn = store.open()?;
-            let now = tally_schema::convert::naive_from_ms(now_ms)?;
-            let r = app::reference::import_prices(&mut conn, &file, from_ms, now)?;
-            let skipped = if r.skipped > 0 {
-                format!(" ({} entries without per-token prices left out)", r.skipped)
-            } else {
-                String::new()
-            };
-            // LiteLLM's map has no dates: say from when its prices count,
-            // and how to make them count for earlier rows.
-            let from = if r.dated_by_file {
-                String::new()
-            } else if dated {
-                format!(", effective from {}", day_text(from_ms))
-            } else {
-                format!(
-                    ", effective from {} (today: the file has no dates; rows before it stay \
-                     unpriced; to price them, import again with --effective-from YYYY-MM-DD)",
-                    day_text(from_ms)
-                )
-            };
-            done(&format!(
-                "{}: {} price(s) added or replaced{from}{skipped}\n",
-                file.display(),
-                r.prices
-            ))
-        }
-        Command::Run(args) => {
-            let from = time_flag("--from", &args.from)?;
-            let to = time_flag("--to", &args.to)?;
-            let settings = app::reconcile::settings(
-                args.tolerance.as_deref(),
-                args.cost_tolerance.as_deref(),
-                args.cost_tolerance_abs.as_deref(),
-            )?;
-            let (config, mut conn) = args.store.open_with_settings()?;
-            // Alerts and quotas as the server would (recipients and links
-            // from the same configuration); messages wait in the outbox.
-            let (o, alerts) = app::follow_up::run_and_alert(
-                &mut conn,
-                &config,
-                (from, to),
-                args.slice_rows,
-                settings,
-                crate::clock::now_ms,
-            )?;
-            if args.timings {
-                let mut err = std::io::stderr().lock();
-                let _ = std::io::Write::write_all(
-                    &mut err,
-                    render::describe_timings(&o.timings).as_bytes(),
-                );
-            }
-            let held = render::describe_held(crate::app::alerts::held(&mut conn));
-            done(&(render::describe_run(&o) + &render::describe_follow_up(&alerts) + &held))
-        }
-        Command::Report(args) => {
-            let from = time_flag("--from", &args.from)?;
-            let to = time_flag("--to", &args.to)?;
-            let mut conn = args.store.open()?;
-            let text = match args.kind {
-                app::report::Kind::Costs => render::report_text(
-                    &app::report::cost_lines(&mut conn, (from, to), args.group_by)?,
-                    args.format,
-                )?,
-                kind => render::report_text(
-                    &app::report::row_lines(&mut conn, kind, (from, to))?,
-                    args.format,
-                )?,
-            };
-            done(&text)
-        }
-        Command::Db(DbCommand::Migrate { config, db }) => {
-            let url = match db {
-                Some(db) => db,
-                None => load_settings(config.as_deref())?
-                    .database
-                    .url
-                    .expose()
-                    .to_owned(),
-            };
-            let mut conn = crate::db::connect(&url)?;
-            let applied = crate::db::migrate(&mut conn)?;
-            let text = if applied.is_empty() {
-                "The store is up to date.\n".to_owned()
-            } else {
-                format!(
-                    "Applied {} migration(s): {}\n",
-                    applied.len(),
-                    applied.join(", ")
-                )
-            };
-            crate::output::print(&text)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        }) => import_prices(&file, effective_from.as_deref(), &store),
+        Command::Run(args) => run_window(&args),
+        Command::Report(args) => report(&args),
+        Command::Db(DbCommand::Migrate { config, db }) => migrate(config.as_deref(), db),
         Command::Serve(args) => {
             let settings = load_settings(args.config.as_deref())?;
             crate::http::serve(settings, args.no_migrate, args.no_scheduler)?;
@@ -1043,25 +928,158 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Token(cmd) => token(cmd),
         Command::Quota(cmd) => quota(cmd),
         Command::Alerts(cmd) => alerts(cmd),
-        Command::Sources => {
-            let profiles = tally_reconcile::parse::mapping::Profile::builtins()
-                .context("built-in profiles")?;
-            let clients = tally_reconcile::parse::mapping::Profile::client_builtins()
-                .context("built-in client profiles")?;
-            let mut out = String::from("gateway exports (--source):\n");
-            for p in profiles {
-                out.push_str(&format!("  {:<14} {}\n", p.name, p.description));
-            }
-            out.push_str(
-                "client logs (--client-source; Tally's own JSON Lines and CSV need none):\n",
-            );
-            for p in clients {
-                out.push_str(&format!("  {:<14} {}\n", p.name, p.description));
-            }
-            crate::output::print(&out)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Sources => sources(),
     }
+}
+
+/// `tally generate`.
+fn generate(args: &GenerateArgs) -> Result<ExitCode> {
+    let truth = app::generate::run(&app::generate::Request {
+        rows: args.rows,
+        seed: args.seed,
+        keys: args.keys,
+        out: args.out.clone(),
+    })?;
+    done(&format!(
+        "generated {} client rows, {} gateway rows: {} true pairs, {} missing on the gateway, {} extra gateway rows, {} token mismatches -> {}\n",
+        truth.client_rows,
+        truth.gateway_rows,
+        truth.pairs,
+        truth.missing,
+        truth.extra,
+        truth.token_mismatches,
+        args.out.display()
+    ))
+}
+
+/// `tally prices import`.
+fn import_prices(
+    file: &std::path::Path,
+    effective_from: Option<&str>,
+    store: &StoreArgs,
+) -> Result<ExitCode> {
+    let now_ms = crate::clock::now_ms()?;
+    let dated = effective_from.is_some();
+    let from_ms = match effective_from {
+        Some(t) => time_flag("--effective-from", t)?,
+        None => now_ms - now_ms.rem_euclid(tally_reconcile::time::DAY_MS),
+    };
+    let mut conn = store.open()?;
+    let now = tally_schema::convert::naive_from_ms(now_ms)?;
+    let r = app::reference::import_prices(&mut conn, file, from_ms, now)?;
+    let skipped = if r.skipped > 0 {
+        format!(" ({} entries without per-token prices left out)", r.skipped)
+    } else {
+        String::new()
+    };
+    // LiteLLM's map has no dates: say from when its prices count,
+    // and how to make them count for earlier rows.
+    let from = if r.dated_by_file {
+        String::new()
+    } else if dated {
+        format!(", effective from {}", day_text(from_ms))
+    } else {
+        format!(
+            ", effective from {} (today: the file has no dates; rows before it stay \
+             unpriced; to price them, import again with --effective-from YYYY-MM-DD)",
+            day_text(from_ms)
+        )
+    };
+    done(&format!(
+        "{}: {} price(s) added or replaced{from}{skipped}\n",
+        file.display(),
+        r.prices
+    ))
+}
+
+/// `tally run`: reconciles a window of the store, then its alerts and quotas.
+fn run_window(args: &RunArgs) -> Result<ExitCode> {
+    let from = time_flag("--from", &args.from)?;
+    let to = time_flag("--to", &args.to)?;
+    let settings = app::reconcile::settings(
+        args.tolerance.as_deref(),
+        args.cost_tolerance.as_deref(),
+        args.cost_tolerance_abs.as_deref(),
+    )?;
+    let (config, mut conn) = args.store.open_with_settings()?;
+    // Alerts and quotas as the server would (recipients and links
+    // from the same configuration); messages wait in the outbox.
+    let (o, alerts) = app::follow_up::run_and_alert(
+        &mut conn,
+        &config,
+        (from, to),
+        args.slice_rows,
+        settings,
+        crate::clock::now_ms,
+    )?;
+    if args.timings {
+        let mut err = std::io::stderr().lock();
+        let _ =
+            std::io::Write::write_all(&mut err, render::describe_timings(&o.timings).as_bytes());
+    }
+    let held = render::describe_held(crate::app::alerts::held(&mut conn));
+    done(&(render::describe_run(&o) + &render::describe_follow_up(&alerts) + &held))
+}
+
+/// `tally report`.
+fn report(args: &ReportArgs) -> Result<ExitCode> {
+    let from = time_flag("--from", &args.from)?;
+    let to = time_flag("--to", &args.to)?;
+    let mut conn = args.store.open()?;
+    let text = match args.kind {
+        app::report::Kind::Costs => render::report_text(
+            &app::report::cost_lines(&mut conn, (from, to), args.group_by)?,
+            args.format,
+        )?,
+        kind => render::report_text(
+            &app::report::row_lines(&mut conn, kind, (from, to))?,
+            args.format,
+        )?,
+    };
+    done(&text)
+}
+
+/// `tally db migrate`.
+fn migrate(config: Option<&std::path::Path>, db: Option<String>) -> Result<ExitCode> {
+    let url = match db {
+        Some(db) => db,
+        None => load_settings(config)?
+            .database
+            .url
+            .expose()
+            .to_owned(),
+    };
+    let mut conn = crate::db::connect(&url)?;
+    let applied = crate::db::migrate(&mut conn)?;
+    let text = if applied.is_empty() {
+        "The store is up to date.\n".to_owned()
+    } else {
+        format!(
+            "Applied {} migration(s): {}\n",
+            applied.len(),
+            applied.join(", ")
+        )
+    };
+    crate::output::print(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tally sources`: the built-in profiles.
+fn sources() -> Result<ExitCode> {
+    let profiles =
+        tally_reconcile::parse::mapping::Profile::builtins().context("built-in profiles")?;
+    let clients = tally_reconcile::parse::mapping::Profile::client_builtins()
+        .context("built-in client profiles")?;
+    let mut out = String::from("gateway exports (--source):\n");
+    for p in profiles {
+        out.push_str(&format!("  {:<14} {}\n", p.name, p.description));
+    }
+    out.push_str("client logs (--client-source; Tally's own JSON Lines and CSV need none):\n");
+    for p in clients {
+        out.push_str(&format!("  {:<14} {}\n", p.name, p.description));
+    }
+    crate::output::print(&out)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
