@@ -1043,11 +1043,7 @@ fn report(args: &ReportArgs) -> Result<ExitCode> {
 fn migrate(config: Option<&std::path::Path>, db: Option<String>) -> Result<ExitCode> {
     let url = match db {
         Some(db) => db,
-        None => load_settings(config)?
-            .database
-            .url
-            .expose()
-            .to_owned(),
+        None => load_settings(config)?.database.url.expose().to_owned(),
     };
     let mut conn = crate::db::connect(&url)?;
     let applied = crate::db::migrate(&mut conn)?;
