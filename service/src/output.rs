@@ -1,4 +1,6 @@
-//! Standard output for the commands.
+//! Standard output and standard error for the commands: what a script
+//! captures (a report, a token) goes to standard output alone; notices for
+//! the person at the terminal go to standard error.
 
 use std::io::Write;
 
@@ -11,4 +13,10 @@ pub fn print(text: &str) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.context("writing to standard output"),
     }
+}
+
+/// Writes a notice to standard error (never captured with the output).
+pub fn notice(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
 }

@@ -363,6 +363,8 @@ fn a_job_runs_on_one_holder_at_a_time() {
 fn quotas_are_checked_set_replaced_and_deleted() {
     for s in stores() {
         let b = s.backend;
+        // The registry a scope is checked against.
+        fixture_day::import(&s, "keys", &fixture_day::fixture("keys.toml"));
         let mut c = db::open(&s.url, false).unwrap();
         let t = utc("2026-11-20T18:00:00Z").naive_utc();
         let mut q = support_month("0.05");
@@ -425,6 +427,50 @@ fn quotas_are_checked_set_replaced_and_deleted() {
             let e = quotas::set(&mut c, &bad, t).unwrap_err().to_string();
             assert!(e.starts_with(field), "{b}: {e}");
         }
+        // A scope that would never match a row is refused when written,
+        // with the names it was probably meant to be (issue 19).
+        for (scope, want) in [
+            (
+                Scope {
+                    team: Some("suport".to_owned()),
+                    ..Scope::default()
+                },
+                "`suport` is no team Tally knows (did you mean `support`?)",
+            ),
+            (
+                Scope {
+                    service: Some("support-bot".to_owned()),
+                    env: Some("staging".to_owned()),
+                    ..Scope::default()
+                },
+                "no owner is support-bot/staging",
+            ),
+            (
+                Scope {
+                    key: Some("key_suport_prod".to_owned()),
+                    ..Scope::default()
+                },
+                "did you mean `key_support_prod`",
+            ),
+        ] {
+            let bad = QuotaSpec { scope, ..q.clone() };
+            let e = quotas::set(&mut c, &bad, t).unwrap_err().to_string();
+            assert!(e.starts_with("scope") && e.contains(want), "{b}: {e}");
+        }
+        // A key named by its alias is kept by its id, the name runs carry.
+        let by_alias = QuotaSpec {
+            name: "support-key".to_owned(),
+            scope: Scope {
+                key: Some("support-bot-prod".to_owned()),
+                ..Scope::default()
+            },
+            ..q.clone()
+        };
+        quotas::set(&mut c, &by_alias, t).unwrap();
+        let stored = quotas::list(&mut c).unwrap();
+        let k = stored.iter().find(|x| x.name == "support-key").unwrap();
+        assert_eq!(k.scope.key.as_deref(), Some("key_support_prod"), "{b}");
+        quotas::delete(&mut c, "support-key").unwrap();
         quotas::delete(&mut c, "support-month").unwrap();
         assert!(quotas::list(&mut c).unwrap().is_empty());
         assert!(quotas::delete(&mut c, "support-month").is_err());

@@ -361,8 +361,17 @@ fn sample(
         }
         ("PUT" | "DELETE", "/v1/quotas/{name}") => {
             let q = format!("q{}", next_id());
+            // A quota's scope must name an owner the registry has.
+            let team = format!("team-{q}");
+            let r = s.call(
+                "POST",
+                "/v1/owners",
+                Some(admin),
+                Body::Json(&serde_json::json!({"team": team})),
+            );
+            assert_eq!(r.status, 201, "{}", r.text);
             let spec = serde_json::json!({
-                "scope": {"team": "search"}, "metric": "cost", "limit": "100",
+                "scope": {"team": team}, "metric": "cost", "limit": "100",
                 "period": "month", "time_zone": "America/Los_Angeles"
             });
             let r = s.call(
@@ -838,14 +847,23 @@ fn push_run_report(store: &Store) {
         page += 1;
     }
     assert_eq!(seen as u64, total);
-    let costs = s
-        .call(
-            "GET",
-            &format!("/v1/reports/costs?{window}&group_by=team"),
-            Some(&finance),
-            Body::None,
-        )
-        .json();
+    let costs = s.call(
+        "GET",
+        &format!("/v1/reports/costs?{window}&group_by=team"),
+        Some(&finance),
+        Body::None,
+    );
+    // Every report says what it leaves out, in headers a script can check.
+    for h in ["tally-unreconciled-rows", "tally-late-rows"] {
+        let v = costs
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(h))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {h}: {:?}", costs.headers));
+        assert!(v.parse::<i64>().is_ok(), "{h}: {v}");
+    }
+    let costs = costs.json();
     assert!(costs["total"].as_u64().unwrap() > 1, "{costs}");
     assert!(
         costs["items"][0]["computed_cost"].is_string(),

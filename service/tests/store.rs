@@ -1302,3 +1302,195 @@ fn keys_and_runs_are_read_a_page_at_a_time() {
         assert!(Page::new(Some(0), None).is_err());
     }
 }
+
+#[test]
+fn a_created_token_is_alone_on_standard_output() {
+    // `TOKEN=$(tally token create ...)`, as the README shows, captures the
+    // token and nothing else; the notice is on standard error.
+    for s in stores() {
+        let out = succeed(
+            tally().args([
+                "token", "create", "--name", "ci", "--role", "ingest", "--db", &s.url,
+            ]),
+            "token create",
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let token = stdout.strip_suffix('\n').unwrap_or(&stdout);
+        assert!(
+            token.starts_with("tally_") && !token.contains(char::is_whitespace),
+            "{}: stdout is not just the token: {stdout:?}",
+            s.backend
+        );
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains("shown this once"), "{stderr}");
+        let mut c = db::open(&s.url, false).unwrap();
+        assert!(
+            tally_service::app::tokens::authenticate(&mut c, token)
+                .unwrap()
+                .is_some(),
+            "{}: the captured text is a live token",
+            s.backend
+        );
+    }
+}
+
+#[test]
+fn one_file_that_cannot_be_stored_stops_neither_the_others_nor_their_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("notes.txt");
+    std::fs::write(
+        &bad,
+        "these are meeting notes, not a usage log\nsecond line\n",
+    )
+    .unwrap();
+    let good = fixture("client/app.jsonl");
+    let also_good = fixture("client/batch.csv");
+    for s in stores() {
+        let out = tally()
+            .args(["ingest", "client", "--db", &s.url])
+            .arg(&good)
+            .arg(&bad)
+            .arg(&also_good)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+        // Both good files are stored and said so, before and after the bad.
+        for f in [&good, &also_good] {
+            let name = f.display().to_string();
+            assert!(
+                stdout
+                    .lines()
+                    .any(|l| l.contains(&name) && l.contains("read")),
+                "{}: no line for {name}:\n{stdout}",
+                s.backend
+            );
+        }
+        assert!(!stdout.contains("notes.txt"), "{stdout}");
+        assert!(
+            stderr.contains("notes.txt: not stored")
+                && stderr.contains("1 of 3 file(s) not stored"),
+            "{stderr}"
+        );
+        // The hint names flags `ingest client` has.
+        assert!(!stderr.contains("--source NAME"), "{stderr}");
+        let mut c = db::open(&s.url, false).unwrap();
+        let batches = repo::batches(&mut c).unwrap();
+        assert_eq!(batches.len(), 2, "{}: two batches stored", s.backend);
+    }
+}
+
+/// `tally report costs` over the fixture day with extra flags: (exit code,
+/// stdout, stderr).
+fn report_costs(s: &Store, extra: &[&str]) -> (Option<i32>, String, String) {
+    let out = tally()
+        .args([
+            "report",
+            "costs",
+            "--from",
+            "2026-11-20",
+            "--to",
+            "2026-11-21",
+        ])
+        .args(extra)
+        .args(["--db", &s.url])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn a_report_over_rows_no_run_covers_says_so_and_fails_under_strict() {
+    for s in stores() {
+        let b = s.backend;
+        load_fixture_day(&s);
+        // Ingested, never run: finance must not read an empty table as $0.
+        let (code, out, err) = report_costs(&s, &["--format", "json"]);
+        assert_eq!(code, Some(0), "{b}: {err}");
+        assert_eq!(out.trim(), "[]", "{b}: stdout stays machine-readable");
+        assert!(
+            err.contains("stored row(s) in this window were never reconciled")
+                && err.contains("`tally run --from 2026-11-20 --to 2026-11-21`"),
+            "{b}: {err}"
+        );
+        let (code, _, _) = report_costs(&s, &["--strict"]);
+        assert_eq!(code, Some(1), "{b}: --strict refuses an incomplete report");
+        // Run: complete, no warning, --strict passes.
+        run_day(&s, "2026-11-20", "2026-11-21");
+        let (code, out, err) = report_costs(&s, &["--strict"]);
+        assert_eq!(code, Some(0), "{b}: {err}");
+        assert!(!err.contains("warning"), "{b}: {err}");
+        assert!(out.contains("support"), "{b}: {out}");
+        // Rows stored after the run that covers them: said, with the run.
+        let dir = tempfile::tempdir().unwrap();
+        let late = dir.path().join("late.jsonl");
+        std::fs::write(
+            &late,
+            "{\"ts\":\"2026-11-20T23:59:00Z\",\"request_id\":\"late-1\",\"key\":\"key_support_prod\",\
+             \"model\":\"gpt-4o-mini\",\"route\":\"chat\",\"input_tokens\":10,\"output_tokens\":2}\n",
+        )
+        .unwrap();
+        ingest(&s, "client", &[&late]);
+        let (code, _, err) = report_costs(&s, &["--strict"]);
+        assert_eq!(code, Some(1), "{b}: {err}");
+        assert!(
+            err.contains("1 row(s) arrived after the run that covers them"),
+            "{b}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_dated_price_import_warns_when_stored_rows_are_older() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("model_prices_and_context_window.json");
+    std::fs::write(
+        &json,
+        r#"{"gpt-4o": {"input_cost_per_token": 2.5e-06, "output_cost_per_token": 1e-05}}"#,
+    )
+    .unwrap();
+    for s in stores() {
+        load_fixture_day(&s);
+        let out = succeed(
+            tally()
+                .args([
+                    "prices",
+                    "import",
+                    "--effective-from",
+                    "2026-11-21",
+                    "--db",
+                    &s.url,
+                ])
+                .arg(&json),
+            "prices import",
+        );
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains("stored row(s) are older than 2026-11-21")
+                && err.contains("--effective-from"),
+            "{}: {err}",
+            s.backend
+        );
+        // On or before the rows' first day: nothing to warn of.
+        let out = succeed(
+            tally()
+                .args([
+                    "prices",
+                    "import",
+                    "--effective-from",
+                    "2026-11-01",
+                    "--db",
+                    &s.url,
+                ])
+                .arg(&json),
+            "prices import",
+        );
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(!err.contains("warning"), "{}: {err}", s.backend);
+    }
+}

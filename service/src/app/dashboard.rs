@@ -141,6 +141,8 @@ pub struct Overview {
     pub missing: Vec<VerdictLine>,
     /// The latest runs.
     pub runs: Vec<RunView>,
+    /// What the month's figures leave out (rows no run covers).
+    pub coverage: report::Coverage,
 }
 
 fn most_first(a: &CostLine, b: &CostLine) -> std::cmp::Ordering {
@@ -250,7 +252,9 @@ pub fn overview(conn: &mut AnyConnection, month: Month) -> Result<Overview, View
         .take(LATEST_RUNS)
         .map(|r| view(r, None))
         .collect();
+    let coverage = report::coverage(conn, window)?;
     Ok(Overview {
+        coverage,
         month,
         total,
         owners,

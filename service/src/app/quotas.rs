@@ -230,9 +230,72 @@ impl QuotaSpec {
     }
 }
 
-/// Adds or replaces a quota (by name).
+/// The scope checked against the registry: a team, service or env no
+/// stored owner has, or a key no registered key is named, would never match
+/// a row, so it is refused with the closest known names. A key given by its
+/// alias or a label becomes its id, the name runs record.
+fn registered_scope(conn: &mut AnyConnection, scope: &Scope) -> Result<Scope, AlertError> {
+    use super::names::unknown;
+    let mut out = scope.clone();
+    if let Some(want) = &scope.key {
+        let keys = repo::keys(conn)?;
+        let labels = |k: &tally_schema::rows::KeyRow| -> Vec<String> {
+            serde_json::from_str(&k.labels).unwrap_or_default()
+        };
+        let found = keys.iter().find(|k| {
+            &k.key_id == want || k.alias.as_ref() == Some(want) || labels(k).contains(want)
+        });
+        let Some(k) = found else {
+            let names: Vec<String> = keys
+                .iter()
+                .flat_map(|k| std::iter::once(k.key_id.clone()).chain(k.alias.clone()))
+                .collect();
+            return Err(AlertError::Invalid(format!(
+                "scope: {}",
+                unknown("key", want, names.iter().map(String::as_str))
+            )));
+        };
+        out.key = Some(k.key_id.clone());
+        return Ok(out);
+    }
+    let owners = repo::owners(conn)?;
+    type Label = fn(&tally_schema::rows::OwnerRow) -> &str;
+    let parts: [(&str, &Option<String>, Label); 3] = [
+        ("team", &scope.team, |o| &o.team),
+        ("service", &scope.service, |o| &o.service),
+        ("env", &scope.env, |o| &o.env),
+    ];
+    for (what, want, label) in parts {
+        if let Some(want) = want
+            && !owners.iter().any(|o| label(o) == want)
+        {
+            return Err(AlertError::Invalid(format!(
+                "scope: {}",
+                unknown(what, want, owners.iter().map(label))
+            )));
+        }
+    }
+    // Each label is known; some owner must have them all.
+    let fits = |o: &&tally_schema::rows::OwnerRow| {
+        parts
+            .iter()
+            .all(|(_, want, label)| want.as_deref().is_none_or(|w| label(o) == w))
+    };
+    if !owners.iter().any(|o| fits(&o)) {
+        return Err(AlertError::Invalid(format!(
+            "scope: no owner is {} (each label is known, but not together)",
+            scope.label()
+        )));
+    }
+    Ok(out)
+}
+
+/// Adds or replaces a quota (by name). Its scope must name owners or a key
+/// the registry knows (see [`registered_scope`]).
 pub fn set(conn: &mut AnyConnection, q: &QuotaSpec, now: NaiveDateTime) -> Result<(), AlertError> {
     q.check()?;
+    let scope = registered_scope(conn, &q.scope)?;
+    let q = &QuotaSpec { scope, ..q.clone() };
     let mut thresholds = q.thresholds.clone();
     thresholds.sort_unstable();
     thresholds.dedup();

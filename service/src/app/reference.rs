@@ -76,6 +76,9 @@ pub struct PricesImported {
     /// Whether the file dated its own prices (Tally's TOML); LiteLLM's map
     /// takes the date given.
     pub dated_by_file: bool,
+    /// Stored rows older than the date an undated map was given: a model
+    /// this import alone prices stays unpriced for them.
+    pub rows_before: i64,
 }
 
 /// Imports a price catalog: Tally's TOML, or LiteLLM's
@@ -107,10 +110,16 @@ pub fn import_prices(
         }
         Ok(())
     })?;
+    let rows_before = if litellm {
+        repo::count_rows_in(conn, (i64::MIN, effective_from_ms), None)?
+    } else {
+        0
+    };
     Ok(PricesImported {
         prices: rows.len(),
         skipped,
         dated_by_file: !litellm,
+        rows_before,
     })
 }
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 use tally_reconcile::SideKind;
 use tally_reconcile::report::Class;
 use tally_reconcile::report_lines::{RecordSink, Tabular};
-use tally_reconcile::time::format_ms;
+use tally_reconcile::time::{DAY_MS, format_ms};
 use tally_schema::convert::nanos_to_usd;
 
 use crate::db::{AnyConnection, repo};
@@ -427,4 +427,97 @@ pub fn row_lines(
     })?;
     lines.sort_by_key(|(t, id, _)| (*t, *id));
     Ok(lines.into_iter().map(|(_, _, l)| l).collect())
+}
+
+/// What a report over a window leaves out: stored rows no current run
+/// judged (outside every current run's window), and rows stored after the
+/// run that covers them finished (late rows it never saw). A report is
+/// only as complete as its runs: finance must not read "$0" where nothing
+/// was reconciled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Coverage {
+    /// Stored rows in the window that no current run covers.
+    pub unreconciled_rows: i64,
+    /// Stored rows in a run's window, stored after that run finished.
+    pub late_rows: i64,
+    /// The `tally run` that would cover them (whole UTC days).
+    pub run_command: Option<String>,
+}
+
+impl Coverage {
+    /// Whether every stored row in the window is in the report.
+    pub fn complete(&self) -> bool {
+        self.unreconciled_rows == 0 && self.late_rows == 0
+    }
+
+    /// One line for people: what is left out and what to run.
+    pub fn warning(&self) -> Option<String> {
+        if self.complete() {
+            return None;
+        }
+        let mut parts = Vec::new();
+        if self.unreconciled_rows > 0 {
+            parts.push(format!(
+                "{} stored row(s) in this window were never reconciled",
+                self.unreconciled_rows
+            ));
+        }
+        if self.late_rows > 0 {
+            parts.push(format!(
+                "{} row(s) arrived after the run that covers them",
+                self.late_rows
+            ));
+        }
+        Some(format!(
+            "{}; this report leaves them out. Run `{}` first.",
+            parts.join(", and "),
+            self.run_command.as_deref().unwrap_or("tally run")
+        ))
+    }
+}
+
+/// What a report over `[from_ms, to_ms)` leaves out (see [`Coverage`]).
+pub fn coverage(
+    conn: &mut AnyConnection,
+    (from_ms, to_ms): (i64, i64),
+) -> Result<Coverage, crate::db::DbError> {
+    let runs = repo::current_run_windows(conn, (from_ms, to_ms))?;
+    // The parts of the window no current run covers.
+    let mut gaps = Vec::new();
+    let mut at = from_ms;
+    for (a, b, _) in &runs {
+        if *a > at {
+            gaps.push((at, (*a).min(to_ms)));
+        }
+        at = at.max(*b);
+    }
+    if at < to_ms {
+        gaps.push((at, to_ms));
+    }
+    let mut c = Coverage::default();
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for g in gaps {
+        let n = repo::count_rows_in(conn, g, None)?;
+        if n > 0 {
+            c.unreconciled_rows += n;
+            (lo, hi) = (lo.min(g.0), hi.max(g.1));
+        }
+    }
+    for (a, b, finished) in runs {
+        let w = (a.max(from_ms), b.min(to_ms));
+        let n = repo::count_rows_in(conn, w, Some(finished))?;
+        if n > 0 {
+            c.late_rows += n;
+            (lo, hi) = (lo.min(w.0), hi.max(w.1));
+        }
+    }
+    if lo < hi {
+        let day = |ms: i64| format_ms(ms).get(..10).map(str::to_owned);
+        let start = lo - lo.rem_euclid(DAY_MS);
+        let end = hi + (DAY_MS - hi.rem_euclid(DAY_MS)) % DAY_MS;
+        if let (Some(f), Some(t)) = (day(start), day(end)) {
+            c.run_command = Some(format!("tally run --from {f} --to {t}"));
+        }
+    }
+    Ok(c)
 }

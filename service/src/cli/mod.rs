@@ -366,6 +366,10 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: render::Format,
+    /// Exit 1 when stored rows in the window were never reconciled (or
+    /// arrived after their run): the report would leave them out.
+    #[arg(long)]
+    pub strict: bool,
     /// The store.
     #[command(flatten)]
     pub store: StoreArgs,
@@ -669,8 +673,10 @@ fn ingest(cmd: &IngestCommand) -> Result<std::process::ExitCode> {
     let (settings, mut conn) = store.open_with_settings()?;
     let now_ms = crate::clock::now_ms()?;
     let now = tally_schema::convert::naive_from_ms(now_ms)?;
-    let mut out = String::new();
+    // Each file is its own batch: its line is printed as soon as it is
+    // stored, and a file that fails does not stop the ones after it.
     let mut added = 0;
+    let mut failed = Vec::new();
     for path in files {
         let plan = app::reconcile::ReadPlan {
             client_format,
@@ -692,10 +698,24 @@ fn ingest(cmd: &IngestCommand) -> Result<std::process::ExitCode> {
                 app::ingest::Step::Storing { rows } => bar.show("storing rows", rows, 0),
                 app::ingest::Step::Finished => bar.finish(),
             }
-        })?;
-        out.push_str(&render::describe_ingest(&o));
-        added += o.new;
+        });
+        match o {
+            Ok(o) => {
+                crate::output::print(&render::describe_ingest(&o))?;
+                added += o.new;
+            }
+            // The store itself failing stops everything: the next file
+            // would fail the same way.
+            Err(e @ app::ingest::IngestError::Store(_)) => {
+                return Err(anyhow::Error::new(e).context(format!("{label}: not stored")));
+            }
+            Err(e) => {
+                crate::output::notice(&format!("error: {label}: not stored: {e}\n"));
+                failed.push(label);
+            }
+        }
     }
+    let mut out = String::new();
     if added > 0 {
         out.push_str(&render::describe_follow_up(
             &crate::app::follow_up::after_ingest(&mut conn, &settings, utc_now()?),
@@ -703,6 +723,15 @@ fn ingest(cmd: &IngestCommand) -> Result<std::process::ExitCode> {
         out.push_str(&render::describe_held(crate::app::alerts::held(&mut conn)));
     }
     crate::output::print(&out)?;
+    if !failed.is_empty() {
+        crate::output::notice(&format!(
+            "{} of {} file(s) not stored ({}); the others are stored as printed above\n",
+            failed.len(),
+            files.len(),
+            failed.join(", ")
+        ));
+        return Ok(std::process::ExitCode::FAILURE);
+    }
     Ok(std::process::ExitCode::SUCCESS)
 }
 
@@ -867,11 +896,15 @@ fn token(cmd: TokenCommand) -> Result<ExitCode> {
         TokenCommand::Create { name, role, store } => {
             let mut conn = store.open()?;
             let token = tokens::create(&mut conn, &name, role, now()?)?;
-            done(&format!(
-                "{token}\n\nThe token for `{}` ({}). It is shown this once: only its hash is stored.\n",
+            // The token alone on standard output, so `TOKEN=$(tally token
+            // create ...)` captures exactly it; the notice is for the person.
+            crate::output::notice(&format!(
+                "The token for `{}` ({}) is on standard output. It is shown this once: \
+                 only its hash is stored.\n",
                 name.trim(),
                 role.as_str()
-            ))
+            ));
+            done(&format!("{token}\n"))
         }
         TokenCommand::List { store } => {
             let mut conn = store.open()?;
@@ -985,6 +1018,15 @@ fn import_prices(
             day_text(from_ms)
         )
     };
+    if r.rows_before > 0 {
+        crate::output::notice(&format!(
+            "warning: {} stored row(s) are older than {}: a model only this file prices \
+             stays unpriced for them (never priced at zero); to price them, import again \
+             with --effective-from on or before their first day\n",
+            r.rows_before,
+            day_text(from_ms)
+        ));
+    }
     done(&format!(
         "{}: {} price(s) added or replaced{from}{skipped}\n",
         file.display(),
@@ -1013,9 +1055,7 @@ fn run_window(args: &RunArgs) -> Result<ExitCode> {
         crate::clock::now_ms,
     )?;
     if args.timings {
-        let mut err = std::io::stderr().lock();
-        let _ =
-            std::io::Write::write_all(&mut err, render::describe_timings(&o.timings).as_bytes());
+        crate::output::notice(&render::describe_timings(&o.timings));
     }
     let held = render::describe_held(crate::app::alerts::held(&mut conn));
     done(&(render::describe_run(&o) + &render::describe_follow_up(&alerts) + &held))
@@ -1026,6 +1066,12 @@ fn report(args: &ReportArgs) -> Result<ExitCode> {
     let from = time_flag("--from", &args.from)?;
     let to = time_flag("--to", &args.to)?;
     let mut conn = args.store.open()?;
+    // Said before the figures, on standard error: a table of "$0" over a
+    // window nobody ran is not a finding.
+    let coverage = app::report::coverage(&mut conn, (from, to))?;
+    if let Some(w) = coverage.warning() {
+        crate::output::notice(&format!("warning: {w}\n"));
+    }
     let text = match args.kind {
         app::report::Kind::Costs => render::report_text(
             &app::report::cost_lines(&mut conn, (from, to), args.group_by)?,
@@ -1036,7 +1082,11 @@ fn report(args: &ReportArgs) -> Result<ExitCode> {
             args.format,
         )?,
     };
-    done(&text)
+    crate::output::print(&text)?;
+    if args.strict && !coverage.complete() {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `tally db migrate`.

@@ -414,3 +414,54 @@ pub fn each_verdict_of_classes(
 fn stored(classes: &[Class]) -> Vec<EnumCol<Class>> {
     classes.iter().copied().map(EnumCol).collect()
 }
+
+/// Current runs overlapping `[from_ms, to_ms)`: (window from, window to,
+/// finished), in ms, by start.
+pub fn current_run_windows(
+    conn: &mut AnyConnection,
+    (from_ms, to_ms): (i64, i64),
+) -> Result<Vec<(i64, i64, i64)>, DbError> {
+    let (Ok(from), Ok(to)) = (
+        tally_schema::convert::naive_from_ms(from_ms),
+        tally_schema::convert::naive_from_ms(to_ms),
+    ) else {
+        return Ok(Vec::new());
+    };
+    let rows: Vec<(NaiveDateTime, NaiveDateTime, NaiveDateTime)> = runs::table
+        .filter(runs::status.eq("current"))
+        .filter(runs::window_from.lt(to))
+        .filter(runs::window_to.gt(from))
+        .order(runs::window_from)
+        .select((runs::window_from, runs::window_to, runs::finished_at))
+        .load(conn)?;
+    let ms = |t: NaiveDateTime| t.and_utc().timestamp_millis();
+    Ok(rows
+        .into_iter()
+        .map(|(a, b, f)| (ms(a), ms(b), ms(f)))
+        .collect())
+}
+
+/// Stored rows (both sides) with `from_ms <= ts_ms < to_ms`; with
+/// `ingested_after_ms`, only those whose batch was stored after it.
+pub fn count_rows_in(
+    conn: &mut AnyConnection,
+    (from_ms, to_ms): (i64, i64),
+    ingested_after_ms: Option<i64>,
+) -> Result<i64, DbError> {
+    let mut n = 0;
+    for side in [SideKind::Client, SideKind::Gateway] {
+        let mut q = usage_rows::table
+            .inner_join(ingest_batches::table)
+            .filter(usage_rows::side.eq(EnumCol(side)))
+            .filter(usage_rows::ts_ms.ge(from_ms))
+            .filter(usage_rows::ts_ms.lt(to_ms))
+            .into_boxed();
+        if let Some(after) = ingested_after_ms
+            && let Ok(after) = tally_schema::convert::naive_from_ms(after)
+        {
+            q = q.filter(ingest_batches::ingested_at.gt(after));
+        }
+        n += q.count().get_result::<i64>(conn)?;
+    }
+    Ok(n)
+}

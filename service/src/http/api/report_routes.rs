@@ -64,14 +64,42 @@ pub async fn get_report(state: Data, kind: web::Path<String>, q: web::Query<Repo
     let name = format!("tally-{kind:?}.csv").to_ascii_lowercase();
     if kind == Kind::Costs {
         let by = q.group_by.unwrap_or(GroupBy::Owner);
-        let lines = state.db(move |c| Ok(report::cost_lines(c, w, by)?)).await?;
-        return report_page(lines, &q, &name);
+        let (lines, cov) = state
+            .db(move |c| Ok((report::cost_lines(c, w, by)?, report::coverage(c, w)?)))
+            .await?;
+        return with_coverage(report_page(lines, &q, &name)?, &cov);
     }
     if q.group_by.is_some() {
         return Err(ApiError::bad_request("`group_by` is for the costs report"));
     }
-    let lines = state
-        .db(move |c| Ok(report::row_lines(c, kind, w)?))
+    let (lines, cov) = state
+        .db(move |c| Ok((report::row_lines(c, kind, w)?, report::coverage(c, w)?)))
         .await?;
-    report_page(lines, &q, &name)
+    with_coverage(report_page(lines, &q, &name)?, &cov)
+}
+
+/// Says on every report what it leaves out (JSON and CSV alike, so a
+/// script can refuse an incomplete one): `Tally-Unreconciled-Rows` (stored
+/// rows no current run covers), `Tally-Late-Rows` (rows stored after their
+/// run) and, when either is not 0, `Tally-Run-Command`.
+fn with_coverage(mut r: HttpResponse, c: &report::Coverage) -> Reply {
+    let h = r.headers_mut();
+    let num = |n: i64| actix_web::http::header::HeaderValue::from(n);
+    h.insert(
+        actix_web::http::header::HeaderName::from_static("tally-unreconciled-rows"),
+        num(c.unreconciled_rows),
+    );
+    h.insert(
+        actix_web::http::header::HeaderName::from_static("tally-late-rows"),
+        num(c.late_rows),
+    );
+    if let Some(cmd) = c.run_command.as_deref()
+        && let Ok(v) = actix_web::http::header::HeaderValue::from_str(cmd)
+    {
+        h.insert(
+            actix_web::http::header::HeaderName::from_static("tally-run-command"),
+            v,
+        );
+    }
+    Ok(r)
 }
