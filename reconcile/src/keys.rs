@@ -487,22 +487,47 @@ impl KeyRegistry {
     }
 }
 
-/// How reports show an unregistered key: hashes are shortened to a
-/// fingerprint, names are kept.
+/// How reports name an unregistered key: a hash as its whole fingerprint
+/// (`sha256:` and all 64 hex digits, with the last four characters of the
+/// secret when a source gave them), so it can be searched for in the
+/// gateway; names are kept. Only displays shorten it ([`abbreviated`]).
 pub fn display_unknown(canonical: &str, last4: Option<&str>) -> String {
     if is_hex64(canonical) {
-        let short = canonical.get(..12).unwrap_or(canonical);
         match last4 {
-            Some(l4) => format!("sha256:{short}… (…{l4})"),
-            None => format!("sha256:{short}…"),
+            Some(l4) => format!("sha256:{canonical} (…{l4})"),
+            None => format!("sha256:{canonical}"),
         }
     } else {
         canonical.to_owned()
     }
 }
 
+/// A key's name shortened for a screen: a whole `sha256:` fingerprint
+/// becomes its first 12 digits and `…` (what follows it is kept). Exports
+/// keep the whole name; this is for terminals, pages and subjects.
+pub fn abbreviated(name: &str) -> std::borrow::Cow<'_, str> {
+    if let Some(rest) = name.strip_prefix("sha256:")
+        && let Some((hash, tail)) = rest.split_at_checked(64)
+        && is_hex64(hash)
+    {
+        let short = hash.get(..12).unwrap_or(hash);
+        return std::borrow::Cow::Owned(format!("sha256:{short}…{tail}"));
+    }
+    std::borrow::Cow::Borrowed(name)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_unknown_key_is_named_by_its_whole_fingerprint_and_only_displays_shorten_it() {
+        let h = "4b4e721860d5".to_owned() + &"0".repeat(52);
+        let full = super::display_unknown(&h, Some("wxyz"));
+        assert_eq!(full, format!("sha256:{h} (…wxyz)"));
+        assert_eq!(super::abbreviated(&full), "sha256:4b4e721860d5… (…wxyz)");
+        assert_eq!(super::abbreviated("key_support_prod"), "key_support_prod");
+        assert_eq!(super::abbreviated("sha256:short"), "sha256:short");
+    }
+
     #[test]
     fn a_secret_in_any_field_is_masked_and_refused_as_a_name() {
         // Issue 16: a key pasted into a team, a tag, an id or a model was

@@ -9,6 +9,7 @@ use std::path::Path;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 use tally_reconcile::error::RowError;
+use tally_reconcile::keys::abbreviated;
 use tally_reconcile::report::{Reconciliation, Summary};
 use tally_reconcile::report_lines::{DiscrepancyLine, RecordSink, RowLine, Tabular};
 
@@ -425,6 +426,12 @@ pub fn money(d: Decimal) -> String {
     format!("{sign}${grouped}.{frac}")
 }
 
+/// A key's name for a screen (`sha256:4b4e721860d5…`); the page keeps the
+/// whole name in a `title`, the exports in full.
+pub fn short_key(v: &str) -> String {
+    abbreviated(v).into_owned()
+}
+
 fn money_filter(v: minijinja::Value) -> String {
     let text = v.to_string();
     text.parse::<Decimal>().map(money).unwrap_or(text)
@@ -433,6 +440,7 @@ fn money_filter(v: minijinja::Value) -> String {
 fn render_html(full: &FullReport<'_>) -> Result<String> {
     let mut env = minijinja::Environment::new();
     env.add_filter("usd", money_filter);
+    env.add_filter("short_key", short_key);
     env.add_template("report.html", REPORT_TEMPLATE)?;
     let tmpl = env.get_template("report.html")?;
     fn take<'x>(v: &[RowLine<'x>]) -> Vec<RowLine<'x>> {
@@ -488,7 +496,7 @@ pub fn render_table(s: &Summary) -> String {
             };
             format!(
                 "  {}{} rows  {} reported  {}  {} .. {}",
-                pad(&k.key, 28),
+                pad(&abbreviated(&k.key), 28),
                 rpad(&k.rows.to_string(), 6),
                 money(k.reported_cost),
                 reg,
@@ -502,7 +510,7 @@ pub fn render_table(s: &Summary) -> String {
         s.failed_on_unregistered_keys.iter().take(15).map(|k| {
             format!(
                 "  {}{} failed calls  {} .. {}",
-                pad(&k.key, 28),
+                pad(&abbreviated(&k.key), 28),
                 rpad(&k.rows.to_string(), 6),
                 k.first_seen,
                 k.last_seen
@@ -630,7 +638,7 @@ fn offsets_table(o: &mut Lines, s: &Summary) {
     for k in s.offsets.iter().skip(1).take(10) {
         o.line(format!(
             "  {}{:+} ms (MAD {} ms, {} pairs)",
-            pad(&k.key, 24),
+            pad(&abbreviated(&k.key), 24),
             k.offset_ms,
             k.mad_ms,
             k.pairs

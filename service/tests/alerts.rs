@@ -124,10 +124,36 @@ fn quota_and_run_alerts_reach_a_real_smtp_server_once_each() {
             .find(|m| m.text.contains("Possibly leaked key sha256:4b4e721860d5"))
             .unwrap_or_else(|| panic!("{b}: {got:#?}"));
         assert_eq!(leaked.to, ["platform@example.com"], "{b}");
+        // Everything on-call needs to act, as delivered (issue 19): the
+        // whole fingerprint to search the gateway for, when, how much (the
+        // gateway's bill and Tally's price, each labelled), what was
+        // called, which requests, a link to exactly these rows, and what
+        // to do.
+        let fp = "4b4e721860d5567581168884f58aed4aef8855dbc586d9b85bffa30a17640f11";
+        for want in [
+            format!("Key (full fingerprint): sha256:{fp}"),
+            "First seen: 2026-11-20T02:10:03.000Z".to_owned(),
+            "Last seen: 2026-11-20T02:24:03.000Z".to_owned(),
+            "Requests with no client row: 3".to_owned(),
+            "Billed by the gateway (reported): $0.1800".to_owned(),
+            "At Tally's prices (computed): $".to_owned(),
+            "Top models:\n  gpt-4o  3 requests".to_owned(),
+            "Routes:\n  acompletion  3 requests".to_owned(),
+            "Request ids (first 3):\n  chatcmpl-leak0\n  chatcmpl-leak1\n  chatcmpl-leak2"
+                .to_owned(),
+            "What to do:\n  1. Revoke or rotate this key in the gateway".to_owned(),
+            "register it (`tally keys import` with its sha256)".to_owned(),
+            format!("?key=sha256%3A{fp}"),
+        ] {
+            assert!(
+                leaked.text.contains(&want),
+                "{b}: no `{want}` in\n{}",
+                leaked.text
+            );
+        }
         assert!(
-            leaked.text.contains("Requests with no client row: 3"),
-            "{}",
-            leaked.text
+            leaked.text.contains("<ol>"),
+            "{b}: the HTML part lists the steps"
         );
         // Nothing is sent twice.
         let f = mail::flush(&mut c, &smtp.mailer(), send_at).unwrap();

@@ -140,6 +140,21 @@ fn fixture_day_finds_exactly_the_planted_faults() {
     assert_eq!(by_key.len(), 1);
     assert_eq!(by_key[0]["rows"], 3);
     assert_eq!(by_key[0]["registered"], false);
+    // The whole fingerprint in every export, to search the gateway with;
+    // screens shorten it (issue 19).
+    let fp = "sha256:4b4e721860d5567581168884f58aed4aef8855dbc586d9b85bffa30a17640f11";
+    assert_eq!(by_key[0]["key"], fp);
+    assert!(run.col("unattributed.csv", "key").iter().all(|k| k == fp));
+    let html = std::fs::read_to_string(run.dir.path().join("report.html")).unwrap();
+    assert!(
+        html.contains(&format!("<code title=\"{fp}\">sha256:4b4e721860d5…</code>")),
+        "report.html shows it shortened, whole on hover"
+    );
+    assert!(
+        run.stdout.contains("sha256:4b4e721860d5… ") && !run.stdout.contains(fp),
+        "{}",
+        run.stdout
+    );
 
     let kinds = run.col("discrepancies.csv", "kind");
     let details = run.col("discrepancies.csv", "detail");

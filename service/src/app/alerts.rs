@@ -95,9 +95,16 @@ pub struct Body<'a> {
     pub rows_heading: &'a str,
     /// Largest contributors: label, value.
     pub rows: &'a [(String, String)],
+    /// More lists: heading, then label and value lines.
+    pub more: &'a [Section],
+    /// What to do, in order.
+    pub steps: &'a [String],
     /// Link to the page.
     pub link: &'a str,
 }
+
+/// A titled list in a message.
+pub type Section = (String, Vec<(String, String)>);
 
 /// Renders and queues the message of alert `alert_id` (recorded by
 /// `rule`): 1 when it has someone to go to. With nobody (no contact and no
@@ -112,7 +119,8 @@ pub fn fire(
 ) -> Result<usize, AlertError> {
     let ctx = minijinja::context! {
         title => rule.title, kind => rule.kind, lines => b.lines,
-        rows_heading => b.rows_heading, rows => b.rows, link => b.link,
+        rows_heading => b.rows_heading, rows => b.rows, more => b.more,
+        steps => b.steps, link => b.link,
     };
     let (text, html) = mail::render("alert", &ctx)?;
     queue(
@@ -176,6 +184,10 @@ struct Pending {
     lines: Vec<(String, String)>,
     rows_heading: &'static str,
     rows: Vec<(String, String)>,
+    more: Vec<Section>,
+    steps: Vec<String>,
+    /// Its own page (the run filtered to its key), else the run's.
+    link: Option<String>,
     /// What ranks it: cost (nano-USD), then rows.
     weight: (i64, u64),
 }
@@ -220,7 +232,9 @@ fn raise_capped(
             lines: &p.lines,
             rows_heading: p.rows_heading,
             rows: &p.rows,
-            link,
+            more: &p.more,
+            steps: &p.steps,
+            link: p.link.as_deref().unwrap_or(link),
         };
         if let Some(queued) = raise(conn, &rule, &body)? {
             done.fired += 1;
@@ -270,6 +284,8 @@ fn raise_capped(
             lines: &lines,
             rows_heading: "Alerts, costliest first",
             rows: &rows,
+            more: &[],
+            steps: &[],
             link,
         };
         if let Some(id) = record(c, &summary)? {
@@ -468,7 +484,8 @@ pub fn raise_for_run(
     let mut done = RunAlerts::default();
     let (unattributed, quality) = gather(conn, run_id, window)?;
     let contacts = Contacts::load(conn)?;
-    let mut pending = key_alerts(settings, &contacts, &unattributed, run_id);
+    let evidence = evidence(conn, run_id, &unattributed)?;
+    let mut pending = key_alerts(settings, &contacts, &unattributed, &evidence, run_id);
     pending.extend(quality_alerts(settings, &quality, run_id));
     let link = format!(
         "{}/runs/{run_id}",
@@ -550,6 +567,70 @@ fn gather(
     Ok((unattributed, q))
 }
 
+/// What a person needs to act on one key's unattributed traffic on one
+/// day, read from the run's own verdicts of those rows.
+#[derive(Debug, Default)]
+struct Evidence {
+    first_ms: Option<i64>,
+    last_ms: Option<i64>,
+    /// What the gateway billed, nano-USD.
+    reported_nanos: i64,
+    /// Tally's price of the priced rows, nano-USD.
+    computed_nanos: i64,
+    unpriced: u64,
+    routes: BTreeMap<String, u64>,
+    /// The first request ids, in time order.
+    ids: Vec<String>,
+}
+
+/// Request ids an alert lists.
+const ALERT_IDS: usize = 10;
+
+/// Each alerting key-day's evidence: one pass over the run's unattributed
+/// and failed-unbilled gateway rows (through the class index).
+fn evidence(
+    conn: &mut AnyConnection,
+    run_id: i64,
+    keys: &KeyDays,
+) -> Result<BTreeMap<(String, i64), Evidence>, AlertError> {
+    let mut out: BTreeMap<(String, i64), Evidence> = BTreeMap::new();
+    let classes = [Class::Unattributed, Class::FailedUnbilled];
+    repo::each_verdict_of_run(conn, run_id, &classes, |j| {
+        if *j.side != SideKind::Gateway {
+            return;
+        }
+        let k = (j.verdict.key_name, day_of(j.ts_ms));
+        if !keys.contains_key(&k) {
+            return;
+        }
+        let e = out.entry(k).or_default();
+        e.first_ms = Some(e.first_ms.map_or(j.ts_ms, |t| t.min(j.ts_ms)));
+        e.last_ms = Some(e.last_ms.map_or(j.ts_ms, |t| t.max(j.ts_ms)));
+        e.reported_nanos = e
+            .reported_nanos
+            .saturating_add(j.verdict.reported_cost_nanos.unwrap_or(0));
+        match j.verdict.computed_cost_nanos {
+            Some(c) => e.computed_nanos = e.computed_nanos.saturating_add(c),
+            None => e.unpriced += 1,
+        }
+        *e.routes.entry(j.route).or_default() += 1;
+        if e.ids.len() < ALERT_IDS && !j.request_id.is_empty() {
+            e.ids.push(j.request_id);
+        }
+    })?;
+    Ok(out)
+}
+
+/// The largest entries of a count, as message lines, at most `n`.
+fn top(counts: &BTreeMap<String, u64>, n: usize, unit: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(&String, &u64)> = counts.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    v.into_iter()
+        .take(n)
+        .map(|(k, c)| (k.clone(), count(*c, unit)))
+        .collect()
+}
+
 /// An alert per key and day with unattributed traffic over the thresholds:
 /// to the key's contacts on a registered key, to the platform contact as
 /// a possibly leaked key otherwise.
@@ -557,8 +638,11 @@ fn key_alerts(
     settings: &Settings,
     contacts: &Contacts,
     unattributed: &KeyDays,
+    evidence: &BTreeMap<(String, i64), Evidence>,
     run_id: i64,
 ) -> Vec<Pending> {
+    let base = settings.email.base_url.trim_end_matches('/');
+    let none = Evidence::default();
     let min_rows = settings.alerts.unattributed_min_rows.max(1);
     let min_cost = settings.alerts.unattributed_min_cost;
     let mut pending: Vec<Pending> = Vec::new();
@@ -572,6 +656,8 @@ fn key_alerts(
             continue;
         }
         let period = day_label(*d);
+        let ev = evidence.get(&(key.clone(), *d)).unwrap_or(&none);
+        let shown = tally_reconcile::keys::abbreviated(key);
         let (rule, title, to) = if e.registered {
             let owner = [&e.owner.0, &e.owner.1, &e.owner.2]
                 .into_iter()
@@ -584,7 +670,7 @@ fn key_alerts(
             (
                 AlertKind::Unattributed,
                 format!(
-                    "Unattributed traffic on {key} ({}) on {period}: {} no application logged",
+                    "Unattributed traffic on {shown} ({}) on {period}: {} no application logged",
                     if owner.is_empty() { "no owner" } else { &owner },
                     count(e.rows, "request")
                 ),
@@ -594,18 +680,45 @@ fn key_alerts(
             (
                 AlertKind::UnregisteredKey,
                 format!(
-                    "Possibly leaked key {key}: {} on {period} on a key in no registry",
+                    "Possibly leaked key {shown}: {} on {period} on a key in no registry",
                     count(e.rows, "request")
                 ),
                 platform(settings),
             )
         };
-        let detail = serde_json::json!({"key": key, "rows": e.rows, "cost": cost.to_string(), "unpriced_rows": e.unpriced, "run": run_id});
+        let detail = serde_json::json!({
+            "key": key, "rows": e.rows, "cost": cost.to_string(),
+            "reported": nanos_to_usd(ev.reported_nanos, None).to_string(),
+            "computed": nanos_to_usd(ev.computed_nanos, None).to_string(),
+            "unpriced_rows": e.unpriced, "run": run_id,
+            "first_seen": ev.first_ms.map(tally_reconcile::time::format_ms),
+            "last_seen": ev.last_ms.map(tally_reconcile::time::format_ms),
+            "request_ids": ev.ids,
+        });
+        let seen =
+            |t: Option<i64>| t.map_or_else(|| "-".to_owned(), tally_reconcile::time::format_ms);
         let mut lines = vec![
-            ("Key".to_owned(), key.clone()),
+            ("Key (full fingerprint)".to_owned(), key.clone()),
             ("Day (UTC)".to_owned(), period.clone()),
+            ("First seen".to_owned(), seen(ev.first_ms)),
+            ("Last seen".to_owned(), seen(ev.last_ms)),
             ("Requests with no client row".to_owned(), e.rows.to_string()),
-            ("Their cost".to_owned(), usd(e.nanos)),
+            (
+                "Billed by the gateway (reported)".to_owned(),
+                usd(ev.reported_nanos),
+            ),
+            (
+                "At Tally's prices (computed)".to_owned(),
+                if ev.unpriced > 0 {
+                    format!(
+                        "{} ({} rows without a price)",
+                        usd(ev.computed_nanos),
+                        ev.unpriced
+                    )
+                } else {
+                    usd(ev.computed_nanos)
+                },
+            ),
             (
                 "Registered".to_owned(),
                 if e.registered {
@@ -615,14 +728,31 @@ fn key_alerts(
                 },
             ),
         ];
-        if e.unpriced > 0 {
+        if e.unpriced > 0 && ev.unpriced == 0 {
             lines.push(("Not priced".to_owned(), format!("{} rows", e.unpriced)));
         }
-        let rows: Vec<(String, String)> = e
-            .models
-            .iter()
-            .map(|(m, n)| (m.clone(), format!("{n} requests")))
-            .collect();
+        let rows = top(&e.models, 5, "request");
+        let mut more = vec![("Routes".to_owned(), top(&ev.routes, 5, "request"))];
+        if !ev.ids.is_empty() {
+            more.push((
+                format!("Request ids (first {})", ev.ids.len()),
+                ev.ids.iter().map(|i| (i.clone(), String::new())).collect(),
+            ));
+        }
+        let steps = if e.registered {
+            vec![
+                "Check that the owner's application logs its usage on this key: these requests have no client row.".to_owned(),
+                "If another process uses the key (a script, a second service), give it a key of its own or log its usage.".to_owned(),
+                "If nobody recognises the requests, treat the key as leaked: rotate it in the gateway.".to_owned(),
+            ]
+        } else {
+            vec![
+                "Revoke or rotate this key in the gateway now: search its keys for the fingerprint above.".to_owned(),
+                "Find who owns it: the models, routes and request ids above, and the gateway's own logs for them.".to_owned(),
+                "If it is legitimate, register it (`tally keys import` with its sha256) so its traffic is attributed.".to_owned(),
+            ]
+        };
+        let link = format!("{base}/runs/{run_id}?key={}", urlencoding_key(key));
         pending.push(Pending {
             rule: rule.as_str().to_owned(),
             scope: key.clone(),
@@ -632,8 +762,11 @@ fn key_alerts(
             detail,
             to,
             lines,
-            rows_heading: "Models",
+            rows_heading: "Top models",
             rows,
+            more,
+            steps,
+            link: Some(link),
             weight: (e.nanos, e.rows),
         });
     }
@@ -713,6 +846,9 @@ fn quality_alerts(settings: &Settings, q: &Quality, run_id: i64) -> Vec<Pending>
             lines,
             rows_heading: "",
             rows: Vec::new(),
+            more: Vec::new(),
+            steps: Vec::new(),
+            link: None,
             weight: (0, 0),
         });
     }
@@ -951,4 +1087,18 @@ mod tests {
         let again = raise_for_run(&mut c, &settings, o.run.id, DAY, now).unwrap();
         assert_eq!((again.fired, again.queued, again.resolved), (0, 0, 0));
     }
+}
+
+/// A key's name in a query string (fingerprints and names are ASCII; the
+/// rest is percent-encoded).
+fn urlencoding_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

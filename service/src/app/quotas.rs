@@ -683,6 +683,8 @@ pub fn evaluate(
             lines: &lines,
             rows_heading: "Largest use",
             rows: &rows,
+            more: &[],
+            steps: &[],
             link: &link,
         };
         let rule_name = format!("quota:{}", q.name);

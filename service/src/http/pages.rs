@@ -75,6 +75,7 @@ fn usd(v: minijinja::Value) -> String {
 fn build_env() -> Result<Environment<'static>, String> {
     let mut env = Environment::new();
     env.add_filter("usd", usd);
+    env.add_filter("short_key", crate::export::short_key);
     for (name, source) in TEMPLATES {
         env.add_template(name, source)
             .map_err(|e| format!("templates/pages/{name}: {e}"))?;

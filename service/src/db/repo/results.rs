@@ -192,6 +192,8 @@ pub struct Judged {
     pub ts_ms: i64,
     /// Requested model as the source named it.
     pub model: String,
+    /// Its route (`chat`, `embeddings`, …).
+    pub route: String,
     /// Its request id.
     pub request_id: String,
     /// Input plus output tokens (`None` when the source had no usage).
@@ -205,12 +207,13 @@ type JudgedRow = (
     i64,
     String,
     String,
+    String,
     Option<i64>,
     Option<i64>,
 );
 
 impl From<JudgedRow> for Judged {
-    fn from((verdict, side, ts_ms, model, request_id, input, output): JudgedRow) -> Self {
+    fn from((verdict, side, ts_ms, model, route, request_id, input, output): JudgedRow) -> Self {
         let tokens = match (input, output) {
             (None, None) => None,
             (i, o) => Some(i.unwrap_or(0).saturating_add(o.unwrap_or(0))),
@@ -220,6 +223,7 @@ impl From<JudgedRow> for Judged {
             side,
             ts_ms,
             model,
+            route,
             request_id,
             tokens,
         }
@@ -247,6 +251,7 @@ pub fn each_current_verdict(
             usage_rows::side,
             usage_rows::ts_ms,
             usage_rows::model,
+            usage_rows::route,
             usage_rows::request_id,
             usage_rows::input_tokens,
             usage_rows::output_tokens,
@@ -289,6 +294,7 @@ pub fn each_verdict_of_run(
             usage_rows::side,
             usage_rows::ts_ms,
             usage_rows::model,
+            usage_rows::route,
             usage_rows::request_id,
             usage_rows::input_tokens,
             usage_rows::output_tokens,
@@ -393,6 +399,7 @@ pub fn each_verdict_of_classes(
             usage_rows::side,
             usage_rows::ts_ms,
             usage_rows::model,
+            usage_rows::route,
             usage_rows::request_id,
             usage_rows::input_tokens,
             usage_rows::output_tokens,
