@@ -96,10 +96,11 @@ fn quota_and_run_alerts_reach_a_real_smtp_server_once_each() {
         let send_at = Utc::now().naive_utc() + chrono::Duration::seconds(1);
         let f = mail::flush(&mut c, &smtp.mailer(), send_at).unwrap();
         // The run's alerts (one unregistered key, four data-quality
-        // checks) and the quota's message.
-        assert_eq!((f.sent, f.failed, f.waiting), (6, 0, 0), "{b}");
+        // checks), all to the platform contact in one message, and the
+        // quota's message to the owner.
+        assert_eq!((f.sent, f.failed, f.waiting), (2, 0, 0), "{b}");
         let got = smtp.received();
-        assert_eq!(got.len(), 6, "{b}");
+        assert_eq!(got.len(), 2, "{b}: one message per recipient");
         let quota = got
             .iter()
             .find(|m| m.subject == "support-bot/prod at 100 % of its November cost quota")
@@ -158,7 +159,7 @@ fn quota_and_run_alerts_reach_a_real_smtp_server_once_each() {
         // Nothing is sent twice.
         let f = mail::flush(&mut c, &smtp.mailer(), send_at).unwrap();
         assert_eq!(f.sent, 0, "{b}");
-        assert_eq!(smtp.received().len(), 6, "{b}");
+        assert_eq!(smtp.received().len(), 2, "{b}");
 
         // A limit raised to $0.14 clears 100 % (used is $0.1211, 86.5 %): that alert
         // resolves; 50 and 80 % still hold. Back to $0.05, nothing fires
@@ -1023,12 +1024,14 @@ fn quota_use_from_daily_sums_equals_use_row_by_row() {
     }
 }
 
-/// Issue 16: 3,000 unknown keys in a run once queued 3,000 emails. Now a
-/// run emails at most `alerts.max_per_run` alerts of a kind, costliest
-/// first, records the rest and lists them in one summary message; a
-/// second run of the same day sends nothing new.
+/// Issues 16 and 19: 3,000 unknown keys in a run once queued 3,000 emails,
+/// and a 1M-row day 193, about 40 to one address. Now a run sends each
+/// recipient one message: its causes costliest first, the first
+/// `alerts.max_per_run` in full and the rest by title; every cause is
+/// still an alert of its own, and a second run of the same day sends
+/// nothing new.
 #[test]
-fn a_run_emails_at_most_its_cap_per_kind_and_summarises_the_rest() {
+fn a_run_sends_each_recipient_one_message_costliest_first() {
     let dir = tempfile::tempdir().unwrap();
     let export = dir.path().join("spendlogs.csv");
     let mut csv = String::from(
@@ -1062,35 +1065,47 @@ fn a_run_emails_at_most_its_cap_per_kind_and_summarises_the_rest() {
             );
             let mut c = db::connect(&s.url).unwrap();
             let messages = repo::messages(&mut c, 1000).unwrap();
-            // Twenty keys, the summary, and gpt-4o having no price.
-            let leaked = messages
-                .iter()
-                .filter(|m| m.subject.contains("Possibly leaked"))
-                .count();
-            assert_eq!(leaked, 20, "{b} round {round}");
-            assert_eq!(messages.len(), 22, "{b} round {round}");
-            let summary = messages
-                .iter()
-                .find(|m| m.subject.contains("more unregistered_key alerts"))
-                .unwrap_or_else(|| panic!("{b}: no summary"));
-            assert!(
-                summary.subject.starts_with("40 more"),
-                "{}",
-                summary.subject
+            // Sixty leaked keys and the day's data-quality checks, all to
+            // the platform contact: one message, sent in the first round.
+            assert_eq!(
+                messages.len(),
+                1,
+                "{b} round {round}: {:#?}",
+                messages.iter().map(|m| &m.subject).collect::<Vec<_>>()
             );
+            let m = &messages[0];
+            assert_eq!(m.recipients, "platform@example.com", "{b}");
+            assert!(
+                m.subject.starts_with("Tally run ")
+                    && m.subject
+                        .contains(" alerts, costliest: Possibly leaked key"),
+                "{b}: {}",
+                m.subject
+            );
+            // Costliest first: key 59 ($0.60) opens the message.
+            let first = m.body_text.find(&hash(59)[..12]).unwrap();
+            let second = m.body_text.find(&hash(58)[..12]).unwrap();
+            assert!(first < second, "{b}: not costliest first");
+            // Twenty in full (their whole fingerprint), the rest by title.
+            let full = (0..keys)
+                .filter(|k| {
+                    m.body_text
+                        .contains(&format!("Key (full fingerprint): sha256:{}", hash(*k)))
+                })
+                .count();
+            assert_eq!(full, 20, "{b}");
+            assert!(m.body_text.contains("Also new in this run"), "{b}");
+            for k in 0..keys {
+                assert!(
+                    m.body_text.contains(&hash(k)[..12]),
+                    "{b}: key {k} is not in the message"
+                );
+            }
             let leaked =
                 alerts::list(&mut c, Some("firing"), Some("unregistered_key"), 1000).unwrap();
             // Every key is still an alert of its own (the summary is a
             // notice of the run, not a condition that stays firing).
             assert_eq!(leaked.len(), 60, "{b}");
-            // The twenty with messages are the costliest keys.
-            for k in 40..keys {
-                let key = hash(k);
-                assert!(
-                    messages.iter().any(|m| m.body_text.contains(&key[..12])),
-                    "{b}: key {k} has no message"
-                );
-            }
         }
     }
 }

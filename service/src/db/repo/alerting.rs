@@ -45,6 +45,30 @@ pub fn insert_alert_once(
         .optional())?)
 }
 
+/// Gives the firing alert of this cause new figures (title and detail);
+/// a resolved one stays as it was.
+pub fn update_open_alert(
+    conn: &mut AnyConnection,
+    rule: &str,
+    scope: &str,
+    period: &str,
+    threshold: i64,
+    title: &str,
+    detail: &str,
+) -> Result<(), DbError> {
+    diesel::update(
+        alerts::table
+            .filter(alerts::rule.eq(rule))
+            .filter(alerts::scope.eq(scope))
+            .filter(alerts::period.eq(period))
+            .filter(alerts::threshold.eq(threshold))
+            .filter(alerts::state.eq("firing")),
+    )
+    .set((alerts::title.eq(title), alerts::detail.eq(detail)))
+    .execute(conn)?;
+    Ok(())
+}
+
 /// Alerts newest first, at most `limit`, only `state` when given, never
 /// `digest`s unless asked by kind.
 pub fn alerts(
