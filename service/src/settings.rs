@@ -118,8 +118,8 @@ pub struct AlertSettings {
     pub unattributed_min_cost: rust_decimal::Decimal,
     /// A quota forecast needs this much of the period behind it, hours.
     pub forecast_min_elapsed_h: u64,
-    /// Alerts of one kind a run sends a message for, costliest first; the
-    /// rest are recorded and listed in one summary message.
+    /// Causes a run's message to one recipient details in full, costliest
+    /// first; the rest are listed by title in the same message.
     pub max_per_run: usize,
 }
 
@@ -457,7 +457,7 @@ pub const KEYS: &[Key] = &[
     Key {
         section: "alerts",
         name: "max_per_run",
-        doc: "alerts of one kind a run emails, costliest first; the rest in one summary (default 20)",
+        doc: "causes a run's message to one recipient details in full; the rest by title (default 20)",
     },
     Key {
         section: "alerts",
