@@ -2,9 +2,11 @@
 //!
 //! Exports overlap and get re-downloaded, so the store needs to know whether
 //! a row it is offered is one it already holds. A row's dedup key is its
-//! request id when it has one, otherwise a hash of its canonical content;
-//! either way followed by the **occurrence ordinal** of that id or hash
-//! within the file (`matching.md`). The ordinal is what keeps two genuinely
+//! request id **and its UTC day** when it has one (`id:2026-11-20:abc`: ids
+//! are unique per day, not forever; an app whose ids repeat across days
+//! once lost those rows as "duplicates", issue 19), otherwise a hash of its
+//! canonical content; either way followed by the **occurrence ordinal** of
+//! that id or hash within the file (`matching.md`). The ordinal is what keeps two genuinely
 //! identical requests (a retry billed twice under one id, two identical
 //! calls in the same millisecond) as two rows, so the engine can still
 //! report the duplicate, while offering the same export again adds nothing.
@@ -47,7 +49,8 @@ impl Ordinals {
             let base = if id.is_empty() {
                 content_hash(side, r)
             } else {
-                format!("id:{id}")
+                let day = crate::time::format_ms(r.ts_ms);
+                format!("id:{}:{id}", day.get(..10).unwrap_or(&day))
             };
             let digest = Sha256::digest(base.as_bytes());
             let mut b = [0u8; 8];
@@ -111,13 +114,22 @@ mod tests {
              2026-11-20T10:00:02Z,a,m,chat,,5,6\n"
         ));
         let k = dedup_keys(&s);
-        assert_eq!(k[0], "id:r1#0");
-        assert_eq!(k[1], "id:r1#1");
+        assert_eq!(k[0], "id:2026-11-20:r1#0");
+        assert_eq!(k[1], "id:2026-11-20:r1#1");
         // Two identical rows: same hash, ordinals 0 and 1, so both are kept.
         assert!(k[2].starts_with("h:") && k[2].ends_with("#0"), "{}", k[2]);
         assert_eq!(k[3], k[2].replace("#0", "#1"));
         // One token differs: another hash.
         assert_ne!(k[4].split('#').next(), k[2].split('#').next());
+    }
+
+    #[test]
+    fn an_id_used_again_on_another_day_is_another_row() {
+        let k = dedup_keys(&parse(&format!(
+            "{HEAD}2026-11-20T23:59:59Z,a,m,chat,req-1,1,1\n\
+             2026-11-21T00:00:01Z,a,m,chat,req-1,1,1\n"
+        )));
+        assert_eq!(k, ["id:2026-11-20:req-1#0", "id:2026-11-21:req-1#0"]);
     }
 
     #[test]
@@ -146,6 +158,6 @@ mod tests {
             parts.extend(ordinals.keys(&parse(&format!("{HEAD}{}", chunk.concat()))));
         }
         assert_eq!(parts, whole);
-        assert!(whole.contains(&"id:r0#7".to_owned()));
+        assert!(whole.contains(&"id:2026-11-20:r0#7".to_owned()));
     }
 }

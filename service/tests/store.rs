@@ -92,7 +92,7 @@ fn the_same_file_twice_adds_nothing_and_counts_add_up() {
             s.backend
         );
         let mut c = db::connect(&s.url).unwrap();
-        assert_eq!(repo::count_usage(&mut c, "gateway").unwrap(), 102);
+        assert_eq!(repo::count_usage(&mut c, SideKind::Gateway).unwrap(), 102);
         let batches = repo::batches(&mut c).unwrap();
         assert_eq!(batches.len(), 1, "{}", s.backend);
         let b = &batches[0];
@@ -117,8 +117,8 @@ fn the_same_file_twice_adds_nothing_and_counts_add_up() {
             rejects[0].raw
         );
         let keys = repo::dedup_keys(&mut c, "gateway").unwrap();
-        assert!(keys.contains(&"id:chatcmpl-sup023#0".to_owned()));
-        assert!(keys.contains(&"id:chatcmpl-sup023#1".to_owned()));
+        assert!(keys.contains(&"id:2026-11-20:chatcmpl-sup023#0".to_owned()));
+        assert!(keys.contains(&"id:2026-11-20:chatcmpl-sup023#1".to_owned()));
     }
 }
 
@@ -597,7 +597,7 @@ fn ingest_killed_at_random_points_leaves_whole_batches_or_none() {
             }
             child.wait().unwrap();
             let mut c = db::connect(&s.url).unwrap();
-            let n = repo::count_usage(&mut c, "gateway").unwrap();
+            let n = repo::count_usage(&mut c, SideKind::Gateway).unwrap();
             let full = i64::try_from(expected.len()).unwrap();
             assert!(
                 n == 0 || n == full,
@@ -650,8 +650,11 @@ fn two_ingests_at_once_on_one_sqlite_file_both_succeed_without_doubling() {
         );
     }
     let mut conn = db::connect(&s.url).unwrap();
-    assert_eq!(repo::count_usage(&mut conn, "client").unwrap(), 20_000);
-    let gw = repo::count_usage(&mut conn, "gateway").unwrap();
+    assert_eq!(
+        repo::count_usage(&mut conn, SideKind::Client).unwrap(),
+        20_000
+    );
+    let gw = repo::count_usage(&mut conn, SideKind::Gateway).unwrap();
     let text = std::fs::read_to_string(&gateway).unwrap();
     assert_eq!(gw, i64::try_from(text.lines().count() - 1).unwrap());
     assert_eq!(repo::batches(&mut conn).unwrap().len(), 2);
@@ -1109,7 +1112,7 @@ fn a_panic_mid_request_loses_no_acknowledged_push() {
         // nothing of the failed request.
         let mut c = db::connect(&store.url).unwrap();
         assert_eq!(
-            repo::count_usage(&mut c, "client").unwrap(),
+            repo::count_usage(&mut c, SideKind::Client).unwrap(),
             5,
             "{}",
             store.backend
@@ -1195,7 +1198,7 @@ fn a_file_larger_than_a_part_is_stored_whole_and_exactly() {
         let keys = repo::dedup_keys(&mut db::connect(&store.url).unwrap(), "client").unwrap();
         // Each id is stored under ordinals #0 and #1.
         assert_eq!(keys.len(), rows - 5, "{}", store.backend);
-        assert!(keys.contains(&"id:r0#1".to_owned()));
+        assert!(keys.contains(&"id:2026-11-20:r0#1".to_owned()));
     }
 }
 
@@ -1492,5 +1495,85 @@ fn a_dated_price_import_warns_when_stored_rows_are_older() {
         );
         let err = String::from_utf8(out.stderr).unwrap();
         assert!(!err.contains("warning"), "{}: {err}", s.backend);
+    }
+}
+
+#[test]
+fn an_id_used_again_on_another_day_is_stored_not_dropped_as_a_duplicate() {
+    // An app whose request ids restart every day (a counter, a date-less
+    // trace id): the second day's rows were once "duplicates" and lost.
+    let dir = tempfile::tempdir().unwrap();
+    let line = |day: &str, tokens: u32| {
+        format!(
+            "{{\"ts\":\"{day}T09:00:00Z\",\"request_id\":\"req-1\",\"key\":\"key_support_prod\",\
+             \"model\":\"gpt-4o-mini\",\"route\":\"chat\",\"input_tokens\":{tokens},\"output_tokens\":1}}\n"
+        )
+    };
+    let monday = dir.path().join("monday.jsonl");
+    let tuesday = dir.path().join("tuesday.jsonl");
+    let both = dir.path().join("both.jsonl");
+    std::fs::write(&monday, line("2026-11-20", 10)).unwrap();
+    std::fs::write(&tuesday, line("2026-11-21", 20)).unwrap();
+    std::fs::write(&both, line("2026-11-20", 10) + &line("2026-11-21", 20)).unwrap();
+    for s in stores() {
+        let b = s.backend;
+        let out = ingest(&s, "client", &[&monday]);
+        assert!(out.contains("1 read = 1 new + 0 duplicate"), "{b}: {out}");
+        let out = ingest(&s, "client", &[&tuesday]);
+        assert!(out.contains("1 read = 1 new + 0 duplicate"), "{b}: {out}");
+        // Both days again in one export: a true duplicate is still refused.
+        let out = ingest(&s, "client", &[&both]);
+        assert!(out.contains("2 read = 0 new + 2 duplicate"), "{b}: {out}");
+        let mut c = db::open(&s.url, false).unwrap();
+        assert_eq!(
+            repo::count_usage(&mut c, SideKind::Client).unwrap(),
+            2,
+            "{b}"
+        );
+    }
+}
+
+#[test]
+fn the_migration_dates_stored_id_keys_exactly_as_ingest_does() {
+    // A store written before ids were scoped by day: its keys lack the
+    // day. The migration's SQL (both backends) must give each key the day
+    // ingest gives it today, or an export ingested again would double.
+    use diesel::prelude::*;
+    use tally_schema::schema::usage_rows;
+    for s in stores() {
+        let b = s.backend;
+        load_fixture_day(&s);
+        let mut c = db::connect(&s.url).unwrap();
+        let keys = |c: &mut tally_service::db::AnyConnection| -> Vec<(i64, String)> {
+            usage_rows::table
+                .select((usage_rows::id, usage_rows::dedup_key))
+                .order(usage_rows::id)
+                .load(c)
+                .unwrap()
+        };
+        let today = keys(&mut c);
+        assert!(
+            today.iter().any(|(_, k)| k.starts_with("id:2026-11-20:")),
+            "{b}: {today:?}"
+        );
+        let dir = if b == "sqlite" { "sqlite" } else { "postgres" };
+        let sql = |which: &str| {
+            std::fs::read_to_string(root().join(format!(
+                "migrations/{dir}/2026-12-05-000000_dedup_by_day/{which}.sql"
+            )))
+            .unwrap()
+        };
+        diesel::sql_query(sql("down")).execute(&mut c).unwrap();
+        let before = keys(&mut c);
+        assert!(
+            before.iter().all(|(_, k)| !k.starts_with("id:2026-")),
+            "{b}: the old keys have no day"
+        );
+        diesel::sql_query(sql("up")).execute(&mut c).unwrap();
+        assert_eq!(
+            keys(&mut c),
+            today,
+            "{b}: the migration's days are ingest's"
+        );
     }
 }

@@ -270,9 +270,9 @@ pub fn store_batch_parts<E>(
 }
 
 /// Stored usage rows of a side.
-pub fn count_usage(conn: &mut AnyConnection, side: &str) -> Result<i64, DbError> {
+pub fn count_usage(conn: &mut AnyConnection, side: SideKind) -> Result<i64, DbError> {
     Ok(usage_rows::table
-        .filter(usage_rows::side.eq(side))
+        .filter(usage_rows::side.eq(EnumCol(side)))
         .count()
         .get_result(conn)?)
 }
