@@ -437,6 +437,62 @@ fn money_filter(v: minijinja::Value) -> String {
     text.parse::<Decimal>().map(money).unwrap_or(text)
 }
 
+/// One finding to chase: what, how much, where to look.
+#[derive(Debug, Serialize)]
+struct Chase {
+    what: String,
+    amount: Decimal,
+    look: &'static str,
+}
+
+/// What to chase first, costliest first: traffic no app logged (per key),
+/// rows missing on the gateway, billed rows without a price, and the
+/// unexplained variance. What report.html opens with.
+fn chase_list(s: &Summary) -> Vec<Chase> {
+    let t = &s.totals;
+    let mut out: Vec<Chase> = s
+        .unattributed_by_key
+        .iter()
+        .take(5)
+        .map(|k| Chase {
+            what: format!(
+                "{} rows billed on {} with no client row{}",
+                k.rows,
+                abbreviated(&k.key),
+                if k.registered {
+                    String::new()
+                } else {
+                    " (in no registry: possibly leaked)".to_owned()
+                }
+            ),
+            amount: k.reported_cost.max(k.computed_cost),
+            look: "unattributed.csv",
+        })
+        .collect();
+    let missing: u64 = s.costs_by_owner.iter().map(|o| o.missing_usage_rows).sum();
+    out.push(Chase {
+        what: format!("{missing} client rows the gateway never billed (at Tally's prices)"),
+        amount: t.missing_usage_computed,
+        look: "missing_usage.csv",
+    });
+    out.push(Chase {
+        what: format!(
+            "{} billed rows without a price (as the gateway billed them)",
+            t.unpriced_gateway_rows
+        ),
+        amount: t.unpriced_reported,
+        look: "discrepancies.csv",
+    });
+    out.push(Chase {
+        what: "priced rows the gateway billed differently from Tally's prices".to_owned(),
+        amount: t.variance.abs(),
+        look: "discrepancies.csv",
+    });
+    out.retain(|c| c.amount > Decimal::ZERO);
+    out.sort_by_key(|c| std::cmp::Reverse(c.amount));
+    out
+}
+
 fn render_html(full: &FullReport<'_>) -> Result<String> {
     let mut env = minijinja::Environment::new();
     env.add_filter("usd", money_filter);
@@ -447,6 +503,7 @@ fn render_html(full: &FullReport<'_>) -> Result<String> {
         v.iter().take(HTML_ROWS).cloned().collect()
     }
     let ctx = minijinja::context! {
+        chase => chase_list(full.summary),
         s => full.summary,
         missing => take(&full.missing_usage),
         missing_total => full.missing_usage.len(),

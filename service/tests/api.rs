@@ -5,7 +5,6 @@
     reason = "tests: a failed unwrap is a failed test"
 )]
 
-#[expect(dead_code, reason = "shared test support: this binary uses part of it")]
 mod common;
 #[path = "common/fixture_day.rs"]
 mod fixture_day;
@@ -17,7 +16,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 
-use common::{Store, root, run_fixture_day, stores, succeed, tally};
+use common::{FIXTURE_ARGS, Store, root, run_fixture_day, stores, succeed, tally};
 use serde_json::Value;
 use tally_service::app::tokens::Role;
 use tally_service::http::routes::ROUTES;
@@ -1588,6 +1587,41 @@ impl Browser {
         );
     }
 
+    /// Runs `script` in the page; what it returns.
+    fn js(&self, script: &str) -> Value {
+        self.wd(
+            "POST",
+            "/execute/sync",
+            Some(&serde_json::json!({ "script": script, "args": [] })),
+        )
+    }
+
+    /// What on this page a person at this window size cannot read: a
+    /// table wider than its card that cannot be scrolled there, or a chart
+    /// taller than one screen (800 px). Empty when all is readable.
+    fn unreadable(&self) -> Vec<String> {
+        let v = self.js(
+            r#"const bad = [];
+            for (const t of document.querySelectorAll('table')) {
+                const box = t.parentElement;
+                const scrolls = ['auto', 'scroll'].includes(getComputedStyle(box).overflowX);
+                const fits = t.getBoundingClientRect().right <= box.getBoundingClientRect().right + 1
+                    && box.getBoundingClientRect().right <= window.innerWidth + 1;
+                if (!fits && !scrolls) bad.push('table ' + (t.id || t.rows[0].innerText.slice(0, 40)) + ' is cut off');
+            }
+            for (const c of document.querySelectorAll('.chart svg')) {
+                const h = c.getBoundingClientRect().height;
+                if (h > 800) bad.push('a chart is ' + h + ' px tall');
+            }
+            return bad;"#,
+        );
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// Saves a screenshot under `target/test-artifacts/pages/`.
     fn screenshot(&self, name: &str) -> std::path::PathBuf {
         let b64 = self.wd("GET", "/screenshot", None);
@@ -1768,6 +1802,103 @@ fn pages_work_in_headless_chromium() {
     b.go(&format!("{}/runs/1", s.base));
     assert!(b.url().contains("/login?next=%2Fruns%2F1"), "{}", b.url());
     for p in [run_png, overview_png, owner_png, quotas_png] {
+        assert!(
+            std::fs::metadata(&p).unwrap().len() > 10_000,
+            "{}",
+            p.display()
+        );
+    }
+}
+
+/// Issue 19: at 1,280 px every table fits or scrolls in its card and no
+/// chart is taller than a screen, on the pages (an overview with 200
+/// owners) and in report.html; screenshots are kept for review.
+#[test]
+#[cfg_attr(
+    not(feature = "browser-tests"),
+    ignore = "needs Chromium and chromedriver: cargo test --features browser-tests"
+)]
+fn pages_and_the_report_are_readable_at_1280_px() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("gen");
+    succeed(
+        tally()
+            .args([
+                "generate", "--rows", "4000", "--keys", "200", "--seed", "5", "--out",
+            ])
+            .arg(&data),
+        "generate",
+    );
+    let db = format!("sqlite://{}", dir.path().join("tally.db").display());
+    for (what, file) in [("keys", "keys.toml"), ("prices", "prices.toml")] {
+        succeed(
+            tally()
+                .args([what, "import", "--db", &db])
+                .arg(data.join(file)),
+            what,
+        );
+    }
+    for (side, file) in [("client", "client.csv"), ("gateway", "gateway.csv")] {
+        succeed(
+            tally()
+                .args(["ingest", side, "--db", &db])
+                .arg(data.join(file)),
+            side,
+        );
+    }
+    succeed(
+        tally().args([
+            "run",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-12-01",
+            "--db",
+            &db,
+        ]),
+        "run",
+    );
+    let s = Server::start(&db, "");
+    let token = s.token("finance-pat", Role::Finance);
+    let b = Browser::start();
+    b.go(&format!("{}/?month=2026-11", s.base));
+    b.type_in("input[name=token]", &token);
+    b.click("form button[type=submit]");
+    b.url_when(|u| u == format!("{}/?month=2026-11", s.base));
+    // About 200 owners (those the generated rows reached): the table lists
+    // them all, the chart the 15 largest and one bar for the rest.
+    let owners = b.all("#owners tr").len() - 2;
+    assert!(owners > 150, "{owners} owners");
+    assert_eq!(b.all(".chart svg rect.computed").len(), 16);
+    assert!(
+        b.text(".chart")
+            .contains(&format!("{} other owners", owners - 15))
+    );
+    assert!(
+        b.text(".chart").contains("$0.0000"),
+        "the axis carries values"
+    );
+    assert_eq!(b.unreadable(), Vec::<String>::new(), "overview");
+    let overview = b.screenshot("overview-200-owners");
+    b.go(&format!("{}/owners/1?month=2026-11", s.base));
+    assert_eq!(b.unreadable(), Vec::<String>::new(), "owner page");
+    let owner = b.screenshot("owner-1280");
+
+    // report.html from `tally reconcile` on the fixture day.
+    let report = dir.path().join("report");
+    succeed(
+        tally().args(FIXTURE_ARGS).arg("--out").arg(&report),
+        "reconcile",
+    );
+    b.go(&format!("file://{}", report.join("report.html").display()));
+    assert!(
+        b.all("#chase tr").len() > 3,
+        "a heading and what to chase first"
+    );
+    assert!(b.text("#chase").contains("possibly leaked"));
+    assert_eq!(b.unreadable(), Vec::<String>::new(), "report.html");
+    let html = b.screenshot("report-html");
+    for p in [overview, owner, html] {
         assert!(
             std::fs::metadata(&p).unwrap().len() > 10_000,
             "{}",

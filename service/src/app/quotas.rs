@@ -291,7 +291,7 @@ fn registered_scope(conn: &mut AnyConnection, scope: &Scope) -> Result<Scope, Al
 }
 
 /// Adds or replaces a quota (by name). Its scope must name owners or a key
-/// the registry knows (see [`registered_scope`]).
+/// the registry knows: a typo is refused with the closest known names.
 pub fn set(conn: &mut AnyConnection, q: &QuotaSpec, now: NaiveDateTime) -> Result<(), AlertError> {
     q.check()?;
     let scope = registered_scope(conn, &q.scope)?;

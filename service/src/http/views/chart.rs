@@ -54,10 +54,66 @@ pub struct Chart {
     /// How labels align to their point (`end`: left of bars; `middle`:
     /// under columns).
     pub anchor: &'static str,
+    /// The value axis: a gridline and its amount at 0, half and the
+    /// largest amount.
+    pub ticks: Vec<Tick>,
+}
+
+/// One gridline of the value axis, with its amount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tick {
+    /// The line, from (x1, y1) to (x2, y2).
+    pub x1: u32,
+    /// See `x1`.
+    pub y1: u32,
+    /// See `x1`.
+    pub x2: u32,
+    /// See `x1`.
+    pub y2: u32,
+    /// Where its amount is written.
+    pub tx: u32,
+    /// See `tx`.
+    pub ty: u32,
+    /// `start`, `middle` or `end`.
+    pub anchor: &'static str,
+    /// The amount, rounded for people.
+    pub label: String,
+}
+
+/// 0, half and all of `max`, each with its share of `span` pixels.
+fn steps(max: Decimal, span: u32) -> Vec<(u32, String)> {
+    [0u32, 1, 2]
+        .into_iter()
+        .map(|k| {
+            (
+                span * k / 2,
+                money(max * Decimal::from(k) / Decimal::from(2)),
+            )
+        })
+        .collect()
 }
 
 /// Input: a label, an optional link, and one amount per series.
 pub type Values = (String, Option<String>, Vec<Decimal>);
+
+/// The first `n` items (callers pass them largest first) and one item
+/// summing the rest, when there are more: 200 owners once drew a chart
+/// 25,828 px tall (issue 19).
+pub fn largest_and_rest(mut items: Vec<Values>, n: usize) -> Vec<Values> {
+    if items.len() <= n + 1 {
+        return items;
+    }
+    let rest = items.split_off(n);
+    let width = rest.iter().map(|(_, _, v)| v.len()).max().unwrap_or(0);
+    let mut sums = vec![Decimal::ZERO; width];
+    for (_, _, v) in &rest {
+        for (s, x) in sums.iter_mut().zip(v) {
+            *s += *x;
+        }
+    }
+    items.push((format!("{} other owners", rest.len()), None, sums));
+    items
+}
 
 /// `value / max` of `span` pixels, rounded half up; nothing for zero or
 /// less (a refund is not drawn as a bar).
@@ -112,13 +168,34 @@ pub fn horizontal(items: &[Values], series: &[&'static str], width: u32) -> Char
             }
         })
         .collect::<Vec<_>>();
+    let plot_h = u32::try_from(items.len()).unwrap_or(0) * ROW + 4;
+    let ticks = steps(max, span)
+        .into_iter()
+        .map(|(x, label)| Tick {
+            x1: LABEL_W + x,
+            y1: 0,
+            x2: LABEL_W + x,
+            y2: plot_h,
+            tx: LABEL_W + x,
+            ty: plot_h + AXIS - 4,
+            anchor: if x == 0 {
+                "start"
+            } else if x == span {
+                "end"
+            } else {
+                "middle"
+            },
+            label,
+        })
+        .collect();
     Chart {
         width,
-        height: u32::try_from(items.len()).unwrap_or(0) * ROW + 8,
+        height: plot_h + AXIS,
         items,
         max: money(max),
         series: series.to_vec(),
         anchor: "end",
+        ticks,
     }
 }
 
@@ -158,6 +235,20 @@ pub fn columns(items: &[Values], series: &[&'static str], width: u32) -> Chart {
                 .collect(),
         })
         .collect();
+    let ticks = steps(max, PLOT_H)
+        .into_iter()
+        .skip(1)
+        .map(|(y, label)| Tick {
+            x1: 0,
+            y1: PLOT_H - y,
+            x2: slot * n,
+            y2: PLOT_H - y,
+            tx: 2,
+            ty: (PLOT_H - y) + 11,
+            anchor: "start",
+            label,
+        })
+        .collect();
     Chart {
         width: slot * n,
         height: PLOT_H + AXIS,
@@ -165,6 +256,7 @@ pub fn columns(items: &[Values], series: &[&'static str], width: u32) -> Chart {
         max: money(max),
         series: series.to_vec(),
         anchor: "middle",
+        ticks,
     }
 }
 
@@ -208,6 +300,47 @@ mod tests {
         assert_eq!(b[0].y + b[0].h, PLOT_H);
         assert_eq!(b[1].y, 0);
         assert!(b[1].x > b[0].x);
+    }
+
+    #[test]
+    fn the_value_axis_carries_its_amounts() {
+        let items = vec![("a".to_owned(), None, vec![d("100")])];
+        let c = horizontal(&items, &["computed"], 430);
+        let labels: Vec<&str> = c.ticks.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(labels, ["$0.0000", "$50.0000", "$100.0000"]);
+        let span = 430 - LABEL_W - 10;
+        let xs: Vec<u32> = c.ticks.iter().map(|t| t.x1).collect();
+        assert_eq!(xs, [LABEL_W, LABEL_W + span / 2, LABEL_W + span]);
+        // The largest bar ends on the last gridline.
+        assert_eq!(c.items[0].bars[0].x + c.items[0].bars[0].w, LABEL_W + span);
+        let c = columns(&items, &["computed"], 100);
+        let labels: Vec<&str> = c.ticks.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(labels, ["$50.0000", "$100.0000"]);
+        assert_eq!(c.ticks[1].y1, 0);
+    }
+
+    /// A few owners are drawn as they are; many are the largest and one
+    /// bar for the rest, so the chart stays one screen tall.
+    #[test]
+    fn many_items_are_the_largest_and_the_rest() {
+        let items: Vec<Values> = (0..200)
+            .map(|i| {
+                (
+                    format!("o{i}"),
+                    None,
+                    vec![Decimal::from(200 - i), Decimal::from(1)],
+                )
+            })
+            .collect();
+        let top = largest_and_rest(items.clone(), 15);
+        assert_eq!(top.len(), 16);
+        assert_eq!(top[0].0, "o0");
+        assert_eq!(top[15].0, "185 other owners");
+        let rest: Decimal = (15..200).map(|i| Decimal::from(200 - i)).sum();
+        assert_eq!(top[15].2, vec![rest, Decimal::from(185)]);
+        let c = horizontal(&top, &["computed", "reported"], 760);
+        assert!(c.height < 600, "{}", c.height);
+        assert_eq!(largest_and_rest(items[..10].to_vec(), 15).len(), 10);
     }
 
     #[test]
