@@ -1429,6 +1429,30 @@ fn a_report_over_rows_no_run_covers_says_so_and_fails_under_strict() {
         assert_eq!(code, Some(0), "{b}: {err}");
         assert!(!err.contains("warning"), "{b}: {err}");
         assert!(out.contains("support"), "{b}: {out}");
+        // Every line adds up: reported = computed + variance + what the
+        // unpriced rows were billed (issue 19: a page that did not add up
+        // was read as an unexplained gap).
+        let (_, json, _) = report_costs(&s, &["--format", "json"]);
+        let lines: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+        let dec = |v: &serde_json::Value| {
+            v.as_str()
+                .unwrap()
+                .parse::<rust_decimal::Decimal>()
+                .unwrap()
+        };
+        let mut unpriced_seen = false;
+        for l in &lines {
+            assert_eq!(
+                dec(&l["reported_cost"]),
+                dec(&l["computed_cost"]) + dec(&l["variance"]) + dec(&l["unpriced_reported"]),
+                "{b}: {l}"
+            );
+            unpriced_seen |= dec(&l["unpriced_reported"]) > rust_decimal::Decimal::ZERO;
+        }
+        assert!(
+            unpriced_seen,
+            "{b}: the fixture day has unpriced billed rows"
+        );
         // Rows stored after the run that covers them: said, with the run.
         let dir = tempfile::tempdir().unwrap();
         let late = dir.path().join("late.jsonl");

@@ -159,6 +159,7 @@ fn add_into(total: &mut CostLine, l: &CostLine) {
     total.reported_cost += l.reported_cost;
     total.variance += l.variance;
     total.unpriced_rows += l.unpriced_rows;
+    total.unpriced_reported += l.unpriced_reported;
     total.missing_rows += l.missing_rows;
     total.missing_cost += l.missing_cost;
     total.unattributed_rows += l.unattributed_rows;

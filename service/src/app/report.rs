@@ -59,6 +59,9 @@ pub struct CostLine {
     pub variance: Decimal,
     /// Billed rows with no price in the catalog (never priced at zero).
     pub unpriced_rows: i64,
+    /// What the gateway billed for those: so that reported = computed +
+    /// variance + this, on every line (a page adds up).
+    pub unpriced_reported: Decimal,
     /// Client rows with no gateway row.
     pub missing_rows: i64,
     /// Tally's price of those.
@@ -78,6 +81,7 @@ impl Tabular for CostLine {
             "reported_cost",
             "variance",
             "unpriced_rows",
+            "unpriced_reported",
             "missing_rows",
             "missing_cost",
             "unattributed_rows",
@@ -92,6 +96,7 @@ impl Tabular for CostLine {
         out.plain(&self.reported_cost.to_string());
         out.plain(&self.variance.to_string());
         out.plain(&self.unpriced_rows.to_string());
+        out.plain(&self.unpriced_reported.to_string());
         out.plain(&self.missing_rows.to_string());
         out.plain(&self.missing_cost.to_string());
         out.plain(&self.unattributed_rows.to_string());
@@ -337,7 +342,12 @@ impl Costs {
         self.groups
             .into_values()
             .map(|mut l| {
+                // Reported covers every billed row; computed and the
+                // variance only the priced ones: the rest is what the
+                // unpriced rows were billed.
+                l.unpriced_reported = l.reported_cost - l.computed_cost - l.variance;
                 for d in [
+                    &mut l.unpriced_reported,
                     &mut l.computed_cost,
                     &mut l.reported_cost,
                     &mut l.variance,

@@ -285,7 +285,11 @@ mod tests {
         assert_eq!(w, vec![vec![200, 100], vec![1, 0], vec![0, 50]]);
         assert_eq!(c.max, "$100.0000");
         assert_eq!(c.items[1].bars[0].value, "$0.0001");
-        assert_eq!(c.height, 3 * ROW + 8);
+        assert_eq!(
+            c.height,
+            3 * ROW + 4 + AXIS,
+            "the rows and the value axis under them"
+        );
     }
 
     #[test]
