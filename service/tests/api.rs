@@ -2214,7 +2214,11 @@ fn a_replica_without_the_scheduler_only_serves_http() {
     let busy = Server::start(&db, &config);
     let got = smtp.wait_for("the run's alerts", |got| !got.is_empty());
     assert_eq!(got.len(), 1);
-    assert!(got[0].text.contains("Possibly leaked key"), "{}", got[0].text);
+    assert!(
+        got[0].text.contains("Possibly leaked key"),
+        "{}",
+        got[0].text
+    );
     drop(busy);
 }
 

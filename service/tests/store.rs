@@ -446,17 +446,23 @@ fn a_partner_just_across_the_window_edge_is_matched_not_missing() {
     }
 }
 
-#[test]
-fn a_price_map_imported_without_a_date_says_from_when_it_counts() {
-    // LiteLLM's map has no dates: without --effective-from its prices
-    // count from today, and the message says so and how to date them.
-    let tmp = tempfile::tempdir().unwrap();
-    let json = tmp.path().join("model_prices_and_context_window.json");
+/// LiteLLM's price map with one model, in `dir`.
+fn litellm_price_map(dir: &Path) -> std::path::PathBuf {
+    let json = dir.join("model_prices_and_context_window.json");
     std::fs::write(
         &json,
         r#"{"gpt-4o": {"input_cost_per_token": 2.5e-06, "output_cost_per_token": 1e-05}}"#,
     )
     .unwrap();
+    json
+}
+
+#[test]
+fn a_price_map_imported_without_a_date_says_from_when_it_counts() {
+    // LiteLLM's map has no dates: without --effective-from its prices
+    // count from today, and the message says so and how to date them.
+    let tmp = tempfile::tempdir().unwrap();
+    let json = litellm_price_map(tmp.path());
     let db = tmp.path().join("t.db");
     let out = succeed(
         tally()
@@ -1475,12 +1481,7 @@ fn a_report_over_rows_no_run_covers_says_so_and_fails_under_strict() {
 #[test]
 fn a_dated_price_import_warns_when_stored_rows_are_older() {
     let tmp = tempfile::tempdir().unwrap();
-    let json = tmp.path().join("model_prices_and_context_window.json");
-    std::fs::write(
-        &json,
-        r#"{"gpt-4o": {"input_cost_per_token": 2.5e-06, "output_cost_per_token": 1e-05}}"#,
-    )
-    .unwrap();
+    let json = litellm_price_map(tmp.path());
     for s in stores() {
         load_fixture_day(&s);
         let out = succeed(
