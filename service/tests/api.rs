@@ -1884,6 +1884,9 @@ fn pages_and_the_report_are_readable_at_1280_px() {
         b.text(".chart").contains("$0.0000"),
         "the axis carries values"
     );
+    // Gateway and Tally agree to the cent here: no card is a warning (a
+    // zero variance was once shown as one).
+    assert_eq!(b.all(".cards .card.warn").len(), 0);
     assert_eq!(b.unreadable(), Vec::<String>::new(), "overview");
     let overview = b.screenshot("overview-200-owners");
     b.go(&format!("{}/owners/1?month=2026-11", s.base));
