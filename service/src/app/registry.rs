@@ -111,6 +111,33 @@ pub fn put_keys(c: &mut AnyConnection, entries: &[KeyEntry]) -> Result<(), AppEr
     })
 }
 
+/// Adds or replaces one key from a request (the API), whose owner must
+/// already be registered: a typo in a team would otherwise create an owner
+/// nobody watches and send the key's costs there. Imports, which carry
+/// their owners with them, use [`put_keys`].
+pub fn put_key(c: &mut AnyConnection, entry: &KeyEntry) -> Result<(), AppError> {
+    let o = entry.owner();
+    if !o.is_empty() {
+        let owners = repo::owners(c)?;
+        let known = owners
+            .iter()
+            .any(|r| r.team == o.team && r.service == o.service && r.env == o.env);
+        if !known {
+            let names: Vec<String> = owners
+                .iter()
+                .map(|r| format!("{}/{}/{}", r.team, r.service, r.env))
+                .collect();
+            let want = format!("{}/{}/{}", o.team, o.service, o.env);
+            return Err(AppError::Invalid(format!(
+                "key `{}`: {}; register the owner first (POST /v1/owners, or `tally owners import`)",
+                entry.id,
+                super::names::unknown("owner", &want, names.iter().map(String::as_str))
+            )));
+        }
+    }
+    put_keys(c, std::slice::from_ref(entry))
+}
+
 /// Deletes key `key_id`.
 pub fn delete_key(c: &mut AnyConnection, key_id: &str) -> Result<(), AppError> {
     found(repo::delete_key(c, key_id)?, || {

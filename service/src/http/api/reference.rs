@@ -232,7 +232,7 @@ pub async fn put_key(state: Data, id: web::Path<String>, body: web::Json<KeyInpu
     let entry = body.into_inner().entry(id.into_inner())?;
     let k = state
         .db(move |c| {
-            registry::put_keys(c, std::slice::from_ref(&entry))?;
+            registry::put_key(c, &entry)?;
             key_views(c)?
                 .into_iter()
                 .find(|k| k.key_id == entry.id)
