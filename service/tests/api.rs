@@ -1723,6 +1723,14 @@ fn pages_work_in_headless_chromium() {
     b.click("form button[type=submit]");
     b.url_when(|u| u == format!("{}/?month=2026-11", s.base));
     assert_eq!(b.text("h1"), "Spend in November 2026");
+    // Ingested, not yet run: the page says its figures leave rows out.
+    assert!(
+        b.text("#coverage").contains("never reconciled")
+            && b.text("#coverage")
+                .contains("tally run --from 2026-11-20 --to 2026-11-21"),
+        "{}",
+        b.text("#coverage")
+    );
 
     // Start a run with the form (the browser carries the form token).
     b.click("#start-run button");
@@ -1737,6 +1745,7 @@ fn pages_work_in_headless_chromium() {
 
     // The overview: a bar per owner and series, the tables, the run.
     b.go(&format!("{}/?month=2026-11", s.base));
+    assert!(b.all("#coverage").is_empty(), "run: nothing left out");
     assert_eq!(b.all(".chart svg rect.computed").len(), 6);
     assert_eq!(b.all(".chart svg rect.reported").len(), 6);
     assert_eq!(b.all("#owners tr").len(), 1 + 6 + 1);

@@ -419,6 +419,8 @@ pub struct OwnerPage {
     pub total: CostLine,
     /// Spend per day of the month (every day, zero where nothing).
     pub days: Vec<DaySpend>,
+    /// What the month's figures leave out (rows no run covers).
+    pub coverage: report::Coverage,
     /// Its keys with their spend.
     pub keys: Vec<OwnerKey>,
     /// Models, most expensive first.
@@ -548,7 +550,9 @@ pub fn owner_page(conn: &mut AnyConnection, id: i64, month: Month) -> Result<Own
     rows.sort_by(|a, b| a.ts.cmp(&b.ts));
     let mut classes: Vec<ClassRows> = classes.into_values().collect();
     classes.sort_by_key(|c| Class::from_name(&c.class));
+    let coverage = report::coverage(conn, window)?;
     Ok(OwnerPage {
+        coverage,
         id,
         name: tally_reconcile::keys::Owner {
             team: owner.team,

@@ -510,7 +510,11 @@ pub fn coverage(
         let n = repo::count_rows_in(conn, g, None)?;
         if n > 0 {
             c.unreconciled_rows += n;
-            (lo, hi) = (lo.min(g.0), hi.max(g.1));
+            // The days the rows are on, not the whole gap: a month with
+            // one day ingested asks for a run over that day.
+            if let Some((a, b)) = repo::rows_span(conn, g)? {
+                (lo, hi) = (lo.min(a), hi.max(b + 1));
+            }
         }
     }
     for (a, b, finished) in runs {

@@ -486,3 +486,25 @@ pub fn count_rows_in(
     }
     Ok(n)
 }
+
+/// The first and last row time (ms) stored in `[from_ms, to_ms)`, both
+/// sides, if any.
+pub fn rows_span(
+    conn: &mut AnyConnection,
+    (from_ms, to_ms): (i64, i64),
+) -> Result<Option<(i64, i64)>, DbError> {
+    use diesel::dsl::{max, min};
+    let mut span: Option<(i64, i64)> = None;
+    for side in [SideKind::Client, SideKind::Gateway] {
+        let (lo, hi): (Option<i64>, Option<i64>) = usage_rows::table
+            .filter(usage_rows::side.eq(EnumCol(side)))
+            .filter(usage_rows::ts_ms.ge(from_ms))
+            .filter(usage_rows::ts_ms.lt(to_ms))
+            .select((min(usage_rows::ts_ms), max(usage_rows::ts_ms)))
+            .first(conn)?;
+        if let (Some(lo), Some(hi)) = (lo, hi) {
+            span = Some(span.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+        }
+    }
+    Ok(span)
+}
