@@ -77,7 +77,7 @@ fn content_hash(side: &Side, r: &crate::record::Row) -> String {
     field(&r.ts_ms.to_le_bytes());
     field(side.strings.get(r.key).as_bytes());
     field(side.strings.get(r.model).as_bytes());
-    field(side.strings.get(r.route).as_bytes());
+    field(crate::record::route_identity(side.strings.get(r.route)).as_bytes());
     for k in TokenKind::ALL {
         field(&r.tokens.get(k).map_or(u64::MAX, u64::from).to_le_bytes());
     }

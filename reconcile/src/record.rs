@@ -205,6 +205,25 @@ pub fn split_pair(s: &str) -> (&str, &str) {
     s.split_once(PAIR_SEP).unwrap_or((s, ""))
 }
 
+/// Ends a route symbol's labels when the row names its key's gateway alias.
+pub const ALIAS_SEP: char = '\u{1d}';
+
+/// A route symbol's text as route, owner labels
+/// (`team\x1fservice\x1fenv\x1ftags`, "" when none) and the key's gateway
+/// alias ("" when none).
+pub fn split_route(s: &str) -> (&str, &str, &str) {
+    let (route, rest) = split_pair(s);
+    let (labels, alias) = rest.split_once(ALIAS_SEP).unwrap_or((rest, ""));
+    (route, labels, alias)
+}
+
+/// The part of a route symbol that identifies a row's content: the alias
+/// a gateway gives the key is a name, not the row, and rows stored before
+/// it was read keep their identity.
+pub fn route_identity(s: &str) -> &str {
+    s.split_once(ALIAS_SEP).map_or(s, |(head, _)| head)
+}
+
 /// Row flags.
 pub mod flags {
     /// The call was streamed.
@@ -446,6 +465,8 @@ pub struct Normalised<'a> {
     pub route: &'a str,
     /// Team, service, env, tags.
     pub labels: [&'a str; 4],
+    /// The gateway's own name for the key ("" when none).
+    pub key_alias: &'a str,
     /// Request id ("" when none).
     pub request_id: &'a str,
     /// Response id ("" when none).
@@ -527,10 +548,10 @@ impl Side {
         self.strings.intern(&self.scratch)
     }
 
-    /// Interns a row's route and owner labels (team, service, env, tags) as
-    /// one `route\x1eteam\x1fservice\x1fenv\x1ftags` symbol (labels left
-    /// out when all are empty).
-    pub fn intern_route(&mut self, route: &str, labels: [&str; 4]) -> Sym {
+    /// Interns a row's route, owner labels (team, service, env, tags) and
+    /// key alias as one `route\x1eteam\x1fservice\x1fenv\x1ftags\x1dalias`
+    /// symbol (labels left out when all are empty, the alias when empty).
+    pub fn intern_route(&mut self, route: &str, labels: [&str; 4], alias: &str) -> Sym {
         self.scratch.clear();
         self.scratch.push_str(route);
         self.scratch.push(PAIR_SEP);
@@ -541,6 +562,10 @@ impl Side {
                 }
                 self.scratch.push_str(l);
             }
+        }
+        if !alias.is_empty() {
+            self.scratch.push(ALIAS_SEP);
+            self.scratch.push_str(alias);
         }
         self.strings.intern(&self.scratch)
     }
@@ -553,7 +578,7 @@ impl Side {
         r.ts_ms = n.ts_ms;
         r.key = self.strings.intern(n.key);
         r.model = self.intern_models(n.model, n.served_model);
-        r.route = self.intern_route(n.route, n.labels);
+        r.route = self.intern_route(n.route, n.labels, n.key_alias);
         let Some(ids) = self.ids.push(n.request_id, n.response_id) else {
             return false;
         };
@@ -589,7 +614,14 @@ impl Side {
     /// A row's route as the source named it, and its owner labels
     /// `team\x1fservice\x1fenv\x1ftags` ("" when none).
     pub fn route_and_labels(&self, r: &Row) -> (&str, &str) {
-        split_pair(self.strings.get(r.route))
+        let (route, labels, _) = split_route(self.strings.get(r.route));
+        (route, labels)
+    }
+
+    /// The gateway's own name for a row's key (LiteLLM's key alias), ""
+    /// when the source gives none.
+    pub fn key_alias(&self, r: &Row) -> &str {
+        split_route(self.strings.get(r.route)).2
     }
 
     /// The file a row index came from.
@@ -703,6 +735,7 @@ mod tests {
             served_model: served,
             route,
             labels: [l[0], l[1], l[2], l[3]],
+            key_alias: "ci-bot",
             request_id: id1,
             response_id: id2,
             tokens: r.tokens,
@@ -718,6 +751,7 @@ mod tests {
         );
         assert_eq!(rebuilt.models(&b), (model, served));
         assert_eq!(rebuilt.route_and_labels(&b), (route, labels));
+        assert_eq!(rebuilt.key_alias(&b), "ci-bot");
         assert_eq!(rebuilt.ids.get(b.ids), (id1, id2));
         assert_eq!(rebuilt.strings.get(b.key), "a");
     }

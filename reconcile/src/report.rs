@@ -14,7 +14,7 @@ use crate::keys::{KeyRegistry, Owner, Resolved, display_unknown};
 use crate::matching::{self, BlockRow, MatchView, Matching, NONE, Offset, Pass};
 use crate::models::AliasTable;
 use crate::prices::{Price, PriceBook, USD_SCALE, Usd, price_at};
-use crate::record::{Side, SideKind, TokenKind, Tokens, flags, split_pair};
+use crate::record::{Side, SideKind, TokenKind, Tokens, flags, split_pair, split_route};
 use crate::routes::RouteFamily;
 use crate::time::format_ms;
 
@@ -504,8 +504,8 @@ fn normalise(
             }
         }
         if u & 4 != 0 {
-            // `route\x1eteam\x1fservice\x1fenv\x1ftags`.
-            let (route, labels) = split_pair(s);
+            // `route\x1eteam\x1fservice\x1fenv\x1ftags\x1dalias`.
+            let (route, labels, _) = split_route(s);
             let code = if route.trim().is_empty() {
                 ROUTE_FROM_MODEL
             } else {

@@ -129,6 +129,7 @@ pub fn new_usage_row<'a>(
         cache_hit: r.has(flags::CACHE_HIT),
         failed: r.has(flags::FAILED),
         raw,
+        key_alias: side.key_alias(r),
     }))
 }
 
@@ -174,6 +175,7 @@ pub fn normalised(r: &UsageRow, line: u32) -> Result<Normalised<'_>, ConvertErro
         served_model: &r.served_model,
         route: &r.route,
         labels: [&r.team, &r.service, &r.env, &r.tags],
+        key_alias: &r.key_alias,
         request_id: &r.request_id,
         response_id: &r.response_id,
         tokens,

@@ -123,6 +123,8 @@ pub struct NewUsageRow<'a> {
     pub failed: bool,
     /// Source text, secrets masked.
     pub raw: &'a str,
+    /// The gateway's own name for the key ("" when none).
+    pub key_alias: &'a str,
 }
 
 /// A reject to insert.
@@ -212,6 +214,8 @@ pub struct UsageRow {
     pub cache_hit: bool,
     /// Failed or cancelled.
     pub failed: bool,
+    /// The gateway's own name for the key ("" when none).
+    pub key_alias: String,
 }
 
 /// A stored owner.

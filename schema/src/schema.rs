@@ -86,6 +86,9 @@ diesel::table! {
         failed -> Bool,
         /// The source text of the row, raw secrets masked.
         raw -> Text,
+        /// The gateway's own name for the key (LiteLLM's key alias), "" when
+        /// the source gives none.
+        key_alias -> Text,
     }
 }
 

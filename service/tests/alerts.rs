@@ -133,6 +133,7 @@ fn quota_and_run_alerts_reach_a_real_smtp_server_once_each() {
         let fp = "4b4e721860d5567581168884f58aed4aef8855dbc586d9b85bffa30a17640f11";
         for want in [
             format!("Key (full fingerprint): sha256:{fp}"),
+            "Gateway's name for the key: temp-load-test (3 requests)".to_owned(),
             "First seen: 2026-11-20T02:10:03.000Z".to_owned(),
             "Last seen: 2026-11-20T02:24:03.000Z".to_owned(),
             "Requests with no client row: 3".to_owned(),

@@ -58,7 +58,7 @@ pub const BUILTIN_CLIENT: [(&str, &str); 3] = [
 ];
 
 /// Fields a profile can map, in [`Extracted`] terms (index = [`field`] id).
-pub const FIELDS: [&str; 27] = [
+pub const FIELDS: [&str; 28] = [
     "id",
     "timestamp",
     "end_timestamp",
@@ -86,6 +86,7 @@ pub const FIELDS: [&str; 27] = [
     "id2",
     "error",
     "succeeded",
+    "key_alias",
 ];
 
 /// Encoding of an export.
@@ -547,6 +548,7 @@ fn extract_with<'a>(
         cancelled: get(field::CANCELLED),
         error: get(field::ERROR),
         succeeded: get(field::SUCCEEDED),
+        key_alias: get(field::KEY_ALIAS),
     }
 }
 
@@ -1210,6 +1212,7 @@ mod tests {
             (f::ID2, "id2"),
             (f::ERROR, "error"),
             (f::SUCCEEDED, "succeeded"),
+            (f::KEY_ALIAS, "key_alias"),
         ] {
             assert_eq!(FIELDS[id], name);
         }
@@ -1284,6 +1287,43 @@ mod tests {
         assert_eq!(r.tokens.get(TokenKind::CachedInput), Some(64));
         assert_eq!(side.models(&r), ("gpt-4o", "azure/gpt-4o-eu"));
         assert_eq!(r.reported_cost().unwrap().to_string(), "0.000012");
+    }
+
+    #[test]
+    fn the_gateways_name_for_a_key_is_kept_beside_the_key_and_is_no_owner() {
+        // LiteLLM writes the key's alias in its metadata; a call refused at
+        // auth time has none (docs: formats.md 2a).
+        let csv = concat!(
+            "request_id,call_type,api_key,spend,prompt_tokens,completion_tokens,startTime,model_group,metadata\n",
+            "a,acompletion,k1,0.1,10,1,2026-11-20 10:00:00,gpt-4o,",
+            "\"{\"\"user_api_key_alias\"\":\"\"temp-load-test\"\"}\"\n",
+            "b,acompletion,k1,0.1,10,1,2026-11-20 10:00:01,gpt-4o,{}\n",
+        );
+        let mut side = Side::new(SideKind::Gateway);
+        read_mapped(csv.as_bytes(), "spend.csv", &builtin("litellm"), &mut side).unwrap();
+        assert!(side.rejects.is_empty(), "{:?}", side.rejects);
+        let (a, b) = (side.rows[0], side.rows[1]);
+        assert_eq!(side.key_alias(&a), "temp-load-test");
+        assert_eq!(side.key_alias(&b), "");
+        // Neither a route nor an owner label.
+        assert_eq!(side.route_and_labels(&a), ("acompletion", ""));
+        // The alias names the key, not the row: the row's identity is the
+        // one it had before aliases were read.
+        let keys = crate::identity::Ordinals::default().keys(&side);
+        assert!(keys[0].starts_with("id:"), "{keys:?}");
+        let mut bare = Side::new(SideKind::Gateway);
+        let csv_bare = csv.replace("user_api_key_alias", "other");
+        read_mapped(
+            csv_bare.as_bytes(),
+            "spend.csv",
+            &builtin("litellm"),
+            &mut bare,
+        )
+        .unwrap();
+        assert_eq!(
+            crate::record::route_identity(side.strings.get(a.route)),
+            bare.strings.get(bare.rows[0].route)
+        );
     }
 
     #[test]

@@ -100,6 +100,9 @@ pub struct Extracted<'a> {
     pub error: Option<Val<'a>>,
     /// Whether the call succeeded.
     pub succeeded: Option<Val<'a>>,
+    /// The gateway's own name for the key (LiteLLM's key alias,
+    /// OpenRouter's key name): shown to whoever chases the key.
+    pub key_alias: Option<Val<'a>>,
 }
 
 /// Field ids: positions in [`mapping::FIELDS`], then the client's second id.
@@ -150,8 +153,10 @@ pub mod field {
     /// Whether the call succeeded (Portkey `is_success`, Cloudflare
     /// `success`): false means it failed.
     pub const SUCCEEDED: usize = 26;
+    /// The gateway's own name for the key (alias or label).
+    pub const KEY_ALIAS: usize = 27;
     /// Number of field ids.
-    pub const COUNT: usize = 27;
+    pub const COUNT: usize = 28;
 }
 
 /// One field's text, trimmed and not blank, with the name the source gave it.
@@ -213,6 +218,7 @@ impl Extracted<'_> {
             field::ID2 => self.id2.as_ref(),
             field::ERROR => self.error.as_ref(),
             field::SUCCEEDED => self.succeeded.as_ref(),
+            field::KEY_ALIAS => self.key_alias.as_ref(),
             t => self.tokens.get(t.wrapping_sub(field::TOKENS))?.as_ref(),
         }
     }
@@ -637,7 +643,12 @@ pub fn build_row(
     })?;
     let labels =
         [f::TEAM, f::SERVICE, f::ENV, f::TAGS].map(|i| masked(ex.get(i).map_or("", |v| v.v)));
-    row.route = side.intern_route(&masked(route), labels.each_ref().map(|l| l.as_ref()));
+    let alias = masked(ex.get(f::KEY_ALIAS).map_or("", |v| v.v));
+    row.route = side.intern_route(
+        &masked(route),
+        labels.each_ref().map(|l| l.as_ref()),
+        &alias,
+    );
     Ok(row)
 }
 

@@ -633,6 +633,8 @@ struct Evidence {
     computed_nanos: i64,
     unpriced: u64,
     routes: BTreeMap<String, u64>,
+    /// The gateway's own names for the key (LiteLLM's key alias), by rows.
+    aliases: BTreeMap<String, u64>,
     /// The first request ids, in time order.
     ids: Vec<String>,
 }
@@ -668,6 +670,9 @@ fn evidence(
             None => e.unpriced += 1,
         }
         *e.routes.entry(j.route).or_default() += 1;
+        if !j.key_alias.is_empty() {
+            *e.aliases.entry(j.key_alias).or_default() += 1;
+        }
         if e.ids.len() < ALERT_IDS && !j.request_id.is_empty() {
             e.ids.push(j.request_id);
         }
@@ -748,11 +753,24 @@ fn key_alerts(
             "first_seen": ev.first_ms.map(tally_reconcile::time::format_ms),
             "last_seen": ev.last_ms.map(tally_reconcile::time::format_ms),
             "request_ids": ev.ids,
+            "gateway_names": ev.aliases.keys().collect::<Vec<_>>(),
         });
         let seen =
             |t: Option<i64>| t.map_or_else(|| "-".to_owned(), tally_reconcile::time::format_ms);
         let mut lines = vec![
             ("Key (full fingerprint)".to_owned(), key.clone()),
+            (
+                "Gateway's name for the key".to_owned(),
+                if ev.aliases.is_empty() {
+                    "none in the gateway's rows".to_owned()
+                } else {
+                    top(&ev.aliases, 3, "request")
+                        .into_iter()
+                        .map(|(name, n)| format!("{name} ({n})"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            ),
             ("Day (UTC)".to_owned(), period.clone()),
             ("First seen".to_owned(), seen(ev.first_ms)),
             ("Last seen".to_owned(), seen(ev.last_ms)),

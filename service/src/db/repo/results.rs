@@ -198,6 +198,25 @@ pub struct Judged {
     pub request_id: String,
     /// Input plus output tokens (`None` when the source had no usage).
     pub tokens: Option<i64>,
+    /// The gateway's own name for the row's key ("" when none).
+    pub key_alias: String,
+}
+
+/// The columns a [`JudgedRow`] is read from, in its order.
+macro_rules! judged_columns {
+    () => {
+        (
+            VerdictRow::as_select(),
+            usage_rows::side,
+            usage_rows::ts_ms,
+            usage_rows::model,
+            usage_rows::route,
+            usage_rows::request_id,
+            usage_rows::input_tokens,
+            usage_rows::output_tokens,
+            usage_rows::key_alias,
+        )
+    };
 }
 
 /// A verdict row joined with the columns of its usage row that reports show.
@@ -210,10 +229,13 @@ type JudgedRow = (
     String,
     Option<i64>,
     Option<i64>,
+    String,
 );
 
 impl From<JudgedRow> for Judged {
-    fn from((verdict, side, ts_ms, model, route, request_id, input, output): JudgedRow) -> Self {
+    fn from(
+        (verdict, side, ts_ms, model, route, request_id, input, output, key_alias): JudgedRow,
+    ) -> Self {
         let tokens = match (input, output) {
             (None, None) => None,
             (i, o) => Some(i.unwrap_or(0).saturating_add(o.unwrap_or(0))),
@@ -226,6 +248,7 @@ impl From<JudgedRow> for Judged {
             route,
             request_id,
             tokens,
+            key_alias,
         }
     }
 }
@@ -246,16 +269,7 @@ pub fn each_current_verdict(
         .filter(usage_rows::ts_ms.ge(from_ms))
         .filter(usage_rows::ts_ms.lt(to_ms))
         .order((verdicts::usage_row_id, verdicts::run_id.desc()))
-        .select((
-            VerdictRow::as_select(),
-            usage_rows::side,
-            usage_rows::ts_ms,
-            usage_rows::model,
-            usage_rows::route,
-            usage_rows::request_id,
-            usage_rows::input_tokens,
-            usage_rows::output_tokens,
-        ))
+        .select(judged_columns!())
         .into_boxed();
     if let Some(side) = side {
         query = query.filter(usage_rows::side.eq(EnumCol(side)));
@@ -289,16 +303,7 @@ pub fn each_verdict_of_run(
         .filter(verdicts::class.eq_any(stored(classes)))
         .filter(not_matched())
         .order((usage_rows::ts_ms, verdicts::usage_row_id))
-        .select((
-            VerdictRow::as_select(),
-            usage_rows::side,
-            usage_rows::ts_ms,
-            usage_rows::model,
-            usage_rows::route,
-            usage_rows::request_id,
-            usage_rows::input_tokens,
-            usage_rows::output_tokens,
-        ));
+        .select(judged_columns!());
     for row in query.load_iter::<JudgedRow, _>(conn)? {
         each(Judged::from(row?));
     }
@@ -394,16 +399,7 @@ pub fn each_verdict_of_classes(
         .filter(usage_rows::ts_ms.lt(to_ms))
         .order((verdicts::run_id, verdicts::class, verdicts::usage_row_id))
         .limit(limit)
-        .select((
-            VerdictRow::as_select(),
-            usage_rows::side,
-            usage_rows::ts_ms,
-            usage_rows::model,
-            usage_rows::route,
-            usage_rows::request_id,
-            usage_rows::input_tokens,
-            usage_rows::output_tokens,
-        ))
+        .select(judged_columns!())
         .into_boxed();
     if let Some((team, service, env)) = owner {
         query = query

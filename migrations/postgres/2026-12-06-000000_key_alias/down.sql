@@ -1,0 +1,1 @@
+ALTER TABLE usage_rows DROP COLUMN key_alias;
