@@ -38,6 +38,8 @@ pub struct Batch {
     pub rows_duplicate: i64,
     /// Rows refused.
     pub rows_rejected: i64,
+    /// Accepted rows whose request id the side holds on another UTC day.
+    pub rows_id_reused: i64,
 }
 
 /// A batch to insert (its counts are set when its rows are in).
@@ -62,6 +64,8 @@ pub struct NewBatch<'a> {
     pub rows_duplicate: i64,
     /// Rows refused.
     pub rows_rejected: i64,
+    /// Accepted rows whose request id the side holds on another UTC day.
+    pub rows_id_reused: i64,
 }
 
 /// A usage row to insert, borrowing its text from the parsed side.

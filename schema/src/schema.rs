@@ -24,6 +24,9 @@ diesel::table! {
         rows_duplicate -> BigInt,
         /// Rows refused.
         rows_rejected -> BigInt,
+        /// Accepted rows whose request id the side holds on another UTC day
+        /// (kept as rows of their own).
+        rows_id_reused -> BigInt,
     }
 }
 

@@ -1544,8 +1544,14 @@ fn an_id_used_again_on_another_day_is_stored_not_dropped_as_a_duplicate() {
         let b = s.backend;
         let out = ingest(&s, "client", &[&monday]);
         assert!(out.contains("1 read = 1 new + 0 duplicate"), "{b}: {out}");
+        assert!(!out.contains("another UTC day"), "{b}: {out}");
         let out = ingest(&s, "client", &[&tuesday]);
         assert!(out.contains("1 read = 1 new + 0 duplicate"), "{b}: {out}");
+        // Kept, and said: the user sees that ids repeat across days.
+        assert!(
+            out.contains("1 row(s) use a request id also seen on another UTC day"),
+            "{b}: {out}"
+        );
         // Both days again in one export: a true duplicate is still refused.
         let out = ingest(&s, "client", &[&both]);
         assert!(out.contains("2 read = 0 new + 2 duplicate"), "{b}: {out}");
@@ -1554,6 +1560,20 @@ fn an_id_used_again_on_another_day_is_stored_not_dropped_as_a_duplicate() {
             repo::count_usage(&mut c, SideKind::Client).unwrap(),
             2,
             "{b}"
+        );
+    }
+    // One export holding both days, into an empty store: counted too.
+    for s in stores() {
+        let out = ingest(&s, "client", &[&both]);
+        assert!(
+            out.contains("2 read = 2 new + 0 duplicate"),
+            "{}: {out}",
+            s.backend
+        );
+        assert!(
+            out.contains("2 row(s) use a request id also seen on another UTC day"),
+            "{}: {out}",
+            s.backend
         );
     }
 }

@@ -38,6 +38,9 @@ pub struct Outcome {
     pub duplicate: i64,
     /// Rows refused (kept as rejects).
     pub rejected: i64,
+    /// Stored rows whose request id the side also has on another UTC day:
+    /// kept as rows of their own (ids are unique per day, not forever).
+    pub id_reused: i64,
     /// Format or gateway profile it was read as.
     pub source: String,
 }
@@ -198,6 +201,7 @@ pub fn ingest_file(
             new: b.rows_new,
             duplicate: b.rows_duplicate,
             rejected: b.rows_rejected,
+            id_reused: b.rows_id_reused,
             source: b.source,
         }),
         Stored::Already(b) => Ok(already(&name, &b)),
@@ -232,6 +236,7 @@ fn store_in_parts(
         rows_new: 0,
         rows_duplicate: 0,
         rows_rejected: 0,
+        rows_id_reused: 0,
     };
     let mut ordinals = Ordinals::default();
     let parts = parts(kind, path, name, plan, part_bytes)
@@ -331,6 +336,7 @@ fn already(name: &str, b: &tally_schema::rows::Batch) -> Outcome {
         new: 0,
         duplicate: b.rows_read - b.rows_rejected,
         rejected: b.rows_rejected,
+        id_reused: 0,
         source: b.source.clone(),
     }
 }

@@ -62,10 +62,18 @@ pub fn describe_ingest(o: &Outcome) -> String {
     } else {
         format!("batch {}", o.batch_id)
     };
-    format!(
+    let mut line = format!(
         "{}: {} read = {} new + {} duplicate + {} rejected ({}; {})\n",
         o.file, o.read, o.new, o.duplicate, o.rejected, o.source, what
-    )
+    );
+    if o.id_reused > 0 {
+        line.push_str(&format!(
+            "  {} row(s) use a request id also seen on another UTC day: kept as separate \
+             requests (ids are unique per day, not forever)\n",
+            o.id_reused
+        ));
+    }
+    line
 }
 
 /// The quota table for people: name, scope, period, used of limit.

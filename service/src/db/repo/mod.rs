@@ -214,7 +214,7 @@ pub fn store_batch_parts<E>(
             .values(batch)
             .returning(ingest_batches::id)
             .get_result(c)?;
-        let (mut new, mut accepted, mut rejected) = (0usize, 0usize, 0usize);
+        let (mut new, mut accepted, mut rejected, mut reused) = (0usize, 0usize, 0usize, 0usize);
         let size = BulkInsert::chunk(c);
         let mut sink = |rows: &mut [NewUsageRow<'_>], rejects: &[NewReject<'_>]| -> Result<(), DbError> {
             for chunk in rows.chunks_mut(size) {
@@ -222,6 +222,21 @@ pub fn store_batch_parts<E>(
                     r.batch_id = id;
                 }
                 new += BulkInsert::insert_usage(c, chunk)?;
+                // After the insert, so ids the batch itself uses on two
+                // days count too.
+                let ids: Vec<&str> = chunk
+                    .iter()
+                    .filter(|r| !r.request_id.is_empty() && r.dedup_key.starts_with("id:"))
+                    .map(|r| r.request_id)
+                    .collect();
+                if !ids.is_empty() {
+                    let held: Vec<(String, i64)> = usage_rows::table
+                        .filter(usage_rows::side.eq(batch.side))
+                        .filter(usage_rows::request_id.eq_any(&ids))
+                        .select((usage_rows::request_id, usage_rows::ts_ms))
+                        .load(c)?;
+                    reused += reused_elsewhere(chunk, &held);
+                }
                 accepted += chunk.len();
                 stored(accepted);
             }
@@ -247,6 +262,7 @@ pub fn store_batch_parts<E>(
                 ingest_batches::rows_new.eq(count(new)),
                 ingest_batches::rows_duplicate.eq(count(accepted - new)),
                 ingest_batches::rows_rejected.eq(count(rejected)),
+                ingest_batches::rows_id_reused.eq(count(reused)),
             ))
             .execute(c)?;
         ingest_batches::table
@@ -267,6 +283,28 @@ pub fn store_batch_parts<E>(
         Err(TxError::Diesel(e)) => Err(PartsError::Db(e.into())),
         Err(TxError::Source(e)) => Err(PartsError::Source(e)),
     }
+}
+
+/// How many of `rows` have a request id that `held` (request id, time) has
+/// on another UTC day.
+fn reused_elsewhere(rows: &[NewUsageRow<'_>], held: &[(String, i64)]) -> usize {
+    use std::collections::HashMap;
+    use tally_reconcile::time::DAY_MS;
+    // Each id's first day, and whether it has a second.
+    let mut days: HashMap<&str, (i64, bool)> = HashMap::new();
+    for (id, ts) in held {
+        let d = ts.div_euclid(DAY_MS);
+        days.entry(id.as_str())
+            .and_modify(|(first, more)| *more |= *first != d)
+            .or_insert((d, false));
+    }
+    rows.iter()
+        .filter(|r| !r.request_id.is_empty() && r.dedup_key.starts_with("id:"))
+        .filter(|r| {
+            days.get(r.request_id)
+                .is_some_and(|(first, more)| *more || *first != r.ts_ms.div_euclid(DAY_MS))
+        })
+        .count()
 }
 
 /// Stored usage rows of a side.

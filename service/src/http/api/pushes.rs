@@ -52,6 +52,9 @@ pub struct IngestView {
     pub duplicate: i64,
     /// Rows refused (kept as rejects).
     pub rejected: i64,
+    /// Rows whose request id the store also has on another UTC day: kept
+    /// as separate requests.
+    pub id_reused: i64,
     /// Format or gateway source it was read as.
     pub source: String,
     /// The first rejects, with line, field and reason.
@@ -228,6 +231,7 @@ async fn push(
         new: o.new,
         duplicate: o.duplicate,
         rejected: o.rejected,
+        id_reused: o.id_reused,
         source: o.source,
         rejects: rejects
             .into_iter()
