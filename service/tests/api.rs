@@ -1882,6 +1882,18 @@ fn pages_and_the_report_are_readable_at_1280_px() {
         ]),
         "run",
     );
+    for args in [
+        ["support-month", "--team", "support", "--limit", "0.05"],
+        ["svc-0001-month", "--service", "svc-0001", "--limit", "50"],
+    ] {
+        succeed(
+            tally()
+                .args(["quota", "set"])
+                .args(args)
+                .args(["--db", &db]),
+            "quota set",
+        );
+    }
     let s = Server::start(&db, "");
     let token = s.token("finance-pat", Role::Finance);
     let b = Browser::start();
@@ -1910,6 +1922,10 @@ fn pages_and_the_report_are_readable_at_1280_px() {
     b.go(&format!("{}/owners/1?month=2026-11", s.base));
     assert_eq!(b.unreadable(), Vec::<String>::new(), "owner page");
     let owner = b.screenshot("owner-1280");
+    b.go(&format!("{}/quotas", s.base));
+    assert_eq!(b.all("#quotas svg.bar").len(), 2);
+    assert_eq!(b.unreadable(), Vec::<String>::new(), "quotas page");
+    let quotas = b.screenshot("quotas-1280");
 
     // report.html from `tally reconcile` on the fixture day.
     let report = dir.path().join("report");
@@ -1925,7 +1941,7 @@ fn pages_and_the_report_are_readable_at_1280_px() {
     assert!(b.text("#chase").contains("possibly leaked"));
     assert_eq!(b.unreadable(), Vec::<String>::new(), "report.html");
     let html = b.screenshot("report-html");
-    for p in [overview, owner, html] {
+    for p in [overview, owner, quotas, html] {
         assert!(
             std::fs::metadata(&p).unwrap().len() > 10_000,
             "{}",
