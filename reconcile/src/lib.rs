@@ -11,6 +11,7 @@
 #![deny(clippy::string_slice)]
 
 pub mod error;
+pub mod focus;
 pub mod gateway_keys;
 pub mod identity;
 pub mod intern;
