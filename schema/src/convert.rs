@@ -272,6 +272,53 @@ pub fn atto_to_nanos(atto: i128) -> Option<i64> {
     usd_to_nanos(d).ok().map(|(n, _)| n)
 }
 
+/// A charge frozen by close `close_id`, amounts in nano-dollars.
+pub fn closed_charge(
+    close_id: i64,
+    c: &tally_reconcile::focus::Charge,
+) -> Result<crate::rows::ClosedCharge, ConvertError> {
+    let nanos = |d: Decimal| usd_to_nanos(d).map(|(n, _)| n);
+    Ok(crate::rows::ClosedCharge {
+        close_id,
+        day_ms: c.day_ms,
+        team: c.team.clone(),
+        service: c.service.clone(),
+        env: c.env.clone(),
+        key_name: c.key.clone(),
+        model_family: c.model.clone(),
+        verdict: c.verdict.clone(),
+        requests: c.requests,
+        tokens: c.tokens,
+        billed_nanos: nanos(c.billed)?,
+        computed_nanos: nanos(c.computed)?,
+        unpriced_rows: c.unpriced_rows,
+        unpriced_billed_nanos: nanos(c.unpriced_billed)?,
+        run_id: c.run_id,
+        correction: c.correction,
+    })
+}
+
+/// A frozen charge as the engine's.
+pub fn charge_of(c: &crate::rows::ClosedCharge) -> tally_reconcile::focus::Charge {
+    tally_reconcile::focus::Charge {
+        day_ms: c.day_ms,
+        team: c.team.clone(),
+        service: c.service.clone(),
+        env: c.env.clone(),
+        key: c.key_name.clone(),
+        model: c.model_family.clone(),
+        verdict: c.verdict.clone(),
+        requests: c.requests,
+        tokens: c.tokens,
+        billed: nanos_to_usd(c.billed_nanos, None),
+        computed: nanos_to_usd(c.computed_nanos, None),
+        unpriced_rows: c.unpriced_rows,
+        unpriced_billed: nanos_to_usd(c.unpriced_billed_nanos, None),
+        run_id: c.run_id,
+        correction: c.correction,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,8 +10,9 @@ use tally_reconcile::report::Class;
 use crate::enums::{AlertKind, Basis, EnumCol};
 
 use crate::schema::{
-    alerts, api_keys, api_tokens, ingest_batches, model_aliases, outbox, owners, prices, quotas,
-    rejects, run_counts, run_rollups, runs, usage_rows, verdicts, web_sessions,
+    alerts, api_keys, api_tokens, closed_charges, closed_periods, ingest_batches, model_aliases,
+    outbox, owners, prices, quotas, rejects, run_counts, run_rollups, runs, usage_rows, verdicts,
+    web_sessions,
 };
 
 /// A stored ingest batch.
@@ -658,4 +659,106 @@ pub struct NewOutbox<'a> {
     pub attempts: i64,
     /// Not before.
     pub next_attempt_at: NaiveDateTime,
+}
+
+/// A close of a billing period.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = closed_periods)]
+pub struct ClosedPeriod {
+    /// Row id.
+    pub id: i64,
+    /// `YYYY-MM`.
+    pub period: String,
+    /// Start, UTC ms.
+    pub start_ms: i64,
+    /// End (exclusive), UTC ms.
+    pub end_ms: i64,
+    /// When (UTC).
+    pub closed_at: NaiveDateTime,
+    /// Who.
+    pub closed_by: String,
+    /// SHA-256 of the frozen export.
+    pub sha256: String,
+    /// The frozen FOCUS export.
+    pub focus_csv: String,
+    /// Regular rows.
+    pub charges: i64,
+    /// Correction rows.
+    pub corrections: i64,
+    /// Sum of BilledCost, nano-dollars.
+    pub billed_nanos: i64,
+    /// Sum of ListCost, nano-dollars.
+    pub list_nanos: i64,
+    /// When reopened.
+    pub reopened_at: Option<NaiveDateTime>,
+    /// By whom.
+    pub reopened_by: Option<String>,
+    /// Why.
+    pub reopen_reason: Option<String>,
+}
+
+/// A close to insert.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = closed_periods)]
+pub struct NewClosedPeriod<'a> {
+    /// `YYYY-MM`.
+    pub period: &'a str,
+    /// Start, UTC ms.
+    pub start_ms: i64,
+    /// End (exclusive), UTC ms.
+    pub end_ms: i64,
+    /// When (UTC).
+    pub closed_at: NaiveDateTime,
+    /// Who.
+    pub closed_by: &'a str,
+    /// SHA-256 of the frozen export.
+    pub sha256: &'a str,
+    /// The frozen FOCUS export.
+    pub focus_csv: &'a str,
+    /// Regular rows.
+    pub charges: i64,
+    /// Correction rows.
+    pub corrections: i64,
+    /// Sum of BilledCost, nano-dollars.
+    pub billed_nanos: i64,
+    /// Sum of ListCost, nano-dollars.
+    pub list_nanos: i64,
+}
+
+/// A frozen charge.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = closed_charges)]
+pub struct ClosedCharge {
+    /// The close.
+    pub close_id: i64,
+    /// UTC day, ms.
+    pub day_ms: i64,
+    /// Owner: team.
+    pub team: String,
+    /// Owner: service.
+    pub service: String,
+    /// Owner: environment.
+    pub env: String,
+    /// Canonical key name.
+    pub key_name: String,
+    /// Model family.
+    pub model_family: String,
+    /// Tally's verdict.
+    pub verdict: String,
+    /// Requests.
+    pub requests: i64,
+    /// Tokens.
+    pub tokens: i64,
+    /// Billed, nano-dollars.
+    pub billed_nanos: i64,
+    /// Tally's price of priced rows, nano-dollars.
+    pub computed_nanos: i64,
+    /// Unpriced rows.
+    pub unpriced_rows: i64,
+    /// What they were billed, nano-dollars.
+    pub unpriced_billed_nanos: i64,
+    /// The run.
+    pub run_id: Option<i64>,
+    /// A correction.
+    pub correction: bool,
 }

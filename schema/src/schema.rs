@@ -465,5 +465,83 @@ diesel::allow_tables_to_appear_in_same_query!(
     quotas,
     alerts,
     outbox,
-    job_locks
+    job_locks,
+    closed_periods,
+    closed_charges
 );
+
+diesel::table! {
+    /// A billing period closed: its frozen FOCUS export and totals.
+    closed_periods (id) {
+        /// Row id.
+        id -> BigInt,
+        /// `YYYY-MM`.
+        period -> Text,
+        /// The period's start, UTC ms.
+        start_ms -> BigInt,
+        /// Its end (exclusive), UTC ms.
+        end_ms -> BigInt,
+        /// When it was closed (UTC).
+        closed_at -> Timestamp,
+        /// Who closed it (a token's name, or `cli`).
+        closed_by -> Text,
+        /// SHA-256 (hex) of `focus_csv`.
+        sha256 -> Text,
+        /// The FOCUS 1.2 export as it was at the close.
+        focus_csv -> Text,
+        /// Charges (regular rows).
+        charges -> BigInt,
+        /// Correction rows (for earlier closed periods).
+        corrections -> BigInt,
+        /// Sum of BilledCost, nano-dollars.
+        billed_nanos -> BigInt,
+        /// Sum of ListCost, nano-dollars.
+        list_nanos -> BigInt,
+        /// When it was reopened, if it was.
+        reopened_at -> Nullable<Timestamp>,
+        /// Who reopened it.
+        reopened_by -> Nullable<Text>,
+        /// Why.
+        reopen_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// A charge frozen by a close.
+    closed_charges (close_id, day_ms, team, service, env, key_name, model_family, verdict, correction) {
+        /// The close.
+        close_id -> BigInt,
+        /// The charge's UTC day (its midnight), ms.
+        day_ms -> BigInt,
+        /// Owner: team.
+        team -> Text,
+        /// Owner: service.
+        service -> Text,
+        /// Owner: environment.
+        env -> Text,
+        /// Canonical key name.
+        key_name -> Text,
+        /// Model family.
+        model_family -> Text,
+        /// Tally's verdict.
+        verdict -> Text,
+        /// Requests.
+        requests -> BigInt,
+        /// Input plus output tokens.
+        tokens -> BigInt,
+        /// Gateway-billed, nano-dollars.
+        billed_nanos -> BigInt,
+        /// Tally's price of the priced rows, nano-dollars.
+        computed_nanos -> BigInt,
+        /// Rows without a price.
+        unpriced_rows -> BigInt,
+        /// What they were billed, nano-dollars.
+        unpriced_billed_nanos -> BigInt,
+        /// The run the figures came from.
+        run_id -> Nullable<BigInt>,
+        /// A correction to an earlier closed period.
+        correction -> Bool,
+    }
+}
+
+diesel::joinable!(closed_charges -> closed_periods (close_id));

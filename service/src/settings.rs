@@ -69,6 +69,46 @@ pub struct Settings {
     pub alerts: AlertSettings,
     /// Scheduled jobs.
     pub schedule: ScheduleSettings,
+    /// Who bills, in FOCUS exports.
+    pub focus: FocusSettings,
+}
+
+/// `[focus]`: the billing columns every FOCUS row shares.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FocusSettings {
+    /// `BillingAccountId`: the account the gateway or provider bills.
+    pub billing_account_id: String,
+    /// `BillingAccountName`.
+    pub billing_account_name: Option<String>,
+    /// `ProviderName`; unset: each model's publisher (OpenAI, Anthropic...).
+    pub provider_name: Option<String>,
+    /// `InvoiceIssuerName`; unset: the provider.
+    pub invoice_issuer_name: Option<String>,
+}
+
+impl Default for FocusSettings {
+    fn default() -> Self {
+        Self {
+            billing_account_id: "default".to_owned(),
+            billing_account_name: None,
+            provider_name: None,
+            invoice_issuer_name: None,
+        }
+    }
+}
+
+impl FocusSettings {
+    /// As the engine's FOCUS account.
+    pub fn account(&self) -> tally_reconcile::focus::Account {
+        let set = |s: &Option<String>| s.clone().filter(|s| !s.trim().is_empty());
+        tally_reconcile::focus::Account {
+            billing_account_id: self.billing_account_id.clone(),
+            billing_account_name: set(&self.billing_account_name),
+            provider_name: set(&self.provider_name),
+            invoice_issuer_name: set(&self.invoice_issuer_name),
+        }
+    }
 }
 
 /// `[email]`.
@@ -494,6 +534,26 @@ pub const KEYS: &[Key] = &[
         name: "digest",
         doc: "cron for each owner's daily digest (default 07:00 UTC)",
     },
+    Key {
+        section: "focus",
+        name: "billing_account_id",
+        doc: "FOCUS BillingAccountId: the account the gateway or provider bills (default \"default\")",
+    },
+    Key {
+        section: "focus",
+        name: "billing_account_name",
+        doc: "FOCUS BillingAccountName (default none)",
+    },
+    Key {
+        section: "focus",
+        name: "provider_name",
+        doc: "FOCUS ProviderName, e.g. OpenRouter (default: each model's publisher)",
+    },
+    Key {
+        section: "focus",
+        name: "invoice_issuer_name",
+        doc: "FOCUS InvoiceIssuerName (default: the provider)",
+    },
 ];
 
 /// A TOML error as "line L, column C: message", without the source line
@@ -615,6 +675,9 @@ impl Settings {
         crate::mail::check(&self.email).map_err(|e| e.to_string())?;
         crate::mail::check_contact(&self.alerts.platform_contact)
             .map_err(|e| format!("alerts.platform_contact: {e}"))?;
+        if self.focus.billing_account_id.trim().is_empty() {
+            return Err("focus.billing_account_id must not be empty".to_owned());
+        }
         if self.alerts.unattributed_min_cost.is_sign_negative() {
             return Err("alerts.unattributed_min_cost must not be negative".to_owned());
         }

@@ -8,6 +8,7 @@ pub mod generate;
 pub mod ingest;
 pub mod names;
 pub mod page;
+pub mod periods;
 pub mod quotas;
 pub mod reconcile;
 pub mod reference;

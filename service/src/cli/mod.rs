@@ -65,6 +65,12 @@ pub enum Command {
     Run(RunArgs),
     /// Report from the latest runs over a period.
     Report(ReportArgs),
+    /// A billing month as FOCUS 1.2 CSV: frozen when the month is closed,
+    /// with correction rows for closed months before it.
+    Focus(FocusArgs),
+    /// Close a billing month (its FOCUS export becomes final), reopen it
+    /// with a reason, or list the closes.
+    Close(CloseArgs),
     /// Run the HTTP API until SIGTERM.
     Serve(ServeArgs),
     /// Quotas: limits on an owner's or a key's usage per period.
@@ -370,6 +376,43 @@ pub struct ReportArgs {
     /// arrived after their run): the report would leave them out.
     #[arg(long)]
     pub strict: bool,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `tally focus`.
+#[derive(Debug, clap::Args)]
+pub struct FocusArgs {
+    /// The billing month, YYYY-MM (UTC).
+    #[arg(long, value_name = "YYYY-MM")]
+    pub period: String,
+    /// Write the CSV here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 1 when stored rows in an open month were never reconciled.
+    #[arg(long)]
+    pub strict: bool,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `tally close`.
+#[derive(Debug, clap::Args)]
+pub struct CloseArgs {
+    /// The billing month, YYYY-MM (UTC). Without it: list the closes.
+    #[arg(long, value_name = "YYYY-MM")]
+    pub period: Option<String>,
+    /// Reopen the month instead (its close stays on record).
+    #[arg(long, requires = "reason")]
+    pub reopen: bool,
+    /// Why it is reopened.
+    #[arg(long, requires = "reopen")]
+    pub reason: Option<String>,
+    /// Output format of the list.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: render::Format,
     /// The store.
     #[command(flatten)]
     pub store: StoreArgs,
@@ -948,6 +991,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }) => import_prices(&file, effective_from.as_deref(), &store),
         Command::Run(args) => run_window(&args),
         Command::Report(args) => report(&args),
+        Command::Focus(args) => focus(&args),
+        Command::Close(args) => close(&args),
         Command::Db(DbCommand::Migrate { config, db }) => migrate(config.as_deref(), db),
         Command::Serve(args) => {
             let settings = load_settings(args.config.as_deref())?;
@@ -1087,6 +1132,50 @@ fn report(args: &ReportArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tally focus`.
+fn focus(args: &FocusArgs) -> Result<ExitCode> {
+    let settings = args.store.settings()?;
+    let month = app::periods::billing_month(&args.period)?;
+    let mut conn = args.store.open()?;
+    let e = app::periods::focus_export(&mut conn, &month, &settings.focus.account())?;
+    if let Some(w) = e.coverage.warning() {
+        crate::output::notice(&format!("warning: {w}\n"));
+    }
+    match &args.out {
+        Some(path) => std::fs::write(path, &e.csv)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => crate::output::print(&e.csv)?,
+    }
+    crate::output::notice(&render::describe_focus(&e));
+    if args.strict && !e.coverage.complete() {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tally close`.
+fn close(args: &CloseArgs) -> Result<ExitCode> {
+    let settings = args.store.settings()?;
+    let mut conn = args.store.open()?;
+    let Some(period) = &args.period else {
+        let closes = app::periods::closes(&mut conn)?;
+        crate::output::print(&render::describe_closes(&closes, args.format)?)?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let month = app::periods::billing_month(period)?;
+    let now = utc_now()?.naive_utc();
+    if args.reopen {
+        let reason = args.reason.as_deref().unwrap_or_default();
+        app::periods::reopen(&mut conn, &month, reason, "cli", now)?;
+        return done(&format!(
+            "{} reopened: {reason}\nIts close stays on record (`tally close`); close it again when it is final.\n",
+            month.key
+        ));
+    }
+    let c = app::periods::close(&mut conn, &month, &settings.focus.account(), "cli", now)?;
+    done(&render::describe_close(&c))
 }
 
 /// `tally db migrate`.

@@ -181,3 +181,62 @@ pub fn report_text<T: tally_reconcile::report_lines::Tabular + serde::Serialize>
         Format::Csv => crate::export::csv_string(lines)?,
     })
 }
+
+/// What a FOCUS export holds, for standard error.
+pub fn describe_focus(e: &crate::app::periods::FocusExport) -> String {
+    let state = match &e.closed {
+        Some(c) => format!("closed {} by {}: final", c.closed_at, c.closed_by),
+        None => "open: live figures".to_owned(),
+    };
+    format!(
+        "{}: {} charge(s) and {} correction(s); BilledCost {} USD, ListCost {} USD; sha256 {} ({state})\n",
+        e.period, e.charges, e.corrections, e.billed, e.list, e.sha256
+    )
+}
+
+/// A close just made.
+pub fn describe_close(c: &crate::app::periods::CloseView) -> String {
+    format!(
+        "{} closed at {}: {} charge(s) and {} correction(s), BilledCost {} USD, ListCost {} USD\n\
+         sha256 {}\n\
+         `tally focus --period {}` returns these bytes from now on; rows that arrive for {} later become corrections in the next open month.\n",
+        c.period,
+        c.closed_at,
+        c.charges,
+        c.corrections,
+        c.billed,
+        c.list,
+        c.sha256,
+        c.period,
+        c.period
+    )
+}
+
+/// Every close, as a table or JSON.
+pub fn describe_closes(
+    closes: &[crate::app::periods::CloseView],
+    format: Format,
+) -> Result<String, crate::export::ExportError> {
+    if format == Format::Json {
+        return Ok(serde_json::to_string_pretty(closes).unwrap_or_default() + "\n");
+    }
+    if closes.is_empty() {
+        return Ok("no month is closed\n".to_owned());
+    }
+    let mut out = String::new();
+    for c in closes {
+        let state = match (&c.reopened_at, &c.reopen_reason) {
+            (Some(at), reason) => format!(
+                "reopened {at} by {}: {}",
+                c.reopened_by.as_deref().unwrap_or("?"),
+                reason.as_deref().unwrap_or("")
+            ),
+            (None, _) => "closed".to_owned(),
+        };
+        out.push_str(&format!(
+            "{}  {}  {}  billed {} USD  list {} USD  sha256 {}  {state}\n",
+            c.period, c.closed_at, c.closed_by, c.billed, c.list, c.sha256
+        ));
+    }
+    Ok(out)
+}

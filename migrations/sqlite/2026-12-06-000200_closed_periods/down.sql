@@ -1,0 +1,2 @@
+DROP TABLE closed_charges;
+DROP TABLE closed_periods;

@@ -1,0 +1,383 @@
+//! Month-end: the FOCUS export of a billing period, closing it, and the
+//! corrections late rows make to a closed one.
+//!
+//! A closed month is final: its export is the bytes frozen at the close,
+//! with their SHA-256, whatever runs later. Rows that arrive for it later
+//! change only the live figures; the difference (per UTC day, owner, key,
+//! model and verdict) is carried by the first open month after it as
+//! FOCUS `ChargeClass = Correction` rows, and frozen in turn when that
+//! month closes. Reopening is explicit, with a reason, and kept.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDateTime;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tally_reconcile::SideKind;
+use tally_reconcile::focus::{self, Account, Charge, FocusRow};
+use tally_schema::convert::{charge_of, closed_charge, nanos_to_usd, usd_to_nanos};
+use tally_schema::rows::{ClosedPeriod, NewClosedPeriod};
+
+use crate::app::dashboard::{Month, month};
+use crate::app::error::{AppError, AppResult, refuse};
+use crate::app::report::{Coverage, coverage};
+use crate::db::AnyConnection;
+use crate::db::repo;
+
+/// A billing month named `YYYY-MM`.
+pub fn billing_month(spec: &str) -> AppResult<Month> {
+    month(Some(spec), 0).map_err(|e| AppError::Invalid(format!("--period: {e}")))
+}
+
+/// A close, as people and the API see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CloseView {
+    /// `YYYY-MM`.
+    pub period: String,
+    /// When (UTC, RFC 3339).
+    pub closed_at: String,
+    /// Who.
+    pub closed_by: String,
+    /// SHA-256 (hex) of the frozen FOCUS export.
+    pub sha256: String,
+    /// Regular FOCUS rows.
+    pub charges: i64,
+    /// Correction rows it carries for earlier closed months.
+    pub corrections: i64,
+    /// Sum of BilledCost, USD.
+    pub billed: Decimal,
+    /// Sum of ListCost, USD.
+    pub list: Decimal,
+    /// When it was reopened, if it was.
+    pub reopened_at: Option<String>,
+    /// By whom.
+    pub reopened_by: Option<String>,
+    /// Why.
+    pub reopen_reason: Option<String>,
+}
+
+impl From<&ClosedPeriod> for CloseView {
+    fn from(c: &ClosedPeriod) -> Self {
+        let at = |t: NaiveDateTime| t.and_utc().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        CloseView {
+            period: c.period.clone(),
+            closed_at: at(c.closed_at),
+            closed_by: c.closed_by.clone(),
+            sha256: c.sha256.clone(),
+            charges: c.charges,
+            corrections: c.corrections,
+            billed: nanos_to_usd(c.billed_nanos, None).normalize(),
+            list: nanos_to_usd(c.list_nanos, None).normalize(),
+            reopened_at: c.reopened_at.map(at),
+            reopened_by: c.reopened_by.clone(),
+            reopen_reason: c.reopen_reason.clone(),
+        }
+    }
+}
+
+/// A period's FOCUS 1.2 export.
+#[derive(Debug, Clone)]
+pub struct FocusExport {
+    /// `YYYY-MM`.
+    pub period: String,
+    /// The CSV.
+    pub csv: String,
+    /// SHA-256 (hex) of `csv`.
+    pub sha256: String,
+    /// The close it was frozen by, when the period is closed.
+    pub closed: Option<CloseView>,
+    /// Regular rows.
+    pub charges: i64,
+    /// Correction rows (for earlier closed months).
+    pub corrections: i64,
+    /// Sum of BilledCost, USD.
+    pub billed: Decimal,
+    /// Sum of ListCost, USD.
+    pub list: Decimal,
+    /// What the live figures leave out (open periods only).
+    pub coverage: Coverage,
+}
+
+/// The charges of gateway rows on days in `[from_ms, to_ms)` as the current
+/// runs judged them, one per UTC day, owner, key, model and verdict.
+pub fn live_charges(conn: &mut AnyConnection, window: (i64, i64)) -> AppResult<Vec<Charge>> {
+    type Grain = (i64, String, String, String, String, String, String);
+    let mut by: BTreeMap<Grain, Charge> = BTreeMap::new();
+    let mut add = |c: Charge| {
+        let g: Grain = (
+            c.day_ms,
+            c.team.clone(),
+            c.service.clone(),
+            c.env.clone(),
+            c.key.clone(),
+            c.model.clone(),
+            c.verdict.clone(),
+        );
+        match by.get_mut(&g) {
+            Some(e) => {
+                e.requests += c.requests;
+                e.tokens += c.tokens;
+                e.billed += c.billed;
+                e.computed += c.computed;
+                e.unpriced_rows += c.unpriced_rows;
+                e.unpriced_billed += c.unpriced_billed;
+                e.run_id = e.run_id.max(c.run_id);
+            }
+            None => {
+                by.insert(g, c);
+            }
+        }
+    };
+    let usd = |n: i64| nanos_to_usd(n, None);
+    match repo::rollup_runs(conn, window)? {
+        Some(runs) => repo::each_rollup(conn, &runs, window, |r| {
+            if *r.side != SideKind::Gateway {
+                return;
+            }
+            add(Charge {
+                day_ms: r.day_ms,
+                team: r.team,
+                service: r.service,
+                env: r.env,
+                key: r.key_name,
+                model: r.model_family,
+                verdict: r.class.to_string(),
+                requests: r.row_count,
+                tokens: r.tokens,
+                billed: usd(r.reported_nanos),
+                computed: usd(r.computed_nanos),
+                unpriced_rows: r.unpriced_rows,
+                // Reported covers every row, computed and the variance the
+                // priced ones: the rest is what the unpriced were billed.
+                unpriced_billed: usd(r.reported_nanos - r.computed_nanos - r.variance_nanos),
+                run_id: Some(r.run_id),
+                correction: false,
+            });
+        })?,
+        None => repo::each_current_verdict(conn, Some(SideKind::Gateway), window, |j| {
+            let v = j.verdict;
+            let reported = usd(v.reported_cost_nanos.unwrap_or(0));
+            let day = j.ts_ms - j.ts_ms.rem_euclid(tally_reconcile::time::DAY_MS);
+            add(Charge {
+                day_ms: day,
+                team: v.team,
+                service: v.service,
+                env: v.env,
+                key: v.key_name,
+                model: v.model_family,
+                verdict: v.class.to_string(),
+                requests: 1,
+                tokens: j.tokens.unwrap_or(0),
+                billed: reported,
+                computed: v.computed_cost_nanos.map_or(Decimal::ZERO, usd),
+                unpriced_rows: i64::from(v.computed_cost_nanos.is_none()),
+                unpriced_billed: if v.computed_cost_nanos.is_none() {
+                    reported
+                } else {
+                    Decimal::ZERO
+                },
+                run_id: Some(v.run_id),
+                correction: false,
+            });
+        })?,
+    }
+    Ok(by.into_values().collect())
+}
+
+/// Months closed now, by key.
+fn closed_months(conn: &mut AnyConnection) -> AppResult<BTreeSet<String>> {
+    Ok(repo::closes(conn)?
+        .into_iter()
+        .filter(|c| c.reopened_at.is_none())
+        .map(|c| c.period)
+        .collect())
+}
+
+/// The first month after `m` that is not closed.
+fn first_open_after(m: &Month, closed: &BTreeSet<String>) -> AppResult<Month> {
+    let mut next = billing_month(&m.next)?;
+    while closed.contains(&next.key) {
+        next = billing_month(&next.next)?;
+    }
+    Ok(next)
+}
+
+/// The corrections month `p` carries: for every closed month whose first
+/// open month after it is `p`, what its charges are now less what was
+/// frozen for it.
+fn corrections_for(
+    conn: &mut AnyConnection,
+    p: &Month,
+    closed: &BTreeSet<String>,
+) -> AppResult<Vec<Charge>> {
+    let mut out = Vec::new();
+    for key in closed.iter().filter(|k| k.as_str() < p.key.as_str()) {
+        let c = billing_month(key)?;
+        if first_open_after(&c, closed)?.key != p.key {
+            continue;
+        }
+        let window = (c.from_ms, c.to_ms);
+        let now = live_charges(conn, window)?;
+        let frozen: Vec<Charge> = repo::frozen_charges(conn, window)?
+            .iter()
+            .map(charge_of)
+            .collect();
+        out.extend(focus::corrections(&now, &frozen));
+    }
+    Ok(out)
+}
+
+/// The CSV of `charges` in billing period `p`, its hash and totals.
+fn render(p: &Month, account: &Account, charges: &[Charge]) -> AppResult<FocusExport> {
+    let rows = charges.iter().map(|c| FocusRow {
+        charge: c,
+        period: (p.from_ms, p.to_ms),
+        account,
+    });
+    let mut bytes = Vec::new();
+    crate::export::write_csv(&mut bytes, rows)?;
+    let csv = String::from_utf8(bytes).map_err(|e| AppError::Internal(e.to_string()))?;
+    let sha256 = tally_reconcile::keys::hex(&Sha256::digest(csv.as_bytes()));
+    let corrections = charges.iter().filter(|c| c.correction).count();
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    Ok(FocusExport {
+        period: p.key.clone(),
+        csv,
+        sha256,
+        closed: None,
+        charges: count(charges.len() - corrections),
+        corrections: count(corrections),
+        billed: charges
+            .iter()
+            .map(|c| c.billed)
+            .sum::<Decimal>()
+            .normalize(),
+        list: charges
+            .iter()
+            .map(Charge::list)
+            .sum::<Decimal>()
+            .normalize(),
+        coverage: Coverage::default(),
+    })
+}
+
+/// The live export of an open month: its charges, then the corrections it
+/// carries for closed months before it.
+fn live_export(
+    conn: &mut AnyConnection,
+    p: &Month,
+    account: &Account,
+) -> AppResult<(FocusExport, Vec<Charge>)> {
+    let closed = closed_months(conn)?;
+    let mut charges = live_charges(conn, (p.from_ms, p.to_ms))?;
+    charges.extend(corrections_for(conn, p, &closed)?);
+    let mut e = render(p, account, &charges)?;
+    e.coverage = coverage(conn, (p.from_ms, p.to_ms))?;
+    Ok((e, charges))
+}
+
+/// The FOCUS 1.2 export of month `p`: the frozen bytes when it is closed,
+/// the live figures (and the corrections it carries) when it is open.
+pub fn focus_export(
+    conn: &mut AnyConnection,
+    p: &Month,
+    account: &Account,
+) -> AppResult<FocusExport> {
+    if let Some(c) = repo::close_in_force(conn, &p.key)? {
+        let view = CloseView::from(&c);
+        return Ok(FocusExport {
+            period: c.period.clone(),
+            csv: c.focus_csv,
+            sha256: c.sha256,
+            charges: c.charges,
+            corrections: c.corrections,
+            billed: view.billed,
+            list: view.list,
+            closed: Some(view),
+            coverage: Coverage::default(),
+        });
+    }
+    Ok(live_export(conn, p, account)?.0)
+}
+
+/// Closes month `p`: refuses a month not over at `now`, one closed already,
+/// and one whose stored rows some run has not judged (with the `tally run`
+/// that would); otherwise freezes its export and charges.
+pub fn close(
+    conn: &mut AnyConnection,
+    p: &Month,
+    account: &Account,
+    by: &str,
+    now: NaiveDateTime,
+) -> AppResult<CloseView> {
+    let now_ms = now.and_utc().timestamp_millis();
+    if now_ms < p.to_ms {
+        refuse!(
+            "{} is not over until {}: close it after",
+            p.key,
+            tally_reconcile::time::format_ms(p.to_ms)
+        );
+    }
+    if let Some(c) = repo::close_in_force(conn, &p.key)? {
+        return Err(AppError::Conflict(format!(
+            "{} was closed at {} (sha256 {}); reopen it first, with a reason",
+            p.key,
+            CloseView::from(&c).closed_at,
+            c.sha256
+        )));
+    }
+    let (e, charges) = live_export(conn, p, account)?;
+    if let Some(w) = e.coverage.warning() {
+        refuse!("{} cannot close: {w}", p.key);
+    }
+    let nanos = |d: Decimal| usd_to_nanos(d).map(|(n, _)| n);
+    let mut rows = charges
+        .iter()
+        .map(|c| closed_charge(0, c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let stored = repo::insert_close(
+        conn,
+        &NewClosedPeriod {
+            period: &p.key,
+            start_ms: p.from_ms,
+            end_ms: p.to_ms,
+            closed_at: now,
+            closed_by: by,
+            sha256: &e.sha256,
+            focus_csv: &e.csv,
+            charges: e.charges,
+            corrections: e.corrections,
+            billed_nanos: nanos(e.billed)?,
+            list_nanos: nanos(e.list)?,
+        },
+        &mut rows,
+    )
+    .map_err(|e| match e {
+        crate::db::DbError::Conflict(m) => AppError::Conflict(m),
+        e => AppError::Store(e),
+    })?;
+    Ok(CloseView::from(&stored))
+}
+
+/// Reopens month `p`, with a reason; its close stays on record, marked.
+pub fn reopen(
+    conn: &mut AnyConnection,
+    p: &Month,
+    reason: &str,
+    by: &str,
+    now: NaiveDateTime,
+) -> AppResult<()> {
+    if reason.trim().is_empty() {
+        refuse!("reopening {} needs a reason (--reason)", p.key);
+    }
+    if !repo::reopen_close(conn, &p.key, by, reason.trim(), now)? {
+        return Err(AppError::NotFound(format!("{} is not closed", p.key)));
+    }
+    Ok(())
+}
+
+/// Every close, reopened ones too.
+pub fn closes(conn: &mut AnyConnection) -> AppResult<Vec<CloseView>> {
+    Ok(repo::closes(conn)?.iter().map(CloseView::from).collect())
+}
