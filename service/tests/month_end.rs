@@ -247,3 +247,109 @@ fn a_month_with_rows_no_run_judged_cannot_close() {
         );
     }
 }
+
+/// The fixture catalog as it stands at `as_of`: each model's entry in force
+/// then, applying from the start of the year.
+fn catalog_as_of(as_of: &str, dir: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(fixture("prices.toml")).unwrap();
+    let v: toml::Table = toml::from_str(&text).unwrap();
+    let mut latest: std::collections::BTreeMap<String, toml::Table> = Default::default();
+    for p in v["price"].as_array().unwrap() {
+        let p = p.as_table().unwrap();
+        let from = p["effective_from"].as_str().unwrap();
+        if from > as_of {
+            continue;
+        }
+        let model = p["model"].as_str().unwrap().to_owned();
+        let newer = latest
+            .get(&model)
+            .is_none_or(|q| q["effective_from"].as_str().unwrap() < from);
+        if newer {
+            latest.insert(model, p.clone());
+        }
+    }
+    let mut out = String::from("currency = \"USD\"\n");
+    for mut p in latest.into_values() {
+        p.insert(
+            "effective_from".to_owned(),
+            toml::Value::String("2026-01-01T00:00:00Z".to_owned()),
+        );
+        out.push_str("\n[[price]]\n");
+        out.push_str(&toml::to_string(&p).unwrap());
+    }
+    let path = dir.join("as_of.toml");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+#[test]
+fn a_repriced_month_equals_reconciling_its_files_at_the_later_prices() {
+    let dir = tempfile::tempdir().unwrap();
+    // The fixture catalog cuts gpt-4o's price at noon on the fixture day:
+    // every gpt-4o row before it costs less as of December.
+    let later = catalog_as_of("2026-12-01T00:00:00Z", dir.path());
+    let mut args: Vec<String> = FIXTURE_ARGS.iter().map(|s| (*s).to_owned()).collect();
+    let at = args.iter().position(|a| a == "--prices").unwrap();
+    args[at + 1] = later.display().to_string();
+    let out = succeed(tally().args(&args).args(["--format", "json"]), "reconcile");
+    let independent: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let owner_of = |o: &serde_json::Value| {
+        let parts: Vec<&str> = ["team", "service", "env"]
+            .iter()
+            .map(|k| o[*k].as_str().unwrap())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if parts.is_empty() {
+            "(none)".to_owned()
+        } else {
+            parts.join("/")
+        }
+    };
+    let dec = |v: &serde_json::Value| v.as_str().unwrap().parse::<Decimal>().unwrap().normalize();
+    for s in stores() {
+        let b = s.backend;
+        load_fixture_day(&s);
+        succeed(&mut run_fixture_day(&s.url), "run");
+        let out = succeed(
+            tally().args([
+                "reprice",
+                "--period",
+                "2026-11",
+                "--as-of",
+                "2026-12-01",
+                "--format",
+                "json",
+                "--db",
+                &s.url,
+            ]),
+            "reprice",
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        // Per owner and in total, to the nano-dollar.
+        for o in independent["costs_by_owner"].as_array().unwrap() {
+            let name = owner_of(o);
+            let line = r["by_owner"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["group"] == name.as_str())
+                .unwrap_or_else(|| panic!("{b}: no {name} in {r:#}"));
+            assert_eq!(dec(&line["as_of"]), dec(&o["computed_cost"]), "{b}: {name}");
+            assert_eq!(line["rows"], o["billed_rows"], "{b}: {name}");
+        }
+        assert_eq!(
+            dec(&r["total"]["as_of"]),
+            dec(&independent["totals"]["billed_computed"]),
+            "{b}"
+        );
+        // The change is all gpt-4o's, and it is a saving.
+        let models = r["by_model"].as_array().unwrap();
+        assert_eq!(models[0]["group"], "gpt-4o", "{b}: {r:#}");
+        assert!(dec(&models[0]["diff"]) < Decimal::ZERO, "{b}");
+        assert!(
+            models.iter().skip(1).all(|m| dec(&m["diff"]).is_zero()),
+            "{b}: {r:#}"
+        );
+        assert_eq!(dec(&r["total"]["diff"]), dec(&models[0]["diff"]), "{b}");
+    }
+}

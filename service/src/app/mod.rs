@@ -14,6 +14,7 @@ pub mod reconcile;
 pub mod reference;
 pub mod registry;
 pub mod report;
+pub mod reprice;
 pub mod run;
 pub mod split;
 pub mod sums;

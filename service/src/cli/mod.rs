@@ -71,6 +71,9 @@ pub enum Command {
     /// Close a billing month (its FOCUS export becomes final), reopen it
     /// with a reason, or list the closes.
     Close(CloseArgs),
+    /// What a month's billed rows would cost under the prices in force at
+    /// another date, per model and per owner.
+    Reprice(RepriceArgs),
     /// Run the HTTP API until SIGTERM.
     Serve(ServeArgs),
     /// Quotas: limits on an owner's or a key's usage per period.
@@ -393,6 +396,23 @@ pub struct FocusArgs {
     /// Exit 1 when stored rows in an open month were never reconciled.
     #[arg(long)]
     pub strict: bool,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `tally reprice`.
+#[derive(Debug, clap::Args)]
+pub struct RepriceArgs {
+    /// The billing month, YYYY-MM (UTC).
+    #[arg(long, value_name = "YYYY-MM")]
+    pub period: String,
+    /// The date whose prices apply (YYYY-MM-DD or RFC 3339, UTC).
+    #[arg(long, value_name = "TIME")]
+    pub as_of: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: render::Format,
     /// The store.
     #[command(flatten)]
     pub store: StoreArgs,
@@ -993,6 +1013,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Report(args) => report(&args),
         Command::Focus(args) => focus(&args),
         Command::Close(args) => close(&args),
+        Command::Reprice(args) => reprice(&args),
         Command::Db(DbCommand::Migrate { config, db }) => migrate(config.as_deref(), db),
         Command::Serve(args) => {
             let settings = load_settings(args.config.as_deref())?;
@@ -1152,6 +1173,19 @@ fn focus(args: &FocusArgs) -> Result<ExitCode> {
     if args.strict && !e.coverage.complete() {
         return Ok(ExitCode::FAILURE);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tally reprice`.
+fn reprice(args: &RepriceArgs) -> Result<ExitCode> {
+    let month = app::periods::billing_month(&args.period)?;
+    let as_of = time_flag("--as-of", &args.as_of)?;
+    let mut conn = args.store.open()?;
+    let r = app::reprice::reprice(&mut conn, &month, as_of)?;
+    if let Some(w) = r.coverage.warning() {
+        crate::output::notice(&format!("warning: {w}\n"));
+    }
+    crate::output::print(&render::describe_reprice(&r, args.format)?)?;
     Ok(ExitCode::SUCCESS)
 }
 

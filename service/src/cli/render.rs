@@ -240,3 +240,64 @@ pub fn describe_closes(
     }
     Ok(out)
 }
+
+/// A month repriced: per model, per owner, and the total.
+pub fn describe_reprice(
+    r: &crate::app::reprice::Reprice,
+    format: Format,
+) -> Result<String, crate::export::ExportError> {
+    use crate::app::reprice::RepriceLine;
+    if format == Format::Json {
+        return Ok(serde_json::to_string_pretty(r).unwrap_or_default() + "\n");
+    }
+    let mut out = String::new();
+    if format == Format::Csv {
+        out.push_str("dimension,group,rows,was,as_of,diff,unpriced_was,unpriced_as_of\n");
+    }
+    let mut section = |title: &str, lines: &[RepriceLine]| {
+        if format == Format::Table {
+            out.push_str(&format!(
+                "{title}\n{:<40} {:>8} {:>16} {:>16} {:>16} {:>9}\n",
+                "", "rows", "was", "as of", "change", "unpriced"
+            ));
+        }
+        for l in lines {
+            let unpriced = if l.unpriced_was == l.unpriced_as_of {
+                l.unpriced_as_of.to_string()
+            } else {
+                format!("{}->{}", l.unpriced_was, l.unpriced_as_of)
+            };
+            if format == Format::Csv {
+                out.push_str(&format!(
+                    "{},{},{},{},{},{},{},{}\n",
+                    title.to_lowercase().replace(' ', "_"),
+                    crate::export::csv_safe(&l.group),
+                    l.rows,
+                    l.was,
+                    l.as_of,
+                    l.diff,
+                    l.unpriced_was,
+                    l.unpriced_as_of
+                ));
+            } else {
+                out.push_str(&format!(
+                    "{:<40} {:>8} {:>16} {:>16} {:>16} {:>9}\n",
+                    l.group, l.rows, l.was, l.as_of, l.diff, unpriced
+                ));
+            }
+        }
+        if format == Format::Table {
+            out.push('\n');
+        }
+    };
+    section("By model", &r.by_model);
+    section("By owner", &r.by_owner);
+    section("Total", std::slice::from_ref(&r.total));
+    if format == Format::Table {
+        out.push_str(&format!(
+            "{}: billed rows at Tally's prices then (was) and at the prices in force at {} (as of), USD.\n",
+            r.period, r.as_of
+        ));
+    }
+    Ok(out)
+}

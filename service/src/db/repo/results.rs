@@ -253,6 +253,68 @@ impl From<JudgedRow> for Judged {
     }
 }
 
+/// A gateway row's verdict with everything needed to price it again.
+#[derive(Debug, Clone)]
+pub struct Billed {
+    /// The verdict (owner, model family, Tally's price then).
+    pub verdict: VerdictRow,
+    /// The row's time, UTC ms.
+    pub ts_ms: i64,
+    /// Input, cached input, cache write, output and reasoning tokens, as
+    /// stored (`None`: not reported).
+    pub tokens: [Option<i64>; 5],
+}
+
+/// Calls `each` with every gateway row in `[from_ms, to_ms)` and the
+/// verdict of the newest current run on it, in row id order, streamed.
+pub fn each_current_billed(
+    conn: &mut AnyConnection,
+    (from_ms, to_ms): (i64, i64),
+    mut each: impl FnMut(Billed),
+) -> Result<(), DbError> {
+    type Row = (
+        VerdictRow,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    );
+    let query = verdicts::table
+        .inner_join(runs::table)
+        .inner_join(usage_rows::table)
+        .filter(runs::status.eq("current"))
+        .filter(usage_rows::side.eq(EnumCol(SideKind::Gateway)))
+        .filter(usage_rows::ts_ms.ge(from_ms))
+        .filter(usage_rows::ts_ms.lt(to_ms))
+        .order((verdicts::usage_row_id, verdicts::run_id.desc()))
+        .select((
+            VerdictRow::as_select(),
+            usage_rows::ts_ms,
+            usage_rows::input_tokens,
+            usage_rows::cached_input_tokens,
+            usage_rows::cache_write_tokens,
+            usage_rows::output_tokens,
+            usage_rows::reasoning_tokens,
+        ));
+    let mut last: Option<i64> = None;
+    for row in query.load_iter::<Row, _>(conn)? {
+        let (verdict, ts_ms, i, c, w, o, r) = row?;
+        // Newest run first: the first verdict of a row wins.
+        if last == Some(verdict.usage_row_id) {
+            continue;
+        }
+        last = Some(verdict.usage_row_id);
+        each(Billed {
+            verdict,
+            ts_ms,
+            tokens: [i, c, w, o, r],
+        });
+    }
+    Ok(())
+}
+
 /// Calls `each` with the verdict of the newest current run on every row
 /// with `from_ms <= ts_ms < to_ms` (of one side, when given), in row id
 /// order. Streamed: a report over ten million rows holds one at a time.
