@@ -190,6 +190,8 @@ stored_enum! {
         QuotaForecast => "quota_forecast",
         /// The daily digest of what is firing.
         Digest => "digest",
+        /// Late rows changed a closed billing month: corrections follow.
+        PeriodCorrection => "period_correction",
     }
 }
 

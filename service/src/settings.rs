@@ -152,6 +152,9 @@ pub struct AlertSettings {
     /// Who hears of unregistered keys, and of anything whose owner has no
     /// contact (comma-separated addresses).
     pub platform_contact: String,
+    /// Who hears that late rows changed a closed month (comma-separated
+    /// addresses); empty: the platform contact.
+    pub finance_contact: String,
     /// Unattributed traffic on a key in a day alerts from this many rows...
     pub unattributed_min_rows: u64,
     /// ...or from this cost, USD.
@@ -167,6 +170,7 @@ impl Default for AlertSettings {
     fn default() -> Self {
         Self {
             platform_contact: String::new(),
+            finance_contact: String::new(),
             unattributed_min_rows: 1,
             unattributed_min_cost: rust_decimal::Decimal::ZERO,
             forecast_min_elapsed_h: 6,
@@ -491,6 +495,11 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         section: "alerts",
+        name: "finance_contact",
+        doc: "addresses told when late rows change a closed month (default: the platform contact)",
+    },
+    Key {
+        section: "alerts",
         name: "unattributed_min_rows",
         doc: "unattributed rows on a key in a day that alert (default 1)",
     },
@@ -675,6 +684,8 @@ impl Settings {
         crate::mail::check(&self.email).map_err(|e| e.to_string())?;
         crate::mail::check_contact(&self.alerts.platform_contact)
             .map_err(|e| format!("alerts.platform_contact: {e}"))?;
+        crate::mail::check_contact(&self.alerts.finance_contact)
+            .map_err(|e| format!("alerts.finance_contact: {e}"))?;
         if self.focus.billing_account_id.trim().is_empty() {
             return Err("focus.billing_account_id must not be empty".to_owned());
         }

@@ -157,9 +157,32 @@ fn a_closed_month_keeps_its_bytes_and_late_rows_become_next_months_corrections()
             "{b}"
         );
 
-        // Late rows for November arrive and are reconciled.
+        // Late rows for November arrive and are reconciled: finance hears
+        // of it once, however many runs see them.
         ingest(&s, "gateway", &[&late]);
-        succeed(&mut run_fixture_day(&s.url), "run again");
+        for _ in 0..2 {
+            succeed(
+                run_fixture_day(&s.url).env("TALLY_ALERTS_FINANCE_CONTACT", "finance@example.com"),
+                "run again",
+            );
+        }
+        let alerts = succeed(
+            tally().args(["alerts", "list", "--format", "json", "--db", &s.url]),
+            "alerts list",
+        );
+        let alerts: serde_json::Value = serde_json::from_slice(&alerts.stdout).unwrap();
+        let corrections: Vec<&serde_json::Value> = alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == "period_correction")
+            .collect();
+        assert_eq!(corrections.len(), 1, "{b}: {alerts:#}");
+        assert_eq!(
+            corrections[0]["title"],
+            "Closed 2026-11 changed: 2 requests arrived late, 0.1 USD billed; corrections go into 2026-12",
+            "{b}"
+        );
         let (still, _) = focus(&s, "2026-11");
         assert_eq!(still, nov, "{b}: a closed month never changes");
 

@@ -37,6 +37,9 @@ pub enum AlertError {
     /// Rendering a message.
     #[error(transparent)]
     Mail(#[from] crate::mail::MailError),
+    /// Reading a closed month's figures.
+    #[error(transparent)]
+    Period(Box<crate::app::error::AppError>),
 }
 
 impl From<diesel::result::Error> for AlertError {
@@ -548,6 +551,7 @@ pub fn raise_for_run(
     let evidence = evidence(conn, run_id, &unattributed)?;
     let mut pending = key_alerts(settings, &contacts, &unattributed, &evidence, run_id);
     pending.extend(quality_alerts(settings, &quality, run_id));
+    pending.extend(correction_alerts(conn, settings, window, run_id)?);
     let link = format!(
         "{}/runs/{run_id}",
         settings.email.base_url.trim_end_matches('/')
@@ -925,6 +929,90 @@ fn quality_alerts(settings: &Settings, q: &Quality, run_id: i64) -> Vec<Pending>
         });
     }
     pending
+}
+
+/// An alert per closed month the run's window touches whose figures late
+/// rows changed: to finance (the platform contact when none is set), once
+/// per closed month and the open month that carries the corrections; more
+/// late rows later update that alert's figures instead of mailing again.
+fn correction_alerts(
+    conn: &mut AnyConnection,
+    settings: &Settings,
+    (from_ms, to_ms): (i64, i64),
+    run_id: i64,
+) -> Result<Vec<Pending>, AlertError> {
+    let mut pending = Vec::new();
+    let base = settings.email.base_url.trim_end_matches('/');
+    let to = if settings.alerts.finance_contact.trim().is_empty() {
+        platform(settings)
+    } else {
+        crate::mail::addresses_in(&settings.alerts.finance_contact)
+            .map(str::to_owned)
+            .collect()
+    };
+    let failed = |e: crate::app::error::AppError| AlertError::Period(Box::new(e));
+    for c in crate::app::periods::closed_touching(conn, (from_ms, to_ms)).map_err(failed)? {
+        let Some(late) = crate::app::periods::pending_corrections(conn, &c).map_err(failed)? else {
+            continue;
+        };
+        let billed = late.billed.normalize();
+        let title = format!(
+            "Closed {} changed: {} arrived late, {} USD billed; corrections go into {}",
+            c.period,
+            count(u64::try_from(late.requests.max(0)).unwrap_or(0), "request"),
+            billed,
+            late.carried_by
+        );
+        let lines = vec![
+            ("Closed month".to_owned(), c.period.clone()),
+            ("Closed at (UTC)".to_owned(), c.closed_at.clone()),
+            ("Frozen export sha256".to_owned(), c.sha256.clone()),
+            ("Late requests".to_owned(), late.requests.to_string()),
+            (
+                "Billed by the gateway (reported)".to_owned(),
+                format!("{billed} USD"),
+            ),
+            (
+                "At Tally's prices (list)".to_owned(),
+                format!("{} USD", late.list.normalize()),
+            ),
+            ("Corrections go into".to_owned(), late.carried_by.clone()),
+        ];
+        let steps = vec![
+            format!(
+                "`tally focus --period {}` lists them as ChargeClass=Correction rows; the closed month's export and hash stay as they were.",
+                late.carried_by
+            ),
+            format!(
+                "If the month must be restated instead, `tally close --period {} --reopen --reason \"...\"` and close it again.",
+                c.period
+            ),
+        ];
+        pending.push(Pending {
+            rule: AlertKind::PeriodCorrection.as_str().to_owned(),
+            scope: c.period.clone(),
+            period: late.carried_by.clone(),
+            kind: AlertKind::PeriodCorrection,
+            title,
+            detail: serde_json::json!({
+                "run": run_id, "closed": c.period, "sha256": c.sha256,
+                "requests": late.requests, "billed": billed.to_string(),
+                "list": late.list.normalize().to_string(), "into": late.carried_by,
+            }),
+            to: to.clone(),
+            lines,
+            rows_heading: "",
+            rows: Vec::new(),
+            more: Vec::new(),
+            steps,
+            link: Some(format!("{base}/runs/{run_id}")),
+            weight: (
+                tally_schema::convert::usd_to_nanos(billed).map_or(i64::MAX, |(n, _)| n),
+                u64::try_from(late.requests.max(0)).unwrap_or(0),
+            ),
+        });
+    }
+    Ok(pending)
 }
 
 /// Resolves this window's alerts whose cause is gone (not among `live`,

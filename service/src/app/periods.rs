@@ -381,3 +381,50 @@ pub fn reopen(
 pub fn closes(conn: &mut AnyConnection) -> AppResult<Vec<CloseView>> {
     Ok(repo::closes(conn)?.iter().map(CloseView::from).collect())
 }
+
+/// The closes in force of months that overlap `[from_ms, to_ms)`.
+pub fn closed_touching(
+    conn: &mut AnyConnection,
+    (from_ms, to_ms): (i64, i64),
+) -> AppResult<Vec<CloseView>> {
+    Ok(repo::closes(conn)?
+        .iter()
+        .filter(|c| c.reopened_at.is_none() && c.start_ms < to_ms && from_ms < c.end_ms)
+        .map(CloseView::from)
+        .collect())
+}
+
+/// What late rows changed in a closed month, not yet frozen by any close.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Late {
+    /// Requests (net: late rows less rows gone).
+    pub requests: i64,
+    /// BilledCost of the corrections, USD.
+    pub billed: Decimal,
+    /// ListCost of the corrections, USD.
+    pub list: Decimal,
+    /// The open month that carries them (`YYYY-MM`).
+    pub carried_by: String,
+}
+
+/// The corrections closed month `c` has waiting, if any.
+pub fn pending_corrections(conn: &mut AnyConnection, c: &CloseView) -> AppResult<Option<Late>> {
+    let m = billing_month(&c.period)?;
+    let closed = closed_months(conn)?;
+    let window = (m.from_ms, m.to_ms);
+    let now = live_charges(conn, window)?;
+    let frozen: Vec<Charge> = repo::frozen_charges(conn, window)?
+        .iter()
+        .map(charge_of)
+        .collect();
+    let corr = focus::corrections(&now, &frozen);
+    if corr.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Late {
+        requests: corr.iter().map(|c| c.requests).sum(),
+        billed: corr.iter().map(|c| c.billed).sum(),
+        list: corr.iter().map(Charge::list).sum(),
+        carried_by: first_open_after(&m, &closed)?.key,
+    }))
+}

@@ -232,6 +232,7 @@ impl From<crate::app::alerts::AlertError> for ApiError {
             AlertError::Invalid(m) => ApiError::bad_request(m),
             AlertError::NotFound(name) => ApiError::not_found(format!("no quota named `{name}`")),
             e @ AlertError::Mail(_) => ApiError::internal(e),
+            AlertError::Period(e) => (*e).into(),
         }
     }
 }
