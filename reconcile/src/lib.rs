@@ -27,6 +27,7 @@ pub mod report;
 pub mod report_lines;
 pub mod routes;
 pub mod synth;
+pub mod tieout;
 pub mod time;
 
 pub use error::{Error, RowError};

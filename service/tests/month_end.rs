@@ -376,3 +376,502 @@ fn a_repriced_month_equals_reconciling_its_files_at_the_later_prices() {
         assert_eq!(dec(&r["total"]["diff"]), dec(&models[0]["diff"]), "{b}");
     }
 }
+
+// The provider tie-out as finance runs it: two days of traffic through a
+// LiteLLM proxy (OpenAI and Anthropic models) and OpenRouter, the
+// providers' own report pages built from that traffic in their documented
+// shapes (OpenAI Usage API in two pages and Costs API, Anthropic usage and
+// cost reports with cache reads and 5 min / 1 h cache writes, OpenRouter
+// activity), and a gateway export with gaps injected: rows the providers
+// served that the gateway never logged, and a model the gateway billed
+// below the provider's charge. Every gap must show in its bucket with its
+// amount, and nothing else.
+mod tie_out {
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+
+    use super::common::{stores, succeed, tally};
+    use super::fixture_day::ingest;
+    use rust_decimal::Decimal;
+
+    const DAY1: i64 = 1_795_132_800; // 2026-11-20T00:00:00Z, unix seconds
+    const DAY: i64 = 86_400;
+
+    /// One call as the provider served it.
+    #[derive(Clone)]
+    struct Call {
+        provider: &'static str,
+        day: i64,
+        at_s: i64,
+        /// The provider's dated model name.
+        snapshot: &'static str,
+        uncached: u64,
+        cache_read: u64,
+        cache_5m: u64,
+        cache_1h: u64,
+        output: u64,
+        /// What the provider charged, USD.
+        cost: Decimal,
+        /// What the gateway logged as billed (`None`: the gateway lost the row).
+        gateway_cost: Option<Decimal>,
+    }
+
+    impl Call {
+        fn input(&self) -> u64 {
+            self.uncached + self.cache_read + self.cache_5m + self.cache_1h
+        }
+    }
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    /// Two days of traffic with the gaps the test injects.
+    fn traffic() -> Vec<Call> {
+        let mut calls = Vec::new();
+        let mut n = 0;
+        let mut add = |provider,
+                       day,
+                       snapshot,
+                       uncached,
+                       cache_read,
+                       cache_5m,
+                       cache_1h,
+                       output,
+                       cost: &str| {
+            n += 1;
+            calls.push(Call {
+                provider,
+                day,
+                at_s: DAY1 + day * DAY + 3600 + n * 60,
+                snapshot,
+                uncached,
+                cache_read,
+                cache_5m,
+                cache_1h,
+                output,
+                cost: d(cost),
+                gateway_cost: Some(d(cost)),
+            });
+        };
+        for day in 0..2 {
+            for _ in 0..4 {
+                add(
+                    "openai",
+                    day,
+                    "gpt-4o-mini-2024-07-18",
+                    900,
+                    100,
+                    0,
+                    0,
+                    50,
+                    "0.000180",
+                );
+                add(
+                    "openai",
+                    day,
+                    "gpt-4o-2024-08-06",
+                    1500,
+                    500,
+                    0,
+                    0,
+                    200,
+                    "0.007125",
+                );
+                add(
+                    "anthropic",
+                    day,
+                    "claude-sonnet-4-20250514",
+                    300,
+                    1200,
+                    200,
+                    50,
+                    400,
+                    "0.008310",
+                );
+                add(
+                    "openrouter",
+                    day,
+                    "openai/gpt-4.1-2025-04-14",
+                    700,
+                    0,
+                    0,
+                    0,
+                    90,
+                    "0.002120",
+                );
+            }
+        }
+        // Gap 1: two gpt-4o-mini calls on day 1 the gateway never logged.
+        for c in calls
+            .iter_mut()
+            .filter(|c| c.day == 0 && c.snapshot.starts_with("gpt-4o-mini"))
+            .take(2)
+        {
+            c.gateway_cost = None;
+        }
+        // Gap 2: one Anthropic call on day 2 lost too.
+        if let Some(c) = calls
+            .iter_mut()
+            .find(|c| c.day == 1 && c.provider == "anthropic")
+        {
+            c.gateway_cost = None;
+        }
+        // Gap 3: on day 2 the gateway billed gpt-4o below OpenAI's charge.
+        for c in calls
+            .iter_mut()
+            .filter(|c| c.day == 1 && c.snapshot.starts_with("gpt-4o-2024"))
+        {
+            c.gateway_cost = Some(d("0.006000"));
+        }
+        // Gap 4: one OpenRouter call on day 2 missing from its export.
+        if let Some(c) = calls
+            .iter_mut()
+            .find(|c| c.day == 1 && c.provider == "openrouter")
+        {
+            c.gateway_cost = None;
+        }
+        calls
+    }
+
+    fn naive(s: i64) -> String {
+        chrono::DateTime::from_timestamp(s, 0)
+            .unwrap()
+            .format("%Y-%m-%d %H:%M:%S%.3f")
+            .to_string()
+    }
+
+    /// The LiteLLM SpendLogs export and the OpenRouter generation export of
+    /// what the gateways logged.
+    fn gateway_exports(calls: &[Call], dir: &Path) -> (PathBuf, PathBuf) {
+        let mut litellm = String::from(
+            "request_id,call_type,api_key,spend,total_tokens,prompt_tokens,completion_tokens,startTime,endTime,model,model_group,metadata,cache_hit,status,user,team_id,end_user,request_tags\n",
+        );
+        let mut openrouter = String::from(
+            "generation_id,created_at,cost_total,tokens_prompt,tokens_completion,tokens_reasoning,tokens_cached,model_permaslug,provider_name,variant,cancelled,streamed,api_key_name\n",
+        );
+        for (i, c) in calls.iter().enumerate() {
+            let Some(cost) = c.gateway_cost else { continue };
+            let t = naive(c.at_s);
+            if c.provider == "openrouter" {
+                openrouter.push_str(&format!(
+                    "gen-{}-{i:04},{t},{cost},{},{},0,0,{},OpenAI,standard,false,false,research\n",
+                    c.at_s,
+                    c.input(),
+                    c.output,
+                    c.snapshot
+                ));
+                continue;
+            }
+            let meta = format!(
+                "\"{{\"\"usage_object\"\":{{\"\"prompt_tokens_details\"\":{{\"\"cached_tokens\"\":{}}},\"\"cache_creation_input_tokens\"\":{}}}}}\"",
+                c.cache_read,
+                c.cache_5m + c.cache_1h
+            );
+            let family = c.snapshot.rsplit_once('-').map_or(c.snapshot, |(a, _)| a);
+            let family = if c.provider == "openai" {
+                c.snapshot.get(..c.snapshot.len() - 11).unwrap_or(family)
+            } else {
+                family
+            };
+            litellm.push_str(&format!(
+            "chatcmpl-{i:04},acompletion,{key},{cost},{},{},{},{t},{t},{}/{},{family},{meta},False,success,,,,[]\n",
+            c.input() + c.output,
+            c.input(),
+            c.output,
+            c.provider,
+            c.snapshot,
+            key = "38421a3dd6372becf0707bb0ec1d1be405b690420957d45c1dc25a971cae0e63",
+        ));
+        }
+        let (a, b) = (dir.join("spendlogs.csv"), dir.join("openrouter.csv"));
+        std::fs::write(&a, litellm).unwrap();
+        std::fs::write(&b, openrouter).unwrap();
+        (a, b)
+    }
+
+    /// Sums of the calls per (provider, day, snapshot).
+    fn grouped(calls: &[Call], provider: &str) -> BTreeMap<(i64, &'static str), Vec<Call>> {
+        let mut m: BTreeMap<(i64, &'static str), Vec<Call>> = BTreeMap::new();
+        for c in calls.iter().filter(|c| c.provider == provider) {
+            m.entry((c.day, c.snapshot)).or_default().push(c.clone());
+        }
+        m
+    }
+
+    /// The providers' report pages, in their documented shapes.
+    fn provider_reports(calls: &[Call], dir: &Path) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        let mut write = |name: &str, v: serde_json::Value| {
+            let p = dir.join(name);
+            std::fs::write(&p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+            files.push(p);
+        };
+        let sum = |cs: &[Call], f: fn(&Call) -> u64| cs.iter().map(f).sum::<u64>();
+        let cost = |cs: &[Call]| cs.iter().map(|c| c.cost).sum::<Decimal>();
+        // The providers send amounts as JSON floats.
+        let number = |x: Decimal| {
+            serde_json::Value::Number(
+                serde_json::Number::from_f64(x.to_string().parse::<f64>().unwrap()).unwrap(),
+            )
+        };
+        // OpenAI Usage API, 1d buckets grouped by model, one bucket a page.
+        let openai = grouped(calls, "openai");
+        for day in 0..2i64 {
+            let results: Vec<serde_json::Value> = openai
+                .iter()
+                .filter(|((dd, _), _)| *dd == day)
+                .map(|((_, model), cs)| {
+                    serde_json::json!({
+                        "object": "organization.usage.completions.result",
+                        "input_tokens": sum(cs, Call::input),
+                        "input_cached_tokens": sum(cs, |c| c.cache_read),
+                        "output_tokens": sum(cs, |c| c.output),
+                        "num_model_requests": cs.len(),
+                        "project_id": null, "user_id": null, "api_key_id": null,
+                        "model": model, "batch": null, "service_tier": null
+                    })
+                })
+                .collect();
+            write(
+                &format!("openai_usage_{day}.json"),
+                serde_json::json!({
+                    "object": "page",
+                    "data": [{"object": "bucket", "start_time": DAY1 + day * DAY, "end_time": DAY1 + (day + 1) * DAY, "results": results}],
+                    "has_more": day == 0,
+                    "next_page": if day == 0 { serde_json::json!("page_AAAAAGdGxdEiJdKOAAAAAGcqsYA=") } else { serde_json::Value::Null },
+                }),
+            );
+        }
+        // OpenAI Costs API: daily, line items per model and token kind (the
+        // split is the provider's; the sum is what it charged).
+        let buckets: Vec<serde_json::Value> = (0..2i64)
+        .map(|day| {
+            let results: Vec<serde_json::Value> = openai
+                .iter()
+                .filter(|((dd, _), _)| *dd == day)
+                .flat_map(|((_, model), cs)| {
+                    let total = cost(cs);
+                    let input = (total * d("0.4")).round_dp(9);
+                    [("input", input), ("output", total - input)].map(|(kind, v)| {
+                        serde_json::json!({
+                            "object": "organization.costs.result",
+                            "amount": {"value": number(v), "currency": "usd"},
+                            "line_item": format!("{model}, {kind}"),
+                            "project_id": "proj_abc", "organization_id": "org-abc"
+                        })
+                    })
+                })
+                .collect();
+            serde_json::json!({"object": "bucket", "start_time": DAY1 + day * DAY, "end_time": DAY1 + (day + 1) * DAY, "results": results})
+        })
+        .collect();
+        write(
+            "openai_costs.json",
+            serde_json::json!({"object": "page", "data": buckets, "has_more": false, "next_page": null}),
+        );
+        // Anthropic usage and cost reports (RFC 3339 buckets, cents strings).
+        let anthropic = grouped(calls, "anthropic");
+        let day_iso = |day: i64| {
+            chrono::DateTime::from_timestamp(DAY1 + day * DAY, 0)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        };
+        let (mut usage, mut costs) = (Vec::new(), Vec::new());
+        for day in 0..2i64 {
+            let mut u = Vec::new();
+            let mut c = Vec::new();
+            for ((_, model), cs) in anthropic.iter().filter(|((dd, _), _)| *dd == day) {
+                u.push(serde_json::json!({
+                "uncached_input_tokens": sum(cs, |c| c.uncached),
+                "cache_read_input_tokens": sum(cs, |c| c.cache_read),
+                "cache_creation": {"ephemeral_5m_input_tokens": sum(cs, |c| c.cache_5m), "ephemeral_1h_input_tokens": sum(cs, |c| c.cache_1h)},
+                "output_tokens": sum(cs, |c| c.output),
+                "server_tool_use": {"web_search_requests": 0},
+                "api_key_id": null, "workspace_id": null, "model": model,
+                "service_tier": "standard", "context_window": "0-200k"
+            }));
+                let cents = cost(cs) * Decimal::ONE_HUNDRED;
+                let out = (cents * d("0.7")).round_dp(7);
+                for (token_type, v) in [
+                    ("output_tokens", out),
+                    ("uncached_input_tokens", cents - out),
+                ] {
+                    c.push(serde_json::json!({
+                    "currency": "USD", "amount": v.normalize().to_string(), "workspace_id": null,
+                    "description": format!("Claude Sonnet 4 Usage - {token_type}"), "cost_type": "tokens",
+                    "context_window": "0-200k", "model": model, "service_tier": "standard", "token_type": token_type
+                }));
+                }
+            }
+            usage.push(serde_json::json!({"starting_at": day_iso(day), "ending_at": day_iso(day + 1), "results": u}));
+            costs.push(serde_json::json!({"starting_at": day_iso(day), "ending_at": day_iso(day + 1), "results": c}));
+        }
+        write(
+            "anthropic_usage.json",
+            serde_json::json!({"data": usage, "has_more": false, "next_page": null}),
+        );
+        write(
+            "anthropic_cost.json",
+            serde_json::json!({"data": costs, "has_more": false, "next_page": null}),
+        );
+        // OpenRouter activity: one item per UTC day and endpoint.
+        let items: Vec<serde_json::Value> = grouped(calls, "openrouter")
+        .iter()
+        .map(|((day, model), cs)| {
+            let date = day_iso(*day);
+            serde_json::json!({
+                "date": date.get(..10).unwrap(), "model": "openai/gpt-4.1", "model_permaslug": model,
+                "endpoint_id": "ep-1", "provider_name": "OpenAI", "usage": number(cost(cs)),
+                "byok_usage_inference": 0, "requests": cs.len(),
+                "prompt_tokens": sum(cs, Call::input), "completion_tokens": sum(cs, |c| c.output),
+                "reasoning_tokens": 0
+            })
+        })
+        .collect();
+        write(
+            "openrouter_activity.json",
+            serde_json::json!({"data": items}),
+        );
+        files
+    }
+
+    #[test]
+    fn every_injected_gap_shows_in_its_bucket_with_its_amount_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let calls = traffic();
+        let (litellm, openrouter) = gateway_exports(&calls, dir.path());
+        let reports = provider_reports(&calls, dir.path());
+        // The gaps, computed from the traffic: (provider, day, family) -> USD.
+        let mut want: BTreeMap<(String, String, String), (String, Decimal)> = BTreeMap::new();
+        for c in &calls {
+            let gap = c.cost - c.gateway_cost.unwrap_or_default();
+            if gap.is_zero() {
+                continue;
+            }
+            let verdict = if c.gateway_cost.is_none() {
+                "gateway_under_reports"
+            } else {
+                "priced_differently"
+            };
+            let family = c.snapshot.rsplit('/').next().unwrap();
+            let family = family
+                .get(..family.len() - 11)
+                .map_or(family, |f| f.trim_end_matches('-'));
+            let family = if family.starts_with("claude") {
+                "claude-sonnet-4"
+            } else {
+                family
+            };
+            let day = if c.day == 0 {
+                "2026-11-20"
+            } else {
+                "2026-11-21"
+            };
+            let e = want
+                .entry((c.provider.to_owned(), day.to_owned(), family.to_owned()))
+                .or_insert((verdict.to_owned(), Decimal::ZERO));
+            e.1 += gap;
+        }
+        assert_eq!(want.len(), 4, "{want:?}");
+        for s in stores() {
+            let b = s.backend;
+            ingest(&s, "gateway", &[&litellm, &openrouter]);
+            succeed(
+                tally().args([
+                    "run",
+                    "--from",
+                    "2026-11-20",
+                    "--to",
+                    "2026-11-22",
+                    "--db",
+                    &s.url,
+                ]),
+                "run",
+            );
+            let mut cmd = tally();
+            cmd.args([
+                "tieout",
+                "--from",
+                "2026-11-20",
+                "--to",
+                "2026-11-22",
+                "--format",
+                "json",
+                "--db",
+                &s.url,
+                "--report",
+            ])
+            .args(&reports);
+            let out = succeed(&mut cmd, "tieout");
+            let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let mut got: BTreeMap<(String, String, String), (String, Decimal)> = BTreeMap::new();
+            for l in t["lines"].as_array().unwrap() {
+                if l["verdict"] == "agrees" {
+                    continue;
+                }
+                let day = chrono::DateTime::from_timestamp_millis(l["start_ms"].as_i64().unwrap())
+                    .unwrap()
+                    .format("%Y-%m-%d")
+                    .to_string();
+                got.insert(
+                    (
+                        l["provider"].as_str().unwrap().to_owned(),
+                        day,
+                        l["model"].as_str().unwrap().to_owned(),
+                    ),
+                    (
+                        l["verdict"].as_str().unwrap().to_owned(),
+                        l["gap"].as_str().unwrap().parse::<Decimal>().unwrap(),
+                    ),
+                );
+            }
+            let want: BTreeMap<_, _> = want
+                .iter()
+                .map(|(k, (v, g))| (k.clone(), (v.clone(), g.normalize())))
+                .collect();
+            let got: BTreeMap<_, _> = got
+                .into_iter()
+                .map(|(k, (v, g))| (k, (v, g.normalize())))
+                .collect();
+            assert_eq!(got, want, "{b}: {t:#}");
+            // Every provider's buckets are there, agreeing where nothing was injected.
+            let lines = t["lines"].as_array().unwrap();
+            assert_eq!(lines.len(), 8, "{b}: 4 families x 2 days: {t:#}");
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l["verdict"] == "agrees" && l["provider"] == "anthropic"),
+                "{b}"
+            );
+            // The first OpenAI usage page says more follow; the second closes
+            // the set, so the report is whole.
+            assert_eq!(t["incomplete"], serde_json::json!([]), "{b}");
+            // Without the second page: the figures are short, and it says so.
+            let mut cmd = tally();
+            cmd.args([
+                "tieout",
+                "--from",
+                "2026-11-20",
+                "--to",
+                "2026-11-22",
+                "--strict",
+                "--db",
+                &s.url,
+                "--report",
+            ])
+            .args(
+                reports
+                    .iter()
+                    .filter(|p| !p.ends_with("openai_usage_1.json")),
+            );
+            let out = cmd.output().unwrap();
+            assert!(!out.status.success(), "{b}");
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("says more pages follow"),
+                "{b}"
+            );
+        }
+    }
+}

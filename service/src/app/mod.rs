@@ -18,6 +18,7 @@ pub mod reprice;
 pub mod run;
 pub mod split;
 pub mod sums;
+pub mod tieout;
 pub mod tokens;
 
 /// The message a panic carried, for the one line that reports it.

@@ -74,6 +74,9 @@ pub enum Command {
     /// What a month's billed rows would cost under the prices in force at
     /// another date, per model and per owner.
     Reprice(RepriceArgs),
+    /// Tie the providers' own usage and cost reports (OpenAI, Anthropic,
+    /// OpenRouter JSON pages) to the stored gateway rows, bucket by bucket.
+    Tieout(TieoutArgs),
     /// Run the HTTP API until SIGTERM.
     Serve(ServeArgs),
     /// Quotas: limits on an owner's or a key's usage per period.
@@ -413,6 +416,32 @@ pub struct RepriceArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: render::Format,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `tally tieout`.
+#[derive(Debug, clap::Args)]
+pub struct TieoutArgs {
+    /// Window start, inclusive (YYYY-MM-DD or RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub from: String,
+    /// Window end, exclusive.
+    #[arg(long, value_name = "TIME")]
+    pub to: String,
+    /// Provider report pages, as the APIs returned them (all pages).
+    #[arg(long = "report", value_name = "FILE", required = true, num_args = 1..)]
+    pub reports: Vec<PathBuf>,
+    /// Cost difference (USD) within which a bucket agrees.
+    #[arg(long, default_value = "0.000001", value_name = "USD")]
+    pub tolerance: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: render::Format,
+    /// Exit 1 unless every bucket agrees and every report is whole.
+    #[arg(long)]
+    pub strict: bool,
     /// The store.
     #[command(flatten)]
     pub store: StoreArgs,
@@ -1014,6 +1043,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Focus(args) => focus(&args),
         Command::Close(args) => close(&args),
         Command::Reprice(args) => reprice(&args),
+        Command::Tieout(args) => tieout(&args),
         Command::Db(DbCommand::Migrate { config, db }) => migrate(config.as_deref(), db),
         Command::Serve(args) => {
             let settings = load_settings(args.config.as_deref())?;
@@ -1186,6 +1216,30 @@ fn reprice(args: &RepriceArgs) -> Result<ExitCode> {
         crate::output::notice(&format!("warning: {w}\n"));
     }
     crate::output::print(&render::describe_reprice(&r, args.format)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tally tieout`.
+fn tieout(args: &TieoutArgs) -> Result<ExitCode> {
+    let from = time_flag("--from", &args.from)?;
+    let to = time_flag("--to", &args.to)?;
+    let tolerance: rust_decimal::Decimal = args
+        .tolerance
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--tolerance: `{}` is not an amount", args.tolerance))?;
+    let mut conn = args.store.open()?;
+    let files: Vec<&std::path::Path> = args.reports.iter().map(PathBuf::as_path).collect();
+    let t = app::tieout::tie_out(&mut conn, (from, to), &files, tolerance)?;
+    if let Some(w) = t.coverage.warning() {
+        crate::output::notice(&format!("warning: {w}\n"));
+    }
+    for m in &t.incomplete {
+        crate::output::notice(&format!("warning: {m}\n"));
+    }
+    crate::output::print(&render::describe_tieout(&t, args.format)?)?;
+    if args.strict && !t.clean() {
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -301,3 +301,118 @@ pub fn describe_reprice(
     }
     Ok(out)
 }
+
+/// A tie-out: the buckets that disagree first, then the gaps.
+pub fn describe_tieout(
+    t: &crate::app::tieout::TieOutView,
+    format: Format,
+) -> Result<String, crate::export::ExportError> {
+    use tally_reconcile::tieout::Verdict;
+    if format == Format::Json {
+        return Ok(serde_json::to_string_pretty(t).unwrap_or_default() + "\n");
+    }
+    let day = |ms: i64| tally_reconcile::time::format_ms(ms);
+    let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |n| n.to_string());
+    let money = |v: Option<rust_decimal::Decimal>| {
+        v.map_or_else(|| "-".to_owned(), |d| d.normalize().to_string())
+    };
+    let mut out = String::new();
+    if format == Format::Csv {
+        out.push_str("provider,bucket_start,bucket_end,model,verdict,provider_requests,gateway_requests,provider_input_tokens,gateway_input_tokens,provider_output_tokens,gateway_output_tokens,provider_cost,gateway_cost,gap\n");
+        for l in &t.tieout.lines {
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                l.provider.name(),
+                day(l.start_ms),
+                day(l.end_ms),
+                crate::export::csv_safe(&l.model),
+                serde_json::to_value(l.verdict)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                opt(l.provider_sums.requests),
+                opt(l.gateway_sums.requests),
+                l.provider_sums.input_tokens,
+                l.gateway_sums.input_tokens,
+                l.provider_sums.output_tokens,
+                l.gateway_sums.output_tokens,
+                money(l.provider_sums.cost),
+                money(l.gateway_sums.cost),
+                money(l.gap),
+            ));
+        }
+        return Ok(out);
+    }
+    let mut lines: Vec<&tally_reconcile::tieout::BucketLine> = t.tieout.lines.iter().collect();
+    lines.sort_by_key(|l| {
+        (
+            l.verdict == Verdict::Agrees,
+            std::cmp::Reverse(l.gap.map(|g| g.abs())),
+        )
+    });
+    out.push_str(&format!(
+        "{:<11} {:<10} {:<28} {:<22} {:>15} {:>19} {:>19} {:>12} {:>12} {:>11}\n",
+        "provider",
+        "day (UTC)",
+        "model",
+        "verdict",
+        "requests p/g",
+        "input p/g",
+        "output p/g",
+        "provider $",
+        "gateway $",
+        "gap $"
+    ));
+    for l in lines {
+        let verdict = serde_json::to_value(l.verdict)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{:<11} {:<10} {:<28} {:<22} {:>15} {:>19} {:>19} {:>12} {:>12} {:>11}\n",
+            l.provider.name(),
+            day(l.start_ms).get(..10).unwrap_or_default(),
+            l.model,
+            verdict,
+            format!(
+                "{}/{}",
+                opt(l.provider_sums.requests),
+                opt(l.gateway_sums.requests)
+            ),
+            format!(
+                "{}/{}",
+                l.provider_sums.input_tokens, l.gateway_sums.input_tokens
+            ),
+            format!(
+                "{}/{}",
+                l.provider_sums.output_tokens, l.gateway_sums.output_tokens
+            ),
+            money(l.provider_sums.cost),
+            money(l.gateway_sums.cost),
+            money(l.gap),
+        ));
+    }
+    for (title, m) in [
+        ("provider", &t.tieout.gap_by_provider),
+        ("model", &t.tieout.gap_by_model),
+        ("day", &t.tieout.gap_by_day),
+    ] {
+        if !m.is_empty() {
+            let parts: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k} {}", v.normalize()))
+                .collect();
+            out.push_str(&format!(
+                "gap by {title} (USD, provider - gateway): {}\n",
+                parts.join(", ")
+            ));
+        }
+    }
+    if t.tieout.rows_outside > 0 {
+        out.push_str(&format!(
+            "{} gateway row(s) of these providers fall outside every report bucket: fetch the reports for their days\n",
+            t.tieout.rows_outside
+        ));
+    }
+    Ok(out)
+}

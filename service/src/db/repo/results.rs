@@ -263,6 +263,10 @@ pub struct Billed {
     /// Input, cached input, cache write, output and reasoning tokens, as
     /// stored (`None`: not reported).
     pub tokens: [Option<i64>; 5],
+    /// The served model as the source named it ("" when not said).
+    pub served_model: String,
+    /// The batch that stored the row.
+    pub batch_id: i64,
 }
 
 /// Calls `each` with every gateway row in `[from_ms, to_ms)` and the
@@ -280,6 +284,8 @@ pub fn each_current_billed(
         Option<i64>,
         Option<i64>,
         Option<i64>,
+        String,
+        i64,
     );
     let query = verdicts::table
         .inner_join(runs::table)
@@ -297,10 +303,12 @@ pub fn each_current_billed(
             usage_rows::cache_write_tokens,
             usage_rows::output_tokens,
             usage_rows::reasoning_tokens,
+            usage_rows::served_model,
+            usage_rows::batch_id,
         ));
     let mut last: Option<i64> = None;
     for row in query.load_iter::<Row, _>(conn)? {
-        let (verdict, ts_ms, i, c, w, o, r) = row?;
+        let (verdict, ts_ms, i, c, w, o, r, served_model, batch_id) = row?;
         // Newest run first: the first verdict of a row wins.
         if last == Some(verdict.usage_row_id) {
             continue;
@@ -310,6 +318,8 @@ pub fn each_current_billed(
             verdict,
             ts_ms,
             tokens: [i, c, w, o, r],
+            served_model,
+            batch_id,
         });
     }
     Ok(())
