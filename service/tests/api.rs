@@ -322,6 +322,35 @@ fn sample(
             Body::Bytes(FORM, b"csrf=x&from=2026-11-20&to=2026-11-22"),
         ),
         ("GET", "/v1/reports/{kind}") => (format!("/v1/reports/costs?{window}"), None, Body::None),
+        ("GET", "/v1/periods/{period}/focus") => {
+            ("/v1/periods/2026-11/focus".to_owned(), None, Body::None)
+        }
+        ("GET", "/v1/periods/{period}/reprice") => (
+            "/v1/periods/2026-11/reprice?as_of=2026-12-01".to_owned(),
+            None,
+            Body::None,
+        ),
+        // A month closes once: each call closes a month of its own.
+        ("POST", "/v1/closes") => (
+            path.to_owned(),
+            Some(serde_json::json!({"period": past_month()})),
+            Body::None,
+        ),
+        ("POST", "/v1/closes/{period}/reopen") => {
+            let month = past_month();
+            let r = s.call(
+                "POST",
+                "/v1/closes",
+                Some(admin),
+                Body::Json(&serde_json::json!({"period": month})),
+            );
+            assert_eq!(r.status, 201, "{}", r.text);
+            (
+                format!("/v1/closes/{month}/reopen"),
+                Some(serde_json::json!({"reason": "walk"})),
+                Body::None,
+            )
+        }
         ("GET" | "PUT" | "DELETE", "/v1/owners/{id}") => {
             let id = owner(&format!("walk-{method}-{}", next_id()));
             let body = (method == "PUT").then(
@@ -422,6 +451,12 @@ fn sample(
 }
 
 const FORM: &str = "application/x-www-form-urlencoded";
+
+/// A month long over, never the same twice.
+fn past_month() -> String {
+    let n = next_id();
+    format!("{}-{:02}", 2000 + n / 12, n % 12 + 1)
+}
 
 fn next_id() -> u32 {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -2658,4 +2693,107 @@ fn alerts_with_nobody_to_tell_are_held_and_can_be_resent() {
         let f = tally_service::mail::flush(&mut c, &smtp.mailer(), now).unwrap();
         assert_eq!(f.sent, u64::try_from(held.len()).unwrap(), "{}", s.backend);
     }
+}
+
+#[test]
+fn finance_closes_a_month_over_http_and_its_export_is_then_final() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_store(dir.path());
+    succeed(
+        tally().args([
+            "run",
+            "--from",
+            "2026-11-20",
+            "--to",
+            "2026-11-21",
+            "--db",
+            &db,
+        ]),
+        "run",
+    );
+    let s = Server::start(&db, "");
+    let finance = s.token("finance-ann", Role::Finance);
+    let platform = s.token("platform-bo", Role::Platform);
+    let open = s.call(
+        "GET",
+        "/v1/periods/2026-11/focus",
+        Some(&platform),
+        Body::None,
+    );
+    assert_eq!(open.status, 200, "{}", open.text);
+    assert!(open.content_type.starts_with("text/csv"));
+    assert_eq!(open.header("tally-closed"), Some("false"));
+    assert!(open.text.starts_with("BilledCost,BillingAccountId,"));
+    // Platform owners read; finance closes.
+    let body = serde_json::json!({"period": "2026-11"});
+    let r = s.call("POST", "/v1/closes", Some(&platform), Body::Json(&body));
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = s.call("POST", "/v1/closes", Some(&finance), Body::Json(&body));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let closed = r.json();
+    assert_eq!(closed["closed_by"], "finance-ann");
+    let sha = closed["sha256"].as_str().unwrap().to_owned();
+    let frozen = s.call(
+        "GET",
+        "/v1/periods/2026-11/focus",
+        Some(&finance),
+        Body::None,
+    );
+    assert_eq!(frozen.header("tally-closed"), Some("true"));
+    assert_eq!(frozen.header("tally-sha256"), Some(sha.as_str()));
+    assert_eq!(frozen.text, open.text, "the close froze what was shown");
+    let r = s.call("POST", "/v1/closes", Some(&finance), Body::Json(&body));
+    assert_error(&r, 409, "conflict");
+    // A month not over, and a reopening without a reason, are refused.
+    let r = s.call(
+        "POST",
+        "/v1/closes",
+        Some(&finance),
+        Body::Json(&serde_json::json!({"period": "2099-01"})),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    let r = s.call(
+        "POST",
+        "/v1/closes/2026-11/reopen",
+        Some(&finance),
+        Body::Json(&serde_json::json!({"reason": " "})),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    let r = s.call(
+        "POST",
+        "/v1/closes/2026-11/reopen",
+        Some(&finance),
+        Body::Json(&serde_json::json!({"reason": "restating support's credits"})),
+    );
+    assert_eq!(r.status, 204, "{}", r.text);
+    let list = s
+        .call("GET", "/v1/closes", Some(&platform), Body::None)
+        .json();
+    assert_eq!(list[0]["reopened_by"], "finance-ann");
+    assert_eq!(list[0]["reopen_reason"], "restating support's credits");
+    // Repricing over HTTP: the same figures as the command line.
+    let r = s.call(
+        "GET",
+        "/v1/periods/2026-11/reprice?as_of=2026-12-01",
+        Some(&finance),
+        Body::None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let cli = succeed(
+        tally().args([
+            "reprice",
+            "--period",
+            "2026-11",
+            "--as-of",
+            "2026-12-01",
+            "--format",
+            "json",
+            "--db",
+            &db,
+        ]),
+        "reprice",
+    );
+    let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(r.json()["total"], cli["total"]);
+    assert_eq!(r.json()["by_owner"], cli["by_owner"]);
 }

@@ -59,6 +59,8 @@ pub const READERS: &[Role] = &[Admin, Finance, Platform];
 /// Roles that manage reference data and start runs.
 pub const MANAGERS: &[Role] = &[Admin, Platform];
 const PUSHERS: &[Role] = &[Admin, Ingest];
+/// Roles that close and reopen billing months.
+const CLOSERS: &[Role] = &[Admin, Finance];
 const ANYONE: &[Role] = &[Admin, Finance, Platform, Ingest];
 
 /// Every route of the server.
@@ -147,6 +149,51 @@ pub const ROUTES: &[Route] = &[
         page: false,
         query: None,
         body: None,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/periods/{period}/focus",
+        roles: READERS,
+        summary: "a month as FOCUS 1.2 CSV (frozen once closed; Tally-Sha256, Tally-Closed)",
+        page: false,
+        query: None,
+        body: None,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/periods/{period}/reprice",
+        roles: READERS,
+        summary: "a month at the prices in force at another date, per model and owner",
+        page: false,
+        query: Some(fields::<api::RepriceQuery>),
+        body: None,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/closes",
+        roles: READERS,
+        summary: "closed months, reopened ones too",
+        page: false,
+        query: None,
+        body: None,
+    },
+    Route {
+        method: "POST",
+        path: "/v1/closes",
+        roles: CLOSERS,
+        summary: "close a month: its FOCUS export becomes final",
+        page: false,
+        query: None,
+        body: Some(BodyKind::Json(fields::<api::CloseRequest>)),
+    },
+    Route {
+        method: "POST",
+        path: "/v1/closes/{period}/reopen",
+        roles: CLOSERS,
+        summary: "reopen a closed month, with a reason",
+        page: false,
+        query: None,
+        body: Some(BodyKind::Json(fields::<api::ReopenRequest>)),
     },
     Route {
         method: "GET",
@@ -445,6 +492,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .service(web::resource("/v1/runs/{id}").route(web::get().to(api::get_run)))
             .service(web::resource("/v1/reports/{kind}").route(web::get().to(api::get_report)))
+            .service(
+                web::resource("/v1/periods/{period}/focus").route(web::get().to(api::get_focus)),
+            )
+            .service(
+                web::resource("/v1/periods/{period}/reprice")
+                    .route(web::get().to(api::get_reprice)),
+            )
+            .service(
+                web::resource("/v1/closes")
+                    .route(web::get().to(api::list_closes))
+                    .route(web::post().to(api::create_close)),
+            )
+            .service(
+                web::resource("/v1/closes/{period}/reopen")
+                    .route(web::post().to(api::reopen_close)),
+            )
             .service(
                 web::resource("/v1/owners")
                     .route(web::get().to(api::list_owners))

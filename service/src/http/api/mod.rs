@@ -160,12 +160,14 @@ pub async fn not_found() -> HttpResponse {
     not_found_response()
 }
 
+mod period_routes;
 mod pushes;
 mod quota_routes;
 mod reference;
 mod report_routes;
 mod run_routes;
 
+pub use period_routes::*;
 pub use pushes::*;
 pub use quota_routes::*;
 pub use reference::*;

@@ -82,7 +82,7 @@ pub async fn get_report(state: Data, kind: web::Path<String>, q: web::Query<Repo
 /// script can refuse an incomplete one): `Tally-Unreconciled-Rows` (stored
 /// rows no current run covers), `Tally-Late-Rows` (rows stored after their
 /// run) and, when either is not 0, `Tally-Run-Command`.
-fn with_coverage(mut r: HttpResponse, c: &report::Coverage) -> Reply {
+pub(super) fn with_coverage(mut r: HttpResponse, c: &report::Coverage) -> Reply {
     let h = r.headers_mut();
     let num = |n: i64| actix_web::http::header::HeaderValue::from(n);
     h.insert(
