@@ -192,6 +192,9 @@ stored_enum! {
         Digest => "digest",
         /// Late rows changed a closed billing month: corrections follow.
         PeriodCorrection => "period_correction",
+        /// A provider's report and the gateway's rows disagree by more
+        /// than the configured amount.
+        TieoutGap => "tieout_gap",
     }
 }
 

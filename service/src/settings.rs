@@ -155,6 +155,9 @@ pub struct AlertSettings {
     /// Who hears that late rows changed a closed month (comma-separated
     /// addresses); empty: the platform contact.
     pub finance_contact: String,
+    /// A tie-out gap (USD, either way) per provider that alerts finance;
+    /// 0 turns the alert off.
+    pub tieout_min_gap: rust_decimal::Decimal,
     /// Unattributed traffic on a key in a day alerts from this many rows...
     pub unattributed_min_rows: u64,
     /// ...or from this cost, USD.
@@ -171,6 +174,7 @@ impl Default for AlertSettings {
         Self {
             platform_contact: String::new(),
             finance_contact: String::new(),
+            tieout_min_gap: rust_decimal::Decimal::ONE,
             unattributed_min_rows: 1,
             unattributed_min_cost: rust_decimal::Decimal::ZERO,
             forecast_min_elapsed_h: 6,
@@ -500,6 +504,11 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         section: "alerts",
+        name: "tieout_min_gap",
+        doc: "a provider's tie-out gap, USD either way, that alerts finance; 0 = off (default 1)",
+    },
+    Key {
+        section: "alerts",
         name: "unattributed_min_rows",
         doc: "unattributed rows on a key in a day that alert (default 1)",
     },
@@ -688,6 +697,9 @@ impl Settings {
             .map_err(|e| format!("alerts.finance_contact: {e}"))?;
         if self.focus.billing_account_id.trim().is_empty() {
             return Err("focus.billing_account_id must not be empty".to_owned());
+        }
+        if self.alerts.tieout_min_gap.is_sign_negative() {
+            return Err("alerts.tieout_min_gap must not be negative".to_owned());
         }
         if self.alerts.unattributed_min_cost.is_sign_negative() {
             return Err("alerts.unattributed_min_cost must not be negative".to_owned());

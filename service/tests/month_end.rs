@@ -790,21 +790,50 @@ mod tie_out {
                 ]),
                 "run",
             );
-            let mut cmd = tally();
-            cmd.args([
-                "tieout",
-                "--from",
-                "2026-11-20",
-                "--to",
-                "2026-11-22",
-                "--format",
-                "json",
-                "--db",
-                &s.url,
-                "--report",
-            ])
-            .args(&reports);
-            let out = succeed(&mut cmd, "tieout");
+            let tieout = || {
+                let mut cmd = tally();
+                cmd.args([
+                    "tieout",
+                    "--from",
+                    "2026-11-20",
+                    "--to",
+                    "2026-11-22",
+                    "--format",
+                    "json",
+                    "--db",
+                    &s.url,
+                    "--report",
+                ])
+                .args(&reports)
+                .env("TALLY_ALERTS_FINANCE_CONTACT", "finance@example.com")
+                .env("TALLY_ALERTS_TIEOUT_MIN_GAP", "0.003");
+                succeed(&mut cmd, "tieout")
+            };
+            let out = tieout();
+            // Finance hears of the providers whose gap reaches $0.003 (OpenAI
+            // $0.00486, Anthropic $0.00831; not OpenRouter's $0.00212), once.
+            tieout();
+            let alerts = succeed(
+                tally().args(["alerts", "list", "--format", "json", "--db", &s.url]),
+                "alerts",
+            );
+            let alerts: serde_json::Value = serde_json::from_slice(&alerts.stdout).unwrap();
+            let mut gaps: Vec<String> = alerts
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["kind"] == "tieout_gap")
+                .map(|a| a["title"].as_str().unwrap().to_owned())
+                .collect();
+            gaps.sort();
+            assert_eq!(
+                gaps,
+                [
+                    "anthropic billed more than the gateway logged: 0.00831 USD over 2026-11-20..2026-11-22",
+                    "openai billed more than the gateway logged: 0.00486 USD over 2026-11-20..2026-11-22",
+                ],
+                "{b}"
+            );
             let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             let mut got: BTreeMap<(String, String, String), (String, Decimal)> = BTreeMap::new();
             for l in t["lines"].as_array().unwrap() {

@@ -256,7 +256,7 @@ fn raise_grouped(
     conn: &mut AnyConnection,
     mut items: Vec<Pending>,
     cap: usize,
-    run_id: i64,
+    origin: &str,
     link: &str,
     at: NaiveDateTime,
     done: &mut RunAlerts,
@@ -301,7 +301,7 @@ fn raise_grouped(
                 first.title.clone()
             } else {
                 format!(
-                    "Tally run {run_id}: {} alerts, costliest: {}",
+                    "{origin}: {} alerts, costliest: {}",
                     mine.len(),
                     first.title
                 )
@@ -333,7 +333,7 @@ fn raise_grouped(
             queue(c, Some(first_id), &recipients, &subject, &text, &html, at)?;
             if recipients.is_empty() {
                 tracing::warn!(
-                    run_id,
+                    origin,
                     alerts = mine.len(),
                     "alerts have no recipient: their message is held; set the owners' contacts \
                      or alerts.platform_contact and run `tally alerts resend`"
@@ -422,6 +422,18 @@ fn platform(settings: &Settings) -> Vec<String> {
     crate::mail::addresses_in(&settings.alerts.platform_contact)
         .map(str::to_owned)
         .collect()
+}
+
+/// Who hears of money at month-end: `alerts.finance_contact`, else the
+/// platform contact.
+fn finance(settings: &Settings) -> Vec<String> {
+    if settings.alerts.finance_contact.trim().is_empty() {
+        platform(settings)
+    } else {
+        crate::mail::addresses_in(&settings.alerts.finance_contact)
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 fn day_label(day_ms: i64) -> String {
@@ -557,7 +569,8 @@ pub fn raise_for_run(
         settings.email.base_url.trim_end_matches('/')
     );
     let cap = settings.alerts.max_per_run;
-    raise_grouped(conn, pending.clone(), cap, run_id, &link, at, &mut done)?;
+    let origin = format!("Tally run {run_id}");
+    raise_grouped(conn, pending.clone(), cap, &origin, &link, at, &mut done)?;
     let live: Vec<(&str, &str, &str)> = pending
         .iter()
         .map(|p| (p.rule.as_str(), p.scope.as_str(), p.period.as_str()))
@@ -943,13 +956,7 @@ fn correction_alerts(
 ) -> Result<Vec<Pending>, AlertError> {
     let mut pending = Vec::new();
     let base = settings.email.base_url.trim_end_matches('/');
-    let to = if settings.alerts.finance_contact.trim().is_empty() {
-        platform(settings)
-    } else {
-        crate::mail::addresses_in(&settings.alerts.finance_contact)
-            .map(str::to_owned)
-            .collect()
-    };
+    let to = finance(settings);
     let failed = |e: crate::app::error::AppError| AlertError::Period(Box::new(e));
     for c in crate::app::periods::closed_touching(conn, (from_ms, to_ms)).map_err(failed)? {
         let Some(late) = crate::app::periods::pending_corrections(conn, &c).map_err(failed)? else {
@@ -1262,4 +1269,104 @@ mod tests {
         let again = raise_for_run(&mut c, &settings, o.run.id, DAY, now).unwrap();
         assert_eq!((again.fired, again.queued, again.resolved), (0, 0, 0));
     }
+}
+
+/// Raises an alert per provider whose tie-out gap over `[from_ms, to_ms)`
+/// is at least `alerts.tieout_min_gap` (either way): to finance, once per
+/// provider and window; a later tie-out of the same window updates it.
+pub fn raise_tieout_gaps(
+    conn: &mut AnyConnection,
+    settings: &Settings,
+    t: &tally_reconcile::tieout::TieOut,
+    (from_ms, to_ms): (i64, i64),
+    now: DateTime<Utc>,
+) -> Result<RunAlerts, AlertError> {
+    let mut done = RunAlerts::default();
+    let min = settings.alerts.tieout_min_gap;
+    if min <= Decimal::ZERO {
+        return Ok(done);
+    }
+    let window = format!("{}..{}", day_label(from_ms), day_label(to_ms));
+    let base = settings.email.base_url.trim_end_matches('/');
+    let to = finance(settings);
+    let mut pending = Vec::new();
+    for (provider, gap) in &t.gap_by_provider {
+        if gap.abs() < min {
+            continue;
+        }
+        let lines_of = |l: &&tally_reconcile::tieout::BucketLine| {
+            l.provider.name() == provider && l.verdict != tally_reconcile::tieout::Verdict::Agrees
+        };
+        let worst: Vec<(String, String)> = {
+            let mut v: Vec<&tally_reconcile::tieout::BucketLine> =
+                t.lines.iter().filter(lines_of).collect();
+            v.sort_by_key(|l| std::cmp::Reverse(l.gap.map(|g| g.abs())));
+            v.into_iter()
+                .take(10)
+                .map(|l| {
+                    (
+                        format!("{} {}", day_label(l.start_ms), l.model),
+                        format!(
+                            "{} USD ({})",
+                            l.gap
+                                .map_or_else(|| "-".to_owned(), |g| g.normalize().to_string()),
+                            serde_json::to_value(l.verdict)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_owned))
+                                .unwrap_or_default()
+                        ),
+                    )
+                })
+                .collect()
+        };
+        let direction = if *gap > Decimal::ZERO {
+            "billed more than the gateway logged"
+        } else {
+            "billed less than the gateway logged"
+        };
+        let title = format!(
+            "{provider} {direction}: {} USD over {window}",
+            gap.abs().normalize()
+        );
+        pending.push(Pending {
+            rule: AlertKind::TieoutGap.as_str().to_owned(),
+            scope: provider.clone(),
+            period: window.clone(),
+            kind: AlertKind::TieoutGap,
+            title,
+            detail: serde_json::json!({"provider": provider, "gap": gap.normalize().to_string(), "window": window}),
+            to: to.clone(),
+            lines: vec![
+                ("Provider".to_owned(), provider.clone()),
+                ("Window (UTC)".to_owned(), window.clone()),
+                (
+                    "Gap (provider - gateway)".to_owned(),
+                    format!("{} USD", gap.normalize()),
+                ),
+            ],
+            rows_heading: "Buckets that disagree",
+            rows: worst,
+            more: Vec::new(),
+            steps: vec![
+                "Rows the provider billed and the gateway never logged: check the gateway's logging under load (dropped spend-log writes) and ingest any later export.".to_owned(),
+                format!("`tally tieout --from {} --to {} --report ...` lists every bucket.", day_label(from_ms), day_label(to_ms)),
+            ],
+            link: Some(base.to_owned()),
+            weight: (
+                tally_schema::convert::usd_to_nanos(gap.abs()).map_or(i64::MAX, |(n, _)| n),
+                0,
+            ),
+        });
+    }
+    let origin = format!("Tally tie-out {window}");
+    raise_grouped(
+        conn,
+        pending,
+        settings.alerts.max_per_run,
+        &origin,
+        base,
+        now.naive_utc(),
+        &mut done,
+    )?;
+    Ok(done)
 }

@@ -44,6 +44,8 @@ pub struct TieOutView {
     pub tieout: TieOut,
     /// What the stored figures leave out (rows no run judged).
     pub coverage: Coverage,
+    /// Gap alerts raised (fired now) and messages queued.
+    pub alerts_fired: usize,
 }
 
 impl TieOutView {
@@ -59,12 +61,15 @@ impl TieOutView {
 }
 
 /// Reads the report pages in `files` and ties them to the stored gateway
-/// rows in `[from_ms, to_ms)`. Costs agree within `tolerance` USD.
+/// rows in `[from_ms, to_ms)`. Costs agree within `tolerance` USD. A
+/// provider whose gap reaches `alerts.tieout_min_gap` alerts finance.
 pub fn tie_out(
     conn: &mut AnyConnection,
+    settings: &crate::settings::Settings,
     (from_ms, to_ms): (i64, i64),
     files: &[&Path],
     tolerance: Decimal,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<TieOutView> {
     let mut pages = Vec::new();
     let mut reported: Vec<Reported> = Vec::new();
@@ -133,7 +138,19 @@ pub fn tie_out(
     })?;
     let aliases = crate::app::reference::load(conn)?.aliases;
     let tieout = tieout::tie_out(&reported, rows, &aliases, tolerance);
+    // Short reports would alert on the pages not fetched: they do not.
+    let alerts_fired = if incomplete.is_empty() {
+        crate::app::alerts::raise_tieout_gaps(conn, settings, &tieout, (from_ms, to_ms), now)
+            .map_err(|e| match e {
+                crate::app::alerts::AlertError::Db(d) => AppError::Store(d),
+                e => AppError::Internal(e.to_string()),
+            })?
+            .fired
+    } else {
+        0
+    };
     Ok(TieOutView {
+        alerts_fired,
         from: tally_reconcile::time::format_ms(from_ms),
         to: tally_reconcile::time::format_ms(to_ms),
         pages,

@@ -1227,9 +1227,23 @@ fn tieout(args: &TieoutArgs) -> Result<ExitCode> {
         .tolerance
         .parse()
         .map_err(|_| anyhow::anyhow!("--tolerance: `{}` is not an amount", args.tolerance))?;
+    let settings = args.store.settings()?;
     let mut conn = args.store.open()?;
     let files: Vec<&std::path::Path> = args.reports.iter().map(PathBuf::as_path).collect();
-    let t = app::tieout::tie_out(&mut conn, (from, to), &files, tolerance)?;
+    let t = app::tieout::tie_out(
+        &mut conn,
+        &settings,
+        (from, to),
+        &files,
+        tolerance,
+        utc_now()?,
+    )?;
+    if t.alerts_fired > 0 {
+        crate::output::notice(&format!(
+            "{} tie-out gap alert(s) raised for finance\n",
+            t.alerts_fired
+        ));
+    }
     if let Some(w) = t.coverage.warning() {
         crate::output::notice(&format!("warning: {w}\n"));
     }
