@@ -322,6 +322,11 @@ fn sample(
             Body::Bytes(FORM, b"csrf=x&from=2026-11-20&to=2026-11-22"),
         ),
         ("GET", "/v1/reports/{kind}") => (format!("/v1/reports/costs?{window}"), None, Body::None),
+        ("GET", "/export/costs.csv") => {
+            (format!("{path}?{window}&group_by=team"), None, Body::None)
+        }
+        ("GET", "/export/rows.csv") => (format!("{path}?kind=missing&{window}"), None, Body::None),
+        ("GET", "/export/focus.csv") => (format!("{path}?period=2026-11"), None, Body::None),
         ("GET", "/v1/periods/{period}/focus") => {
             ("/v1/periods/2026-11/focus".to_owned(), None, Body::None)
         }
@@ -1961,6 +1966,10 @@ fn pages_and_the_report_are_readable_at_1280_px() {
     assert_eq!(b.all("#quotas svg.bar").len(), 2);
     assert_eq!(b.unreadable(), Vec::<String>::new(), "quotas page");
     let quotas = b.screenshot("quotas-1280");
+    b.go(&format!("{}/month-end?month=2026-11", s.base));
+    assert!(b.text("#month-state").contains("open: live figures"));
+    assert_eq!(b.unreadable(), Vec::<String>::new(), "month-end page");
+    let month_end = b.screenshot("month-end-1280");
 
     // report.html from `tally reconcile` on the fixture day.
     let report = dir.path().join("report");
@@ -1976,7 +1985,7 @@ fn pages_and_the_report_are_readable_at_1280_px() {
     assert!(b.text("#chase").contains("possibly leaked"));
     assert_eq!(b.unreadable(), Vec::<String>::new(), "report.html");
     let html = b.screenshot("report-html");
-    for p in [overview, owner, quotas, html] {
+    for p in [overview, owner, quotas, month_end, html] {
         assert!(
             std::fs::metadata(&p).unwrap().len() > 10_000,
             "{}",
@@ -2796,4 +2805,49 @@ fn finance_closes_a_month_over_http_and_its_export_is_then_final() {
     let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
     assert_eq!(r.json()["total"], cli["total"]);
     assert_eq!(r.json()["by_owner"], cli["by_owner"]);
+
+    // The pages: the month-end page names the reopened close and its
+    // reason, and any window downloads as CSV, the same as the command
+    // line's report.
+    let cookie = sign_in(&s, &finance);
+    let get = |path: &str| {
+        call_with(
+            &format!("{}{path}", s.base),
+            "GET",
+            &[("Cookie", &cookie)],
+            Body::None,
+        )
+    };
+    let page = get("/month-end?month=2026-11");
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("open: live figures"), "{}", page.text);
+    assert!(
+        page.text.contains("restating support&#x27;s credits")
+            || page.text.contains("restating support's credits")
+    );
+    assert!(page.text.contains("/export/focus.csv?period=2026-11"));
+    let csv = get("/export/costs.csv?from=2026-11-01&to=2026-12-01&group_by=team");
+    assert_eq!(csv.status, 200, "{}", csv.text);
+    assert!(csv.content_type.starts_with("text/csv"));
+    let cli = succeed(
+        tally().args([
+            "report",
+            "costs",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-12-01",
+            "--group-by",
+            "team",
+            "--format",
+            "csv",
+            "--db",
+            &db,
+        ]),
+        "report",
+    );
+    assert_eq!(csv.text, String::from_utf8(cli.stdout).unwrap());
+    let focus = get("/export/focus.csv?period=2026-11");
+    assert_eq!(focus.status, 200);
+    assert!(focus.text.starts_with("BilledCost,"));
 }

@@ -63,6 +63,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "quotas.html",
         include_str!("../../../templates/pages/quotas.html"),
     ),
+    (
+        "month_end.html",
+        include_str!("../../../templates/pages/month_end.html"),
+    ),
 ];
 
 fn usd(v: minijinja::Value) -> String {
@@ -454,6 +458,135 @@ pub async fn export(state: Data, id: web::Path<i64>, q: web::Query<ExportQuery>)
         &rows,
         &format!("tally-run-{id}-{kind}.csv"),
     )?)
+}
+
+/// `GET /export/costs.csv` query: any window, any grouping.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostsCsvQuery {
+    from: String,
+    to: String,
+    group_by: Option<crate::app::report::GroupBy>,
+}
+
+fn page_window(from: &str, to: &str) -> Result<(i64, i64), ApiError> {
+    let parse = |name: &str, v: &str| {
+        crate::clock::parse_time(v.trim())
+            .map_err(|e| ApiError::bad_request(format!("`{name}`: {e}")))
+    };
+    let w = (parse("from", from)?, parse("to", to)?);
+    if w.0 >= w.1 {
+        return Err(ApiError::bad_request("`from` must be before `to`"));
+    }
+    Ok(w)
+}
+
+/// `GET /export/costs.csv`: the costs report of a window as a download,
+/// grouped by owner, team, service, env, key, model or day.
+pub async fn costs_csv(state: Data, q: web::Query<CostsCsvQuery>) -> Page {
+    let w = page_window(&q.from, &q.to)?;
+    let by = q.group_by.unwrap_or(crate::app::report::GroupBy::Owner);
+    let lines = state
+        .db(move |c| Ok(crate::app::report::cost_lines(c, w, by)?))
+        .await?;
+    let name = format!(
+        "tally-costs-by-{}.csv",
+        format!("{by:?}").to_ascii_lowercase()
+    );
+    Ok(super::api::csv_download(&lines, &name)?)
+}
+
+/// `GET /export/rows.csv` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowsCsvQuery {
+    kind: String,
+    from: String,
+    to: String,
+}
+
+/// `GET /export/rows.csv`: a window's missing, unattributed or
+/// discrepancy rows as a download.
+pub async fn rows_csv(state: Data, q: web::Query<RowsCsvQuery>) -> Page {
+    use crate::app::report::Kind;
+    let kind = match q.kind.as_str() {
+        "missing" => Kind::Missing,
+        "unattributed" => Kind::Unattributed,
+        "discrepancies" => Kind::Discrepancies,
+        _ => {
+            return Err(
+                ApiError::bad_request("`kind` is missing, unattributed or discrepancies").into(),
+            );
+        }
+    };
+    let w = page_window(&q.from, &q.to)?;
+    let lines = state
+        .db(move |c| Ok(crate::app::report::row_lines(c, kind, w)?))
+        .await?;
+    Ok(super::api::csv_download(
+        &lines,
+        &format!("tally-{}.csv", q.kind),
+    )?)
+}
+
+/// `GET /export/focus.csv?period=YYYY-MM`: a month's FOCUS 1.2 export.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FocusCsvQuery {
+    period: String,
+}
+
+/// `GET /export/focus.csv`.
+pub async fn focus_csv(state: Data, q: web::Query<FocusCsvQuery>) -> Page {
+    let month = crate::app::periods::billing_month(&q.period)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let account = state.settings.focus.account();
+    let e = state
+        .db(move |c| Ok(crate::app::periods::focus_export(c, &month, &account)?))
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            actix_web::http::header::CONTENT_TYPE,
+            "text/csv; charset=utf-8",
+        ))
+        .insert_header((
+            actix_web::http::header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"focus-{}.csv\"", e.period),
+        ))
+        .insert_header(("Tally-Sha256", e.sha256))
+        .body(e.csv))
+}
+
+/// `GET /month-end`: closed months, their FOCUS exports, and the months
+/// that are open.
+pub async fn month_end(state: Data, req: HttpRequest, q: web::Query<MonthQuery>) -> Page {
+    let now = (state.clock)().map_err(ApiError::internal)?;
+    let month = dashboard::month(q.month.as_deref(), now).map_err(ApiError::from)?;
+    let account = state.settings.focus.account();
+    let (closes, open) = state
+        .db(move |c| {
+            let closes = crate::app::periods::closes(c)?;
+            let open = crate::app::periods::focus_export(c, &month, &account)?;
+            Ok((
+                closes,
+                (
+                    month,
+                    open.closed.is_some(),
+                    open.charges,
+                    open.corrections,
+                    open.billed,
+                    open.list,
+                    open.sha256,
+                ),
+            ))
+        })
+        .await?;
+    let (month, closed, charges, corrections, billed, list, sha256) = open;
+    let ctx = with_who(
+        &req,
+        minijinja::context! { closes, month, closed, charges, corrections, billed, list, sha256 },
+    )?;
+    Ok(html(StatusCode::OK, render("month_end.html", ctx)?))
 }
 
 /// `GET /owners/{id}`.

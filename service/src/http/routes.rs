@@ -465,6 +465,42 @@ pub const ROUTES: &[Route] = &[
         query: None,
         body: None,
     },
+    Route {
+        method: "GET",
+        path: "/month-end",
+        roles: READERS,
+        summary: "page: closed months with their FOCUS exports, and a month's state",
+        page: true,
+        query: Some(fields::<pages::MonthQuery>),
+        body: None,
+    },
+    Route {
+        method: "GET",
+        path: "/export/costs.csv",
+        roles: READERS,
+        summary: "download: the costs of any window, by owner, team, service, env, key, model or day",
+        page: true,
+        query: Some(fields::<pages::CostsCsvQuery>),
+        body: None,
+    },
+    Route {
+        method: "GET",
+        path: "/export/rows.csv",
+        roles: READERS,
+        summary: "download: a window's missing, unattributed or discrepancy rows",
+        page: true,
+        query: Some(fields::<pages::RowsCsvQuery>),
+        body: None,
+    },
+    Route {
+        method: "GET",
+        path: "/export/focus.csv",
+        roles: READERS,
+        summary: "download: a month as FOCUS 1.2 CSV",
+        page: true,
+        query: Some(fields::<pages::FocusCsvQuery>),
+        body: None,
+    },
 ];
 
 /// Registers every route's handler, behind `guard`.
@@ -559,6 +595,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(page("/runs/{id}/export").route(web::get().to(pages::export)))
             .service(page("/owners/{id}").route(web::get().to(pages::owner)))
             .service(page("/quotas").route(web::get().to(pages::quotas)))
+            .service(page("/month-end").route(web::get().to(pages::month_end)))
+            .service(page("/export/costs.csv").route(web::get().to(pages::costs_csv)))
+            .service(page("/export/rows.csv").route(web::get().to(pages::rows_csv)))
+            .service(page("/export/focus.csv").route(web::get().to(pages::focus_csv)))
             .default_service(web::to(api::not_found)),
     );
 }
