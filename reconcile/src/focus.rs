@@ -354,6 +354,33 @@ impl Tabular for FocusRow<'_> {
     }
 }
 
+/// How a column of an export is typed (for Parquet and other typed sinks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// Text.
+    Text,
+    /// A decimal amount or quantity (at most 9 decimal places here).
+    Decimal,
+    /// A whole number.
+    Integer,
+    /// A UTC time, `YYYY-MM-DDTHH:mm:ssZ`.
+    DateTime,
+}
+
+/// The type of column `name` of [`HEADERS`]: FOCUS's own for its columns,
+/// Tally's for the `x_` ones.
+pub fn column_type(name: &str) -> ColumnType {
+    match name {
+        "x_ReportedCost" | "x_TallyComputedCost" => ColumnType::Decimal,
+        "x_TallyRequests" | "x_TallyRunId" | "x_TallyUnpricedRows" => ColumnType::Integer,
+        _ => match RULES.iter().find(|r| r.name == name).map(|r| r.kind) {
+            Some(Kind::Decimal) => ColumnType::Decimal,
+            Some(Kind::DateTime) => ColumnType::DateTime,
+            _ => ColumnType::Text,
+        },
+    }
+}
+
 /// A FOCUS column's type and rules, as the specification gives them.
 struct Rule {
     name: &'static str,

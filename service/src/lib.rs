@@ -10,6 +10,7 @@ pub mod clock;
 pub mod db;
 pub mod export;
 pub mod files;
+pub mod focus_parquet;
 pub mod http;
 pub mod jobs;
 pub mod mail;

@@ -221,12 +221,14 @@ fn call_with(url: &str, method: &str, headers: &[(&str, &str)], body: Body<'_>) 
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
-    let text = resp
+    // Bytes, shown as text (a binary download keeps its magic bytes).
+    let bytes = resp
         .into_body()
         .with_config()
         .limit(1 << 30)
-        .read_to_string()
+        .read_to_vec()
         .unwrap();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
     Resp {
         status,
         content_type,
@@ -2751,6 +2753,16 @@ fn finance_closes_a_month_over_http_and_its_export_is_then_final() {
     assert_eq!(frozen.header("tally-closed"), Some("true"));
     assert_eq!(frozen.header("tally-sha256"), Some(sha.as_str()));
     assert_eq!(frozen.text, open.text, "the close froze what was shown");
+    let pq = s.call(
+        "GET",
+        "/v1/periods/2026-11/focus?format=parquet",
+        Some(&finance),
+        Body::None,
+    );
+    assert_eq!(pq.status, 200);
+    assert_eq!(pq.content_type, "application/vnd.apache.parquet");
+    assert!(pq.text.starts_with("PAR1"), "a Parquet file");
+    assert_eq!(pq.header("tally-sha256"), Some(sha.as_str()));
     let r = s.call("POST", "/v1/closes", Some(&finance), Body::Json(&body));
     assert_error(&r, 409, "conflict");
     // A month not over, and a reopening without a reason, are refused.

@@ -75,6 +75,29 @@ fn billed_in_fixture_files() -> Decimal {
     total.normalize()
 }
 
+/// Rows of a Parquet FOCUS file, and its BilledCost summed from the typed
+/// column (DECIMAL(18,9) in 64-bit integers).
+fn parquet_rows_and_billed(path: &Path) -> (usize, Decimal) {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+    let r = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut n = 0;
+    let mut billed = Decimal::ZERO;
+    for row in r.get_row_iter(None).unwrap() {
+        let row = row.unwrap();
+        n += 1;
+        for (name, field) in row.get_column_iter() {
+            if name == "BilledCost"
+                && let Field::Decimal(d) = field
+            {
+                let bytes: [u8; 8] = d.data().try_into().unwrap();
+                billed += Decimal::new(i64::from_be_bytes(bytes), 9);
+            }
+        }
+    }
+    (n, billed.normalize())
+}
+
 /// `tally reconcile` on the fixture files: its JSON totals.
 fn reconciled_totals() -> serde_json::Value {
     let out = succeed(
@@ -142,6 +165,19 @@ fn a_closed_month_keeps_its_bytes_and_late_rows_become_next_months_corrections()
             .to_owned();
         let (frozen, note) = focus(&s, "2026-11");
         assert_eq!(frozen, nov, "{b}: the close froze the export it showed");
+        // Parquet of the closed month: the same rows and money, typed.
+        let pq = tempfile::NamedTempFile::new().unwrap();
+        succeed(
+            tally()
+                .args([
+                    "focus", "--period", "2026-11", "--format", "parquet", "--db", &s.url, "--out",
+                ])
+                .arg(pq.path()),
+            "focus parquet",
+        );
+        let (n, billed) = parquet_rows_and_billed(pq.path());
+        assert_eq!(n, rows.len(), "{b}");
+        assert_eq!(billed, sum(&rows, "BilledCost"), "{b}");
         assert!(
             note.contains(&hash) && note.contains("final"),
             "{b}: {note}"

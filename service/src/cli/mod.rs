@@ -393,9 +393,12 @@ pub struct FocusArgs {
     /// The billing month, YYYY-MM (UTC).
     #[arg(long, value_name = "YYYY-MM")]
     pub period: String,
-    /// Write the CSV here instead of standard output.
+    /// Write the export here instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// CSV, or Parquet (typed columns; needs --out).
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: FocusFormat,
     /// Exit 1 when stored rows in an open month were never reconciled.
     #[arg(long)]
     pub strict: bool,
@@ -445,6 +448,15 @@ pub struct TieoutArgs {
     /// The store.
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+/// The file format of `tally focus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FocusFormat {
+    /// CSV, the bytes a close freezes.
+    Csv,
+    /// Parquet made from those bytes.
+    Parquet,
 }
 
 /// `tally close`.
@@ -1194,10 +1206,19 @@ fn focus(args: &FocusArgs) -> Result<ExitCode> {
     if let Some(w) = e.coverage.warning() {
         crate::output::notice(&format!("warning: {w}\n"));
     }
-    match &args.out {
-        Some(path) => std::fs::write(path, &e.csv)
+    match (&args.out, args.format) {
+        (Some(path), FocusFormat::Csv) => std::fs::write(path, &e.csv)
             .with_context(|| format!("cannot write {}", path.display()))?,
-        None => crate::output::print(&e.csv)?,
+        (Some(path), FocusFormat::Parquet) => {
+            let f = std::fs::File::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            crate::focus_parquet::write(std::io::BufWriter::new(f), &e.csv)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        (None, FocusFormat::Csv) => crate::output::print(&e.csv)?,
+        (None, FocusFormat::Parquet) => {
+            anyhow::bail!("--format parquet writes a file: give it --out FILE")
+        }
     }
     crate::output::notice(&render::describe_focus(&e));
     if args.strict && !e.coverage.complete() {

@@ -154,9 +154,9 @@ pub const ROUTES: &[Route] = &[
         method: "GET",
         path: "/v1/periods/{period}/focus",
         roles: READERS,
-        summary: "a month as FOCUS 1.2 CSV (frozen once closed; Tally-Sha256, Tally-Closed)",
+        summary: "a month as FOCUS 1.2 CSV or Parquet (frozen once closed; Tally-Sha256, Tally-Closed)",
         page: false,
-        query: None,
+        query: Some(fields::<api::FocusQuery>),
         body: None,
     },
     Route {

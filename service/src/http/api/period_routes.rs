@@ -9,15 +9,49 @@ fn month_of(spec: &str) -> Result<crate::app::dashboard::Month, ApiError> {
     periods::billing_month(spec).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
+/// `GET /v1/periods/{YYYY-MM}/focus` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FocusQuery {
+    /// `csv` (default) or `parquet`.
+    pub format: Option<String>,
+}
+
 /// `GET /v1/periods/{YYYY-MM}/focus`: the FOCUS 1.2 CSV, frozen when the
-/// month is closed. Its SHA-256 is in `Tally-Sha256`, and `Tally-Closed`
-/// says whether it is final.
-pub async fn get_focus(state: Data, period: web::Path<String>) -> Reply {
+/// month is closed, or Parquet made from it. The CSV's SHA-256 is in
+/// `Tally-Sha256`, and `Tally-Closed` says whether it is final.
+pub async fn get_focus(state: Data, period: web::Path<String>, q: web::Query<FocusQuery>) -> Reply {
     let month = month_of(&period)?;
+    let parquet = match q.format.as_deref() {
+        None | Some("csv") => false,
+        Some("parquet") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "`format` is csv or parquet, not `{other}`"
+            )));
+        }
+    };
     let account = state.settings.focus.account();
     let e = state
         .db(move |c| Ok(periods::focus_export(c, &month, &account)?))
         .await?;
+    if parquet {
+        let mut bytes = Vec::new();
+        crate::focus_parquet::write(&mut bytes, &e.csv).map_err(ApiError::internal)?;
+        let r = HttpResponse::Ok()
+            .insert_header((CONTENT_TYPE, "application/vnd.apache.parquet"))
+            .insert_header((
+                CONTENT_DISPOSITION,
+                format!("attachment; filename=\"focus-{}.parquet\"", e.period),
+            ))
+            .insert_header(("Tally-Sha256", e.sha256.clone()))
+            .insert_header((
+                "Tally-Closed",
+                if e.closed.is_some() { "true" } else { "false" },
+            ))
+            .body(bytes);
+        return with_coverage(r, &e.coverage);
+    }
     let r = HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/csv; charset=utf-8"))
         .insert_header((
