@@ -51,18 +51,48 @@ pub struct Charge {
     pub correction: bool,
 }
 
+/// The grain a charge is identified by: UTC day, team, service, env, key,
+/// model, verdict.
+pub type Grain = (i64, String, String, String, String, String, String);
+
 impl Charge {
-    /// The grain a charge is identified by: day, owner, key, model, verdict.
-    pub fn grain(&self) -> (i64, &str, &str, &str, &str, &str, &str) {
+    /// Its grain.
+    pub fn grain(&self) -> Grain {
         (
             self.day_ms,
-            &self.team,
-            &self.service,
-            &self.env,
-            &self.key,
-            &self.model,
-            &self.verdict,
+            self.team.clone(),
+            self.service.clone(),
+            self.env.clone(),
+            self.key.clone(),
+            self.model.clone(),
+            self.verdict.clone(),
         )
+    }
+
+    /// A charge of the same grain with nothing in it.
+    pub fn empty_like(&self) -> Charge {
+        Charge {
+            requests: 0,
+            tokens: 0,
+            billed: Decimal::ZERO,
+            computed: Decimal::ZERO,
+            unpriced_rows: 0,
+            unpriced_billed: Decimal::ZERO,
+            run_id: None,
+            ..self.clone()
+        }
+    }
+
+    /// Adds (`sign` 1) or takes away (`sign` -1) another charge's figures.
+    pub fn add(&mut self, o: &Charge, sign: i64) {
+        let d = Decimal::from(sign);
+        self.requests += sign * o.requests;
+        self.tokens += sign * o.tokens;
+        self.billed += d * o.billed;
+        self.computed += d * o.computed;
+        self.unpriced_rows += sign * o.unpriced_rows;
+        self.unpriced_billed += d * o.unpriced_billed;
+        self.run_id = self.run_id.max(o.run_id);
     }
 
     /// List cost: the catalog price of the priced rows plus what the
@@ -86,56 +116,13 @@ impl Charge {
 /// frozen for each grain (closed rows and earlier corrections alike). A
 /// grain frozen but gone now is corrected to zero; equal grains give none.
 pub fn corrections(now: &[Charge], frozen: &[Charge]) -> Vec<Charge> {
-    type Grain = (i64, String, String, String, String, String, String);
-    let grain = |c: &Charge| -> Grain {
-        (
-            c.day_ms,
-            c.team.clone(),
-            c.service.clone(),
-            c.env.clone(),
-            c.key.clone(),
-            c.model.clone(),
-            c.verdict.clone(),
-        )
-    };
     let mut diff: BTreeMap<Grain, Charge> = BTreeMap::new();
-    for c in now {
-        let e = diff.entry(grain(c)).or_insert_with(|| Charge {
-            requests: 0,
-            tokens: 0,
-            billed: Decimal::ZERO,
-            computed: Decimal::ZERO,
-            unpriced_rows: 0,
-            unpriced_billed: Decimal::ZERO,
-            correction: true,
-            ..c.clone()
-        });
-        e.requests += c.requests;
-        e.tokens += c.tokens;
-        e.billed += c.billed;
-        e.computed += c.computed;
-        e.unpriced_rows += c.unpriced_rows;
-        e.unpriced_billed += c.unpriced_billed;
-        e.run_id = c.run_id.or(e.run_id);
-    }
-    for f in frozen {
-        let e = diff.entry(grain(f)).or_insert_with(|| Charge {
-            requests: 0,
-            tokens: 0,
-            billed: Decimal::ZERO,
-            computed: Decimal::ZERO,
-            unpriced_rows: 0,
-            unpriced_billed: Decimal::ZERO,
-            run_id: None,
-            correction: true,
-            ..f.clone()
-        });
-        e.requests -= f.requests;
-        e.tokens -= f.tokens;
-        e.billed -= f.billed;
-        e.computed -= f.computed;
-        e.unpriced_rows -= f.unpriced_rows;
-        e.unpriced_billed -= f.unpriced_billed;
+    for (side, sign) in [(now, 1), (frozen, -1)] {
+        for c in side {
+            diff.entry(c.grain())
+                .or_insert_with(|| c.empty_like())
+                .add(c, sign);
+        }
     }
     diff.into_values()
         .filter(|c| !c.is_zero())
@@ -146,17 +133,19 @@ pub fn corrections(now: &[Charge], frozen: &[Charge]) -> Vec<Charge> {
         .collect()
 }
 
-/// Who bills: the columns every row of an export shares.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who bills: the columns every row of an export shares (the service's
+/// `[focus]` settings).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Account {
     /// `BillingAccountId`: the account the gateway bills.
     pub billing_account_id: String,
     /// `BillingAccountName`, when known.
     pub billing_account_name: Option<String>,
     /// `ProviderName`: who makes the models available (the gateway or the
-    /// provider). `None`: the model's publisher.
+    /// provider). `None` (or blank): the model's publisher.
     pub provider_name: Option<String>,
-    /// `InvoiceIssuerName`. `None`: the provider.
+    /// `InvoiceIssuerName`. `None` (or blank): the provider.
     pub invoice_issuer_name: Option<String>,
 }
 
@@ -169,6 +158,11 @@ impl Default for Account {
             invoice_issuer_name: None,
         }
     }
+}
+
+/// A setting's text, unless it is unset or blank.
+fn set(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
 /// Who publishes a model, from its family name: the vendor a cost tool
@@ -280,8 +274,9 @@ impl Tabular for FocusRow<'_> {
         let c = self.charge;
         let a = self.account;
         let publisher = publisher_of(&c.model);
-        let provider = a.provider_name.as_deref().unwrap_or(publisher);
-        let issuer = a.invoice_issuer_name.as_deref().unwrap_or(provider);
+        let provider = set(&a.provider_name).unwrap_or(publisher);
+        let issuer = set(&a.invoice_issuer_name).unwrap_or(provider);
+        let account_name = set(&a.billing_account_name).unwrap_or("");
         let owner: Vec<&str> = [c.team.as_str(), c.service.as_str(), c.env.as_str()]
             .into_iter()
             .filter(|s| !s.is_empty())
@@ -299,7 +294,7 @@ impl Tabular for FocusRow<'_> {
         // difference in tokens) so the correction explains itself.
         out.plain(&billed);
         out.text(&a.billing_account_id);
-        out.text(a.billing_account_name.as_deref().unwrap_or(""));
+        out.text(account_name);
         out.plain("USD");
         out.plain(&datetime(self.period.1));
         out.plain(&datetime(self.period.0));

@@ -74,42 +74,7 @@ pub struct Settings {
 }
 
 /// `[focus]`: the billing columns every FOCUS row shares.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct FocusSettings {
-    /// `BillingAccountId`: the account the gateway or provider bills.
-    pub billing_account_id: String,
-    /// `BillingAccountName`.
-    pub billing_account_name: Option<String>,
-    /// `ProviderName`; unset: each model's publisher (OpenAI, Anthropic...).
-    pub provider_name: Option<String>,
-    /// `InvoiceIssuerName`; unset: the provider.
-    pub invoice_issuer_name: Option<String>,
-}
-
-impl Default for FocusSettings {
-    fn default() -> Self {
-        Self {
-            billing_account_id: "default".to_owned(),
-            billing_account_name: None,
-            provider_name: None,
-            invoice_issuer_name: None,
-        }
-    }
-}
-
-impl FocusSettings {
-    /// As the engine's FOCUS account.
-    pub fn account(&self) -> tally_reconcile::focus::Account {
-        let set = |s: &Option<String>| s.clone().filter(|s| !s.trim().is_empty());
-        tally_reconcile::focus::Account {
-            billing_account_id: self.billing_account_id.clone(),
-            billing_account_name: set(&self.billing_account_name),
-            provider_name: set(&self.provider_name),
-            invoice_issuer_name: set(&self.invoice_issuer_name),
-        }
-    }
-}
+pub type FocusSettings = tally_reconcile::focus::Account;
 
 /// `[email]`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

@@ -102,32 +102,11 @@ pub struct FocusExport {
 /// The charges of gateway rows on days in `[from_ms, to_ms)` as the current
 /// runs judged them, one per UTC day, owner, key, model and verdict.
 pub fn live_charges(conn: &mut AnyConnection, window: (i64, i64)) -> AppResult<Vec<Charge>> {
-    type Grain = (i64, String, String, String, String, String, String);
-    let mut by: BTreeMap<Grain, Charge> = BTreeMap::new();
+    let mut by: BTreeMap<focus::Grain, Charge> = BTreeMap::new();
     let mut add = |c: Charge| {
-        let g: Grain = (
-            c.day_ms,
-            c.team.clone(),
-            c.service.clone(),
-            c.env.clone(),
-            c.key.clone(),
-            c.model.clone(),
-            c.verdict.clone(),
-        );
-        match by.get_mut(&g) {
-            Some(e) => {
-                e.requests += c.requests;
-                e.tokens += c.tokens;
-                e.billed += c.billed;
-                e.computed += c.computed;
-                e.unpriced_rows += c.unpriced_rows;
-                e.unpriced_billed += c.unpriced_billed;
-                e.run_id = e.run_id.max(c.run_id);
-            }
-            None => {
-                by.insert(g, c);
-            }
-        }
+        by.entry(c.grain())
+            .or_insert_with(|| c.empty_like())
+            .add(&c, 1);
     };
     let usd = |n: i64| nanos_to_usd(n, None);
     match repo::rollup_runs(conn, window)? {

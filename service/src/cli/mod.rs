@@ -1202,7 +1202,7 @@ fn focus(args: &FocusArgs) -> Result<ExitCode> {
     let settings = args.store.settings()?;
     let month = app::periods::billing_month(&args.period)?;
     let mut conn = args.store.open()?;
-    let e = app::periods::focus_export(&mut conn, &month, &settings.focus.account())?;
+    let e = app::periods::focus_export(&mut conn, &month, &settings.focus)?;
     if let Some(w) = e.coverage.warning() {
         crate::output::notice(&format!("warning: {w}\n"));
     }
@@ -1297,7 +1297,7 @@ fn close(args: &CloseArgs) -> Result<ExitCode> {
             month.key
         ));
     }
-    let c = app::periods::close(&mut conn, &month, &settings.focus.account(), "cli", now)?;
+    let c = app::periods::close(&mut conn, &month, &settings.focus, "cli", now)?;
     done(&render::describe_close(&c))
 }
 

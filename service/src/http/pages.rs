@@ -540,7 +540,7 @@ pub struct FocusCsvQuery {
 pub async fn focus_csv(state: Data, q: web::Query<FocusCsvQuery>) -> Page {
     let month = crate::app::periods::billing_month(&q.period)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let account = state.settings.focus.account();
+    let account = state.settings.focus.clone();
     let e = state
         .db(move |c| Ok(crate::app::periods::focus_export(c, &month, &account)?))
         .await?;
@@ -562,7 +562,7 @@ pub async fn focus_csv(state: Data, q: web::Query<FocusCsvQuery>) -> Page {
 pub async fn month_end(state: Data, req: HttpRequest, q: web::Query<MonthQuery>) -> Page {
     let now = (state.clock)().map_err(ApiError::internal)?;
     let month = dashboard::month(q.month.as_deref(), now).map_err(ApiError::from)?;
-    let account = state.settings.focus.account();
+    let account = state.settings.focus.clone();
     let (closes, open) = state
         .db(move |c| {
             let closes = crate::app::periods::closes(c)?;

@@ -31,7 +31,7 @@ pub async fn get_focus(state: Data, period: web::Path<String>, q: web::Query<Foc
             )));
         }
     };
-    let account = state.settings.focus.account();
+    let account = state.settings.focus.clone();
     let e = state
         .db(move |c| Ok(periods::focus_export(c, &month, &account)?))
         .await?;
@@ -86,7 +86,7 @@ pub struct CloseRequest {
 pub async fn create_close(req: HttpRequest, state: Data, body: web::Json<CloseRequest>) -> Reply {
     let month = month_of(&body.period)?;
     let by = principal(&req).map_or_else(|| "-".to_owned(), |p| p.name);
-    let account = state.settings.focus.account();
+    let account = state.settings.focus.clone();
     let now = crate::clock::utc_now()
         .map_err(ApiError::internal)?
         .naive_utc();
