@@ -197,7 +197,7 @@ pub fn publisher_of(model: &str) -> &'static str {
 /// FOCUS 1.2 columns Tally writes: the 21 mandatory ones, the conditional
 /// and recommended ones that apply to metered LLM usage, alphabetically;
 /// then Tally's own (`x_`).
-pub const HEADERS: [&str; 38] = [
+pub const HEADERS: [&str; 39] = [
     "BilledCost",
     "BillingAccountId",
     "BillingAccountName",
@@ -236,6 +236,7 @@ pub const HEADERS: [&str; 38] = [
     "x_TallyUnpricedRows",
     "x_TallyVerdict",
     "x_TallyOwner",
+    "x_TallyContract",
 ];
 
 /// One FOCUS row: a charge in its billing period.
@@ -247,6 +248,8 @@ pub struct FocusRow<'a> {
     pub period: (i64, i64),
     /// Who bills.
     pub account: &'a Account,
+    /// The contracted rate in force for the charge's model on its day.
+    pub contract: Option<&'a crate::contracts::Contract>,
 }
 
 /// Decimal text in FOCUS's numeric format: no exponent, no `+`, no
@@ -289,6 +292,10 @@ impl Tabular for FocusRow<'_> {
             }
         }
         let list = amount(c.list());
+        let contracted = amount(
+            self.contract
+                .map_or_else(|| c.list(), |k| k.apply(c.list())),
+        );
         let billed = amount(c.billed);
         // A correction's quantities may be null; Tally keeps them (the
         // difference in tokens) so the correction explains itself.
@@ -317,7 +324,7 @@ impl Tabular for FocusRow<'_> {
         out.plain(&datetime(c.day_ms));
         out.plain(&c.tokens.to_string());
         out.plain("Tokens");
-        out.plain(&list);
+        out.plain(&contracted);
         out.plain(&billed);
         out.text(issuer);
         out.plain(&list);
@@ -346,6 +353,7 @@ impl Tabular for FocusRow<'_> {
         out.plain(&c.unpriced_rows.to_string());
         out.plain(&c.verdict);
         out.text(&owner);
+        out.text(self.contract.map_or("", |k| k.name.as_str()));
     }
 }
 
@@ -750,6 +758,7 @@ mod tests {
             charge: &c,
             period: NOV,
             account: &a,
+            contract: None,
         }]);
         assert_eq!(check_csv(&good), Vec::<String>::new(), "{good}");
         // Billing period end and start, then (later) the charge's day.
@@ -817,6 +826,7 @@ mod tests {
                 charge: c,
                 period: dec,
                 account: &a,
+                contract: None,
             })
             .collect();
         let text = csv_of(&rows);
@@ -829,6 +839,7 @@ mod tests {
                 charge: c,
                 period: NOV,
                 account: &a,
+                contract: None,
             })
             .collect();
         assert!(!check_csv(&csv_of(&own)).is_empty());

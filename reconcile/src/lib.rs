@@ -10,6 +10,7 @@
 // inside a multibyte model name once panicked every run (issue 16).
 #![deny(clippy::string_slice)]
 
+pub mod contracts;
 pub mod error;
 pub mod focus;
 pub mod gateway_keys;

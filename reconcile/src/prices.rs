@@ -413,6 +413,12 @@ pub fn price_at(schedule: &[Price], ts_ms: i64) -> Option<&Price> {
     i.checked_sub(1).and_then(|i| schedule.get(i))
 }
 
+/// Whether `s` matches `pattern`, where `*` matches any run of characters
+/// (the catalog's and the contracts' model patterns).
+pub fn glob_matches(pattern: &str, s: &str) -> bool {
+    glob(pattern, s)
+}
+
 /// `*` matches any run of characters.
 fn glob(pattern: &str, s: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();

@@ -319,6 +319,37 @@ pub fn charge_of(c: &crate::rows::ClosedCharge) -> tally_reconcile::focus::Charg
     }
 }
 
+/// A contract as a row to insert.
+pub fn new_contract(c: &tally_reconcile::contracts::Contract) -> crate::rows::NewContract {
+    crate::rows::NewContract {
+        name: c.name.clone(),
+        models: c.models.clone(),
+        discount: c.discount.normalize().to_string(),
+        effective_from_ms: c.effective_from_ms,
+        effective_to_ms: c.effective_to_ms,
+    }
+}
+
+/// A stored contract as the engine's.
+pub fn contract_of(
+    r: &crate::rows::ContractRow,
+) -> Result<tally_reconcile::contracts::Contract, ConvertError> {
+    Ok(tally_reconcile::contracts::Contract {
+        name: r.name.clone(),
+        models: r.models.clone(),
+        discount: tally_reconcile::contracts::parse_share(&r.discount).ok_or_else(|| {
+            ConvertError::StoredOutOfRange {
+                table: "contracts",
+                id: r.id,
+                column: "discount",
+                value: r.discount.clone(),
+            }
+        })?,
+        effective_from_ms: r.effective_from_ms,
+        effective_to_ms: r.effective_to_ms,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

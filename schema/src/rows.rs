@@ -10,9 +10,9 @@ use tally_reconcile::report::Class;
 use crate::enums::{AlertKind, Basis, EnumCol};
 
 use crate::schema::{
-    alerts, api_keys, api_tokens, closed_charges, closed_periods, ingest_batches, model_aliases,
-    outbox, owners, prices, quotas, rejects, run_counts, run_rollups, runs, usage_rows, verdicts,
-    web_sessions,
+    alerts, api_keys, api_tokens, closed_charges, closed_periods, contracts, ingest_batches,
+    model_aliases, outbox, owners, prices, quotas, rejects, run_counts, run_rollups, runs,
+    usage_rows, verdicts, web_sessions,
 };
 
 /// A stored ingest batch.
@@ -761,4 +761,38 @@ pub struct ClosedCharge {
     pub run_id: Option<i64>,
     /// A correction.
     pub correction: bool,
+}
+
+/// A stored contract.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = contracts)]
+pub struct ContractRow {
+    /// Row id.
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// Model families.
+    pub models: String,
+    /// Share off list, decimal text.
+    pub discount: String,
+    /// From, UTC ms.
+    pub effective_from_ms: i64,
+    /// To (exclusive), UTC ms.
+    pub effective_to_ms: Option<i64>,
+}
+
+/// A contract to insert.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = contracts)]
+pub struct NewContract {
+    /// Unique name.
+    pub name: String,
+    /// Model families.
+    pub models: String,
+    /// Share off list, decimal text.
+    pub discount: String,
+    /// From, UTC ms.
+    pub effective_from_ms: i64,
+    /// To (exclusive), UTC ms.
+    pub effective_to_ms: Option<i64>,
 }

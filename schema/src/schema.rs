@@ -467,7 +467,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     outbox,
     job_locks,
     closed_periods,
-    closed_charges
+    closed_charges,
+    contracts
 );
 
 diesel::table! {
@@ -545,3 +546,21 @@ diesel::table! {
 }
 
 diesel::joinable!(closed_charges -> closed_periods (close_id));
+
+diesel::table! {
+    /// A contracted rate: a share off list prices.
+    contracts (id) {
+        /// Row id.
+        id -> BigInt,
+        /// Unique name.
+        name -> Text,
+        /// Model families: a name or a glob.
+        models -> Text,
+        /// The share off the list price, a decimal from 0 to 1.
+        discount -> Text,
+        /// First millisecond it applies, UTC.
+        effective_from_ms -> BigInt,
+        /// First millisecond it no longer applies.
+        effective_to_ms -> Nullable<BigInt>,
+    }
+}

@@ -401,6 +401,58 @@ fn a_repriced_month_equals_reconciling_its_files_at_the_later_prices() {
             dec(&independent["totals"]["billed_computed"]),
             "{b}"
         );
+        // Under the contract in force at the date (15 % off gpt-* models),
+        // gpt rows cost 85 % of list and the rest list.
+        succeed(
+            tally()
+                .args(["contracts", "import", "--db", &s.url])
+                .arg(fixture("contracts.toml")),
+            "contracts import",
+        );
+        let out = succeed(
+            tally().args([
+                "reprice",
+                "--period",
+                "2026-11",
+                "--as-of",
+                "2026-12-01",
+                "--format",
+                "json",
+                "--db",
+                &s.url,
+            ]),
+            "reprice with contracts",
+        );
+        let rc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for m in rc["by_model"].as_array().unwrap() {
+            let share = if m["group"].as_str().unwrap().starts_with("gpt-") {
+                Decimal::new(85, 2)
+            } else {
+                Decimal::ONE
+            };
+            assert_eq!(
+                dec(&m["contracted"]),
+                (dec(&m["as_of"]) * share).normalize(),
+                "{b}: {m}"
+            );
+        }
+        // FOCUS: ContractedCost is list less the contract, named beside it.
+        let (nov, _) = focus(&s, "2026-11");
+        assert_eq!(check_csv(&nov), Vec::<String>::new(), "{b}");
+        for r in records(&nov) {
+            let list: Decimal = r["ListCost"].parse().unwrap();
+            let contracted: Decimal = r["ContractedCost"].parse().unwrap();
+            if r["x_ModelFamily"].starts_with("gpt-") {
+                assert_eq!(r["x_TallyContract"], "OpenAI enterprise 2026", "{b}");
+                assert_eq!(contracted, list * Decimal::new(85, 2), "{b}");
+            } else {
+                assert_eq!(
+                    (contracted, r["x_TallyContract"].as_str()),
+                    (list, ""),
+                    "{b}"
+                );
+            }
+        }
         // The change is all gpt-4o's, and it is a saving.
         let models = r["by_model"].as_array().unwrap();
         assert_eq!(models[0]["group"], "gpt-4o", "{b}: {r:#}");

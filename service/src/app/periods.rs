@@ -207,12 +207,19 @@ fn corrections_for(
     Ok(out)
 }
 
-/// The CSV of `charges` in billing period `p`, its hash and totals.
-fn render(p: &Month, account: &Account, charges: &[Charge]) -> AppResult<FocusExport> {
+/// The CSV of `charges` in billing period `p`, its hash and totals;
+/// `ContractedCost` from the contract in force on each charge's day.
+fn render(
+    p: &Month,
+    account: &Account,
+    contracts: &tally_reconcile::contracts::ContractBook,
+    charges: &[Charge],
+) -> AppResult<FocusExport> {
     let rows = charges.iter().map(|c| FocusRow {
         charge: c,
         period: (p.from_ms, p.to_ms),
         account,
+        contract: contracts.at(&c.model, c.day_ms),
     });
     let mut bytes = Vec::new();
     crate::export::write_csv(&mut bytes, rows)?;
@@ -251,7 +258,8 @@ fn live_export(
     let closed = closed_months(conn)?;
     let mut charges = live_charges(conn, (p.from_ms, p.to_ms))?;
     charges.extend(corrections_for(conn, p, &closed)?);
-    let mut e = render(p, account, &charges)?;
+    let contracts = crate::app::reference::contract_book(conn)?;
+    let mut e = render(p, account, &contracts, &charges)?;
     e.coverage = coverage(conn, (p.from_ms, p.to_ms))?;
     Ok((e, charges))
 }

@@ -185,3 +185,30 @@ pub fn load(conn: &mut AnyConnection) -> Result<Reference, AppError> {
         prices,
     })
 }
+
+/// `tally contracts import`: adds the file's contracts, replacing those of
+/// the same name; how many.
+pub fn import_contracts(conn: &mut AnyConnection, path: &Path) -> Result<usize, AppError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| AppError::Invalid(format!("cannot read `{name}`: {e}")))?;
+    let book = tally_reconcile::contracts::ContractBook::from_toml(&text, &name)?;
+    let rows: Vec<_> = book
+        .entries
+        .iter()
+        .map(tally_schema::convert::new_contract)
+        .collect();
+    Ok(repo::replace_contracts(conn, &rows)?)
+}
+
+/// The store's contracts as the engine takes them.
+pub fn contract_book(
+    conn: &mut AnyConnection,
+) -> Result<tally_reconcile::contracts::ContractBook, AppError> {
+    Ok(tally_reconcile::contracts::ContractBook {
+        entries: repo::contracts(conn)?
+            .iter()
+            .map(tally_schema::convert::contract_of)
+            .collect::<Result<_, _>>()?,
+    })
+}

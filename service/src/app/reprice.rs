@@ -30,6 +30,8 @@ pub struct RepriceLine {
     pub as_of: Decimal,
     /// `as_of - was` over rows priced both times, USD.
     pub diff: Decimal,
+    /// `as_of` under the contracted rates in force at the date, USD.
+    pub contracted: Decimal,
     /// Rows no price covered then.
     pub unpriced_was: i64,
     /// Rows no price covers at the date.
@@ -37,8 +39,9 @@ pub struct RepriceLine {
 }
 
 impl RepriceLine {
-    fn add(&mut self, was: Option<Decimal>, as_of: Option<Decimal>) {
+    fn add(&mut self, was: Option<Decimal>, as_of: Option<Decimal>, contracted: Option<Decimal>) {
         self.rows += 1;
+        self.contracted += contracted.unwrap_or_default();
         match was {
             Some(w) => self.was += w,
             None => self.unpriced_was += 1,
@@ -53,7 +56,12 @@ impl RepriceLine {
     }
 
     fn normalized(mut self) -> Self {
-        for d in [&mut self.was, &mut self.as_of, &mut self.diff] {
+        for d in [
+            &mut self.was,
+            &mut self.as_of,
+            &mut self.diff,
+            &mut self.contracted,
+        ] {
             *d = d.normalize();
         }
         self
@@ -90,6 +98,7 @@ fn tokens_of(t: &[Option<i64>; 5]) -> Tokens {
 /// `as_of_ms`, from the store's catalog.
 pub fn reprice(conn: &mut AnyConnection, p: &Month, as_of_ms: i64) -> AppResult<Reprice> {
     let book = crate::app::reference::load(conn)?.prices;
+    let contracts = crate::app::reference::contract_book(conn)?;
     let mut schedules: HashMap<String, Vec<Price>> = HashMap::new();
     let mut by_model: BTreeMap<String, RepriceLine> = BTreeMap::new();
     let mut by_owner: BTreeMap<String, RepriceLine> = BTreeMap::new();
@@ -115,6 +124,11 @@ pub fn reprice(conn: &mut AnyConnection, p: &Month, as_of_ms: i64) -> AppResult<
                 .and_then(|price| atto_to_nanos(price.cost(&tokens).0))
                 .map(|n| nanos_to_usd(n, None))
         };
+        let contracted = as_of.map(|a| {
+            contracts
+                .at(&v.model_family, as_of_ms)
+                .map_or(a, |k| k.apply(a))
+        });
         let owner = [&v.team, &v.service, &v.env]
             .into_iter()
             .filter(|s| !s.is_empty())
@@ -135,9 +149,9 @@ pub fn reprice(conn: &mut AnyConnection, p: &Month, as_of_ms: i64) -> AppResult<
                     group: key,
                     ..RepriceLine::default()
                 })
-                .add(was, as_of);
+                .add(was, as_of, contracted);
         }
-        total.add(was, as_of);
+        total.add(was, as_of, contracted);
     })?;
     let ranked = |m: BTreeMap<String, RepriceLine>| {
         let mut v: Vec<RepriceLine> = m.into_values().map(RepriceLine::normalized).collect();

@@ -61,6 +61,10 @@ pub enum Command {
     /// Model aliases in the store.
     #[command(subcommand)]
     Aliases(ImportCommand),
+    /// Contracted rates in the store: a share off list prices per model
+    /// family and dates.
+    #[command(subcommand)]
+    Contracts(ImportCommand),
     /// Reconcile the stored rows of a window and keep the verdicts.
     Run(RunArgs),
     /// Report from the latest runs over a period.
@@ -1045,6 +1049,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Aliases(ImportCommand::Import { file, store }) => {
             import(&file, &store, "alias(es)", app::reference::import_aliases)
         }
+        Command::Contracts(ImportCommand::Import { file, store }) => import(
+            &file,
+            &store,
+            "contract(s)",
+            app::reference::import_contracts,
+        ),
         Command::Prices(PricesCommand::Import {
             file,
             effective_from,

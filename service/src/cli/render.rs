@@ -252,13 +252,15 @@ pub fn describe_reprice(
     }
     let mut out = String::new();
     if format == Format::Csv {
-        out.push_str("dimension,group,rows,was,as_of,diff,unpriced_was,unpriced_as_of\n");
+        out.push_str(
+            "dimension,group,rows,was,as_of,diff,contracted,unpriced_was,unpriced_as_of\n",
+        );
     }
     let mut section = |title: &str, lines: &[RepriceLine]| {
         if format == Format::Table {
             out.push_str(&format!(
-                "{title}\n{:<40} {:>8} {:>16} {:>16} {:>16} {:>9}\n",
-                "", "rows", "was", "as of", "change", "unpriced"
+                "{title}\n{:<40} {:>8} {:>16} {:>16} {:>16} {:>16} {:>9}\n",
+                "", "rows", "was", "as of", "change", "contracted", "unpriced"
             ));
         }
         for l in lines {
@@ -269,20 +271,21 @@ pub fn describe_reprice(
             };
             if format == Format::Csv {
                 out.push_str(&format!(
-                    "{},{},{},{},{},{},{},{}\n",
+                    "{},{},{},{},{},{},{},{},{}\n",
                     title.to_lowercase().replace(' ', "_"),
                     crate::export::csv_safe(&l.group),
                     l.rows,
                     l.was,
                     l.as_of,
                     l.diff,
+                    l.contracted,
                     l.unpriced_was,
                     l.unpriced_as_of
                 ));
             } else {
                 out.push_str(&format!(
-                    "{:<40} {:>8} {:>16} {:>16} {:>16} {:>9}\n",
-                    l.group, l.rows, l.was, l.as_of, l.diff, unpriced
+                    "{:<40} {:>8} {:>16} {:>16} {:>16} {:>16} {:>9}\n",
+                    l.group, l.rows, l.was, l.as_of, l.diff, l.contracted, unpriced
                 ));
             }
         }

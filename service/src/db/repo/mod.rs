@@ -12,15 +12,15 @@ use tally_reconcile::SideKind;
 use tally_reconcile::report::Class;
 use tally_schema::enums::EnumCol;
 use tally_schema::rows::{
-    AlertRow, AliasRow, Batch, ClosedCharge, ClosedPeriod, KeyRow, NewAlert, NewBatch,
-    NewClosedPeriod, NewKey, NewOutbox, NewOwner, NewPrice, NewQuota, NewReject, NewRun,
-    NewSession, NewToken, NewUsageRow, OutboxRow, OwnerRow, PriceRow, QuotaRow, Reject, RollupRow,
-    RunCount, RunRow, TokenRow, UsageRow, VerdictRow,
+    AlertRow, AliasRow, Batch, ClosedCharge, ClosedPeriod, ContractRow, KeyRow, NewAlert, NewBatch,
+    NewClosedPeriod, NewContract, NewKey, NewOutbox, NewOwner, NewPrice, NewQuota, NewReject,
+    NewRun, NewSession, NewToken, NewUsageRow, OutboxRow, OwnerRow, PriceRow, QuotaRow, Reject,
+    RollupRow, RunCount, RunRow, TokenRow, UsageRow, VerdictRow,
 };
 use tally_schema::schema::{
-    alerts, api_keys, api_tokens, closed_charges, closed_periods, ingest_batches, model_aliases,
-    outbox, owners, prices, quotas, rejects, run_counts, run_rollups, runs, usage_rows, verdicts,
-    web_sessions,
+    alerts, api_keys, api_tokens, closed_charges, closed_periods, contracts, ingest_batches,
+    model_aliases, outbox, owners, prices, quotas, rejects, run_counts, run_rollups, runs,
+    usage_rows, verdicts, web_sessions,
 };
 // SQLite's job leases; PostgreSQL locks jobs with advisory locks.
 #[cfg(feature = "sqlite")]

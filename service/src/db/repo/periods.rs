@@ -92,3 +92,23 @@ pub fn reopen_close(
     .execute(conn)?;
     Ok(n > 0)
 }
+
+/// Adds contracts, replacing those of the same name, in one transaction.
+pub fn replace_contracts(conn: &mut AnyConnection, rows: &[NewContract]) -> Result<usize, DbError> {
+    in_transaction(conn, |c| -> Result<usize, DbError> {
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        diesel::delete(contracts::table.filter(contracts::name.eq_any(&names))).execute(c)?;
+        for chunk in rows.chunks(1000) {
+            on_backend!(c, c => diesel::insert_into(contracts::table).values(chunk).execute(c))?;
+        }
+        Ok(rows.len())
+    })
+}
+
+/// Every contract, by name.
+pub fn contracts(conn: &mut AnyConnection) -> Result<Vec<ContractRow>, DbError> {
+    Ok(contracts::table
+        .order(contracts::name)
+        .select(ContractRow::as_select())
+        .load(conn)?)
+}
