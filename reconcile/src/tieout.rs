@@ -20,14 +20,14 @@
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::Error;
 use crate::models::AliasTable;
 
 /// Who served and invoiced the traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     /// OpenAI's API.
@@ -71,7 +71,7 @@ impl Provider {
 }
 
 /// Sums of one provider, bucket and model family, from either side.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sums {
     /// Requests (`None`: the report does not count them).
     pub requests: Option<u64>,
@@ -337,7 +337,7 @@ pub struct GatewayRow {
 }
 
 /// How a bucket's two sides compare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Same requests, tokens and cost (within the tolerance).
@@ -351,7 +351,7 @@ pub enum Verdict {
 }
 
 /// One provider, bucket and model family.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketLine {
     /// The provider.
     pub provider: Provider,
@@ -373,7 +373,7 @@ pub struct BucketLine {
 }
 
 /// The tie-out of a set of reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TieOut {
     /// Every bucket line, by provider, time and model.
     pub lines: Vec<BucketLine>,

@@ -11,7 +11,7 @@ use crate::enums::{AlertKind, Basis, EnumCol};
 
 use crate::schema::{
     alerts, api_keys, api_tokens, closed_charges, closed_periods, contracts, ingest_batches,
-    model_aliases, outbox, owners, prices, quotas, rejects, run_counts, run_rollups, runs,
+    model_aliases, outbox, owners, prices, quotas, rejects, run_counts, run_rollups, runs, tieouts,
     usage_rows, verdicts, web_sessions,
 };
 
@@ -795,4 +795,38 @@ pub struct NewContract {
     pub effective_from_ms: i64,
     /// To (exclusive), UTC ms.
     pub effective_to_ms: Option<i64>,
+}
+
+/// A stored tie-out.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = tieouts)]
+pub struct TieoutRow {
+    /// Row id.
+    pub id: i64,
+    /// Window start, UTC ms.
+    pub from_ms: i64,
+    /// Window end, UTC ms.
+    pub to_ms: i64,
+    /// When it ran.
+    pub ran_at: NaiveDateTime,
+    /// Whether it was clean.
+    pub clean: bool,
+    /// The result, JSON.
+    pub result: String,
+}
+
+/// A tie-out to insert.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = tieouts)]
+pub struct NewTieout<'a> {
+    /// Window start, UTC ms.
+    pub from_ms: i64,
+    /// Window end, UTC ms.
+    pub to_ms: i64,
+    /// When it ran.
+    pub ran_at: NaiveDateTime,
+    /// Whether it was clean.
+    pub clean: bool,
+    /// The result, JSON.
+    pub result: &'a str,
 }

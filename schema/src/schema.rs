@@ -468,7 +468,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     job_locks,
     closed_periods,
     closed_charges,
-    contracts
+    contracts,
+    tieouts
 );
 
 diesel::table! {
@@ -562,5 +563,23 @@ diesel::table! {
         effective_from_ms -> BigInt,
         /// First millisecond it no longer applies.
         effective_to_ms -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    /// A provider tie-out as it ran.
+    tieouts (id) {
+        /// Row id.
+        id -> BigInt,
+        /// Window start, UTC ms.
+        from_ms -> BigInt,
+        /// Window end (exclusive), UTC ms.
+        to_ms -> BigInt,
+        /// When it ran (UTC).
+        ran_at -> Timestamp,
+        /// Whether every bucket agreed and every report was whole.
+        clean -> Bool,
+        /// The result as JSON (buckets, gaps, pages).
+        result -> Text,
     }
 }

@@ -2722,6 +2722,31 @@ fn finance_closes_a_month_over_http_and_its_export_is_then_final() {
         ]),
         "run",
     );
+    // A tie-out against an OpenAI usage page that counts more requests
+    // than the gateway logged: kept, and shown on the month-end page.
+    let usage = dir.path().join("openai_usage.json");
+    std::fs::write(
+        &usage,
+        r#"{"object":"page","data":[{"object":"bucket","start_time":1795132800,"end_time":1795219200,
+        "results":[{"object":"organization.usage.completions.result","input_tokens":999999,"output_tokens":99999,
+        "num_model_requests":999,"model":"gpt-4o-mini-2024-07-18"}]}],"has_more":false,"next_page":null}"#,
+    )
+    .unwrap();
+    succeed(
+        tally()
+            .args([
+                "tieout",
+                "--from",
+                "2026-11-20",
+                "--to",
+                "2026-11-21",
+                "--db",
+                &db,
+                "--report",
+            ])
+            .arg(&usage),
+        "tieout",
+    );
     let s = Server::start(&db, "");
     let finance = s.token("finance-ann", Role::Finance);
     let platform = s.token("platform-bo", Role::Platform);
@@ -2838,6 +2863,8 @@ fn finance_closes_a_month_over_http_and_its_export_is_then_final() {
             || page.text.contains("restating support's credits")
     );
     assert!(page.text.contains("/export/focus.csv?period=2026-11"));
+    assert!(page.text.contains("id=\"tieout\""), "{}", page.text);
+    assert!(page.text.contains("gateway_under_reports"), "{}", page.text);
     let csv = get("/export/costs.csv?from=2026-11-01&to=2026-12-01&group_by=team");
     assert_eq!(csv.status, 200, "{}", csv.text);
     assert!(csv.content_type.starts_with("text/csv"));

@@ -953,6 +953,20 @@ mod tie_out {
                 .map(|(k, (v, g))| (k, (v, g.normalize())))
                 .collect();
             assert_eq!(got, want, "{b}: {t:#}");
+            // The tie-out is kept: the month-end page shows its buckets, the
+            // ones that disagree first.
+            let mut conn = tally_service::db::open(&s.url, false).unwrap();
+            let kept = tally_service::app::tieout::latest(
+                &mut conn,
+                (1_795_132_800_000, 1_795_132_800_000 + 2 * 86_400_000),
+            )
+            .unwrap()
+            .unwrap();
+            assert!(!kept.clean, "{b}");
+            assert!(kept.incomplete.is_empty(), "{b}");
+            assert_eq!(kept.lines.len(), 8, "{b}");
+            assert!(kept.lines[..4].iter().all(|l| l.verdict != "agrees"), "{b}");
+            assert!(kept.lines[4..].iter().all(|l| l.verdict == "agrees"), "{b}");
             // Every provider's buckets are there, agreeing where nothing was injected.
             let lines = t["lines"].as_array().unwrap();
             assert_eq!(lines.len(), 8, "{b}: 4 families x 2 days: {t:#}");

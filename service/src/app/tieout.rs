@@ -149,7 +149,7 @@ pub fn tie_out(
     } else {
         0
     };
-    Ok(TieOutView {
+    let view = TieOutView {
         alerts_fired,
         from: tally_reconcile::time::format_ms(from_ms),
         to: tally_reconcile::time::format_ms(to_ms),
@@ -157,5 +157,122 @@ pub fn tie_out(
         incomplete,
         tieout,
         coverage: coverage(conn, (from_ms, to_ms))?,
+    };
+    let result = serde_json::to_string(&Kept {
+        tieout: view.tieout.clone(),
+        incomplete: view.incomplete.clone(),
     })
+    .map_err(|e| AppError::Internal(e.to_string()))?;
+    repo::insert_tieout(
+        conn,
+        &tally_schema::rows::NewTieout {
+            from_ms,
+            to_ms,
+            ran_at: now.naive_utc(),
+            clean: view.clean(),
+            result: &result,
+        },
+    )?;
+    Ok(view)
+}
+
+/// What a tie-out keeps: its buckets, and the reports that were short.
+#[derive(Serialize, serde::Deserialize)]
+struct Kept {
+    tieout: TieOut,
+    incomplete: Vec<String>,
+}
+
+/// A tie-out as it was kept, for the pages.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredTieOut {
+    /// When it ran (UTC, RFC 3339).
+    pub ran_at: String,
+    /// Its window, RFC 3339.
+    pub from: String,
+    /// Its end (exclusive).
+    pub to: String,
+    /// Whether every bucket agreed and every report was whole.
+    pub clean: bool,
+    /// Its buckets, those that disagree first (largest gap first).
+    pub lines: Vec<LineView>,
+    /// Gap per provider, USD.
+    pub gap_by_provider: Vec<(String, Decimal)>,
+    /// Reports whose pages were short (their figures are too).
+    pub incomplete: Vec<String>,
+}
+
+/// One bucket, for people.
+#[derive(Debug, Clone, Serialize)]
+pub struct LineView {
+    /// Provider.
+    pub provider: &'static str,
+    /// UTC day of the bucket's start.
+    pub day: String,
+    /// Model family.
+    pub model: String,
+    /// `agrees`, `gateway_under_reports`, ...
+    pub verdict: String,
+    /// Requests, provider then gateway (`None`: not counted).
+    pub requests: (Option<u64>, Option<u64>),
+    /// Input and output tokens, provider then gateway.
+    pub tokens: (u64, u64),
+    /// Cost, provider then gateway.
+    pub cost: (Option<Decimal>, Option<Decimal>),
+    /// Provider less gateway, USD.
+    pub gap: Option<Decimal>,
+}
+
+/// The newest tie-out over any part of `[from_ms, to_ms)`.
+pub fn latest(conn: &mut AnyConnection, window: (i64, i64)) -> AppResult<Option<StoredTieOut>> {
+    let Some(row) = repo::latest_tieout(conn, window)? else {
+        return Ok(None);
+    };
+    let Kept {
+        tieout: t,
+        incomplete,
+    } = serde_json::from_str(&row.result)
+        .map_err(|e| AppError::Internal(format!("stored tie-out {}: {e}", row.id)))?;
+    let mut lines: Vec<LineView> = t
+        .lines
+        .iter()
+        .map(|l| LineView {
+            provider: l.provider.name(),
+            day: tally_reconcile::time::format_ms(l.start_ms)
+                .get(..10)
+                .unwrap_or_default()
+                .to_owned(),
+            model: l.model.clone(),
+            verdict: serde_json::to_value(l.verdict)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            requests: (l.provider_sums.requests, l.gateway_sums.requests),
+            tokens: (
+                l.provider_sums.input_tokens + l.provider_sums.output_tokens,
+                l.gateway_sums.input_tokens + l.gateway_sums.output_tokens,
+            ),
+            cost: (l.provider_sums.cost, l.gateway_sums.cost),
+            gap: l.gap,
+        })
+        .collect();
+    lines.sort_by_key(|l| {
+        (
+            l.verdict == "agrees",
+            std::cmp::Reverse(l.gap.map(|g| g.abs())),
+        )
+    });
+    Ok(Some(StoredTieOut {
+        ran_at: row
+            .ran_at
+            .and_utc()
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string(),
+        from: tally_reconcile::time::format_ms(row.from_ms),
+        to: tally_reconcile::time::format_ms(row.to_ms),
+        clean: row.clean,
+        lines,
+        gap_by_provider: t.gap_by_provider.into_iter().collect(),
+        incomplete,
+    }))
 }

@@ -563,28 +563,26 @@ pub async fn month_end(state: Data, req: HttpRequest, q: web::Query<MonthQuery>)
     let now = (state.clock)().map_err(ApiError::internal)?;
     let month = dashboard::month(q.month.as_deref(), now).map_err(ApiError::from)?;
     let account = state.settings.focus.clone();
-    let (closes, open) = state
+    let (closes, open, tieout) = state
         .db(move |c| {
             let closes = crate::app::periods::closes(c)?;
+            let tieout = crate::app::tieout::latest(c, (month.from_ms, month.to_ms))?;
             let open = crate::app::periods::focus_export(c, &month, &account)?;
-            Ok((
-                closes,
-                (
-                    month,
-                    open.closed.is_some(),
-                    open.charges,
-                    open.corrections,
-                    open.billed,
-                    open.list,
-                    open.sha256,
-                ),
-            ))
+            Ok((closes, (month, open), tieout))
         })
         .await?;
-    let (month, closed, charges, corrections, billed, list, sha256) = open;
+    let (month, e) = open;
     let ctx = with_who(
         &req,
-        minijinja::context! { closes, month, closed, charges, corrections, billed, list, sha256 },
+        minijinja::context! {
+            closes, month, tieout,
+            closed => e.closed.is_some(),
+            charges => e.charges,
+            corrections => e.corrections,
+            billed => e.billed,
+            list => e.list,
+            sha256 => e.sha256,
+        },
     )?;
     Ok(html(StatusCode::OK, render("month_end.html", ctx)?))
 }

@@ -14,12 +14,12 @@ use tally_schema::enums::EnumCol;
 use tally_schema::rows::{
     AlertRow, AliasRow, Batch, ClosedCharge, ClosedPeriod, ContractRow, KeyRow, NewAlert, NewBatch,
     NewClosedPeriod, NewContract, NewKey, NewOutbox, NewOwner, NewPrice, NewQuota, NewReject,
-    NewRun, NewSession, NewToken, NewUsageRow, OutboxRow, OwnerRow, PriceRow, QuotaRow, Reject,
-    RollupRow, RunCount, RunRow, TokenRow, UsageRow, VerdictRow,
+    NewRun, NewSession, NewTieout, NewToken, NewUsageRow, OutboxRow, OwnerRow, PriceRow, QuotaRow,
+    Reject, RollupRow, RunCount, RunRow, TieoutRow, TokenRow, UsageRow, VerdictRow,
 };
 use tally_schema::schema::{
     alerts, api_keys, api_tokens, closed_charges, closed_periods, contracts, ingest_batches,
-    model_aliases, outbox, owners, prices, quotas, rejects, run_counts, run_rollups, runs,
+    model_aliases, outbox, owners, prices, quotas, rejects, run_counts, run_rollups, runs, tieouts,
     usage_rows, verdicts, web_sessions,
 };
 // SQLite's job leases; PostgreSQL locks jobs with advisory locks.

@@ -112,3 +112,25 @@ pub fn contracts(conn: &mut AnyConnection) -> Result<Vec<ContractRow>, DbError> 
         .select(ContractRow::as_select())
         .load(conn)?)
 }
+
+/// Keeps a tie-out; its id.
+pub fn insert_tieout(conn: &mut AnyConnection, t: &NewTieout<'_>) -> Result<i64, DbError> {
+    Ok(diesel::insert_into(tieouts::table)
+        .values(t)
+        .returning(tieouts::id)
+        .get_result(conn)?)
+}
+
+/// The newest tie-out whose window overlaps `[from_ms, to_ms)`.
+pub fn latest_tieout(
+    conn: &mut AnyConnection,
+    (from_ms, to_ms): (i64, i64),
+) -> Result<Option<TieoutRow>, DbError> {
+    Ok(tieouts::table
+        .filter(tieouts::from_ms.lt(to_ms))
+        .filter(tieouts::to_ms.gt(from_ms))
+        .order(tieouts::id.desc())
+        .select(TieoutRow::as_select())
+        .first(conn)
+        .optional()?)
+}
