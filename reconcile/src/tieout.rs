@@ -113,6 +113,10 @@ pub struct Reported {
     pub bucket: (i64, i64),
     /// The model as the provider names it (a dated snapshot).
     pub model: String,
+    /// The provider's key and project (OpenAI `api_key_id` and
+    /// `project_id`, Anthropic `api_key_id` and `workspace_id`, OpenRouter
+    /// `api_key_hash`), when the report is grouped by them.
+    pub accounts: Vec<String>,
     /// What it counted or charged.
     pub sums: Sums,
 }
@@ -151,6 +155,78 @@ fn rfc3339(v: &Value) -> Option<i64> {
     v.as_str()
         .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.timestamp_millis())
+}
+
+/// The key and project ids a result names (null unless grouped by them).
+fn accounts_of(r: &Value) -> Vec<String> {
+    ["api_key_id", "project_id", "workspace_id", "api_key_hash"]
+        .iter()
+        .filter_map(|k| r.get(*k).and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Which provider keys or projects go with which gateway keys: a tie-out
+/// with a map compares each group apart (a provider project against the
+/// gateway deployments that use it) instead of the whole provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountMap {
+    groups: Vec<(Provider, String, Vec<String>, Vec<String>)>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    name: String,
+    provider: Provider,
+    #[serde(default)]
+    provider_ids: Vec<String>,
+    #[serde(default)]
+    gateway_keys: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMap {
+    #[serde(default)]
+    group: Vec<RawGroup>,
+}
+
+impl AccountMap {
+    /// Reads `[[group]] name, provider, provider_ids, gateway_keys`.
+    pub fn from_toml(text: &str, file: &str) -> Result<Self, Error> {
+        let raw: RawMap =
+            toml::from_str(text).map_err(|e| Error::invalid(file, e.message().to_owned()))?;
+        let mut groups = Vec::new();
+        for g in raw.group {
+            if g.name.trim().is_empty() || g.provider_ids.is_empty() || g.gateway_keys.is_empty() {
+                return Err(Error::invalid(
+                    file,
+                    format!(
+                        "group `{}`: needs a name, provider_ids and gateway_keys",
+                        g.name
+                    ),
+                ));
+            }
+            groups.push((g.provider, g.name, g.provider_ids, g.gateway_keys));
+        }
+        Ok(Self { groups })
+    }
+
+    fn of_report(&self, provider: Provider, accounts: &[String]) -> String {
+        self.groups
+            .iter()
+            .find(|(p, _, ids, _)| *p == provider && accounts.iter().any(|a| ids.contains(a)))
+            .map_or_else(String::new, |g| g.1.clone())
+    }
+
+    fn of_row(&self, provider: Provider, key: &str) -> String {
+        self.groups
+            .iter()
+            .find(|(p, _, _, keys)| *p == provider && keys.iter().any(|k| k == key))
+            .map_or_else(String::new, |g| g.1.clone())
+    }
 }
 
 /// Reads one page of a provider report (the JSON body an API returned),
@@ -192,6 +268,7 @@ pub fn read_page(text: &str, name: &str) -> Result<ReportPage, Error> {
                 provider: Provider::OpenRouter,
                 bucket: (day, day + crate::time::DAY_MS),
                 model,
+                accounts: accounts_of(d),
                 sums: Sums {
                     requests: Some(count(&d["requests"])),
                     input_tokens: count(&d["prompt_tokens"]),
@@ -312,6 +389,7 @@ pub fn read_page(text: &str, name: &str) -> Result<ReportPage, Error> {
                 provider,
                 bucket: (start, end),
                 model,
+                accounts: accounts_of(r),
                 sums,
             });
         }
@@ -328,6 +406,8 @@ pub fn read_page(text: &str, name: &str) -> Result<ReportPage, Error> {
 pub struct GatewayRow {
     /// Who billed it.
     pub provider: Provider,
+    /// Its key as the gateway names it (for an [`AccountMap`]).
+    pub key: String,
     /// Request start, UTC ms.
     pub ts_ms: i64,
     /// The model (any spelling: it is folded to its family).
@@ -361,6 +441,8 @@ pub struct BucketLine {
     pub end_ms: i64,
     /// Model family.
     pub model: String,
+    /// The [`AccountMap`] group ("" without a map, or outside every group).
+    pub group: String,
     /// What the provider reports.
     pub provider_sums: Sums,
     /// What the gateway logged.
@@ -395,15 +477,25 @@ pub fn tie_out(
     reported: &[Reported],
     rows: impl IntoIterator<Item = GatewayRow>,
     aliases: &AliasTable,
+    map: &AccountMap,
     tolerance: Decimal,
 ) -> TieOut {
-    type Key = (Provider, i64, i64, String);
+    type Key = (Provider, i64, i64, String, String);
     let mut sides: BTreeMap<Key, (Sums, Sums)> = BTreeMap::new();
     let mut buckets: BTreeMap<Provider, Vec<(i64, i64)>> = BTreeMap::new();
     let mut costed: BTreeMap<Provider, bool> = BTreeMap::new();
     let mut counted: BTreeMap<Provider, bool> = BTreeMap::new();
+    let mut metered: BTreeMap<Provider, bool> = BTreeMap::new();
     for r in reported {
-        let key = (r.provider, r.bucket.0, r.bucket.1, aliases.family(&r.model));
+        *metered.entry(r.provider).or_default() |=
+            r.sums.requests.is_some() || r.sums.input_tokens + r.sums.output_tokens > 0;
+        let key = (
+            r.provider,
+            r.bucket.0,
+            r.bucket.1,
+            map.of_report(r.provider, &r.accounts),
+            aliases.family(&r.model),
+        );
         sides.entry(key).or_default().0.add(&r.sums);
         buckets.entry(r.provider).or_default().push(r.bucket);
         *costed.entry(r.provider).or_default() |= r.sums.cost.is_some();
@@ -427,7 +519,13 @@ pub fn tie_out(
             rows_outside += 1;
             continue;
         }
-        let key = (row.provider, start, end, aliases.family(&row.model));
+        let key = (
+            row.provider,
+            start,
+            end,
+            map.of_row(row.provider, &row.key),
+            aliases.family(&row.model),
+        );
         sides.entry(key).or_default().1.add(&row.sums);
     }
     let mut t = TieOut {
@@ -437,7 +535,7 @@ pub fn tie_out(
         gap_by_day: BTreeMap::new(),
         rows_outside,
     };
-    for ((provider, start_ms, end_ms, model), (p, mut g)) in sides {
+    for ((provider, start_ms, end_ms, group, model), (p, mut g)) in sides {
         // Compare only what the provider's reports count.
         let has_cost = costed.get(&provider).copied().unwrap_or(false);
         let has_requests = counted.get(&provider).copied().unwrap_or(false);
@@ -460,8 +558,9 @@ pub fn tie_out(
             Some(cmp(p.input_tokens, g.input_tokens)),
             Some(cmp(p.output_tokens, g.output_tokens)),
         ];
-        // Reports with cost only (OpenAI's Costs API): the cost decides.
-        let usage_known = p.input_tokens + p.output_tokens > 0 || p_req.is_some_and(|r| r > 0);
+        // Reports with cost only (no usage report of that provider): the
+        // cost decides.
+        let usage_known = metered.get(&provider).copied().unwrap_or(false);
         let cost_cmp = p_cost
             .zip(g_cost)
             .map(|(a, b)| (a - b, (a - b).abs() > tolerance));
@@ -508,6 +607,7 @@ pub fn tie_out(
             start_ms,
             end_ms,
             model,
+            group,
             provider_sums: Sums {
                 requests: p_req,
                 cost: p_cost,
@@ -576,6 +676,7 @@ mod tests {
     fn row(ts: i64, model: &str, inp: u64, out: u64, cost: &str) -> GatewayRow {
         GatewayRow {
             provider: Provider::OpenAi,
+            key: "k".to_owned(),
             ts_ms: ts,
             model: model.to_owned(),
             sums: Sums {
@@ -594,6 +695,7 @@ mod tests {
             provider: Provider::OpenAi,
             bucket: (NOV20, NOV20 + DAY),
             model: model.to_owned(),
+            accounts: Vec::new(),
             sums: Sums {
                 requests: Some(req),
                 input_tokens: inp,
@@ -605,6 +707,7 @@ mod tests {
             provider: Provider::OpenAi,
             bucket: (NOV20, NOV20 + DAY),
             model: model.to_owned(),
+            accounts: Vec::new(),
             sums: Sums {
                 cost: Some(usd.parse().unwrap()),
                 ..Sums::default()
@@ -626,7 +729,13 @@ mod tests {
             // Outside the report's buckets.
             row(NOV20 + DAY + 1, "gpt-4o", 1, 1, "0.1"),
         ];
-        let t = tie_out(&reported, rows, &AliasTable::default(), Decimal::new(1, 6));
+        let t = tie_out(
+            &reported,
+            rows.clone(),
+            &AliasTable::default(),
+            &AccountMap::default(),
+            Decimal::new(1, 6),
+        );
         assert_eq!(t.rows_outside, 1);
         let by: BTreeMap<&str, &BucketLine> =
             t.lines.iter().map(|l| (l.model.as_str(), l)).collect();
@@ -636,5 +745,51 @@ mod tests {
         assert_eq!(by["gpt-4o"].gap, Some("0.05".parse().unwrap()));
         assert_eq!(t.gap_by_provider["openai"], "0.15".parse().unwrap());
         assert_eq!(t.lines.len(), 2);
+
+        // Two projects on the provider's side, two gateway keys on ours:
+        // mapped, the mini gap belongs to the project whose key lost a row.
+        let mut split = reported.clone();
+        for r in &mut split {
+            r.accounts = vec!["proj_a".to_owned()];
+        }
+        let map = AccountMap::from_toml(
+            "[[group]]\nname = \"support\"\nprovider = \"openai\"\nprovider_ids = [\"proj_a\"]\ngateway_keys = [\"k\"]\n",
+            "map.toml",
+        )
+        .unwrap();
+        let mut rows = rows;
+        // A key of another team on the same project, outside the map.
+        let mut other = row(NOV20 + 5000, "gpt-4o-mini", 100, 10, "0.1");
+        other.key = "other".to_owned();
+        rows.push(other);
+        let t = tie_out(
+            &split,
+            rows,
+            &AliasTable::default(),
+            &map,
+            Decimal::new(1, 6),
+        );
+        let by: BTreeMap<(&str, &str), &BucketLine> = t
+            .lines
+            .iter()
+            .map(|l| ((l.group.as_str(), l.model.as_str()), l))
+            .collect();
+        assert_eq!(
+            by[&("support", "gpt-4o-mini")].verdict,
+            Verdict::GatewayUnderReports
+        );
+        assert_eq!(
+            by[&("support", "gpt-4o")].verdict,
+            Verdict::PricedDifferently
+        );
+        // Unmapped traffic is its own group: billed by nobody it reported.
+        assert_eq!(
+            by[&("", "gpt-4o-mini")].verdict,
+            Verdict::GatewayOverReports
+        );
+        assert!(
+            AccountMap::from_toml("[[group]]\nname = \"x\"\nprovider = \"openai\"\n", "m.toml")
+                .is_err()
+        );
     }
 }

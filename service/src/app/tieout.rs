@@ -68,9 +68,19 @@ pub fn tie_out(
     settings: &crate::settings::Settings,
     (from_ms, to_ms): (i64, i64),
     files: &[&Path],
+    key_map: Option<&Path>,
     tolerance: Decimal,
     now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<TieOutView> {
+    let map = match key_map {
+        Some(path) => {
+            let name = path.display().to_string();
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| AppError::Invalid(format!("cannot read `{name}`: {e}")))?;
+            tieout::AccountMap::from_toml(&text, &name)?
+        }
+        None => tieout::AccountMap::default(),
+    };
     let mut pages = Vec::new();
     let mut reported: Vec<Reported> = Vec::new();
     // Per report kind, whether its last page (in the order given) is whole.
@@ -124,6 +134,7 @@ pub fn tie_out(
         };
         rows.push(GatewayRow {
             provider,
+            key: v.key_name.clone(),
             ts_ms: b.ts_ms,
             model: v.model_family.clone(),
             sums: Sums {
@@ -137,7 +148,7 @@ pub fn tie_out(
         });
     })?;
     let aliases = crate::app::reference::load(conn)?.aliases;
-    let tieout = tieout::tie_out(&reported, rows, &aliases, tolerance);
+    let tieout = tieout::tie_out(&reported, rows, &aliases, &map, tolerance);
     // Short reports would alert on the pages not fetched: they do not.
     let alerts_fired = if incomplete.is_empty() {
         crate::app::alerts::raise_tieout_gaps(conn, settings, &tieout, (from_ms, to_ms), now)
@@ -211,6 +222,8 @@ pub struct LineView {
     pub day: String,
     /// Model family.
     pub model: String,
+    /// The key map's group ("" without one).
+    pub group: String,
     /// `agrees`, `gateway_under_reports`, ...
     pub verdict: String,
     /// Requests, provider then gateway (`None`: not counted).
@@ -243,6 +256,7 @@ pub fn latest(conn: &mut AnyConnection, window: (i64, i64)) -> AppResult<Option<
                 .unwrap_or_default()
                 .to_owned(),
             model: l.model.clone(),
+            group: l.group.clone(),
             verdict: serde_json::to_value(l.verdict)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))

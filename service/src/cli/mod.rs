@@ -440,6 +440,11 @@ pub struct TieoutArgs {
     /// Provider report pages, as the APIs returned them (all pages).
     #[arg(long = "report", value_name = "FILE", required = true, num_args = 1..)]
     pub reports: Vec<PathBuf>,
+    /// Which provider keys or projects go with which gateway keys
+    /// (`[[group]] name, provider, provider_ids, gateway_keys`): each group
+    /// is tied out apart. The reports must be grouped by key or project.
+    #[arg(long, value_name = "FILE")]
+    pub key_map: Option<PathBuf>,
     /// Cost difference (USD) within which a bucket agrees.
     #[arg(long, default_value = "0.000001", value_name = "USD")]
     pub tolerance: String,
@@ -1266,6 +1271,7 @@ fn tieout(args: &TieoutArgs) -> Result<ExitCode> {
         &settings,
         (from, to),
         &files,
+        args.key_map.as_deref(),
         tolerance,
         utc_now()?,
     )?;

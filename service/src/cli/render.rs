@@ -321,13 +321,14 @@ pub fn describe_tieout(
     };
     let mut out = String::new();
     if format == Format::Csv {
-        out.push_str("provider,bucket_start,bucket_end,model,verdict,provider_requests,gateway_requests,provider_input_tokens,gateway_input_tokens,provider_output_tokens,gateway_output_tokens,provider_cost,gateway_cost,gap\n");
+        out.push_str("provider,bucket_start,bucket_end,group,model,verdict,provider_requests,gateway_requests,provider_input_tokens,gateway_input_tokens,provider_output_tokens,gateway_output_tokens,provider_cost,gateway_cost,gap\n");
         for l in &t.tieout.lines {
             out.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 l.provider.name(),
                 day(l.start_ms),
                 day(l.end_ms),
+                crate::export::csv_safe(&l.group),
                 crate::export::csv_safe(&l.model),
                 serde_json::to_value(l.verdict)
                     .ok()
@@ -375,7 +376,11 @@ pub fn describe_tieout(
             "{:<11} {:<10} {:<28} {:<22} {:>15} {:>19} {:>19} {:>12} {:>12} {:>11}\n",
             l.provider.name(),
             day(l.start_ms).get(..10).unwrap_or_default(),
-            l.model,
+            if l.group.is_empty() {
+                l.model.clone()
+            } else {
+                format!("{} ({})", l.model, l.group)
+            },
             verdict,
             format!(
                 "{}/{}",
