@@ -2886,6 +2886,27 @@ fn finance_closes_a_month_over_http_and_its_export_is_then_final() {
         "report",
     );
     assert_eq!(csv.text, String::from_utf8(cli.stdout).unwrap());
+    // One owner's costs by model add up to that owner's line.
+    let col = |csv_text: &str, group: Option<&str>| -> rust_decimal::Decimal {
+        let mut r = csv::Reader::from_reader(csv_text.as_bytes());
+        r.records()
+            .map(|x| x.unwrap())
+            .filter(|x| group.is_none_or(|g| &x[0] == g))
+            .map(|x| x[2].parse::<rust_decimal::Decimal>().unwrap())
+            .sum()
+    };
+    let mine = get(
+        "/export/costs.csv?from=2026-11-01&to=2026-12-01&group_by=model&team=support&service=support-bot&env=prod",
+    );
+    assert_eq!(mine.status, 200, "{}", mine.text);
+    let all = get("/export/costs.csv?from=2026-11-01&to=2026-12-01&group_by=owner");
+    assert_eq!(
+        col(&mine.text, None),
+        col(&all.text, Some("support/support-bot/prod"))
+    );
+    assert!(col(&mine.text, None) > rust_decimal::Decimal::ZERO);
+    let half = get("/export/costs.csv?from=2026-11-01&to=2026-12-01&team=support");
+    assert_eq!(half.status, 400, "one owner is all three labels");
     let focus = get("/export/focus.csv?period=2026-11");
     assert_eq!(focus.status, 200);
     assert!(focus.text.starts_with("BilledCost,"));

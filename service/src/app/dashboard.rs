@@ -411,6 +411,8 @@ pub struct OwnerPage {
     pub id: i64,
     /// `team/service/env`.
     pub name: String,
+    /// Its labels: team, service, env (for downloads of its rows).
+    pub labels: (String, String, String),
     /// Contact address.
     pub contact: String,
     /// The month.
@@ -554,6 +556,7 @@ pub fn owner_page(conn: &mut AnyConnection, id: i64, month: Month) -> Result<Own
     Ok(OwnerPage {
         coverage,
         id,
+        labels: (owner.team.clone(), owner.service.clone(), owner.env.clone()),
         name: tally_reconcile::keys::Owner {
             team: owner.team,
             service: owner.service,

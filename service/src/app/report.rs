@@ -255,6 +255,8 @@ impl CostLine {
 pub(crate) struct Costs {
     by: GroupBy,
     groups: BTreeMap<String, CostLine>,
+    /// Only this owner's rows (team, service, env), when set.
+    only: Option<(String, String, String)>,
 }
 
 impl Costs {
@@ -262,7 +264,14 @@ impl Costs {
         Self {
             by,
             groups: BTreeMap::new(),
+            only: None,
         }
+    }
+
+    fn wanted(&self, team: &str, service: &str, env: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|(t, s, e)| t == team && s == service && e == env)
     }
 
     /// The group a row with these dimensions falls in.
@@ -298,6 +307,9 @@ impl Costs {
     /// Adds one row's verdict.
     pub(crate) fn add(&mut self, j: &repo::Judged) {
         let v = &j.verdict;
+        if !self.wanted(&v.team, &v.service, &v.env) {
+            return;
+        }
         let gateway = is_gateway(j);
         let class = Some(*v.class);
         let line = self.line(Dims::of(v, j.ts_ms));
@@ -318,6 +330,9 @@ impl Costs {
 
     /// Adds a run's sums for one day and group of dimensions.
     pub(crate) fn add_rollup(&mut self, r: &tally_schema::rows::RollupRow) {
+        if !self.wanted(&r.team, &r.service, &r.env) {
+            return;
+        }
         let d = Dims {
             team: &r.team,
             service: &r.service,
@@ -408,10 +423,21 @@ pub(crate) fn row_line(j: repo::Judged) -> VerdictLine {
 /// order.
 pub fn cost_lines(
     conn: &mut AnyConnection,
-    (from_ms, to_ms): (i64, i64),
+    window: (i64, i64),
     by: GroupBy,
 ) -> Result<Vec<CostLine>, crate::db::DbError> {
+    cost_lines_of(conn, window, by, None)
+}
+
+/// [`cost_lines`] of one owner's rows only (team, service, env), when given.
+pub fn cost_lines_of(
+    conn: &mut AnyConnection,
+    (from_ms, to_ms): (i64, i64),
+    by: GroupBy,
+    owner: Option<(String, String, String)>,
+) -> Result<Vec<CostLine>, crate::db::DbError> {
     let mut costs = Costs::new(by);
+    costs.only = owner;
     // The runs' daily sums when they answer exactly; the verdicts
     // themselves otherwise (a window off midnight UTC, overlapping runs).
     match repo::rollup_runs(conn, (from_ms, to_ms))? {

@@ -467,6 +467,10 @@ pub struct CostsCsvQuery {
     from: String,
     to: String,
     group_by: Option<crate::app::report::GroupBy>,
+    /// One owner only: its team, service and env, all three.
+    team: Option<String>,
+    service: Option<String>,
+    env: Option<String>,
 }
 
 fn page_window(from: &str, to: &str) -> Result<(i64, i64), ApiError> {
@@ -486,8 +490,19 @@ fn page_window(from: &str, to: &str) -> Result<(i64, i64), ApiError> {
 pub async fn costs_csv(state: Data, q: web::Query<CostsCsvQuery>) -> Page {
     let w = page_window(&q.from, &q.to)?;
     let by = q.group_by.unwrap_or(crate::app::report::GroupBy::Owner);
+    let q = q.into_inner();
+    let owner = match (q.team, q.service, q.env) {
+        (None, None, None) => None,
+        (Some(t), Some(s), Some(e)) => Some((t, s, e)),
+        _ => {
+            return Err(ApiError::bad_request(
+                "one owner is `team`, `service` and `env`, all three",
+            )
+            .into());
+        }
+    };
     let lines = state
-        .db(move |c| Ok(crate::app::report::cost_lines(c, w, by)?))
+        .db(move |c| Ok(crate::app::report::cost_lines_of(c, w, by, owner)?))
         .await?;
     let name = format!(
         "tally-costs-by-{}.csv",
