@@ -42,7 +42,14 @@ pub enum GroupBy {
     Model,
     /// UTC day.
     Day,
+    /// Each tag of the client row a billed row was paired with (a row with
+    /// two tags counts in both; rows with none in `(no tag)`). Billed
+    /// figures only: the client's own rows carry the tags.
+    Tag,
 }
+
+/// The group of billed rows whose client row has no tag (or none at all).
+pub const NO_TAG: &str = "(no tag)";
 
 /// One group of the costs report.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -284,6 +291,8 @@ impl Costs {
             GroupBy::Key => d.key.to_owned(),
             GroupBy::Model => d.model.to_owned(),
             GroupBy::Day => format_ms(d.ts_ms).get(..10).unwrap_or_default().to_owned(),
+            // Tags are not a dimension of a verdict: see `cost_lines_of`.
+            GroupBy::Tag => NO_TAG.to_owned(),
         };
         // Rows nobody labels (a key no registry knows) get a name a person
         // can read, not a blank cell.
@@ -292,6 +301,16 @@ impl Costs {
         } else {
             group
         }
+    }
+
+    /// The line of a group named outright.
+    fn named(&mut self, group: &str) -> &mut CostLine {
+        self.groups
+            .entry(group.to_owned())
+            .or_insert_with(|| CostLine {
+                group: group.to_owned(),
+                ..CostLine::default()
+            })
     }
 
     fn line(&mut self, d: Dims<'_>) -> &mut CostLine {
@@ -438,6 +457,35 @@ pub fn cost_lines_of(
 ) -> Result<Vec<CostLine>, crate::db::DbError> {
     let mut costs = Costs::new(by);
     costs.only = owner;
+    if by == GroupBy::Tag {
+        // Through each billed row's pair: the tags are the client's.
+        repo::each_current_billed_with_tags(conn, (from_ms, to_ms), |v, tags| {
+            if !costs.wanted(&v.team, &v.service, &v.env) {
+                return;
+            }
+            let computed = usd(v.computed_cost_nanos);
+            let reported = usd(v.reported_cost_nanos);
+            let sums = Sums {
+                rows: 1,
+                unpriced: i64::from(computed.is_none()),
+                computed: computed.unwrap_or_default(),
+                reported: reported.unwrap_or_default(),
+                variance: match (computed, reported) {
+                    (Some(c), Some(r)) => r - c,
+                    _ => Decimal::ZERO,
+                },
+            };
+            let mut any = false;
+            for tag in tags.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                any = true;
+                costs.named(tag).add(true, Some(*v.class), &sums);
+            }
+            if !any {
+                costs.named(NO_TAG).add(true, Some(*v.class), &sums);
+            }
+        })?;
+        return Ok(costs.lines());
+    }
     // The runs' daily sums when they answer exactly; the verdicts
     // themselves otherwise (a window off midnight UTC, overlapping runs).
     match repo::rollup_runs(conn, (from_ms, to_ms))? {

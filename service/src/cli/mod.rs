@@ -623,6 +623,7 @@ flag_values!(app::report::GroupBy {
     Key => "key",
     Model => "model",
     Day => "day",
+    Tag => "tag",
 });
 flag_values!(app::tokens::Role {
     Admin => "admin",

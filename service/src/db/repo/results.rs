@@ -576,3 +576,37 @@ pub fn rows_span(
     }
     Ok(span)
 }
+
+/// Calls `each` with every gateway row in `[from_ms, to_ms)`, the verdict
+/// of the newest current run on it, and the tags of the client row it was
+/// paired with ("" when none), in row id order, streamed.
+pub fn each_current_billed_with_tags(
+    conn: &mut AnyConnection,
+    (from_ms, to_ms): (i64, i64),
+    mut each: impl FnMut(VerdictRow, String),
+) -> Result<(), DbError> {
+    let client = diesel::alias!(usage_rows as client);
+    let query = verdicts::table
+        .inner_join(runs::table)
+        .inner_join(usage_rows::table)
+        .left_join(client.on(verdicts::partner_row_id.eq(client.field(usage_rows::id).nullable())))
+        .filter(runs::status.eq("current"))
+        .filter(usage_rows::side.eq(EnumCol(SideKind::Gateway)))
+        .filter(usage_rows::ts_ms.ge(from_ms))
+        .filter(usage_rows::ts_ms.lt(to_ms))
+        .order((verdicts::usage_row_id, verdicts::run_id.desc()))
+        .select((
+            VerdictRow::as_select(),
+            client.field(usage_rows::tags).nullable(),
+        ));
+    let mut last: Option<i64> = None;
+    for row in query.load_iter::<(VerdictRow, Option<String>), _>(conn)? {
+        let (v, tags) = row?;
+        if last == Some(v.usage_row_id) {
+            continue;
+        }
+        last = Some(v.usage_row_id);
+        each(v, tags.unwrap_or_default());
+    }
+    Ok(())
+}
