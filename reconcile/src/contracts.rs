@@ -4,8 +4,8 @@
 //! (a glob over model families, `gpt-*`) from one date, to another or open
 //! ended. The price catalog stays the provider's list; FOCUS's
 //! `ContractedCost` and `tally reprice` apply the contract in force on the
-//! day. Committed-spend tiers (a deeper discount past a monthly spend) are
-//! not modelled yet.
+//! day. A committed-spend tier takes a deeper share off the list spend of a
+//! UTC month past a threshold, marginally (only the spend past it).
 //!
 //! ```toml
 //! [[contract]]
@@ -14,6 +14,10 @@
 //! discount = "15%"                 # or "0.15"
 //! effective_from = "2026-11-01"    # UTC
 //! effective_to = "2027-11-01"      # optional, exclusive
+//!
+//! [[contract.tier]]                # optional: past $10,000 of list spend
+//! from_spend = "10000"             # in a UTC month, 20 % off instead
+//! discount = "20%"
 //! ```
 
 use rust_decimal::Decimal;
@@ -34,13 +38,67 @@ pub struct Contract {
     pub effective_from_ms: i64,
     /// First millisecond it no longer applies (`None`: open ended).
     pub effective_to_ms: Option<i64>,
+    /// Committed-spend tiers: past this much list spend (USD) in a UTC
+    /// month, this share off instead; ascending.
+    pub tiers: Vec<(Decimal, Decimal)>,
 }
 
 impl Contract {
-    /// The contracted amount of `list`.
+    /// The contracted amount of `list`, at the base discount.
     pub fn apply(&self, list: Decimal) -> Decimal {
         list - list * self.discount
     }
+
+    /// The contracted amount of `list` spent after `before` of list spend
+    /// this month: each part at the share of the tier it falls in.
+    pub fn apply_after(&self, before: Decimal, list: Decimal) -> Decimal {
+        if self.tiers.is_empty() || list <= Decimal::ZERO {
+            return self.apply(list);
+        }
+        // Tier bounds: [0, t1) base, [t1, t2) tier 1, ...
+        let mut bounds: Vec<(Decimal, Decimal)> = vec![(Decimal::ZERO, self.discount)];
+        bounds.extend(self.tiers.iter().copied());
+        let (start, end) = (before, before + list);
+        let mut off = Decimal::ZERO;
+        for (i, &(from, share)) in bounds.iter().enumerate() {
+            let to = bounds.get(i + 1).map(|b| b.0);
+            let lo = start.max(from);
+            let hi = to.map_or(end, |t| end.min(t));
+            if hi > lo {
+                off += (hi - lo) * share;
+            }
+        }
+        list - off
+    }
+}
+
+/// Running list spend per contract and UTC month, so tiers apply to the
+/// spend past their threshold in the order charges are metered.
+#[derive(Debug, Default)]
+pub struct Meter {
+    spent: std::collections::HashMap<(String, i64), Decimal>,
+}
+
+impl Meter {
+    /// The contracted amount of `list` spent at `ts_ms` under `c`, and the
+    /// month's running spend moved on.
+    pub fn charge(&mut self, c: &Contract, ts_ms: i64, list: Decimal) -> Decimal {
+        let month = crate::time::format_ms(ts_ms)
+            .get(..7)
+            .and_then(|m| m.replace('-', "").parse::<i64>().ok())
+            .unwrap_or(0);
+        let spent = self.spent.entry((c.name.clone(), month)).or_default();
+        let out = c.apply_after(*spent, list);
+        *spent += list;
+        out
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTier {
+    from_spend: String,
+    discount: String,
 }
 
 #[derive(Deserialize)]
@@ -52,6 +110,8 @@ struct RawContract {
     effective_from: String,
     #[serde(default)]
     effective_to: Option<String>,
+    #[serde(default)]
+    tier: Vec<RawTier>,
 }
 
 #[derive(Deserialize)]
@@ -114,12 +174,41 @@ impl ContractBook {
             if entries.iter().any(|e: &Contract| e.name == c.name) {
                 return Err(at("the name is used twice".to_owned()));
             }
+            let mut tiers = Vec::new();
+            for t in &c.tier {
+                let from: Decimal = t
+                    .from_spend
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|d: &Decimal| *d > Decimal::ZERO)
+                    .ok_or_else(|| {
+                        at(format!(
+                            "tier from_spend `{}` is not a positive amount",
+                            t.from_spend
+                        ))
+                    })?;
+                let share = parse_share(&t.discount).ok_or_else(|| {
+                    at(format!(
+                        "tier discount `{}` is not a share from 0 to 100 %",
+                        t.discount
+                    ))
+                })?;
+                if tiers
+                    .last()
+                    .is_some_and(|(prev, _): &(Decimal, Decimal)| *prev >= from)
+                {
+                    return Err(at("tiers must go up in from_spend".to_owned()));
+                }
+                tiers.push((from, share));
+            }
             entries.push(Contract {
                 name: c.name,
                 models: c.models.trim().to_ascii_lowercase(),
                 discount,
                 effective_from_ms: from,
                 effective_to_ms: to,
+                tiers,
             });
         }
         Ok(Self { entries })
@@ -186,6 +275,35 @@ effective_to = "2026-12-01"
             c.apply("2.00".parse().unwrap()),
             "1.70".parse::<Decimal>().unwrap()
         );
+    }
+
+    #[test]
+    fn a_tier_takes_its_share_off_only_the_spend_past_it() {
+        let text = format!("{BOOK}\n[[contract.tier]]\nfrom_spend = \"100\"\ndiscount = \"30%\"\n");
+        let b = ContractBook::from_toml(&text, "c.toml").unwrap();
+        let c = b.entries.iter().find(|c| c.name == "mini deal").unwrap();
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        // $60 then $60 in a month: 30 % off the first 100 (base share
+        // 0.3), then the tier's 30 % off the last 20.
+        assert_eq!(c.apply_after(d("0"), d("60")), d("42"));
+        let open = b.entries.iter().find(|c| c.name == "OpenAI 2026").unwrap();
+        assert!(open.tiers.is_empty());
+        let tiered = Contract {
+            tiers: vec![(d("100"), d("0.5"))],
+            ..open.clone()
+        };
+        // 15 % off the 40 below $100, 50 % off the 20 past it.
+        assert_eq!(
+            tiered.apply_after(d("60"), d("60")),
+            d("60") - d("6") - d("10")
+        );
+        let mut m = Meter::default();
+        let day = crate::time::parse_iso("2026-11-20T00:00:00Z", None).unwrap();
+        let next_month = crate::time::parse_iso("2026-12-02T00:00:00Z", None).unwrap();
+        assert_eq!(m.charge(&tiered, day, d("60")), d("51"));
+        assert_eq!(m.charge(&tiered, day, d("60")), d("44"));
+        // A new month starts from nothing.
+        assert_eq!(m.charge(&tiered, next_month, d("60")), d("51"));
     }
 
     #[test]

@@ -248,8 +248,10 @@ pub struct FocusRow<'a> {
     pub period: (i64, i64),
     /// Who bills.
     pub account: &'a Account,
-    /// The contracted rate in force for the charge's model on its day.
-    pub contract: Option<&'a crate::contracts::Contract>,
+    /// The contract in force for the charge's model on its day, and the
+    /// charge's contracted cost under it (tiers applied by the caller's
+    /// [`crate::contracts::Meter`]); `None`: the list cost.
+    pub contract: Option<(&'a str, Decimal)>,
 }
 
 /// Decimal text in FOCUS's numeric format: no exponent, no `+`, no
@@ -292,10 +294,7 @@ impl Tabular for FocusRow<'_> {
             }
         }
         let list = amount(c.list());
-        let contracted = amount(
-            self.contract
-                .map_or_else(|| c.list(), |k| k.apply(c.list())),
-        );
+        let contracted = amount(self.contract.map_or_else(|| c.list(), |(_, k)| k));
         let billed = amount(c.billed);
         // A correction's quantities may be null; Tally keeps them (the
         // difference in tokens) so the correction explains itself.
@@ -353,7 +352,7 @@ impl Tabular for FocusRow<'_> {
         out.plain(&c.unpriced_rows.to_string());
         out.plain(&c.verdict);
         out.text(&owner);
-        out.text(self.contract.map_or("", |k| k.name.as_str()));
+        out.text(self.contract.map_or("", |(name, _)| name));
     }
 }
 

@@ -327,6 +327,13 @@ pub fn new_contract(c: &tally_reconcile::contracts::Contract) -> crate::rows::Ne
         discount: c.discount.normalize().to_string(),
         effective_from_ms: c.effective_from_ms,
         effective_to_ms: c.effective_to_ms,
+        tiers: serde_json::to_string(
+            &c.tiers
+                .iter()
+                .map(|(f, d)| [f.normalize().to_string(), d.normalize().to_string()])
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or_else(|_| "[]".to_owned()),
     }
 }
 
@@ -347,6 +354,23 @@ pub fn contract_of(
         })?,
         effective_from_ms: r.effective_from_ms,
         effective_to_ms: r.effective_to_ms,
+        tiers: {
+            let bad = || ConvertError::StoredOutOfRange {
+                table: "contracts",
+                id: r.id,
+                column: "tiers",
+                value: r.tiers.clone(),
+            };
+            let raw: Vec<[String; 2]> = serde_json::from_str(&r.tiers).map_err(|_| bad())?;
+            raw.iter()
+                .map(|[f, d]| {
+                    Ok((
+                        f.parse::<Decimal>().map_err(|_| bad())?,
+                        tally_reconcile::contracts::parse_share(d).ok_or_else(bad)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, ConvertError>>()?
+        },
     })
 }
 

@@ -779,6 +779,8 @@ pub struct ContractRow {
     pub effective_from_ms: i64,
     /// To (exclusive), UTC ms.
     pub effective_to_ms: Option<i64>,
+    /// Tiers, JSON.
+    pub tiers: String,
 }
 
 /// A contract to insert.
@@ -795,6 +797,8 @@ pub struct NewContract {
     pub effective_from_ms: i64,
     /// To (exclusive), UTC ms.
     pub effective_to_ms: Option<i64>,
+    /// Tiers, JSON.
+    pub tiers: String,
 }
 
 /// A stored tie-out.

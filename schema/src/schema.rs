@@ -563,6 +563,8 @@ diesel::table! {
         effective_from_ms -> BigInt,
         /// First millisecond it no longer applies.
         effective_to_ms -> Nullable<BigInt>,
+        /// Committed-spend tiers, JSON `[["from_spend", "share"], ...]`.
+        tiers -> Text,
     }
 }
 

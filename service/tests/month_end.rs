@@ -453,6 +453,32 @@ fn a_repriced_month_equals_reconciling_its_files_at_the_later_prices() {
                 );
             }
         }
+        // A committed-spend tier: past $0.10 of gpt list spend in the
+        // month, 50 % off instead. Over the month the contracted total is
+        // 85 % of the first $0.10 and half of the rest, whatever the order.
+        let tiered = std::fs::read_to_string(fixture("contracts.toml")).unwrap()
+            + "\n[[contract.tier]]\nfrom_spend = \"0.10\"\ndiscount = \"50%\"\n";
+        let tiered_file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(tiered_file.path(), tiered).unwrap();
+        succeed(
+            tally()
+                .args(["contracts", "import", "--db", &s.url])
+                .arg(tiered_file.path()),
+            "contracts import (tiered)",
+        );
+        let (nov, _) = focus(&s, "2026-11");
+        assert_eq!(check_csv(&nov), Vec::<String>::new(), "{b}");
+        let gpt: Vec<_> = records(&nov)
+            .into_iter()
+            .filter(|r| r["x_ModelFamily"].starts_with("gpt-"))
+            .collect();
+        let list = sum(&gpt, "ListCost");
+        let limit = Decimal::new(10, 2);
+        let want = list
+            - Decimal::new(15, 2) * list.min(limit)
+            - Decimal::new(5, 1) * (list - limit).max(Decimal::ZERO);
+        assert!(list > limit, "{b}: the fixture crosses the tier");
+        assert_eq!(sum(&gpt, "ContractedCost"), want.normalize(), "{b}");
         // The change is all gpt-4o's, and it is a saving.
         let models = r["by_model"].as_array().unwrap();
         assert_eq!(models[0]["group"], "gpt-4o", "{b}: {r:#}");

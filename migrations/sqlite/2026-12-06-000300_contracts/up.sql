@@ -8,5 +8,7 @@ CREATE TABLE contracts (
     models TEXT NOT NULL,
     discount TEXT NOT NULL,
     effective_from_ms BIGINT NOT NULL,
-    effective_to_ms BIGINT
+    effective_to_ms BIGINT,
+    -- Committed-spend tiers, JSON: [["from_spend", "share"], ...] ascending.
+    tiers TEXT NOT NULL DEFAULT '[]'
 );

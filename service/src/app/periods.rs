@@ -215,11 +215,21 @@ fn render(
     contracts: &tally_reconcile::contracts::ContractBook,
     charges: &[Charge],
 ) -> AppResult<FocusExport> {
-    let rows = charges.iter().map(|c| FocusRow {
+    // Charges come by day: a tier applies to the month's spend past it.
+    let mut meter = tally_reconcile::contracts::Meter::default();
+    let priced: Vec<Option<(&str, Decimal)>> = charges
+        .iter()
+        .map(|c| {
+            contracts
+                .at(&c.model, c.day_ms)
+                .map(|k| (k.name.as_str(), meter.charge(k, c.day_ms, c.list())))
+        })
+        .collect();
+    let rows = charges.iter().zip(priced).map(|(c, contract)| FocusRow {
         charge: c,
         period: (p.from_ms, p.to_ms),
         account,
-        contract: contracts.at(&c.model, c.day_ms),
+        contract,
     });
     let mut bytes = Vec::new();
     crate::export::write_csv(&mut bytes, rows)?;

@@ -99,6 +99,8 @@ fn tokens_of(t: &[Option<i64>; 5]) -> Tokens {
 pub fn reprice(conn: &mut AnyConnection, p: &Month, as_of_ms: i64) -> AppResult<Reprice> {
     let book = crate::app::reference::load(conn)?.prices;
     let contracts = crate::app::reference::contract_book(conn)?;
+    // Tiers apply to the month's spend at the date's prices, in row order.
+    let mut meter = tally_reconcile::contracts::Meter::default();
     let mut schedules: HashMap<String, Vec<Price>> = HashMap::new();
     let mut by_model: BTreeMap<String, RepriceLine> = BTreeMap::new();
     let mut by_owner: BTreeMap<String, RepriceLine> = BTreeMap::new();
@@ -127,7 +129,7 @@ pub fn reprice(conn: &mut AnyConnection, p: &Month, as_of_ms: i64) -> AppResult<
         let contracted = as_of.map(|a| {
             contracts
                 .at(&v.model_family, as_of_ms)
-                .map_or(a, |k| k.apply(a))
+                .map_or(a, |k| meter.charge(k, b.ts_ms, a))
         });
         let owner = [&v.team, &v.service, &v.env]
             .into_iter()
