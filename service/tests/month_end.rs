@@ -1073,3 +1073,67 @@ fn costs_by_tag_follow_each_billed_row_to_its_client_rows_tags() {
         assert!(tags.iter().any(|r| r["group"] == "(no tag)"), "{b}");
     }
 }
+
+/// LiteLLM rows on support's key on 2026-10-15, $0.05 each.
+fn october_rows(dir: &Path, name: &str, ids: std::ops::Range<u32>) -> std::path::PathBuf {
+    let p = dir.join(name);
+    let key = "38421a3dd6372becf0707bb0ec1d1be405b690420957d45c1dc25a971cae0e63";
+    let mut text = "request_id,call_type,api_key,spend,total_tokens,prompt_tokens,completion_tokens,startTime,endTime,model,model_group,metadata,cache_hit,status,user,team_id,end_user,request_tags\n".to_owned();
+    for i in ids {
+        text.push_str(&format!(
+            "chatcmpl-oct{i},acompletion,{key},0.05,6000,5000,1000,2026-10-15 10:{i:02}:00.000,2026-10-15 10:{i:02}:01.000,openai/gpt-4o,gpt-4o,{{}},False,success,,,,[]\n"
+        ));
+    }
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn a_close_lists_the_corrections_it_carries() {
+    let dir = tempfile::tempdir().unwrap();
+    let october = october_rows(dir.path(), "oct.csv", 0..2);
+    let late = october_rows(dir.path(), "oct-late.csv", 2..3);
+    let run = |s: &Store, from: &str, to: &str| {
+        succeed(
+            tally().args(["run", "--from", from, "--to", to, "--db", &s.url]),
+            "run",
+        );
+    };
+    let close = |s: &Store, period: &str| {
+        let out = succeed(
+            tally().args(["close", "--period", period, "--db", &s.url]),
+            "close",
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for s in stores() {
+        let b = s.backend;
+        load_fixture_day(&s);
+        ingest(&s, "gateway", &[&october]);
+        run(&s, "2026-10-15", "2026-10-16");
+        succeed(&mut run_fixture_day(&s.url), "run");
+        let oct = close(&s, "2026-10");
+        assert!(oct.contains("0 correction(s)"), "{b}: {oct}");
+        // A late October row, reconciled after October closed.
+        ingest(&s, "gateway", &[&late]);
+        run(&s, "2026-10-15", "2026-10-16");
+        let nov = close(&s, "2026-11");
+        assert!(nov.contains("and 1 correction(s)"), "{b}: {nov}");
+        assert!(
+            nov.contains("correction 2026-10-15 support/support-bot/prod key_support_prod gpt-4o (unattributed): 1 request(s), 0.05 USD"),
+            "{b}: {nov}"
+        );
+        // And the November export carries it, as FOCUS.
+        let (csv, _) = focus(&s, "2026-11");
+        assert_eq!(check_csv(&csv), Vec::<String>::new(), "{b}");
+        let corrections: Vec<_> = records(&csv)
+            .into_iter()
+            .filter(|r| r["ChargeClass"] == "Correction")
+            .collect();
+        assert_eq!(corrections.len(), 1, "{b}");
+        assert_eq!(
+            corrections[0]["ChargePeriodStart"], "2026-10-15T00:00:00Z",
+            "{b}"
+        );
+    }
+}

@@ -55,6 +55,29 @@ pub struct CloseView {
     pub reopened_by: Option<String>,
     /// Why.
     pub reopen_reason: Option<String>,
+    /// The corrections this close carries for earlier closed months (only
+    /// in the answer to the close itself).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub carried: Vec<Carried>,
+}
+
+/// A correction a close carries: late rows of an earlier closed month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Carried {
+    /// The UTC day of the rows.
+    pub day: String,
+    /// `team/service/env`, or "" when none.
+    pub owner: String,
+    /// The key.
+    pub key: String,
+    /// Model family.
+    pub model: String,
+    /// Tally's verdict on them.
+    pub verdict: String,
+    /// Requests (negative when rows went away).
+    pub requests: i64,
+    /// BilledCost of the correction, USD.
+    pub billed: Decimal,
 }
 
 impl From<&ClosedPeriod> for CloseView {
@@ -72,6 +95,7 @@ impl From<&ClosedPeriod> for CloseView {
             reopened_at: c.reopened_at.map(at),
             reopened_by: c.reopened_by.clone(),
             reopen_reason: c.reopen_reason.clone(),
+            carried: Vec::new(),
         }
     }
 }
@@ -354,7 +378,29 @@ pub fn close(
         crate::db::DbError::Conflict(m) => AppError::Conflict(m),
         e => AppError::Store(e),
     })?;
-    Ok(CloseView::from(&stored))
+    let mut view = CloseView::from(&stored);
+    view.carried = charges
+        .iter()
+        .filter(|c| c.correction)
+        .map(|c| Carried {
+            day: tally_reconcile::time::format_ms(c.day_ms)
+                .get(..10)
+                .unwrap_or_default()
+                .to_owned(),
+            owner: [&c.team, &c.service, &c.env]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("/"),
+            key: c.key.clone(),
+            model: c.model.clone(),
+            verdict: c.verdict.clone(),
+            requests: c.requests,
+            billed: c.billed.normalize(),
+        })
+        .collect();
+    Ok(view)
 }
 
 /// Reopens month `p`, with a reason; its close stays on record, marked.

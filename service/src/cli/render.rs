@@ -196,19 +196,31 @@ pub fn describe_focus(e: &crate::app::periods::FocusExport) -> String {
 
 /// A close just made.
 pub fn describe_close(c: &crate::app::periods::CloseView) -> String {
+    let mut carried = String::new();
+    for k in &c.carried {
+        carried.push_str(&format!(
+            "  correction {} {} {} {} ({}): {} request(s), {} USD\n",
+            k.day,
+            if k.owner.is_empty() {
+                "(no owner)"
+            } else {
+                &k.owner
+            },
+            k.key,
+            k.model,
+            k.verdict,
+            k.requests,
+            k.billed
+        ));
+    }
+    let head = format!(
+        "{} closed at {}: {} charge(s) and {} correction(s), BilledCost {} USD, ListCost {} USD\n",
+        c.period, c.closed_at, c.charges, c.corrections, c.billed, c.list
+    );
     format!(
-        "{} closed at {}: {} charge(s) and {} correction(s), BilledCost {} USD, ListCost {} USD\n\
-         sha256 {}\n\
+        "{head}{carried}sha256 {}\n\
          `tally focus --period {}` returns these bytes from now on; rows that arrive for {} later become corrections in the next open month.\n",
-        c.period,
-        c.closed_at,
-        c.charges,
-        c.corrections,
-        c.billed,
-        c.list,
-        c.sha256,
-        c.period,
-        c.period
+        c.sha256, c.period, c.period
     )
 }
 
