@@ -2886,6 +2886,24 @@ fn finance_closes_a_month_over_http_and_its_export_is_then_final() {
         "report",
     );
     assert_eq!(csv.text, String::from_utf8(cli.stdout).unwrap());
+    // Any run of days on the overview: the fixture day alone shows the
+    // month's figures; the days after it show none.
+    let computed = |page: &str| -> String {
+        let at = page.find("id=\"computed\">").unwrap();
+        page[at..].split('<').next().unwrap().to_owned()
+    };
+    let month_page = get("/?month=2026-11");
+    let day_page = get("/?from=2026-11-20&to=2026-11-21");
+    assert_eq!(day_page.status, 200, "{}", day_page.text);
+    assert!(day_page.text.contains("2026-11-20 to 2026-11-20 (UTC)"));
+    assert_eq!(computed(&day_page.text), computed(&month_page.text));
+    assert!(
+        day_page.text.contains("from=2026-11-20&amp;to=2026-11-21"),
+        "downloads keep the dates"
+    );
+    let after = get("/?from=2026-11-21&to=2026-11-30");
+    assert!(after.text.contains("No reconciled rows"), "{}", after.text);
+    assert_eq!(get("/?from=2026-11-20").status, 400);
     // One owner's costs by model add up to that owner's line.
     let col = |csv_text: &str, group: Option<&str>| -> rust_decimal::Decimal {
         let mut r = csv::Reader::from_reader(csv_text.as_bytes());
@@ -2905,6 +2923,20 @@ fn finance_closes_a_month_over_http_and_its_export_is_then_final() {
         col(&all.text, Some("support/support-bot/prod"))
     );
     assert!(col(&mine.text, None) > rust_decimal::Decimal::ZERO);
+    // And its rows: only its own.
+    let missing = get(
+        "/export/rows.csv?kind=missing&from=2026-11-01&to=2026-12-01&team=support&service=support-bot&env=prod",
+    );
+    assert_eq!(missing.status, 200, "{}", missing.text);
+    let n = missing.text.lines().count() - 1;
+    assert_eq!(n, 2, "support's two missing rows: {}", missing.text);
+    assert!(
+        missing
+            .text
+            .lines()
+            .skip(1)
+            .all(|l| l.contains("support/support-bot/prod"))
+    );
     let half = get("/export/costs.csv?from=2026-11-01&to=2026-12-01&team=support");
     assert_eq!(half.status, 400, "one owner is all three labels");
     let focus = get("/export/focus.csv?period=2026-11");

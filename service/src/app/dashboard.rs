@@ -49,6 +49,10 @@ pub struct Month {
     pub from_ms: i64,
     /// First instant of the next month, UTC ms.
     pub to_ms: i64,
+    /// The first day, `2026-11-01` (for links to the same window).
+    pub from: String,
+    /// The day after the last, `2026-12-01`.
+    pub to: String,
     /// Its days, `2026-11-01` ...
     pub days: Vec<String>,
 }
@@ -87,6 +91,8 @@ pub fn month(spec: Option<&str>, now_ms: i64) -> Result<Month, ViewError> {
             .map(|t| t.and_utc().timestamp_millis())
     };
     Ok(Month {
+        from: start.format("%Y-%m-%d").to_string(),
+        to: next.format("%Y-%m-%d").to_string(),
         key: start.format("%Y-%m").to_string(),
         label: start.format("%B %Y").to_string(),
         prev: prev.format("%Y-%m").to_string(),
@@ -98,6 +104,44 @@ pub fn month(spec: Option<&str>, now_ms: i64) -> Result<Month, ViewError> {
             .take_while(|d| *d < next)
             .map(|d| d.format("%Y-%m-%d").to_string())
             .collect(),
+    })
+}
+
+/// Any run of whole UTC days, `from` to `to` (exclusive, `YYYY-MM-DD`), at
+/// most 366 of them, as the pages show a month: its label says the dates,
+/// and the month links lead around the month it starts in.
+pub fn range(from: &str, to: &str) -> Result<Month, ViewError> {
+    let bad =
+        || ViewError::Invalid("`from` and `to` are dates, YYYY-MM-DD, from before to".to_owned());
+    let day = |s: &str| NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| bad());
+    let (a, b) = (day(from)?, day(to)?);
+    if a >= b || (b - a).num_days() > 366 {
+        return Err(ViewError::Invalid(
+            "`from` must be before `to`, at most 366 days apart".to_owned(),
+        ));
+    }
+    let around = month(Some(&a.format("%Y-%m").to_string()), 0)?;
+    let ms = |d: NaiveDate| {
+        d.and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc().timestamp_millis())
+            .ok_or_else(bad)
+    };
+    Ok(Month {
+        label: format!(
+            "{} to {} (UTC)",
+            a.format("%Y-%m-%d"),
+            (b - chrono::Days::new(1)).format("%Y-%m-%d")
+        ),
+        from_ms: ms(a)?,
+        to_ms: ms(b)?,
+        from: a.format("%Y-%m-%d").to_string(),
+        to: b.format("%Y-%m-%d").to_string(),
+        days: a
+            .iter_days()
+            .take_while(|d| *d < b)
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .collect(),
+        ..around
     })
 }
 

@@ -181,7 +181,7 @@ pub(crate) fn owner_name(v: &tally_schema::rows::VerdictRow) -> String {
 }
 
 /// `team/service/env`, or the unknown owner's name when all are empty.
-pub(crate) fn owner_label(team: &str, service: &str, env: &str) -> String {
+pub fn owner_label(team: &str, service: &str, env: &str) -> String {
     let owner = tally_reconcile::keys::Owner {
         team: team.to_owned(),
         service: service.to_owned(),

@@ -373,12 +373,28 @@ pub async fn logout(state: Data, req: HttpRequest, form: web::Form<CsrfForm>) ->
 #[serde(deny_unknown_fields)]
 pub struct MonthQuery {
     month: Option<String>,
+    /// Any dates instead of a month: the first day...
+    from: Option<String>,
+    /// ...and the day after the last.
+    to: Option<String>,
+}
+
+impl MonthQuery {
+    /// The month asked for, any run of days (`from` and `to`), or the
+    /// month `now_ms` falls in.
+    fn window(&self, now_ms: i64) -> Result<dashboard::Month, ApiError> {
+        match (&self.from, &self.to) {
+            (Some(f), Some(t)) => dashboard::range(f, t).map_err(ApiError::from),
+            (None, None) => dashboard::month(self.month.as_deref(), now_ms).map_err(ApiError::from),
+            _ => Err(ApiError::bad_request("give `from` and `to` together")),
+        }
+    }
 }
 
 /// `GET /`: the month's overview.
 pub async fn overview(state: Data, req: HttpRequest, q: web::Query<MonthQuery>) -> Page {
     let now = (state.clock)().map_err(ApiError::internal)?;
-    let month = dashboard::month(q.month.as_deref(), now).map_err(ApiError::from)?;
+    let month = q.window(now)?;
     let o = state
         .db(move |c| Ok(dashboard::overview(c, month)?))
         .await?;
@@ -518,6 +534,10 @@ pub struct RowsCsvQuery {
     kind: String,
     from: String,
     to: String,
+    /// One owner only: its team, service and env, all three.
+    team: Option<String>,
+    service: Option<String>,
+    env: Option<String>,
 }
 
 /// `GET /export/rows.csv`: a window's missing, unattributed or
@@ -535,9 +555,22 @@ pub async fn rows_csv(state: Data, q: web::Query<RowsCsvQuery>) -> Page {
         }
     };
     let w = page_window(&q.from, &q.to)?;
-    let lines = state
+    let owner = match (&q.team, &q.service, &q.env) {
+        (None, None, None) => None,
+        (Some(t), Some(s), Some(e)) => Some(crate::app::report::owner_label(t, s, e)),
+        _ => {
+            return Err(ApiError::bad_request(
+                "one owner is `team`, `service` and `env`, all three",
+            )
+            .into());
+        }
+    };
+    let mut lines = state
         .db(move |c| Ok(crate::app::report::row_lines(c, kind, w)?))
         .await?;
+    if let Some(o) = owner {
+        lines.retain(|l| l.owner == o);
+    }
     Ok(super::api::csv_download(
         &lines,
         &format!("tally-{}.csv", q.kind),
@@ -576,6 +609,7 @@ pub async fn focus_csv(state: Data, q: web::Query<FocusCsvQuery>) -> Page {
 /// that are open.
 pub async fn month_end(state: Data, req: HttpRequest, q: web::Query<MonthQuery>) -> Page {
     let now = (state.clock)().map_err(ApiError::internal)?;
+    // Closing and FOCUS are by calendar month: no other window here.
     let month = dashboard::month(q.month.as_deref(), now).map_err(ApiError::from)?;
     let account = state.settings.focus.clone();
     let (closes, open, tieout) = state
@@ -611,7 +645,7 @@ pub async fn owner(
 ) -> Page {
     let id = id.into_inner();
     let now = (state.clock)().map_err(ApiError::internal)?;
-    let month = dashboard::month(q.month.as_deref(), now).map_err(ApiError::from)?;
+    let month = q.window(now)?;
     let p = state
         .db(move |c| Ok(dashboard::owner_page(c, id, month)?))
         .await?;
