@@ -317,6 +317,14 @@ fn sample(
             None,
             Body::None,
         ),
+        ("GET", "/owners/{id}/classes.csv") => (
+            format!(
+                "/owners/{}/classes.csv?month=2026-11",
+                owner(&format!("page-{}", next_id()))
+            ),
+            None,
+            Body::None,
+        ),
         ("POST", "/logout") => (path.to_owned(), None, Body::Bytes(FORM, b"csrf=x")),
         ("POST", "/runs") => (
             path.to_owned(),
@@ -2923,6 +2931,14 @@ fn finance_closes_a_month_over_http_and_its_export_is_then_final() {
         col(&all.text, Some("support/support-bot/prod"))
     );
     assert!(col(&mine.text, None) > rust_decimal::Decimal::ZERO);
+    // The overview's runs table and an owner page's classes download too.
+    let runs = get("/export/runs.csv");
+    assert_eq!(runs.status, 200);
+    assert!(runs.text.starts_with("run,from,to,"), "{}", runs.text);
+    assert_eq!(runs.text.lines().count(), 2, "one run: {}", runs.text);
+    let classes = get("/owners/1/classes.csv?month=2026-11");
+    assert_eq!(classes.status, 200, "{}", classes.text);
+    assert!(classes.text.starts_with("class,client_rows,gateway_rows"));
     // And its rows: only its own.
     let missing = get(
         "/export/rows.csv?kind=missing&from=2026-11-01&to=2026-12-01&team=support&service=support-bot&env=prod",

@@ -636,6 +636,101 @@ pub async fn month_end(state: Data, req: HttpRequest, q: web::Query<MonthQuery>)
     Ok(html(StatusCode::OK, render("month_end.html", ctx)?))
 }
 
+/// A run as a CSV line.
+struct RunLine(crate::app::run::RunView);
+
+impl tally_reconcile::report_lines::Tabular for RunLine {
+    fn headers() -> &'static [&'static str] {
+        &[
+            "run",
+            "from",
+            "to",
+            "started_at",
+            "finished_at",
+            "status",
+            "superseded_by",
+            "client_rows",
+            "gateway_rows",
+            "offset_ms",
+        ]
+    }
+
+    fn write(&self, out: &mut dyn tally_reconcile::report_lines::RecordSink) {
+        let r = &self.0;
+        for v in [
+            r.id.to_string(),
+            r.from.clone(),
+            r.to.clone(),
+            r.started_at.clone(),
+            r.finished_at.clone(),
+            r.status.clone(),
+            r.superseded_by.map(|i| i.to_string()).unwrap_or_default(),
+            r.client_rows.to_string(),
+            r.gateway_rows.to_string(),
+            r.global_offset_ms.to_string(),
+        ] {
+            out.plain(&v);
+        }
+    }
+}
+
+/// `GET /export/runs.csv`: every run, newest first (the overview's table).
+pub async fn runs_csv(state: Data) -> Page {
+    let runs = state
+        .db(move |c| {
+            let mut all = Vec::new();
+            let mut n = 1;
+            loop {
+                let page =
+                    crate::app::page::Page::new(Some(n), Some(crate::app::page::Page::MAX_SIZE))?;
+                let p = crate::app::run::list(c, page)?;
+                let got = p.items.len();
+                all.extend(
+                    p.items
+                        .into_iter()
+                        .map(|r| RunLine(crate::app::run::view(r, None))),
+                );
+                if got == 0 || all.len() >= p.total {
+                    break;
+                }
+                n += 1;
+            }
+            Ok(all)
+        })
+        .await?;
+    Ok(super::api::csv_download(&runs, "tally-runs.csv")?)
+}
+
+/// An owner's rows per class as a CSV line.
+struct ClassLine(dashboard::ClassRows);
+
+impl tally_reconcile::report_lines::Tabular for ClassLine {
+    fn headers() -> &'static [&'static str] {
+        &["class", "client_rows", "gateway_rows"]
+    }
+
+    fn write(&self, out: &mut dyn tally_reconcile::report_lines::RecordSink) {
+        out.plain(&self.0.class);
+        out.plain(&self.0.client_rows.to_string());
+        out.plain(&self.0.gateway_rows.to_string());
+    }
+}
+
+/// `GET /owners/{id}/classes.csv`: the owner page's rows per class.
+pub async fn owner_classes_csv(state: Data, id: web::Path<i64>, q: web::Query<MonthQuery>) -> Page {
+    let id = id.into_inner();
+    let now = (state.clock)().map_err(ApiError::internal)?;
+    let month = q.window(now)?;
+    let p = state
+        .db(move |c| Ok(dashboard::owner_page(c, id, month)?))
+        .await?;
+    let lines: Vec<ClassLine> = p.classes.into_iter().map(ClassLine).collect();
+    Ok(super::api::csv_download(
+        &lines,
+        &format!("tally-owner-{id}-classes.csv"),
+    )?)
+}
+
 /// `GET /owners/{id}`.
 pub async fn owner(
     state: Data,

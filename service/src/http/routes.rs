@@ -501,6 +501,24 @@ pub const ROUTES: &[Route] = &[
         query: Some(fields::<pages::FocusCsvQuery>),
         body: None,
     },
+    Route {
+        method: "GET",
+        path: "/export/runs.csv",
+        roles: READERS,
+        summary: "download: every run, newest first",
+        page: true,
+        query: None,
+        body: None,
+    },
+    Route {
+        method: "GET",
+        path: "/owners/{id}/classes.csv",
+        roles: READERS,
+        summary: "download: an owner's rows per class over a month or days",
+        page: true,
+        query: Some(fields::<pages::MonthQuery>),
+        body: None,
+    },
 ];
 
 /// Registers every route's handler, behind `guard`.
@@ -599,6 +617,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(page("/export/costs.csv").route(web::get().to(pages::costs_csv)))
             .service(page("/export/rows.csv").route(web::get().to(pages::rows_csv)))
             .service(page("/export/focus.csv").route(web::get().to(pages::focus_csv)))
+            .service(page("/export/runs.csv").route(web::get().to(pages::runs_csv)))
+            .service(
+                page("/owners/{id}/classes.csv").route(web::get().to(pages::owner_classes_csv)),
+            )
             .default_service(web::to(api::not_found)),
     );
 }
