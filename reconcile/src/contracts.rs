@@ -80,13 +80,26 @@ pub struct Meter {
 }
 
 impl Meter {
+    fn month(ts_ms: i64) -> i64 {
+        crate::time::format_ms(ts_ms)
+            .get(..7)
+            .and_then(|m| m.replace('-', "").parse::<i64>().ok())
+            .unwrap_or(0)
+    }
+
+    /// Counts `list` spent at `ts_ms` under `c` without charging it: what a
+    /// closed month already spent, before its corrections are metered.
+    pub fn spent_before(&mut self, c: &Contract, ts_ms: i64, list: Decimal) {
+        *self
+            .spent
+            .entry((c.name.clone(), Self::month(ts_ms)))
+            .or_default() += list;
+    }
+
     /// The contracted amount of `list` spent at `ts_ms` under `c`, and the
     /// month's running spend moved on.
     pub fn charge(&mut self, c: &Contract, ts_ms: i64, list: Decimal) -> Decimal {
-        let month = crate::time::format_ms(ts_ms)
-            .get(..7)
-            .and_then(|m| m.replace('-', "").parse::<i64>().ok())
-            .unwrap_or(0);
+        let month = Self::month(ts_ms);
         let spent = self.spent.entry((c.name.clone(), month)).or_default();
         let out = c.apply_after(*spent, list);
         *spent += list;
@@ -304,6 +317,10 @@ effective_to = "2026-12-01"
         assert_eq!(m.charge(&tiered, day, d("60")), d("44"));
         // A new month starts from nothing.
         assert_eq!(m.charge(&tiered, next_month, d("60")), d("51"));
+        // A correction to a month that already spent $120 is past the tier.
+        let mut late = Meter::default();
+        late.spent_before(&tiered, day, d("120"));
+        assert_eq!(late.charge(&tiered, day, d("10")), d("5"));
     }
 
     #[test]

@@ -213,8 +213,9 @@ fn corrections_for(
     conn: &mut AnyConnection,
     p: &Month,
     closed: &BTreeSet<String>,
-) -> AppResult<Vec<Charge>> {
+) -> AppResult<(Vec<Charge>, Vec<Charge>)> {
     let mut out = Vec::new();
+    let mut frozen_all = Vec::new();
     for key in closed.iter().filter(|k| k.as_str() < p.key.as_str()) {
         let c = billing_month(key)?;
         if first_open_after(&c, closed)?.key != p.key {
@@ -227,8 +228,9 @@ fn corrections_for(
             .map(charge_of)
             .collect();
         out.extend(focus::corrections(&now, &frozen));
+        frozen_all.extend(frozen);
     }
-    Ok(out)
+    Ok((out, frozen_all))
 }
 
 /// The CSV of `charges` in billing period `p`, its hash and totals;
@@ -238,9 +240,17 @@ fn render(
     account: &Account,
     contracts: &tally_reconcile::contracts::ContractBook,
     charges: &[Charge],
+    already: &[Charge],
 ) -> AppResult<FocusExport> {
     // Charges come by day: a tier applies to the month's spend past it.
     let mut meter = tally_reconcile::contracts::Meter::default();
+    // A correction continues its closed month's spend (frozen charges),
+    // so a tier that month crossed still applies.
+    for c in already {
+        if let Some(k) = contracts.at(&c.model, c.day_ms) {
+            meter.spent_before(k, c.day_ms, c.list());
+        }
+    }
     let priced: Vec<Option<(&str, Decimal)>> = charges
         .iter()
         .map(|c| {
@@ -291,9 +301,10 @@ fn live_export(
 ) -> AppResult<(FocusExport, Vec<Charge>)> {
     let closed = closed_months(conn)?;
     let mut charges = live_charges(conn, (p.from_ms, p.to_ms))?;
-    charges.extend(corrections_for(conn, p, &closed)?);
+    let (corrections, frozen) = corrections_for(conn, p, &closed)?;
+    charges.extend(corrections);
     let contracts = crate::app::reference::contract_book(conn)?;
-    let mut e = render(p, account, &contracts, &charges)?;
+    let mut e = render(p, account, &contracts, &charges, &frozen)?;
     e.coverage = coverage(conn, (p.from_ms, p.to_ms))?;
     Ok((e, charges))
 }
