@@ -430,6 +430,18 @@ pub enum Verdict {
     PricedDifferently,
 }
 
+impl Verdict {
+    /// Its name in reports (as serialized).
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Agrees => "agrees",
+            Verdict::GatewayUnderReports => "gateway_under_reports",
+            Verdict::GatewayOverReports => "gateway_over_reports",
+            Verdict::PricedDifferently => "priced_differently",
+        }
+    }
+}
+
 /// One provider, bucket and model family.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketLine {
@@ -627,6 +639,18 @@ mod tests {
 
     const DAY: i64 = crate::time::DAY_MS;
     const NOV20: i64 = 1_795_132_800_000;
+
+    #[test]
+    fn verdict_names_are_their_serialized_names() {
+        for v in [
+            Verdict::Agrees,
+            Verdict::GatewayUnderReports,
+            Verdict::GatewayOverReports,
+            Verdict::PricedDifferently,
+        ] {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.name());
+        }
+    }
 
     #[test]
     fn each_providers_documented_page_reads_with_its_token_semantics() {

@@ -1310,10 +1310,7 @@ pub fn raise_tieout_gaps(
                             "{} USD ({})",
                             l.gap
                                 .map_or_else(|| "-".to_owned(), |g| g.normalize().to_string()),
-                            serde_json::to_value(l.verdict)
-                                .ok()
-                                .and_then(|v| v.as_str().map(str::to_owned))
-                                .unwrap_or_default()
+                            l.verdict.name().to_owned()
                         ),
                     )
                 })

@@ -169,16 +169,21 @@ pub fn registry_of(conn: &mut AnyConnection) -> Result<KeyRegistry, AppError> {
     KeyRegistry::new(entries, "the store's keys").map_err(|e| AppError::Conflict(e.to_string()))
 }
 
+/// The store's price catalog alone.
+pub fn price_book(conn: &mut AnyConnection) -> Result<PriceBook, AppError> {
+    Ok(PriceBook {
+        currency: "USD".to_owned(),
+        entries: repo::prices(conn)?.iter().map(price).collect(),
+    })
+}
+
 /// Reads the reference data back.
 pub fn load(conn: &mut AnyConnection) -> Result<Reference, AppError> {
     let registry = registry_of(conn)?;
     let aliases = repo::aliases(conn)?;
     let aliases =
         AliasTable::from_pairs(aliases.iter().map(|a| (a.alias.as_str(), a.model.as_str())));
-    let prices = PriceBook {
-        currency: "USD".to_owned(),
-        entries: repo::prices(conn)?.iter().map(price).collect(),
-    };
+    let prices = price_book(conn)?;
     Ok(Reference {
         registry,
         aliases,

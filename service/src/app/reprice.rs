@@ -97,7 +97,8 @@ fn tokens_of(t: &[Option<i64>; 5]) -> Tokens {
 /// Reprices month `p`'s billed gateway rows at the prices in force at
 /// `as_of_ms`, from the store's catalog.
 pub fn reprice(conn: &mut AnyConnection, p: &Month, as_of_ms: i64) -> AppResult<Reprice> {
-    let book = crate::app::reference::load(conn)?.prices;
+    // Only the catalog: the key registry is no part of a price.
+    let book = crate::app::reference::price_book(conn)?;
     let contracts = crate::app::reference::contract_book(conn)?;
     // Tiers apply to the month's spend at the date's prices, in row order.
     let mut meter = tally_reconcile::contracts::Meter::default();

@@ -257,10 +257,7 @@ pub fn latest(conn: &mut AnyConnection, window: (i64, i64)) -> AppResult<Option<
                 .to_owned(),
             model: l.model.clone(),
             group: l.group.clone(),
-            verdict: serde_json::to_value(l.verdict)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            verdict: l.verdict.name().to_owned(),
             requests: (l.provider_sums.requests, l.gateway_sums.requests),
             tokens: (
                 l.provider_sums.input_tokens + l.provider_sums.output_tokens,

@@ -342,10 +342,7 @@ pub fn describe_tieout(
                 day(l.end_ms),
                 crate::export::csv_safe(&l.group),
                 crate::export::csv_safe(&l.model),
-                serde_json::to_value(l.verdict)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                l.verdict.name().to_owned(),
                 opt(l.provider_sums.requests),
                 opt(l.gateway_sums.requests),
                 l.provider_sums.input_tokens,
@@ -380,10 +377,7 @@ pub fn describe_tieout(
         "gap $"
     ));
     for l in lines {
-        let verdict = serde_json::to_value(l.verdict)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let verdict = l.verdict.name().to_owned();
         out.push_str(&format!(
             "{:<11} {:<10} {:<28} {:<22} {:>15} {:>19} {:>19} {:>12} {:>12} {:>11}\n",
             l.provider.name(),

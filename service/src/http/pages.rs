@@ -489,16 +489,24 @@ pub struct CostsCsvQuery {
     env: Option<String>,
 }
 
+/// The API's window, from form fields (which may carry blanks).
 fn page_window(from: &str, to: &str) -> Result<(i64, i64), ApiError> {
-    let parse = |name: &str, v: &str| {
-        crate::clock::parse_time(v.trim())
-            .map_err(|e| ApiError::bad_request(format!("`{name}`: {e}")))
-    };
-    let w = (parse("from", from)?, parse("to", to)?);
-    if w.0 >= w.1 {
-        return Err(ApiError::bad_request("`from` must be before `to`"));
+    super::api::window(from.trim(), to.trim())
+}
+
+/// One owner from query fields: team, service and env, all three or none.
+fn one_owner(
+    team: Option<String>,
+    service: Option<String>,
+    env: Option<String>,
+) -> Result<Option<(String, String, String)>, ApiError> {
+    match (team, service, env) {
+        (None, None, None) => Ok(None),
+        (Some(t), Some(s), Some(e)) => Ok(Some((t, s, e))),
+        _ => Err(ApiError::bad_request(
+            "one owner is `team`, `service` and `env`, all three",
+        )),
     }
-    Ok(w)
 }
 
 /// `GET /export/costs.csv`: the costs report of a window as a download,
@@ -507,16 +515,7 @@ pub async fn costs_csv(state: Data, q: web::Query<CostsCsvQuery>) -> Page {
     let w = page_window(&q.from, &q.to)?;
     let by = q.group_by.unwrap_or(crate::app::report::GroupBy::Owner);
     let q = q.into_inner();
-    let owner = match (q.team, q.service, q.env) {
-        (None, None, None) => None,
-        (Some(t), Some(s), Some(e)) => Some((t, s, e)),
-        _ => {
-            return Err(ApiError::bad_request(
-                "one owner is `team`, `service` and `env`, all three",
-            )
-            .into());
-        }
-    };
+    let owner = one_owner(q.team, q.service, q.env)?;
     let lines = state
         .db(move |c| Ok(crate::app::report::cost_lines_of(c, w, by, owner)?))
         .await?;
@@ -555,16 +554,8 @@ pub async fn rows_csv(state: Data, q: web::Query<RowsCsvQuery>) -> Page {
         }
     };
     let w = page_window(&q.from, &q.to)?;
-    let owner = match (&q.team, &q.service, &q.env) {
-        (None, None, None) => None,
-        (Some(t), Some(s), Some(e)) => Some(crate::app::report::owner_label(t, s, e)),
-        _ => {
-            return Err(ApiError::bad_request(
-                "one owner is `team`, `service` and `env`, all three",
-            )
-            .into());
-        }
-    };
+    let owner = one_owner(q.team.clone(), q.service.clone(), q.env.clone())?
+        .map(|(t, s, e)| crate::app::report::owner_label(&t, &s, &e));
     let mut lines = state
         .db(move |c| Ok(crate::app::report::row_lines(c, kind, w)?))
         .await?;

@@ -306,23 +306,20 @@ pub fn each_current_billed(
             usage_rows::served_model,
             usage_rows::batch_id,
         ));
-    let mut last: Option<i64> = None;
-    for row in query.load_iter::<Row, _>(conn)? {
-        let (verdict, ts_ms, i, c, w, o, r, served_model, batch_id) = row?;
-        // Newest run first: the first verdict of a row wins.
-        if last == Some(verdict.usage_row_id) {
-            continue;
-        }
-        last = Some(verdict.usage_row_id);
-        each(Billed {
-            verdict,
-            ts_ms,
-            tokens: [i, c, w, o, r],
-            served_model,
-            batch_id,
-        });
-    }
-    Ok(())
+    newest_per_row(
+        query.load_iter::<Row, _>(conn)?,
+        |r| r.0.usage_row_id,
+        |row| {
+            let (verdict, ts_ms, i, c, w, o, r, served_model, batch_id) = row;
+            each(Billed {
+                verdict,
+                ts_ms,
+                tokens: [i, c, w, o, r],
+                served_model,
+                batch_id,
+            });
+        },
+    )
 }
 
 /// Calls `each` with the verdict of the newest current run on every row
@@ -346,15 +343,28 @@ pub fn each_current_verdict(
     if let Some(side) = side {
         query = query.filter(usage_rows::side.eq(EnumCol(side)));
     }
+    newest_per_row(
+        query.load_iter::<JudgedRow, _>(conn)?,
+        |r| r.0.usage_row_id,
+        |r| each(Judged::from(r)),
+    )
+}
+
+/// Streams verdicts that come in row order, newest run first, keeping the
+/// first (the newest current run's) verdict of each row.
+fn newest_per_row<T>(
+    rows: impl Iterator<Item = diesel::QueryResult<T>>,
+    row_id: impl Fn(&T) -> i64,
+    mut each: impl FnMut(T),
+) -> Result<(), DbError> {
     let mut last: Option<i64> = None;
-    for row in query.load_iter::<JudgedRow, _>(conn)? {
-        let j = Judged::from(row?);
-        // Rows come newest run first: the first verdict of a row wins.
-        if last == Some(j.verdict.usage_row_id) {
-            continue;
+    for row in rows {
+        let row = row?;
+        let id = row_id(&row);
+        if last != Some(id) {
+            last = Some(id);
+            each(row);
         }
-        last = Some(j.verdict.usage_row_id);
-        each(j);
     }
     Ok(())
 }
@@ -599,14 +609,9 @@ pub fn each_current_billed_with_tags(
             VerdictRow::as_select(),
             client.field(usage_rows::tags).nullable(),
         ));
-    let mut last: Option<i64> = None;
-    for row in query.load_iter::<(VerdictRow, Option<String>), _>(conn)? {
-        let (v, tags) = row?;
-        if last == Some(v.usage_row_id) {
-            continue;
-        }
-        last = Some(v.usage_row_id);
-        each(v, tags.unwrap_or_default());
-    }
-    Ok(())
+    newest_per_row(
+        query.load_iter::<(VerdictRow, Option<String>), _>(conn)?,
+        |r| r.0.usage_row_id,
+        |(v, tags)| each(v, tags.unwrap_or_default()),
+    )
 }

@@ -35,7 +35,7 @@ fn time_param(name: &str, value: &str) -> Result<i64, ApiError> {
     crate::clock::parse_time(value).map_err(|e| ApiError::bad_request(format!("`{name}`: {e}")))
 }
 
-fn window(from: &str, to: &str) -> Result<(i64, i64), ApiError> {
+pub(crate) fn window(from: &str, to: &str) -> Result<(i64, i64), ApiError> {
     let w = (time_param("from", from)?, time_param("to", to)?);
     if w.0 >= w.1 {
         return Err(ApiError::bad_request("`from` must be before `to`"));
