@@ -294,7 +294,14 @@ impl Tabular for FocusRow<'_> {
             }
         }
         let list = amount(c.list());
-        let contracted = amount(self.contract.map_or_else(|| c.list(), |(_, k)| k));
+        // A share off list has more places than money keeps: rounded to
+        // the nano-dollar (half to even), as every stored amount is.
+        let contracted = amount(self.contract.map_or_else(
+            || c.list(),
+            |(_, k)| {
+                k.round_dp_with_strategy(9, rust_decimal::RoundingStrategy::MidpointNearestEven)
+            },
+        ));
         let billed = amount(c.billed);
         // A correction's quantities may be null; Tally keeps them (the
         // difference in tokens) so the correction explains itself.

@@ -436,7 +436,17 @@ fn a_repriced_month_equals_reconciling_its_files_at_the_later_prices() {
                 "{b}: {m}"
             );
         }
-        // FOCUS: ContractedCost is list less the contract, named beside it.
+        // FOCUS: ContractedCost is list less the contract (to the
+        // nano-dollar), named beside it; Parquet takes it as it is.
+        let pq = tempfile::NamedTempFile::new().unwrap();
+        succeed(
+            tally()
+                .args([
+                    "focus", "--period", "2026-11", "--format", "parquet", "--db", &s.url, "--out",
+                ])
+                .arg(pq.path()),
+            "focus parquet with contracts",
+        );
         let (nov, _) = focus(&s, "2026-11");
         assert_eq!(check_csv(&nov), Vec::<String>::new(), "{b}");
         for r in records(&nov) {
@@ -444,7 +454,14 @@ fn a_repriced_month_equals_reconciling_its_files_at_the_later_prices() {
             let contracted: Decimal = r["ContractedCost"].parse().unwrap();
             if r["x_ModelFamily"].starts_with("gpt-") {
                 assert_eq!(r["x_TallyContract"], "OpenAI enterprise 2026", "{b}");
-                assert_eq!(contracted, list * Decimal::new(85, 2), "{b}");
+                assert_eq!(
+                    contracted,
+                    (list * Decimal::new(85, 2)).round_dp_with_strategy(
+                        9,
+                        rust_decimal::RoundingStrategy::MidpointNearestEven
+                    ),
+                    "{b}"
+                );
             } else {
                 assert_eq!(
                     (contracted, r["x_TallyContract"].as_str()),
