@@ -19,7 +19,7 @@ use crate::routes::RouteFamily;
 use crate::time::format_ms;
 
 /// Version of the `report.json` schema (bumped on incompatible changes).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Where each accepted row ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

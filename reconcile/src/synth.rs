@@ -24,6 +24,11 @@ pub struct Spec {
     pub start_ms: i64,
     /// Length of the period, ms.
     pub span_ms: i64,
+    /// Client log as JSON Lines (OpenAI SDK `usage` objects) instead of CSV.
+    pub client_jsonl: bool,
+    /// The gateway bills this many percent over the catalog, so every
+    /// priced pair disagrees on cost: the day a price changed unnoticed.
+    pub gateway_markup_pct: u32,
 }
 
 impl Default for Spec {
@@ -35,6 +40,8 @@ impl Default for Spec {
             // 2026-11-20T00:00:00Z
             start_ms: 1_795_132_800_000,
             span_ms: 86_400_000,
+            client_jsonl: false,
+            gateway_markup_pct: 0,
         }
     }
 }
@@ -194,7 +201,9 @@ pub fn generate(
     let hashes: Vec<String> = (0..spec.keys)
         .map(|k| sha256_hex(&secret(spec.seed, k)))
         .collect();
-    writeln!(client, "{CLIENT_HEADER}")?;
+    if !spec.client_jsonl {
+        writeln!(client, "{CLIENT_HEADER}")?;
+    }
     writeln!(gateway, "{GATEWAY_HEADER}")?;
     writeln!(truth, "client_line,gateway_line")?;
     let mut out = Truth::default();
@@ -230,15 +239,24 @@ pub fn generate(
         let log_id = r.chance(500_000);
         let team = TEAMS.get(ku % TEAMS.len()).copied().unwrap_or("t");
         cbuf.clear();
-        fmt_ts(t, true, &mut cbuf);
-        let _ = writeln!(
-            cbuf,
-            ",key-{k:04},{model},{route},,{},{team},svc-{k:04},prod,{input},{cached},{output}",
-            if log_id { id.as_str() } else { "" }
-        );
+        let row = ClientRow {
+            t,
+            k,
+            model,
+            route,
+            response_id: if log_id { id.as_str() } else { "" },
+            team,
+            tokens: [input, cached, output],
+        };
+        if spec.client_jsonl {
+            row.jsonl(&mut cbuf);
+        } else {
+            row.csv(&mut cbuf);
+        }
         client.write_all(&cbuf)?;
         out.client_rows += 1;
-        let cline = n + 2;
+        // A CSV's first row is its line 2, a JSON Lines file's line 1.
+        let cline = n + if spec.client_jsonl { 1 } else { 2 };
         if r.chance(10_000) {
             out.missing += 1;
         } else {
@@ -251,6 +269,7 @@ pub fn generate(
             let gt = t + 300 + r.normal_ms(200);
             write_gateway_row(
                 &mut gbuf,
+                spec.gateway_markup_pct,
                 &id,
                 hashes.get(ku).map_or("", String::as_str),
                 model,
@@ -273,6 +292,7 @@ pub fn generate(
             let xid = format!("chatcmpl-x{:x}{:08x}", spec.seed, n);
             write_gateway_row(
                 &mut gbuf,
+                spec.gateway_markup_pct,
                 &xid,
                 hashes.get(xk).map_or("", String::as_str),
                 model,
@@ -289,6 +309,73 @@ pub fn generate(
         }
     }
     Ok(out)
+}
+
+/// One generated client row.
+struct ClientRow<'a> {
+    t: i64,
+    k: u32,
+    model: &'a str,
+    route: &'a str,
+    response_id: &'a str,
+    team: &'a str,
+    /// Input (cached included), cached input, output.
+    tokens: [u64; 3],
+}
+
+impl ClientRow<'_> {
+    /// Tally's CSV columns ([`CLIENT_HEADER`]).
+    fn csv(&self, buf: &mut Vec<u8>) {
+        let [input, cached, output] = self.tokens;
+        fmt_ts(self.t, true, buf);
+        let _ = writeln!(
+            buf,
+            ",key-{:04},{},{},,{},{},svc-{:04},prod,{input},{cached},{output}",
+            self.k, self.model, self.route, self.response_id, self.team, self.k
+        );
+    }
+
+    /// A JSON Lines row as an app logs what the OpenAI SDK returned: the
+    /// response's `usage` object as is (Chat Completions and embeddings:
+    /// `prompt_tokens`…; Responses: `input_tokens`…), with attribution
+    /// beside it.
+    fn jsonl(&self, buf: &mut Vec<u8>) {
+        let [input, cached, output] = self.tokens;
+        buf.extend_from_slice(b"{\"ts\":\"");
+        fmt_ts(self.t, true, buf);
+        let _ = write!(
+            buf,
+            "\",\"key\":\"key-{:04}\",\"model\":\"{}\",\"route\":\"{}\",\"response_id\":{},\"team\":\"{}\",\"service\":\"svc-{:04}\",\"env\":\"prod\",\"stream\":false,\"usage\":",
+            self.k,
+            self.model,
+            self.route,
+            if self.response_id.is_empty() {
+                "null".to_owned()
+            } else {
+                format!("\"{}\"", self.response_id)
+            },
+            self.team,
+            self.k
+        );
+        let _ = if self.route == "/v1/responses" {
+            writeln!(
+                buf,
+                "{{\"input_tokens\":{input},\"input_tokens_details\":{{\"cached_tokens\":{cached}}},\"output_tokens\":{output},\"output_tokens_details\":{{\"reasoning_tokens\":0}},\"total_tokens\":{}}}}}",
+                input + output
+            )
+        } else if self.route == "/v1/embeddings" {
+            writeln!(
+                buf,
+                "{{\"prompt_tokens\":{input},\"total_tokens\":{input}}}}}"
+            )
+        } else {
+            writeln!(
+                buf,
+                "{{\"prompt_tokens\":{input},\"completion_tokens\":{output},\"total_tokens\":{},\"prompt_tokens_details\":{{\"cached_tokens\":{cached},\"audio_tokens\":0}},\"completion_tokens_details\":{{\"reasoning_tokens\":0,\"audio_tokens\":0,\"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}}}}}}",
+                input + output
+            )
+        };
+    }
 }
 
 /// A generated dataset, in memory, with its files' text and parsed sides.
@@ -359,6 +446,7 @@ pub fn dataset(spec: &Spec) -> Result<Dataset, crate::Error> {
 #[expect(clippy::too_many_arguments, reason = "one flat CSV row")]
 fn write_gateway_row(
     buf: &mut Vec<u8>,
+    markup_pct: u32,
     id: &str,
     key_hash: &str,
     model: &str,
@@ -380,7 +468,8 @@ fn write_gateway_row(
     let spend = (rust_decimal::Decimal::from(input - cached) * pi
         + rust_decimal::Decimal::from(cached) * pc
         + rust_decimal::Decimal::from(output) * po)
-        / rust_decimal::Decimal::from(1_000_000);
+        / rust_decimal::Decimal::from(1_000_000)
+        * (rust_decimal::Decimal::ONE + rust_decimal::Decimal::new(i64::from(markup_pct), 2));
     let call = if route.contains("embed") {
         "aembedding"
     } else if route.contains("responses") {

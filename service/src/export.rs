@@ -11,7 +11,7 @@ use serde::Serialize;
 use tally_reconcile::error::RowError;
 use tally_reconcile::keys::abbreviated;
 use tally_reconcile::report::{Reconciliation, Summary};
-use tally_reconcile::report_lines::{DiscrepancyLine, RecordSink, RowLine, Tabular};
+use tally_reconcile::report_lines::{Amount, DiscrepancyLine, RecordSink, RowLine, Tabular};
 
 /// Why a report could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -259,22 +259,212 @@ fn rejects<'r>(rec: &'r Reconciliation<'_>) -> impl Iterator<Item = &'r RowError
     rec.client.rejects.iter().chain(&rec.gateway.rejects)
 }
 
-/// report.json: the summary plus every exception row.
+/// report.json: the summary, and each row list's figures with its costliest
+/// rows (the CSVs hold every row).
 #[derive(Serialize)]
 struct FullReport<'a> {
     #[serde(flatten)]
     summary: &'a Summary,
-    missing_usage: Vec<RowLine<'a>>,
-    unattributed: Vec<RowLine<'a>>,
+    missing_usage: Listed<RowLine<'a>>,
+    unattributed: Listed<RowLine<'a>>,
     /// Failed calls on one side only that billed nothing.
-    failed_unbilled: Vec<RowLine<'a>>,
-    discrepancies: Vec<DiscrepancyLine<'a>>,
-    rejects: Vec<&'a RowError>,
+    failed_unbilled: Listed<RowLine<'a>>,
+    discrepancies: Listed<DiscrepancyLine<'a>>,
+    rejects: Listed<&'a RowError>,
+}
+
+/// Rows report.json keeps per list, costliest first; the CSVs hold them all.
+/// Enough to chase by hand, and a bound: report.json stays a few megabytes
+/// however many rows disagree.
+const JSON_ROWS: usize = 1000;
+
+/// A row list as report.json and report.html hold it: the figures of every
+/// row, and the `listed` costliest (ties in file order). The CSV named by
+/// `file` has them all.
+#[derive(Debug, Serialize)]
+struct Listed<T> {
+    /// Rows in the list (and in `file`).
+    rows: u64,
+    /// Sum of Tally's price over the priced rows (absent for rejects).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    computed_cost: Option<Decimal>,
+    /// Sum of the gateway's reported cost, where it reported one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reported_cost: Option<Decimal>,
+    /// Rows Tally could not price (left out of `computed_cost`, never as zero).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unpriced_rows: Option<u64>,
+    /// What `items` are ordered by.
+    ranked_by: &'static str,
+    /// The CSV with every row.
+    file: &'static str,
+    /// How many rows `items` holds.
+    listed: usize,
+    items: Vec<T>,
+}
+
+/// One candidate of a [`Sampler`]: a higher rank wins, then the earlier row.
+struct Ranked<T> {
+    rank: Decimal,
+    seq: u64,
+    item: T,
+}
+
+impl<T> Ranked<T> {
+    fn key(&self) -> (Decimal, std::cmp::Reverse<u64>) {
+        (self.rank, std::cmp::Reverse(self.seq))
+    }
+}
+
+impl<T> PartialEq for Ranked<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+impl<T> Eq for Ranked<T> {}
+impl<T> PartialOrd for Ranked<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for Ranked<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+/// Keeps the figures of a stream of rows and its `cap` highest-ranked rows,
+/// in memory bounded by `cap` whatever the stream's length.
+struct Sampler<T> {
+    cap: usize,
+    /// Min-heap: the weakest kept row is on top, to be pushed out.
+    kept: std::collections::BinaryHeap<std::cmp::Reverse<Ranked<T>>>,
+    rows: u64,
+    computed: Decimal,
+    reported: Decimal,
+    unpriced: u64,
+}
+
+impl<T: Clone> Sampler<T> {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            kept: std::collections::BinaryHeap::with_capacity(cap + 1),
+            rows: 0,
+            computed: Decimal::ZERO,
+            reported: Decimal::ZERO,
+            unpriced: 0,
+        }
+    }
+
+    /// Counts a row with its two costs; keeps a copy only if it ranks among
+    /// the `cap` highest so far.
+    fn offer(&mut self, item: &T, rank: Decimal, computed: Option<Amount>, reported: Option<Amount>) {
+        let seq = self.rows;
+        self.rows += 1;
+        match computed {
+            Some(c) => self.computed += c.to_decimal(),
+            None => self.unpriced += 1,
+        }
+        if let Some(r) = reported {
+            self.reported += r.to_decimal();
+        }
+        if self.cap == 0 {
+            return;
+        }
+        if self.kept.len() == self.cap {
+            let beats = self
+                .kept
+                .peek()
+                .is_some_and(|std::cmp::Reverse(weakest)| (rank, std::cmp::Reverse(seq)) > weakest.key());
+            if !beats {
+                return;
+            }
+            self.kept.pop();
+        }
+        self.kept.push(std::cmp::Reverse(Ranked {
+            rank,
+            seq,
+            item: item.clone(),
+        }));
+    }
+
+    /// The list; `priced` says whether its rows carry costs at all.
+    fn done(self, priced: bool, ranked_by: &'static str, file: &'static str) -> Listed<T> {
+        // `into_sorted_vec` of `Reverse` is the strongest first.
+        let items: Vec<T> = self
+            .kept
+            .into_sorted_vec()
+            .into_iter()
+            .map(|std::cmp::Reverse(r)| r.item)
+            .collect();
+        Listed {
+            rows: self.rows,
+            computed_cost: priced.then_some(self.computed),
+            reported_cost: priced.then_some(self.reported),
+            unpriced_rows: priced.then_some(self.unpriced),
+            ranked_by,
+            file,
+            listed: items.len(),
+            items,
+        }
+    }
+}
+
+/// The larger of two costs, for ranking (zero when neither is known).
+fn larger(a: Option<Amount>, b: Option<Amount>) -> Decimal {
+    let d = |x: Option<Amount>| x.map_or(Decimal::ZERO, Amount::to_decimal);
+    d(a).max(d(b))
+}
+
+/// Money at stake in a discrepancy: the gap when both costs are known,
+/// else whichever is.
+fn at_stake(l: &DiscrepancyLine<'_>) -> Decimal {
+    match (l.computed_cost, l.reported_cost) {
+        (Some(c), Some(r)) => (r.to_decimal() - c.to_decimal()).abs(),
+        (c, r) => larger(c, r),
+    }
+}
+
+/// Writes `dir/name` with `f`; a failure names the file.
+fn csv_file(
+    dir: &Path,
+    name: &str,
+    f: &mut dyn FnMut(BufWriter<File>) -> Result<u64>,
+) -> Result<u64> {
+    f(create(dir, name)?).map_err(|e| ExportError::File {
+        file: name.to_owned(),
+        error: Box::new(e),
+    })
+}
+
+/// A side-only row list to its CSV, sampled on the way.
+fn sampled_rows<'r>(
+    dir: &Path,
+    name: &'static str,
+    lines: impl Iterator<Item = RowLine<'r>>,
+    rank: fn(&RowLine<'_>) -> Decimal,
+    ranked_by: &'static str,
+) -> Result<Listed<RowLine<'r>>> {
+    let mut sampler = Sampler::new(JSON_ROWS);
+    let mut lines = Some(lines);
+    csv_file(dir, name, &mut |w| {
+        let lines = lines.take().into_iter().flatten();
+        write_csv(
+            w,
+            lines.inspect(|l| sampler.offer(l, rank(l), l.computed_cost, l.reported_cost)),
+        )
+    })?;
+    Ok(sampler.done(true, ranked_by, name))
 }
 
 /// Writes every report file into `dir`. The summary is made by
 /// `make_summary` while matches.csv (which does not need it) is already
 /// being written; it is returned for the terminal.
+///
+/// Each row list streams from the reconciliation to its CSV; report.json
+/// and report.html get its figures and costliest rows only, so memory and
+/// their size stay flat however many rows disagree.
 pub fn write_all(
     dir: &Path,
     rec: &Reconciliation<'_>,
@@ -285,45 +475,68 @@ pub fn write_all(
         what: format!("cannot create {}", dir.display()),
         error,
     })?;
-    let csv = |name: &str, f: &dyn Fn(BufWriter<File>) -> Result<u64>| -> Result<u64> {
-        f(create(dir, name)?).map_err(|e| ExportError::File {
-            file: name.to_owned(),
-            error: Box::new(e),
-        })
-    };
+    let csv = |name: &str, f: &mut dyn FnMut(BufWriter<File>) -> Result<u64>| csv_file(dir, name, f);
     // matches.csv is by far the largest file: write it while the summary
     // and the rest are being assembled.
     std::thread::scope(|s| -> Result<Summary> {
-        let big = with_matches.then(|| s.spawn(|| csv("matches.csv", &|w| write_matches(w, rec))));
+        let big = with_matches
+            .then(|| s.spawn(|| csv("matches.csv", &mut |w| write_matches(w, rec))));
         let summary = make_summary();
         let summary = &summary;
-        // Each list is built once and serves its CSV, report.json and the page.
-        let full = FullReport {
-            summary,
-            missing_usage: rec.missing_usage().collect(),
-            unattributed: rec.unattributed().collect(),
-            failed_unbilled: rec.failed_unbilled().collect(),
-            discrepancies: rec.discrepancies().collect(),
-            rejects: rejects(rec).collect(),
-        };
-        csv("missing_usage.csv", &|w| {
-            write_csv(w, full.missing_usage.iter())
+        let missing_usage = sampled_rows(
+            dir,
+            "missing_usage.csv",
+            rec.missing_usage(),
+            |l| l.computed_cost.map_or(Decimal::ZERO, Amount::to_decimal),
+            "computed_cost",
+        )?;
+        let unattributed = sampled_rows(
+            dir,
+            "unattributed.csv",
+            rec.unattributed(),
+            |l| larger(l.computed_cost, l.reported_cost),
+            "larger of computed_cost and reported_cost",
+        )?;
+        let failed_unbilled = sampled_rows(
+            dir,
+            "failed_calls.csv",
+            rec.failed_unbilled(),
+            |_| Decimal::ZERO,
+            "file order",
+        )?;
+        let mut sampler = Sampler::new(JSON_ROWS);
+        csv("discrepancies.csv", &mut |w| {
+            write_csv(
+                w,
+                rec.discrepancies().inspect(|l| {
+                    sampler.offer(l, at_stake(l), l.computed_cost, l.reported_cost);
+                }),
+            )
         })?;
-        csv("unattributed.csv", &|w| {
-            write_csv(w, full.unattributed.iter())
-        })?;
-        csv("failed_calls.csv", &|w| {
-            write_csv(w, full.failed_unbilled.iter())
-        })?;
-        csv("discrepancies.csv", &|w| {
-            write_csv(w, full.discrepancies.iter())
-        })?;
-        csv("costs_by_owner.csv", &|w| {
+        let discrepancies = sampler.done(
+            true,
+            "money at stake: |reported_cost - computed_cost|, or the one known",
+            "discrepancies.csv",
+        );
+        csv("costs_by_owner.csv", &mut |w| {
             write_csv(w, summary.costs_by_owner.iter())
         })?;
-        csv("rejects.csv", &|w| {
-            write_csv(w, full.rejects.iter().copied())
+        let mut sampler = Sampler::new(JSON_ROWS);
+        csv("rejects.csv", &mut |w| {
+            write_csv(
+                w,
+                rejects(rec).inspect(|r| sampler.offer(r, Decimal::ZERO, None, None)),
+            )
         })?;
+        let rejects = sampler.done(false, "file order", "rejects.csv");
+        let full = FullReport {
+            summary,
+            missing_usage,
+            unattributed,
+            failed_unbilled,
+            discrepancies,
+            rejects,
+        };
         let mut w = create(dir, "report.json")?;
         serde_json::to_writer_pretty(&mut w, &full)?;
         w.write_all(b"\n")?;
@@ -499,20 +712,20 @@ fn render_html(full: &FullReport<'_>) -> Result<String> {
     env.add_filter("short_key", short_key);
     env.add_template("report.html", REPORT_TEMPLATE)?;
     let tmpl = env.get_template("report.html")?;
-    fn take<'x>(v: &[RowLine<'x>]) -> Vec<RowLine<'x>> {
-        v.iter().take(HTML_ROWS).cloned().collect()
+    fn take<T>(l: &Listed<T>) -> &[T] {
+        l.items.get(..HTML_ROWS).unwrap_or(&l.items)
     }
     let ctx = minijinja::context! {
         chase => chase_list(full.summary),
         s => full.summary,
         missing => take(&full.missing_usage),
-        missing_total => full.missing_usage.len(),
+        missing_total => full.missing_usage.rows,
         unattributed => take(&full.unattributed),
-        unattributed_total => full.unattributed.len(),
-        discrepancies => full.discrepancies.iter().take(HTML_ROWS).collect::<Vec<_>>(),
-        discrepancies_total => full.discrepancies.len(),
-        rejects => full.rejects.iter().take(HTML_ROWS).collect::<Vec<_>>(),
-        rejects_total => full.rejects.len(),
+        unattributed_total => full.unattributed.rows,
+        discrepancies => take(&full.discrepancies),
+        discrepancies_total => full.discrepancies.rows,
+        rejects => take(&full.rejects),
+        rejects_total => full.rejects.rows,
         limit => HTML_ROWS,
     };
     Ok(tmpl.render(ctx)?)
@@ -781,6 +994,80 @@ mod tests {
         assert_eq!(csv_safe("\n=1+1"), "'\n=1+1");
         assert_eq!(csv_safe("\n"), "'\n");
         assert_eq!(csv_safe("a =1"), "a =1");
+    }
+
+    /// The day every pair disagrees: report.json keeps each list's figures
+    /// and its costliest rows, the CSV every row, and the two agree.
+    #[test]
+    fn report_json_holds_the_costliest_rows_and_the_csv_all_of_them() {
+        let spec = tally_reconcile::synth::Spec {
+            rows: 6000,
+            seed: 3,
+            keys: 9,
+            gateway_markup_pct: 10,
+            ..Default::default()
+        };
+        let d = tally_reconcile::synth::dataset(&spec).unwrap();
+        let rec = tally_reconcile::report::reconcile(
+            &d.client,
+            &d.gateway,
+            &d.keys,
+            &tally_reconcile::models::AliasTable::default(),
+            &d.prices,
+            tally_reconcile::report::EngineSettings::default(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        write_all(dir.path(), &rec, false, || rec.summary(0)).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap())
+                .unwrap();
+        let mut csv = csv::Reader::from_path(dir.path().join("discrepancies.csv")).unwrap();
+        let dec = |s: &str| s.parse::<Decimal>().ok();
+        let rows: Vec<(Option<Decimal>, Option<Decimal>)> = csv
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                (dec(&r[10]), dec(&r[11]))
+            })
+            .collect();
+        let list = &json["discrepancies"];
+        // Every pair but the few embeddings too cheap to differ.
+        assert!(rows.len() > 5000, "{}", rows.len());
+        assert_eq!(list["rows"], rows.len());
+        assert_eq!(list["listed"], JSON_ROWS);
+        assert_eq!(list["items"].as_array().unwrap().len(), JSON_ROWS);
+        let sum = |f: fn(&(Option<Decimal>, Option<Decimal>)) -> Option<Decimal>| {
+            rows.iter().filter_map(f).sum::<Decimal>()
+        };
+        assert_eq!(dec(list["computed_cost"].as_str().unwrap()), Some(sum(|r| r.0)));
+        assert_eq!(dec(list["reported_cost"].as_str().unwrap()), Some(sum(|r| r.1)));
+        // The listed rows are the costliest, costliest first.
+        let stake = |c: Option<Decimal>, r: Option<Decimal>| match (c, r) {
+            (Some(c), Some(r)) => (r - c).abs(),
+            (c, r) => c.unwrap_or_default().max(r.unwrap_or_default()),
+        };
+        let mut all: Vec<Decimal> = rows.iter().map(|&(c, r)| stake(c, r)).collect();
+        all.sort_unstable_by(|a, b| b.cmp(a));
+        let listed: Vec<Decimal> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let d = |k: &str| i[k].as_str().and_then(dec);
+                stake(d("computed_cost"), d("reported_cost"))
+            })
+            .collect();
+        assert_eq!(listed, all[..JSON_ROWS]);
+        // Short lists are listed whole, with their totals.
+        let missing = &json["missing_usage"];
+        let n = csv::Reader::from_path(dir.path().join("missing_usage.csv"))
+            .unwrap()
+            .records()
+            .count();
+        assert!(n > 0 && n < JSON_ROWS, "{n}");
+        assert_eq!((missing["rows"].as_u64(), missing["listed"].as_u64()), (Some(n as u64), Some(n as u64)));
+        assert_eq!(json["rejects"]["rows"], 0);
+        assert!(json["rejects"].get("computed_cost").is_none());
     }
 
     #[test]

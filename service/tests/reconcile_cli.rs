@@ -522,7 +522,7 @@ fn json_format_prints_the_summary() {
         "json summary",
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["schema_version"], 2);
     assert_eq!(v["generated_at"], "2026-11-21T06:00:00.000Z");
     assert_eq!(v["currency"], "USD");
 }

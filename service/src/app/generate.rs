@@ -18,9 +18,14 @@ pub struct Request {
     pub keys: u32,
     /// Output folder.
     pub out: std::path::PathBuf,
+    /// Write the client log as client.jsonl (OpenAI SDK usage objects).
+    pub client_jsonl: bool,
+    /// Percent the gateway bills over the catalog.
+    pub gateway_markup_pct: u32,
 }
 
-/// Writes client.csv, gateway.csv, keys.toml, prices.toml and truth.csv.
+/// Writes client.csv (or client.jsonl), gateway.csv, keys.toml,
+/// prices.toml and truth.csv.
 pub fn run(args: &Request) -> Result<synth::Truth> {
     std::fs::create_dir_all(&args.out).or_io(|| format!("creating {}", args.out.display()))?;
     let open = |name: &str| -> Result<BufWriter<File>> {
@@ -34,10 +39,16 @@ pub fn run(args: &Request) -> Result<synth::Truth> {
         rows: args.rows,
         seed: args.seed,
         keys: args.keys.max(1),
+        client_jsonl: args.client_jsonl,
+        gateway_markup_pct: args.gateway_markup_pct,
         ..synth::Spec::default()
     };
     let (mut c, mut g, mut t) = (
-        open("client.csv")?,
+        open(if args.client_jsonl {
+            "client.jsonl"
+        } else {
+            "client.csv"
+        })?,
         open("gateway.csv")?,
         open("truth.csv")?,
     );

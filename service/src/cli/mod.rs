@@ -749,9 +749,18 @@ pub struct GenerateArgs {
     /// Number of keys (Zipf-distributed traffic).
     #[arg(long, default_value_t = 200)]
     pub keys: u32,
-    /// Output directory: client.csv, gateway.csv, keys.toml, prices.toml, truth.csv.
+    /// Output directory: client.csv (or client.jsonl), gateway.csv,
+    /// keys.toml, prices.toml, truth.csv.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Write the client log as JSON Lines (client.jsonl), each row with the
+    /// OpenAI SDK's `usage` object as returned.
+    #[arg(long)]
+    pub jsonl: bool,
+    /// The gateway bills this many percent over the price catalog: every
+    /// priced pair then disagrees on cost (the worst case for the report).
+    #[arg(long, value_name = "PCT", default_value_t = 0)]
+    pub gateway_markup: u32,
 }
 
 /// A UTC time as its day, `YYYY-MM-DD`.
@@ -1096,6 +1105,8 @@ fn generate(args: &GenerateArgs) -> Result<ExitCode> {
         seed: args.seed,
         keys: args.keys,
         out: args.out.clone(),
+        client_jsonl: args.jsonl,
+        gateway_markup_pct: args.gateway_markup,
     })?;
     done(&format!(
         "generated {} client rows, {} gateway rows: {} true pairs, {} missing on the gateway, {} extra gateway rows, {} token mismatches -> {}\n",
