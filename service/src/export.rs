@@ -359,7 +359,13 @@ impl<T: Clone> Sampler<T> {
 
     /// Counts a row with its two costs; keeps a copy only if it ranks among
     /// the `cap` highest so far.
-    fn offer(&mut self, item: &T, rank: Decimal, computed: Option<Amount>, reported: Option<Amount>) {
+    fn offer(
+        &mut self,
+        item: &T,
+        rank: Decimal,
+        computed: Option<Amount>,
+        reported: Option<Amount>,
+    ) {
         let seq = self.rows;
         self.rows += 1;
         match computed {
@@ -373,10 +379,9 @@ impl<T: Clone> Sampler<T> {
             return;
         }
         if self.kept.len() == self.cap {
-            let beats = self
-                .kept
-                .peek()
-                .is_some_and(|std::cmp::Reverse(weakest)| (rank, std::cmp::Reverse(seq)) > weakest.key());
+            let beats = self.kept.peek().is_some_and(|std::cmp::Reverse(weakest)| {
+                (rank, std::cmp::Reverse(seq)) > weakest.key()
+            });
             if !beats {
                 return;
             }
@@ -475,12 +480,13 @@ pub fn write_all(
         what: format!("cannot create {}", dir.display()),
         error,
     })?;
-    let csv = |name: &str, f: &mut dyn FnMut(BufWriter<File>) -> Result<u64>| csv_file(dir, name, f);
+    let csv =
+        |name: &str, f: &mut dyn FnMut(BufWriter<File>) -> Result<u64>| csv_file(dir, name, f);
     // matches.csv is by far the largest file: write it while the summary
     // and the rest are being assembled.
     std::thread::scope(|s| -> Result<Summary> {
-        let big = with_matches
-            .then(|| s.spawn(|| csv("matches.csv", &mut |w| write_matches(w, rec))));
+        let big =
+            with_matches.then(|| s.spawn(|| csv("matches.csv", &mut |w| write_matches(w, rec))));
         let summary = make_summary();
         let summary = &summary;
         let missing_usage = sampled_rows(
@@ -1036,11 +1042,16 @@ mod tests {
         assert_eq!(list["rows"], rows.len());
         assert_eq!(list["listed"], JSON_ROWS);
         assert_eq!(list["items"].as_array().unwrap().len(), JSON_ROWS);
-        let sum = |f: fn(&(Option<Decimal>, Option<Decimal>)) -> Option<Decimal>| {
-            rows.iter().filter_map(f).sum::<Decimal>()
-        };
-        assert_eq!(dec(list["computed_cost"].as_str().unwrap()), Some(sum(|r| r.0)));
-        assert_eq!(dec(list["reported_cost"].as_str().unwrap()), Some(sum(|r| r.1)));
+        type Costs = (Option<Decimal>, Option<Decimal>);
+        let sum = |f: fn(&Costs) -> Option<Decimal>| rows.iter().filter_map(f).sum::<Decimal>();
+        assert_eq!(
+            dec(list["computed_cost"].as_str().unwrap()),
+            Some(sum(|r| r.0))
+        );
+        assert_eq!(
+            dec(list["reported_cost"].as_str().unwrap()),
+            Some(sum(|r| r.1))
+        );
         // The listed rows are the costliest, costliest first.
         let stake = |c: Option<Decimal>, r: Option<Decimal>| match (c, r) {
             (Some(c), Some(r)) => (r - c).abs(),
@@ -1065,7 +1076,10 @@ mod tests {
             .records()
             .count();
         assert!(n > 0 && n < JSON_ROWS, "{n}");
-        assert_eq!((missing["rows"].as_u64(), missing["listed"].as_u64()), (Some(n as u64), Some(n as u64)));
+        assert_eq!(
+            (missing["rows"].as_u64(), missing["listed"].as_u64()),
+            (Some(n as u64), Some(n as u64))
+        );
         assert_eq!(json["rejects"]["rows"], 0);
         assert!(json["rejects"].get("computed_cost").is_none());
     }

@@ -71,27 +71,54 @@ fn now_of(clock: Clock) -> Result<DateTime<Utc>> {
 }
 
 /// Runs one job now, under its lock; `Ok(false)` when another process
-/// holds the lock (it is running there).
+/// holds the lock (it is running there). `tick` is the schedule's time for
+/// this round: the reconcile job runs each trailing day once per tick
+/// across all replicas, under a lock per day instead of the job's.
 pub fn run_job(
     pool: &Pool,
     name: &str,
     settings: &Settings,
     clock: Clock,
     holder: &str,
+    tick: DateTime<Utc>,
 ) -> Result<bool> {
-    let mut lock = pool.get().context("store connection for the job lock")?;
-    let now = now_of(clock)?;
-    let until = now + chrono::Duration::hours(1);
-    if !repo::try_lock_job(&mut lock, name, holder, now.naive_utc(), until.naive_utc())? {
-        tracing::debug!(job = name, "held by another process");
-        return Ok(false);
-    }
+    // The reconcile job is sharded by day, each day under its own lock;
+    // every other job runs on one replica at a time.
+    let mut lock = if name == "reconcile" {
+        None
+    } else {
+        let mut lock = pool.get().context("store connection for the job lock")?;
+        let now = now_of(clock)?;
+        let until = now + chrono::Duration::hours(1);
+        if !repo::try_lock_job(&mut lock, name, holder, now.naive_utc(), until.naive_utc())? {
+            tracing::debug!(job = name, "held by another process");
+            return Ok(false);
+        }
+        Some(lock)
+    };
     let job = || -> Result<()> {
         let mut conn = pool.get().context("store connection")?;
         match name {
             "reconcile" => {
-                let n = follow_up::reconcile_trailing(&mut conn, settings, clock)?;
-                tracing::info!(job = name, runs = n, "done");
+                // Its own lock connection: a panic drops it unreturned
+                // (diesel's pool discards a connection dropped while
+                // panicking), and with it any day lock it held.
+                let mut day_lock = pool.get().context("store connection for the day locks")?;
+                let t = follow_up::reconcile_trailing(
+                    &mut day_lock,
+                    &mut conn,
+                    settings,
+                    clock,
+                    tick.timestamp_millis(),
+                    holder,
+                )?;
+                tracing::info!(
+                    job = name,
+                    ran = t.ran,
+                    elsewhere = t.elsewhere,
+                    done_already = t.done,
+                    "done"
+                );
             }
             "quotas" => {
                 let q = quotas::evaluate(&mut conn, settings, now_of(clock)?)?;
@@ -133,7 +160,9 @@ pub fn run_job(
             crate::app::panic_message(p.as_ref())
         ))
     });
-    repo::unlock_job(&mut lock, name, holder)?;
+    if let Some(lock) = &mut lock {
+        repo::unlock_job(lock, name, holder)?;
+    }
     result.map(|()| true)
 }
 
@@ -211,7 +240,7 @@ fn job_loop(
             ));
         }
         // The job's own errors are logged here, once; the schedule goes on.
-        match run_job(pool, name, settings, clock, holder) {
+        match run_job(pool, name, settings, clock, holder, next) {
             Ok(true) => count_run(name, Ended::Done),
             Ok(false) => count_run(name, Ended::Skipped),
             Err(e) => {

@@ -721,58 +721,82 @@ fn fixed_clock() -> Result<i64, tally_service::clock::ClockError> {
     Ok(utc("2026-11-21T01:00:00Z").timestamp_millis())
 }
 
+fn five_past() -> Result<i64, tally_service::clock::ClockError> {
+    Ok(utc("2026-11-21T01:05:00Z").timestamp_millis())
+}
+
+fn ten_past() -> Result<i64, tally_service::clock::ClockError> {
+    Ok(utc("2026-11-21T01:10:00Z").timestamp_millis())
+}
+
 #[test]
-fn the_reconcile_job_runs_each_day_of_the_trailing_window_once_at_a_time() {
+fn the_reconcile_job_runs_each_day_of_the_trailing_window_once_a_tick() {
     for s in stores() {
         let b = s.backend;
         load_fixture_day(&s);
         let pool = db::pool(&s.url, 3).unwrap();
         let mut config = settings();
         config.schedule.reconcile_window_h = 48;
-        for _ in 0..2 {
-            assert!(
-                tally_service::jobs::run_job(&pool, "reconcile", &config, fixed_clock, "test")
-                    .unwrap(),
-                "{b}"
-            );
-        }
+        let job = |clock: tally_service::clock::Clock, tick: &str| {
+            tally_service::jobs::run_job(&pool, "reconcile", &config, clock, "test", utc(tick))
+                .unwrap()
+        };
         let mut c = db::connect(&s.url).unwrap();
-        let runs = repo::runs(&mut c).unwrap();
-        // Nov 19, 20 and 21 each twice; the second of each supersedes the first.
-        assert_eq!(runs.len(), 6, "{b}");
-        let current: Vec<String> = runs
-            .iter()
-            .filter(|r| r.status == "current")
-            .map(|r| format!("{}..{}", r.window_from.date(), r.window_to.date()))
-            .collect();
-        assert_eq!(current.len(), 3, "{b}: {current:?}");
-        for day in [
+        let windows = |c: &mut db::AnyConnection, status: Option<&str>| -> Vec<String> {
+            let mut w: Vec<String> = repo::runs(c)
+                .unwrap()
+                .iter()
+                .filter(|r| status.is_none_or(|s| r.status == s))
+                .map(|r| format!("{}..{}", r.window_from.date(), r.window_to.date()))
+                .collect();
+            w.sort();
+            w
+        };
+        let days = [
             "2026-11-19..2026-11-20",
             "2026-11-20..2026-11-21",
             "2026-11-21..2026-11-22",
-        ] {
-            assert!(current.iter().any(|w| w == day), "{b}: {current:?}");
-        }
-        // While another holder has the job, it does not run here.
-        let t = utc("2026-11-21T01:00:00Z").naive_utc();
+        ];
+        assert!(job(fixed_clock, "2026-11-21T01:00:00Z"), "{b}");
+        assert_eq!(windows(&mut c, None), days, "{b}");
+        // Another replica waking for the same tick finds each day done.
+        assert!(job(fixed_clock, "2026-11-21T01:00:00Z"), "{b}");
+        assert_eq!(
+            repo::runs(&mut c).unwrap().len(),
+            3,
+            "{b}: ran twice in one tick"
+        );
+        // The next tick runs each day again; each new run supersedes the last.
+        assert!(job(five_past, "2026-11-21T01:05:00Z"), "{b}");
+        assert_eq!(repo::runs(&mut c).unwrap().len(), 6, "{b}");
+        assert_eq!(windows(&mut c, Some("current")), days, "{b}");
+        // While another replica holds a day, this one does the other two.
+        let t = utc("2026-11-21T01:10:00Z").naive_utc();
         let mut other = pool.get().unwrap();
         assert!(
             repo::try_lock_job(
                 &mut other,
-                "reconcile",
+                "reconcile 2026-11-20",
                 "elsewhere",
                 t,
                 t + chrono::Duration::hours(1)
             )
             .unwrap()
         );
+        assert!(job(ten_past, "2026-11-21T01:10:00Z"), "{b}");
+        let runs = repo::runs(&mut c).unwrap();
+        assert_eq!(runs.len(), 8, "{b}");
+        let newest: Vec<String> = runs
+            .iter()
+            .filter(|r| r.started_at == t)
+            .map(|r| r.window_from.date().to_string())
+            .collect();
+        assert_eq!(newest.len(), 2, "{b}: {newest:?}");
         assert!(
-            !tally_service::jobs::run_job(&pool, "reconcile", &config, fixed_clock, "test")
-                .unwrap(),
-            "{b}"
+            !newest.contains(&"2026-11-20".to_owned()),
+            "{b}: {newest:?}"
         );
-        assert_eq!(repo::runs(&mut c).unwrap().len(), 6, "{b}");
-        repo::unlock_job(&mut other, "reconcile", "elsewhere").unwrap();
+        repo::unlock_job(&mut other, "reconcile 2026-11-20", "elsewhere").unwrap();
     }
 }
 

@@ -2959,3 +2959,241 @@ fn finance_closes_a_month_over_http_and_its_export_is_then_final() {
     assert_eq!(focus.status, 200);
     assert!(focus.text.starts_with("BilledCost,"));
 }
+
+/// Issue 21: three `tally serve` replicas on one PostgreSQL. Uploads land
+/// on any of them; the scheduled reconcile is sharded by day, each day run
+/// once a tick; a replica killed in the middle of a day's run leaves no
+/// trace of it, and another replica reconciles that day; mail goes once.
+#[test]
+#[cfg(feature = "postgres")]
+#[cfg_attr(
+    not(feature = "smtp-tests"),
+    ignore = "needs python3-aiosmtpd: cargo test --features smtp-tests"
+)]
+fn three_replicas_on_one_postgresql_share_the_days_and_survive_a_kill() {
+    use tally_service::db::{self, repo};
+    const TICK_S: i64 = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::cluster().new_database();
+    let smtp = smtp::Smtp::start();
+    // Three days of traffic ending today: the trailing 48 h window's days.
+    // (Close to midnight, wait for the new day: the replicas' window moves.)
+    let mut now = chrono::Utc::now();
+    let to_midnight = 86_400 - i64::from(chrono::Timelike::num_seconds_from_midnight(&now.time()));
+    if to_midnight < 180 {
+        std::thread::sleep(std::time::Duration::from_secs(
+            to_midnight.unsigned_abs() + 1,
+        ));
+        now = chrono::Utc::now();
+    }
+    let days: Vec<chrono::NaiveDate> = (0..3)
+        .rev()
+        .map(|back| (now - chrono::Duration::days(back)).date_naive())
+        .collect();
+    let data: Vec<std::path::PathBuf> = days
+        .iter()
+        .zip(1_u64..)
+        .map(|(day, seed)| {
+            let out = dir.path().join(day.to_string());
+            succeed(
+                tally()
+                    .args(["generate", "--rows", "30000", "--keys", "20", "--day"])
+                    .arg(day.to_string())
+                    .args(["--seed", &seed.to_string(), "--out"])
+                    .arg(&out),
+                "generate",
+            );
+            out
+        })
+        .collect();
+    for what in ["keys", "prices"] {
+        succeed(
+            tally()
+                .args([what, "import", "--db", &db])
+                .arg(data[0].join(format!("{what}.toml"))),
+            what,
+        );
+    }
+    succeed(
+        tally().args([
+            "quota",
+            "set",
+            "search-day",
+            "--team",
+            "search",
+            "--limit",
+            "1",
+            "--db",
+            &db,
+        ]),
+        "quota set",
+    );
+    let config = format!(
+        "[email]\nsmtp_url = \"{}\"\n[alerts]\nplatform_contact = \"platform@example.com\"\n\
+         [schedule]\nreconcile = \"*/{TICK_S} * * * * *\"\nreconcile_window_h = 48\n\
+         quotas = \"* * * * * *\"\noutbox = \"* * * * * *\"\n",
+        smtp.url()
+    );
+    let mut replicas: Vec<Option<Server>> =
+        (0..3).map(|_| Some(Server::start(&db, &config))).collect();
+    let admin = replicas[0].as_ref().unwrap().token("admin", Role::Admin);
+    let ingest = replicas[0].as_ref().unwrap().token("ingest", Role::Ingest);
+    // Each file goes to another replica.
+    let mut k = 0;
+    for d in &data {
+        for (side, file) in [("client", "client.csv"), ("gateway", "gateway.csv")] {
+            let s = replicas[k % 3].as_ref().unwrap();
+            k += 1;
+            let body = std::fs::read(d.join(file)).unwrap();
+            let path = format!("/v1/usage/{side}?name={file}");
+            let r = s.call("POST", &path, Some(&ingest), Body::Bytes("text/csv", &body));
+            assert!(r.status == 200 || r.status == 201, "{path}: {}", r.text);
+        }
+    }
+    // The first replica seen starting a day's run once every file is in is
+    // killed in the middle of it.
+    let started = |s: &Server| s.log().matches("reconciling day").count();
+    let before: Vec<usize> = replicas
+        .iter()
+        .map(|s| started(s.as_ref().unwrap()))
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let victim = loop {
+        if let Some(i) = replicas
+            .iter()
+            .zip(&before)
+            .position(|(s, n)| s.as_ref().is_some_and(|s| started(s) > *n))
+        {
+            break i;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no run started in 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let mut killed = replicas[victim].take().unwrap();
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+    let killed_at = chrono::Utc::now().naive_utc();
+    // It had begun a day it never finished.
+    let log = killed.log();
+    let lines: Vec<&str> = log.lines().collect();
+    let last = lines
+        .iter()
+        .rposition(|l| l.contains("reconciling day"))
+        .unwrap();
+    assert!(
+        !lines[last..].iter().any(|l| l.contains("day reconciled")),
+        "the kill landed after the run:\n{log}"
+    );
+    let cut = days
+        .iter()
+        .find(|d| lines[last].contains(&format!("day={d}")))
+        .unwrap();
+
+    // The survivors reconcile every day, the cut one included, after the kill.
+    let mut c = db::connect(&db).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let runs = repo::runs(&mut c).unwrap();
+        let fresh = days
+            .iter()
+            .filter(|d| {
+                runs.iter()
+                    .any(|r| r.window_from.date() == **d && r.started_at > killed_at)
+            })
+            .count();
+        if fresh == days.len() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every day reconciled after the kill in 120 s: {runs:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let survivors: Vec<&Server> = replicas.iter().flatten().collect();
+    assert_eq!(survivors.len(), 2);
+    // Sharded: both survivors ran days.
+    for s in &survivors {
+        assert!(s.log().contains("day reconciled"), "{}", s.log());
+    }
+    let runs = repo::runs(&mut c).unwrap();
+    for day in &days {
+        let mine: Vec<_> = runs
+            .iter()
+            .filter(|r| r.window_from.date() == *day)
+            .collect();
+        // One current run per day, holding every uploaded row of it.
+        let current: Vec<_> = mine.iter().filter(|r| r.status == "current").collect();
+        assert_eq!(current.len(), 1, "{day}: {mine:?}");
+        // Rows of the day in every file (a generated day spills a few
+        // rows past its midnight): client ts is column 1, LiteLLM
+        // startTime column 8.
+        let of_day = |f: &str, col: usize| -> i64 {
+            data.iter()
+                .map(|d| {
+                    std::fs::read_to_string(d.join(f))
+                        .unwrap()
+                        .lines()
+                        .skip(1)
+                        .filter(|l| {
+                            l.split(',')
+                                .nth(col)
+                                .is_some_and(|t| t.starts_with(&day.to_string()))
+                        })
+                        .count() as i64
+                })
+                .sum()
+        };
+        assert_eq!(
+            (current[0].client_rows, current[0].gateway_rows),
+            (of_day("client.csv", 0), of_day("gateway.csv", 7)),
+            "{day}"
+        );
+        // Once a tick: no two runs of a day start within one tick's span.
+        let mut ticks: Vec<i64> = mine
+            .iter()
+            .map(|r| r.started_at.and_utc().timestamp().div_euclid(TICK_S))
+            .collect();
+        let n = ticks.len();
+        ticks.sort_unstable();
+        ticks.dedup();
+        assert_eq!(ticks.len(), n, "{day}: two runs in one tick: {mine:?}");
+    }
+    // No partial run: every stored run has all its counts.
+    for r in &runs {
+        let counts = repo::run_counts(&mut c, r.id).unwrap();
+        let sum = |f: fn(&tally_schema::rows::RunCount) -> i64| counts.iter().map(f).sum::<i64>();
+        assert_eq!(
+            (sum(|c| c.client_rows), sum(|c| c.gateway_rows)),
+            (r.client_rows, r.gateway_rows),
+            "run {}",
+            r.id
+        );
+    }
+    // The cut day's run by the killed replica left nothing: its only runs
+    // are the survivors' (each logged), one per tick.
+    assert!(
+        survivors
+            .iter()
+            .any(|s| s.log().contains(&format!("day={cut}"))),
+        "no survivor reconciled {cut}"
+    );
+    // Mail: the quota's thresholds and the runs' alerts, each message once.
+    smtp.wait_for("the quota's message", |got| {
+        got.iter().any(|m| m.subject.contains("cost quota"))
+    });
+    survivors[0].wait_for_job_runs(&admin, &["quotas", "outbox"]);
+    let got = smtp.received();
+    let mut seen = std::collections::BTreeSet::new();
+    for m in &got {
+        assert!(
+            seen.insert((m.to.clone(), m.subject.clone())),
+            "sent twice: {} to {:?}\n{got:#?}",
+            m.subject,
+            m.to
+        );
+    }
+}

@@ -3,13 +3,14 @@
 //! schedule) comes through [`run_and_alert`], so each raises the same
 //! alerts and queues the same messages.
 
-use chrono::{DateTime, Utc};
-use tally_reconcile::time::DAY_MS;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use tally_reconcile::time::{DAY_MS, format_ms};
+use tally_schema::convert::naive_from_ms;
 
 use super::error::AppError;
 use super::{alerts, quotas};
 use crate::clock::{Clock, utc_of};
-use crate::db::AnyConnection;
+use crate::db::{AnyConnection, repo};
 use crate::settings::Settings;
 
 /// What a run or an ingest set off: the run's alerts, then the quotas.
@@ -94,32 +95,101 @@ pub fn run_and_alert(
     Ok((o, said))
 }
 
+/// What one replica's scheduled reconcile did with the trailing days.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Trailing {
+    /// Days this replica reconciled.
+    pub ran: usize,
+    /// Days another replica was reconciling.
+    pub elsewhere: usize,
+    /// Days some replica had already reconciled at or after this tick.
+    pub done: usize,
+}
+
+/// How long a day's lease lasts on SQLite, where a crashed holder cannot
+/// release it (PostgreSQL's advisory lock goes with its connection).
+const DAY_LEASE_MS: i64 = 3_600_000;
+
 /// Reconciles each UTC day of the trailing window as its own run (so a
 /// day's new run supersedes that day's last one and runs never overlap).
+///
+/// Sharded by day across replicas: each day has its own lock, held on
+/// `lock` while the day runs on `conn`, so replicas sharing a store split
+/// the days between them instead of queueing for one job lock. A day whose
+/// latest run started at or after `tick` (the schedule's time for this
+/// round, the same on every replica) was reconciled this round already and
+/// is skipped: each day runs once per tick however many replicas wake. A
+/// replica that dies mid-run rolls its run back and, on PostgreSQL, drops
+/// its lock with its connection; the next tick reconciles the day again.
 pub fn reconcile_trailing(
+    lock: &mut AnyConnection,
     conn: &mut AnyConnection,
     settings: &Settings,
     clock: Clock,
-) -> Result<usize, AppError> {
+    tick: i64,
+    holder: &str,
+) -> Result<Trailing, AppError> {
     let now = clock()?;
     let back = i64::try_from(settings.schedule.reconcile_window_h)
         .unwrap_or(48)
         .saturating_mul(3_600_000);
     let first = (now - back) - (now - back).rem_euclid(DAY_MS);
+    let tick_at = naive_from_ms(tick)?;
+    let mut done = Trailing::default();
     let mut day = first;
-    let mut runs = 0;
     while day <= now {
-        let engine = super::reconcile::settings(None, None, None)?;
-        run_and_alert(
-            conn,
-            settings,
-            (day, day + DAY_MS),
-            super::run::DEFAULT_SLICE_ROWS,
-            engine,
-            clock,
-        )?;
-        runs += 1;
+        let window = (day, day + DAY_MS);
+        let date = format_ms(day);
+        let date = date.get(..10).unwrap_or(&date);
+        let name = format!("reconcile {date}");
+        let at = clock()?;
+        if !repo::try_lock_job(
+            lock,
+            &name,
+            holder,
+            naive_from_ms(at)?,
+            naive_from_ms(at + DAY_LEASE_MS)?,
+        )? {
+            tracing::debug!(day = %date, "another replica has the day");
+            done.elsewhere += 1;
+            day += DAY_MS;
+            continue;
+        }
+        let ran = reconcile_day(conn, settings, clock, window, tick_at, date);
+        repo::unlock_job(lock, &name, holder)?;
+        match ran? {
+            true => done.ran += 1,
+            false => done.done += 1,
+        }
         day += DAY_MS;
     }
-    Ok(runs)
+    Ok(done)
+}
+
+/// One day of [`reconcile_trailing`], its lock held: false when a run of
+/// it started at or after `tick` already.
+fn reconcile_day(
+    conn: &mut AnyConnection,
+    settings: &Settings,
+    clock: Clock,
+    window: (i64, i64),
+    tick: NaiveDateTime,
+    date: &str,
+) -> Result<bool, AppError> {
+    let bounds = (naive_from_ms(window.0)?, naive_from_ms(window.1)?);
+    if repo::latest_run_start(conn, bounds)?.is_some_and(|t| t >= tick) {
+        return Ok(false);
+    }
+    tracing::info!(day = %date, "reconciling day");
+    let engine = super::reconcile::settings(None, None, None)?;
+    let (o, _) = run_and_alert(
+        conn,
+        settings,
+        window,
+        super::run::DEFAULT_SLICE_ROWS,
+        engine,
+        clock,
+    )?;
+    tracing::info!(day = %date, run_id = o.run.id, "day reconciled");
+    Ok(true)
 }

@@ -22,6 +22,8 @@ pub struct Request {
     pub client_jsonl: bool,
     /// Percent the gateway bills over the catalog.
     pub gateway_markup_pct: u32,
+    /// The generated day's start, UTC ms (`None`: 2026-11-20).
+    pub start_ms: Option<i64>,
 }
 
 /// Writes client.csv (or client.jsonl), gateway.csv, keys.toml,
@@ -41,6 +43,7 @@ pub fn run(args: &Request) -> Result<synth::Truth> {
         keys: args.keys.max(1),
         client_jsonl: args.client_jsonl,
         gateway_markup_pct: args.gateway_markup_pct,
+        start_ms: args.start_ms.unwrap_or(synth::Spec::default().start_ms),
         ..synth::Spec::default()
     };
     let (mut c, mut g, mut t) = (

@@ -761,6 +761,9 @@ pub struct GenerateArgs {
     /// priced pair then disagrees on cost (the worst case for the report).
     #[arg(long, value_name = "PCT", default_value_t = 0)]
     pub gateway_markup: u32,
+    /// The day to generate (`YYYY-MM-DD`, UTC; default 2026-11-20).
+    #[arg(long, value_name = "DATE")]
+    pub day: Option<String>,
 }
 
 /// A UTC time as its day, `YYYY-MM-DD`.
@@ -1107,6 +1110,11 @@ fn generate(args: &GenerateArgs) -> Result<ExitCode> {
         out: args.out.clone(),
         client_jsonl: args.jsonl,
         gateway_markup_pct: args.gateway_markup,
+        start_ms: args
+            .day
+            .as_deref()
+            .map(|d| time_flag("--day", d))
+            .transpose()?,
     })?;
     done(&format!(
         "generated {} client rows, {} gateway rows: {} true pairs, {} missing on the gateway, {} extra gateway rows, {} token mismatches -> {}\n",

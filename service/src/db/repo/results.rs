@@ -147,6 +147,19 @@ pub fn runs(conn: &mut AnyConnection) -> Result<Vec<RunRow>, DbError> {
         .load(conn)?)
 }
 
+/// When the latest run of exactly the window `[from, to)` started, if any
+/// did: how a replica knows a day was already reconciled this tick.
+pub fn latest_run_start(
+    conn: &mut AnyConnection,
+    (from, to): (NaiveDateTime, NaiveDateTime),
+) -> Result<Option<NaiveDateTime>, DbError> {
+    Ok(runs::table
+        .filter(runs::window_from.eq(from))
+        .filter(runs::window_to.eq(to))
+        .select(diesel::dsl::max(runs::started_at))
+        .first(conn)?)
+}
+
 /// One page of runs, newest first, and how many there are.
 pub fn runs_page(
     conn: &mut AnyConnection,
