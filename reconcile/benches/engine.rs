@@ -33,6 +33,65 @@ fn engine(c: &mut Criterion) {
         .find(|p| p.name == "litellm")
         .unwrap();
 
+    // The same rows as JSON Lines, each with the OpenAI SDK's usage object.
+    let client_jsonl = {
+        let (mut cl, mut gw, mut tr) = (Vec::new(), Vec::new(), Vec::new());
+        tally_reconcile::synth::generate(
+            &Spec {
+                rows: ROWS,
+                seed: 7,
+                client_jsonl: true,
+                ..Spec::default()
+            },
+            &mut cl,
+            &mut gw,
+            &mut tr,
+        )
+        .unwrap();
+        String::from_utf8(cl).unwrap()
+    };
+
+    // Per row, so the client formats compare directly.
+    let mut g = c.benchmark_group("client_rows");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(ROWS));
+    g.bench_function("csv", |b| {
+        b.iter(|| {
+            let mut side = Side::new(SideKind::Client);
+            read_client(
+                black_box(d.client_csv.as_bytes()),
+                "client.csv",
+                Some(ClientFormat::Csv),
+                &mut side,
+            )
+            .unwrap();
+            side
+        });
+    });
+    g.bench_function("jsonl", |b| {
+        b.iter(|| {
+            let mut side = Side::new(SideKind::Client);
+            read_client(
+                black_box(client_jsonl.as_bytes()),
+                "client.jsonl",
+                Some(ClientFormat::Jsonl),
+                &mut side,
+            )
+            .unwrap();
+            side
+        });
+    });
+    // The floor under any serde_json reader: tokenizing every line and
+    // keeping nothing.
+    g.bench_function("jsonl_tokenize_only", |b| {
+        b.iter(|| {
+            for line in black_box(client_jsonl.as_str()).lines() {
+                let _: serde::de::IgnoredAny = serde_json::from_str(line).unwrap();
+            }
+        });
+    });
+    g.finish();
+
     let mut g = c.benchmark_group("parse");
     g.sample_size(20);
     g.throughput(Throughput::Bytes(d.client_csv.len() as u64));

@@ -9,6 +9,8 @@ use std::io::Read;
 
 use serde_json::{Map, Value};
 
+use super::project::Projected;
+
 use super::records::{Record, Records};
 use super::{
     Extracted, Fields, FileSink, Got, JsonLines, Semantics, Val, csv_header, field, first_byte,
@@ -135,17 +137,37 @@ fn read_err(file: &str, e: impl std::fmt::Display) -> Error {
 }
 
 fn read_jsonl(r: impl Read, file: &str, side: &mut Side) -> Result<(), Error> {
+    read_jsonl_with(r, file, side, true)
+}
+
+/// [`read_jsonl`]; without `projection` every row goes through the tree
+/// (what the projection is tested against).
+fn read_jsonl_with(
+    r: impl Read,
+    file: &str,
+    side: &mut Side,
+    projection: bool,
+) -> Result<(), Error> {
     let sem = Semantics::default();
     let mut sink = FileSink::new(side, file);
     let mut lines = JsonLines::new(r);
-    while let Some((line, v)) = lines
-        .next_object(&mut sink)
-        .map_err(|e| read_err(file, e))?
-    {
-        let Value::Object(obj) = &v else { continue };
-        match extract(obj) {
-            Ok(ex) => sink.row(&ex, &sem, line, || lines.text()),
-            Err((field, reason)) => sink.reject(line, &field, &reason, lines.text()),
+    while let Some(line) = lines.next_line(&mut sink).map_err(|e| read_err(file, e))? {
+        let text = lines.current();
+        // Most rows: one pass that keeps only the members a row is made
+        // of. Any other shape, and any text that is not one JSON object,
+        // goes through the tree, which says what is wrong with it.
+        let mut p = Projected::default();
+        let extracted = if projection && p.fill(text) {
+            let mut ex = Extracted::default();
+            extract_projected(&p, &mut ex).map(|()| sink.row(&ex, &sem, line, || lines.text()))
+        } else {
+            match lines.object(text, line, &mut sink) {
+                Some(obj) => extract(&obj).map(|ex| sink.row(&ex, &sem, line, || lines.text())),
+                None => Ok(()),
+            }
+        };
+        if let Err((field, reason)) = extracted {
+            sink.reject(line, &field, &reason, lines.text());
         }
     }
     sink.extent(lines.lines(), false);
@@ -167,27 +189,6 @@ fn member<'a>(obj: &'a Map<String, Value>, name: &'static str) -> Option<Val<'a>
     obj.get(name).and_then(text_of).map(|v| Val {
         v,
         name: Cow::Borrowed(name),
-    })
-}
-
-/// A value at a path of nested objects, named by its full path.
-fn nested<'a>(obj: &'a Map<String, Value>, prefix: &str, path: &[&str]) -> Option<Val<'a>> {
-    let (last, parents) = path.split_last()?;
-    let mut cur = obj;
-    for p in parents {
-        cur = cur.get(*p)?.as_object()?;
-    }
-    let v = text_of(cur.get(*last)?)?;
-    let mut name = String::from(prefix);
-    for p in path {
-        if !name.is_empty() {
-            name.push('.');
-        }
-        name.push_str(p);
-    }
-    Some(Val {
-        v,
-        name: Cow::Owned(name),
     })
 }
 
@@ -220,7 +221,44 @@ enum Shape {
     Anthropic,
 }
 
-fn shape_of(usage: &Map<String, Value>, hint: Option<&str>) -> Result<Shape, (String, String)> {
+/// What [`usage_into`] asks of a `usage` object: the tree's, or a
+/// projected row's.
+trait UsageObject<'a> {
+    /// Whether it has member `k` (even null).
+    fn has(&self, k: &str) -> bool;
+    /// The value at `path`, rendered as `text_of` renders it.
+    fn at(&self, path: &[&str]) -> Option<Cow<'a, str>>;
+}
+
+impl<'a> UsageObject<'a> for &'a Map<String, Value> {
+    fn has(&self, k: &str) -> bool {
+        self.contains_key(k)
+    }
+
+    fn at(&self, path: &[&str]) -> Option<Cow<'a, str>> {
+        let (last, parents) = path.split_last()?;
+        let mut cur: &'a Map<String, Value> = self;
+        for p in parents {
+            cur = cur.get(*p)?.as_object()?;
+        }
+        text_of(cur.get(*last)?)
+    }
+}
+
+impl<'a> UsageObject<'a> for &'a Projected<'_> {
+    fn has(&self, k: &str) -> bool {
+        self.usage_has(k)
+    }
+
+    fn at(&self, path: &[&str]) -> Option<Cow<'a, str>> {
+        self.usage_at(path)
+    }
+}
+
+fn shape_of<'a>(
+    usage: &impl UsageObject<'a>,
+    hint: Option<&str>,
+) -> Result<Shape, (String, String)> {
     match hint {
         Some("openai_chat" | "chat_completions") => return Ok(Shape::OpenAiChat),
         Some("openai_responses" | "responses") => return Ok(Shape::OpenAiResponses),
@@ -235,7 +273,7 @@ fn shape_of(usage: &Map<String, Value>, hint: Option<&str>) -> Result<Shape, (St
         }
         None => {}
     }
-    let has = |k: &str| usage.contains_key(k);
+    let has = |k: &str| usage.has(k);
     Ok(if has("prompt_tokens") || has("completion_tokens") {
         Shape::OpenAiChat
     } else if has("cache_read_input_tokens")
@@ -252,35 +290,70 @@ fn shape_of(usage: &Map<String, Value>, hint: Option<&str>) -> Result<Shape, (St
 
 fn usage_into<'a>(
     ex: &mut Extracted<'a>,
-    usage: &'a Map<String, Value>,
+    usage: impl UsageObject<'a>,
     hint: Option<&str>,
 ) -> Result<(), (String, String)> {
-    let u = |path: &[&str]| nested(usage, "usage", path);
-    match shape_of(usage, hint)? {
+    // Each path with its name for errors, spelled out: no name is built
+    // per row.
+    let u = |path: &[&str], name: &'static str| {
+        usage.at(path).map(|v| Val {
+            v,
+            name: Cow::Borrowed(name),
+        })
+    };
+    match shape_of(&usage, hint)? {
         Shape::OpenAiChat => {
             ex.tokens = [
-                u(&["prompt_tokens"]),
-                u(&["prompt_tokens_details", "cached_tokens"]),
-                u(&["prompt_tokens_details", "cache_write_tokens"]),
-                u(&["completion_tokens"]),
-                u(&["completion_tokens_details", "reasoning_tokens"]),
+                u(&["prompt_tokens"], "usage.prompt_tokens"),
+                u(
+                    &["prompt_tokens_details", "cached_tokens"],
+                    "usage.prompt_tokens_details.cached_tokens",
+                ),
+                u(
+                    &["prompt_tokens_details", "cache_write_tokens"],
+                    "usage.prompt_tokens_details.cache_write_tokens",
+                ),
+                u(&["completion_tokens"], "usage.completion_tokens"),
+                u(
+                    &["completion_tokens_details", "reasoning_tokens"],
+                    "usage.completion_tokens_details.reasoning_tokens",
+                ),
             ];
         }
         Shape::OpenAiResponses => {
             ex.tokens = [
-                u(&["input_tokens"]),
-                u(&["input_tokens_details", "cached_tokens"]),
-                u(&["input_tokens_details", "cache_write_tokens"]),
-                u(&["output_tokens"]),
-                u(&["output_tokens_details", "reasoning_tokens"]),
+                u(&["input_tokens"], "usage.input_tokens"),
+                u(
+                    &["input_tokens_details", "cached_tokens"],
+                    "usage.input_tokens_details.cached_tokens",
+                ),
+                u(
+                    &["input_tokens_details", "cache_write_tokens"],
+                    "usage.input_tokens_details.cache_write_tokens",
+                ),
+                u(&["output_tokens"], "usage.output_tokens"),
+                u(
+                    &["output_tokens_details", "reasoning_tokens"],
+                    "usage.output_tokens_details.reasoning_tokens",
+                ),
             ];
         }
         Shape::Anthropic => {
             // `input_tokens` excludes cache reads and writes; the 5m/1h split
             // is summed when the total is absent.
-            let write = u(&["cache_creation_input_tokens"]).or_else(|| {
-                let a = u(&["cache_creation", "ephemeral_5m_input_tokens"]);
-                let b = u(&["cache_creation", "ephemeral_1h_input_tokens"]);
+            let write = u(
+                &["cache_creation_input_tokens"],
+                "usage.cache_creation_input_tokens",
+            )
+            .or_else(|| {
+                let a = u(
+                    &["cache_creation", "ephemeral_5m_input_tokens"],
+                    "usage.cache_creation.ephemeral_5m_input_tokens",
+                );
+                let b = u(
+                    &["cache_creation", "ephemeral_1h_input_tokens"],
+                    "usage.cache_creation.ephemeral_1h_input_tokens",
+                );
                 match (a, b) {
                     (None, None) => None,
                     (a, b) => {
@@ -295,11 +368,17 @@ fn usage_into<'a>(
                 }
             });
             ex.tokens = [
-                u(&["input_tokens"]),
-                u(&["cache_read_input_tokens"]),
+                u(&["input_tokens"], "usage.input_tokens"),
+                u(
+                    &["cache_read_input_tokens"],
+                    "usage.cache_read_input_tokens",
+                ),
                 write,
-                u(&["output_tokens"]),
-                u(&["output_tokens_details", "thinking_tokens"]),
+                u(&["output_tokens"], "usage.output_tokens"),
+                u(
+                    &["output_tokens_details", "thinking_tokens"],
+                    "usage.output_tokens_details.thinking_tokens",
+                ),
             ];
             ex.input_excludes_cached = true;
             ex.input_excludes_cache_write = true;
@@ -374,6 +453,43 @@ pub fn extract(obj: &Map<String, Value>) -> Result<Extracted<'_>, (String, Strin
         Some(_) => return Err(("usage".to_owned(), "is not an object".to_owned())),
     }
     Ok(ex)
+}
+
+/// Extracts one JSON Lines row read as a projection: what [`extract`]
+/// makes of the same row (the projection declines every member that would
+/// make them differ: tags, OpenTelemetry attributes, `usage_format`).
+/// Fills a fresh `ex` (no copy of it is made: it is a kilobyte).
+fn extract_projected<'a>(
+    p: &'a Projected<'_>,
+    ex: &mut Extracted<'a>,
+) -> Result<(), (String, String)> {
+    // By place in `TOP`, whose order this follows (a unit test holds it).
+    let m = |i: usize| {
+        p.get_at(i).map(|(v, name)| Val {
+            v,
+            name: Cow::Borrowed(name),
+        })
+    };
+    ex.id = m(0);
+    ex.id2 = m(1);
+    ex.ts = m(2);
+    ex.ts_end = m(3);
+    ex.key = m(4);
+    ex.model = m(5);
+    ex.served_model = m(6);
+    ex.route = m(7);
+    ex.team = m(8);
+    ex.service = m(9);
+    ex.env = m(10);
+    ex.status = m(11);
+    ex.http_status = m(12);
+    ex.stream = m(13);
+    if p.has_usage {
+        usage_into(ex, p, None)?;
+    } else {
+        ex.tokens = [m(14), m(15), m(16), m(17), m(18)];
+    }
+    Ok(())
 }
 
 /// One client CSV record as [`Fields`], read in place.
@@ -470,6 +586,57 @@ mod tests {
         );
         assert_eq!(tokens(&side, 3), want);
         assert_eq!(side.ids.get(side.rows[3].ids), ("", "chatcmpl-9"));
+    }
+
+    /// The projection reads a row exactly as the tree does, on every
+    /// shape the client reader knows (the fixtures' SDK shapes, OTel,
+    /// tags), on generated rows, and on odd values and broken lines.
+    #[test]
+    fn the_projection_reads_every_row_as_the_tree_does() {
+        // The engine reads no files: the fixture is compiled in.
+        let mut texts = vec![include_str!("../../../fixtures/client/app.jsonl").to_owned()];
+        let mut generated = Vec::new();
+        crate::synth::generate(
+            &crate::synth::Spec {
+                rows: 3000,
+                client_jsonl: true,
+                ..crate::synth::Spec::default()
+            },
+            &mut generated,
+            &mut Vec::new(),
+            &mut Vec::new(),
+        )
+        .unwrap();
+        texts.push(String::from_utf8(generated).unwrap());
+        // SDK-shaped rows take the projection, not the tree.
+        assert!(texts[1].lines().all(|l| Projected::default().fill(l)));
+        texts.push(
+            [
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","usage":{"prompt_tokens":1.5e3,"completion_tokens":-2}}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":{"nested":1},"usage":{"prompt_tokens":1}}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","usage":{"prompt_tokens":{"x":1},"completion_tokens":2}}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","usage":{"prompt_tokens":5,"prompt_tokens_details":{"cached_tokens":2},"prompt_tokens_details":{"audio_tokens":1}}}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","usage":{"input_tokens":5,"cache_creation":{"ephemeral_5m_input_tokens":3,"ephemeral_1h_input_tokens":4},"output_tokens":1}}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","usage":"lots"}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","usage":null,"input_tokens":"7","output_tokens":true}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"ké","model":"m"q","tags":["a","b"],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","attributes":{"gen_ai.request.model":"m","gen_ai.usage.input_tokens":3},"key":"k"}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","usage_format":"anthropic","usage":{"input_tokens":1,"output_tokens":1}}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","usage":{"prompt_tokens":1}} trailing"#,
+                r#"[1,2]"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","extra":{"deep":[{"a":1}]},"usage":{"prompt_tokens":3,"completion_tokens":4,"completion_tokens_details":{"reasoning_tokens":null}}}"#,
+                r#"{"ts":1795132800000,"key":"k","model":"m","stream":"yes","usage":{"prompt_tokens":3,"completion_tokens":4}}"#,
+            ]
+            .join("\n"),
+        );
+        for text in &texts {
+            let read = |projection: bool| {
+                let mut side = Side::new(SideKind::Client);
+                read_jsonl_with(text.as_bytes(), "c.jsonl", &mut side, projection).unwrap();
+                format!("{side:?}")
+            };
+            assert_eq!(read(true), read(false));
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod client;
 pub mod hint;
 pub mod mapping;
 mod pick;
+mod project;
 mod records;
 
 use std::borrow::Cow;
@@ -853,12 +854,9 @@ impl<R: Read> JsonLines<R> {
         }
     }
 
-    /// The next object: its line number and the parsed object (always a
-    /// `Value::Object`); [`JsonLines::text`] has its text.
-    pub(crate) fn next_object(
-        &mut self,
-        sink: &mut FileSink<'_>,
-    ) -> std::io::Result<Option<(u64, serde_json::Value)>> {
+    /// The next line with text on it, as UTF-8 ([`JsonLines::current`]):
+    /// its number. A line that is not UTF-8 is kept in `sink` as a reject.
+    pub(crate) fn next_line(&mut self, sink: &mut FileSink<'_>) -> std::io::Result<Option<u64>> {
         loop {
             self.buf.clear();
             if std::io::BufRead::read_until(&mut self.rdr, b'\n', &mut self.buf)? == 0 {
@@ -869,21 +867,52 @@ impl<R: Read> JsonLines<R> {
             if bytes.is_empty() {
                 continue;
             }
-            let Ok(text) = std::str::from_utf8(bytes) else {
+            if simdutf8::basic::from_utf8(bytes).is_err() {
                 sink.reject(self.line, "(row)", "not valid UTF-8", self.text());
                 continue;
-            };
-            match serde_json::from_str::<serde_json::Value>(text) {
-                Ok(v @ serde_json::Value::Object(_)) => return Ok(Some((self.line, v))),
-                Ok(_) => sink.reject(self.line, "(row)", "not a JSON object", self.text()),
-                Err(e) => sink.reject(
-                    self.line,
-                    "(row)",
-                    &format!("invalid JSON: {e}"),
-                    self.text(),
-                ),
+            }
+            return Ok(Some(self.line));
+        }
+    }
+
+    /// The line [`JsonLines::next_line`] returned, trimmed.
+    pub(crate) fn current(&self) -> &str {
+        simdutf8::basic::from_utf8(self.buf.trim_ascii()).unwrap_or_default()
+    }
+
+    /// `text` (the current line, number `line`) parsed as a tree; `None`
+    /// after keeping it in `sink` as a reject when it is not a JSON object.
+    pub(crate) fn object(
+        &self,
+        text: &str,
+        line: u64,
+        sink: &mut FileSink<'_>,
+    ) -> Option<serde_json::Map<String, serde_json::Value>> {
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(obj)) => Some(obj),
+            Ok(_) => {
+                sink.reject(line, "(row)", "not a JSON object", self.text());
+                None
+            }
+            Err(e) => {
+                sink.reject(line, "(row)", &format!("invalid JSON: {e}"), self.text());
+                None
             }
         }
+    }
+
+    /// The next object: its line number and the parsed object; rows that
+    /// are not UTF-8 or not a JSON object are kept in `sink` as rejects.
+    pub(crate) fn next_object(
+        &mut self,
+        sink: &mut FileSink<'_>,
+    ) -> std::io::Result<Option<(u64, serde_json::Value)>> {
+        while let Some(line) = self.next_line(sink)? {
+            if let Some(obj) = self.object(self.current(), line, sink) {
+                return Ok(Some((line, serde_json::Value::Object(obj))));
+            }
+        }
+        Ok(None)
     }
 
     /// Physical lines read so far.
