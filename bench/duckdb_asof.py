@@ -3,7 +3,8 @@
 
 Usage: duckdb_asof.py DATA_DIR OUT_CSV [TOLERANCE_MS]
 
-Reads the generated client.csv (Tally CSV) and gateway.csv (LiteLLM spend
+Reads the generated client.csv (Tally CSV) or client.jsonl (JSON Lines)
+and gateway.csv (LiteLLM spend
 logs), maps keys through keys.toml, joins on request id first, learns the
 median gateway-minus-client offset from the id pairs, then pairs the rest by
 key + model + route family with the nearest gateway row in time (one
@@ -23,12 +24,20 @@ con.execute("CREATE TABLE keymap (key_id VARCHAR, hash VARCHAR)")
 con.executemany("INSERT INTO keymap VALUES (?, ?)", [(k["id"], h) for k in keys for h in k.get("sha256", [])])
 # Timestamps are normalised to UTC in SQL (DuckDB drops offsets when casting
 # a '+02:00' string to TIMESTAMP, see matching.md); the generator writes Z.
+# The client log is client.csv (first row on line 2) or client.jsonl (line
+# 1), read with only the columns the join needs.
+import os
+if os.path.exists(f"{data}/client.jsonl"):
+    client, first = (f"""read_json('{data}/client.jsonl', format = 'newline_delimited',
+        columns = {{ts: 'VARCHAR', key: 'VARCHAR', model: 'VARCHAR', route: 'VARCHAR', response_id: 'VARCHAR'}})""", 0)
+else:
+    client, first = f"read_csv('{data}/client.csv', header = true, all_varchar = true)", 1
 con.execute(f"""
 CREATE TABLE c AS
-SELECT row_number() OVER () + 1 AS line, CAST(replace(ts, 'Z', '') AS TIMESTAMP) AS ts, key, model,
+SELECT row_number() OVER () + {first} AS line, CAST(replace(ts, 'Z', '') AS TIMESTAMP) AS ts, key, model,
        CASE WHEN route LIKE '%embed%' THEN 'embeddings' WHEN route LIKE '%responses%' THEN 'responses' ELSE 'chat' END AS route,
        NULLIF(response_id, '') AS rid
-FROM read_csv('{data}/client.csv', header = true, all_varchar = true)
+FROM {client}
 """)
 con.execute(f"""
 CREATE TABLE g AS

@@ -6,7 +6,10 @@
 #   bench/run.sh [ROWS ...]        default: 1000000 10000000
 #   RUNS=3 bench/run.sh 1000000    runs per tool (median reported)
 #
-# tally-nm is the same run with --no-matches (no per-pair matches.csv).
+# Two inputs per size: `csv` (Tally CSV client, clean prices) and
+# `jsonl-bad` (JSON Lines client, every priced pair disagreeing on cost).
+# tally-nm is the same run with --no-matches (no per-pair matches.csv);
+# json_mb is report.json's size.
 # duck-load is DuckDB reading the two CSV files and nothing else;
 # polars-load is Polars reading them as text and nothing else.
 # Needs python3 (a throwaway venv with duckdb and polars is made in
@@ -39,24 +42,41 @@ measure() {
   printf '%s %s\n' "$(printf '%s\n' "${walls[@]}" | median)" "$(printf '%s\n' "${mems[@]}" | median | awk '{printf "%.0f", $1/1024}')"
 }
 
-printf '\n%-10s %-11s %10s %10s %12s %12s %10s %10s\n' rows tool wall_s peak_mb true_pairs right right_pct claimed_2x
+# kind DIR: the input of one comparison. `csv`: Tally CSV client, clean
+# prices. `jsonl-bad`: JSON Lines client (OpenAI SDK usage objects) and a
+# gateway billing 10 % over the catalog, so every priced pair disagrees:
+# the day the report must still be quick and small.
+client_of() { [ -f "$1/client.jsonl" ] && echo "$1/client.jsonl" || echo "$1/client.csv"; }
+
+printf '\n%-10s %-9s %-11s %8s %8s %10s %10s %9s %9s %9s\n' rows input tool wall_s peak_mb true_pairs right right_pct claimed_2x json_mb
 for n in "${SIZES[@]}"; do
-  dir=bench/data/$n
-  [ -f "$dir/truth.csv" ] || $TALLY generate --rows "$n" --seed 7 --out "$dir" >/dev/null
-  out=bench/data/$n-out; rm -rf "$out"
-  read -r tw tm < <(measure $TALLY reconcile --client "$dir/client.csv" --gateway "$dir/gateway.csv" \
-      --keys "$dir/keys.toml" --prices "$dir/prices.toml" --out "$out" --format json)
-  read -r nw nm < <(measure $TALLY reconcile --client "$dir/client.csv" --gateway "$dir/gateway.csv" \
-      --keys "$dir/keys.toml" --prices "$dir/prices.toml" --out "$out-nm" --no-matches --format json)
-  read -r dw dm < <(measure $PY bench/duckdb_asof.py "$dir" "$dir/duckdb_pairs.csv")
-  read -r lw lm < <(measure $PY bench/duckdb_load.py "$dir")
-  read -r pw pm < <(measure $PY bench/polars_load.py "$dir")
-  read -r t1 f1 r1 w1 m1 x1 < <($PY bench/score.py "$dir/truth.csv" "$out/matches.csv")
-  read -r t2 f2 r2 w2 m2 x2 < <($PY bench/score.py "$dir/truth.csv" "$dir/duckdb_pairs.csv")
-  printf '%-10s %-11s %10s %10s %12s %12s %10s %10s\n' "$n" tally "$tw" "$tm" "$t1" "$r1" "$(awk "BEGIN{printf \"%.4f\", 100*$r1/$t1}")" "$x1"
-  printf '%-10s %-11s %10s %10s %12s %12s %10s %10s\n' "$n" tally-nm "$nw" "$nm" - - - -
-  printf '%-10s %-11s %10s %10s %12s %12s %10s %10s\n' "$n" duckdb "$dw" "$dm" "$t2" "$r2" "$(awk "BEGIN{printf \"%.4f\", 100*$r2/$t2}")" "$x2"
-  printf '%-10s %-11s %10s %10s %12s %12s %10s %10s\n' "$n" duck-load "$lw" "$lm" - - - -
-  printf '%-10s %-11s %10s %10s %12s %12s %10s %10s\n' "$n" polars-load "$pw" "$pm" - - - -
-  awk "BEGIN{printf \"%-10s tally/duckdb wall ratio: %.2f (with --no-matches: %.2f)\n\", $n, $tw/$dw, $nw/$dw}"
+  for kind in csv jsonl-bad; do
+    dir=bench/data/$n-$kind
+    case $kind in
+      csv) gen=() ;;
+      jsonl-bad) gen=(--jsonl --gateway-markup 10) ;;
+    esac
+    [ -f "$dir/truth.csv" ] || $TALLY generate --rows "$n" --seed 7 "${gen[@]}" --out "$dir" >/dev/null
+    client=$(client_of "$dir")
+    out=bench/data/$n-$kind-out; rm -rf "$out"
+    read -r tw tm < <(measure $TALLY reconcile --client "$client" --gateway "$dir/gateway.csv" \
+        --keys "$dir/keys.toml" --prices "$dir/prices.toml" --out "$out" --format json)
+    json_mb=$(awk "BEGIN{printf \"%.1f\", $(stat -c %s "$out/report.json")/1048576}")
+    read -r nw nm < <(measure $TALLY reconcile --client "$client" --gateway "$dir/gateway.csv" \
+        --keys "$dir/keys.toml" --prices "$dir/prices.toml" --out "$out-nm" --no-matches --format json)
+    read -r dw dm < <(measure $PY bench/duckdb_asof.py "$dir" "$dir/duckdb_pairs.csv")
+    read -r t1 f1 r1 w1 m1 x1 < <($PY bench/score.py "$dir/truth.csv" "$out/matches.csv")
+    read -r t2 f2 r2 w2 m2 x2 < <($PY bench/score.py "$dir/truth.csv" "$dir/duckdb_pairs.csv")
+    pct() { awk "BEGIN{printf \"%.4f\", 100*$1/$2}"; }
+    printf '%-10s %-9s %-11s %8s %8s %10s %10s %9s %9s %9s\n' "$n" "$kind" tally "$tw" "$tm" "$t1" "$r1" "$(pct "$r1" "$t1")" "$x1" "$json_mb"
+    printf '%-10s %-9s %-11s %8s %8s %10s %10s %9s %9s %9s\n' "$n" "$kind" tally-nm "$nw" "$nm" - - - - -
+    printf '%-10s %-9s %-11s %8s %8s %10s %10s %9s %9s %9s\n' "$n" "$kind" duckdb "$dw" "$dm" "$t2" "$r2" "$(pct "$r2" "$t2")" "$x2" -
+    if [ "$kind" = csv ]; then
+      read -r lw lm < <(measure $PY bench/duckdb_load.py "$dir")
+      read -r pw pm < <(measure $PY bench/polars_load.py "$dir")
+      printf '%-10s %-9s %-11s %8s %8s\n' "$n" "$kind" duck-load "$lw" "$lm"
+      printf '%-10s %-9s %-11s %8s %8s\n' "$n" "$kind" polars-load "$pw" "$pm"
+    fi
+    awk "BEGIN{printf \"%-10s %-9s tally/duckdb wall: %.2f (target <= 0.35; --no-matches %.2f); peak %d MB (target <= 2048)\n\", $n, \"$kind\", $tw/$dw, $nw/$dw, $tm}"
+  done
 done
