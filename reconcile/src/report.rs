@@ -238,9 +238,17 @@ impl View<'_> {
         code
     }
 
-    fn core_tokens_of(r: &crate::record::Row) -> Option<(u32, u32)> {
+    /// Input and output tokens, when both are known. An embeddings call
+    /// has no output: its usage says nothing of it (OpenAI's
+    /// `{prompt_tokens, total_tokens}`), which is zero, not unknown; read
+    /// as unknown, same-key embeddings close in time lost the token check
+    /// that tells them apart and were paired crosswise.
+    fn core_tokens_of(&self, r: &crate::record::Row) -> Option<(u32, u32)> {
         let t = r.tokens;
-        t.get(TokenKind::Input).zip(t.get(TokenKind::Output))
+        let output = t
+            .get(TokenKind::Output)
+            .or_else(|| (self.route_of(r) == route_code(RouteFamily::Embeddings)).then_some(0));
+        t.get(TokenKind::Input).zip(output)
     }
 }
 
@@ -261,7 +269,7 @@ impl MatchView for View<'_> {
         self.row(i).map_or(u8::MAX, |r| self.route_of(r))
     }
     fn core_tokens(&self, i: usize) -> Option<(u32, u32)> {
-        Self::core_tokens_of(self.row(i)?)
+        self.core_tokens_of(self.row(i)?)
     }
     fn ids(&self, i: usize) -> (&str, &str) {
         self.row(i).map_or(("", ""), |r| self.side.ids.get(r.ids))
@@ -282,7 +290,7 @@ impl MatchView for View<'_> {
             key: self.key_of(r),
             model: self.model_of(r),
             route: self.route_of(r),
-            core_tokens: Self::core_tokens_of(r),
+            core_tokens: self.core_tokens_of(r),
             ids: self.side.ids.get(r.ids),
         }
     }
@@ -2030,6 +2038,33 @@ mod tests {
         // Asking for gpt-4o and being served a gpt-4o snapshot is no fallback.
         let v = rec.verdict(SideKind::Gateway, 0).unwrap();
         assert_ne!(v.class, Class::ModelMismatch);
+    }
+
+    #[test]
+    fn embeddings_without_an_output_count_pair_by_their_input_tokens() {
+        // Issue 21: the OpenAI SDK's embeddings usage is `{prompt_tokens,
+        // total_tokens}`. Read as "output unknown", two embeddings on one
+        // key 50 ms apart lost the token check and paired with whichever
+        // gateway row was nearer in time: crosswise here, both "token
+        // mismatches". Zero output pairs them by their inputs.
+        let gateway = "request_id,call_type,api_key,spend,total_tokens,prompt_tokens,completion_tokens,startTime,endTime,model,model_group,metadata,cache_hit,status\n\
+                       g-1,aembedding,k1,0.00003146,1573,1573,0,2026-11-20 10:00:01.049,2026-11-20 10:00:01.849,text-embedding-3-small,text-embedding-3-small,{},False,success\n\
+                       g-2,aembedding,k1,0.00001506,753,753,0,2026-11-20 10:00:01.062,2026-11-20 10:00:01.862,text-embedding-3-small,text-embedding-3-small,{},False,success\n";
+        let client = "{\"ts\":\"2026-11-20T10:00:00.811Z\",\"key\":\"k1\",\"model\":\"text-embedding-3-small\",\"route\":\"/v1/embeddings\",\"usage\":{\"prompt_tokens\":753,\"total_tokens\":753}}\n\
+                      {\"ts\":\"2026-11-20T10:00:00.861Z\",\"key\":\"k1\",\"model\":\"text-embedding-3-small\",\"route\":\"/v1/embeddings\",\"usage\":{\"prompt_tokens\":1573,\"total_tokens\":1573}}\n";
+        let g = litellm_side(gateway);
+        let mut c = Side::new(SideKind::Client);
+        crate::parse::client::read_client(client.as_bytes(), "c.jsonl", None, &mut c).unwrap();
+        assert!(c.rejects.is_empty() && g.rejects.is_empty());
+        let rec = plain(&c, &g, &PriceBook::default(), EngineSettings::default());
+        assert_eq!(rec.client_partner(0), Some(1));
+        assert_eq!(rec.client_partner(1), Some(0));
+        for i in 0..2 {
+            assert_eq!(
+                rec.verdict(SideKind::Client, i).unwrap().class,
+                Class::Matched
+            );
+        }
     }
 
     #[test]
