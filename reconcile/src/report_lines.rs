@@ -805,13 +805,24 @@ impl<'a> Reconciliation<'a> {
 
     /// Pairs that disagree, duplicates, and unpriced rows.
     pub fn discrepancies(&self) -> impl Iterator<Item = DiscrepancyLine<'_>> {
+        self.disagreeing_pairs_in(0..self.client.rows.len())
+            .chain(self.discrepancies_after_pairs())
+    }
+
+    /// The disagreeing pairs of client rows `range`: the first part of
+    /// [`Reconciliation::discrepancies`], in pieces that can be formatted
+    /// on several cores (on a bad day every pair disagrees).
+    pub fn disagreeing_pairs_in(
+        &self,
+        range: std::ops::Range<usize>,
+    ) -> impl Iterator<Item = DiscrepancyLine<'_>> {
         // Filter on the class before building lines: most pairs agree.
-        let disagreeing = (0..self.client.rows.len()).filter(move |&i| {
+        let disagreeing = range.filter(move |&i| {
             self.client_class
                 .get(i)
                 .is_some_and(|c| c.is_pair() && !matches!(c, Class::Matched | Class::FailedPair))
         });
-        let pairs = disagreeing
+        disagreeing
             .flat_map(move |i| self.matches_in(i..i + 1))
             .map(move |m| {
                 let detail = match m.pair.class {
@@ -853,7 +864,12 @@ impl<'a> Reconciliation<'a> {
                     client: Some(m.pair.client),
                     gateway: Some(m.pair.gateway),
                 }
-            });
+            })
+    }
+
+    /// Duplicates and unpriced rows: the rest of
+    /// [`Reconciliation::discrepancies`] after the pairs.
+    pub fn discrepancies_after_pairs(&self) -> impl Iterator<Item = DiscrepancyLine<'_>> {
         let dups = self.duplicates().map(|d| DiscrepancyLine {
             kind: "duplicate",
             detail: format!(
@@ -896,7 +912,7 @@ impl<'a> Reconciliation<'a> {
                 computed_cost: None,
                 reported_cost: d.reported_cost,
             });
-        pairs.chain(dups).chain(unpriced)
+        dups.chain(unpriced)
     }
 
     fn client_key_registered(&self, i: usize) -> bool {

@@ -140,13 +140,88 @@ pub fn write_matches(w: impl Write, rec: &Reconciliation<'_>) -> Result<u64> {
 }
 
 fn write_matches_batched(mut w: impl Write, rec: &Reconciliation<'_>, batch: usize) -> Result<u64> {
+    write_header::<tally_reconcile::report_lines::PairLine<'_>>(&mut w)?;
+    let written = write_batched(
+        &mut w,
+        rec.client.rows.len(),
+        batch,
+        |r| {
+            let (bytes, lines) = format_lines(rec.pairs_in(r));
+            (bytes, lines, ())
+        },
+        |()| {},
+    )?;
+    w.flush()?;
+    Ok(written)
+}
+
+/// A CSV header line, as the csv crate writes it.
+fn write_header<T: Tabular>(w: &mut impl Write) -> Result<()> {
+    let mut header = csv::Writer::from_writer(Vec::new());
+    header.write_record(T::headers())?;
+    w.write_all(&header.into_inner().map_err(|e| e.into_error())?)?;
+    Ok(())
+}
+
+/// Writes discrepancies.csv, the disagreeing pairs formatted in batches
+/// on every core like matches.csv (on a bad day every pair disagrees),
+/// sampling every line for report.json on the way.
+fn write_discrepancies<'r>(
+    mut w: impl Write,
+    rec: &'r Reconciliation<'_>,
+    batch: usize,
+) -> Result<(u64, Sampler<DiscrepancyLine<'r>>)> {
+    write_header::<DiscrepancyLine<'_>>(&mut w)?;
+    let n = rec.client.rows.len();
+    let mut sampler = Sampler::new(JSON_ROWS);
+    let mut written = write_batched(
+        &mut w,
+        n,
+        batch,
+        |r| {
+            let first = r.start;
+            sampled_lines(rec.disagreeing_pairs_in(r), first)
+        },
+        |s| sampler.merge(s),
+    )?;
+    let (bytes, count, s) = sampled_lines(rec.discrepancies_after_pairs(), n);
+    w.write_all(&bytes)?;
+    written += count;
+    sampler.merge(s);
+    w.flush()?;
+    Ok((written, sampler))
+}
+
+/// Discrepancy lines as CSV records, and a sampler of them; `first` is the
+/// first line's place in the whole list (a client row has at most one
+/// pair, so its index orders the lines).
+fn sampled_lines<'r>(
+    lines: impl Iterator<Item = DiscrepancyLine<'r>>,
+    first: usize,
+) -> (Vec<u8>, u64, Sampler<DiscrepancyLine<'r>>) {
+    let mut s = Sampler::new(JSON_ROWS);
+    let (bytes, count) = format_lines(lines.enumerate().map(|(k, l)| {
+        let seq = u64::try_from(first + k).unwrap_or(u64::MAX);
+        s.offer_at(&l, at_stake(&l), seq, l.computed_cost, l.reported_cost);
+        l
+    }));
+    (bytes, count, s)
+}
+
+/// Formats `0..n` in batches of `batch` on every core, writing them in
+/// order: the same bytes as one thread. `gather` gets what each batch's
+/// `format` kept beside its bytes, in order.
+fn write_batched<S: Send>(
+    w: &mut impl Write,
+    n: usize,
+    batch: usize,
+    format: impl Fn(std::ops::Range<usize>) -> (Vec<u8>, u64, S) + Sync,
+    mut gather: impl FnMut(S),
+) -> Result<u64> {
     let workers = std::thread::available_parallelism()
         .map_or(2, usize::from)
         .clamp(1, 8);
-    let n = rec.client.rows.len();
-    let mut header = csv::Writer::from_writer(Vec::new());
-    header.write_record(tally_reconcile::report_lines::PairLine::headers())?;
-    w.write_all(&header.into_inner().map_err(|e| e.into_error())?)?;
+    let format = &format;
     let mut written = 0;
     // Double-buffered: batch k+1 is formatted while batch k is written, so
     // neither the formatters nor the (kernel-bound) writer wait on the other.
@@ -155,7 +230,7 @@ fn write_matches_batched(mut w: impl Write, rec: &Reconciliation<'_>, batch: usi
             (0..workers)
                 .map(|k| (start + k * batch).min(n)..(start + (k + 1) * batch).min(n))
                 .filter(|r| !r.is_empty())
-                .map(|r| s.spawn(move || format_lines(rec.pairs_in(r))))
+                .map(|r| s.spawn(move || format(r)))
                 .collect::<Vec<_>>()
         };
         let mut start = 0;
@@ -164,15 +239,16 @@ fn write_matches_batched(mut w: impl Write, rec: &Reconciliation<'_>, batch: usi
             start += workers * batch;
             let next = spawn_batch(start);
             for h in in_flight {
-                let (bytes, lines) = h.join().map_err(|_| ExportError::Panicked("a formatter"))?;
+                let (bytes, lines, kept) =
+                    h.join().map_err(|_| ExportError::Panicked("a formatter"))?;
                 w.write_all(&bytes)?;
                 written += lines;
+                gather(kept);
             }
             in_flight = next;
         }
         Ok(())
     })?;
-    w.flush()?;
     Ok(written)
 }
 
@@ -366,7 +442,19 @@ impl<T: Clone> Sampler<T> {
         computed: Option<Amount>,
         reported: Option<Amount>,
     ) {
-        let seq = self.rows;
+        self.offer_at(item, rank, self.rows, computed, reported);
+    }
+
+    /// [`Sampler::offer`] with the row's place in the whole list, for
+    /// samplers of parts that are merged.
+    fn offer_at(
+        &mut self,
+        item: &T,
+        rank: Decimal,
+        seq: u64,
+        computed: Option<Amount>,
+        reported: Option<Amount>,
+    ) {
         self.rows += 1;
         match computed {
             Some(c) => self.computed += c.to_decimal(),
@@ -375,6 +463,11 @@ impl<T: Clone> Sampler<T> {
         if let Some(r) = reported {
             self.reported += r.to_decimal();
         }
+        self.keep(rank, seq, || item.clone());
+    }
+
+    /// Keeps a row if it ranks among the `cap` highest so far.
+    fn keep(&mut self, rank: Decimal, seq: u64, item: impl FnOnce() -> T) {
         if self.cap == 0 {
             return;
         }
@@ -390,8 +483,19 @@ impl<T: Clone> Sampler<T> {
         self.kept.push(std::cmp::Reverse(Ranked {
             rank,
             seq,
-            item: item.clone(),
+            item: item(),
         }));
+    }
+
+    /// Adds another part's figures and rows.
+    fn merge(&mut self, other: Self) {
+        self.rows += other.rows;
+        self.computed += other.computed;
+        self.reported += other.reported;
+        self.unpriced += other.unpriced;
+        for std::cmp::Reverse(r) in other.kept {
+            self.keep(r.rank, r.seq, || r.item);
+        }
     }
 
     /// The list; `priced` says whether its rows carry costs at all.
@@ -510,16 +614,13 @@ pub fn write_all(
             |_| Decimal::ZERO,
             "file order",
         )?;
-        let mut sampler = Sampler::new(JSON_ROWS);
+        let mut sampler = None;
         csv("discrepancies.csv", &mut |w| {
-            write_csv(
-                w,
-                rec.discrepancies().inspect(|l| {
-                    sampler.offer(l, at_stake(l), l.computed_cost, l.reported_cost);
-                }),
-            )
+            let (n, s) = write_discrepancies(w, rec, 1 << 16)?;
+            sampler = Some(s);
+            Ok(n)
         })?;
-        let discrepancies = sampler.done(
+        let discrepancies = sampler.unwrap_or_else(|| Sampler::new(JSON_ROWS)).done(
             true,
             "money at stake: |reported_cost - computed_cost|, or the one known",
             "discrepancies.csv",
@@ -1036,6 +1137,20 @@ mod tests {
                 (dec(&r[10]), dec(&r[11]))
             })
             .collect();
+        // Formatted in batches on every core, the same bytes as one thread.
+        let mut plain = Vec::new();
+        write_csv(&mut plain, rec.discrepancies()).unwrap();
+        let mut batched = Vec::new();
+        let (n, _) = write_discrepancies(&mut batched, &rec, 7).unwrap();
+        assert_eq!(
+            String::from_utf8(batched).unwrap(),
+            String::from_utf8(plain.clone()).unwrap()
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("discrepancies.csv")).unwrap(),
+            plain
+        );
+        assert_eq!(n as usize, rows.len());
         let list = &json["discrepancies"];
         // Every pair but the few embeddings too cheap to differ.
         assert!(rows.len() > 5000, "{}", rows.len());
