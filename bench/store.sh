@@ -7,6 +7,7 @@
 # sqlite3 and psql programs (Debian `sqlite3`, `postgresql-client`).
 #
 #   bench/store.sh [ROWS ...]      default: 1000000
+#   BACKENDS=sqlite bench/store.sh 10000000   one backend only
 #
 # PostgreSQL is a private cluster (initdb, 127.0.0.1, a free port) made in
 # a temporary folder and removed after; it needs Debian's `postgresql`
@@ -52,19 +53,21 @@ bulk_sqlite() {
   local db=$1 tmp; tmp=$(mktemp -d /tmp/tally-bench-bulk.XXXXXX)
   sqlite3 "$db" -csv "SELECT * FROM usage_rows" > "$tmp/rows.csv"
   sqlite3 "$db" ".schema usage_rows" | sed 's/REFERENCES [a-z_]*([a-z_]*)//g' > "$tmp/schema.sql"
+  # The store goes first: at 10M rows a side, store, CSV and copy together
+  # outgrow a 50 GB disk.
+  rm -f "$db" "$db-wal" "$db-shm"
   sqlite3 "$tmp/bulk.db" < "$tmp/schema.sql"
   read -r w _ < <(timed sqlite3 "$tmp/bulk.db" -cmd "PRAGMA journal_mode = WAL" -cmd "PRAGMA synchronous = NORMAL" ".import --csv $tmp/rows.csv usage_rows")
   rm -rf "$tmp"; echo "$w"
 }
 
-# bulk_postgres URL: the same with `psql \copy` into a copy of the table
-# (LIKE ... INCLUDING ALL: columns, defaults, constraints, indexes).
+# bulk_postgres URL: the same with `psql \copy` back into the emptied
+# table itself (its columns, constraints and indexes).
 bulk_postgres() {
   local url=$1 tmp; tmp=$(mktemp -d /tmp/tally-bench-bulk.XXXXXX); chmod 755 "$tmp"
   psql -q "$url" -c "\copy usage_rows TO '$tmp/rows.csv' CSV"
-  psql -q "$url" -c "CREATE TABLE bulk_rows (LIKE usage_rows INCLUDING ALL)"
-  read -r w _ < <(timed psql -q "$url" -c "\copy bulk_rows FROM '$tmp/rows.csv' CSV")
-  psql -q "$url" -c "DROP TABLE bulk_rows"
+  psql -q "$url" -c "TRUNCATE usage_rows; CHECKPOINT"
+  read -r w _ < <(timed psql -q "$url" -c "\copy usage_rows FROM '$tmp/rows.csv' CSV")
   rm -rf "$tmp"; echo "$w"
 }
 
@@ -74,7 +77,7 @@ for n in "${SIZES[@]}"; do
   [ -f "$dir/truth.csv" ] || $TALLY generate --rows "$n" --seed 7 --out "$dir" >/dev/null
   read -r rw _ < <(timed $TALLY reconcile --client "$dir/client.csv" --gateway "$dir/gateway.csv" \
       --keys "$dir/keys.toml" --prices "$dir/prices.toml" --format json)
-  for backend in sqlite postgres; do
+  for backend in ${BACKENDS:-sqlite postgres}; do
     if [ "$backend" = sqlite ]; then
       store=$(mktemp -d /tmp/tally-bench-sqlite.XXXXXX); url="sqlite://$store/tally.db"
     else
@@ -86,11 +89,11 @@ for n in "${SIZES[@]}"; do
     read -r gw _ < <(timed $TALLY ingest gateway "$dir/gateway.csv" --db "$url")
     read -r runw runm < <(timed $TALLY run --from 2026-11-19 --to 2026-11-22 --db "$url")
     if [ "$backend" = sqlite ]; then
-      bulk=$(bulk_sqlite "$store/tally.db")
-      mb=$(du -sm "$store" | cut -f1); rm -rf "$store"
+      mb=$(du -sm "$store" | cut -f1)
+      bulk=$(bulk_sqlite "$store/tally.db"); rm -rf "$store"
     else
-      bulk=$(bulk_postgres "$url")
-      mb=$(du -sm "$PGDIR/data" | cut -f1); pg_stop
+      mb=$(du -sm "$PGDIR/data" | cut -f1)
+      bulk=$(bulk_postgres "$url"); pg_stop
     fi
     ingest=$(awk "BEGIN{print $cw + $gw}")
     printf '%-9s %-9s %9s %9s %7.2f %8s %9s %8s %11s %7.2f\n' "$n" "$backend" "$ingest" "$bulk" \

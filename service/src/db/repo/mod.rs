@@ -232,11 +232,19 @@ pub fn store_batch_parts<E>(
                     .map(|r| r.request_id)
                     .collect();
                 if !ids.is_empty() {
+                    // By id alone, the side kept here: with a condition on
+                    // `side` PostgreSQL planned this from statistics that had
+                    // seen none of a first big file's rows (they are all in
+                    // this transaction) and scanned the side's every row per
+                    // chunk (issue 21). Only the id index can serve this.
                     let held: Vec<(String, i64)> = usage_rows::table
-                        .filter(usage_rows::side.eq(batch.side))
                         .filter(usage_rows::request_id.eq_any(&ids))
-                        .select((usage_rows::request_id, usage_rows::ts_ms))
-                        .load(c)?;
+                        .select((usage_rows::side, usage_rows::request_id, usage_rows::ts_ms))
+                        .load::<(EnumCol<SideKind>, String, i64)>(c)?
+                        .into_iter()
+                        .filter(|(side, _, _)| *side == batch.side)
+                        .map(|(_, id, ts)| (id, ts))
+                        .collect();
                     reused += reused_elsewhere(chunk, &held);
                 }
                 accepted += chunk.len();
