@@ -212,6 +212,14 @@ pub fn generate(
     let step = spec.span_ms / i64::try_from(spec.rows.max(1)).unwrap_or(1);
     let mut t = spec.start_ms;
     let mut gline = 1u64;
+    // Days other than the default one carry their day in their ids, so a
+    // month generated day by day never reuses one (the default day's bytes
+    // stay as they were).
+    let day = if spec.start_ms == Spec::default().start_ms {
+        String::new()
+    } else {
+        format!("d{}", spec.start_ms.div_euclid(crate::time::DAY_MS))
+    };
     for n in 0..spec.rows {
         // Poisson-ish arrivals: exponential-like gaps around the mean step.
         t += i64::try_from(r.below(u64::try_from(step.max(1) * 2).unwrap_or(2))).unwrap_or(0);
@@ -235,7 +243,7 @@ pub fn generate(
         } else {
             1 + r.below(800)
         };
-        let id = format!("chatcmpl-{:x}{:08x}", spec.seed, n);
+        let id = format!("chatcmpl-{day}{:x}{:08x}", spec.seed, n);
         let log_id = r.chance(500_000);
         let team = TEAMS.get(ku % TEAMS.len()).copied().unwrap_or("t");
         cbuf.clear();
@@ -289,7 +297,7 @@ pub fn generate(
             // Extra gateway traffic on the same hot keys: no client row.
             let xk = usize::try_from(zipf.sample(&mut r)).unwrap_or(0);
             let xt = t + i64::try_from(r.below(5000)).unwrap_or(0);
-            let xid = format!("chatcmpl-x{:x}{:08x}", spec.seed, n);
+            let xid = format!("chatcmpl-x{day}{:x}{:08x}", spec.seed, n);
             write_gateway_row(
                 &mut gbuf,
                 spec.gateway_markup_pct,

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# A month of a busy gateway (issue 21): DAYS days of ROWS rows per side per
+# day stored in SQLite, each day reconciled as the scheduler does (one run
+# a day), then one `tally run` over the whole month (its peak memory shows
+# whether a month window stays bounded), then the month's costs report,
+# overview page and an owner page over HTTP (p50/p99 of 200 requests, one
+# at a time, then 4 at a time). Not a test: prints one run's figures.
+#
+#   bench/month.sh [ROWS_PER_DAY] [DAYS]     defaults: 1000000 30
+#
+# Needs GNU time (/usr/bin/time). Disk: about 1 GB per million rows per side.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS=${1:-1000000}
+DAYS=${2:-30}
+command -v /usr/bin/time >/dev/null || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
+cargo build --release -q -p tally-service --all-features --bins --example loadgen
+TALLY=$PWD/target/release/tally
+LOAD=$PWD/target/release/examples/loadgen
+SERVE_ENV=()
+. bench/serve_lib.sh
+
+timed() {
+  local tf; tf=$(mktemp)
+  /usr/bin/time -o "$tf" -f "%e %M" "$@" >/dev/null
+  awk '{printf "%s s, %.0f MiB peak", $1, $2/1024}' "$tf"
+  rm -f "$tf"
+}
+
+db=sqlite://$work/month.db
+ingest_s=0; run_s=0
+for d in $(seq 1 "$DAYS"); do
+  day=$(printf '2026-10-%02d' "$d")
+  data=$work/day
+  rm -rf "$data"
+  "$TALLY" generate --rows "$ROWS" --seed 7 --day "$day" --out "$data" >/dev/null
+  if [ "$d" -eq 1 ]; then
+    "$TALLY" keys import "$data/keys.toml" --db "$db" >/dev/null
+    "$TALLY" prices import "$data/prices.toml" --effective-from 2026-01-01 --db "$db" >/dev/null
+  fi
+  t0=$(date +%s.%N)
+  "$TALLY" ingest client "$data/client.csv" --db "$db" >/dev/null
+  "$TALLY" ingest gateway "$data/gateway.csv" --db "$db" >/dev/null
+  t1=$(date +%s.%N)
+  next=$(date -u -d "$day + 1 day" +%F)
+  "$TALLY" run --from "$day" --to "$next" --db "$db" >/dev/null
+  t2=$(date +%s.%N)
+  ingest_s=$(awk "BEGIN{print $ingest_s + $t1 - $t0}")
+  run_s=$(awk "BEGIN{print $run_s + $t2 - $t1}")
+  echo "day $day: ingest $(awk "BEGIN{printf \"%.1f\", $t1 - $t0}") s, run $(awk "BEGIN{printf \"%.1f\", $t2 - $t1}") s"
+done
+rm -rf "$work/day"
+echo "== ${DAYS} days x ${ROWS} rows per side: ingest ${ingest_s} s, daily runs ${run_s} s, store $(du -m "$work/month.db" | cut -f1) MB"
+last=$(date -u -d "2026-10-01 + $DAYS days" +%F)
+echo "== one run over the whole month: $(timed "$TALLY" run --from 2026-10-01 --to "$last" --db "$db")"
+echo "== a month's costs report from the CLI: $(timed "$TALLY" report costs --from 2026-10-01 --to 2026-11-01 --db "$db" --format csv)"
+
+tok=$(token "$db" reader finance)
+start "$db"
+owner=$(curl -s -H "Authorization: Bearer $tok" "$base/v1/owners" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
+for path in \
+  "/v1/reports/costs?from=2026-10-01&to=2026-11-01&group_by=owner" \
+  "/v1/reports/costs?from=2026-10-01&to=2026-11-01&group_by=day" \
+  "/?month=2026-10" \
+  "/owners/$owner?month=2026-10"; do
+  "$LOAD" get "$base" "$tok" "$path" 200 1
+  "$LOAD" get "$base" "$tok" "$path" 200 4
+done
+echo "   server memory after: $(mem VmRSS) MiB (peak $(mem VmHWM) MiB)"
+stop
