@@ -141,10 +141,12 @@ pub fn write_matches(w: impl Write, rec: &Reconciliation<'_>) -> Result<u64> {
 
 fn write_matches_batched(mut w: impl Write, rec: &Reconciliation<'_>, batch: usize) -> Result<u64> {
     write_header::<tally_reconcile::report_lines::PairLine<'_>>(&mut w)?;
+    let cores = std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .clamp(1, 8);
     let written = write_batched(
         &mut w,
-        rec.client.rows.len(),
-        batch,
+        (rec.client.rows.len(), batch, cores),
         |r| {
             let (bytes, lines) = format_lines(rec.pairs_in(r));
             (bytes, lines, ())
@@ -163,9 +165,9 @@ fn write_header<T: Tabular>(w: &mut impl Write) -> Result<()> {
     Ok(())
 }
 
-/// Writes discrepancies.csv, the disagreeing pairs formatted in batches
-/// on every core like matches.csv (on a bad day every pair disagrees),
-/// sampling every line for report.json on the way.
+/// Writes discrepancies.csv, the disagreeing pairs formatted in batches a
+/// step ahead of the writer (on a bad day every pair disagrees), sampling
+/// every line for report.json on the way.
 fn write_discrepancies<'r>(
     mut w: impl Write,
     rec: &'r Reconciliation<'_>,
@@ -174,10 +176,12 @@ fn write_discrepancies<'r>(
     write_header::<DiscrepancyLine<'_>>(&mut w)?;
     let n = rec.client.rows.len();
     let mut sampler = Sampler::new(JSON_ROWS);
+    // One formatter, a batch ahead of the writer: matches.csv is being
+    // formatted on every core meanwhile, and more batches in flight cost
+    // memory (1,996 MiB at 10M with two) for little time.
     let mut written = write_batched(
         &mut w,
-        n,
-        batch,
+        (n, batch, 1),
         |r| {
             let first = r.start;
             sampled_lines(rec.disagreeing_pairs_in(r), first)
@@ -208,19 +212,16 @@ fn sampled_lines<'r>(
     (bytes, count, s)
 }
 
-/// Formats `0..n` in batches of `batch` on every core, writing them in
-/// order: the same bytes as one thread. `gather` gets what each batch's
-/// `format` kept beside its bytes, in order.
+/// Formats `0..n` in batches of `batch`, `workers` at a time (each while
+/// the batch before is written), writing them in order: the same bytes as
+/// one thread. `gather` gets what each batch's `format` kept beside its
+/// bytes, in order.
 fn write_batched<S: Send>(
     w: &mut impl Write,
-    n: usize,
-    batch: usize,
+    (n, batch, workers): (usize, usize, usize),
     format: impl Fn(std::ops::Range<usize>) -> (Vec<u8>, u64, S) + Sync,
     mut gather: impl FnMut(S),
 ) -> Result<u64> {
-    let workers = std::thread::available_parallelism()
-        .map_or(2, usize::from)
-        .clamp(1, 8);
     let format = &format;
     let mut written = 0;
     // Double-buffered: batch k+1 is formatted while batch k is written, so
@@ -616,7 +617,7 @@ pub fn write_all(
         )?;
         let mut sampler = None;
         csv("discrepancies.csv", &mut |w| {
-            let (n, s) = write_discrepancies(w, rec, 1 << 16)?;
+            let (n, s) = write_discrepancies(w, rec, 1 << 14)?;
             sampler = Some(s);
             Ok(n)
         })?;
@@ -1103,6 +1104,18 @@ mod tests {
         assert_eq!(csv_safe("a =1"), "a =1");
     }
 
+    /// A generated dataset through the engine with default settings.
+    fn reconciled(d: &tally_reconcile::synth::Dataset) -> Reconciliation<'_> {
+        tally_reconcile::report::reconcile(
+            &d.client,
+            &d.gateway,
+            &d.keys,
+            &tally_reconcile::models::AliasTable::default(),
+            &d.prices,
+            tally_reconcile::report::EngineSettings::default(),
+        )
+    }
+
     /// The day every pair disagrees: report.json keeps each list's figures
     /// and its costliest rows, the CSV every row, and the two agree.
     #[test]
@@ -1115,14 +1128,7 @@ mod tests {
             ..Default::default()
         };
         let d = tally_reconcile::synth::dataset(&spec).unwrap();
-        let rec = tally_reconcile::report::reconcile(
-            &d.client,
-            &d.gateway,
-            &d.keys,
-            &tally_reconcile::models::AliasTable::default(),
-            &d.prices,
-            tally_reconcile::report::EngineSettings::default(),
-        );
+        let rec = reconciled(&d);
         let dir = tempfile::tempdir().unwrap();
         write_all(dir.path(), &rec, false, || rec.summary(0)).unwrap();
         let json: serde_json::Value =
@@ -1208,14 +1214,7 @@ mod tests {
             ..Default::default()
         };
         let d = tally_reconcile::synth::dataset(&spec).unwrap();
-        let rec = tally_reconcile::report::reconcile(
-            &d.client,
-            &d.gateway,
-            &d.keys,
-            &tally_reconcile::models::AliasTable::default(),
-            &d.prices,
-            tally_reconcile::report::EngineSettings::default(),
-        );
+        let rec = reconciled(&d);
         let mut plain = Vec::new();
         let n = write_csv(&mut plain, rec.pairs()).unwrap();
         // Batches of 7 pairs: hundreds of batches, several in flight at once.
