@@ -14,6 +14,7 @@ trap cleanup EXIT
 start() {
   local out=$work/serve.out
   env TALLY_DATABASE_URL="$1" TALLY_SERVER_LISTEN=127.0.0.1:0 TALLY_LOG_LEVEL=warn \
+    TALLY_EMAIL_OUTBOX_DIR="$work/outbox" \
     "${SERVE_ENV[@]}" "$TALLY" serve >"$out" 2>"$work/serve.log" &
   pid=$!
   for _ in $(seq 100); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done
