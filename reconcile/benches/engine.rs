@@ -20,6 +20,19 @@ use tally_reconcile::{Side, SideKind};
 
 const ROWS: u64 = 100_000;
 
+/// A client log's text read as `format`.
+fn read_as(text: &str, format: ClientFormat) -> Side {
+    let mut side = Side::new(SideKind::Client);
+    read_client(
+        black_box(text.as_bytes()),
+        "client",
+        Some(format),
+        &mut side,
+    )
+    .unwrap();
+    side
+}
+
 fn engine(c: &mut Criterion) {
     let d = dataset(&Spec {
         rows: ROWS,
@@ -56,30 +69,10 @@ fn engine(c: &mut Criterion) {
     g.sample_size(20);
     g.throughput(Throughput::Elements(ROWS));
     g.bench_function("csv", |b| {
-        b.iter(|| {
-            let mut side = Side::new(SideKind::Client);
-            read_client(
-                black_box(d.client_csv.as_bytes()),
-                "client.csv",
-                Some(ClientFormat::Csv),
-                &mut side,
-            )
-            .unwrap();
-            side
-        });
+        b.iter(|| read_as(&d.client_csv, ClientFormat::Csv));
     });
     g.bench_function("jsonl", |b| {
-        b.iter(|| {
-            let mut side = Side::new(SideKind::Client);
-            read_client(
-                black_box(client_jsonl.as_bytes()),
-                "client.jsonl",
-                Some(ClientFormat::Jsonl),
-                &mut side,
-            )
-            .unwrap();
-            side
-        });
+        b.iter(|| read_as(&client_jsonl, ClientFormat::Jsonl));
     });
     // The floor under any serde_json reader: tokenizing every line and
     // keeping nothing.
@@ -96,17 +89,7 @@ fn engine(c: &mut Criterion) {
     g.sample_size(20);
     g.throughput(Throughput::Bytes(d.client_csv.len() as u64));
     g.bench_function("client_csv", |b| {
-        b.iter(|| {
-            let mut side = Side::new(SideKind::Client);
-            read_client(
-                black_box(d.client_csv.as_bytes()),
-                "client.csv",
-                Some(ClientFormat::Csv),
-                &mut side,
-            )
-            .unwrap();
-            side
-        });
+        b.iter(|| read_as(&d.client_csv, ClientFormat::Csv));
     });
     g.throughput(Throughput::Bytes(d.gateway_csv.len() as u64));
     g.bench_function("litellm_csv", |b| {

@@ -707,14 +707,23 @@ impl tally_reconcile::report_lines::Tabular for ClassLine {
     }
 }
 
+/// Owner `id`'s page over the query's window (its month by default).
+async fn owner_page_of(
+    state: &Data,
+    id: i64,
+    q: &MonthQuery,
+) -> Result<dashboard::OwnerPage, ApiError> {
+    let now = (state.clock)().map_err(ApiError::internal)?;
+    let month = q.window(now)?;
+    state
+        .db(move |c| Ok(dashboard::owner_page(c, id, month)?))
+        .await
+}
+
 /// `GET /owners/{id}/classes.csv`: the owner page's rows per class.
 pub async fn owner_classes_csv(state: Data, id: web::Path<i64>, q: web::Query<MonthQuery>) -> Page {
     let id = id.into_inner();
-    let now = (state.clock)().map_err(ApiError::internal)?;
-    let month = q.window(now)?;
-    let p = state
-        .db(move |c| Ok(dashboard::owner_page(c, id, month)?))
-        .await?;
+    let p = owner_page_of(&state, id, &q).await?;
     let lines: Vec<ClassLine> = p.classes.into_iter().map(ClassLine).collect();
     Ok(super::api::csv_download(
         &lines,
@@ -729,12 +738,7 @@ pub async fn owner(
     id: web::Path<i64>,
     q: web::Query<MonthQuery>,
 ) -> Page {
-    let id = id.into_inner();
-    let now = (state.clock)().map_err(ApiError::internal)?;
-    let month = q.window(now)?;
-    let p = state
-        .db(move |c| Ok(dashboard::owner_page(c, id, month)?))
-        .await?;
+    let p = owner_page_of(&state, id.into_inner(), &q).await?;
     let chart = super::views::owner_chart(&p);
     let ctx = with_who(&req, minijinja::context! { p, chart })?;
     Ok(html(StatusCode::OK, render("owner.html", ctx)?))
