@@ -152,16 +152,15 @@ fn read_jsonl_with(
     let mut sink = FileSink::new(side, file);
     let mut lines = JsonLines::new(r);
     while let Some(line) = lines.next_line(&mut sink).map_err(|e| read_err(file, e))? {
-        let text = lines.current();
         // Most rows: one pass that keeps only the members a row is made
         // of. Any other shape, and any text that is not one JSON object,
         // goes through the tree, which says what is wrong with it.
         let mut p = Projected::default();
-        let extracted = if projection && p.fill(text) {
+        let extracted = if projection && p.fill(lines.current_bytes()) {
             let mut ex = Extracted::default();
             extract_projected(&p, &mut ex).map(|()| sink.row(&ex, &sem, line, || lines.text()))
         } else {
-            match lines.object(text, line, &mut sink) {
+            match lines.object(lines.current(), line, &mut sink) {
                 Some(obj) => extract(&obj).map(|ex| sink.row(&ex, &sem, line, || lines.text())),
                 None => Ok(()),
             }
@@ -251,7 +250,7 @@ impl<'a> UsageObject<'a> for &'a Projected<'_> {
     }
 
     fn at(&self, path: &[&str]) -> Option<Cow<'a, str>> {
-        self.usage_at(path)
+        self.usage_at(path).map(Cow::Borrowed)
     }
 }
 
@@ -466,7 +465,7 @@ fn extract_projected<'a>(
     // By place in `TOP`, whose order this follows (a unit test holds it).
     let m = |i: usize| {
         p.get_at(i).map(|(v, name)| Val {
-            v,
+            v: Cow::Borrowed(v),
             name: Cow::Borrowed(name),
         })
     };
@@ -609,7 +608,11 @@ mod tests {
         .unwrap();
         texts.push(String::from_utf8(generated).unwrap());
         // SDK-shaped rows take the projection, not the tree.
-        assert!(texts[1].lines().all(|l| Projected::default().fill(l)));
+        assert!(
+            texts[1]
+                .lines()
+                .all(|l| Projected::default().fill(l.as_bytes()))
+        );
         texts.push(
             [
                 r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","usage":{"prompt_tokens":1.5e3,"completion_tokens":-2}}"#,
@@ -626,17 +629,77 @@ mod tests {
                 r#"[1,2]"#,
                 r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","extra":{"deep":[{"a":1}]},"usage":{"prompt_tokens":3,"completion_tokens":4,"completion_tokens_details":{"reasoning_tokens":null}}}"#,
                 r#"{"ts":1795132800000,"key":"k","model":"m","stream":"yes","usage":{"prompt_tokens":3,"completion_tokens":4}}"#,
+                // Values whose text the tree renders its own way, escapes,
+                // numbers at the edges of u64 and f64, whitespace.
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k\"q","model":"m","usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m\u00e9","usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","usage":{"prompt_tokens":-0,"completion_tokens":2}}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","usage":{"prompt_tokens":18446744073709551615,"completion_tokens":2}}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","usage":{"prompt_tokens":18446744073709551616,"completion_tokens":2}}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","usage":{"prompt_tokens":99999999999999999999,"completion_tokens":2}}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","usage":{"prompt_tokens":007,"completion_tokens":2}}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","temperature":0.7,"seed":-12,"usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","big":1e400,"usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","big":-1.5E+2,"usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","prompt":"say \"hi\"\n\t","lone":"\ud800","usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+                r#" { "ts" : "2026-11-20T10:00:00Z" ,	"key":"k" , "model":"m","usage" : { "prompt_tokens" : 4 , "completion_tokens":2 } }	"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","usage":{"prompt_tokens":1,"completion_tokens":2},"usage":null,"output_tokens":9,"input_tokens":3}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","usage":{"prompt_tokens_details":7,"prompt_tokens":5,"completion_tokens_details":[1,{"a":[]}],"completion_tokens":1}}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","usage":{"prompt_tokens":1,"completion_tokens":2,}}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","usage":{"prompt_tokens":1,"completion_tokens":2}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","x":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","x":tru,"y":nul}"#,
+                r#"{"t\u0073":"2026-11-20T10:00:00Z","key":"k","model":"m","usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+                r#"{}"#,
+                r#""#,
+                r#"{"ts":"2026-11-20T10:00:00Z","key":"k","model":"m","usage":{"prompt_tokens":1.0,"completion_tokens":2e0}}"#,
             ]
             .join("\n"),
         );
+        let read = |text: &str, projection: bool| {
+            let mut side = Side::new(SideKind::Client);
+            read_jsonl_with(text.as_bytes(), "c.jsonl", &mut side, projection).unwrap();
+            format!("{side:?}")
+        };
         for text in &texts {
-            let read = |projection: bool| {
-                let mut side = Side::new(SideKind::Client);
-                read_jsonl_with(text.as_bytes(), "c.jsonl", &mut side, projection).unwrap();
-                format!("{side:?}")
-            };
-            assert_eq!(read(true), read(false));
+            assert_eq!(read(text, true), read(text, false));
         }
+        // Generated rows broken one byte at a time (dropped, doubled or
+        // replaced by a byte JSON cares about): wherever the projection
+        // takes a broken line, it reads it as the tree does.
+        const BYTES: &[u8] = b"\"\\{}[],:-+.0159eEnut \t\r/";
+        let lines: Vec<&str> = texts[1].lines().take(300).collect();
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rand = |n: usize| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            usize::try_from(state >> 33).unwrap() % n
+        };
+        let mut broken = Vec::new();
+        let mut taken = 0;
+        for round in 0..20 {
+            for line in &lines {
+                let mut b = line.as_bytes().to_vec();
+                let at = rand(b.len());
+                match round % 3 {
+                    0 => {
+                        b.remove(at);
+                    }
+                    1 => b.insert(at, b[at]),
+                    _ => b[at] = BYTES[rand(BYTES.len())],
+                }
+                let Ok(line) = String::from_utf8(b) else {
+                    continue;
+                };
+                taken += usize::from(Projected::default().fill(line.as_bytes()));
+                broken.push(line);
+            }
+        }
+        let text = broken.join("\n");
+        assert_eq!(read(&text, true), read(&text, false));
+        // Most breaks land in values the projection reads or skips.
+        assert!(taken > broken.len() / 4, "{taken} of {}", broken.len());
     }
 
     #[test]

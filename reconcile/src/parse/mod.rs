@@ -875,6 +875,12 @@ impl<R: Read> JsonLines<R> {
         }
     }
 
+    /// The line [`JsonLines::next_line`] returned, trimmed, as bytes
+    /// (already checked to be UTF-8).
+    pub(crate) fn current_bytes(&self) -> &[u8] {
+        self.buf.trim_ascii()
+    }
+
     /// The line [`JsonLines::next_line`] returned, trimmed.
     pub(crate) fn current(&self) -> &str {
         simdutf8::basic::from_utf8(self.buf.trim_ascii()).unwrap_or_default()

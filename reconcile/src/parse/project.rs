@@ -1,15 +1,17 @@
-//! A JSON Lines client row read as a projection: one pass over its text
+//! A JSON Lines client row read as a projection: one pass over its bytes
 //! that keeps only the members [`super::client::extract`] reads, borrowing
-//! their strings, and skips the rest unparsed, instead of building a tree
-//! of every member. Rows outside the shape it handles (tags, OpenTelemetry
-//! attributes, a `usage_format` hint, a member that should be a value but
-//! is an object, nesting deeper than `usage.*.*`) are left to the tree
-//! reader, so both give the same row or the same reject.
-
-use std::borrow::Cow;
-use std::fmt;
-
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+//! their text, and validates the rest without keeping it, instead of
+//! building a tree of every member.
+//!
+//! The pass is a strict JSON scanner that only says yes when the answer
+//! cannot differ from the tree's: every value it keeps is a string without
+//! escapes, `true`/`false`/`null`, or a canonical unsigned integer, whose
+//! text is exactly what the tree renders (`text_of`). Anything else (an
+//! escape in a member name or a kept string, a negative, fractional or
+//! exponent number where a value is kept, a `\u` escape anywhere, tags,
+//! OpenTelemetry attributes, a `usage_format` hint, an object where a value
+//! belongs, deep nesting, text that is not one JSON object) is left to the
+//! tree reader, so both give the same row or the same reject.
 
 /// The top-level members a client row is read from, in `Projected::top`
 /// order.
@@ -36,63 +38,34 @@ pub(crate) const TOP: [&str; 19] = [
 ];
 
 /// Where a member of [`TOP`] is kept.
-fn slot(name: &str) -> Option<usize> {
+fn slot(name: &[u8]) -> Option<usize> {
     Some(match name {
-        "request_id" => 0,
-        "response_id" => 1,
-        "ts" => 2,
-        "ts_end" => 3,
-        "key" => 4,
-        "model" => 5,
-        "response_model" => 6,
-        "route" => 7,
-        "team" => 8,
-        "service" => 9,
-        "env" => 10,
-        "status" => 11,
-        "http_status" => 12,
-        "stream" => 13,
-        "input_tokens" => 14,
-        "cached_input_tokens" => 15,
-        "cache_write_tokens" => 16,
-        "output_tokens" => 17,
-        "reasoning_tokens" => 18,
+        b"request_id" => 0,
+        b"response_id" => 1,
+        b"ts" => 2,
+        b"ts_end" => 3,
+        b"key" => 4,
+        b"model" => 5,
+        b"response_model" => 6,
+        b"route" => 7,
+        b"team" => 8,
+        b"service" => 9,
+        b"env" => 10,
+        b"status" => 11,
+        b"http_status" => 12,
+        b"stream" => 13,
+        b"input_tokens" => 14,
+        b"cached_input_tokens" => 15,
+        b"cache_write_tokens" => 16,
+        b"output_tokens" => 17,
+        b"reasoning_tokens" => 18,
         _ => return None,
     })
 }
 
 /// A member that sends the row to the tree reader.
-fn needs_tree(key: &str) -> bool {
-    matches!(key, "tags" | "usage_format" | "attributes") || key.starts_with("gen_ai.")
-}
-
-/// A value as read, rendered only when asked for (most numbers of a
-/// usage object are never read).
-#[derive(Debug, Clone, Default)]
-pub(crate) enum Lit<'a> {
-    /// null, or absent.
-    #[default]
-    Null,
-    Str(Cow<'a, str>),
-    Bool(bool),
-    U64(u64),
-    I64(i64),
-    F64(f64),
-}
-
-impl<'a> Lit<'a> {
-    /// As `text_of` renders the tree's value.
-    pub(crate) fn text(&self) -> Option<Cow<'_, str>> {
-        Some(match self {
-            Lit::Null => return None,
-            Lit::Str(s) => Cow::Borrowed(s.as_ref()),
-            Lit::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
-            Lit::U64(n) => Cow::Owned(n.to_string()),
-            Lit::I64(n) => Cow::Owned(n.to_string()),
-            // As the tree holds it: a `Number`, printed the same way.
-            Lit::F64(f) => Cow::Owned(serde_json::Number::from_f64(*f)?.to_string()),
-        })
-    }
+fn needs_tree(key: &[u8]) -> bool {
+    matches!(key, b"tags" | b"usage_format" | b"attributes") || key.starts_with(b"gen_ai.")
 }
 
 /// Members of `usage` read as values (and whose presence `shape_of`
@@ -122,25 +95,33 @@ const USAGE_INNER: [&str; 6] = [
     "ephemeral_1h_input_tokens",
 ];
 
-fn index_of(names: &[&str], k: &str) -> Option<usize> {
-    names.iter().position(|n| *n == k)
+fn index_of(names: &[&str], k: &[u8]) -> Option<usize> {
+    names.iter().position(|n| n.as_bytes() == k)
 }
+
+/// Nesting the scanner follows before it leaves a row to the tree (whose
+/// own limit is 128).
+const MAX_DEPTH: usize = 64;
+
+/// A kept value's text: `None` for null (absent and null read alike, as in
+/// the tree).
+type Text<'a> = Option<&'a str>;
 
 /// The members of `usage` that are ever read.
 #[derive(Debug, Default)]
 pub(crate) struct Usage<'a> {
-    leaves: [Lit<'a>; USAGE_LEAVES.len()],
+    leaves: [Text<'a>; USAGE_LEAVES.len()],
     /// Which leaves and parents are present (even null): bit i for leaf i,
     /// bit 8 + j for parent j.
     present: u16,
-    inner: [[Lit<'a>; USAGE_INNER.len()]; USAGE_PARENTS.len()],
+    inner: [[Text<'a>; USAGE_INNER.len()]; USAGE_PARENTS.len()],
 }
 
 /// The members of one row that matter, in one pass.
 #[derive(Debug, Default)]
 pub(crate) struct Projected<'a> {
     /// [`TOP`]'s members, present or not (null is absent, as in the tree).
-    top: [Lit<'a>; TOP.len()],
+    top: [Text<'a>; TOP.len()],
     /// Whether `usage` is an object (absent and null are not).
     pub(crate) has_usage: bool,
     /// `usage`'s members, when it is (the last of a repeated member
@@ -149,20 +130,23 @@ pub(crate) struct Projected<'a> {
 }
 
 impl<'a> Projected<'a> {
-    /// Reads `text` as one row; false when the tree reader must (a shape
-    /// it does not handle, or text that is not one JSON object: the tree
-    /// reader then says why).
+    /// Reads `text` as one row into a fresh `self`; false when the tree
+    /// reader must (a shape or value it does not handle, or text that is
+    /// not one JSON object: the tree reader then says why).
     ///
-    /// Reads into a fresh `self`, in place: it is a couple of kilobytes,
-    /// and copying it per row cost more than tokenizing the row.
-    pub(crate) fn fill(&mut self, text: &'a str) -> bool {
-        let mut de = serde_json::Deserializer::from_str(text);
-        de.deserialize_map(RowVisitor(self)).is_ok() && de.end().is_ok()
+    /// `line` is UTF-8 (the reader checked it): a kept string is checked
+    /// again only over its own bytes, a small part of the row.
+    pub(crate) fn fill(&mut self, line: &'a [u8]) -> bool {
+        let mut s = Scan { b: line, i: 0 };
+        s.row(self).is_some() && {
+            s.ws();
+            s.i == s.b.len()
+        }
     }
 
     /// Top-level member `i` of [`TOP`], with its name.
-    pub(crate) fn get_at(&self, i: usize) -> Option<(Cow<'_, str>, &'static str)> {
-        Some((self.top.get(i)?.text()?, TOP.get(i)?))
+    pub(crate) fn get_at(&self, i: usize) -> Option<(&'a str, &'static str)> {
+        Some(((*self.top.get(i)?)?, TOP.get(i)?))
     }
 
     /// Whether `usage` has a member `k` (even null), as `shape_of` asks.
@@ -171,216 +155,300 @@ impl<'a> Projected<'a> {
         if !self.has_usage {
             return false;
         }
+        let k = k.as_bytes();
         let bit = index_of(&USAGE_LEAVES, k).or_else(|| index_of(&USAGE_PARENTS, k).map(|j| 8 + j));
         bit.is_some_and(|b| u.present & (1 << b) != 0)
     }
 
     /// The value at `path` inside `usage` (one or two names).
-    pub(crate) fn usage_at(&self, path: &[&str]) -> Option<Cow<'_, str>> {
+    pub(crate) fn usage_at(&self, path: &[&str]) -> Option<&'a str> {
         let u = self.has_usage.then_some(&self.usage)?;
         match path {
-            [k] => u.leaves.get(index_of(&USAGE_LEAVES, k)?)?.text(),
-            [k, inner] => u
+            [k] => *u.leaves.get(index_of(&USAGE_LEAVES, k.as_bytes())?)?,
+            [k, inner] => *u
                 .inner
-                .get(index_of(&USAGE_PARENTS, k)?)?
-                .get(index_of(&USAGE_INNER, inner)?)?
-                .text(),
+                .get(index_of(&USAGE_PARENTS, k.as_bytes())?)?
+                .get(index_of(&USAGE_INNER, inner.as_bytes())?)?,
             _ => None,
         }
     }
 }
 
-/// A member name, borrowed when it has no escapes.
-struct Key<'a>(Cow<'a, str>);
+/// Bit 7 of each byte of `w` that is `"`, `\\` or below 0x20, exact for
+/// the lowest such byte (the usual SWAR zero-byte test: a borrow can mark
+/// bytes above the first hit, never below it).
+fn special(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    zero(w ^ (ONES * u64::from(b'"')))
+        | zero(w ^ (ONES * u64::from(b'\\')))
+        | (w.wrapping_sub(ONES * 0x20) & !w & HIGH)
+}
 
-impl<'de> de::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a member name")
+/// The scanner: `None` from any step means "not for the projection".
+struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    /// Skips JSON whitespace.
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    /// The next non-blank byte, consumed.
+    fn next(&mut self) -> Option<u8> {
+        self.ws();
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+
+    fn literal(&mut self, rest: &[u8]) -> Option<()> {
+        let end = self.i.checked_add(rest.len())?;
+        (self.b.get(self.i..end)? == rest).then(|| self.i = end)
+    }
+
+    /// Moves to the next byte a string ends or escapes at, or a control
+    /// byte, eight bytes at a time (most of a row's bytes are in strings).
+    fn skip_plain_bytes(&mut self) {
+        while let Some(w) = self
+            .b
+            .get(self.i..self.i + 8)
+            .and_then(|c| <[u8; 8]>::try_from(c).ok())
+        {
+            let m = special(u64::from_le_bytes(w));
+            if m != 0 {
+                self.i += (m.trailing_zeros() / 8) as usize;
+                return;
             }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
+            self.i += 8;
+        }
+    }
+
+    /// After an opening quote: a string's bytes when it has no escape.
+    fn plain(&mut self) -> Option<&'a [u8]> {
+        let start = self.i;
+        loop {
+            self.skip_plain_bytes();
+            match self.peek()? {
+                b'"' => {
+                    let t = self.b.get(start..self.i)?;
+                    self.i += 1;
+                    return Some(t);
+                }
+                b'\\' => return None,
+                c if c < 0x20 => return None,
+                _ => self.i += 1,
             }
         }
-        d.deserialize_str(V)
     }
-}
 
-/// A value; an object or array is declined (the tree renders those as
-/// JSON text, which the projection does not).
-struct Scalar<'a>(Lit<'a>);
-
-struct ScalarVisitor;
-
-impl<'de> Visitor<'de> for ScalarVisitor {
-    type Value = Scalar<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a value")
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Scalar(Lit::Str(Cow::Borrowed(v))))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Scalar(Lit::Str(Cow::Owned(v.to_owned()))))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Scalar(Lit::Str(Cow::Owned(v))))
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Scalar(Lit::Bool(v)))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Scalar(Lit::U64(v)))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Scalar(Lit::I64(v)))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Scalar(Lit::F64(v)))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Scalar(Lit::Null))
-    }
-}
-
-impl<'de> de::Deserialize<'de> for Scalar<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ScalarVisitor)
-    }
-}
-
-/// A parent member of `usage`, read into its slots: an object's known
-/// members are values; a value holds no members.
-struct Parent<'p, 'a>(&'p mut [Lit<'a>; USAGE_INNER.len()]);
-
-impl<'de> DeserializeSeed<'de> for Parent<'_, 'de> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        *self.0 = Default::default();
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Parent<'_, 'de> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
-        while let Some(Key(k)) = m.next_key()? {
-            match index_of(&USAGE_INNER, &k).and_then(|i| self.0.get_mut(i)) {
-                Some(slot) => *slot = m.next_value::<Scalar<'de>>()?.0,
-                None => {
-                    m.next_value::<IgnoredAny>()?;
+    /// After an opening quote: a string skipped, its escapes checked. A
+    /// `\u` escape is left to the tree (it rejects lone surrogates).
+    fn skip_str(&mut self) -> Option<()> {
+        loop {
+            self.skip_plain_bytes();
+            match self.peek()? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(());
                 }
+                b'\\' => {
+                    let e = *self.b.get(self.i + 1)?;
+                    if !matches!(e, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') {
+                        return None;
+                    }
+                    self.i += 2;
+                }
+                c if c < 0x20 => return None,
+                _ => self.i += 1,
             }
         }
-        Ok(())
     }
-    fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut s: A) -> Result<(), A::Error> {
-        while s.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
-}
 
-/// `usage`, read into a row's slots: null, or an object.
-struct UsageSeed<'p, 'a>(&'p mut Projected<'a>);
-
-impl<'de> DeserializeSeed<'de> for UsageSeed<'_, 'de> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
+    /// After the first byte of a number, `first`: skipped, its grammar
+    /// checked. Exponents and very long numbers are left to the tree (it
+    /// rejects numbers out of `f64`'s range).
+    fn skip_number(&mut self, first: u8) -> Option<()> {
+        let start = self.i - 1;
+        let lead = if first == b'-' {
+            let c = self.peek()?;
+            self.i += 1;
+            c
+        } else {
+            first
+        };
+        match lead {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if !self.peek()?.is_ascii_digit() {
+                return None;
+            }
+            self.digits();
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) || self.i - start > 40 {
+            return None;
+        }
+        Some(())
     }
-}
 
-impl<'de> Visitor<'de> for UsageSeed<'_, 'de> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a usage object")
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
-        let p = self.0;
-        p.has_usage = true;
-        let u = &mut p.usage;
-        *u = Usage::default();
-        while let Some(Key(k)) = m.next_key()? {
-            if let Some(i) = index_of(&USAGE_LEAVES, &k) {
-                let v = m.next_value::<Scalar<'de>>()?.0;
-                if let Some(slot) = u.leaves.get_mut(i) {
-                    *slot = v;
+
+    /// A kept value: a string without escapes, a literal, or a canonical
+    /// unsigned integer that fits `u64`, as its text.
+    fn value(&mut self) -> Option<Text<'a>> {
+        match self.next()? {
+            b'"' => std::str::from_utf8(self.plain()?).ok().map(Some),
+            b't' => self.literal(b"rue").map(|()| Some("true")),
+            b'f' => self.literal(b"alse").map(|()| Some("false")),
+            b'n' => self.literal(b"ull").map(|()| None),
+            c @ b'0'..=b'9' => {
+                let start = self.i - 1;
+                if c != b'0' {
+                    self.digits();
                 }
-                u.present |= 1 << i;
-            } else if let Some(slots) = index_of(&USAGE_PARENTS, &k).and_then(|j| {
-                u.present |= 1 << (8 + j);
-                u.inner.get_mut(j)
-            }) {
-                m.next_value_seed(Parent(slots))?;
+                // ASCII digits.
+                let t = std::str::from_utf8(self.b.get(start..self.i)?).ok()?;
+                let canonical = !matches!(self.peek(), Some(b'.' | b'e' | b'E' | b'0'..=b'9'))
+                    && (t.len() < 20 || (t.len() == 20 && t <= "18446744073709551615"));
+                canonical.then_some(Some(t))
+            }
+            _ => None,
+        }
+    }
+
+    /// Any value, skipped and checked.
+    fn skip(&mut self, depth: usize) -> Option<()> {
+        match self.next()? {
+            b'"' => self.skip_str(),
+            b't' => self.literal(b"rue"),
+            b'f' => self.literal(b"alse"),
+            b'n' => self.literal(b"ull"),
+            c @ (b'-' | b'0'..=b'9') => self.skip_number(c),
+            b'{' if depth < MAX_DEPTH => self.members(|s, _| s.skip(depth + 1)),
+            b'[' if depth < MAX_DEPTH => {
+                self.ws();
+                if self.peek() == Some(b']') {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.skip(depth + 1)?;
+                    match self.next()? {
+                        b',' => {}
+                        b']' => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// After an opening brace: each member's name (without escapes) to
+    /// `each`, which reads its value; through the closing brace.
+    fn members(&mut self, mut each: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            if self.next()? != b'"' {
+                return None;
+            }
+            let name = self.plain()?;
+            if self.next()? != b':' {
+                return None;
+            }
+            each(self, name)?;
+            match self.next()? {
+                b',' => {}
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A row: an object, its kept members into `p`.
+    fn row(&mut self, p: &mut Projected<'a>) -> Option<()> {
+        if self.next()? != b'{' {
+            return None;
+        }
+        self.members(|s, k| {
+            if let Some(i) = slot(k) {
+                let v = s.value()?;
+                *p.top.get_mut(i)? = v;
+                Some(())
+            } else if k == b"usage" {
+                s.usage(p)
+            } else if needs_tree(k) {
+                None
             } else {
-                m.next_value::<IgnoredAny>()?;
+                s.skip(1)
             }
-        }
-        Ok(())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.0.has_usage = false;
-        Ok(())
-    }
-}
-
-/// A row, read into its slots.
-struct RowVisitor<'p, 'a>(&'p mut Projected<'a>);
-
-impl<'de> Visitor<'de> for RowVisitor<'_, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
+        })
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
-        let p = self.0;
-        while let Some(Key(k)) = m.next_key()? {
-            if let Some(i) = slot(&k) {
-                let Scalar(v) = m.next_value()?;
-                if let Some(s) = p.top.get_mut(i) {
-                    *s = v;
-                }
-            } else if k == "usage" {
-                m.next_value_seed(UsageSeed(&mut *p))?;
-            } else if needs_tree(&k) {
-                return Err(de::Error::custom("left to the tree reader"));
-            } else {
-                m.next_value::<IgnoredAny>()?;
+    /// `usage`: null, or an object (anything else is the tree's to refuse).
+    fn usage(&mut self, p: &mut Projected<'a>) -> Option<()> {
+        match self.next()? {
+            b'n' => {
+                self.literal(b"ull")?;
+                p.has_usage = false;
+                Some(())
             }
+            b'{' => {
+                p.has_usage = true;
+                let u = &mut p.usage;
+                *u = Usage::default();
+                self.members(|s, k| {
+                    if let Some(i) = index_of(&USAGE_LEAVES, k) {
+                        *u.leaves.get_mut(i)? = s.value()?;
+                        u.present |= 1 << i;
+                        Some(())
+                    } else if let Some(j) = index_of(&USAGE_PARENTS, k) {
+                        u.present |= 1 << (8 + j);
+                        let slots = u.inner.get_mut(j)?;
+                        *slots = Default::default();
+                        s.ws();
+                        if s.peek() == Some(b'{') {
+                            s.i += 1;
+                            s.members(|s, k| match index_of(&USAGE_INNER, k) {
+                                Some(i) => {
+                                    *slots.get_mut(i)? = s.value()?;
+                                    Some(())
+                                }
+                                None => s.skip(3),
+                            })
+                        } else {
+                            // A parent that is not an object holds nothing.
+                            s.skip(2)
+                        }
+                    } else {
+                        s.skip(2)
+                    }
+                })
+            }
+            _ => None,
         }
-        Ok(())
     }
 }
 
@@ -388,10 +456,35 @@ impl<'de> Visitor<'de> for RowVisitor<'_, 'de> {
 mod tests {
     use super::*;
 
+    /// The eight-byte test finds the first quote, backslash or control
+    /// byte wherever it is and whatever comes before or after it.
+    #[test]
+    fn the_word_test_finds_the_first_special_byte() {
+        let is_special = |c: u8| c == b'"' || c == b'\\' || c < 0x20;
+        let first = |w: [u8; 8]| {
+            let m = special(u64::from_le_bytes(w));
+            (m != 0).then(|| (m.trailing_zeros() / 8) as usize)
+        };
+        for at in 0..8 {
+            for c in 0..=255u8 {
+                for fill in [b'a', 0xff, 0x80, b'!', b'#', 0x20] {
+                    for after in [fill, b'"', 0x00, b'\\'] {
+                        let mut w = [fill; 8];
+                        w[at] = c;
+                        if let Some(next) = w.get_mut(at + 1) {
+                            *next = after;
+                        }
+                        assert_eq!(first(w), w.iter().position(|&b| is_special(b)), "{w:?}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn every_top_member_has_its_own_slot() {
         for (i, name) in TOP.iter().enumerate() {
-            assert_eq!(slot(name), Some(i), "{name}");
+            assert_eq!(slot(name.as_bytes()), Some(i), "{name}");
         }
     }
 }
