@@ -947,6 +947,65 @@ fn push_run_report(store: &Store) {
         400,
         "bad_request",
     );
+
+    // The server keeps a month's sums by the runs they came from: a run that
+    // changes the window changes what every report of it says, at once, as
+    // a fresh process reading the store says it.
+    let costs_of = |s: &Server| {
+        s.call(
+            "GET",
+            &format!("/v1/reports/costs?{window}&group_by=team&per_page=1000"),
+            Some(&finance),
+            Body::None,
+        )
+        .json()["items"]
+            .clone()
+    };
+    let cli_costs = |db: &str| {
+        let out = succeed(
+            tally().args([
+                "report",
+                "costs",
+                "--group-by",
+                "team",
+                "--format",
+                "json",
+                "--from",
+                "2026-11-20",
+                "--to",
+                "2026-11-22",
+                "--db",
+                db,
+            ]),
+            "report costs",
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let before = costs_of(&s);
+    assert_eq!(before, costs_of(&s));
+    assert_eq!(before, cli_costs(&store.url));
+    // Rows a gateway billed that no client logged: the same calls under
+    // new ids.
+    let extra = String::from_utf8(fixture("gateway/litellm_spendlogs.csv"))
+        .unwrap()
+        .replace("chatcmpl-", "rogue-");
+    let r = s.call(
+        "POST",
+        "/v1/usage/gateway?name=rogue.csv&source=litellm",
+        Some(&ingest),
+        Body::Bytes("text/csv", extra.as_bytes()),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let rerun = s.call(
+        "POST",
+        "/v1/runs",
+        Some(&platform),
+        Body::Json(&serde_json::json!({"from": "2026-11-20", "to": "2026-11-22"})),
+    );
+    assert_eq!(rerun.status, 201, "{}", rerun.text);
+    let after = costs_of(&s);
+    assert_ne!(after, before);
+    assert_eq!(after, cli_costs(&store.url));
 }
 
 #[test]

@@ -999,12 +999,33 @@ fn costs_from_run_rollups_equal_costs_from_every_verdict() {
         let run = repo::runs(&mut c).unwrap()[0].id;
         let rows = |c: &mut db::AnyConnection| {
             let mut v = Vec::new();
-            repo::each_rollup(c, &[run], (0, i64::MAX), |r| v.push(r)).unwrap();
+            repo::each_rollup(c, &[run], None, (0, i64::MAX), |r| v.push(r)).unwrap();
             v.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
             v
         };
         let written = rows(&mut c);
         assert!(written.len() > 10, "{}", s.backend);
+        // One owner's rollups (an owner's page) are exactly that owner's
+        // share of them all.
+        let owner = (&written[0].team, &written[0].service, &written[0].env);
+        let mut mine = Vec::new();
+        let filter = Some((owner.0.as_str(), owner.1.as_str(), owner.2.as_str()));
+        repo::each_rollup(&mut c, &[run], filter, (0, i64::MAX), |r| {
+            mine.push(format!("{r:?}"))
+        })
+        .unwrap();
+        mine.sort();
+        let expected: Vec<String> = written
+            .iter()
+            .filter(|r| (&r.team, &r.service, &r.env) == owner)
+            .map(|r| format!("{r:?}"))
+            .collect();
+        assert!(
+            !mine.is_empty() && mine.len() < written.len(),
+            "{}",
+            s.backend
+        );
+        assert_eq!(mine, expected, "{}", s.backend);
         let up = std::fs::read_to_string(root().join(format!(
             "migrations/{}/2026-11-22-235000_rollup_tokens/up.sql",
             if s.backend == "sqlite" {
@@ -1048,6 +1069,7 @@ fn a_panic_mid_request_loses_no_acknowledged_push() {
             clock: || Ok(1_764_000_000_000),
             metrics: Default::default(),
             evaluations: Default::default(),
+            memo: Default::default(),
             uploads: tally_service::http::Uploads::new(2),
             sign_ins: Default::default(),
         };

@@ -597,7 +597,7 @@ fn gather(
     let mut unattributed = KeyDays::new();
     let mut q = Quality::default();
     let day = day_of;
-    repo::each_rollup(conn, &[run_id], (day(from_ms), to_ms), |r| {
+    repo::each_rollup(conn, &[run_id], None, (day(from_ms), to_ms), |r| {
         let d = r.day_ms;
         let rows = u64::try_from(r.row_count).unwrap_or(0);
         let unpriced = u64::try_from(r.unpriced_rows).unwrap_or(0);

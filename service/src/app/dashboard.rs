@@ -2,6 +2,7 @@
 //! one pass over the stored verdicts, built into a view the templates
 //! only lay out (rows never reach a template).
 
+use super::memo::{self, Memo};
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, NaiveDate};
@@ -210,8 +211,32 @@ fn add_into(total: &mut CostLine, l: &CostLine) {
     total.unattributed_reported += l.unattributed_reported;
 }
 
-/// The overview of `month`.
-pub fn overview(conn: &mut AnyConnection, month: Month) -> Result<Overview, ViewError> {
+/// Adds a key's unattributed rows and what they were billed.
+fn add_traffic(
+    keys: &mut BTreeMap<String, KeyTraffic>,
+    key: &str,
+    registered: bool,
+    owner: String,
+    rows: i64,
+    nanos: i64,
+) {
+    let k = keys.entry(key.to_owned()).or_insert_with(|| KeyTraffic {
+        key: key.to_owned(),
+        registered,
+        owner,
+        ..KeyTraffic::default()
+    });
+    k.rows += rows;
+    k.reported += nanos_to_usd(nanos, None);
+}
+
+/// The overview of `month`. Its sums of rollups are kept in `memo` by the
+/// runs they came from.
+pub fn overview(
+    conn: &mut AnyConnection,
+    memo: &Memo,
+    month: Month,
+) -> Result<Overview, ViewError> {
     let ids: BTreeMap<String, i64> = repo::owners(conn)?
         .into_iter()
         .map(|o| {
@@ -224,61 +249,69 @@ pub fn overview(conn: &mut AnyConnection, month: Month) -> Result<Overview, View
             (name, o.id)
         })
         .collect();
-    let mut by_owner = Costs::new(GroupBy::Owner);
-    let mut keys: BTreeMap<String, KeyTraffic> = BTreeMap::new();
     let mut missing = Vec::new();
     let window = (month.from_ms, month.to_ms);
-    let mut traffic = |key: &str, registered: bool, owner: String, rows: i64, nanos: i64| {
-        let k = keys.entry(key.to_owned()).or_insert_with(|| KeyTraffic {
-            key: key.to_owned(),
-            registered,
-            owner,
-            ..KeyTraffic::default()
-        });
-        k.rows += rows;
-        k.reported += nanos_to_usd(nanos, None);
-    };
-    match repo::rollup_runs(conn, window)? {
-        // The runs' daily sums, and the missing rows through the class
-        // index: a few thousand rows read, not every verdict.
+    let (lines, keys) = match repo::rollup_runs(conn, window)? {
+        // The runs' daily sums (kept by the runs they came from), and the
+        // missing rows through the class index: a few thousand rows read,
+        // not every verdict.
         Some(runs) => {
-            repo::each_rollup(conn, &runs, window, |r| {
-                by_owner.add_rollup(&r);
-                if *r.class == Class::Unattributed {
-                    let owner = report::owner_label(&r.team, &r.service, &r.env);
-                    traffic(
-                        &r.key_name,
-                        r.registered,
-                        owner,
-                        r.row_count,
-                        r.reported_nanos,
-                    );
-                }
+            let sums = memo.get_or(memo::key("overview", window, &runs), || {
+                let mut by_owner = Costs::new(GroupBy::Owner);
+                let mut keys = BTreeMap::new();
+                repo::each_rollup(conn, &runs, None, window, |r| {
+                    by_owner.add_rollup(&r);
+                    if *r.class == Class::Unattributed {
+                        let owner = report::owner_label(&r.team, &r.service, &r.env);
+                        add_traffic(
+                            &mut keys,
+                            &r.key_name,
+                            r.registered,
+                            owner,
+                            r.row_count,
+                            r.reported_nanos,
+                        );
+                    }
+                })?;
+                Ok::<_, ViewError>((by_owner.lines(), keys))
             })?;
             let limit = i64::try_from(PAGE_ROWS).unwrap_or(i64::MAX);
             let classes = [Class::MissingUsage];
             repo::each_verdict_of_classes(conn, &runs, &classes, None, window, limit, |j| {
                 missing.push(report::row_line(j));
             })?;
+            sums.as_ref().clone()
         }
-        None => repo::each_current_verdict(conn, None, window, |j| {
-            by_owner.add(&j);
-            let class = *j.verdict.class;
-            if class == Class::Unattributed {
-                let v = &j.verdict;
-                let nanos = v.reported_cost_nanos.unwrap_or(0);
-                traffic(&v.key_name, v.registered, report::owner_name(v), 1, nanos);
-            } else if class == Class::MissingUsage && missing.len() < PAGE_ROWS {
-                missing.push(report::row_line(j));
-            }
-        })?,
-    }
+        None => {
+            let mut by_owner = Costs::new(GroupBy::Owner);
+            let mut keys = BTreeMap::new();
+            repo::each_current_verdict(conn, None, window, |j| {
+                by_owner.add(&j);
+                let class = *j.verdict.class;
+                if class == Class::Unattributed {
+                    let v = &j.verdict;
+                    let nanos = v.reported_cost_nanos.unwrap_or(0);
+                    add_traffic(
+                        &mut keys,
+                        &v.key_name,
+                        v.registered,
+                        report::owner_name(v),
+                        1,
+                        nanos,
+                    );
+                } else if class == Class::MissingUsage && missing.len() < PAGE_ROWS {
+                    missing.push(report::row_line(j));
+                }
+            })?;
+            (by_owner.lines(), keys)
+        }
+    };
     missing.sort_by(|a, b| a.ts.cmp(&b.ts));
     let mut total = CostLine {
         group: "all owners".to_owned(),
         ..CostLine::default()
     };
-    let mut lines = by_owner.lines();
+    let mut lines = lines;
     lines.sort_by(most_first);
     for l in &lines {
         add_into(&mut total, l);
@@ -516,10 +549,7 @@ pub fn owner_page(conn: &mut AnyConnection, id: i64, month: Month) -> Result<Own
     );
     match repo::rollup_runs(conn, window)? {
         Some(runs) => {
-            repo::each_rollup(conn, &runs, window, |r| {
-                if (r.team.as_str(), r.service.as_str(), r.env.as_str()) != mine {
-                    return;
-                }
+            repo::each_rollup(conn, &runs, Some(mine), window, |r| {
                 by_day.add_rollup(&r);
                 by_model.add_rollup(&r);
                 by_key.add_rollup(&r);

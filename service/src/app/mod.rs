@@ -6,6 +6,7 @@ pub mod error;
 pub mod follow_up;
 pub mod generate;
 pub mod ingest;
+pub mod memo;
 pub mod names;
 pub mod page;
 pub mod periods;

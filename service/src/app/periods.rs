@@ -134,7 +134,7 @@ pub fn live_charges(conn: &mut AnyConnection, window: (i64, i64)) -> AppResult<V
     };
     let usd = |n: i64| nanos_to_usd(n, None);
     match repo::rollup_runs(conn, window)? {
-        Some(runs) => repo::each_rollup(conn, &runs, window, |r| {
+        Some(runs) => repo::each_rollup(conn, &runs, None, window, |r| {
             if *r.side != SideKind::Gateway {
                 return;
             }

@@ -1,6 +1,7 @@
 //! `tally report costs|missing|unattributed|discrepancies`: read from the
 //! latest runs' verdicts over a period.
 
+use super::memo::{self, Memo};
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
@@ -442,15 +443,18 @@ pub(crate) fn row_line(j: repo::Judged) -> VerdictLine {
 /// order.
 pub fn cost_lines(
     conn: &mut AnyConnection,
+    memo: &Memo,
     window: (i64, i64),
     by: GroupBy,
 ) -> Result<Vec<CostLine>, crate::db::DbError> {
-    cost_lines_of(conn, window, by, None)
+    cost_lines_of(conn, memo, window, by, None)
 }
 
 /// [`cost_lines`] of one owner's rows only (team, service, env), when given.
+/// Sums of rollups are kept in `memo` by the runs they came from.
 pub fn cost_lines_of(
     conn: &mut AnyConnection,
+    memo: &Memo,
     (from_ms, to_ms): (i64, i64),
     by: GroupBy,
     owner: Option<(String, String, String)>,
@@ -489,10 +493,25 @@ pub fn cost_lines_of(
     // The runs' daily sums when they answer exactly; the verdicts
     // themselves otherwise (a window off midnight UTC, overlapping runs).
     match repo::rollup_runs(conn, (from_ms, to_ms))? {
-        Some(runs) => repo::each_rollup(conn, &runs, (from_ms, to_ms), |r| costs.add_rollup(&r))?,
-        None => repo::each_current_verdict(conn, None, (from_ms, to_ms), |j| costs.add(&j))?,
+        Some(runs) => {
+            let question = format!("costs {by:?} {:?}", costs.only);
+            let lines = memo.get_or(memo::key(&question, (from_ms, to_ms), &runs), || {
+                let only = costs.only.clone();
+                let owner = only
+                    .as_ref()
+                    .map(|(t, s, e)| (t.as_str(), s.as_str(), e.as_str()));
+                repo::each_rollup(conn, &runs, owner, (from_ms, to_ms), |r| {
+                    costs.add_rollup(&r)
+                })?;
+                Ok::<_, crate::db::DbError>(costs.lines())
+            })?;
+            Ok(lines.as_ref().clone())
+        }
+        None => {
+            repo::each_current_verdict(conn, None, (from_ms, to_ms), |j| costs.add(&j))?;
+            Ok(costs.lines())
+        }
     }
-    Ok(costs.lines())
 }
 
 /// The rows a row report (`missing`, `unattributed`, `discrepancies`)

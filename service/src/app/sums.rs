@@ -76,7 +76,7 @@ pub fn each_group(
     };
     repo::each_current_verdict(conn, Some(side), (from, inner.0), &mut by_row)?;
     repo::each_current_verdict(conn, Some(side), (inner.1, to), &mut by_row)?;
-    repo::each_rollup(conn, &run_ids, inner, |r| {
+    repo::each_rollup(conn, &run_ids, None, inner, |r| {
         if *r.side != side {
             return;
         }

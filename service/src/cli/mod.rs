@@ -1217,7 +1217,13 @@ fn report(args: &ReportArgs) -> Result<ExitCode> {
     }
     let text = match args.kind {
         app::report::Kind::Costs => render::report_text(
-            &app::report::cost_lines(&mut conn, (from, to), args.group_by)?,
+            // One report: nothing to keep between views.
+            &app::report::cost_lines(
+                &mut conn,
+                &app::memo::Memo::default(),
+                (from, to),
+                args.group_by,
+            )?,
             args.format,
         )?,
         kind => render::report_text(

@@ -40,6 +40,8 @@ pub struct State {
     pub uploads: std::sync::Arc<Uploads>,
     /// Failed sign-ins, per client address.
     pub sign_ins: SignInThrottle,
+    /// Sums of rollups, kept by the runs they came from.
+    pub memo: std::sync::Arc<crate::app::memo::Memo>,
 }
 
 /// Failed sign-ins per client address: after [`SignInThrottle::MAX`] in
@@ -287,6 +289,7 @@ pub fn build(settings: Settings, no_migrate: bool) -> anyhow::Result<Bound> {
         clock: crate::clock::now_ms,
         metrics: metrics::Metrics::default(),
         evaluations: std::sync::Arc::default(),
+        memo: std::sync::Arc::default(),
     });
     let mut server = HttpServer::new(move || {
         App::new()

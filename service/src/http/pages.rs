@@ -395,8 +395,9 @@ impl MonthQuery {
 pub async fn overview(state: Data, req: HttpRequest, q: web::Query<MonthQuery>) -> Page {
     let now = (state.clock)().map_err(ApiError::internal)?;
     let month = q.window(now)?;
+    let memo = state.memo.clone();
     let o = state
-        .db(move |c| Ok(dashboard::overview(c, month)?))
+        .db(move |c| Ok(dashboard::overview(c, &memo, month)?))
         .await?;
     let chart = super::views::overview_chart(&o);
     let ctx = with_who(&req, minijinja::context! { o, chart })?;
@@ -516,8 +517,9 @@ pub async fn costs_csv(state: Data, q: web::Query<CostsCsvQuery>) -> Page {
     let by = q.group_by.unwrap_or(crate::app::report::GroupBy::Owner);
     let q = q.into_inner();
     let owner = one_owner(q.team, q.service, q.env)?;
+    let memo = state.memo.clone();
     let lines = state
-        .db(move |c| Ok(crate::app::report::cost_lines_of(c, w, by, owner)?))
+        .db(move |c| Ok(crate::app::report::cost_lines_of(c, &memo, w, by, owner)?))
         .await?;
     let name = format!(
         "tally-costs-by-{}.csv",

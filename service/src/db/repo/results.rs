@@ -453,18 +453,27 @@ pub fn rollup_runs(
     Ok(disjoint.then(|| windows.into_iter().map(|w| w.0).collect()))
 }
 
-/// Calls `each` with every rollup of `run_ids` in `[from_ms, to_ms)`.
+/// Calls `each` with every rollup of `run_ids` in `[from_ms, to_ms)`, or
+/// only those of one owner (team, service, env) when given.
 pub fn each_rollup(
     conn: &mut AnyConnection,
     run_ids: &[i64],
+    owner: Option<(&str, &str, &str)>,
     (from_ms, to_ms): (i64, i64),
     mut each: impl FnMut(RollupRow),
 ) -> Result<(), DbError> {
-    let query = run_rollups::table
+    let mut query = run_rollups::table
         .filter(run_rollups::run_id.eq_any(run_ids))
         .filter(run_rollups::day_ms.ge(from_ms))
         .filter(run_rollups::day_ms.lt(to_ms))
-        .select(RollupRow::as_select());
+        .select(RollupRow::as_select())
+        .into_boxed();
+    if let Some((team, service, env)) = owner {
+        query = query
+            .filter(run_rollups::team.eq(team.to_owned()))
+            .filter(run_rollups::service.eq(service.to_owned()))
+            .filter(run_rollups::env.eq(env.to_owned()));
+    }
     for row in query.load_iter::<RollupRow, _>(conn)? {
         each(row?);
     }

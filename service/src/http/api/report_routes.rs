@@ -64,8 +64,14 @@ pub async fn get_report(state: Data, kind: web::Path<String>, q: web::Query<Repo
     let name = format!("tally-{kind:?}.csv").to_ascii_lowercase();
     if kind == Kind::Costs {
         let by = q.group_by.unwrap_or(GroupBy::Owner);
+        let memo = state.memo.clone();
         let (lines, cov) = state
-            .db(move |c| Ok((report::cost_lines(c, w, by)?, report::coverage(c, w)?)))
+            .db(move |c| {
+                Ok((
+                    report::cost_lines(c, &memo, w, by)?,
+                    report::coverage(c, w)?,
+                ))
+            })
             .await?;
         return with_coverage(report_page(lines, &q, &name)?, &cov);
     }
