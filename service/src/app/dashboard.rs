@@ -511,12 +511,26 @@ pub struct OwnerPage {
     pub rows: Vec<VerdictLine>,
 }
 
-/// Owner `id`'s page for `month`.
-pub fn owner_page(conn: &mut AnyConnection, id: i64, month: Month) -> Result<OwnerPage, ViewError> {
-    let owner = repo::owners(conn)?
-        .into_iter()
-        .find(|o| o.id == id)
-        .ok_or_else(|| ViewError::NotFound(format!("There is no owner {id}.")))?;
+/// An owner's month, summed: lines by day, model and key, rows per class,
+/// and the rows the page lists (at most [`PAGE_ROWS`]).
+#[derive(Debug, Clone)]
+struct OwnerSums {
+    by_day: Vec<CostLine>,
+    by_model: Vec<CostLine>,
+    by_key: Vec<CostLine>,
+    classes: BTreeMap<String, ClassRows>,
+    rows: Vec<report::VerdictLine>,
+}
+
+/// [`OwnerSums`] of `mine` (team, service, env) over `window`: from the
+/// rollups of `runs` when they answer for it, from every current verdict
+/// otherwise.
+fn owner_sums(
+    conn: &mut AnyConnection,
+    runs: Option<&[i64]>,
+    mine: (&str, &str, &str),
+    window: (i64, i64),
+) -> Result<OwnerSums, ViewError> {
     let mut by_day = Costs::new(GroupBy::Day);
     let mut by_model = Costs::new(GroupBy::Model);
     let mut by_key = Costs::new(GroupBy::Key);
@@ -541,15 +555,9 @@ pub fn owner_page(conn: &mut AnyConnection, id: i64, month: Month) -> Result<Own
             .into_iter()
             .any(|k| report::wanted(j, k))
     };
-    let window = (month.from_ms, month.to_ms);
-    let mine = (
-        owner.team.as_str(),
-        owner.service.as_str(),
-        owner.env.as_str(),
-    );
-    match repo::rollup_runs(conn, window)? {
+    match runs {
         Some(runs) => {
-            repo::each_rollup(conn, &runs, Some(mine), window, |r| {
+            repo::each_rollup(conn, runs, Some(mine), window, |r| {
                 by_day.add_rollup(&r);
                 by_model.add_rollup(&r);
                 by_key.add_rollup(&r);
@@ -562,7 +570,7 @@ pub fn owner_page(conn: &mut AnyConnection, id: i64, month: Month) -> Result<Own
                 .filter(|c| *c != Class::Matched)
                 .collect();
             let limit = i64::try_from(PAGE_ROWS).unwrap_or(i64::MAX);
-            repo::each_verdict_of_classes(conn, &runs, &classes, Some(mine), window, limit, |j| {
+            repo::each_verdict_of_classes(conn, runs, &classes, Some(mine), window, limit, |j| {
                 if listed(&j) {
                     rows.push(report::row_line(j));
                 }
@@ -582,11 +590,55 @@ pub fn owner_page(conn: &mut AnyConnection, id: i64, month: Month) -> Result<Own
             }
         })?,
     }
-    let days: BTreeMap<String, CostLine> = by_day
-        .lines()
+    Ok(OwnerSums {
+        by_day: by_day.lines(),
+        by_model: by_model.lines(),
+        by_key: by_key.lines(),
+        classes,
+        rows,
+    })
+}
+
+/// Owner `id`'s page for `month`. Its sums are kept in `memo` by the runs
+/// they came from.
+pub fn owner_page(
+    conn: &mut AnyConnection,
+    memo: &Memo,
+    id: i64,
+    month: Month,
+) -> Result<OwnerPage, ViewError> {
+    let owner = repo::owners(conn)?
         .into_iter()
-        .map(|l| (l.group.clone(), l))
-        .collect();
+        .find(|o| o.id == id)
+        .ok_or_else(|| ViewError::NotFound(format!("There is no owner {id}.")))?;
+    let window = (month.from_ms, month.to_ms);
+    let mine = (
+        owner.team.as_str(),
+        owner.service.as_str(),
+        owner.env.as_str(),
+    );
+    let sums = match repo::rollup_runs(conn, window)? {
+        // Kept by the runs they came from: an owner's listed rows are read
+        // through the class index, which holds every owner's.
+        Some(runs) => {
+            let question = format!("owner {mine:?}");
+            memo.get_or(memo::key(&question, window, &runs), || {
+                owner_sums(conn, Some(&runs), mine, window)
+            })?
+            .as_ref()
+            .clone()
+        }
+        None => owner_sums(conn, None, mine, window)?,
+    };
+    let OwnerSums {
+        by_day,
+        by_model,
+        by_key,
+        classes,
+        mut rows,
+    } = sums;
+    let days: BTreeMap<String, CostLine> =
+        by_day.into_iter().map(|l| (l.group.clone(), l)).collect();
     let mut total = CostLine {
         group: "month".to_owned(),
         ..CostLine::default()
@@ -606,11 +658,8 @@ pub fn owner_page(conn: &mut AnyConnection, id: i64, month: Month) -> Result<Own
             }
         })
         .collect();
-    let spend: BTreeMap<String, CostLine> = by_key
-        .lines()
-        .into_iter()
-        .map(|l| (l.group.clone(), l))
-        .collect();
+    let spend: BTreeMap<String, CostLine> =
+        by_key.into_iter().map(|l| (l.group.clone(), l)).collect();
     let keys = repo::keys(conn)?
         .into_iter()
         .filter(|k| k.owner_id == Some(id))
@@ -621,7 +670,7 @@ pub fn owner_page(conn: &mut AnyConnection, id: i64, month: Month) -> Result<Own
             last4: k.last4.unwrap_or_default(),
         })
         .collect();
-    let mut models = by_model.lines();
+    let mut models = by_model;
     models.sort_by(most_first);
     rows.sort_by(|a, b| a.ts.cmp(&b.ts));
     let mut classes: Vec<ClassRows> = classes.into_values().collect();
@@ -682,6 +731,83 @@ pub fn store_state(c: &mut AnyConnection) -> Result<StoreState, crate::app::erro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The month's sums kept between views answer as a fresh reading
+    /// does, before and after a run that changes the month.
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn kept_sums_are_the_store_s_after_every_run() {
+        use crate::app::run::{DEFAULT_SLICE_ROWS, run};
+        use crate::app::testing::{DAY, fixture_store};
+        use tally_reconcile::report::EngineSettings;
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = fixture_store(dir.path());
+        let clock = || Ok(DAY.1 + 3_600_000);
+        let run_day = |c: &mut AnyConnection| {
+            run(c, DAY, DEFAULT_SLICE_ROWS, EngineSettings::default(), clock).unwrap();
+        };
+        run_day(&mut c);
+        let m = month(Some("2026-11"), 0).unwrap();
+        let owners: Vec<i64> = repo::owners(&mut c).unwrap().iter().map(|o| o.id).collect();
+        let memo = Memo::default();
+        let views = |c: &mut AnyConnection, memo: &Memo| {
+            let o = overview(c, memo, m.clone()).unwrap();
+            let pages: Vec<serde_json::Value> = owners
+                .iter()
+                .map(|id| {
+                    serde_json::to_value(owner_page(c, memo, *id, m.clone()).unwrap()).unwrap()
+                })
+                .collect();
+            (serde_json::to_value(&o).unwrap(), pages)
+        };
+        let first = views(&mut c, &memo);
+        assert_eq!(views(&mut c, &memo), first);
+        assert_eq!(views(&mut c, &Memo::default()), first);
+        // Calls the gateway billed that no client logged: the fixture's
+        // calls under new ids, on every owner's keys.
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../fixtures/gateway/litellm_spendlogs.csv"),
+        )
+        .unwrap()
+        .replace("chatcmpl-", "rogue-");
+        let file = dir.path().join("rogue.csv");
+        std::fs::write(&file, text).unwrap();
+        let builtins = tally_reconcile::parse::mapping::Profile::builtins().unwrap();
+        let plan = crate::app::reconcile::ReadPlan {
+            client_format: None,
+            profiles: &builtins,
+            named: false,
+            client_profiles: &[],
+            client_named: false,
+            min_split_bytes: u64::MAX,
+            keep_raw: true,
+        };
+        let now = chrono::DateTime::from_timestamp_millis(DAY.1)
+            .unwrap()
+            .naive_utc();
+        crate::app::ingest::ingest_file(
+            &mut c,
+            SideKind::Gateway,
+            &file,
+            "rogue.csv",
+            plan,
+            now,
+            &mut |_| {},
+        )
+        .unwrap();
+        run_day(&mut c);
+        let after = views(&mut c, &memo);
+        assert_ne!(after.0["owners"], first.0["owners"]);
+        assert!(
+            after
+                .1
+                .iter()
+                .zip(&first.1)
+                .any(|(a, f)| a["classes"] != f["classes"])
+        );
+        assert_eq!(after, views(&mut c, &Memo::default()));
+    }
 
     #[test]
     fn a_month_is_its_utc_calendar_days() {

@@ -717,8 +717,9 @@ async fn owner_page_of(
 ) -> Result<dashboard::OwnerPage, ApiError> {
     let now = (state.clock)().map_err(ApiError::internal)?;
     let month = q.window(now)?;
+    let memo = state.memo.clone();
     state
-        .db(move |c| Ok(dashboard::owner_page(c, id, month)?))
+        .db(move |c| Ok(dashboard::owner_page(c, &memo, id, month)?))
         .await
 }
 
