@@ -2,7 +2,6 @@
 //! one pass over the stored verdicts, built into a view the templates
 //! only lay out (rows never reach a template).
 
-use super::memo::{self, Memo};
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, NaiveDate};
@@ -12,6 +11,7 @@ use tally_reconcile::SideKind;
 use tally_reconcile::report::Class;
 use tally_schema::convert::nanos_to_usd;
 
+use crate::app::memo::{self, Memo};
 use crate::app::report::{self, CostLine, Costs, GroupBy, Kind, VerdictLine};
 use crate::app::run::{RunView, view};
 use crate::db::{AnyConnection, DbError, repo};

@@ -1,7 +1,6 @@
 //! `tally report costs|missing|unattributed|discrepancies`: read from the
 //! latest runs' verdicts over a period.
 
-use super::memo::{self, Memo};
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
@@ -12,6 +11,7 @@ use tally_reconcile::report_lines::{RecordSink, Tabular};
 use tally_reconcile::time::{DAY_MS, format_ms};
 use tally_schema::convert::nanos_to_usd;
 
+use crate::app::memo::{self, Memo};
 use crate::db::{AnyConnection, repo};
 
 /// Which report.
