@@ -615,13 +615,13 @@ pub fn write_all(
             |_| Decimal::ZERO,
             "file order",
         )?;
-        let mut sampler = None;
+        let mut sampler = Sampler::new(JSON_ROWS);
         csv("discrepancies.csv", &mut |w| {
             let (n, s) = write_discrepancies(w, rec, 1 << 14)?;
-            sampler = Some(s);
+            sampler = s;
             Ok(n)
         })?;
-        let discrepancies = sampler.unwrap_or_else(|| Sampler::new(JSON_ROWS)).done(
+        let discrepancies = sampler.done(
             true,
             "money at stake: |reported_cost - computed_cost|, or the one known",
             "discrepancies.csv",

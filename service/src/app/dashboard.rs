@@ -738,7 +738,7 @@ mod tests {
     #[test]
     fn kept_sums_are_the_store_s_after_every_run() {
         use crate::app::run::{DEFAULT_SLICE_ROWS, run};
-        use crate::app::testing::{DAY, fixture_store};
+        use crate::app::testing::{DAY, fixture, fixture_store, ingest};
         use tally_reconcile::report::EngineSettings;
         let dir = tempfile::tempdir().unwrap();
         let mut c = fixture_store(dir.path());
@@ -765,37 +765,15 @@ mod tests {
         assert_eq!(views(&mut c, &Memo::default()), first);
         // Calls the gateway billed that no client logged: the fixture's
         // calls under new ids, on every owner's keys.
-        let text = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../fixtures/gateway/litellm_spendlogs.csv"),
-        )
-        .unwrap()
-        .replace("chatcmpl-", "rogue-");
+        let text = std::fs::read_to_string(fixture("gateway/litellm_spendlogs.csv"))
+            .unwrap()
+            .replace("chatcmpl-", "rogue-");
         let file = dir.path().join("rogue.csv");
         std::fs::write(&file, text).unwrap();
-        let builtins = tally_reconcile::parse::mapping::Profile::builtins().unwrap();
-        let plan = crate::app::reconcile::ReadPlan {
-            client_format: None,
-            profiles: &builtins,
-            named: false,
-            client_profiles: &[],
-            client_named: false,
-            min_split_bytes: u64::MAX,
-            keep_raw: true,
-        };
         let now = chrono::DateTime::from_timestamp_millis(DAY.1)
             .unwrap()
             .naive_utc();
-        crate::app::ingest::ingest_file(
-            &mut c,
-            SideKind::Gateway,
-            &file,
-            "rogue.csv",
-            plan,
-            now,
-            &mut |_| {},
-        )
-        .unwrap();
+        ingest(&mut c, SideKind::Gateway, &file, "rogue.csv", now);
         run_day(&mut c);
         let after = views(&mut c, &memo);
         assert_ne!(after.0["owners"], first.0["owners"]);

@@ -43,7 +43,8 @@ pub(crate) mod testing {
 
     use crate::db::AnyConnection;
 
-    fn fixture(rel: &str) -> PathBuf {
+    /// A file of `fixtures/`.
+    pub fn fixture(rel: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../fixtures")
             .join(rel)
@@ -59,7 +60,6 @@ pub(crate) mod testing {
             .naive_utc();
         super::reference::import_prices(&mut c, &fixture("prices.toml"), 0, now).expect("prices");
         super::reference::import_aliases(&mut c, &fixture("aliases.toml")).expect("aliases");
-        let builtins = tally_reconcile::parse::mapping::Profile::builtins().expect("profiles");
         for (kind, files) in [
             (
                 tally_reconcile::SideKind::Client,
@@ -71,20 +71,32 @@ pub(crate) mod testing {
             ),
         ] {
             for f in files {
-                let plan = super::reconcile::ReadPlan {
-                    client_format: None,
-                    profiles: &builtins,
-                    named: false,
-                    client_profiles: &[],
-                    client_named: false,
-                    min_split_bytes: u64::MAX,
-                    keep_raw: true,
-                };
-                super::ingest::ingest_file(&mut c, kind, &fixture(f), f, plan, now, &mut |_| {})
-                    .expect("ingest");
+                ingest(&mut c, kind, &fixture(f), f, now);
             }
         }
         c
+    }
+
+    /// Ingests `file` (named `name`) as `kind` with the built-in
+    /// profiles, as `tally ingest` does, at `now`.
+    pub fn ingest(
+        c: &mut AnyConnection,
+        kind: tally_reconcile::SideKind,
+        file: &Path,
+        name: &str,
+        now: chrono::NaiveDateTime,
+    ) {
+        let builtins = tally_reconcile::parse::mapping::Profile::builtins().expect("profiles");
+        let plan = super::reconcile::ReadPlan {
+            client_format: None,
+            profiles: &builtins,
+            named: false,
+            client_profiles: &[],
+            client_named: false,
+            min_split_bytes: u64::MAX,
+            keep_raw: true,
+        };
+        super::ingest::ingest_file(c, kind, file, name, plan, now, &mut |_| {}).expect("ingest");
     }
 
     /// 2026-11-20, UTC, in ms.

@@ -460,7 +460,7 @@ pub fn cost_lines_of(
     owner: Option<(String, String, String)>,
 ) -> Result<Vec<CostLine>, crate::db::DbError> {
     let mut costs = Costs::new(by);
-    costs.only = owner;
+    costs.only = owner.clone();
     if by == GroupBy::Tag {
         // Through each billed row's pair: the tags are the client's.
         repo::each_current_billed_with_tags(conn, (from_ms, to_ms), |v, tags| {
@@ -494,10 +494,9 @@ pub fn cost_lines_of(
     // themselves otherwise (a window off midnight UTC, overlapping runs).
     match repo::rollup_runs(conn, (from_ms, to_ms))? {
         Some(runs) => {
-            let question = format!("costs {by:?} {:?}", costs.only);
+            let question = format!("costs {by:?} {owner:?}");
             let lines = memo.get_or(memo::key(&question, (from_ms, to_ms), &runs), || {
-                let only = costs.only.clone();
-                let owner = only
+                let owner = owner
                     .as_ref()
                     .map(|(t, s, e)| (t.as_str(), s.as_str(), e.as_str()));
                 repo::each_rollup(conn, &runs, owner, (from_ms, to_ms), |r| {
