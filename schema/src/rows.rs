@@ -11,8 +11,8 @@ use crate::enums::{AlertKind, Basis, EnumCol};
 
 use crate::schema::{
     alerts, api_keys, api_tokens, closed_charges, closed_periods, contracts, ingest_batches,
-    model_aliases, outbox, owners, prices, quotas, rejects, run_counts, run_rollups, runs, tieouts,
-    usage_rows, verdicts, web_sessions,
+    model_aliases, outbox, owners, prices, quotas, rejects, run_attributions, run_counts,
+    run_rollups, runs, tieouts, usage_rows, verdicts, web_sessions,
 };
 
 /// A stored ingest batch.
@@ -405,9 +405,11 @@ pub struct RunCount {
     pub gateway_rows: i64,
 }
 
-/// A verdict, to insert and as read.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
-#[diesel(table_name = verdicts, treat_none_as_default_value = false)]
+/// A verdict as read: the compact stored verdict with its run's
+/// attribution (key, owner, model family) joined in. Select it with
+/// `VerdictRow::as_select()` from `verdicts` joined to `run_attributions`
+/// on `(run_id, attribution_id)`.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
 pub struct VerdictRow {
     pub run_id: i64,
     /// Row.
@@ -429,6 +431,85 @@ pub struct VerdictRow {
     /// Reported cost.
     pub reported_cost_nanos: Option<i64>,
     pub detail: String,
+}
+
+/// The columns of a [`VerdictRow`], in its field order: half of them from
+/// `run_attributions`, so the query must join it.
+type VerdictColumns = (
+    verdicts::run_id,
+    verdicts::usage_row_id,
+    verdicts::class,
+    verdicts::partner_row_id,
+    run_attributions::key_name,
+    run_attributions::registered,
+    run_attributions::team,
+    run_attributions::service,
+    run_attributions::env,
+    run_attributions::model_family,
+    verdicts::computed_cost_nanos,
+    verdicts::reported_cost_nanos,
+    verdicts::detail,
+);
+
+impl<DB: diesel::backend::Backend> Selectable<DB> for VerdictRow {
+    type SelectExpression = VerdictColumns;
+
+    fn construct_selection() -> Self::SelectExpression {
+        (
+            verdicts::run_id,
+            verdicts::usage_row_id,
+            verdicts::class,
+            verdicts::partner_row_id,
+            run_attributions::key_name,
+            run_attributions::registered,
+            run_attributions::team,
+            run_attributions::service,
+            run_attributions::env,
+            run_attributions::model_family,
+            verdicts::computed_cost_nanos,
+            verdicts::reported_cost_nanos,
+            verdicts::detail,
+        )
+    }
+}
+
+/// A verdict to insert: eight numbers and, for rows that disagree, a few
+/// words. Whom it is charged to is `attribution_id`, a row of
+/// [`AttributionRow`] in the same run.
+#[derive(Debug, Clone, PartialEq, Eq, Insertable)]
+#[diesel(table_name = verdicts, treat_none_as_default_value = false)]
+pub struct NewVerdict {
+    pub run_id: i64,
+    /// Row.
+    pub usage_row_id: i64,
+    pub class: EnumCol<Class>,
+    /// Partner row.
+    pub partner_row_id: Option<i64>,
+    /// `run_attributions.id` within the run.
+    pub attribution_id: i64,
+    /// Tally's price; `None` = unpriced.
+    pub computed_cost_nanos: Option<i64>,
+    /// Reported cost.
+    pub reported_cost_nanos: Option<i64>,
+    pub detail: String,
+}
+
+/// Whom a run's verdicts are charged to, numbered within the run.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = run_attributions)]
+pub struct AttributionRow {
+    pub run_id: i64,
+    /// Number within the run.
+    pub id: i64,
+    /// Canonical key.
+    pub key_name: String,
+    /// Registered key.
+    pub registered: bool,
+    pub team: String,
+    pub service: String,
+    pub env: String,
+    /// Model family.
+    pub model_family: String,
 }
 
 /// A stored service token (its hash, never the token).

@@ -230,15 +230,12 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// A row's verdict in a run.
-    verdicts (run_id, usage_row_id) {
+    /// Whom a run's verdicts are charged to: each distinct key, owner and
+    /// model family of the run once, numbered within the run.
+    run_attributions (run_id, id) {
         run_id -> BigInt,
-        /// The row.
-        usage_row_id -> BigInt,
-        /// Class name.
-        class -> Text,
-        /// Its partner on the other side, for pairs.
-        partner_row_id -> Nullable<BigInt>,
+        /// Number within the run.
+        id -> BigInt,
         /// Canonical key name.
         key_name -> Text,
         /// Whether the registry knows the key.
@@ -251,6 +248,21 @@ diesel::table! {
         env -> Text,
         /// Model family priced.
         model_family -> Text,
+    }
+}
+
+diesel::table! {
+    /// A row's verdict in a run.
+    verdicts (run_id, usage_row_id) {
+        run_id -> BigInt,
+        /// The row.
+        usage_row_id -> BigInt,
+        /// Class name.
+        class -> Text,
+        /// Its partner on the other side, for pairs.
+        partner_row_id -> Nullable<BigInt>,
+        /// Whom the row is charged to: `run_attributions.id` of this run.
+        attribution_id -> BigInt,
         /// Tally's price, nano-dollars; NULL when unpriced (never 0).
         computed_cost_nanos -> Nullable<BigInt>,
         /// Gateway-reported cost, nano-dollars.
@@ -448,6 +460,7 @@ diesel::joinable!(api_keys -> owners (owner_id));
 diesel::joinable!(run_counts -> runs (run_id));
 diesel::joinable!(verdicts -> runs (run_id));
 diesel::joinable!(verdicts -> usage_rows (usage_row_id));
+diesel::joinable!(run_attributions -> runs (run_id));
 diesel::allow_tables_to_appear_in_same_query!(
     ingest_batches,
     usage_rows,
@@ -459,6 +472,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     runs,
     run_counts,
     verdicts,
+    run_attributions,
     api_tokens,
     web_sessions,
     run_rollups,

@@ -1036,11 +1036,27 @@ fn costs_from_run_rollups_equal_costs_from_every_verdict() {
         )))
         .unwrap();
         let start = up.find("INSERT INTO run_rollups").unwrap();
-        let backfill = &up[start..start + up[start..].find(';').unwrap()];
+        let mut backfill = up[start..start + up[start..].find(';').unwrap()].replace(
+            "FROM verdicts v JOIN usage_rows u",
+            "FROM verdicts v JOIN run_attributions a \
+             ON a.run_id = v.run_id AND a.id = v.attribution_id JOIN usage_rows u",
+        );
+        // Since migration 2026-12-06-000700 a verdict's key, owner and model
+        // family are its run's attribution: the same sums, read through it.
+        for column in [
+            "key_name",
+            "registered",
+            "team",
+            "service",
+            "env",
+            "model_family",
+        ] {
+            backfill = backfill.replace(&format!("v.{column}"), &format!("a.{column}"));
+        }
         let wipe = "DELETE FROM run_rollups";
         diesel::sql_query(wipe).execute(&mut c).unwrap();
         assert!(rows(&mut c).is_empty());
-        diesel::sql_query(backfill).execute(&mut c).unwrap();
+        diesel::sql_query(&backfill).execute(&mut c).unwrap();
         assert_eq!(rows(&mut c), written, "{}", s.backend);
     }
 }

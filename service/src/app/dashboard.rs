@@ -744,7 +744,15 @@ mod tests {
         let mut c = fixture_store(dir.path());
         let clock = || Ok(DAY.1 + 3_600_000);
         let run_day = |c: &mut AnyConnection| {
-            run(c, DAY, DEFAULT_SLICE_ROWS, EngineSettings::default(), clock).unwrap();
+            run(
+                c,
+                None,
+                DAY,
+                DEFAULT_SLICE_ROWS,
+                EngineSettings::default(),
+                clock,
+            )
+            .unwrap();
         };
         run_day(&mut c);
         let m = month(Some("2026-11"), 0).unwrap();

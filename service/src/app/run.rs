@@ -16,7 +16,7 @@ use tally_reconcile::time::{DAY_MS, format_ms};
 use tally_reconcile::{Side, SideKind};
 use tally_schema::convert::{atto_to_nanos, naive_from_ms, normalised, side_name};
 use tally_schema::enums::EnumCol;
-use tally_schema::rows::{NewRun, RollupRow, RunCount, RunRow, VerdictRow};
+use tally_schema::rows::{AttributionRow, NewRun, NewVerdict, RollupRow, RunCount, RunRow};
 
 use crate::app::error::AppError;
 use crate::app::reference;
@@ -95,21 +95,51 @@ struct SliceOffsets {
     offsets: Vec<tally_reconcile::report::OffsetLine>,
 }
 
+/// What a run has found in the slices judged so far.
+#[derive(Debug, Default)]
+struct SoFar {
+    /// Rows per class: (client, gateway).
+    counts: HashMap<Class, (i64, i64)>,
+    attributions: Attributions,
+    offsets: Vec<SliceOffsets>,
+    time: Timings,
+}
+
 /// Reconciles the rows of `[from_ms, to_ms)` (loading `margin` more on each
 /// side for partners) and returns the verdicts of the rows inside.
 fn judge_slice(
     conn: &mut AnyConnection,
+    reader: Option<&mut AnyConnection>,
     refs: &reference::Reference,
     (from_ms, to_ms, margin): (i64, i64, i64),
     settings: &EngineSettings,
-    counts: &mut HashMap<Class, (i64, i64)>,
-    offsets: &mut Vec<SliceOffsets>,
-    time: &mut Timings,
-) -> Result<(Vec<VerdictRow>, Vec<DaySide>), AppError> {
+    so_far: &mut SoFar,
+) -> Result<(Vec<NewVerdict>, Vec<DaySide>), AppError> {
+    let SoFar {
+        counts,
+        attributions,
+        offsets,
+        time,
+    } = so_far;
     let (lo, hi) = (from_ms.saturating_sub(margin), to_ms.saturating_add(margin));
     let t0 = std::time::Instant::now();
-    let (client, client_ids) = side_of(conn, SideKind::Client, (lo, hi))?;
-    let (gateway, gateway_ids) = side_of(conn, SideKind::Gateway, (lo, hi))?;
+    let ((client, client_ids), (gateway, gateway_ids)) = match reader {
+        // The gateway side through the second connection while this one
+        // reads the client side: reading rows back is most of a run's
+        // time, and it is per-row decoding that two cores halve.
+        Some(reader) => std::thread::scope(|s| {
+            let gateway = s.spawn(|| side_of(reader, SideKind::Gateway, (lo, hi)));
+            let client = side_of(conn, SideKind::Client, (lo, hi));
+            let gateway = gateway
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            Ok::<_, AppError>((client?, gateway?))
+        })?,
+        None => (
+            side_of(conn, SideKind::Client, (lo, hi))?,
+            side_of(conn, SideKind::Gateway, (lo, hi))?,
+        ),
+    };
     time.load += t0.elapsed();
     let t0 = std::time::Instant::now();
     if client_ids.is_empty() && gateway_ids.is_empty() {
@@ -135,6 +165,9 @@ fn judge_slice(
     }
     let inside = |ts: i64| ts >= from_ms && ts < to_ms;
     let mut verdicts = Vec::new();
+    // This slice's attributions by borrowed text, so only a slice's first
+    // sight of one is looked up (and copied) in the run's.
+    let mut local = HashMap::new();
     // Each verdict's day and side, for the rollups.
     let mut meta = Vec::new();
     for (kind, side, ids, partner_ids) in [
@@ -153,7 +186,17 @@ fn judge_slice(
                 SideKind::Client => c.0 += 1,
                 SideKind::Gateway => c.1 += 1,
             }
-            let owner = v.owner.cloned().unwrap_or_default();
+            let attribution_id = attributions.id(
+                &mut local,
+                (
+                    v.key,
+                    v.registered,
+                    v.owner.map_or("", |o| o.team.as_str()),
+                    v.owner.map_or("", |o| o.service.as_str()),
+                    v.owner.map_or("", |o| o.env.as_str()),
+                    v.family,
+                ),
+            );
             let nanos = |u: Option<tally_reconcile::prices::Usd>| -> Result<Option<i64>, AppError> {
                 u.map(|u| {
                     atto_to_nanos(u.0).ok_or_else(|| {
@@ -162,7 +205,7 @@ fn judge_slice(
                 })
                 .transpose()
             };
-            verdicts.push(VerdictRow {
+            verdicts.push(NewVerdict {
                 run_id: 0,
                 usage_row_id: ids
                     .get(i)
@@ -170,12 +213,7 @@ fn judge_slice(
                     .ok_or_else(|| AppError::Internal("a row without a store id".to_owned()))?,
                 class: EnumCol(v.class),
                 partner_row_id: v.partner.and_then(|p| partner_ids.get(p).copied()),
-                key_name: v.key.to_owned(),
-                registered: v.registered,
-                team: owner.team,
-                service: owner.service,
-                env: owner.env,
-                model_family: v.family.to_owned(),
+                attribution_id,
                 computed_cost_nanos: nanos(v.computed)?,
                 reported_cost_nanos: nanos(v.reported)?,
                 detail: details.remove(&(kind, row.line)).unwrap_or_default(),
@@ -202,6 +240,59 @@ fn judge_slice(
 /// tokens (input plus output).
 type DaySide = (i64, bool, i64);
 
+/// Whom a verdict is charged to, as text: key, registered, team, service,
+/// env, model family.
+type Attribution<S> = (S, bool, S, S, S, S);
+
+/// A run's attributions, numbered from 1 in the order first seen: what its
+/// verdicts point at instead of repeating the text on every row.
+#[derive(Debug, Default)]
+struct Attributions {
+    ids: HashMap<Attribution<String>, i64>,
+    rows: Vec<AttributionRow>,
+}
+
+impl Attributions {
+    /// The number of `a`, through the slice's own map of borrowed text
+    /// (`local`), which lives no longer than the engine's output it borrows.
+    fn id<'a>(
+        &mut self,
+        local: &mut HashMap<Attribution<&'a str>, i64>,
+        a: Attribution<&'a str>,
+    ) -> i64 {
+        if let Some(&id) = local.get(&a) {
+            return id;
+        }
+        let (key, registered, team, service, env, family) = a;
+        let owned = (
+            key.to_owned(),
+            registered,
+            team.to_owned(),
+            service.to_owned(),
+            env.to_owned(),
+            family.to_owned(),
+        );
+        let next = i64::try_from(self.rows.len())
+            .unwrap_or(i64::MAX)
+            .saturating_add(1);
+        let id = *self.ids.entry(owned).or_insert_with_key(|o| {
+            self.rows.push(AttributionRow {
+                run_id: 0,
+                id: next,
+                key_name: o.0.clone(),
+                registered: o.1,
+                team: o.2.clone(),
+                service: o.3.clone(),
+                env: o.4.clone(),
+                model_family: o.5.clone(),
+            });
+            next
+        });
+        local.insert(a, id);
+        id
+    }
+}
+
 /// Sums of one rollup group.
 #[derive(Debug, Default, Clone, Copy)]
 struct Sums {
@@ -214,7 +305,7 @@ struct Sums {
 }
 
 impl Sums {
-    fn add(&mut self, v: &VerdictRow, tokens: i64) {
+    fn add(&mut self, v: &NewVerdict, tokens: i64) {
         self.rows += 1;
         self.tokens += i128::from(tokens);
         match v.computed_cost_nanos {
@@ -228,106 +319,69 @@ impl Sums {
         }
         self.reported += i128::from(v.reported_cost_nanos.unwrap_or(0));
     }
-
-    fn merge(&mut self, o: Sums) {
-        self.rows += o.rows;
-        self.unpriced += o.unpriced;
-        self.computed += o.computed;
-        self.reported += o.reported;
-        self.variance += o.variance;
-        self.tokens += o.tokens;
-    }
 }
 
-/// A rollup group: day, side, and the dimensions reports group by.
-type GroupKey<S> = (i64, bool, Class, S, bool, S, S, S, S);
+/// A rollup group: day, side, class and attribution (the dimensions
+/// reports group by).
+type GroupKey = (i64, bool, Class, i64);
 
-/// A run's sums per day and dimensions, built slice by slice: each slice
-/// groups by borrowed strings and only its distinct groups are copied.
+/// A run's sums per day and dimensions, built slice by slice.
 #[derive(Debug, Default)]
 struct Rollups {
-    groups: HashMap<GroupKey<String>, Sums>,
+    groups: HashMap<GroupKey, Sums>,
 }
 
 impl Rollups {
-    fn add_slice(&mut self, verdicts: &[VerdictRow], meta: &[DaySide]) {
-        let mut local: HashMap<GroupKey<&str>, Sums> = HashMap::new();
+    fn add_slice(&mut self, verdicts: &[NewVerdict], meta: &[DaySide]) {
         for (v, (day, gateway, tokens)) in verdicts.iter().zip(meta) {
-            let key = (
-                *day,
-                *gateway,
-                *v.class,
-                v.key_name.as_str(),
-                v.registered,
-                v.team.as_str(),
-                v.service.as_str(),
-                v.env.as_str(),
-                v.model_family.as_str(),
-            );
-            local.entry(key).or_default().add(v, *tokens);
-        }
-        for ((h, g, c, k, r, t, s, e, m), sums) in local {
-            let key = (
-                h,
-                g,
-                c,
-                k.to_owned(),
-                r,
-                t.to_owned(),
-                s.to_owned(),
-                e.to_owned(),
-                m.to_owned(),
-            );
-            self.groups.entry(key).or_default().merge(sums);
+            let key = (*day, *gateway, *v.class, v.attribution_id);
+            self.groups.entry(key).or_default().add(v, *tokens);
         }
     }
 
-    fn rows(self, run_id: i64) -> Result<Vec<RollupRow>, AppError> {
+    /// The rollup rows, each attribution's text written out again (the
+    /// rollups are what month pages read, without joins).
+    fn rows(
+        self,
+        run_id: i64,
+        attributions: &[AttributionRow],
+    ) -> Result<Vec<RollupRow>, AppError> {
         let fit = |n: i128| {
             i64::try_from(n)
                 .map_err(|_| AppError::Internal("a rollup sum does not fit the store".to_owned()))
         };
         self.groups
             .into_iter()
-            .map(
-                |(
-                    (
-                        day_ms,
-                        gateway,
-                        class,
-                        key_name,
-                        registered,
-                        team,
-                        service,
-                        env,
-                        model_family,
-                    ),
-                    s,
-                )| {
-                    Ok(RollupRow {
-                        run_id,
-                        day_ms,
-                        side: EnumCol(if gateway {
-                            SideKind::Gateway
-                        } else {
-                            SideKind::Client
-                        }),
-                        class: EnumCol(class),
-                        key_name,
-                        registered,
-                        team,
-                        service,
-                        env,
-                        model_family,
-                        row_count: s.rows,
-                        unpriced_rows: s.unpriced,
-                        computed_nanos: fit(s.computed)?,
-                        reported_nanos: fit(s.reported)?,
-                        variance_nanos: fit(s.variance)?,
-                        tokens: fit(s.tokens)?,
-                    })
-                },
-            )
+            .map(|((day_ms, gateway, class, attribution), s)| {
+                let a = usize::try_from(attribution - 1)
+                    .ok()
+                    .and_then(|i| attributions.get(i))
+                    .ok_or_else(|| {
+                        AppError::Internal("a verdict without its attribution".to_owned())
+                    })?;
+                Ok(RollupRow {
+                    run_id,
+                    day_ms,
+                    side: EnumCol(if gateway {
+                        SideKind::Gateway
+                    } else {
+                        SideKind::Client
+                    }),
+                    class: EnumCol(class),
+                    key_name: a.key_name.clone(),
+                    registered: a.registered,
+                    team: a.team.clone(),
+                    service: a.service.clone(),
+                    env: a.env.clone(),
+                    model_family: a.model_family.clone(),
+                    row_count: s.rows,
+                    unpriced_rows: s.unpriced,
+                    computed_nanos: fit(s.computed)?,
+                    reported_nanos: fit(s.reported)?,
+                    variance_nanos: fit(s.variance)?,
+                    tokens: fit(s.tokens)?,
+                })
+            })
             .collect()
     }
 }
@@ -348,10 +402,19 @@ pub struct Timings {
 /// Runs the engine over `[from_ms, to_ms)`, slice by slice, and stores the
 /// run, its verdicts and counts in one transaction.
 ///
+/// `reader`, a second connection to the same store, reads the gateway's
+/// rows while `conn` reads the client's. It sees what `conn` sees: on
+/// SQLite `conn` holds the store's one write lock from the run's first
+/// insert, so nothing can commit in between; on PostgreSQL each statement
+/// reads what is committed when it starts, on either connection. Without
+/// one (an in-memory store, a pool with none to spare) the sides are read
+/// one after the other.
+///
 /// `now` reads the wall clock (the run's start and end times); the engine
 /// never reads a clock.
 pub fn run(
     conn: &mut AnyConnection,
+    mut reader: Option<&mut AnyConnection>,
     (from_ms, to_ms): (i64, i64),
     slice_rows: i64,
     settings: EngineSettings,
@@ -387,9 +450,7 @@ pub fn run(
                 key_offsets: "[]",
             },
         )?;
-        let mut counts: HashMap<Class, (i64, i64)> = HashMap::new();
-        let mut offsets = Vec::new();
-        let mut time = Timings::default();
+        let mut so_far = SoFar::default();
         let mut rollups = Rollups::default();
         let mut t = from_ms;
         while t < to_ms {
@@ -403,21 +464,27 @@ pub fn run(
             }
             let (v, meta) = judge_slice(
                 conn,
+                reader.as_deref_mut(),
                 &refs,
                 (t, end, margin),
                 &settings,
-                &mut counts,
-                &mut offsets,
-                &mut time,
+                &mut so_far,
             )?;
             let t0 = std::time::Instant::now();
             rollups.add_slice(&v, &meta);
             repo::insert_verdicts(conn, id, v)?;
-            time.write += t0.elapsed();
+            so_far.time.write += t0.elapsed();
             t = end;
         }
+        let SoFar {
+            counts,
+            attributions,
+            offsets,
+            mut time,
+        } = so_far;
         let t0 = std::time::Instant::now();
-        repo::insert_rollups(conn, &rollups.rows(id)?)?;
+        repo::insert_rollups(conn, &rollups.rows(id, &attributions.rows)?)?;
+        repo::insert_attributions(conn, id, attributions.rows)?;
         time.write += t0.elapsed();
         let counts: Vec<RunCount> = Class::ALL
             .iter()
@@ -569,6 +636,7 @@ pub fn get(
 mod tests {
     use super::*;
     use crate::app::testing::{DAY, fixture_store};
+    use tally_schema::rows::VerdictRow;
 
     fn counts(o: &RunOutcome) -> Vec<(String, i64, i64)> {
         o.counts
@@ -585,6 +653,7 @@ mod tests {
         let clock = || Ok(DAY.1 + 3_600_000);
         let first = run(
             &mut c,
+            None,
             DAY,
             DEFAULT_SLICE_ROWS,
             EngineSettings::default(),
@@ -608,6 +677,7 @@ mod tests {
         // supersedes the old one, which stays as history.
         let again = run(
             &mut c,
+            None,
             DAY,
             DEFAULT_SLICE_ROWS,
             EngineSettings::default(),
@@ -617,7 +687,77 @@ mod tests {
         assert_eq!(counts(&again), counts(&first));
         assert_eq!(again.superseded, [first.run.id]);
         // A window the wrong way round is the caller's mistake.
-        let e = run(&mut c, (DAY.1, DAY.0), 10, EngineSettings::default(), clock).unwrap_err();
+        let e = run(
+            &mut c,
+            None,
+            (DAY.1, DAY.0),
+            10,
+            EngineSettings::default(),
+            clock,
+        )
+        .unwrap_err();
         assert!(matches!(e, AppError::Invalid(_)), "{e}");
+    }
+
+    /// Everything a run stored, its own id left out: each verdict with its
+    /// attribution (read back through the join), and its rollups.
+    fn stored(
+        c: &mut AnyConnection,
+        o: &RunOutcome,
+    ) -> Result<(Vec<VerdictRow>, Vec<RollupRow>), crate::db::DbError> {
+        let mut verdicts = Vec::new();
+        repo::each_current_verdict(c, None, DAY, |j| {
+            if j.verdict.run_id == o.run.id {
+                verdicts.push(VerdictRow {
+                    run_id: 0,
+                    ..j.verdict
+                });
+            }
+        })?;
+        let mut rollups = Vec::new();
+        repo::each_rollup(c, &[o.run.id], None, DAY, |r| {
+            rollups.push(RollupRow { run_id: 0, ..r });
+        })?;
+        rollups.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        Ok((verdicts, rollups))
+    }
+
+    #[test]
+    fn reading_the_gateway_beside_the_client_stores_the_same_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = fixture_store(dir.path());
+        let url = format!("sqlite://{}", dir.path().join("tally.db").display());
+        let mut reader = crate::db::second_reader(&url).unwrap();
+        assert!(reader.is_some(), "a file store has a second reader");
+        let clock = || Ok(DAY.1 + 3_600_000);
+        // Slices of 40 rows: several reads on each connection.
+        let alone = run(&mut c, None, DAY, 40, EngineSettings::default(), clock).unwrap();
+        let alone_stored = stored(&mut c, &alone).unwrap();
+        let beside = run(
+            &mut c,
+            reader.as_mut(),
+            DAY,
+            40,
+            EngineSettings::default(),
+            clock,
+        )
+        .unwrap();
+        assert_eq!(beside.superseded, [alone.run.id]);
+        assert_eq!(counts(&beside), counts(&alone));
+        let beside_stored = stored(&mut c, &beside).unwrap();
+        // Every row of the day has its verdict, with whom it is charged to.
+        assert_eq!(
+            beside_stored.0.len(),
+            usize::try_from(beside.run.client_rows + beside.run.gateway_rows).unwrap()
+        );
+        assert!(beside_stored.0.iter().any(|v| !v.team.is_empty()));
+        assert_eq!(beside_stored, alone_stored);
+        // An in-memory store has no second reader: another connection would
+        // open another, empty, store.
+        assert!(
+            crate::db::second_reader("sqlite://:memory:")
+                .unwrap()
+                .is_none()
+        );
     }
 }

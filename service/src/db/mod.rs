@@ -161,6 +161,17 @@ pub fn backend_of(url: &str) -> Result<(Backend, &str), DbError> {
     Ok((Backend::Sqlite, url))
 }
 
+/// A second connection to the store at `url`, to read beside one that
+/// writes (a run reads the gateway's rows on it), or `None` where a second
+/// connection would open another store: an in-memory SQLite database.
+pub fn second_reader(url: &str) -> Result<Option<AnyConnection>, DbError> {
+    let (backend, target) = backend_of(url)?;
+    if backend == Backend::Sqlite && (target == ":memory:" || target.contains("mode=memory")) {
+        return Ok(None);
+    }
+    connect(url).map(Some)
+}
+
 /// Opens a connection for `url`. SQLite connections get their pragmas:
 /// foreign keys on, WAL (readers never block the writer), and a busy
 /// timeout long enough for another process's ingest batch to commit.

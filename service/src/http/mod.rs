@@ -234,13 +234,23 @@ impl State {
     ) -> Result<crate::app::run::RunOutcome, ApiError> {
         let clock = self.clock;
         let config = self.settings.clone();
+        let pool = self.pool.clone();
         self.db(move |c| {
             let slice = crate::app::run::DEFAULT_SLICE_ROWS;
+            // A second connection only if one is free now: a run must not
+            // wait on, or take the last connection from, other requests.
+            let mut reader = pool.try_get();
             // The store out of reach is 503, a bad window 422, the rest 500.
-            Ok(
-                crate::app::follow_up::run_and_alert(c, &config, window, slice, engine, clock)
-                    .map(|(o, _)| o)?,
+            Ok(crate::app::follow_up::run_and_alert(
+                c,
+                reader.as_deref_mut(),
+                &config,
+                window,
+                slice,
+                engine,
+                clock,
             )
+            .map(|(o, _)| o)?)
         })
         .await
     }

@@ -2,6 +2,8 @@
 
 // The parent's imports and helpers: these files are sections of one repository.
 use super::*;
+use diesel::dsl::sql;
+use diesel::sql_types::Bool;
 
 /// Adds a quota or replaces the one with the same name; returns its id.
 pub fn upsert_quota(conn: &mut AnyConnection, q: &NewQuota<'_>) -> Result<i64, DbError> {
@@ -257,7 +259,8 @@ pub fn billed_at_zero_cost(
         .filter(usage_rows::side.eq("gateway"))
         .filter(usage_rows::ts_ms.ge(from_ms))
         .filter(usage_rows::ts_ms.lt(to_ms))
-        .filter(usage_rows::reported_cost_nanos.eq(0))
+        // As the partial index `usage_rows_billed_zero` is defined.
+        .filter(sql::<Bool>("usage_rows.reported_cost_nanos = 0"))
         .filter(usage_rows::cache_hit.eq(false))
         .filter(
             usage_rows::input_tokens
@@ -288,9 +291,11 @@ pub fn streamed_without_usage(
         .filter(usage_rows::side.eq("client"))
         .filter(usage_rows::ts_ms.ge(from_ms))
         .filter(usage_rows::ts_ms.lt(to_ms))
-        .filter(usage_rows::stream.eq(true))
-        .filter(usage_rows::input_tokens.is_null())
-        .filter(usage_rows::output_tokens.is_null())
+        // As the partial index `usage_rows_stream_no_usage` is defined.
+        .filter(sql::<Bool>(
+            "usage_rows.stream IS TRUE AND usage_rows.input_tokens IS NULL \
+             AND usage_rows.output_tokens IS NULL",
+        ))
         .select(usage_rows::ts_ms)
         .load(conn)?)
 }

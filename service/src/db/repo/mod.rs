@@ -12,15 +12,16 @@ use tally_reconcile::SideKind;
 use tally_reconcile::report::Class;
 use tally_schema::enums::EnumCol;
 use tally_schema::rows::{
-    AlertRow, AliasRow, Batch, ClosedCharge, ClosedPeriod, ContractRow, KeyRow, NewAlert, NewBatch,
-    NewClosedPeriod, NewContract, NewKey, NewOutbox, NewOwner, NewPrice, NewQuota, NewReject,
-    NewRun, NewSession, NewTieout, NewToken, NewUsageRow, OutboxRow, OwnerRow, PriceRow, QuotaRow,
-    Reject, RollupRow, RunCount, RunRow, TieoutRow, TokenRow, UsageRow, VerdictRow,
+    AlertRow, AliasRow, AttributionRow, Batch, ClosedCharge, ClosedPeriod, ContractRow, KeyRow,
+    NewAlert, NewBatch, NewClosedPeriod, NewContract, NewKey, NewOutbox, NewOwner, NewPrice,
+    NewQuota, NewReject, NewRun, NewSession, NewTieout, NewToken, NewUsageRow, NewVerdict,
+    OutboxRow, OwnerRow, PriceRow, QuotaRow, Reject, RollupRow, RunCount, RunRow, TieoutRow,
+    TokenRow, UsageRow, VerdictRow,
 };
 use tally_schema::schema::{
     alerts, api_keys, api_tokens, closed_charges, closed_periods, contracts, ingest_batches,
-    model_aliases, outbox, owners, prices, quotas, rejects, run_counts, run_rollups, runs, tieouts,
-    usage_rows, verdicts, web_sessions,
+    model_aliases, outbox, owners, prices, quotas, rejects, run_attributions, run_counts,
+    run_rollups, runs, tieouts, usage_rows, verdicts, web_sessions,
 };
 // SQLite's job leases; PostgreSQL locks jobs with advisory locks.
 #[cfg(feature = "sqlite")]
@@ -39,7 +40,7 @@ trait BulkInsert {
     fn chunk(&self) -> usize;
     fn insert_usage(&mut self, rows: &[NewUsageRow<'_>]) -> Result<usize, DieselError>;
     /// Verdicts of a new run (nothing to skip).
-    fn insert_verdicts(&mut self, rows: &[VerdictRow]) -> Result<usize, DieselError>;
+    fn insert_verdicts(&mut self, rows: &[NewVerdict]) -> Result<usize, DieselError>;
 }
 
 #[cfg(feature = "sqlite")]
@@ -64,11 +65,11 @@ impl BulkInsert for diesel::SqliteConnection {
         }
     }
 
-    fn insert_verdicts(&mut self, rows: &[VerdictRow]) -> Result<usize, DieselError> {
+    fn insert_verdicts(&mut self, rows: &[NewVerdict]) -> Result<usize, DieselError> {
         // Fixed-size arrays again, for the statement cache.
         let mut n = 0;
         for chunk in rows.chunks(VERDICT_CHUNK) {
-            n += match <&[VerdictRow; VERDICT_CHUNK]>::try_from(chunk) {
+            n += match <&[NewVerdict; VERDICT_CHUNK]>::try_from(chunk) {
                 Ok(full) => diesel::insert_into(verdicts::table)
                     .values(full)
                     .execute(self)?,
@@ -121,7 +122,7 @@ impl BulkInsert for diesel::PgConnection {
             .execute(self)
     }
 
-    fn insert_verdicts(&mut self, rows: &[VerdictRow]) -> Result<usize, DieselError> {
+    fn insert_verdicts(&mut self, rows: &[NewVerdict]) -> Result<usize, DieselError> {
         diesel::copy_from(verdicts::table)
             .from_insertable(rows)
             .execute(self)
