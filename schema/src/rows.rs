@@ -409,7 +409,8 @@ pub struct RunCount {
 /// attribution (key, owner, model family) joined in. Select it with
 /// `VerdictRow::as_select()` from `verdicts` joined to `run_attributions`
 /// on `(run_id, attribution_id)`.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = verdicts)]
 pub struct VerdictRow {
     pub run_id: i64,
     /// Row.
@@ -418,59 +419,25 @@ pub struct VerdictRow {
     /// Partner row.
     pub partner_row_id: Option<i64>,
     /// Canonical key.
+    #[diesel(select_expression = run_attributions::key_name)]
     pub key_name: String,
     /// Registered key.
+    #[diesel(select_expression = run_attributions::registered)]
     pub registered: bool,
+    #[diesel(select_expression = run_attributions::team)]
     pub team: String,
+    #[diesel(select_expression = run_attributions::service)]
     pub service: String,
+    #[diesel(select_expression = run_attributions::env)]
     pub env: String,
     /// Model family.
+    #[diesel(select_expression = run_attributions::model_family)]
     pub model_family: String,
     /// Tally's price; `None` = unpriced.
     pub computed_cost_nanos: Option<i64>,
     /// Reported cost.
     pub reported_cost_nanos: Option<i64>,
     pub detail: String,
-}
-
-/// The columns of a [`VerdictRow`], in its field order: half of them from
-/// `run_attributions`, so the query must join it.
-type VerdictColumns = (
-    verdicts::run_id,
-    verdicts::usage_row_id,
-    verdicts::class,
-    verdicts::partner_row_id,
-    run_attributions::key_name,
-    run_attributions::registered,
-    run_attributions::team,
-    run_attributions::service,
-    run_attributions::env,
-    run_attributions::model_family,
-    verdicts::computed_cost_nanos,
-    verdicts::reported_cost_nanos,
-    verdicts::detail,
-);
-
-impl<DB: diesel::backend::Backend> Selectable<DB> for VerdictRow {
-    type SelectExpression = VerdictColumns;
-
-    fn construct_selection() -> Self::SelectExpression {
-        (
-            verdicts::run_id,
-            verdicts::usage_row_id,
-            verdicts::class,
-            verdicts::partner_row_id,
-            run_attributions::key_name,
-            run_attributions::registered,
-            run_attributions::team,
-            run_attributions::service,
-            run_attributions::env,
-            run_attributions::model_family,
-            verdicts::computed_cost_nanos,
-            verdicts::reported_cost_nanos,
-            verdicts::detail,
-        )
-    }
 }
 
 /// A verdict to insert: eight numbers and, for rows that disagree, a few
