@@ -251,7 +251,7 @@ pub fn overview(
         .collect();
     let mut missing = Vec::new();
     let window = (month.from_ms, month.to_ms);
-    let (lines, keys) = match repo::rollup_runs(conn, window)? {
+    let (mut lines, keys) = match repo::rollup_runs(conn, window)? {
         // The runs' daily sums (kept by the runs they came from), and the
         // missing rows through the class index: a few thousand rows read,
         // not every verdict.
@@ -311,7 +311,6 @@ pub fn overview(
         group: "all owners".to_owned(),
         ..CostLine::default()
     };
-    let mut lines = lines;
     lines.sort_by(most_first);
     for l in &lines {
         add_into(&mut total, l);

@@ -249,7 +249,6 @@ type Attribution<S> = (S, bool, S, S, S, S);
 #[derive(Debug, Default)]
 struct Attributions {
     ids: HashMap<Attribution<String>, i64>,
-    rows: Vec<AttributionRow>,
 }
 
 impl Attributions {
@@ -264,32 +263,44 @@ impl Attributions {
             return id;
         }
         let (key, registered, team, service, env, family) = a;
-        let owned = (
-            key.to_owned(),
-            registered,
-            team.to_owned(),
-            service.to_owned(),
-            env.to_owned(),
-            family.to_owned(),
-        );
-        let next = i64::try_from(self.rows.len())
+        let next = i64::try_from(self.ids.len())
             .unwrap_or(i64::MAX)
             .saturating_add(1);
-        let id = *self.ids.entry(owned).or_insert_with_key(|o| {
-            self.rows.push(AttributionRow {
-                run_id: 0,
-                id: next,
-                key_name: o.0.clone(),
-                registered: o.1,
-                team: o.2.clone(),
-                service: o.3.clone(),
-                env: o.4.clone(),
-                model_family: o.5.clone(),
-            });
-            next
-        });
+        let id = *self
+            .ids
+            .entry((
+                key.to_owned(),
+                registered,
+                team.to_owned(),
+                service.to_owned(),
+                env.to_owned(),
+                family.to_owned(),
+            ))
+            .or_insert(next);
         local.insert(a, id);
         id
+    }
+
+    /// The rows to store, in number order (row `n - 1` is number `n`).
+    fn into_rows(self) -> Vec<AttributionRow> {
+        let mut rows: Vec<AttributionRow> = self
+            .ids
+            .into_iter()
+            .map(
+                |((key_name, registered, team, service, env, model_family), id)| AttributionRow {
+                    run_id: 0,
+                    id,
+                    key_name,
+                    registered,
+                    team,
+                    service,
+                    env,
+                    model_family,
+                },
+            )
+            .collect();
+        rows.sort_by_key(|r| r.id);
+        rows
     }
 }
 
@@ -483,8 +494,9 @@ pub fn run(
             mut time,
         } = so_far;
         let t0 = std::time::Instant::now();
-        repo::insert_rollups(conn, &rollups.rows(id, &attributions.rows)?)?;
-        repo::insert_attributions(conn, id, attributions.rows)?;
+        let attributions = attributions.into_rows();
+        repo::insert_rollups(conn, &rollups.rows(id, &attributions)?)?;
+        repo::insert_attributions(conn, id, attributions)?;
         time.write += t0.elapsed();
         let counts: Vec<RunCount> = Class::ALL
             .iter()

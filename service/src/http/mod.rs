@@ -237,8 +237,8 @@ impl State {
         let pool = self.pool.clone();
         self.db(move |c| {
             let slice = crate::app::run::DEFAULT_SLICE_ROWS;
-            // A second connection only if one is free now: a run must not
-            // wait on, or take the last connection from, other requests.
+            // A second connection only if one is idle now: a run never
+            // waits for one, so it never holds up other requests.
             let mut reader = pool.try_get();
             // The store out of reach is 503, a bad window 422, the rest 500.
             Ok(crate::app::follow_up::run_and_alert(
