@@ -483,6 +483,15 @@ pub struct Normalised<'a> {
     pub failed: bool,
 }
 
+/// A row's interned key, models and route (with its labels and alias),
+/// from [`Side::intern_names`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Names {
+    key: Sym,
+    model: Sym,
+    route: Sym,
+}
+
 /// Everything parsed from one side's files.
 #[derive(Debug, Clone)]
 pub struct Side {
@@ -574,11 +583,30 @@ impl Side {
     /// `false` when an id is too long for the arena (the parsers refused
     /// such rows, so a stored row never is).
     pub fn push_normalised(&mut self, n: &Normalised<'_>) -> bool {
+        let names = self.intern_names(n);
+        self.push_named(n, names)
+    }
+
+    /// Interns a normalised row's key, models, route, labels and alias:
+    /// what [`Side::push_named`] takes, so a reader that sees the same
+    /// names on many rows interns them once.
+    pub fn intern_names(&mut self, n: &Normalised<'_>) -> Names {
+        Names {
+            key: self.strings.intern(n.key),
+            model: self.intern_models(n.model, n.served_model),
+            route: self.intern_route(n.route, n.labels, n.key_alias),
+        }
+    }
+
+    /// [`Side::push_normalised`] with the row's names already interned
+    /// (by [`Side::intern_names`] on this side); the names in `n` are not
+    /// read.
+    pub fn push_named(&mut self, n: &Normalised<'_>, names: Names) -> bool {
         let mut r = Row::new(n.line);
         r.ts_ms = n.ts_ms;
-        r.key = self.strings.intern(n.key);
-        r.model = self.intern_models(n.model, n.served_model);
-        r.route = self.intern_route(n.route, n.labels, n.key_alias);
+        r.key = names.key;
+        r.model = names.model;
+        r.route = names.route;
         let Some(ids) = self.ids.push(n.request_id, n.response_id) else {
             return false;
         };

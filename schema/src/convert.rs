@@ -9,7 +9,9 @@ use tally_reconcile::record::{Normalised, Side, SideKind, TokenKind, Tokens, fla
 use tally_reconcile::keys::KeyEntry;
 
 use crate::enums::EnumCol;
-use crate::rows::{KeyRow, NewKey, NewPrice, NewUsageRow, OwnerRow, PriceRow, UsageRow};
+use crate::rows::{
+    KeyRow, NewKey, NewPrice, NewUsageRow, OwnerRow, PriceRow, UsageNames, UsageRow,
+};
 
 /// A value that cannot be stored as it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,9 +135,13 @@ pub fn new_usage_row<'a>(
     }))
 }
 
-/// A stored row as the engine's normalised row (`line` is the ordinal the
-/// run gives it).
-pub fn normalised(r: &UsageRow, line: u32) -> Result<Normalised<'_>, ConvertError> {
+/// A stored row as the engine's normalised row, with its names parsed
+/// (`line` is the ordinal the run gives it).
+pub fn normalised<'a>(
+    r: &'a UsageRow,
+    names: &'a UsageNames,
+    line: u32,
+) -> Result<Normalised<'a>, ConvertError> {
     let mut tokens = Tokens::default();
     for (kind, v, column) in [
         (TokenKind::Input, r.input_tokens, "input_tokens"),
@@ -170,12 +176,12 @@ pub fn normalised(r: &UsageRow, line: u32) -> Result<Normalised<'_>, ConvertErro
     Ok(Normalised {
         line,
         ts_ms: r.ts_ms,
-        key: &r.key_name,
-        model: &r.model,
-        served_model: &r.served_model,
-        route: &r.route,
-        labels: [&r.team, &r.service, &r.env, &r.tags],
-        key_alias: &r.key_alias,
+        key: &names.key_name,
+        model: &names.model,
+        served_model: &names.served_model,
+        route: &names.route,
+        labels: [&names.team, &names.service, &names.env, &names.tags],
+        key_alias: &names.key_alias,
         request_id: &r.request_id,
         response_id: &r.response_id,
         tokens,

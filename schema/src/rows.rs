@@ -172,29 +172,21 @@ pub struct Reject {
 
 /// A stored usage row, as a run reads it (the raw text is left in the
 /// store: matching does not need it).
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
-#[diesel(table_name = usage_rows)]
+///
+/// The key, models, route, labels and alias come as one column, a JSON
+/// array of text ([`UsageNames`]): a run sees the same few hundred of
+/// them on millions of rows, and decoding nine text columns a row was
+/// most of the time a run spent reading (`tally_service`'s `each_usage_in`
+/// builds the array; its readers parse each distinct array once).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
 pub struct UsageRow {
     /// Row id.
     pub id: i64,
     /// UTC ms since the epoch.
     pub ts_ms: i64,
-    /// Key as named by the source.
-    pub key_name: String,
-    /// Requested model.
-    pub model: String,
-    /// Served model.
-    pub served_model: String,
-    /// Route or operation.
-    pub route: String,
-    /// Owner label: team.
-    pub team: String,
-    /// Owner label: service.
-    pub service: String,
-    /// Owner label: environment.
-    pub env: String,
-    /// Free-form tags.
-    pub tags: String,
+    /// `[key_name, model, served_model, route, team, service, env, tags,
+    /// key_alias]` as a JSON array.
+    pub names: String,
     /// Request id.
     pub request_id: String,
     /// Response id.
@@ -219,6 +211,28 @@ pub struct UsageRow {
     pub cache_hit: bool,
     /// Failed or cancelled.
     pub failed: bool,
+}
+
+/// A stored row's names: [`UsageRow::names`] parsed. Deserialised from
+/// the JSON array in this field order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct UsageNames {
+    /// Key as named by the source.
+    pub key_name: String,
+    /// Requested model.
+    pub model: String,
+    /// Served model.
+    pub served_model: String,
+    /// Route or operation.
+    pub route: String,
+    /// Owner label: team.
+    pub team: String,
+    /// Owner label: service.
+    pub service: String,
+    /// Owner label: environment.
+    pub env: String,
+    /// Free-form tags.
+    pub tags: String,
     /// The gateway's own name for the key ("" when none).
     pub key_alias: String,
 }

@@ -1660,3 +1660,73 @@ fn the_migration_dates_stored_id_keys_exactly_as_ingest_does() {
         );
     }
 }
+
+#[test]
+fn names_with_quotes_escapes_and_non_ascii_come_back_from_the_store_as_written() {
+    // A run reads a row's key, models, route and labels as one JSON array
+    // built by the database (`json_array` on SQLite, `json_build_array` on
+    // PostgreSQL): text that JSON must escape has to come back unchanged,
+    // or a run would charge the wrong key and owner.
+    let tmp = tempfile::tempdir().unwrap();
+    let client = tmp.path().join("odd.csv");
+    std::fs::write(
+        &client,
+        "ts,key,model,route,request_id,team,service,env,input_tokens,output_tokens\n\
+         2026-11-20T13:00:00.000Z,\"key \"\"q\"\" \\\\ \u{1f}x\",gpt-4o,/v1/chat/completions,r-1,\
+         \u{e9}quipe \u{2603},\"svc, \\n\",pr\u{f6}d,10,5\n",
+    )
+    .unwrap();
+    for s in stores() {
+        let out = ingest(&s, "client", &[&client]);
+        assert!(out.contains("1 read = 1 new"), "{}: {out}", s.backend);
+        let mut c = db::connect(&s.url).unwrap();
+        let mut seen = Vec::new();
+        repo::each_usage_in(&mut c, "client", (0, i64::MAX), |r| {
+            seen.push(serde_json::from_str::<tally_schema::rows::UsageNames>(
+                &r.names,
+            ));
+            Ok::<_, db::DbError>(())
+        })
+        .unwrap();
+        let names = match seen.as_slice() {
+            [Ok(n)] => n.clone(),
+            other => panic!("{}: {other:?}", s.backend),
+        };
+        assert_eq!(names.key_name, "key \"q\" \\\\ \u{1f}x", "{}", s.backend);
+        assert_eq!(names.model, "gpt-4o", "{}", s.backend);
+        assert_eq!(names.route, "/v1/chat/completions", "{}", s.backend);
+        assert_eq!(
+            (
+                names.team.as_str(),
+                names.service.as_str(),
+                names.env.as_str()
+            ),
+            ("\u{e9}quipe \u{2603}", "svc, \\n", "pr\u{f6}d"),
+            "{}",
+            s.backend
+        );
+        succeed(
+            tally().args([
+                "run",
+                "--from",
+                "2026-11-20",
+                "--to",
+                "2026-11-21",
+                "--db",
+                &s.url,
+            ]),
+            "run",
+        );
+        let mut keys = Vec::new();
+        repo::each_current_verdict(&mut c, None, (0, i64::MAX), |j| {
+            keys.push((j.verdict.key_name, j.verdict.class.0));
+        })
+        .unwrap();
+        assert_eq!(
+            keys,
+            [("key \"q\" \\\\ \u{1f}x".to_owned(), Class::MissingUsage)],
+            "{}",
+            s.backend
+        );
+    }
+}

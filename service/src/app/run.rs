@@ -10,13 +10,16 @@
 
 use std::collections::HashMap;
 
-use tally_reconcile::record::{FileInfo, TokenKind};
+use tally_reconcile::intern::FxHashMap;
+use tally_reconcile::record::{FileInfo, Names, TokenKind};
 use tally_reconcile::report::{Class, EngineSettings, reconcile};
 use tally_reconcile::time::{DAY_MS, format_ms};
 use tally_reconcile::{Side, SideKind};
 use tally_schema::convert::{atto_to_nanos, naive_from_ms, normalised, side_name};
 use tally_schema::enums::EnumCol;
-use tally_schema::rows::{AttributionRow, NewRun, NewVerdict, RollupRow, RunCount, RunRow};
+use tally_schema::rows::{
+    AttributionRow, NewRun, NewVerdict, RollupRow, RunCount, RunRow, UsageNames, UsageRow,
+};
 
 use crate::app::error::AppError;
 use crate::app::reference;
@@ -49,6 +52,7 @@ fn side_of(
 ) -> Result<(Side, Vec<i64>), AppError> {
     let mut side = Side::new(kind);
     let mut ids = Vec::new();
+    let mut seen = SeenNames::default();
     repo::each_usage_in(
         conn,
         side_name(kind),
@@ -58,7 +62,8 @@ fn side_of(
             // equally good partners break the same way on every run.
             let line = u32::try_from(ids.len() + 1)
                 .map_err(|_| AppError::Invalid("more than 4 billion rows in one run".to_owned()))?;
-            if !side.push_normalised(&normalised(&r, line)?) {
+            let (parsed, names) = seen.get(&mut side, &r, line)?;
+            if !side.push_named(&normalised(&r, parsed, line)?, names) {
                 return Err(AppError::Internal(format!(
                     "stored usage row {} cannot be read back (id too long)",
                     r.id
@@ -79,6 +84,43 @@ fn side_of(
         open_quote_at_end: false,
     });
     Ok((side, ids))
+}
+
+/// The distinct names (key, models, route, labels, alias) a side's rows
+/// came with, each parsed and interned once: a day holds millions of rows
+/// but a few hundred of these.
+#[derive(Default)]
+struct SeenNames {
+    by_text: FxHashMap<String, (UsageNames, Names)>,
+}
+
+impl SeenNames {
+    /// So rows that each carry their own tags cannot grow this beyond a
+    /// bound: past it, it starts again (only a cache).
+    const MAX: usize = 65_536;
+
+    /// `r`'s names, parsed, and interned on `side`.
+    fn get(
+        &mut self,
+        side: &mut Side,
+        r: &UsageRow,
+        line: u32,
+    ) -> Result<(&UsageNames, Names), AppError> {
+        if !self.by_text.contains_key(&r.names) {
+            if self.by_text.len() >= Self::MAX {
+                self.by_text.clear();
+            }
+            let parsed: UsageNames = serde_json::from_str(&r.names).map_err(|e| {
+                AppError::Internal(format!("stored usage row {}: its names: {e}", r.id))
+            })?;
+            let names = side.intern_names(&normalised(r, &parsed, line)?);
+            self.by_text.insert(r.names.clone(), (parsed, names));
+        }
+        self.by_text
+            .get(&r.names)
+            .map(|(p, n)| (p, *n))
+            .ok_or_else(|| AppError::Internal("names just kept are gone".to_owned()))
+    }
 }
 
 /// Default rows per side in one slice of a run: memory stays bounded by a

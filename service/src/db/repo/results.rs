@@ -7,18 +7,51 @@ use super::*;
 /// in time then id order (so a run sees them in a deterministic order).
 /// Streamed: only the caller's copy of each row is kept. Stops at the
 /// first error `each` returns.
+///
+/// A row's names come as one JSON array ([`UsageRow::names`]): one text
+/// column a row to decode instead of nine.
 pub fn each_usage_in<E: From<DbError>>(
     conn: &mut AnyConnection,
     side: &str,
     (from_ms, to_ms): (i64, i64),
     mut each: impl FnMut(UsageRow) -> Result<(), E>,
 ) -> Result<(), E> {
+    let names = match conn {
+        #[cfg(feature = "sqlite")]
+        AnyConnection::Sqlite(_) => {
+            "json_array(usage_rows.key_name, usage_rows.model, usage_rows.served_model, \
+             usage_rows.route, usage_rows.team, usage_rows.service, usage_rows.env, \
+             usage_rows.tags, usage_rows.key_alias)"
+        }
+        #[cfg(feature = "postgres")]
+        AnyConnection::Postgresql(_) => {
+            "json_build_array(usage_rows.key_name, usage_rows.model, usage_rows.served_model, \
+             usage_rows.route, usage_rows.team, usage_rows.service, usage_rows.env, \
+             usage_rows.tags, usage_rows.key_alias)::text"
+        }
+    };
     let query = usage_rows::table
         .filter(usage_rows::side.eq(side))
         .filter(usage_rows::ts_ms.ge(from_ms))
         .filter(usage_rows::ts_ms.lt(to_ms))
         .order((usage_rows::ts_ms, usage_rows::id))
-        .select(UsageRow::as_select());
+        .select((
+            usage_rows::id,
+            usage_rows::ts_ms,
+            diesel::dsl::sql::<diesel::sql_types::Text>(names),
+            usage_rows::request_id,
+            usage_rows::response_id,
+            usage_rows::input_tokens,
+            usage_rows::cached_input_tokens,
+            usage_rows::cache_write_tokens,
+            usage_rows::output_tokens,
+            usage_rows::reasoning_tokens,
+            usage_rows::reported_cost_nanos,
+            usage_rows::reported_cost_exact,
+            usage_rows::stream,
+            usage_rows::cache_hit,
+            usage_rows::failed,
+        ));
     for row in query
         .load_iter::<UsageRow, _>(conn)
         .map_err(DbError::from)?
