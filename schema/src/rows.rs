@@ -173,20 +173,18 @@ pub struct Reject {
 /// A stored usage row, as a run reads it (the raw text is left in the
 /// store: matching does not need it).
 ///
-/// The key, models, route, labels and alias come as one column, a JSON
-/// array of text ([`UsageNames`]): a run sees the same few hundred of
-/// them on millions of rows, and decoding nine text columns a row was
-/// most of the time a run spent reading (`tally_service`'s `each_usage_in`
-/// builds the array; its readers parse each distinct array once).
+/// `N` is how its key, models, route, labels and alias were read
+/// ([`StoredNames`]): a run sees the same few hundred of them on millions
+/// of rows, and decoding nine text columns a row was a large part of the
+/// time a run spent reading.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable)]
-pub struct UsageRow {
+pub struct UsageRow<N> {
     /// Row id.
     pub id: i64,
     /// UTC ms since the epoch.
     pub ts_ms: i64,
-    /// `[key_name, model, served_model, route, team, service, env, tags,
-    /// key_alias]` as a JSON array.
-    pub names: String,
+    /// The row's names.
+    pub names: N,
     /// Request id.
     pub request_id: String,
     /// Response id.
@@ -213,9 +211,44 @@ pub struct UsageRow {
     pub failed: bool,
 }
 
-/// A stored row's names: [`UsageRow::names`] parsed. Deserialised from
-/// the JSON array in this field order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+impl<N> UsageRow<N> {
+    /// The same row with its names as `f` makes them.
+    pub fn with_names<M>(self, f: impl FnOnce(N) -> M) -> UsageRow<M> {
+        UsageRow {
+            id: self.id,
+            ts_ms: self.ts_ms,
+            names: f(self.names),
+            request_id: self.request_id,
+            response_id: self.response_id,
+            input_tokens: self.input_tokens,
+            cached_input_tokens: self.cached_input_tokens,
+            cache_write_tokens: self.cache_write_tokens,
+            output_tokens: self.output_tokens,
+            reasoning_tokens: self.reasoning_tokens,
+            reported_cost_nanos: self.reported_cost_nanos,
+            reported_cost_exact: self.reported_cost_exact,
+            stream: self.stream,
+            cache_hit: self.cache_hit,
+            failed: self.failed,
+        }
+    }
+}
+
+/// How a row's names were read: whichever costs a backend less, measured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredNames {
+    /// One JSON array of the nine, in [`UsageNames`]' order, built by the
+    /// database (SQLite's `json_array` costs it less than handing over
+    /// nine columns costs diesel); parsed once per distinct array.
+    Json(String),
+    /// The nine columns (PostgreSQL builds JSON slower than it sends
+    /// columns).
+    Columns(UsageNames),
+}
+
+/// A stored row's names: the nine columns, or the JSON array of
+/// [`StoredNames::Json`] parsed (a sequence in this field order).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Queryable, serde::Deserialize)]
 pub struct UsageNames {
     /// Key as named by the source.
     pub key_name: String,

@@ -12,10 +12,11 @@ mod fixture_day;
 
 use std::path::Path;
 
-use common::{FIXTURE_ARGS, Store, root, stores, succeed, tally};
+use common::{FIXTURE_ARGS, Store, root, run_fixture_day, stores, succeed, tally};
 use fixture_day::{fixture, import, ingest, load_fixture_day};
 use tally_reconcile::SideKind;
 use tally_reconcile::report::Class;
+use tally_schema::rows::{StoredNames, UsageNames};
 use tally_service::db::{self, repo};
 
 /// The dedup keys of a store's gateway rows, sorted: what identifies its
@@ -1663,10 +1664,10 @@ fn the_migration_dates_stored_id_keys_exactly_as_ingest_does() {
 
 #[test]
 fn names_with_quotes_escapes_and_non_ascii_come_back_from_the_store_as_written() {
-    // A run reads a row's key, models, route and labels as one JSON array
-    // built by the database (`json_array` on SQLite, `json_build_array` on
-    // PostgreSQL): text that JSON must escape has to come back unchanged,
-    // or a run would charge the wrong key and owner.
+    // A run reads a row's key, models, route and labels on SQLite as one
+    // JSON array built by the database (`json_array`), on PostgreSQL as
+    // columns: text that JSON must escape has to come back unchanged on
+    // both, or a run would charge the wrong key and owner.
     let tmp = tempfile::tempdir().unwrap();
     let client = tmp.path().join("odd.csv");
     std::fs::write(
@@ -1682,14 +1683,15 @@ fn names_with_quotes_escapes_and_non_ascii_come_back_from_the_store_as_written()
         let mut c = db::connect(&s.url).unwrap();
         let mut seen = Vec::new();
         repo::each_usage_in(&mut c, "client", (0, i64::MAX), |r| {
-            seen.push(serde_json::from_str::<tally_schema::rows::UsageNames>(
-                &r.names,
-            ));
+            seen.push(match r.names {
+                StoredNames::Json(text) => serde_json::from_str::<UsageNames>(&text).unwrap(),
+                StoredNames::Columns(n) => n,
+            });
             Ok::<_, db::DbError>(())
         })
         .unwrap();
         let names = match seen.as_slice() {
-            [Ok(n)] => n.clone(),
+            [n] => n.clone(),
             other => panic!("{}: {other:?}", s.backend),
         };
         assert_eq!(names.key_name, "key \"q\" \\\\ \u{1f}x", "{}", s.backend);
@@ -1705,18 +1707,7 @@ fn names_with_quotes_escapes_and_non_ascii_come_back_from_the_store_as_written()
             "{}",
             s.backend
         );
-        succeed(
-            tally().args([
-                "run",
-                "--from",
-                "2026-11-20",
-                "--to",
-                "2026-11-21",
-                "--db",
-                &s.url,
-            ]),
-            "run",
-        );
+        succeed(&mut run_fixture_day(&s.url), "run");
         let mut keys = Vec::new();
         repo::each_current_verdict(&mut c, None, (0, i64::MAX), |j| {
             keys.push((j.verdict.key_name, j.verdict.class.0));

@@ -18,7 +18,8 @@ use tally_reconcile::{Side, SideKind};
 use tally_schema::convert::{atto_to_nanos, naive_from_ms, normalised, side_name};
 use tally_schema::enums::EnumCol;
 use tally_schema::rows::{
-    AttributionRow, NewRun, NewVerdict, RollupRow, RunCount, RunRow, UsageNames, UsageRow,
+    AttributionRow, NewRun, NewVerdict, RollupRow, RunCount, RunRow, StoredNames, UsageNames,
+    UsageRow,
 };
 
 use crate::app::error::AppError;
@@ -62,8 +63,14 @@ fn side_of(
             // equally good partners break the same way on every run.
             let line = u32::try_from(ids.len() + 1)
                 .map_err(|_| AppError::Invalid("more than 4 billion rows in one run".to_owned()))?;
-            let (parsed, names) = seen.get(&mut side, &r, line)?;
-            if !side.push_named(&normalised(&r, parsed, line)?, names) {
+            let pushed = match &r.names {
+                StoredNames::Json(text) => {
+                    let (parsed, names) = seen.get(&mut side, text, &r, line)?;
+                    side.push_named(&normalised(&r, parsed, line)?, names)
+                }
+                StoredNames::Columns(n) => side.push_normalised(&normalised(&r, n, line)?),
+            };
+            if !pushed {
                 return Err(AppError::Internal(format!(
                     "stored usage row {} cannot be read back (id too long)",
                     r.id
@@ -99,25 +106,27 @@ impl SeenNames {
     /// bound: past it, it starts again (only a cache).
     const MAX: usize = 65_536;
 
-    /// `r`'s names, parsed, and interned on `side`.
-    fn get(
+    /// The names `text` (row `r`'s JSON array), parsed, and interned on
+    /// `side`.
+    fn get<N>(
         &mut self,
         side: &mut Side,
-        r: &UsageRow,
+        text: &str,
+        r: &UsageRow<N>,
         line: u32,
     ) -> Result<(&UsageNames, Names), AppError> {
-        if !self.by_text.contains_key(&r.names) {
+        if !self.by_text.contains_key(text) {
             if self.by_text.len() >= Self::MAX {
                 self.by_text.clear();
             }
-            let parsed: UsageNames = serde_json::from_str(&r.names).map_err(|e| {
+            let parsed: UsageNames = serde_json::from_str(text).map_err(|e| {
                 AppError::Internal(format!("stored usage row {}: its names: {e}", r.id))
             })?;
             let names = side.intern_names(&normalised(r, &parsed, line)?);
-            self.by_text.insert(r.names.clone(), (parsed, names));
+            self.by_text.insert(text.to_owned(), (parsed, names));
         }
         self.by_text
-            .get(&r.names)
+            .get(text)
             .map(|(p, n)| (p, *n))
             .ok_or_else(|| AppError::Internal("names just kept are gone".to_owned()))
     }
