@@ -137,8 +137,8 @@ pub fn new_usage_row<'a>(
 
 /// A stored row as the engine's normalised row, with its names parsed
 /// (`line` is the ordinal the run gives it).
-pub fn normalised<'a, N>(
-    r: &'a UsageRow<N>,
+pub fn normalised<'a>(
+    r: &'a UsageRow,
     names: &'a UsageNames,
     line: u32,
 ) -> Result<Normalised<'a>, ConvertError> {

@@ -173,18 +173,18 @@ pub struct Reject {
 /// A stored usage row, as a run reads it (the raw text is left in the
 /// store: matching does not need it).
 ///
-/// `N` is how its key, models, route, labels and alias were read
-/// ([`StoredNames`]): a run sees the same few hundred of them on millions
-/// of rows, and decoding nine text columns a row was a large part of the
-/// time a run spent reading.
+/// Its key, models, route, labels and alias are read as [`StoredNames`]:
+/// a run sees the same few hundred of them on millions of rows, and
+/// decoding nine text columns a row was a large part of the time a run
+/// spent reading.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable)]
-pub struct UsageRow<N> {
+pub struct UsageRow {
     /// Row id.
     pub id: i64,
     /// UTC ms since the epoch.
     pub ts_ms: i64,
     /// The row's names.
-    pub names: N,
+    pub names: StoredNames,
     /// Request id.
     pub request_id: String,
     /// Response id.
@@ -211,29 +211,6 @@ pub struct UsageRow<N> {
     pub failed: bool,
 }
 
-impl<N> UsageRow<N> {
-    /// The same row with its names as `f` makes them.
-    pub fn with_names<M>(self, f: impl FnOnce(N) -> M) -> UsageRow<M> {
-        UsageRow {
-            id: self.id,
-            ts_ms: self.ts_ms,
-            names: f(self.names),
-            request_id: self.request_id,
-            response_id: self.response_id,
-            input_tokens: self.input_tokens,
-            cached_input_tokens: self.cached_input_tokens,
-            cache_write_tokens: self.cache_write_tokens,
-            output_tokens: self.output_tokens,
-            reasoning_tokens: self.reasoning_tokens,
-            reported_cost_nanos: self.reported_cost_nanos,
-            reported_cost_exact: self.reported_cost_exact,
-            stream: self.stream,
-            cache_hit: self.cache_hit,
-            failed: self.failed,
-        }
-    }
-}
-
 /// How a row's names were read: whichever costs a backend less, measured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoredNames {
@@ -244,6 +221,45 @@ pub enum StoredNames {
     /// The nine columns (PostgreSQL builds JSON slower than it sends
     /// columns).
     Columns(UsageNames),
+}
+
+/// SQLite's form: the JSON array, one text column.
+impl<DB> Queryable<diesel::sql_types::Text, DB> for StoredNames
+where
+    DB: diesel::backend::Backend,
+    String: diesel::deserialize::FromSql<diesel::sql_types::Text, DB>,
+{
+    type Row = String;
+
+    fn build(row: String) -> diesel::deserialize::Result<Self> {
+        Ok(Self::Json(row))
+    }
+}
+
+/// Nine text columns.
+type NineTexts = (
+    diesel::sql_types::Text,
+    diesel::sql_types::Text,
+    diesel::sql_types::Text,
+    diesel::sql_types::Text,
+    diesel::sql_types::Text,
+    diesel::sql_types::Text,
+    diesel::sql_types::Text,
+    diesel::sql_types::Text,
+    diesel::sql_types::Text,
+);
+
+/// PostgreSQL's form: the nine columns.
+impl<DB> Queryable<NineTexts, DB> for StoredNames
+where
+    DB: diesel::backend::Backend,
+    UsageNames: Queryable<NineTexts, DB>,
+{
+    type Row = <UsageNames as Queryable<NineTexts, DB>>::Row;
+
+    fn build(row: Self::Row) -> diesel::deserialize::Result<Self> {
+        UsageNames::build(row).map(Self::Columns)
+    }
 }
 
 /// A stored row's names: the nine columns, or the JSON array of

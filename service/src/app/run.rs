@@ -98,7 +98,9 @@ fn side_of(
 /// but a few hundred of these.
 #[derive(Default)]
 struct SeenNames {
-    by_text: FxHashMap<String, (UsageNames, Names)>,
+    /// Each array's place in `parsed`.
+    by_text: FxHashMap<String, usize>,
+    parsed: Vec<(UsageNames, Names)>,
 }
 
 impl SeenNames {
@@ -107,26 +109,33 @@ impl SeenNames {
     const MAX: usize = 65_536;
 
     /// The names `text` (row `r`'s JSON array), parsed, and interned on
-    /// `side`.
-    fn get<N>(
+    /// `side`: one hash lookup for a row whose names were seen before.
+    fn get(
         &mut self,
         side: &mut Side,
         text: &str,
-        r: &UsageRow<N>,
+        r: &UsageRow,
         line: u32,
     ) -> Result<(&UsageNames, Names), AppError> {
-        if !self.by_text.contains_key(text) {
-            if self.by_text.len() >= Self::MAX {
-                self.by_text.clear();
+        let i = match self.by_text.get(text) {
+            Some(&i) => i,
+            None => {
+                if self.parsed.len() >= Self::MAX {
+                    self.by_text.clear();
+                    self.parsed.clear();
+                }
+                let parsed: UsageNames = serde_json::from_str(text).map_err(|e| {
+                    AppError::Internal(format!("stored usage row {}: its names: {e}", r.id))
+                })?;
+                let names = side.intern_names(&normalised(r, &parsed, line)?);
+                self.parsed.push((parsed, names));
+                let i = self.parsed.len() - 1;
+                self.by_text.insert(text.to_owned(), i);
+                i
             }
-            let parsed: UsageNames = serde_json::from_str(text).map_err(|e| {
-                AppError::Internal(format!("stored usage row {}: its names: {e}", r.id))
-            })?;
-            let names = side.intern_names(&normalised(r, &parsed, line)?);
-            self.by_text.insert(text.to_owned(), (parsed, names));
-        }
-        self.by_text
-            .get(text)
+        };
+        self.parsed
+            .get(i)
             .map(|(p, n)| (p, *n))
             .ok_or_else(|| AppError::Internal("names just kept are gone".to_owned()))
     }

@@ -15,8 +15,8 @@ use tally_schema::rows::{
     AlertRow, AliasRow, AttributionRow, Batch, ClosedCharge, ClosedPeriod, ContractRow, KeyRow,
     NewAlert, NewBatch, NewClosedPeriod, NewContract, NewKey, NewOutbox, NewOwner, NewPrice,
     NewQuota, NewReject, NewRun, NewSession, NewTieout, NewToken, NewUsageRow, NewVerdict,
-    OutboxRow, OwnerRow, PriceRow, QuotaRow, Reject, RollupRow, RunCount, RunRow, StoredNames,
-    TieoutRow, TokenRow, UsageRow, VerdictRow,
+    OutboxRow, OwnerRow, PriceRow, QuotaRow, Reject, RollupRow, RunCount, RunRow, TieoutRow,
+    TokenRow, UsageRow, VerdictRow,
 };
 use tally_schema::schema::{
     alerts, api_keys, api_tokens, closed_charges, closed_periods, contracts, ingest_batches,

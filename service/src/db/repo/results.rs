@@ -9,15 +9,15 @@ use super::*;
 /// first error `each` returns.
 ///
 /// A row's names come as SQLite's one JSON array or PostgreSQL's nine
-/// columns ([`StoredNames`]), and PostgreSQL's rows are streamed.
+/// columns ([`tally_schema::rows::StoredNames`]), and PostgreSQL's rows are streamed.
 pub fn each_usage_in<E: From<DbError>>(
     conn: &mut AnyConnection,
     side: &str,
     (from_ms, to_ms): (i64, i64),
-    mut each: impl FnMut(UsageRow<StoredNames>) -> Result<(), E>,
+    mut each: impl FnMut(UsageRow) -> Result<(), E>,
 ) -> Result<(), E> {
     macro_rules! each_row {
-        ($c:expr, $names:expr, $names_type:ty, $to_stored:expr, $mode:ty) => {{
+        ($c:expr, $names:expr, $mode:ty) => {{
             let query = usage_rows::table
                 .filter(usage_rows::side.eq(side))
                 .filter(usage_rows::ts_ms.ge(from_ms))
@@ -41,10 +41,10 @@ pub fn each_usage_in<E: From<DbError>>(
                     usage_rows::failed,
                 ));
             for row in query
-                .load_iter::<UsageRow<$names_type>, $mode>($c)
+                .load_iter::<UsageRow, $mode>($c)
                 .map_err(DbError::from)?
             {
-                each(row.map_err(DbError::from)?.with_names($to_stored))?;
+                each(row.map_err(DbError::from)?)?;
             }
         }};
     }
@@ -60,8 +60,6 @@ pub fn each_usage_in<E: From<DbError>>(
                  usage_rows.route, usage_rows.team, usage_rows.service, usage_rows.env, \
                  usage_rows.tags, usage_rows.key_alias)"
             ),
-            String,
-            StoredNames::Json,
             diesel::connection::DefaultLoadingMode
         ),
         // Row by row: libpq's default holds the whole result (a slice's
@@ -81,8 +79,6 @@ pub fn each_usage_in<E: From<DbError>>(
                 usage_rows::tags,
                 usage_rows::key_alias,
             ),
-            tally_schema::rows::UsageNames,
-            StoredNames::Columns,
             diesel::pg::PgRowByRowLoadingMode
         ),
     }
