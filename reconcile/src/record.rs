@@ -587,6 +587,59 @@ impl Side {
         self.push_named(n, names)
     }
 
+    /// Past this many distinct strings, [`Side::keep_from`] interns the
+    /// kept rows' strings afresh: a side read window after window keeps
+    /// its strings between windows, and rows that each carry their own
+    /// names (tags unique to a row) must not grow them without bound.
+    pub const MAX_KEPT_STRINGS: usize = 1 << 20;
+
+    /// Drops the rows before `first` and numbers the rest from 1, as if
+    /// they had been read first: a reader that reads a stream in
+    /// overlapping windows keeps the overlap instead of reading it again.
+    /// The kept rows' ids move to a fresh arena, so the side holds no more
+    /// than its rows; the interned strings are kept, so names interned
+    /// before stay valid, unless there are more than
+    /// [`Side::MAX_KEPT_STRINGS`]: then the kept rows' strings are
+    /// interned afresh and this returns `true` (names interned before are
+    /// no longer valid). Files and rejects are cleared.
+    pub fn keep_from(&mut self, first: usize) -> bool {
+        self.keep_from_within(first, Self::MAX_KEPT_STRINGS)
+    }
+
+    /// [`Side::keep_from`] with its bound on strings given.
+    fn keep_from_within(&mut self, first: usize, max_strings: usize) -> bool {
+        let renew = self.strings.len() > max_strings;
+        let mut strings = Interner::default();
+        let mut rows = Rows::default();
+        let mut ids = IdArena::default();
+        let mut line = 0u32;
+        for r in self.rows.iter().skip(first) {
+            let mut r = *r;
+            let (a, b) = self.ids.get(r.ids);
+            // Each fitted the arena when first pushed, so it fits again.
+            r.ids = ids.push(a, b).unwrap_or_default();
+            if renew {
+                r.key = strings.intern(self.strings.get(r.key));
+                r.model = strings.intern(self.strings.get(r.model));
+                r.route = strings.intern(self.strings.get(r.route));
+            }
+            line = line.saturating_add(1);
+            r.line = line;
+            rows.push(r);
+        }
+        self.rows = rows;
+        self.ids = ids;
+        if renew {
+            self.strings = strings;
+        }
+        if let Some(raws) = &mut self.raws {
+            raws.drain(..first.min(raws.len()));
+        }
+        self.files.clear();
+        self.rejects.clear();
+        renew
+    }
+
     /// Interns a normalised row's key, models, route, labels and alias:
     /// what [`Side::push_named`] takes, so a reader that sees the same
     /// names on many rows interns them once.
@@ -785,6 +838,88 @@ mod tests {
     }
 
     use super::*;
+
+    /// A row `i` of a side read window after window: its own key, a
+    /// shared model, and ids when `i` is even.
+    fn windowed_row(key: &str, i: u32) -> Normalised<'_> {
+        Normalised {
+            line: i + 1,
+            ts_ms: i64::from(i) * 1000,
+            key,
+            model: "m",
+            served_model: "",
+            route: "chat",
+            labels: ["t", "s", "e", ""],
+            key_alias: "",
+            request_id: if i.is_multiple_of(2) { "req" } else { "" },
+            response_id: "",
+            tokens: Tokens::default(),
+            reported_cost: None,
+            stream: None,
+            cache_hit: false,
+            failed: i == 3,
+        }
+    }
+
+    #[test]
+    fn kept_rows_read_as_if_read_first_and_hold_only_their_own_ids() {
+        let keys: Vec<String> = (0..6).map(|i| format!("key-{i}")).collect();
+        let mut side = Side::new(SideKind::Gateway);
+        for (i, k) in (0u32..).zip(&keys) {
+            assert!(side.push_normalised(&windowed_row(k, i)));
+        }
+        let before: Vec<(i64, String, (String, String), u8)> = side
+            .rows
+            .iter()
+            .map(|r| {
+                let (a, b) = side.ids.get(r.ids);
+                (
+                    r.ts_ms,
+                    side.strings.get(r.key).to_owned(),
+                    (a.to_owned(), b.to_owned()),
+                    r.flags,
+                )
+            })
+            .collect();
+        let model = side.intern_names(&windowed_row("key-5", 5));
+
+        for (bound, renewed) in [(usize::MAX, false), (0, true)] {
+            let mut kept = side.clone();
+            assert_eq!(kept.keep_from_within(2, bound), renewed);
+            assert_eq!(kept.rows.len(), 4);
+            let after: Vec<_> = kept
+                .rows
+                .iter()
+                .map(|r| {
+                    let (a, b) = kept.ids.get(r.ids);
+                    (
+                        r.ts_ms,
+                        kept.strings.get(r.key).to_owned(),
+                        (a.to_owned(), b.to_owned()),
+                        r.flags,
+                    )
+                })
+                .collect();
+            assert_eq!(after, before[2..]);
+            assert_eq!(
+                kept.rows.iter().map(|r| r.line).collect::<Vec<_>>(),
+                [1, 2, 3, 4]
+            );
+            // Only the kept rows' ids are held: "req" twice.
+            assert_eq!(kept.ids.bytes.len(), 6);
+            // Kept strings leave names interned before valid; renewed ones
+            // hold only what the kept rows name.
+            if renewed {
+                assert_eq!(kept.strings.len(), 4 + 2);
+            } else {
+                let last = kept.rows[3];
+                assert_eq!(
+                    (last.key, last.model, last.route),
+                    (model.key, model.model, model.route)
+                );
+            }
+        }
+    }
 
     #[test]
     fn row_stays_compact() {
