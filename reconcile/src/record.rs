@@ -117,6 +117,20 @@ pub struct IdSpan(u64);
 pub const MAX_ID_LEN: usize = 4095;
 
 impl IdSpan {
+    /// Where the ids start in their arena; `None` when there are none.
+    fn offset(self) -> Option<usize> {
+        (self.0 != 0).then(|| self.unpack().0)
+    }
+
+    /// The same ids after their arena dropped `by` bytes before them.
+    fn moved_back(self, by: u64) -> IdSpan {
+        if self.0 == 0 {
+            self
+        } else {
+            IdSpan(self.0.saturating_sub(by << 24))
+        }
+    }
+
     /// The same ids after their arena moved `by` bytes further.
     pub fn shifted(self, by: u64) -> IdSpan {
         if self.0 == 0 {
@@ -161,6 +175,16 @@ impl IdArena {
         let l1 = u64::try_from(first.len()).ok()?;
         let l2 = u64::try_from(second.len()).ok()?;
         Some(IdSpan((off << 24) | (l1 << 12) | l2))
+    }
+
+    /// Drops the first `by` bytes, in place; `false` (and nothing
+    /// dropped) when `by` is not where an id starts or ends.
+    fn drop_front(&mut self, by: usize) -> bool {
+        if !self.bytes.is_char_boundary(by) {
+            return false;
+        }
+        self.bytes.drain(..by);
+        true
     }
 
     /// Moves another arena's bytes to the end of this one; returns the
@@ -387,6 +411,20 @@ impl Rows {
         self.chunks.iter_mut().flatten()
     }
 
+    /// Drops the first `n` rows, in place when they are one chunk (a side
+    /// pushed row by row), so the rest keep the memory already touched.
+    pub fn drop_front(&mut self, n: usize) {
+        let n = n.min(self.len);
+        if let [only] = self.chunks.as_mut_slice() {
+            only.drain(..n);
+        } else {
+            let kept: Vec<Row> = self.iter().skip(n).copied().collect();
+            self.chunks = vec![kept];
+            self.starts = vec![0];
+        }
+        self.len -= n;
+    }
+
     /// Takes another container's chunks (no copy).
     pub fn adopt(&mut self, other: Rows) {
         for c in other.chunks.into_iter().filter(|c| !c.is_empty()) {
@@ -608,7 +646,30 @@ impl Side {
 
     /// [`Side::keep_from`] with its bound on strings given.
     fn keep_from_within(&mut self, first: usize, max_strings: usize) -> bool {
+        let first = first.min(self.rows.len());
         let renew = self.strings.len() > max_strings;
+        // The kept rows' ids are the arena's bytes from the first of them
+        // on (ids are pushed in row order): dropped in place, the common
+        // case, so a window's memory is reused by the next.
+        let cut = self
+            .rows
+            .iter()
+            .skip(first)
+            .filter_map(|r| r.ids.offset())
+            .min()
+            .unwrap_or(self.ids.bytes.len());
+        if !renew && self.ids.drop_front(cut) {
+            self.rows.drop_front(first);
+            let by = u64::try_from(cut).unwrap_or(0);
+            let mut line = 0u32;
+            for r in self.rows.iter_mut() {
+                r.ids = r.ids.moved_back(by);
+                line = line.saturating_add(1);
+                r.line = line;
+            }
+            self.end_window(first);
+            return false;
+        }
         let mut strings = Interner::default();
         let mut rows = Rows::default();
         let mut ids = IdArena::default();
@@ -632,12 +693,17 @@ impl Side {
         if renew {
             self.strings = strings;
         }
+        self.end_window(first);
+        renew
+    }
+
+    /// What [`Side::keep_from`] does besides the rows.
+    fn end_window(&mut self, first: usize) {
         if let Some(raws) = &mut self.raws {
             raws.drain(..first.min(raws.len()));
         }
         self.files.clear();
         self.rejects.clear();
-        renew
     }
 
     /// Interns a normalised row's key, models, route, labels and alias:

@@ -216,7 +216,8 @@ fn judge_slice(
     settings: &EngineSettings,
     (client, gateway): (&mut Reading, &mut Reading),
     so_far: &mut SoFar,
-) -> Result<(Vec<NewVerdict>, Vec<DaySide>), AppError> {
+    (verdicts, meta): (&mut Vec<NewVerdict>, &mut Vec<DaySide>),
+) -> Result<(), AppError> {
     let SoFar {
         counts,
         attributions,
@@ -245,7 +246,7 @@ fn judge_slice(
     time.load += t0.elapsed();
     let t0 = std::time::Instant::now();
     if client_ids.is_empty() && gateway_ids.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
+        return Ok(());
     }
     let rec = reconcile(
         client,
@@ -266,12 +267,9 @@ fn judge_slice(
         }
     }
     let inside = |ts: i64| ts >= from_ms && ts < to_ms;
-    let mut verdicts = Vec::new();
     // This slice's attributions by borrowed text, so only a slice's first
     // sight of one is looked up (and copied) in the run's.
-    let mut local = HashMap::new();
-    // Each verdict's day and side, for the rollups.
-    let mut meta = Vec::new();
+    let mut local = FxHashMap::default();
     for (kind, side, ids, partner_ids) in [
         (SideKind::Client, client, client_ids, gateway_ids),
         (SideKind::Gateway, gateway, gateway_ids, client_ids),
@@ -335,7 +333,7 @@ fn judge_slice(
         offsets: rec.offsets(),
     });
     time.engine += t0.elapsed();
-    Ok((verdicts, meta))
+    Ok(())
 }
 
 /// A verdict's UTC day (ms), whether its row is the gateway's, and its
@@ -358,7 +356,7 @@ impl Attributions {
     /// (`local`), which lives no longer than the engine's output it borrows.
     fn id<'a>(
         &mut self,
-        local: &mut HashMap<Attribution<&'a str>, i64>,
+        local: &mut FxHashMap<Attribution<&'a str>, i64>,
         a: Attribution<&'a str>,
     ) -> i64 {
         if let Some(&id) = local.get(&a) {
@@ -567,6 +565,8 @@ pub fn run(
         let mut rollups = Rollups::default();
         let mut client = Reading::new(SideKind::Client, from_ms.saturating_sub(margin));
         let mut gateway = Reading::new(SideKind::Gateway, from_ms.saturating_sub(margin));
+        // Each verdict's day, side and tokens, for the rollups.
+        let (mut verdicts, mut meta) = (Vec::new(), Vec::new());
         let mut t = from_ms;
         while t < to_ms {
             // The slice ends at the side whose `slice_rows`-th row comes
@@ -577,7 +577,11 @@ pub fn run(
                     end = end.min(ts.max(t.saturating_add(1)));
                 }
             }
-            let (v, meta) = judge_slice(
+            // Kept from slice to slice: each slice's hundreds of MB of
+            // verdicts were otherwise fresh pages for the kernel to zero.
+            verdicts.clear();
+            meta.clear();
+            judge_slice(
                 conn,
                 reader.as_deref_mut(),
                 &refs,
@@ -585,10 +589,11 @@ pub fn run(
                 &settings,
                 (&mut client, &mut gateway),
                 &mut so_far,
+                (&mut verdicts, &mut meta),
             )?;
             let t0 = std::time::Instant::now();
-            rollups.add_slice(&v, &meta);
-            repo::insert_verdicts(conn, id, v)?;
+            rollups.add_slice(&verdicts, &meta);
+            repo::insert_verdicts(conn, id, &mut verdicts)?;
             so_far.time.write += t0.elapsed();
             t = end;
         }

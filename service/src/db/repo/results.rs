@@ -126,12 +126,12 @@ pub fn begin_run(conn: &mut AnyConnection, run: &NewRun<'_>) -> Result<i64, DbEr
 pub fn insert_verdicts(
     conn: &mut AnyConnection,
     run_id: i64,
-    mut verdicts: Vec<NewVerdict>,
+    verdicts: &mut [NewVerdict],
 ) -> Result<(), DbError> {
-    for v in &mut verdicts {
+    for v in verdicts.iter_mut() {
         v.run_id = run_id;
     }
-    on_backend!(conn, c => BulkInsert::insert_verdicts(c, &verdicts))?;
+    on_backend!(conn, c => BulkInsert::insert_verdicts(c, verdicts))?;
     Ok(())
 }
 
