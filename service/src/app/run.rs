@@ -214,10 +214,17 @@ fn judge_slice(
     refs: &reference::Reference,
     (from_ms, to_ms, margin): (i64, i64, i64),
     settings: &EngineSettings,
-    (client, gateway): (&mut Reading, &mut Reading),
+    slices: &mut Slices,
     so_far: &mut SoFar,
-    (verdicts, meta): (&mut Vec<NewVerdict>, &mut Vec<DaySide>),
 ) -> Result<(), AppError> {
+    let Slices {
+        client,
+        gateway,
+        verdicts,
+        meta,
+    } = slices;
+    verdicts.clear();
+    meta.clear();
     let SoFar {
         counts,
         attributions,
@@ -334,6 +341,19 @@ fn judge_slice(
     });
     time.engine += t0.elapsed();
     Ok(())
+}
+
+/// What a run carries from one slice to the next: each side's rows (the
+/// next slice's margin is read already) and the verdict buffers, whose
+/// memory a slice reuses rather than have the kernel zero fresh pages for
+/// hundreds of MB of verdicts every slice.
+struct Slices {
+    client: Reading,
+    gateway: Reading,
+    /// The slice's verdicts.
+    verdicts: Vec<NewVerdict>,
+    /// Each verdict's day, side and tokens, for the rollups.
+    meta: Vec<DaySide>,
 }
 
 /// A verdict's UTC day (ms), whether its row is the gateway's, and its
@@ -563,10 +583,12 @@ pub fn run(
         )?;
         let mut so_far = SoFar::default();
         let mut rollups = Rollups::default();
-        let mut client = Reading::new(SideKind::Client, from_ms.saturating_sub(margin));
-        let mut gateway = Reading::new(SideKind::Gateway, from_ms.saturating_sub(margin));
-        // Each verdict's day, side and tokens, for the rollups.
-        let (mut verdicts, mut meta) = (Vec::new(), Vec::new());
+        let mut slices = Slices {
+            client: Reading::new(SideKind::Client, from_ms.saturating_sub(margin)),
+            gateway: Reading::new(SideKind::Gateway, from_ms.saturating_sub(margin)),
+            verdicts: Vec::new(),
+            meta: Vec::new(),
+        };
         let mut t = from_ms;
         while t < to_ms {
             // The slice ends at the side whose `slice_rows`-th row comes
@@ -577,23 +599,18 @@ pub fn run(
                     end = end.min(ts.max(t.saturating_add(1)));
                 }
             }
-            // Kept from slice to slice: each slice's hundreds of MB of
-            // verdicts were otherwise fresh pages for the kernel to zero.
-            verdicts.clear();
-            meta.clear();
             judge_slice(
                 conn,
                 reader.as_deref_mut(),
                 &refs,
                 (t, end, margin),
                 &settings,
-                (&mut client, &mut gateway),
+                &mut slices,
                 &mut so_far,
-                (&mut verdicts, &mut meta),
             )?;
             let t0 = std::time::Instant::now();
-            rollups.add_slice(&verdicts, &meta);
-            repo::insert_verdicts(conn, id, &mut verdicts)?;
+            rollups.add_slice(&slices.verdicts, &slices.meta);
+            repo::insert_verdicts(conn, id, &mut slices.verdicts)?;
             so_far.time.write += t0.elapsed();
             t = end;
         }
