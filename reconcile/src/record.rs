@@ -934,39 +934,29 @@ mod tests {
         for (i, k) in (0u32..).zip(&keys) {
             assert!(side.push_normalised(&windowed_row(k, i)));
         }
-        let before: Vec<(i64, String, (String, String), u8)> = side
-            .rows
-            .iter()
-            .map(|r| {
-                let (a, b) = side.ids.get(r.ids);
-                (
-                    r.ts_ms,
-                    side.strings.get(r.key).to_owned(),
-                    (a.to_owned(), b.to_owned()),
-                    r.flags,
-                )
-            })
-            .collect();
+        // Each row's time, key, ids and flags, as the side reads them back.
+        let read_back = |side: &Side| -> Vec<(i64, String, (String, String), u8)> {
+            side.rows
+                .iter()
+                .map(|r| {
+                    let (a, b) = side.ids.get(r.ids);
+                    (
+                        r.ts_ms,
+                        side.strings.get(r.key).to_owned(),
+                        (a.to_owned(), b.to_owned()),
+                        r.flags,
+                    )
+                })
+                .collect()
+        };
+        let before = read_back(&side);
         let model = side.intern_names(&windowed_row("key-5", 5));
 
         for (bound, renewed) in [(usize::MAX, false), (0, true)] {
             let mut kept = side.clone();
             assert_eq!(kept.keep_from_within(2, bound), renewed);
             assert_eq!(kept.rows.len(), 4);
-            let after: Vec<_> = kept
-                .rows
-                .iter()
-                .map(|r| {
-                    let (a, b) = kept.ids.get(r.ids);
-                    (
-                        r.ts_ms,
-                        kept.strings.get(r.key).to_owned(),
-                        (a.to_owned(), b.to_owned()),
-                        r.flags,
-                    )
-                })
-                .collect();
-            assert_eq!(after, before[2..]);
+            assert_eq!(read_back(&kept), before[2..]);
             assert_eq!(
                 kept.rows.iter().map(|r| r.line).collect::<Vec<_>>(),
                 [1, 2, 3, 4]
