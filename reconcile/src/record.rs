@@ -634,8 +634,8 @@ impl Side {
     /// Drops the rows before `first` and numbers the rest from 1, as if
     /// they had been read first: a reader that reads a stream in
     /// overlapping windows keeps the overlap instead of reading it again.
-    /// The kept rows' ids move to a fresh arena, so the side holds no more
-    /// than its rows; the interned strings are kept, so names interned
+    /// The ids arena keeps only the kept rows' ids, so the side holds no
+    /// more than its rows; the interned strings are kept, so names interned
     /// before stay valid, unless there are more than
     /// [`Side::MAX_KEPT_STRINGS`]: then the kept rows' strings are
     /// interned afresh and this returns `true` (names interned before are
@@ -647,63 +647,45 @@ impl Side {
     /// [`Side::keep_from`] with its bound on strings given.
     fn keep_from_within(&mut self, first: usize, max_strings: usize) -> bool {
         let first = first.min(self.rows.len());
-        let renew = self.strings.len() > max_strings;
-        // The kept rows' ids are the arena's bytes from the first of them
-        // on (ids are pushed in row order): dropped in place, the common
-        // case, so a window's memory is reused by the next.
-        let cut = self
-            .rows
-            .iter()
-            .skip(first)
-            .filter_map(|r| r.ids.offset())
-            .min()
-            .unwrap_or(self.ids.bytes.len());
-        if !renew && self.ids.drop_front(cut) {
-            self.rows.drop_front(first);
-            let by = u64::try_from(cut).unwrap_or(0);
-            let mut line = 0u32;
-            for r in self.rows.iter_mut() {
-                r.ids = r.ids.moved_back(by);
-                line = line.saturating_add(1);
-                r.line = line;
-            }
-            self.end_window(first);
-            return false;
-        }
-        let mut strings = Interner::default();
-        let mut rows = Rows::default();
-        let mut ids = IdArena::default();
-        let mut line = 0u32;
-        for r in self.rows.iter().skip(first) {
-            let mut r = *r;
-            let (a, b) = self.ids.get(r.ids);
-            // Each fitted the arena when first pushed, so it fits again.
-            r.ids = ids.push(a, b).unwrap_or_default();
-            if renew {
-                r.key = strings.intern(self.strings.get(r.key));
-                r.model = strings.intern(self.strings.get(r.model));
-                r.route = strings.intern(self.strings.get(r.route));
-            }
-            line = line.saturating_add(1);
-            r.line = line;
-            rows.push(r);
-        }
-        self.rows = rows;
-        self.ids = ids;
-        if renew {
-            self.strings = strings;
-        }
-        self.end_window(first);
-        renew
-    }
-
-    /// What [`Side::keep_from`] does besides the rows.
-    fn end_window(&mut self, first: usize) {
+        self.rows.drop_front(first);
         if let Some(raws) = &mut self.raws {
             raws.drain(..first.min(raws.len()));
         }
         self.files.clear();
         self.rejects.clear();
+        // The kept rows' ids are the arena's bytes from the first of them
+        // on (ids are pushed in row order): dropped in place, so a window's
+        // memory is reused by the next. Were that not where an id starts,
+        // the kept ids are copied to a fresh arena instead.
+        let cut = self
+            .rows
+            .iter()
+            .filter_map(|r| r.ids.offset())
+            .min()
+            .unwrap_or(self.ids.bytes.len());
+        let old_ids = (!self.ids.drop_front(cut)).then(|| std::mem::take(&mut self.ids));
+        let renew = self.strings.len() > max_strings;
+        let old_strings = renew.then(|| std::mem::take(&mut self.strings));
+        let by = u64::try_from(cut).unwrap_or(0);
+        let mut line = 0u32;
+        for r in self.rows.iter_mut() {
+            r.ids = match &old_ids {
+                None => r.ids.moved_back(by),
+                Some(old) => {
+                    let (a, b) = old.get(r.ids);
+                    // Each fitted the arena when first pushed, so it fits again.
+                    self.ids.push(a, b).unwrap_or_default()
+                }
+            };
+            if let Some(old) = &old_strings {
+                r.key = self.strings.intern(old.get(r.key));
+                r.model = self.strings.intern(old.get(r.model));
+                r.route = self.strings.intern(old.get(r.route));
+            }
+            line = line.saturating_add(1);
+            r.line = line;
+        }
+        renew
     }
 
     /// Interns a normalised row's key, models, route, labels and alias:

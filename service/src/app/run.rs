@@ -51,7 +51,6 @@ pub struct RunOutcome {
 /// 10M rows a day, a quarter of an hour either side of each of 20 slices
 /// was half as many rows again.
 struct Reading {
-    kind: SideKind,
     side: Side,
     /// The store id of each row of `side`.
     ids: Vec<i64>,
@@ -61,13 +60,12 @@ struct Reading {
 }
 
 impl Reading {
-    fn new(kind: SideKind, from_ms: i64) -> Self {
+    fn new(kind: SideKind) -> Self {
         Self {
-            kind,
             side: Side::new(kind),
             ids: Vec::new(),
             seen: SeenNames::default(),
-            read_to: from_ms,
+            read_to: i64::MIN,
         }
     }
 
@@ -84,15 +82,11 @@ impl Reading {
         let from = self.read_to.max(lo);
         if from < hi {
             let Self {
-                kind,
-                side,
-                ids,
-                seen,
-                ..
+                side, ids, seen, ..
             } = self;
             repo::each_usage_in(
                 conn,
-                side_name(*kind),
+                side_name(side.kind),
                 (from, hi),
                 |r| -> Result<(), AppError> {
                     // The row's place in (time, id) order is its ordinal: ties
@@ -584,8 +578,8 @@ pub fn run(
         let mut so_far = SoFar::default();
         let mut rollups = Rollups::default();
         let mut slices = Slices {
-            client: Reading::new(SideKind::Client, from_ms.saturating_sub(margin)),
-            gateway: Reading::new(SideKind::Gateway, from_ms.saturating_sub(margin)),
+            client: Reading::new(SideKind::Client),
+            gateway: Reading::new(SideKind::Gateway),
             verdicts: Vec::new(),
             meta: Vec::new(),
         };
