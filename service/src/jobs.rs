@@ -104,13 +104,14 @@ pub fn run_job(
                 // (diesel's pool discards a connection dropped while
                 // panicking), and with it any day lock it held.
                 let mut day_lock = pool.get().context("store connection for the day locks")?;
-                // A reader beside the run's connection when the pool has one
-                // to spare, never waiting for it (see `app::run::run`).
-                let mut reader = pool.try_get();
+                // Readers beside the run's connection when the pool has them
+                // to spare, never waiting for them (see `app::run::run`).
+                let mut spare = crate::db::spare_readers(pool, 2);
+                let mut readers: Vec<_> = spare.iter_mut().map(|c| &mut **c).collect();
                 let t = follow_up::reconcile_trailing(
                     &mut day_lock,
                     &mut conn,
-                    reader.as_deref_mut(),
+                    &mut readers,
                     settings,
                     clock,
                     tick.timestamp_millis(),

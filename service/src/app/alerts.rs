@@ -1252,7 +1252,8 @@ mod tests {
         settings.alerts.platform_contact = "platform@example.com".to_owned();
         let clock = || Ok(DAY.1 + 3_600_000);
         let now = DateTime::from_timestamp_millis(DAY.1 + 3_600_000).unwrap();
-        let o = crate::app::run::run(&mut c, None, DAY, 10_000, Default::default(), clock).unwrap();
+        let o =
+            crate::app::run::run(&mut c, &mut [], DAY, 10_000, Default::default(), clock).unwrap();
         let first = raise_for_run(&mut c, &settings, o.run.id, DAY, now).unwrap();
         // The leaked key and the day's data-quality checks.
         assert!(first.fired >= 2, "{first:?}");

@@ -745,7 +745,7 @@ mod tests {
         let run_day = |c: &mut AnyConnection| {
             run(
                 c,
-                None,
+                &mut [],
                 DAY,
                 DEFAULT_SLICE_ROWS,
                 EngineSettings::default(),

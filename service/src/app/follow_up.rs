@@ -83,14 +83,14 @@ pub fn after_ingest(conn: &mut AnyConnection, settings: &Settings, now: DateTime
 /// Returns the run and what its alerts and the quotas did.
 pub fn run_and_alert(
     conn: &mut AnyConnection,
-    reader: Option<&mut AnyConnection>,
+    readers: &mut [&mut AnyConnection],
     config: &Settings,
     window: (i64, i64),
     slice_rows: i64,
     engine: tally_reconcile::report::EngineSettings,
     clock: Clock,
 ) -> Result<(super::run::RunOutcome, FollowUp), AppError> {
-    let o = super::run::run(conn, reader, window, slice_rows, engine, clock)?;
+    let o = super::run::run(conn, readers, window, slice_rows, engine, clock)?;
     let now = utc_of(clock()?)?;
     let said = after_run(conn, config, o.run.id, window, now);
     Ok((o, said))
@@ -125,7 +125,7 @@ const DAY_LEASE_MS: i64 = 3_600_000;
 pub fn reconcile_trailing(
     lock: &mut AnyConnection,
     conn: &mut AnyConnection,
-    mut reader: Option<&mut AnyConnection>,
+    readers: &mut [&mut AnyConnection],
     settings: &Settings,
     clock: Clock,
     tick: i64,
@@ -157,15 +157,7 @@ pub fn reconcile_trailing(
             day += DAY_MS;
             continue;
         }
-        let ran = reconcile_day(
-            conn,
-            reader.as_deref_mut(),
-            settings,
-            clock,
-            window,
-            tick_at,
-            date,
-        );
+        let ran = reconcile_day(conn, &mut *readers, settings, clock, window, tick_at, date);
         repo::unlock_job(lock, &name, holder)?;
         match ran? {
             true => done.ran += 1,
@@ -180,7 +172,7 @@ pub fn reconcile_trailing(
 /// it started at or after `tick` already.
 fn reconcile_day(
     conn: &mut AnyConnection,
-    reader: Option<&mut AnyConnection>,
+    readers: &mut [&mut AnyConnection],
     settings: &Settings,
     clock: Clock,
     window: (i64, i64),
@@ -195,7 +187,7 @@ fn reconcile_day(
     let engine = super::reconcile::settings(None, None, None)?;
     let (o, _) = run_and_alert(
         conn,
-        reader,
+        readers,
         settings,
         window,
         super::run::DEFAULT_SLICE_ROWS,

@@ -906,7 +906,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut c = fixture_store(dir.path());
         let clock = || Ok(DAY.1 + 3_600_000);
-        crate::app::run::run(&mut c, None, DAY, 10_000, Default::default(), clock).unwrap();
+        crate::app::run::run(&mut c, &mut [], DAY, 10_000, Default::default(), clock).unwrap();
         let now = DateTime::from_timestamp_millis(DAY.0 + 20 * 3_600_000).unwrap();
         let spec = QuotaSpec {
             name: "support-day".to_owned(),

@@ -337,6 +337,12 @@ fn judge_slice(
     Ok(())
 }
 
+/// Where a run hands a slice's verdicts: written on the connection given
+/// (the one the client's rows are read on, when it is the run's own), or
+/// passed to a thread that writes them.
+type WriteSlice<'a> =
+    dyn FnMut(&mut AnyConnection, &mut Vec<NewVerdict>) -> Result<(), AppError> + 'a;
+
 /// What a run carries from one slice to the next: each side's rows (the
 /// next slice's margin is read already) and the verdict buffers, whose
 /// memory a slice reuses rather than have the kernel zero fresh pages for
@@ -522,24 +528,34 @@ pub struct Timings {
     pub write: std::time::Duration,
     /// Committing the run.
     pub commit: std::time::Duration,
+    /// Writing verdicts on their own thread while the next slice was
+    /// read (a run with two readers): `write` is then only the time the
+    /// reading side waited for it.
+    pub written_beside: Option<std::time::Duration>,
 }
 
 /// Runs the engine over `[from_ms, to_ms)`, slice by slice, and stores the
 /// run, its verdicts and counts in one transaction.
 ///
-/// `reader`, a second connection to the same store, reads the gateway's
-/// rows while `conn` reads the client's. It sees what `conn` sees: on
-/// SQLite `conn` holds the store's one write lock from the run's first
-/// insert, so nothing can commit in between; on PostgreSQL each statement
-/// reads what is committed when it starts, on either connection. Without
-/// one (an in-memory store, a pool with none to spare) the sides are read
-/// one after the other.
+/// `readers` are other connections to the same store, to read on beside
+/// `conn`, which writes:
+/// - none (an in-memory store, a pool with none to spare): `conn` reads
+///   the sides one after the other and writes each slice's verdicts;
+/// - one: it reads the gateway's rows while `conn` reads the client's;
+/// - two: they read the client's and the gateway's rows of a slice while
+///   `conn` writes the verdicts of the slice before.
+///
+/// Readers see what `conn` sees: on SQLite `conn` holds the store's one
+/// write lock from the run's first insert, so nothing can commit in
+/// between (and a run changes no usage row); on PostgreSQL each statement
+/// reads what is committed when it starts, on any connection. The
+/// verdicts are the same whichever way the run is read and written.
 ///
 /// `now` reads the wall clock (the run's start and end times); the engine
 /// never reads a clock.
 pub fn run(
     conn: &mut AnyConnection,
-    mut reader: Option<&mut AnyConnection>,
+    readers: &mut [&mut AnyConnection],
     (from_ms, to_ms): (i64, i64),
     slice_rows: i64,
     settings: EngineSettings,
@@ -583,30 +599,86 @@ pub fn run(
             verdicts: Vec::new(),
             meta: Vec::new(),
         };
-        let mut t = from_ms;
-        while t < to_ms {
-            // The slice ends at the side whose `slice_rows`-th row comes
-            // first; rows sharing one millisecond stay in one slice.
-            let mut end = to_ms;
-            for side in [SideKind::Client, SideKind::Gateway] {
-                if let Some(ts) = repo::nth_ts(conn, side_name(side), (t, to_ms), slice_rows)? {
-                    end = end.min(ts.max(t.saturating_add(1)));
+        // Judges the window slice by slice, reading the client's rows on
+        // the first connection it is given and the gateway's on the second
+        // (or the first), and handing each slice's verdicts to `write`.
+        let mut judge_all = |client_conn: &mut AnyConnection,
+                             mut gateway_conn: Option<&mut AnyConnection>,
+                             write: &mut WriteSlice<'_>|
+         -> Result<(), AppError> {
+            let mut t = from_ms;
+            while t < to_ms {
+                // The slice ends at the side whose `slice_rows`-th row comes
+                // first; rows sharing one millisecond stay in one slice.
+                let mut end = to_ms;
+                for side in [SideKind::Client, SideKind::Gateway] {
+                    if let Some(ts) =
+                        repo::nth_ts(client_conn, side_name(side), (t, to_ms), slice_rows)?
+                    {
+                        end = end.min(ts.max(t.saturating_add(1)));
+                    }
                 }
+                judge_slice(
+                    client_conn,
+                    gateway_conn.as_deref_mut(),
+                    &refs,
+                    (t, end, margin),
+                    &settings,
+                    &mut slices,
+                    &mut so_far,
+                )?;
+                let t0 = std::time::Instant::now();
+                rollups.add_slice(&slices.verdicts, &slices.meta);
+                write(client_conn, &mut slices.verdicts)?;
+                so_far.time.write += t0.elapsed();
+                t = end;
             }
-            judge_slice(
-                conn,
-                reader.as_deref_mut(),
-                &refs,
-                (t, end, margin),
-                &settings,
-                &mut slices,
-                &mut so_far,
-            )?;
-            let t0 = std::time::Instant::now();
-            rollups.add_slice(&slices.verdicts, &slices.meta);
-            repo::insert_verdicts(conn, id, &mut slices.verdicts)?;
-            so_far.time.write += t0.elapsed();
-            t = end;
+            Ok(())
+        };
+        let mut beside = None;
+        match readers {
+            // Two readers: the sides are read on them while `conn` writes
+            // the slice before. A run's CPU is about half reading and a
+            // third writing, and one writing thread left a core idle for
+            // all of the write.
+            [client_conn, gateway_conn, ..] => std::thread::scope(|s| {
+                let conn = &mut *conn;
+                // A rendezvous: the writer holds one slice's verdicts, the
+                // reading side the next one's, never more.
+                let (to_writer, slices_in) = std::sync::mpsc::sync_channel::<Vec<NewVerdict>>(0);
+                let (spent, spent_back) = std::sync::mpsc::channel::<Vec<NewVerdict>>();
+                let writer = s.spawn(move || -> Result<std::time::Duration, AppError> {
+                    let mut busy = std::time::Duration::ZERO;
+                    for mut verdicts in slices_in {
+                        let t0 = std::time::Instant::now();
+                        repo::insert_verdicts(conn, id, &mut verdicts)?;
+                        busy += t0.elapsed();
+                        verdicts.clear();
+                        // Its memory back for a later slice; the reading
+                        // side may have stopped already.
+                        let _ = spent.send(verdicts);
+                    }
+                    Ok(busy)
+                });
+                let judged = judge_all(client_conn, Some(&mut **gateway_conn), &mut |_, v| {
+                    let next = spent_back.try_recv().unwrap_or_default();
+                    to_writer
+                        .send(std::mem::replace(v, next))
+                        .map_err(|_| AppError::Internal("the verdict writer stopped".to_owned()))
+                });
+                // No more slices: the writer ends.
+                drop(to_writer);
+                let written = writer
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                // The writer's error first: it is why a send failed.
+                beside = Some(written?);
+                judged
+            })?,
+            [gateway_conn] => judge_all(conn, Some(&mut **gateway_conn), &mut |c, v| {
+                Ok(repo::insert_verdicts(c, id, v)?)
+            })?,
+            [] => judge_all(conn, None, &mut |c, v| Ok(repo::insert_verdicts(c, id, v)?))?,
         }
         let SoFar {
             counts,
@@ -614,6 +686,7 @@ pub fn run(
             offsets,
             mut time,
         } = so_far;
+        time.written_beside = beside;
         let t0 = std::time::Instant::now();
         let attributions = attributions.into_rows();
         repo::insert_rollups(conn, &rollups.rows(id, &attributions)?)?;
@@ -786,7 +859,7 @@ mod tests {
         let clock = || Ok(DAY.1 + 3_600_000);
         let first = run(
             &mut c,
-            None,
+            &mut [],
             DAY,
             DEFAULT_SLICE_ROWS,
             EngineSettings::default(),
@@ -810,7 +883,7 @@ mod tests {
         // supersedes the old one, which stays as history.
         let again = run(
             &mut c,
-            None,
+            &mut [],
             DAY,
             DEFAULT_SLICE_ROWS,
             EngineSettings::default(),
@@ -822,7 +895,7 @@ mod tests {
         // A window the wrong way round is the caller's mistake.
         let e = run(
             &mut c,
-            None,
+            &mut [],
             (DAY.1, DAY.0),
             10,
             EngineSettings::default(),
@@ -856,41 +929,107 @@ mod tests {
     }
 
     #[test]
-    fn reading_the_gateway_beside_the_client_stores_the_same_run() {
+    fn a_write_failing_beside_the_reading_stores_nothing_and_frees_the_store() {
+        use diesel::connection::SimpleConnection;
         let dir = tempfile::tempdir().unwrap();
         let mut c = fixture_store(dir.path());
         let url = format!("sqlite://{}", dir.path().join("tally.db").display());
-        let mut reader = crate::db::second_reader(&url).unwrap();
-        assert!(reader.is_some(), "a file store has a second reader");
+        let mut spare = crate::db::readers(&url, 2).unwrap();
         let clock = || Ok(DAY.1 + 3_600_000);
-        // Slices of 40 rows: several reads on each connection.
-        let alone = run(&mut c, None, DAY, 40, EngineSettings::default(), clock).unwrap();
-        let alone_stored = stored(&mut c, &alone).unwrap();
-        let beside = run(
+        // The third slice's verdicts fail as a full disk would.
+        raw_sqlite(&mut c)
+            .batch_execute(
+                "CREATE TRIGGER fail_third BEFORE INSERT ON verdicts \
+             WHEN (SELECT count(*) FROM verdicts) >= 80 \
+             BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
+            )
+            .unwrap();
+        let mut readers: Vec<_> = spare.iter_mut().collect();
+        let e = run(
             &mut c,
-            reader.as_mut(),
+            &mut readers,
+            DAY,
+            40,
+            EngineSettings::default(),
+            clock,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("disk is full"), "{e}");
+        // Nothing of the run is kept, and the connection is out of its
+        // transaction: the next run (the failure gone) stores the day.
+        assert!(repo::runs(&mut c).unwrap().is_empty());
+        raw_sqlite(&mut c)
+            .batch_execute("DROP TRIGGER fail_third")
+            .unwrap();
+        let mut readers: Vec<_> = spare.iter_mut().collect();
+        let o = run(
+            &mut c,
+            &mut readers,
             DAY,
             40,
             EngineSettings::default(),
             clock,
         )
         .unwrap();
-        assert_eq!(beside.superseded, [alone.run.id]);
-        assert_eq!(counts(&beside), counts(&alone));
-        let beside_stored = stored(&mut c, &beside).unwrap();
-        // Every row of the day has its verdict, with whom it is charged to.
-        assert_eq!(
-            beside_stored.0.len(),
-            usize::try_from(beside.run.client_rows + beside.run.gateway_rows).unwrap()
-        );
-        assert!(beside_stored.0.iter().any(|v| !v.team.is_empty()));
-        assert_eq!(beside_stored, alone_stored);
+        assert_eq!(repo::runs(&mut c).unwrap().len(), 1);
+        assert!(o.run.client_rows > 80);
+    }
+
+    fn raw_sqlite(c: &mut AnyConnection) -> &mut diesel::SqliteConnection {
+        match c {
+            AnyConnection::Sqlite(raw) => raw,
+            #[cfg_attr(
+                not(feature = "postgres"),
+                expect(unreachable_patterns, reason = "built with SQLite alone")
+            )]
+            _ => unreachable!("the fixture store is SQLite"),
+        }
+    }
+
+    #[test]
+    fn reading_and_writing_on_several_connections_stores_the_same_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = fixture_store(dir.path());
+        let url = format!("sqlite://{}", dir.path().join("tally.db").display());
+        let mut spare = crate::db::readers(&url, 2).unwrap();
+        assert_eq!(spare.len(), 2, "a file store has readers");
+        let clock = || Ok(DAY.1 + 3_600_000);
+        // Slices of 40 rows: several reads on each connection, and several
+        // slices written while the next is read.
+        let alone = run(&mut c, &mut [], DAY, 40, EngineSettings::default(), clock).unwrap();
+        assert!(alone.timings.written_beside.is_none());
+        let alone_stored = stored(&mut c, &alone).unwrap();
+        let mut previous = alone.run.id;
+        for n in [1, 2] {
+            let mut readers: Vec<_> = spare.iter_mut().take(n).collect();
+            let beside = run(
+                &mut c,
+                &mut readers,
+                DAY,
+                40,
+                EngineSettings::default(),
+                clock,
+            )
+            .unwrap();
+            assert_eq!(beside.timings.written_beside.is_some(), n == 2);
+            assert_eq!(beside.superseded, [previous], "{n} readers");
+            previous = beside.run.id;
+            assert_eq!(counts(&beside), counts(&alone), "{n} readers");
+            let beside_stored = stored(&mut c, &beside).unwrap();
+            // Every row of the day has its verdict, with whom it is charged to.
+            assert_eq!(
+                beside_stored.0.len(),
+                usize::try_from(beside.run.client_rows + beside.run.gateway_rows).unwrap()
+            );
+            assert!(beside_stored.0.iter().any(|v| !v.team.is_empty()));
+            assert_eq!(beside_stored, alone_stored, "{n} readers");
+        }
         // An in-memory store has no second reader: another connection would
         // open another, empty, store.
         assert!(
-            crate::db::second_reader("sqlite://:memory:")
+            crate::db::readers("sqlite://:memory:", 2)
                 .unwrap()
-                .is_none()
+                .is_empty()
         );
     }
 }

@@ -1187,12 +1187,13 @@ fn run_window(args: &RunArgs) -> Result<ExitCode> {
         args.cost_tolerance_abs.as_deref(),
     )?;
     let (config, mut conn) = args.store.open_with_settings()?;
-    let mut reader = crate::db::second_reader(config.database.url.expose())?;
+    let mut spare = crate::db::readers(config.database.url.expose(), 2)?;
+    let mut readers: Vec<_> = spare.iter_mut().collect();
     // Alerts and quotas as the server would (recipients and links
     // from the same configuration); messages wait in the outbox.
     let (o, alerts) = app::follow_up::run_and_alert(
         &mut conn,
-        reader.as_mut(),
+        &mut readers,
         &config,
         (from, to),
         args.slice_rows,

@@ -11,8 +11,11 @@ use tally_schema::enums::StoredName;
 
 /// `--timings`: where the run's time went, one line.
 pub fn describe_timings(t: &Timings) -> String {
+    let beside = t.written_beside.map_or(String::new(), |b| {
+        format!(" (verdicts written beside reading: {} ms)", b.as_millis())
+    });
     format!(
-        "timing run: load {} ms, engine {} ms, write verdicts {} ms, commit {} ms\n",
+        "timing run: load {} ms, engine {} ms, write verdicts {} ms, commit {} ms{beside}\n",
         t.load.as_millis(),
         t.engine.as_millis(),
         t.write.as_millis(),

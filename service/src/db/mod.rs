@@ -161,15 +161,34 @@ pub fn backend_of(url: &str) -> Result<(Backend, &str), DbError> {
     Ok((Backend::Sqlite, url))
 }
 
-/// A second connection to the store at `url`, to read beside one that
-/// writes (a run reads the gateway's rows on it), or `None` where a second
-/// connection would open another store: an in-memory SQLite database.
-pub fn second_reader(url: &str) -> Result<Option<AnyConnection>, DbError> {
+/// `n` more connections to the store at `url`, to read on beside one that
+/// writes (a run reads its rows on them), or none where another connection
+/// would open another store: an in-memory SQLite database.
+pub fn readers(url: &str, n: usize) -> Result<Vec<AnyConnection>, DbError> {
     let (backend, target) = backend_of(url)?;
     if backend == Backend::Sqlite && (target == ":memory:" || target.contains("mode=memory")) {
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    connect(url).map(Some)
+    (0..n).map(|_| connect(url)).collect()
+}
+
+/// Connections a request may hold besides its own while it never takes
+/// the pool's last idle ones.
+const LEFT_FOR_OTHERS: u32 = 2;
+
+/// Up to `want` connections from the pool to read on beside one that
+/// writes (see [`readers`]), taken only while more than two stay idle for
+/// other requests, and never waited for: a run goes on with fewer rather
+/// than hold anyone up.
+pub fn spare_readers(pool: &Pool, want: usize) -> Vec<diesel::r2d2::PooledConnection<Manager>> {
+    let mut taken = Vec::new();
+    while taken.len() < want && pool.state().idle_connections > LEFT_FOR_OTHERS {
+        match pool.try_get() {
+            Some(c) => taken.push(c),
+            None => break,
+        }
+    }
+    taken
 }
 
 /// Opens a connection for `url`. SQLite connections get their pragmas:

@@ -237,13 +237,14 @@ impl State {
         let pool = self.pool.clone();
         self.db(move |c| {
             let slice = crate::app::run::DEFAULT_SLICE_ROWS;
-            // A second connection only if one is idle now: a run never
-            // waits for one, so it never holds up other requests.
-            let mut reader = pool.try_get();
+            // Readers only if idle now, leaving some for others: a run
+            // never waits for one, so it never holds up other requests.
+            let mut spare = crate::db::spare_readers(&pool, 2);
+            let mut readers: Vec<_> = spare.iter_mut().map(|c| &mut **c).collect();
             // The store out of reach is 503, a bad window 422, the rest 500.
             Ok(crate::app::follow_up::run_and_alert(
                 c,
-                reader.as_deref_mut(),
+                &mut readers,
                 &config,
                 window,
                 slice,
