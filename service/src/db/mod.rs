@@ -465,4 +465,24 @@ mod tests {
             .to_string();
         assert!(e.contains("libpq") && !e.contains("hunter2"), "{e}");
     }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn a_run_takes_spare_readers_only_while_two_stay_idle_for_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("tally.db").display());
+        let pool = pool(&url, 5).unwrap();
+        let first = spare_readers(&pool, 2);
+        assert_eq!(first.len(), 2);
+        // 3 idle: one more may go, and then 2 stay.
+        let second = spare_readers(&pool, 2);
+        assert_eq!(second.len(), 1);
+        assert!(spare_readers(&pool, 2).is_empty());
+        assert_eq!(pool.state().idle_connections, 2);
+        drop(first);
+        assert_eq!(spare_readers(&pool, 1).len(), 1);
+        // A small pool lends none: the run reads on its own connection.
+        let small = super::pool(&url, 2).unwrap();
+        assert!(spare_readers(&small, 2).is_empty());
+    }
 }
