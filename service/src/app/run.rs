@@ -638,9 +638,8 @@ pub fn run(
         let mut beside = None;
         match readers {
             // Two readers: the sides are read on them while `conn` writes
-            // the slice before. A run's CPU is about half reading and a
-            // third writing, and one writing thread left a core idle for
-            // all of the write.
+            // the slice before. Writing was a third of a run's time, on one
+            // thread, with the other core idle.
             [client_conn, gateway_conn, ..] => std::thread::scope(|s| {
                 let conn = &mut *conn;
                 // A rendezvous: the writer holds one slice's verdicts, the
@@ -661,10 +660,15 @@ pub fn run(
                     Ok(busy)
                 });
                 let judged = judge_all(client_conn, Some(&mut **gateway_conn), &mut |_, v| {
-                    let next = spent_back.try_recv().unwrap_or_default();
                     to_writer
-                        .send(std::mem::replace(v, next))
-                        .map_err(|_| AppError::Internal("the verdict writer stopped".to_owned()))
+                        .send(std::mem::take(v))
+                        .map_err(|_| AppError::Internal("the verdict writer stopped".to_owned()))?;
+                    // Taken, the writer is done with the slice before, whose
+                    // buffer is back: two buffers, whatever the window.
+                    if let Ok(spent) = spent_back.try_recv() {
+                        *v = spent;
+                    }
+                    Ok(())
                 });
                 // No more slices: the writer ends.
                 drop(to_writer);
