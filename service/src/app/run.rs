@@ -939,44 +939,36 @@ mod tests {
         let mut c = fixture_store(dir.path());
         let url = format!("sqlite://{}", dir.path().join("tally.db").display());
         let mut spare = crate::db::readers(&url, 2).unwrap();
-        let clock = || Ok(DAY.1 + 3_600_000);
-        // The third slice's verdicts fail as a full disk would.
+        // Verdicts past the 80th fail as a full disk would: a slice after
+        // the first, written on the writer's thread.
         raw_sqlite(&mut c)
             .batch_execute(
-                "CREATE TRIGGER fail_third BEFORE INSERT ON verdicts \
-             WHEN (SELECT count(*) FROM verdicts) >= 80 \
-             BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
+                "CREATE TRIGGER fail_later BEFORE INSERT ON verdicts \
+                 WHEN (SELECT count(*) FROM verdicts) >= 80 \
+                 BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
             )
             .unwrap();
-        let mut readers: Vec<_> = spare.iter_mut().collect();
-        let e = run(
-            &mut c,
-            &mut readers,
-            DAY,
-            40,
-            EngineSettings::default(),
-            clock,
-        )
-        .unwrap_err();
+        let e = in_slices_of_40(&mut c, spare.iter_mut().collect()).unwrap_err();
         assert!(e.to_string().contains("disk is full"), "{e}");
         // Nothing of the run is kept, and the connection is out of its
         // transaction: the next run (the failure gone) stores the day.
         assert!(repo::runs(&mut c).unwrap().is_empty());
         raw_sqlite(&mut c)
-            .batch_execute("DROP TRIGGER fail_third")
+            .batch_execute("DROP TRIGGER fail_later")
             .unwrap();
-        let mut readers: Vec<_> = spare.iter_mut().collect();
-        let o = run(
-            &mut c,
-            &mut readers,
-            DAY,
-            40,
-            EngineSettings::default(),
-            clock,
-        )
-        .unwrap();
+        let o = in_slices_of_40(&mut c, spare.iter_mut().collect()).unwrap();
         assert_eq!(repo::runs(&mut c).unwrap().len(), 1);
         assert!(o.run.client_rows > 80);
+    }
+
+    /// The fixture day in slices of 40 rows (several reads on each
+    /// connection, several slices written while the next is read).
+    fn in_slices_of_40(
+        c: &mut AnyConnection,
+        mut readers: Vec<&mut AnyConnection>,
+    ) -> Result<RunOutcome, AppError> {
+        let clock = || Ok(DAY.1 + 3_600_000);
+        run(c, &mut readers, DAY, 40, EngineSettings::default(), clock)
     }
 
     fn raw_sqlite(c: &mut AnyConnection) -> &mut diesel::SqliteConnection {
@@ -997,24 +989,14 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("tally.db").display());
         let mut spare = crate::db::readers(&url, 2).unwrap();
         assert_eq!(spare.len(), 2, "a file store has readers");
-        let clock = || Ok(DAY.1 + 3_600_000);
         // Slices of 40 rows: several reads on each connection, and several
         // slices written while the next is read.
-        let alone = run(&mut c, &mut [], DAY, 40, EngineSettings::default(), clock).unwrap();
+        let alone = in_slices_of_40(&mut c, Vec::new()).unwrap();
         assert!(alone.timings.written_beside.is_none());
         let alone_stored = stored(&mut c, &alone).unwrap();
         let mut previous = alone.run.id;
         for n in [1, 2] {
-            let mut readers: Vec<_> = spare.iter_mut().take(n).collect();
-            let beside = run(
-                &mut c,
-                &mut readers,
-                DAY,
-                40,
-                EngineSettings::default(),
-                clock,
-            )
-            .unwrap();
+            let beside = in_slices_of_40(&mut c, spare.iter_mut().take(n).collect()).unwrap();
             assert_eq!(beside.timings.written_beside.is_some(), n == 2);
             assert_eq!(beside.superseded, [previous], "{n} readers");
             previous = beside.run.id;
