@@ -935,10 +935,7 @@ mod tests {
     #[test]
     fn a_write_failing_beside_the_reading_stores_nothing_and_frees_the_store() {
         use diesel::connection::SimpleConnection;
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = fixture_store(dir.path());
-        let url = format!("sqlite://{}", dir.path().join("tally.db").display());
-        let mut spare = crate::db::readers(&url, 2).unwrap();
+        let (_dir, mut c, mut spare) = store_with_readers();
         // Verdicts past the 80th fail as a full disk would: a slice after
         // the first, written on the writer's thread.
         raw_sqlite(&mut c)
@@ -959,6 +956,16 @@ mod tests {
         let o = in_slices_of_40(&mut c, spare.iter_mut().collect()).unwrap();
         assert_eq!(repo::runs(&mut c).unwrap().len(), 1);
         assert!(o.run.client_rows > 80);
+    }
+
+    /// The fixture store in a file, and two more connections to it.
+    fn store_with_readers() -> (tempfile::TempDir, AnyConnection, Vec<AnyConnection>) {
+        let dir = tempfile::tempdir().unwrap();
+        let c = fixture_store(dir.path());
+        let url = format!("sqlite://{}", dir.path().join("tally.db").display());
+        let spare = crate::db::readers(&url, 2).unwrap();
+        assert_eq!(spare.len(), 2, "a file store has readers");
+        (dir, c, spare)
     }
 
     /// The fixture day in slices of 40 rows (several reads on each
@@ -984,11 +991,7 @@ mod tests {
 
     #[test]
     fn reading_and_writing_on_several_connections_stores_the_same_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = fixture_store(dir.path());
-        let url = format!("sqlite://{}", dir.path().join("tally.db").display());
-        let mut spare = crate::db::readers(&url, 2).unwrap();
-        assert_eq!(spare.len(), 2, "a file store has readers");
+        let (_dir, mut c, mut spare) = store_with_readers();
         // Slices of 40 rows: several reads on each connection, and several
         // slices written while the next is read.
         let alone = in_slices_of_40(&mut c, Vec::new()).unwrap();
