@@ -959,6 +959,10 @@ mod tests {
     }
 
     /// The fixture store in a file, and two more connections to it.
+    #[expect(
+        clippy::unwrap_used,
+        reason = "test support: a store that cannot open is a failed test"
+    )]
     fn store_with_readers() -> (tempfile::TempDir, AnyConnection, Vec<AnyConnection>) {
         let dir = tempfile::tempdir().unwrap();
         let c = fixture_store(dir.path());
