@@ -106,7 +106,7 @@ pub fn run_job(
                 let mut day_lock = pool.get().context("store connection for the day locks")?;
                 // Readers beside the run's connection when the pool has them
                 // to spare, never waiting for them (see `app::run::run`).
-                let mut spare = crate::db::spare_readers(pool, 2);
+                let mut spare = crate::db::spare_readers(pool, crate::app::run::READERS);
                 let mut readers: Vec<_> = spare.iter_mut().map(|c| &mut **c).collect();
                 let t = follow_up::reconcile_trailing(
                     &mut day_lock,

@@ -176,6 +176,9 @@ impl SeenNames {
     }
 }
 
+/// The most readers a run uses beside its own connection: one per side.
+pub const READERS: usize = 2;
+
 /// Default rows per side in one slice of a run: memory stays bounded by a
 /// slice's rows (plus its margins) whatever the window. Slices are cut by
 /// row count, not by time, so a quiet period is one slice and its clock
@@ -537,8 +540,8 @@ pub struct Timings {
 /// Runs the engine over `[from_ms, to_ms)`, slice by slice, and stores the
 /// run, its verdicts and counts in one transaction.
 ///
-/// `readers` are other connections to the same store, to read on beside
-/// `conn`, which writes:
+/// `readers` are other connections to the same store (at most
+/// [`READERS`] are used), to read on beside `conn`, which writes:
 /// - none (an in-memory store, a pool with none to spare): `conn` reads
 ///   the sides one after the other and writes each slice's verdicts;
 /// - one: it reads the gateway's rows while `conn` reads the client's;
@@ -635,12 +638,11 @@ pub fn run(
             }
             Ok(())
         };
-        let mut beside = None;
-        match readers {
+        let beside = match readers {
             // Two readers: the sides are read on them while `conn` writes
             // the slice before. Writing was a third of a run's time, on one
             // thread, with the other core idle.
-            [client_conn, gateway_conn, ..] => std::thread::scope(|s| {
+            [client_conn, gateway_conn, ..] => Some(std::thread::scope(|s| {
                 let conn = &mut *conn;
                 // A rendezvous: the writer holds one slice's verdicts, the
                 // reading side the next one's, never more.
@@ -676,14 +678,18 @@ pub fn run(
                     .join()
                     .unwrap_or_else(|p| std::panic::resume_unwind(p));
                 // The writer's error first: it is why a send failed.
-                beside = Some(written?);
-                judged
-            })?,
-            [gateway_conn] => judge_all(conn, Some(&mut **gateway_conn), &mut |c, v| {
-                Ok(repo::insert_verdicts(c, id, v)?)
-            })?,
-            [] => judge_all(conn, None, &mut |c, v| Ok(repo::insert_verdicts(c, id, v)?))?,
-        }
+                let busy = written?;
+                judged.map(|()| busy)
+            })?),
+            // One reader or none: `conn` reads the rest and writes in turn.
+            _ => {
+                let gateway_conn = readers.first_mut().map(|g| &mut **g);
+                judge_all(conn, gateway_conn, &mut |c, v| {
+                    Ok(repo::insert_verdicts(c, id, v)?)
+                })?;
+                None
+            }
+        };
         let SoFar {
             counts,
             attributions,

@@ -1187,7 +1187,7 @@ fn run_window(args: &RunArgs) -> Result<ExitCode> {
         args.cost_tolerance_abs.as_deref(),
     )?;
     let (config, mut conn) = args.store.open_with_settings()?;
-    let mut spare = crate::db::readers(config.database.url.expose(), 2)?;
+    let mut spare = crate::db::readers(config.database.url.expose(), app::run::READERS)?;
     let mut readers: Vec<_> = spare.iter_mut().collect();
     // Alerts and quotas as the server would (recipients and links
     // from the same configuration); messages wait in the outbox.

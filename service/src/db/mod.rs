@@ -172,14 +172,14 @@ pub fn readers(url: &str, n: usize) -> Result<Vec<AnyConnection>, DbError> {
     (0..n).map(|_| connect(url)).collect()
 }
 
-/// Connections a request may hold besides its own while it never takes
-/// the pool's last idle ones.
+/// Idle connections [`spare_readers`] leaves in the pool for other
+/// requests.
 const LEFT_FOR_OTHERS: u32 = 2;
 
 /// Up to `want` connections from the pool to read on beside one that
-/// writes (see [`readers`]), taken only while more than two stay idle for
-/// other requests, and never waited for: a run goes on with fewer rather
-/// than hold anyone up.
+/// writes (see [`readers`]), taken only while more than
+/// [`LEFT_FOR_OTHERS`] stay idle, and never waited for: a run goes on with
+/// fewer rather than hold anyone up.
 pub fn spare_readers(pool: &Pool, want: usize) -> Vec<diesel::r2d2::PooledConnection<Manager>> {
     let mut taken = Vec::new();
     while taken.len() < want && pool.state().idle_connections > LEFT_FOR_OTHERS {

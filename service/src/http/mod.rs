@@ -239,7 +239,7 @@ impl State {
             let slice = crate::app::run::DEFAULT_SLICE_ROWS;
             // Readers only if idle now, leaving some for others: a run
             // never waits for one, so it never holds up other requests.
-            let mut spare = crate::db::spare_readers(&pool, 2);
+            let mut spare = crate::db::spare_readers(&pool, crate::app::run::READERS);
             let mut readers: Vec<_> = spare.iter_mut().map(|c| &mut **c).collect();
             // The store out of reach is 503, a bad window 422, the rest 500.
             Ok(crate::app::follow_up::run_and_alert(
