@@ -177,8 +177,8 @@ pub fn readers(url: &str, n: usize) -> Result<Vec<AnyConnection>, DbError> {
 const LEFT_FOR_OTHERS: u32 = 2;
 
 /// Up to `want` connections from the pool to read on beside one that
-/// writes (see [`readers`]), taken only while more than
-/// [`LEFT_FOR_OTHERS`] stay idle, and never waited for: a run goes on with
+/// writes (see [`readers`]), taken only while more than two stay idle
+/// for other requests, and never waited for: a run goes on with
 /// fewer rather than hold anyone up.
 pub fn spare_readers(pool: &Pool, want: usize) -> Vec<diesel::r2d2::PooledConnection<Manager>> {
     let mut taken = Vec::new();
