@@ -32,6 +32,11 @@ pub fn after_run(
     window: (i64, i64),
     now: DateTime<Utc>,
 ) -> FollowUp {
+    // Before the alerts read the run: stale statistics can make that read
+    // take minutes. A failure only costs time, so it does not stop them.
+    if let Err(e) = repo::refresh_run_statistics(conn) {
+        tracing::warn!(run_id, error = %e, "refreshing the store's statistics failed");
+    }
     let alerts = match alerts::raise_for_run(conn, settings, run_id, window, now) {
         Ok(a) => {
             tracing::info!(
