@@ -964,6 +964,48 @@ fn a_runs_own_verdicts_are_listed_by_class_in_time_order() {
     }
 }
 
+/// The day's data-quality checks, on both backends: the fixture day has
+/// one streamed client call logged without usage (`chatcmpl-sup014`,
+/// paired with its gateway row) and no gateway row billed at zero.
+#[test]
+fn a_run_finds_the_streamed_calls_its_client_logged_without_usage() {
+    let sup014 = chrono::DateTime::parse_from_rfc3339("2026-11-20T13:22:00.003Z")
+        .unwrap()
+        .timestamp_millis();
+    let day = (
+        sup014 - sup014.rem_euclid(86_400_000),
+        sup014 - sup014.rem_euclid(86_400_000) + 86_400_000,
+    );
+    for s in stores() {
+        load_fixture_day(&s);
+        run_day(&s, "2026-11-20", "2026-11-21");
+        let mut c = db::open(&s.url, false).unwrap();
+        let run = repo::runs(&mut c).unwrap()[0].id;
+        assert_eq!(
+            repo::streamed_without_usage(&mut c, run, day).unwrap(),
+            vec![sup014],
+            "{}",
+            s.backend
+        );
+        // Only the rows that run paired count, and only inside the window.
+        assert!(
+            repo::streamed_without_usage(&mut c, run + 1, day)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            repo::streamed_without_usage(&mut c, run, (day.0, sup014))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            repo::billed_at_zero_cost(&mut c, day).unwrap().is_empty(),
+            "{}",
+            s.backend
+        );
+    }
+}
+
 /// Issue 21: after a 10M-row day's run on PostgreSQL, the run's alerts
 /// read its 49,095 unattributed rows in 3.0 s instead of milliseconds. The
 /// planner's statistics had seen only earlier runs (all among the most

@@ -165,12 +165,17 @@ pub fn insert_attributions(
 /// Autovacuum re-analyzes only after a tenth of the table has changed,
 /// and the alerts read the run the moment it is stored. The table holds a
 /// few thousand rows a run, so this samples at most 30,000 of them.
+///
+/// It waits at most five seconds for the table's lock (another replica's
+/// ANALYZE, a vacuum that cannot be cancelled), then gives up with an error.
 pub fn refresh_run_statistics(conn: &mut AnyConnection) -> Result<(), DbError> {
     match conn {
         #[cfg(feature = "postgres")]
         AnyConnection::Postgresql(c) => {
             use diesel::connection::SimpleConnection;
-            c.batch_execute("ANALYZE run_attributions")?;
+            c.transaction(|c| {
+                c.batch_execute("SET LOCAL lock_timeout = '5s'; ANALYZE run_attributions")
+            })?;
         }
         #[cfg(feature = "sqlite")]
         AnyConnection::Sqlite(_) => {}
