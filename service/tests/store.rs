@@ -237,7 +237,11 @@ fn run_day(s: &Store, from: &str, to: &str) -> String {
     );
     // --timings says where the time went, on stderr, apart from the counts.
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("timing run: load "), "{}: {err}", s.backend);
+    assert!(
+        err.contains("timing run: load ") && err.contains(", then alerts and quotas "),
+        "{}: {err}",
+        s.backend
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 

@@ -95,9 +95,11 @@ pub fn run_and_alert(
     engine: tally_reconcile::report::EngineSettings,
     clock: Clock,
 ) -> Result<(super::run::RunOutcome, FollowUp), AppError> {
-    let o = super::run::run(conn, readers, window, slice_rows, engine, clock)?;
+    let mut o = super::run::run(conn, readers, window, slice_rows, engine, clock)?;
     let now = utc_of(clock()?)?;
+    let t0 = std::time::Instant::now();
     let said = after_run(conn, config, o.run.id, window, now);
+    o.timings.follow_up = Some(t0.elapsed());
     Ok((o, said))
 }
 

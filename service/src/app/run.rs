@@ -535,6 +535,8 @@ pub struct Timings {
     /// read (a run with two readers): `write` is then only the time the
     /// reading side waited for it.
     pub written_beside: Option<std::time::Duration>,
+    /// The run's alerts and the quotas, after the commit (when they ran).
+    pub follow_up: Option<std::time::Duration>,
 }
 
 /// Runs the engine over `[from_ms, to_ms)`, slice by slice, and stores the

@@ -14,8 +14,11 @@ pub fn describe_timings(t: &Timings) -> String {
     let beside = t.written_beside.map_or(String::new(), |b| {
         format!(" (verdicts written beside reading: {} ms)", b.as_millis())
     });
+    let follow_up = t.follow_up.map_or(String::new(), |f| {
+        format!(", then alerts and quotas {} ms", f.as_millis())
+    });
     format!(
-        "timing run: load {} ms, engine {} ms, write verdicts {} ms, commit {} ms{beside}\n",
+        "timing run: load {} ms, engine {} ms, write verdicts {} ms, commit {} ms{beside}{follow_up}\n",
         t.load.as_millis(),
         t.engine.as_millis(),
         t.write.as_millis(),
