@@ -674,14 +674,17 @@ pub fn run(
                     }
                     Ok(())
                 });
-                // No more slices: the writer ends.
+                // No more slices: the writer ends. Waiting for it to write
+                // the last slice is waiting on the write like any other.
                 drop(to_writer);
+                let t0 = std::time::Instant::now();
                 let written = writer
                     .join()
                     .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                let last = t0.elapsed();
                 // The writer's error first: it is why a send failed.
                 let busy = written?;
-                judged.map(|()| busy)
+                judged.map(|()| (busy, last))
             })?),
             // One reader or none: `conn` reads the rest and writes in turn.
             _ => {
@@ -698,7 +701,10 @@ pub fn run(
             offsets,
             mut time,
         } = so_far;
-        time.written_beside = beside;
+        if let Some((busy, last)) = beside {
+            time.written_beside = Some(busy);
+            time.write += last;
+        }
         let t0 = std::time::Instant::now();
         let attributions = attributions.into_rows();
         repo::insert_rollups(conn, &rollups.rows(id, &attributions)?)?;
