@@ -276,11 +276,11 @@ pub fn billed_at_zero_cost(
 /// `run_id`.
 ///
 /// Two steps, the candidates by their partial index and then their
-/// verdicts by primary key, not one join: joined, PostgreSQL could start
-/// from the run's verdicts whenever its statistics had not yet seen the
-/// run (estimated at one row), and then probed the usage row of every one
-/// of them. After a 10M-row day that made a run's alerts take 230 s
-/// instead of well under one. No statistics change this plan.
+/// verdicts by primary key, not one join: joined, PostgreSQL statistics
+/// that had not yet seen the run (one verdict estimated for it) gave both
+/// join orders the same cost, and starting from the run's verdicts walked
+/// all 19.8M of a 10M-row day's, probing the partial index for each:
+/// 9.85 s against milliseconds. No statistics change this plan.
 pub fn streamed_without_usage(
     conn: &mut AnyConnection,
     run_id: i64,
@@ -298,8 +298,8 @@ pub fn streamed_without_usage(
         .select((usage_rows::id, usage_rows::ts_ms))
         .load(conn)?;
     let mut times = Vec::new();
-    // Under SQLite's bound-parameter limit, with room for the rest.
-    for chunk in candidates.chunks(10_000) {
+    // Ids per lookup as rows per insert: well under both bind limits.
+    for chunk in candidates.chunks(CHUNK) {
         let ids: Vec<i64> = chunk.iter().map(|&(id, _)| id).collect();
         let paired: std::collections::HashSet<i64> = verdicts::table
             .filter(verdicts::run_id.eq(run_id))

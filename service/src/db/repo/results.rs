@@ -158,10 +158,11 @@ pub fn insert_attributions(
 /// Every read of verdicts joins a run's attributions on `(run_id,
 /// attribution_id)`. Statistics taken while the table held no run, or only
 /// runs that are all among its most common values (its first hundred),
-/// estimate one attribution for any newer run. The planner then scans all
-/// of the run's attributions for every verdict instead of probing the one
-/// it needs: the run alerts' read of a 10M-row day's 49,095 unattributed
-/// rows took 3.0 s against 1,200 attributions, and grows with both.
+/// estimate one attribution for any newer run, and the planner then joins
+/// them without probing: the run alerts' read of a 10M-row day's 49,095
+/// unattributed rows took 3.0 s scanning all 1,200 attributions for every
+/// verdict, and 151.2 s scanning the verdicts for every attribution
+/// (0.25 s planned right).
 /// Autovacuum re-analyzes only after a tenth of the table has changed,
 /// and the alerts read the run the moment it is stored. The table holds a
 /// few thousand rows a run, so this samples at most 30,000 of them.
